@@ -1,0 +1,86 @@
+//! The data layer: OHLCV bars in, windowed training datasets out.
+//!
+//! Three build stages live on top of this module (see `graph`):
+//! `ingest` (a source -> [`Bars`]), `features` ([`Bars`] -> [`FeatureTable`]) and
+//! `dataset` ([`FeatureTable`]s -> [`Dataset`]). Every function here is pure: the same
+//! inputs give bit-identical outputs, so their results can be cached by content.
+
+/// One symbol's bars, oldest first, timestamps unique.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bars {
+    /// Seconds since the Unix epoch (UTC; a date-only row is midnight).
+    pub timestamps: Vec<i64>,
+    pub open: Vec<f64>,
+    pub high: Vec<f64>,
+    pub low: Vec<f64>,
+    /// The adjusted close when the source had one (and O/H/L scaled to match).
+    pub close: Vec<f64>,
+    /// 0 when the source has no volume.
+    pub volume: Vec<f64>,
+}
+
+/// Selected features of one symbol, warm-up rows already dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureTable {
+    pub symbol: String,
+    /// Feature names in column order (as selected in the config).
+    pub names: Vec<String>,
+    /// One per row.
+    pub timestamps: Vec<i64>,
+    /// The (adjusted) close of each row: labels are computed from it, never from features.
+    pub close: Vec<f64>,
+    /// Row-major `[rows, names.len()]`.
+    pub values: Vec<f64>,
+}
+
+/// What the `dataset` stage reads from the config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetParams {
+    pub sequence_length: usize,
+    pub prediction_horizon: usize,
+    pub action_threshold: f64,
+    /// Shares of each symbol's rows: train, val, test (sum to 1).
+    pub split: [f64; 3],
+    /// Express price-level features relative to the window's last close.
+    pub relative_prices: bool,
+}
+
+/// One split's windows. `n` windows of `sequence_length` rows and `k` features.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Split {
+    pub n: usize,
+    /// `[n, sequence_length, k]`, z-scored with train statistics.
+    pub x: Vec<f32>,
+    /// `[n, prediction_horizon]`: r[h] = C[t+h] / C[t] - 1 from raw closes.
+    pub y: Vec<f32>,
+    /// `[n]`: 0 buy, 1 hold, 2 sell.
+    pub action: Vec<u8>,
+    /// `[n]`: index into `Dataset::symbols`.
+    pub symbol: Vec<u32>,
+    /// `[n]`: timestamp of the window's last bar t.
+    pub timestamp: Vec<i64>,
+}
+
+/// The output of the `dataset` stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    pub symbols: Vec<String>,
+    pub feature_names: Vec<String>,
+    pub sequence_length: usize,
+    pub prediction_horizon: usize,
+    /// Typical spacing of bars in seconds (median), for annualising metrics.
+    pub bar_seconds: i64,
+    /// Per-feature normalisation fitted on the train split.
+    pub norm_mean: Vec<f64>,
+    pub norm_std: Vec<f64>,
+    pub train: Split,
+    pub val: Split,
+    pub test: Split,
+}
+
+impl Dataset {
+    /// Features per time step.
+    pub fn num_features(&self) -> usize {
+        self.feature_names.len()
+    }
+}

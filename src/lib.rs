@@ -1,0 +1,4 @@
+//! hft: train stock-forecasting models the way a build system builds software.
+//! See ARCHITECTURE.md for the map.
+
+pub mod data;
