@@ -1,0 +1,695 @@
+//! Experiment files: typed schema, the one place defaults live, validation with positions,
+//! and the canonical form that stage keys are computed from.
+//!
+//! Loading goes: YAML text -> located tree (`located`) -> JSON value -> typed [`Experiment`]
+//! (serde, every field defaulted) -> range checks. Every error names the file, line, column
+//! and key path. The canonical form of a section is its typed value serialised with sorted
+//! keys, so comments, key order, number spelling (`1e-3` vs `0.001`) and formatting never
+//! change a key.
+
+pub mod located;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use located::{LocationMap, Pos};
+
+/// Largest experiment file we read: configs are hand-written, anything bigger is a mistake.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// A config problem, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub pos: Pos,
+    /// Dotted key path (`data.split.train`); empty for whole-file problems.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: ",
+            self.file.display(),
+            self.pos.line,
+            self.pos.column
+        )?;
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// One experiment, every value resolved (defaults filled in).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Experiment {
+    /// Unique among the experiments of a build. Default: the file name without extension.
+    pub name: String,
+    /// Free text; read by no stage.
+    pub description: String,
+    /// Seeds model initialisation, dropout and shuffling. Default 42.
+    pub seed: u64,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub optimizer: OptimizerConfig,
+    pub training: TrainingConfig,
+    pub evaluation: EvaluationConfig,
+}
+
+impl Default for Experiment {
+    fn default() -> Self {
+        Experiment {
+            name: String::new(),
+            description: String::new(),
+            seed: 42,
+            data: DataConfig::default(),
+            model: ModelConfig::default(),
+            optimizer: OptimizerConfig::default(),
+            training: TrainingConfig::default(),
+            evaluation: EvaluationConfig::default(),
+        }
+    }
+}
+
+/// Where bars come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// CSV files `SYMBOL.csv` under `data.path`.
+    Local,
+    /// Seeded generated bars (`data.synthetic`): runs anywhere with no data.
+    Synthetic,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Default `local`.
+    pub source: SourceKind,
+    /// Folder of `SYMBOL.csv` files, relative to the directory hft runs in.
+    /// Default `trainingdata/`.
+    pub path: String,
+    /// Default `[SYNTH]`.
+    pub symbols: Vec<String>,
+    pub synthetic: SyntheticConfig,
+    /// Feature names (see `hft features` / features.md). Default: [`default_features`].
+    pub features: Vec<String>,
+    /// Bars per input window. Default 30.
+    pub sequence_length: usize,
+    /// Future returns predicted per window. Default 5.
+    pub prediction_horizon: usize,
+    /// |r1| above this is buy/sell, else hold. Default 0.01.
+    pub action_threshold: f64,
+    pub split: SplitConfig,
+    /// Express price-level features relative to each window's last close. Default true.
+    pub relative_prices: bool,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            source: SourceKind::Local,
+            path: "trainingdata/".to_string(),
+            symbols: vec!["SYNTH".to_string()],
+            synthetic: SyntheticConfig::default(),
+            features: default_features(),
+            sequence_length: 30,
+            prediction_horizon: 5,
+            action_threshold: 0.01,
+            split: SplitConfig::default(),
+            relative_prices: true,
+        }
+    }
+}
+
+/// The feature set used when `data.features` is not given.
+pub fn default_features() -> Vec<String> {
+    [
+        "close",
+        "volume",
+        "log_return",
+        "price_change_5",
+        "ma_20",
+        "ema_10",
+        "rsi_14",
+        "macd",
+        "macd_signal",
+        "bb_position",
+        "bb_width",
+        "high_low_ratio",
+        "volume_ratio",
+        "volatility",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyntheticConfig {
+    /// Bars per symbol. Default 1500.
+    pub bars: usize,
+    /// Generator seed (each symbol mixes in its name). Default 7. Separate from the
+    /// experiment seed so that changing the model seed does not regenerate data.
+    pub seed: u64,
+    /// First close. Default 100.
+    pub start_price: f64,
+    /// Spacing of bars in seconds; 86400 gives weekday daily bars. Default 86400.
+    pub bar_seconds: i64,
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        SyntheticConfig {
+            bars: 1500,
+            seed: 7,
+            start_price: 100.0,
+            bar_seconds: 86_400,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SplitConfig {
+    /// Shares of each symbol's bars, in time order. Defaults 0.7 / 0.15 / 0.15.
+    pub train: f64,
+    pub val: f64,
+    pub test: f64,
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        SplitConfig {
+            train: 0.7,
+            val: 0.15,
+            test: 0.15,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Registry name: `mlp`, `lstm`, `transformer`. Default `lstm`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Width of hidden layers / model dimension. Default 64.
+    pub hidden_size: usize,
+    /// Stacked layers. Default 2.
+    pub num_layers: usize,
+    /// Default 0.1.
+    pub dropout: f64,
+    /// Attention heads (transformer). Default 4.
+    pub num_heads: usize,
+    /// Feed-forward width (transformer). Default: 4 * hidden_size.
+    pub ff_size: Option<usize>,
+    /// How the transformer summarises the sequence: `last` or `mean`. Default `last`.
+    pub pooling: Pooling,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            kind: "lstm".to_string(),
+            hidden_size: 64,
+            num_layers: 2,
+            dropout: 0.1,
+            num_heads: 4,
+            ff_size: None,
+            pooling: Pooling::Last,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    Last,
+    Mean,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimizerConfig {
+    /// Registry name. Default `adamw`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Peak learning rate. Default 1e-3.
+    pub lr: f64,
+    /// Decoupled weight decay (not applied to biases and norms). Default 0.01.
+    pub weight_decay: f64,
+    /// Default [0.9, 0.999].
+    pub betas: [f64; 2],
+    /// Default 1e-8.
+    pub eps: f64,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig {
+            kind: "adamw".to_string(),
+            lr: 1e-3,
+            weight_decay: 0.01,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingConfig {
+    /// Passes over the train windows. Default 10.
+    pub epochs: usize,
+    /// Stop after this many optimizer steps, if set (overrides `epochs`).
+    pub max_steps: Option<usize>,
+    /// Default 32.
+    pub batch_size: usize,
+    /// Linear warm-up steps before cosine decay. Default 50.
+    pub warmup_steps: usize,
+    /// The cosine schedule decays to lr * min_lr_ratio. Default 0.1.
+    pub min_lr_ratio: f64,
+    /// Clip gradients to this global norm; 0 disables. Default 1.0.
+    pub grad_clip: f64,
+    /// Cross-entropy label smoothing on the action head. Default 0.1.
+    pub label_smoothing: f64,
+    /// Weight of the price MSE beside the action cross-entropy. Default 0.5.
+    pub price_weight: f64,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        TrainingConfig {
+            epochs: 10,
+            max_steps: None,
+            batch_size: 32,
+            warmup_steps: 50,
+            min_lr_ratio: 0.1,
+            grad_clip: 1.0,
+            label_smoothing: 0.1,
+            price_weight: 0.5,
+        }
+    }
+}
+
+/// Which head drives the backtest position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    /// argmax of the action head: buy +1, hold 0, sell -1.
+    Action,
+    /// sign of the predicted next return.
+    Price,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvaluationConfig {
+    /// Cost per unit of position change, in basis points. Default 5.
+    pub cost_bps: f64,
+    /// Default `action`.
+    pub signal: Signal,
+}
+
+impl Default for EvaluationConfig {
+    fn default() -> Self {
+        EvaluationConfig {
+            cost_bps: 5.0,
+            signal: Signal::Action,
+        }
+    }
+}
+
+/// A parsed experiment and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedExperiment {
+    pub file: PathBuf,
+    pub experiment: Experiment,
+}
+
+/// Reads and validates one experiment file.
+pub fn load_file(path: &Path) -> Result<LoadedExperiment, ConfigError> {
+    let whole_file = |message: String| ConfigError {
+        file: path.to_path_buf(),
+        pos: Pos { line: 1, column: 1 },
+        key: String::new(),
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| whole_file(format!("cannot read: {e}")))?;
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(whole_file(format!(
+            "file is {} bytes; experiment files are limited to {MAX_CONFIG_BYTES}",
+            meta.len()
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| whole_file(format!("cannot read: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        whole_file(format!(
+            "not UTF-8 (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let experiment = parse_str(path, &text, &stem)?;
+    Ok(LoadedExperiment {
+        file: path.to_path_buf(),
+        experiment,
+    })
+}
+
+/// Parses experiment text; `default_name` is used when the file sets no `name`.
+pub fn parse_str(file: &Path, text: &str, default_name: &str) -> Result<Experiment, ConfigError> {
+    let err = |pos: Pos, key: &str, message: String| ConfigError {
+        file: file.to_path_buf(),
+        pos,
+        key: key.to_string(),
+        message,
+    };
+    let node = located::parse(text).map_err(|(pos, msg)| err(pos, "", msg))?;
+    let mut locations = LocationMap::default();
+    let mut json = node.to_json(&mut locations);
+    if json.is_null() {
+        // An empty file is an experiment made of defaults.
+        json = serde_json::Value::Object(Default::default());
+    }
+    if !json.is_object() {
+        return Err(err(
+            node.pos,
+            "",
+            "an experiment file must be a mapping of keys (name, data, model, ...)".to_string(),
+        ));
+    }
+    let mut experiment: Experiment = serde_path_to_error::deserialize(json).map_err(|e| {
+        let path = json_path(e.path());
+        let message = explain_serde_error(&e.inner().to_string());
+        err(locations.find(&path), &path, message)
+    })?;
+    if experiment.name.is_empty() {
+        experiment.name = default_name.to_string();
+    }
+    if let Err((key, message)) = validate(&experiment) {
+        return Err(err(locations.find(&key), &key, message));
+    }
+    Ok(experiment)
+}
+
+/// Renders serde_path_to_error's path as `data.split[0].train`.
+fn json_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// Adds "did you mean" to serde's unknown-field / unknown-variant messages.
+fn explain_serde_error(message: &str) -> String {
+    let is_unknown = message.starts_with("unknown field") || message.starts_with("unknown variant");
+    if !is_unknown {
+        return message.to_string();
+    }
+    let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+    match quoted.split_first() {
+        Some((given, expected)) => match did_you_mean(given, expected.iter().copied()) {
+            Some(best) => format!("{message}; did you mean `{best}`?"),
+            None => message.to_string(),
+        },
+        None => message.to_string(),
+    }
+}
+
+/// The closest candidate to `given`, if any is close enough to be a plausible typo.
+pub fn did_you_mean<'a>(given: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (strsim::damerau_levenshtein(given, c), c))
+        .filter(|(d, c)| *d <= (c.len().max(given.len()) / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Range and consistency checks. Returns the offending key path and message.
+pub fn validate(e: &Experiment) -> Result<(), (String, String)> {
+    fn fail<T>(key: &str, message: impl Into<String>) -> Result<T, (String, String)> {
+        Err((key.to_string(), message.into()))
+    }
+    let d = &e.data;
+    if d.symbols.is_empty() {
+        return fail("data.symbols", "needs at least one symbol");
+    }
+    for (i, s) in d.symbols.iter().enumerate() {
+        let ok = !s.is_empty()
+            && s.len() <= 32
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '^' | '='));
+        if !ok {
+            return fail(
+                &format!("data.symbols[{i}]"),
+                format!("`{s}` is not a symbol (letters, digits and . - _ ^ =, at most 32)"),
+            );
+        }
+        if d.symbols[..i].contains(s) {
+            return fail(&format!("data.symbols[{i}]"), format!("`{s}` is listed twice"));
+        }
+    }
+    if d.features.is_empty() {
+        return fail("data.features", "needs at least one feature");
+    }
+    for (i, f) in d.features.iter().enumerate() {
+        if crate::data::features::lookback(f).is_none() {
+            let all = crate::data::features::ALL_FEATURES;
+            let hint = match did_you_mean(f, all.iter().copied()) {
+                Some(best) => format!("; did you mean `{best}`?"),
+                None => format!("; known features: {}", all.join(", ")),
+            };
+            return fail(
+                &format!("data.features[{i}]"),
+                format!("unknown feature `{f}`{hint}"),
+            );
+        }
+        if d.features[..i].contains(f) {
+            return fail(&format!("data.features[{i}]"), format!("`{f}` is listed twice"));
+        }
+    }
+    if d.sequence_length == 0 {
+        return fail("data.sequence_length", "must be at least 1");
+    }
+    if d.prediction_horizon == 0 {
+        return fail("data.prediction_horizon", "must be at least 1");
+    }
+    if !(d.action_threshold.is_finite() && d.action_threshold >= 0.0) {
+        return fail("data.action_threshold", "must be a finite number >= 0");
+    }
+    let s = &d.split;
+    for (key, v) in [("train", s.train), ("val", s.val), ("test", s.test)] {
+        if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+            return fail(
+                &format!("data.split.{key}"),
+                format!("must be a share between 0 and 1 (got {v})"),
+            );
+        }
+    }
+    if s.train <= 0.0 {
+        return fail("data.split.train", "must be above 0");
+    }
+    let sum = s.train + s.val + s.test;
+    if (sum - 1.0).abs() > 1e-9 {
+        return fail(
+            "data.split",
+            format!("train + val + test must sum to 1 (got {sum})"),
+        );
+    }
+    let syn = &d.synthetic;
+    if d.source == SourceKind::Synthetic {
+        if syn.bars < 10 {
+            return fail("data.synthetic.bars", "must be at least 10");
+        }
+        if syn.bars > 50_000_000 {
+            return fail("data.synthetic.bars", "must be at most 50000000");
+        }
+    }
+    if !(syn.start_price.is_finite() && syn.start_price > 0.0) {
+        return fail("data.synthetic.start_price", "must be a positive number");
+    }
+    if syn.bar_seconds <= 0 {
+        return fail("data.synthetic.bar_seconds", "must be positive");
+    }
+
+    let m = &e.model;
+    let models = crate::model::MODEL_NAMES;
+    if !models.contains(&m.kind.as_str()) {
+        return fail("model.type", unknown_name("model type", &m.kind, models));
+    }
+    if m.hidden_size == 0 {
+        return fail("model.hidden_size", "must be at least 1");
+    }
+    if m.num_layers == 0 {
+        return fail("model.num_layers", "must be at least 1");
+    }
+    if !(0.0..1.0).contains(&m.dropout) {
+        return fail("model.dropout", format!("must be in [0, 1) (got {})", m.dropout));
+    }
+    if m.num_heads == 0 || m.hidden_size % m.num_heads != 0 {
+        return fail(
+            "model.num_heads",
+            format!(
+                "must divide hidden_size ({} is not a multiple of {})",
+                m.hidden_size, m.num_heads
+            ),
+        );
+    }
+    if m.ff_size == Some(0) {
+        return fail("model.ff_size", "must be at least 1");
+    }
+
+    let o = &e.optimizer;
+    let optimizers = crate::optim::OPTIMIZER_NAMES;
+    if !optimizers.contains(&o.kind.as_str()) {
+        return fail("optimizer.type", unknown_name("optimizer", &o.kind, optimizers));
+    }
+    if !(o.lr.is_finite() && o.lr > 0.0) {
+        return fail("optimizer.lr", format!("must be positive (got {})", o.lr));
+    }
+    if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+        return fail("optimizer.weight_decay", "must be >= 0");
+    }
+    for (i, b) in o.betas.iter().enumerate() {
+        if !(0.0..1.0).contains(b) {
+            return fail(&format!("optimizer.betas[{i}]"), "must be in [0, 1)");
+        }
+    }
+    if !(o.eps.is_finite() && o.eps > 0.0) {
+        return fail("optimizer.eps", "must be positive");
+    }
+
+    let t = &e.training;
+    if t.epochs == 0 && t.max_steps.is_none() {
+        return fail("training.epochs", "must be at least 1 (or set max_steps)");
+    }
+    if t.max_steps == Some(0) {
+        return fail("training.max_steps", "must be at least 1");
+    }
+    if t.batch_size == 0 {
+        return fail("training.batch_size", "must be at least 1");
+    }
+    if !(t.min_lr_ratio.is_finite() && (0.0..=1.0).contains(&t.min_lr_ratio)) {
+        return fail("training.min_lr_ratio", "must be in [0, 1]");
+    }
+    if !(t.grad_clip.is_finite() && t.grad_clip >= 0.0) {
+        return fail("training.grad_clip", "must be >= 0 (0 disables clipping)");
+    }
+    if !(0.0..1.0).contains(&t.label_smoothing) {
+        return fail("training.label_smoothing", "must be in [0, 1)");
+    }
+    if !(t.price_weight.is_finite() && t.price_weight >= 0.0) {
+        return fail("training.price_weight", "must be >= 0");
+    }
+    if !(e.evaluation.cost_bps.is_finite() && e.evaluation.cost_bps >= 0.0) {
+        return fail("evaluation.cost_bps", "must be >= 0");
+    }
+    Ok(())
+}
+
+fn unknown_name(what: &str, given: &str, known: &[&str]) -> String {
+    match did_you_mean(given, known.iter().copied()) {
+        Some(best) => format!("unknown {what} `{given}`; did you mean `{best}`?"),
+        None => format!("unknown {what} `{given}`; known: {}", known.join(", ")),
+    }
+}
+
+/// Canonical bytes of a serialisable value: JSON with object keys sorted at every level and
+/// numbers in serde_json's shortest round-trip form. Stage keys hash exactly these bytes.
+pub fn canonical_json<T: Serialize>(value: &T) -> String {
+    fn sort(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<(String, serde_json::Value)> = map.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sort(v))).collect())
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.into_iter().map(sort).collect())
+            }
+            other => other,
+        }
+    }
+    // Serialising our own config types cannot fail: they hold no maps with non-string keys
+    // and no non-finite floats (validation rejects those).
+    let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+    sort(value).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Experiment, ConfigError> {
+        parse_str(Path::new("exp.yaml"), text, "exp")
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults_named_after_the_file() {
+        let e = parse("").unwrap();
+        assert_eq!(e.name, "exp");
+        assert_eq!(e.data, DataConfig::default());
+    }
+
+    #[test]
+    fn unknown_key_suggests_the_closest() {
+        let err = parse("optimizer:\n  type: adamw\n  lrr: 0.1\n").unwrap_err();
+        assert_eq!(err.key, "optimizer.lrr");
+        assert_eq!(err.pos.line, 3);
+        assert!(err.message.contains("did you mean `lr`"), "{}", err.message);
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_key() {
+        let err = parse("data:\n  sequence_length: ten\n").unwrap_err();
+        assert_eq!(err.key, "data.sequence_length");
+        assert_eq!((err.pos.line, err.pos.column), (2, 3));
+    }
+
+    #[test]
+    fn splits_must_sum_to_one() {
+        let err = parse("data:\n  split: {train: 0.5, val: 0.2, test: 0.2}\n").unwrap_err();
+        assert_eq!(err.key, "data.split");
+        assert_eq!(err.pos.line, 2);
+        assert!(err.message.contains("sum to 1"));
+    }
+
+    #[test]
+    fn unknown_feature_is_rejected_with_suggestion() {
+        let err = parse("data:\n  features: [close, rsi14]\n").unwrap_err();
+        assert_eq!(err.key, "data.features[1]");
+        assert!(err.message.contains("did you mean `rsi_14`"), "{}", err.message);
+    }
+
+    #[test]
+    fn canonical_form_ignores_order_comments_and_number_spelling() {
+        let a = parse("# c\nseed: 1\noptimizer: {lr: 0.001, type: adamw}\n").unwrap();
+        let b = parse("optimizer:\n  type: adamw   # same\n  lr: 1e-3\nseed: 1\n").unwrap();
+        assert_eq!(canonical_json(&a), canonical_json(&b));
+    }
+}
