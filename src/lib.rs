@@ -1,7 +1,11 @@
 //! hft: train stock-forecasting models the way a build system builds software.
 //! See ARCHITECTURE.md for the map.
 
+pub mod cli;
 pub mod config;
 pub mod data;
+pub mod graph;
 pub mod model;
 pub mod optim;
+pub mod report;
+pub mod store;

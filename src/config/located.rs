@@ -34,12 +34,12 @@ pub enum NodeValue {
     Float(f64),
     Str(String),
     Seq(Vec<Node>),
-    /// Keys in file order; duplicates are rejected while parsing.
+    /// Keys in file order; the parser rejects duplicate keys.
     Map(Vec<(String, Node)>),
 }
 
 /// Key path -> position of that value in the file.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LocationMap(BTreeMap<String, Pos>);
 
 impl LocationMap {
@@ -52,7 +52,13 @@ impl LocationMap {
             }
             match p.rfind(['.', '[']) {
                 Some(i) => p = &p[..i],
-                None => return self.0.get("").copied().unwrap_or(Pos { line: 1, column: 1 }),
+                None => {
+                    return self
+                        .0
+                        .get("")
+                        .copied()
+                        .unwrap_or(Pos { line: 1, column: 1 });
+                }
             }
         }
     }
@@ -196,14 +202,7 @@ impl<'de> Visitor<'de> for TreeVisitor {
         let mut entries: Vec<(String, Node)> = Vec::new();
         while let Some(key) = map.next_key::<Spanned<KeyString>>()? {
             let value: Spanned<Tree> = map.next_value()?;
-            let name = key.value.0;
-            if entries.iter().any(|(k, _)| *k == name) {
-                return Err(de::Error::custom(format!(
-                    "duplicate key `{name}` at line {}",
-                    key.referenced.line()
-                )));
-            }
-            entries.push((name, value.value.0.with_pos(pos_of(&key.referenced))));
+            entries.push((key.value.0, value.value.0.with_pos(pos_of(&key.referenced))));
         }
         Ok(leaf(NodeValue::Map(entries)))
     }
@@ -242,12 +241,17 @@ mod tests {
         assert_eq!(json["data"]["split"]["train"], 0.7);
         assert_eq!(locs.find("data.split.train").line, 4);
         assert_eq!(locs.find("data.symbols[1]").line, 5);
-        assert_eq!(locs.find("data.split.val").line, 3, "falls back to the parent");
+        assert_eq!(
+            locs.find("data.split.val").line,
+            3,
+            "falls back to the parent"
+        );
     }
 
     #[test]
     fn duplicate_keys_are_errors() {
         let err = parse("a: 1\na: 2\n").unwrap_err();
-        assert!(err.1.contains("duplicate key `a`"), "{}", err.1);
+        assert!(err.1.contains("duplicate mapping key: a"), "{}", err.1);
+        assert_eq!(err.0.line, 2);
     }
 }

@@ -330,15 +330,8 @@ impl Default for EvaluationConfig {
     }
 }
 
-/// A parsed experiment and where it came from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoadedExperiment {
-    pub file: PathBuf,
-    pub experiment: Experiment,
-}
-
-/// Reads and validates one experiment file.
-pub fn load_file(path: &Path) -> Result<LoadedExperiment, ConfigError> {
+/// Reads an experiment file's text, refusing oversized or non-UTF-8 files.
+pub fn read_text(path: &Path) -> Result<String, ConfigError> {
     let whole_file = |message: String| ConfigError {
         file: path.to_path_buf(),
         pos: Pos { line: 1, column: 1 },
@@ -353,25 +346,25 @@ pub fn load_file(path: &Path) -> Result<LoadedExperiment, ConfigError> {
         )));
     }
     let bytes = std::fs::read(path).map_err(|e| whole_file(format!("cannot read: {e}")))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
+    String::from_utf8(bytes).map_err(|e| {
         whole_file(format!(
             "not UTF-8 (invalid byte at offset {})",
             e.utf8_error().valid_up_to()
         ))
-    })?;
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let experiment = parse_str(path, &text, &stem)?;
-    Ok(LoadedExperiment {
-        file: path.to_path_buf(),
-        experiment,
     })
 }
 
 /// Parses experiment text; `default_name` is used when the file sets no `name`.
 pub fn parse_str(file: &Path, text: &str, default_name: &str) -> Result<Experiment, ConfigError> {
+    parse_str_located(file, text, default_name).map(|(e, _)| e)
+}
+
+/// Like [`parse_str`], also returning where each key sits in the file.
+pub fn parse_str_located(
+    file: &Path,
+    text: &str,
+    default_name: &str,
+) -> Result<(Experiment, LocationMap), ConfigError> {
     let err = |pos: Pos, key: &str, message: String| ConfigError {
         file: file.to_path_buf(),
         pos,
@@ -403,7 +396,7 @@ pub fn parse_str(file: &Path, text: &str, default_name: &str) -> Result<Experime
     if let Err((key, message)) = validate(&experiment) {
         return Err(err(locations.find(&key), &key, message));
     }
-    Ok(experiment)
+    Ok((experiment, locations))
 }
 
 /// Renders serde_path_to_error's path as `data.split[0].train`.
@@ -471,7 +464,10 @@ pub fn validate(e: &Experiment) -> Result<(), (String, String)> {
             );
         }
         if d.symbols[..i].contains(s) {
-            return fail(&format!("data.symbols[{i}]"), format!("`{s}` is listed twice"));
+            return fail(
+                &format!("data.symbols[{i}]"),
+                format!("`{s}` is listed twice"),
+            );
         }
     }
     if d.features.is_empty() {
@@ -490,7 +486,10 @@ pub fn validate(e: &Experiment) -> Result<(), (String, String)> {
             );
         }
         if d.features[..i].contains(f) {
-            return fail(&format!("data.features[{i}]"), format!("`{f}` is listed twice"));
+            return fail(
+                &format!("data.features[{i}]"),
+                format!("`{f}` is listed twice"),
+            );
         }
     }
     if d.sequence_length == 0 {
@@ -549,9 +548,12 @@ pub fn validate(e: &Experiment) -> Result<(), (String, String)> {
         return fail("model.num_layers", "must be at least 1");
     }
     if !(0.0..1.0).contains(&m.dropout) {
-        return fail("model.dropout", format!("must be in [0, 1) (got {})", m.dropout));
+        return fail(
+            "model.dropout",
+            format!("must be in [0, 1) (got {})", m.dropout),
+        );
     }
-    if m.num_heads == 0 || m.hidden_size % m.num_heads != 0 {
+    if m.num_heads == 0 || !m.hidden_size.is_multiple_of(m.num_heads) {
         return fail(
             "model.num_heads",
             format!(
@@ -567,7 +569,10 @@ pub fn validate(e: &Experiment) -> Result<(), (String, String)> {
     let o = &e.optimizer;
     let optimizers = crate::optim::OPTIMIZER_NAMES;
     if !optimizers.contains(&o.kind.as_str()) {
-        return fail("optimizer.type", unknown_name("optimizer", &o.kind, optimizers));
+        return fail(
+            "optimizer.type",
+            unknown_name("optimizer", &o.kind, optimizers),
+        );
     }
     if !(o.lr.is_finite() && o.lr > 0.0) {
         return fail("optimizer.lr", format!("must be positive (got {})", o.lr));
@@ -683,7 +688,11 @@ mod tests {
     fn unknown_feature_is_rejected_with_suggestion() {
         let err = parse("data:\n  features: [close, rsi14]\n").unwrap_err();
         assert_eq!(err.key, "data.features[1]");
-        assert!(err.message.contains("did you mean `rsi_14`"), "{}", err.message);
+        assert!(
+            err.message.contains("did you mean `rsi_14`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -5,6 +5,15 @@
 //! `dataset` ([`FeatureTable`]s -> [`Dataset`]). Every function here is pure: the same
 //! inputs give bit-identical outputs, so their results can be cached by content.
 
+pub mod blob;
+pub mod dataset;
+pub mod features;
+pub mod ingest;
+pub mod synthetic;
+
+pub use blob::BlobError;
+pub use ingest::DataError;
+
 /// One symbol's bars, oldest first, timestamps unique.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bars {

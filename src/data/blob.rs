@@ -1,0 +1,628 @@
+//! The on-disk format of the three data stage outputs: [safetensors].
+//!
+//! A blob is an 8-byte little-endian header length, a JSON header (tensor dtypes, shapes and
+//! byte offsets, padded with spaces to a multiple of 8), then the raw little-endian tensor data.
+//! Any safetensors reader opens it, e.g. `safetensors.numpy.load_file(path)` in Python, and
+//! `json.loads(header["__metadata__"]["hft"])` gives the metadata below.
+//!
+//! The header holds exactly one metadata key, `"hft"`, whose value is a JSON string (field
+//! order fixed), so the same value always encodes to the same bytes. `kind` names the
+//! blob's type and `version` its layout version (currently 1).
+//!
+//! ## Bars (`ingest` output)
+//!
+//! metadata: `{"kind":"bars","version":1}`
+//!
+//! | tensor | dtype | shape |
+//! | --- | --- | --- |
+//! | `timestamp` | I64 | `[n]` (Unix seconds, UTC) |
+//! | `open`, `high`, `low`, `close`, `volume` | F64 | `[n]` |
+//!
+//! ## Feature tables (`features` output, one or more symbols)
+//!
+//! metadata: `{"kind":"features","version":1,"tables":[{"symbol":"AAPL","names":["close",..]},..]}`
+//!
+//! For the i-th table (0-based, in the order of `tables`), with `rows` rows and
+//! `k = names.len()` features:
+//!
+//! | tensor | dtype | shape |
+//! | --- | --- | --- |
+//! | `{i}/timestamp` | I64 | `[rows]` |
+//! | `{i}/close` | F64 | `[rows]` (the raw, adjusted close labels come from) |
+//! | `{i}/values` | F64 | `[rows, k]` (row-major, columns in `names` order) |
+//!
+//! ## Dataset (`dataset` output)
+//!
+//! metadata: `{"kind":"dataset","version":1,"symbols":[..],"feature_names":[..],
+//! "sequence_length":S,"prediction_horizon":P,"bar_seconds":B}`
+//!
+//! | tensor | dtype | shape |
+//! | --- | --- | --- |
+//! | `norm_mean`, `norm_std` | F64 | `[k]` (train statistics, already applied to `x`) |
+//! | `{split}/x` | F32 | `[n, S, k]` |
+//! | `{split}/y` | F32 | `[n, P]` (r[h] = C[t+h] / C[t] - 1) |
+//! | `{split}/action` | U8 | `[n]` (0 buy, 1 hold, 2 sell) |
+//! | `{split}/symbol` | U32 | `[n]` (index into `symbols`) |
+//! | `{split}/timestamp` | I64 | `[n]` (the window's last bar) |
+//!
+//! for `split` in `train`, `val`, `test`; `n` may be 0.
+//!
+//! [safetensors]: https://github.com/huggingface/safetensors
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use safetensors::tensor::{Dtype, SafeTensors, View};
+use serde::{Deserialize, Serialize};
+
+use super::{Bars, Dataset, FeatureTable, Split};
+
+/// The single metadata key.
+const META_KEY: &str = "hft";
+const VERSION: u32 = 1;
+const SPLITS: [&str; 3] = ["train", "val", "test"];
+
+/// Why bytes could not be read back as a stage output.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BlobError {
+    /// Not a well-formed safetensors buffer.
+    #[error("not a valid safetensors blob: {0}")]
+    Format(String),
+    /// The `hft` metadata is missing or malformed.
+    #[error("blob metadata: {0}")]
+    Metadata(String),
+    /// A blob of another stage (or another layout version).
+    #[error("blob holds '{found}' version {version}, expected '{expected}' version {VERSION}")]
+    Kind {
+        expected: &'static str,
+        found: String,
+        version: u32,
+    },
+    #[error("tensor '{0}' is missing")]
+    Missing(String),
+    /// A tensor has the wrong dtype, shape or contents.
+    #[error("tensor '{name}': {message}")]
+    Tensor { name: String, message: String },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    kind: String,
+    version: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TableMeta {
+    symbol: String,
+    names: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FeaturesMeta {
+    kind: String,
+    version: u32,
+    tables: Vec<TableMeta>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DatasetMeta {
+    kind: String,
+    version: u32,
+    symbols: Vec<String>,
+    feature_names: Vec<String>,
+    sequence_length: usize,
+    prediction_horizon: usize,
+    bar_seconds: i64,
+}
+
+impl Bars {
+    /// Encodes as a safetensors blob (see the module docs).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let meta = Header {
+            kind: "bars".into(),
+            version: VERSION,
+        };
+        let mut w = Writer::new();
+        w.i64("timestamp", &self.timestamps, &[self.timestamps.len()]);
+        for (name, v) in self.columns() {
+            w.f64(name, v, &[v.len()]);
+        }
+        w.finish(&meta)
+    }
+
+    /// Decodes [`Bars::to_bytes`] output; checks the layout, not the bar invariants
+    /// (see [`super::ingest::validate`]).
+    pub fn from_bytes(b: &[u8]) -> Result<Bars, BlobError> {
+        let r = Reader::open(b)?;
+        let _: Header = r.meta("bars")?;
+        let timestamps = r.i64("timestamp", None)?.1;
+        let n = timestamps.len();
+        let col = |name: &str| r.f64(name, Some(&[n])).map(|(_, v)| v);
+        Ok(Bars {
+            open: col("open")?,
+            high: col("high")?,
+            low: col("low")?,
+            close: col("close")?,
+            volume: col("volume")?,
+            timestamps,
+        })
+    }
+
+    fn columns(&self) -> [(&'static str, &[f64]); 5] {
+        [
+            ("open", &self.open),
+            ("high", &self.high),
+            ("low", &self.low),
+            ("close", &self.close),
+            ("volume", &self.volume),
+        ]
+    }
+}
+
+/// Encodes feature tables, in order, as one safetensors blob (see the module docs).
+pub fn encode_feature_tables(tables: &[FeatureTable]) -> Vec<u8> {
+    let meta = FeaturesMeta {
+        kind: "features".into(),
+        version: VERSION,
+        tables: tables
+            .iter()
+            .map(|t| TableMeta {
+                symbol: t.symbol.clone(),
+                names: t.names.clone(),
+            })
+            .collect(),
+    };
+    let mut w = Writer::new();
+    for (i, t) in tables.iter().enumerate() {
+        let rows = t.timestamps.len();
+        w.i64(&format!("{i}/timestamp"), &t.timestamps, &[rows]);
+        w.f64(&format!("{i}/close"), &t.close, &[rows]);
+        w.f64(&format!("{i}/values"), &t.values, &[rows, t.names.len()]);
+    }
+    w.finish(&meta)
+}
+
+/// Decodes [`encode_feature_tables`] output, keeping the table order.
+pub fn decode_feature_tables(b: &[u8]) -> Result<Vec<FeatureTable>, BlobError> {
+    let r = Reader::open(b)?;
+    let meta: FeaturesMeta = r.meta("features")?;
+    let mut tables = Vec::with_capacity(meta.tables.len());
+    for (i, t) in meta.tables.into_iter().enumerate() {
+        let timestamps = r.i64(&format!("{i}/timestamp"), None)?.1;
+        let rows = timestamps.len();
+        let close = r.f64(&format!("{i}/close"), Some(&[rows]))?.1;
+        let values = r
+            .f64(&format!("{i}/values"), Some(&[rows, t.names.len()]))?
+            .1;
+        tables.push(FeatureTable {
+            symbol: t.symbol,
+            names: t.names,
+            timestamps,
+            close,
+            values,
+        });
+    }
+    Ok(tables)
+}
+
+impl Dataset {
+    /// Encodes as a safetensors blob (see the module docs).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let meta = DatasetMeta {
+            kind: "dataset".into(),
+            version: VERSION,
+            symbols: self.symbols.clone(),
+            feature_names: self.feature_names.clone(),
+            sequence_length: self.sequence_length,
+            prediction_horizon: self.prediction_horizon,
+            bar_seconds: self.bar_seconds,
+        };
+        let (s, p, k) = (
+            self.sequence_length,
+            self.prediction_horizon,
+            self.num_features(),
+        );
+        let mut w = Writer::new();
+        w.f64("norm_mean", &self.norm_mean, &[k]);
+        w.f64("norm_std", &self.norm_std, &[k]);
+        for (name, split) in SPLITS.iter().zip([&self.train, &self.val, &self.test]) {
+            let n = split.n;
+            w.f32(&format!("{name}/x"), &split.x, &[n, s, k]);
+            w.f32(&format!("{name}/y"), &split.y, &[n, p]);
+            w.tensor(
+                &format!("{name}/action"),
+                Dtype::U8,
+                split.action.clone(),
+                &[n],
+            );
+            w.tensor(
+                &format!("{name}/symbol"),
+                Dtype::U32,
+                split.symbol.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                &[n],
+            );
+            w.i64(&format!("{name}/timestamp"), &split.timestamp, &[n]);
+        }
+        w.finish(&meta)
+    }
+
+    /// Decodes [`Dataset::to_bytes`] output, checking shapes, action codes and symbol indices.
+    pub fn from_bytes(b: &[u8]) -> Result<Dataset, BlobError> {
+        let r = Reader::open(b)?;
+        let meta: DatasetMeta = r.meta("dataset")?;
+        let (s, p, k) = (
+            meta.sequence_length,
+            meta.prediction_horizon,
+            meta.feature_names.len(),
+        );
+        let norm_mean = r.f64("norm_mean", Some(&[k]))?.1;
+        let norm_std = r.f64("norm_std", Some(&[k]))?.1;
+        let mut splits = Vec::with_capacity(3);
+        for name in SPLITS {
+            let tensor = |t: &str| format!("{name}/{t}");
+            let (shape, action) = r.raw(&tensor("action"), Dtype::U8, None)?;
+            let action = action.to_vec();
+            let n = shape.first().copied().unwrap_or_default();
+            if let Some(bad) = action.iter().find(|a| **a > 2) {
+                return Err(r.bad(
+                    &tensor("action"),
+                    format!("action code {bad} is not 0, 1 or 2"),
+                ));
+            }
+            let symbol: Vec<u32> = r
+                .raw(&tensor("symbol"), Dtype::U32, Some(&[n]))?
+                .1
+                .chunks_exact(4)
+                .filter_map(|c| c.try_into().ok().map(u32::from_le_bytes))
+                .collect();
+            if let Some(bad) = symbol.iter().find(|v| **v as usize >= meta.symbols.len()) {
+                return Err(r.bad(
+                    &tensor("symbol"),
+                    format!("symbol index {bad} but only {} symbols", meta.symbols.len()),
+                ));
+            }
+            splits.push(Split {
+                n,
+                x: r.f32(&tensor("x"), &[n, s, k])?,
+                y: r.f32(&tensor("y"), &[n, p])?,
+                action,
+                symbol,
+                timestamp: r.i64(&tensor("timestamp"), Some(&[n]))?.1,
+            });
+        }
+        let mut splits = splits.into_iter();
+        let mut next = || splits.next().unwrap_or_default();
+        let (train, val, test) = (next(), next(), next());
+        Ok(Dataset {
+            symbols: meta.symbols,
+            feature_names: meta.feature_names,
+            sequence_length: s,
+            prediction_horizon: p,
+            bar_seconds: meta.bar_seconds,
+            norm_mean,
+            norm_std,
+            train,
+            val,
+            test,
+        })
+    }
+}
+
+/// An owned tensor to serialise.
+struct Tensor {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl View for &Tensor {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// Collects tensors, then serialises them with the one metadata entry.
+struct Writer {
+    tensors: Vec<(String, Tensor)>,
+}
+
+impl Writer {
+    fn new() -> Self {
+        Writer {
+            tensors: Vec::new(),
+        }
+    }
+
+    /// Adds a tensor. If the struct's lengths disagree with its declared dimensions the data
+    /// is stored flat (1-D), so encoding never fails and decoding reports the mismatch.
+    fn tensor(&mut self, name: &str, dtype: Dtype, bytes: Vec<u8>, shape: &[usize]) {
+        let elements = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        let size = dtype.bitsize() / 8;
+        let shape = if elements.and_then(|e| e.checked_mul(size)) == Some(bytes.len()) {
+            shape.to_vec()
+        } else {
+            vec![bytes.len() / size.max(1)]
+        };
+        self.tensors.push((
+            name.to_string(),
+            Tensor {
+                dtype,
+                shape,
+                bytes,
+            },
+        ));
+    }
+
+    fn f64(&mut self, name: &str, v: &[f64], shape: &[usize]) {
+        let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.tensor(name, Dtype::F64, bytes, shape);
+    }
+
+    fn f32(&mut self, name: &str, v: &[f32], shape: &[usize]) {
+        let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.tensor(name, Dtype::F32, bytes, shape);
+    }
+
+    fn i64(&mut self, name: &str, v: &[i64], shape: &[usize]) {
+        let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.tensor(name, Dtype::I64, bytes, shape);
+    }
+
+    fn finish(self, meta: &impl Serialize) -> Vec<u8> {
+        // Serialising a struct of strings and integers cannot fail.
+        let json = serde_json::to_string(meta).unwrap_or_default();
+        let info = HashMap::from([(META_KEY.to_string(), json)]);
+        let views = self.tensors.iter().map(|(n, t)| (n.as_str(), t));
+        // The crate sorts tensors (by dtype, then name) and writes the header in that order;
+        // its only failure is a header over 100 MB, which names and shapes cannot reach.
+        safetensors::serialize(views, Some(info))
+            .expect("safetensors header of names and shapes stays under 100 MB")
+    }
+}
+
+/// A parsed blob plus typed tensor accessors that check dtype and shape.
+struct Reader<'a> {
+    st: SafeTensors<'a>,
+    meta: String,
+}
+
+impl<'a> Reader<'a> {
+    fn open(bytes: &'a [u8]) -> Result<Self, BlobError> {
+        let (_, metadata) =
+            SafeTensors::read_metadata(bytes).map_err(|e| BlobError::Format(e.to_string()))?;
+        let meta = metadata
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(META_KEY))
+            .cloned()
+            .ok_or_else(|| BlobError::Metadata(format!("no '{META_KEY}' metadata entry")))?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| BlobError::Format(e.to_string()))?;
+        Ok(Reader { st, meta })
+    }
+
+    /// Parses the metadata as `T` after checking its kind and version.
+    fn meta<T: for<'de> Deserialize<'de>>(&self, expected: &'static str) -> Result<T, BlobError> {
+        let header: Header =
+            serde_json::from_str(&self.meta).map_err(|e| BlobError::Metadata(e.to_string()))?;
+        if header.kind != expected || header.version != VERSION {
+            return Err(BlobError::Kind {
+                expected,
+                found: header.kind,
+                version: header.version,
+            });
+        }
+        serde_json::from_str(&self.meta).map_err(|e| BlobError::Metadata(e.to_string()))
+    }
+
+    fn bad(&self, name: &str, message: String) -> BlobError {
+        BlobError::Tensor {
+            name: name.to_string(),
+            message,
+        }
+    }
+
+    /// The raw bytes of a tensor of `dtype`, and its shape; `shape` (if given) must match.
+    fn raw(
+        &self,
+        name: &str,
+        dtype: Dtype,
+        shape: Option<&[usize]>,
+    ) -> Result<(Vec<usize>, &'a [u8]), BlobError> {
+        let view = self
+            .st
+            .tensor(name)
+            .map_err(|_| BlobError::Missing(name.to_string()))?;
+        if view.dtype() != dtype {
+            return Err(self.bad(
+                name,
+                format!("dtype {:?}, expected {dtype:?}", view.dtype()),
+            ));
+        }
+        match shape {
+            Some(s) if view.shape() != s => {
+                Err(self.bad(name, format!("shape {:?}, expected {s:?}", view.shape())))
+            }
+            None if view.shape().len() != 1 => Err(self.bad(
+                name,
+                format!("shape {:?}, expected one dimension", view.shape()),
+            )),
+            _ => Ok((view.shape().to_vec(), view.data())),
+        }
+    }
+
+    fn f64(
+        &self,
+        name: &str,
+        shape: Option<&[usize]>,
+    ) -> Result<(Vec<usize>, Vec<f64>), BlobError> {
+        let (shape, data) = self.raw(name, Dtype::F64, shape)?;
+        let v = data
+            .chunks_exact(8)
+            .filter_map(|c| c.try_into().ok().map(f64::from_le_bytes))
+            .collect();
+        Ok((shape, v))
+    }
+
+    fn i64(
+        &self,
+        name: &str,
+        shape: Option<&[usize]>,
+    ) -> Result<(Vec<usize>, Vec<i64>), BlobError> {
+        let (shape, data) = self.raw(name, Dtype::I64, shape)?;
+        let v = data
+            .chunks_exact(8)
+            .filter_map(|c| c.try_into().ok().map(i64::from_le_bytes))
+            .collect();
+        Ok((shape, v))
+    }
+
+    fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, BlobError> {
+        let (_, data) = self.raw(name, Dtype::F32, Some(shape))?;
+        Ok(data
+            .chunks_exact(4)
+            .filter_map(|c| c.try_into().ok().map(f32::from_le_bytes))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synthetic::generate;
+    use crate::data::{DatasetParams, dataset, features};
+
+    fn sample_dataset(bars: usize) -> Dataset {
+        let names: Vec<String> = ["close", "rsi_14", "volume_ratio"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let tables: Vec<FeatureTable> = (0..2)
+            .map(|i| {
+                let bars = generate(i, bars, 50.0, 86_400);
+                features::compute(&bars, &format!("S{i}"), &names).unwrap()
+            })
+            .collect();
+        let params = DatasetParams {
+            sequence_length: 8,
+            prediction_horizon: 2,
+            action_threshold: 0.01,
+            split: [0.8, 0.2, 0.0],
+            relative_prices: true,
+        };
+        dataset::build(&tables, &params).unwrap()
+    }
+
+    #[test]
+    fn bars_round_trip_and_determinism() {
+        let bars = generate(5, 100, 20.0, 300);
+        let bytes = bars.to_bytes();
+        assert_eq!(bytes, bars.clone().to_bytes());
+        assert_eq!(Bars::from_bytes(&bytes).unwrap(), bars);
+        // The layout: 8-byte length, then JSON starting with the metadata.
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        assert_eq!(n % 8, 0);
+        let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+        assert!(
+            header.starts_with(r#"{"__metadata__":{"hft":"{\"kind\":\"bars\",\"version\":1}"}"#),
+            "{header}"
+        );
+        assert!(header.contains(r#""timestamp":{"dtype":"I64","shape":[100]"#));
+    }
+
+    #[test]
+    fn feature_tables_round_trip_in_order() {
+        let names = vec!["ma_5".to_string(), "close".to_string()];
+        let tables: Vec<FeatureTable> = [3u64, 1, 2]
+            .iter()
+            .map(|&s| features::compute(&generate(s, 40, 10.0, 86_400), &format!("Z{s}"), &names))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let bytes = encode_feature_tables(&tables);
+        assert_eq!(bytes, encode_feature_tables(&tables));
+        let back = decode_feature_tables(&bytes).unwrap();
+        assert_eq!(back, tables);
+        assert_eq!(back[0].symbol, "Z3");
+        assert!(
+            decode_feature_tables(&encode_feature_tables(&[]))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn dataset_round_trip_with_empty_split() {
+        let d = sample_dataset(300);
+        assert_eq!(d.test.n, 0);
+        assert!(d.train.n > 0 && d.val.n > 0);
+        let bytes = d.to_bytes();
+        assert_eq!(bytes, d.clone().to_bytes());
+        let back = Dataset::from_bytes(&bytes).unwrap();
+        assert_eq!(back, d);
+        assert_eq!(back.to_bytes(), bytes);
+    }
+
+    #[test]
+    fn wrong_kind_and_inconsistent_structs_are_errors() {
+        let bars = generate(5, 10, 20.0, 86_400);
+        let e = Dataset::from_bytes(&bars.to_bytes()).unwrap_err();
+        assert!(matches!(e, BlobError::Kind { .. }), "{e}");
+        assert!(decode_feature_tables(&bars.to_bytes()).is_err());
+        let mut d = sample_dataset(300);
+        d.train.x.pop();
+        let e = Dataset::from_bytes(&d.to_bytes()).unwrap_err();
+        assert!(e.to_string().contains("train/x"), "{e}");
+        let mut broken = bars.clone();
+        broken.close.pop();
+        assert!(Bars::from_bytes(&broken.to_bytes()).is_err());
+    }
+
+    #[test]
+    fn corrupt_bytes_never_panic() {
+        let blobs = [
+            generate(1, 20, 10.0, 86_400).to_bytes(),
+            sample_dataset(60).to_bytes(),
+        ];
+        let mut state = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for blob in &blobs {
+            for round in 0..600 {
+                let mut v = blob.clone();
+                match round % 3 {
+                    0 => v.truncate((next() % v.len() as u64) as usize),
+                    1 => {
+                        // Flip bytes in the header, where the structure lives.
+                        let n = (u64::from_le_bytes(v[..8].try_into().unwrap()) as usize + 8)
+                            .min(v.len());
+                        for _ in 0..3 {
+                            let i = (next() % n as u64) as usize;
+                            v[i] ^= 1 << (next() % 8);
+                        }
+                    }
+                    _ => {
+                        let i = (next() % v.len() as u64) as usize;
+                        v[i] = next() as u8;
+                    }
+                }
+                let _ = Bars::from_bytes(&v);
+                let _ = decode_feature_tables(&v);
+                let _ = Dataset::from_bytes(&v);
+            }
+        }
+        assert!(Bars::from_bytes(&[]).is_err());
+        assert!(Dataset::from_bytes(&[0xff; 16]).is_err());
+    }
+}

@@ -1,0 +1,541 @@
+//! The `dataset` stage: [`FeatureTable`]s -> windowed, labelled, normalised [`Dataset`].
+//!
+//! ## Splits (per symbol, chronological)
+//!
+//! With `n` rows, shares `[a, b, c]`, horizon `P` and sequence length `S`:
+//!
+//! ```text
+//! b1 = floor(n * a + 1e-9)            (clamped to n)
+//! b2 = floor(n * (a + b) + 1e-9)      (clamped to b1..=n)
+//! train rows  [0, b1)
+//! gap         [b1, b1 + P)            left out
+//! val rows    [b1 + P, b2)            (empty when b1 + P >= b2)
+//! gap         [b2, b2 + P)            left out
+//! test rows   [b2 + P, n)
+//! ```
+//!
+//! The `1e-9` absorbs products like `0.7 * 10 = 6.999...`. A window ending at row t uses
+//! inputs t-S+1..=t and targets t+1..=t+P, all inside one split's rows `[lo, hi)`, so
+//! `t` runs over `lo+S-1 ..= hi-1-P` (a split with fewer than `S + P` rows has no windows).
+//! Together with the P-row gaps, the last target of a split is at least P+1 rows before the
+//! first input of the next one.
+//!
+//! ## Labels
+//!
+//! From the raw (adjusted) closes in [`FeatureTable::close`], never from features:
+//! `y[h-1] = C[t+h] / C[t] - 1` for h = 1..=P; action 0 (buy) if `y[0] > theta`, 2 (sell) if
+//! `y[0] < -theta`, else 1 (hold).
+//!
+//! ## Inputs and normalisation
+//!
+//! With `relative_prices`, each price-level feature value in a window becomes
+//! `x / C[t] - 1`, C[t] the close of the window's last row; this is per window, so the same
+//! row has different values in different windows. The normalisation statistics are then
+//! fitted on exactly what the model is fed in the train split: for each feature, the mean and
+//! the population standard deviation (divide by the count) over every row of every train
+//! window (a row counts once per window it appears in), after the relative transform. A
+//! standard deviation below 1e-12 (a constant feature) is replaced by 1. Val and test use the
+//! train statistics unchanged. Everything is computed in f64; only the stored `x` and `y` are
+//! f32.
+//!
+//! Windows are ordered by symbol (in the order of `tables`) and then by time.
+
+use std::ops::Range;
+
+use super::features::is_price_level;
+use super::ingest::DataError;
+use super::{Dataset, DatasetParams, FeatureTable, Split};
+
+/// Absorbs float error in `n * share` before flooring.
+const SHARE_EPS: f64 = 1e-9;
+/// Shares must sum to 1 within this.
+const SHARE_SUM_TOLERANCE: f64 = 1e-6;
+/// A feature whose train standard deviation is below this is scaled by 1 instead.
+const STD_FLOOR: f64 = 1e-12;
+
+/// The row ranges of train, val and test for `rows` rows (see the module docs).
+pub fn split_ranges(rows: usize, shares: [f64; 3], horizon: usize) -> [Range<usize>; 3] {
+    let boundary = |share: f64| -> usize {
+        let b = (rows as f64 * share + SHARE_EPS).floor();
+        if b.is_finite() && b > 0.0 {
+            (b as usize).min(rows)
+        } else {
+            0
+        }
+    };
+    let b1 = boundary(shares[0]);
+    let b2 = boundary(shares[0] + shares[1]).clamp(b1, rows);
+    [
+        0..b1,
+        b1.saturating_add(horizon).min(b2)..b2,
+        b2.saturating_add(horizon).min(rows)..rows,
+    ]
+}
+
+/// The window end rows t inside split rows `r`: `r.start+S-1 ..= r.end-1-P`.
+pub fn window_ends(r: &Range<usize>, sequence_length: usize, horizon: usize) -> Range<usize> {
+    let first = r.start + sequence_length.saturating_sub(1);
+    let stop = r.end.saturating_sub(horizon);
+    first..stop.max(first)
+}
+
+/// Builds the train/val/test windows of all `tables` (see the module docs for the rules).
+pub fn build(tables: &[FeatureTable], params: &DatasetParams) -> Result<Dataset, DataError> {
+    let fail = |m: String| DataError::Dataset(m);
+    check_params(params)?;
+    let (s, p) = (params.sequence_length, params.prediction_horizon);
+    let first = tables
+        .first()
+        .ok_or_else(|| fail("no feature tables (no symbols)".into()))?;
+    let names = &first.names;
+    let k = names.len();
+    if k == 0 {
+        return Err(fail("no features selected".into()));
+    }
+    for (i, t) in tables.iter().enumerate() {
+        check_table(t, names)?;
+        if tables[..i].iter().any(|o| o.symbol == t.symbol) {
+            return Err(fail(format!("symbol '{}' appears twice", t.symbol)));
+        }
+    }
+    u32::try_from(tables.len()).map_err(|_| fail("too many symbols".into()))?;
+
+    // Window end rows per split, per symbol.
+    let mut ends: [Vec<(usize, Range<usize>)>; 3] = Default::default();
+    let mut ranges = Vec::with_capacity(tables.len());
+    for (sym, t) in tables.iter().enumerate() {
+        let r = split_ranges(t.timestamps.len(), params.split, p);
+        for (which, range) in r.iter().enumerate() {
+            ends[which].push((sym, window_ends(range, s, p)));
+        }
+        ranges.push(r);
+    }
+    let count = |which: usize| ends[which].iter().map(|(_, e)| e.len()).sum::<usize>();
+    if count(0) == 0 {
+        let detail: Vec<String> = tables
+            .iter()
+            .zip(&ranges)
+            .map(|(t, [a, b, c])| {
+                format!(
+                    "'{}': {} rows -> train {}, val {}, test {}",
+                    t.symbol,
+                    t.timestamps.len(),
+                    a.len(),
+                    b.len(),
+                    c.len()
+                )
+            })
+            .collect();
+        return Err(fail(format!(
+            "the train split has no windows: a window needs sequence_length + \
+             prediction_horizon = {} consecutive rows inside one split ({}; splits are \
+             separated by {p}-row gaps, and features drop their warm-up rows first)",
+            s + p,
+            detail.join("; ")
+        )));
+    }
+
+    let relative: Vec<bool> = names
+        .iter()
+        .map(|n| params.relative_prices && is_price_level(n))
+        .collect();
+    let input = Inputs {
+        tables,
+        relative: &relative,
+        sequence_length: s,
+    };
+
+    // Normalisation: two passes over exactly the train inputs.
+    let mut sum = vec![0.0; k];
+    let mut total = 0usize;
+    input.for_each_row(&ends[0], |row| {
+        for (acc, v) in sum.iter_mut().zip(row) {
+            *acc += v;
+        }
+        total += 1;
+    });
+    let mean: Vec<f64> = sum.iter().map(|v| v / total as f64).collect();
+    let mut squares = vec![0.0; k];
+    input.for_each_row(&ends[0], |row| {
+        for ((acc, v), m) in squares.iter_mut().zip(row).zip(&mean) {
+            *acc += (v - m) * (v - m);
+        }
+    });
+    let std: Vec<f64> = squares
+        .iter()
+        .map(|sq| {
+            let sd = (sq / total as f64).sqrt();
+            if sd.is_finite() && sd >= STD_FLOOR {
+                sd
+            } else {
+                1.0
+            }
+        })
+        .collect();
+
+    let [train, val, test] = [0, 1, 2].map(|which| {
+        let mut split = Split {
+            n: count(which),
+            ..Split::default()
+        };
+        split.x.reserve(split.n * s * k);
+        input.for_each_row(&ends[which], |row| {
+            for ((v, m), sd) in row.iter().zip(&mean).zip(&std) {
+                split.x.push(((v - m) / sd) as f32);
+            }
+        });
+        for (sym, range) in &ends[which] {
+            let t = &tables[*sym];
+            for end in range.clone() {
+                let c0 = t.close[end];
+                let r1 = t.close[end + 1] / c0 - 1.0;
+                split
+                    .y
+                    .extend((1..=p).map(|h| (t.close[end + h] / c0 - 1.0) as f32));
+                split.action.push(if r1 > params.action_threshold {
+                    0
+                } else if r1 < -params.action_threshold {
+                    2
+                } else {
+                    1
+                });
+                split.symbol.push(*sym as u32);
+                split.timestamp.push(t.timestamps[end]);
+            }
+        }
+        split
+    });
+
+    Ok(Dataset {
+        symbols: tables.iter().map(|t| t.symbol.clone()).collect(),
+        feature_names: names.clone(),
+        sequence_length: s,
+        prediction_horizon: p,
+        bar_seconds: median_spacing(tables),
+        norm_mean: mean,
+        norm_std: std,
+        train,
+        val,
+        test,
+    })
+}
+
+/// Window inputs after the relative-price transform, before normalisation.
+struct Inputs<'a> {
+    tables: &'a [FeatureTable],
+    relative: &'a [bool],
+    sequence_length: usize,
+}
+
+impl Inputs<'_> {
+    /// Calls `f` with every input row of every window in `ends`, in storage order.
+    fn for_each_row(&self, ends: &[(usize, Range<usize>)], mut f: impl FnMut(&[f64])) {
+        let k = self.relative.len();
+        let mut row = vec![0.0; k];
+        for (sym, range) in ends {
+            let t = &self.tables[*sym];
+            for end in range.clone() {
+                let last_close = t.close[end];
+                for r in end + 1 - self.sequence_length..=end {
+                    let values = &t.values[r * k..(r + 1) * k];
+                    for ((out, &v), &rel) in row.iter_mut().zip(values).zip(self.relative) {
+                        *out = if rel { v / last_close - 1.0 } else { v };
+                    }
+                    f(&row);
+                }
+            }
+        }
+    }
+}
+
+fn check_params(p: &DatasetParams) -> Result<(), DataError> {
+    let fail = |m: String| Err(DataError::Dataset(m));
+    if p.sequence_length == 0 {
+        return fail("sequence_length must be at least 1".into());
+    }
+    if p.prediction_horizon == 0 {
+        return fail("prediction_horizon must be at least 1".into());
+    }
+    if !p.action_threshold.is_finite() || p.action_threshold < 0.0 {
+        return fail(format!(
+            "action_threshold must be a finite number >= 0, got {}",
+            p.action_threshold
+        ));
+    }
+    if p.split.iter().any(|s| !s.is_finite() || *s < 0.0)
+        || (p.split.iter().sum::<f64>() - 1.0).abs() > SHARE_SUM_TOLERANCE
+    {
+        return fail(format!(
+            "split shares must be >= 0 and sum to 1, got {:?}",
+            p.split
+        ));
+    }
+    Ok(())
+}
+
+/// Shape and value checks, so that indexing in [`build`] cannot go out of bounds and labels
+/// cannot divide by a non-positive close.
+fn check_table(t: &FeatureTable, names: &[String]) -> Result<(), DataError> {
+    let fail = |m: String| Err(DataError::Dataset(format!("table '{}': {m}", t.symbol)));
+    if t.names != names {
+        return fail(format!(
+            "features {:?} differ from the first table's {:?}",
+            t.names, names
+        ));
+    }
+    let rows = t.timestamps.len();
+    if t.close.len() != rows {
+        return fail(format!("{} closes for {rows} rows", t.close.len()));
+    }
+    if rows.checked_mul(names.len()) != Some(t.values.len()) {
+        return fail(format!(
+            "{} values for {rows} rows of {} features",
+            t.values.len(),
+            names.len()
+        ));
+    }
+    if t.timestamps.windows(2).any(|w| w[1] <= w[0]) {
+        return fail("timestamps are not strictly increasing".into());
+    }
+    if let Some(c) = t.close.iter().find(|c| !c.is_finite() || **c <= 0.0) {
+        return fail(format!("close {c:?} is not a finite positive price"));
+    }
+    if t.values.iter().any(|v| !v.is_finite()) {
+        return fail("a feature value is not finite".into());
+    }
+    Ok(())
+}
+
+/// The median spacing of consecutive timestamps over all symbols (lower median; 0 when no
+/// table has two rows).
+fn median_spacing(tables: &[FeatureTable]) -> i64 {
+    let mut diffs: Vec<i64> = tables
+        .iter()
+        .flat_map(|t| t.timestamps.windows(2).map(|w| w[1].saturating_sub(w[0])))
+        .collect();
+    if diffs.is_empty() {
+        return 0;
+    }
+    diffs.sort_unstable();
+    diffs[(diffs.len() - 1) / 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `rows` rows of two features: "close" (price level) and "volume"-like "index".
+    fn table(symbol: &str, rows: usize, offset: f64) -> FeatureTable {
+        let close: Vec<f64> = (0..rows)
+            .map(|i| offset + 100.0 + (i % 5) as f64 + i as f64 * 0.5)
+            .collect();
+        let values = close
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &c)| [c, i as f64])
+            .collect();
+        FeatureTable {
+            symbol: symbol.to_string(),
+            names: vec!["close".to_string(), "volume".to_string()],
+            timestamps: (0..rows as i64).map(|i| 1_000 + i * 60).collect(),
+            close,
+            values,
+        }
+    }
+
+    fn params(s: usize, p: usize) -> DatasetParams {
+        DatasetParams {
+            sequence_length: s,
+            prediction_horizon: p,
+            action_threshold: 0.01,
+            split: [0.7, 0.15, 0.15],
+            relative_prices: true,
+        }
+    }
+
+    fn row_of(t: &FeatureTable, ts: i64) -> usize {
+        t.timestamps.iter().position(|&x| x == ts).unwrap()
+    }
+
+    #[test]
+    fn boundary_arithmetic() {
+        // 100 rows, P = 3: train 0..70, val 73..85, test 88..100.
+        assert_eq!(
+            split_ranges(100, [0.7, 0.15, 0.15], 3),
+            [0..70, 73..85, 88..100]
+        );
+        // 0.7 * 10 is 7.000000000000001 and 0.3 * 10 is 3.0000000000000004; 0.1*3 edge cases.
+        assert_eq!(split_ranges(10, [0.7, 0.2, 0.1], 1), [0..7, 8..9, 10..10]);
+        assert_eq!(
+            split_ranges(10, [1.0, 0.0, 0.0], 2),
+            [0..10, 10..10, 10..10]
+        );
+        assert_eq!(window_ends(&(0..70), 10, 3), 9..67);
+        assert_eq!(window_ends(&(73..85), 10, 3), 82..82);
+        assert_eq!(window_ends(&(0..5), 10, 3).len(), 0);
+    }
+
+    #[test]
+    fn splits_are_purged_and_contained() {
+        let tables = [table("A", 200, 0.0), table("B", 150, 50.0)];
+        let d = build(&tables, &params(10, 3)).unwrap();
+        assert_eq!(d.symbols, vec!["A", "B"]);
+        assert_eq!(d.bar_seconds, 60);
+        // A: train 0..140 -> ends 9..=136 (128); val 143..170 -> 152..=166 (15);
+        // test 173..200 -> 182..=196 (15). B: train 0..105 -> 93; val 108..127 (19 rows) -> 7;
+        // test 130..150 (20 rows) -> 8.
+        assert_eq!(d.train.n, 128 + 93);
+        assert_eq!(d.val.n, 15 + 7);
+        assert_eq!(d.test.n, 15 + 8);
+        for (sym, t) in tables.iter().enumerate() {
+            let ends = |split: &Split| -> Vec<usize> {
+                split
+                    .timestamp
+                    .iter()
+                    .zip(&split.symbol)
+                    .filter(|(_, s)| **s as usize == sym)
+                    .map(|(&ts, _)| row_of(t, ts))
+                    .collect()
+            };
+            let (tr, va, te) = (ends(&d.train), ends(&d.val), ends(&d.test));
+            // Ordered by time within the symbol.
+            assert!(tr.windows(2).all(|w| w[0] < w[1]));
+            let last_train_target = tr.iter().max().unwrap() + 3;
+            let first_val_input = va.iter().min().unwrap() - 9;
+            let last_val_target = va.iter().max().unwrap() + 3;
+            let first_test_input = te.iter().min().unwrap() - 9;
+            assert!(last_train_target + 3 < first_val_input);
+            assert!(last_val_target + 3 < first_test_input);
+        }
+        // Symbol-major order.
+        assert!(d.train.symbol.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(d.train.x.len(), d.train.n * 10 * 2);
+        assert_eq!(d.train.y.len(), d.train.n * 3);
+    }
+
+    #[test]
+    fn labels_come_from_raw_closes() {
+        let t = table("A", 120, 0.0);
+        let mut p = params(5, 2);
+        p.action_threshold = 0.004;
+        let d = build(std::slice::from_ref(&t), &p).unwrap();
+        for i in 0..d.train.n {
+            let end = row_of(&t, d.train.timestamp[i]);
+            for h in 1..=2 {
+                let expected = (t.close[end + h] / t.close[end] - 1.0) as f32;
+                assert_eq!(d.train.y[i * 2 + h - 1], expected);
+            }
+            let r1 = t.close[end + 1] / t.close[end] - 1.0;
+            let action = if r1 > 0.004 {
+                0
+            } else if r1 < -0.004 {
+                2
+            } else {
+                1
+            };
+            assert_eq!(d.train.action[i], action);
+        }
+        assert!(d.train.action.contains(&0) && d.train.action.contains(&2));
+        // The close column's pattern has steps of +1.5 (~+1.4%) and -3.5: with theta = 0.02
+        // every +1.5 step is a hold.
+        p.action_threshold = 0.02;
+        let d = build(std::slice::from_ref(&t), &p).unwrap();
+        assert!(!d.train.action.contains(&0));
+    }
+
+    #[test]
+    fn relative_transform_and_train_only_normalisation() {
+        let t = table("A", 300, 0.0);
+        let d = build(std::slice::from_ref(&t), &params(4, 1)).unwrap();
+        // Recompute the train statistics by hand from the windows.
+        let [train, _, _] = split_ranges(300, [0.7, 0.15, 0.15], 1);
+        let mut rel = Vec::new();
+        let mut idx = Vec::new();
+        for end in window_ends(&train, 4, 1) {
+            for r in end - 3..=end {
+                rel.push(t.close[r] / t.close[end] - 1.0);
+                idx.push(r as f64);
+            }
+        }
+        let stats = |v: &[f64]| {
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+            (m, sd)
+        };
+        let (m0, s0) = stats(&rel);
+        let (m1, s1) = stats(&idx);
+        assert!((d.norm_mean[0] - m0).abs() < 1e-12 && (d.norm_std[0] - s0).abs() < 1e-12);
+        assert!((d.norm_mean[1] - m1).abs() < 1e-9 && (d.norm_std[1] - s1).abs() < 1e-9);
+        // The first train window's last row: close relative to itself is 0.
+        let last = 3 * 2;
+        assert_eq!(d.train.x[last], ((0.0 - m0) / s0) as f32);
+        // Val is normalised with the train statistics: its own mean differs from 0.
+        let val_idx: Vec<f64> = (0..d.val.n * 4)
+            .map(|i| d.val.x[i * 2 + 1] as f64)
+            .collect();
+        assert!(stats(&val_idx).0 > 1.0);
+        let first_val_end = row_of(&t, d.val.timestamp[0]);
+        let expected = ((first_val_end as f64 - 3.0 - m1) / s1) as f32;
+        assert_eq!(d.val.x[1], expected);
+
+        // Without the transform the raw close is z-scored.
+        let mut p = params(4, 1);
+        p.relative_prices = false;
+        let d = build(std::slice::from_ref(&t), &p).unwrap();
+        let raw: Vec<f64> = window_ends(&train, 4, 1)
+            .flat_map(|end| (end - 3..=end).map(|r| t.close[r]))
+            .collect();
+        assert!((d.norm_mean[0] - stats(&raw).0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn constant_feature_uses_unit_std_and_empty_splits_are_fine() {
+        let mut t = table("A", 40, 0.0);
+        for r in 0..40 {
+            t.values[r * 2 + 1] = 5.0;
+        }
+        let mut p = params(3, 1);
+        p.split = [1.0, 0.0, 0.0];
+        let d = build(&[t], &p).unwrap();
+        assert_eq!(d.norm_std[1], 1.0);
+        assert_eq!(d.norm_mean[1], 5.0);
+        assert_eq!(d.val.n, 0);
+        assert!(d.val.x.is_empty() && d.test.timestamp.is_empty());
+    }
+
+    #[test]
+    fn errors() {
+        let t = table("A", 20, 0.0);
+        let e = build(std::slice::from_ref(&t), &params(30, 5))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("train split has no windows"), "{e}");
+        assert!(e.contains("'A': 20 rows -> train 14, val 0, test 0"), "{e}");
+        assert!(e.contains("= 35"), "{e}");
+        assert!(build(&[], &params(3, 1)).is_err());
+        assert!(build(&[t.clone(), t.clone()], &params(3, 1)).is_err());
+        let mut bad = t.clone();
+        bad.values.pop();
+        assert!(build(&[bad], &params(3, 1)).is_err());
+        let mut bad = t.clone();
+        bad.close[3] = 0.0;
+        assert!(build(&[bad], &params(3, 1)).is_err());
+        let mut other = table("B", 20, 0.0);
+        other.names[1] = "ma_5".into();
+        assert!(build(&[t.clone(), other], &params(3, 1)).is_err());
+        let mut p = params(3, 1);
+        p.split = [0.5, 0.2, 0.2];
+        assert!(build(std::slice::from_ref(&t), &p).is_err());
+        assert!(build(std::slice::from_ref(&t), &params(0, 1)).is_err());
+        assert!(build(std::slice::from_ref(&t), &params(3, 0)).is_err());
+    }
+
+    #[test]
+    fn deterministic() {
+        let tables = [table("A", 200, 0.0), table("B", 150, 50.0)];
+        let a = build(&tables, &params(10, 3)).unwrap();
+        let b = build(&tables, &params(10, 3)).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.to_bytes(), b.to_bytes());
+    }
+}

@@ -1,0 +1,703 @@
+//! The `features` stage: [`Bars`] -> [`FeatureTable`], per `reference/features.md`.
+//!
+//! Every feature at bar t uses bars <= t only and is computed in f64 over the whole series in
+//! O(n). Rolling means and standard deviations slide a Welford-style window and re-sum the
+//! window from scratch every `w` steps, so float drift stays bounded by `w` updates while the
+//! cost stays O(1) amortised; rolling max/min use monotonic deques. The arithmetic is fixed,
+//! so the same bars give bit-identical tables.
+//!
+//! ## Warm-up
+//!
+//! [`lookback`] is the number of leading bars at which a feature is not yet defined (or, for
+//! recursive averages, not yet meaningful); [`compute`] drops the largest of the selected
+//! features' look-backs, so every kept row has every feature.
+//!
+//! | feature | warm-up rows | why |
+//! | --- | --- | --- |
+//! | open, high, low, close, volume, high_low_ratio, close_open_ratio | 0 | the bar itself |
+//! | log_return, price_change_1 | 1 | needs C[t-1] |
+//! | price_change_2, price_change_5 | 2, 5 | needs C[t-k] |
+//! | ma_w (5, 10, 20, 50) | w - 1 | w closes |
+//! | ema_w (5, 10, 20, 50) | w - 1 | seeded with C[0]; kept from the bar where an SMA of the same span would exist, so ema_w and ma_w start together |
+//! | rsi_14 | 14 | the first average needs 14 changes, C[0..=14] |
+//! | macd | 25 | ema_26's warm-up |
+//! | macd_signal, macd_histogram | 33 | macd's 25 plus the signal EMA's own 9 - 1 (it is seeded with macd[0]) |
+//! | bb_upper, bb_lower, bb_width, bb_position | 19 | 20 closes |
+//! | volume_ratio | 19 | 20 volumes |
+//! | resistance_distance, support_distance | 19 | 20 highs / lows |
+//! | volatility | 20 | 20 log returns, the first of which is at bar 1 |
+//! | volatility_ratio | 79 | 60 volatilities, the first of which is at bar 20 |
+//!
+//! ## Degenerate windows
+//!
+//! - `bb_position` is 0.5 when the 20-bar standard deviation is 0. A window of identical closes
+//!   can leave rounding residue around 1e-16 of the price, so "0" means `s <= 1e-12 * ma_20`.
+//! - `volume_ratio` is 1 when the 20-bar mean volume is 0 (files without volume).
+//! - `volatility_ratio` is 1 when the 60-bar mean volatility is 0 (constant prices), by the same
+//!   reasoning as `volume_ratio`.
+//! - `rsi_14` is 100 when the average loss is 0 (including when nothing moved).
+
+use std::collections::VecDeque;
+
+use super::ingest::{DataError, fmt_ts, validate};
+use super::{Bars, FeatureTable};
+
+/// Every feature name, in the order of features.md.
+pub const ALL_FEATURES: &[&str] = &[
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "log_return",
+    "price_change_1",
+    "price_change_2",
+    "price_change_5",
+    "ma_5",
+    "ma_10",
+    "ma_20",
+    "ma_50",
+    "ema_5",
+    "ema_10",
+    "ema_20",
+    "ema_50",
+    "rsi_14",
+    "macd",
+    "macd_signal",
+    "macd_histogram",
+    "bb_upper",
+    "bb_lower",
+    "bb_width",
+    "bb_position",
+    "high_low_ratio",
+    "close_open_ratio",
+    "volume_ratio",
+    "volatility",
+    "volatility_ratio",
+    "resistance_distance",
+    "support_distance",
+];
+
+/// Features measured in price units, which the dataset stage can express relative to the
+/// window's last close.
+pub fn is_price_level(name: &str) -> bool {
+    matches!(
+        name,
+        "open"
+            | "high"
+            | "low"
+            | "close"
+            | "ma_5"
+            | "ma_10"
+            | "ma_20"
+            | "ma_50"
+            | "ema_5"
+            | "ema_10"
+            | "ema_20"
+            | "ema_50"
+            | "bb_upper"
+            | "bb_lower"
+    )
+}
+
+/// Leading bars that are warm-up for `name` (see the module table); `None` for an unknown name.
+pub fn lookback(name: &str) -> Option<usize> {
+    Some(match name {
+        "open" | "high" | "low" | "close" | "volume" | "high_low_ratio" | "close_open_ratio" => 0,
+        "log_return" | "price_change_1" => 1,
+        "price_change_2" => 2,
+        "price_change_5" => 5,
+        "ma_5" | "ema_5" => 4,
+        "ma_10" | "ema_10" => 9,
+        "ma_20" | "ema_20" => 19,
+        "ma_50" | "ema_50" => 49,
+        "rsi_14" => RSI_PERIOD,
+        "macd" => MACD_SLOW - 1,
+        "macd_signal" | "macd_histogram" => MACD_SLOW - 1 + MACD_SIGNAL - 1,
+        "bb_upper" | "bb_lower" | "bb_width" | "bb_position" => BB_WINDOW - 1,
+        "volume_ratio" | "resistance_distance" | "support_distance" => WINDOW - 1,
+        "volatility" => WINDOW,
+        "volatility_ratio" => WINDOW + VOL_RATIO_WINDOW - 1,
+        _ => return None,
+    })
+}
+
+const RSI_PERIOD: usize = 14;
+const MACD_FAST: usize = 12;
+const MACD_SLOW: usize = 26;
+const MACD_SIGNAL: usize = 9;
+const BB_WINDOW: usize = 20;
+/// Window of volume_ratio, volatility and support/resistance.
+const WINDOW: usize = 20;
+const VOL_RATIO_WINDOW: usize = 60;
+/// Below this fraction of ma_20 the Bollinger standard deviation counts as 0.
+const FLAT_STD: f64 = 1e-12;
+
+/// Computes the named features of one symbol and drops the warm-up rows.
+///
+/// Errors on invalid bars, an empty or unknown feature name, too few bars for the warm-up, or a
+/// non-finite value (e.g. prices so extreme that a ratio overflows).
+pub fn compute(bars: &Bars, symbol: &str, names: &[String]) -> Result<FeatureTable, DataError> {
+    let fail = |message: String| DataError::Features {
+        symbol: symbol.to_string(),
+        message,
+    };
+    validate(bars).map_err(|e| fail(e.to_string()))?;
+    if names.is_empty() {
+        return Err(fail("no features selected".into()));
+    }
+    let mut warm = 0;
+    for name in names {
+        let l = lookback(name).ok_or_else(|| {
+            fail(format!(
+                "unknown feature '{name}' (known: {})",
+                ALL_FEATURES.join(", ")
+            ))
+        })?;
+        warm = warm.max(l);
+    }
+    let n = bars.close.len();
+    if n <= warm {
+        return Err(fail(format!(
+            "{n} bars, but the selected features need {warm} warm-up bars plus at least one row"
+        )));
+    }
+
+    let mut cache = Cache::new(bars);
+    let columns: Vec<Vec<f64>> = names.iter().map(|name| cache.series(name)).collect();
+
+    let rows = n - warm;
+    let k = names.len();
+    let mut values = Vec::with_capacity(rows * k);
+    for t in warm..n {
+        for (name, col) in names.iter().zip(&columns) {
+            let v = col.get(t).copied().unwrap_or(f64::NAN);
+            if !v.is_finite() {
+                return Err(fail(format!(
+                    "feature '{name}' is not finite ({v:?}) at {}",
+                    fmt_ts(bars.timestamps.get(t).copied().unwrap_or_default())
+                )));
+            }
+            values.push(v);
+        }
+    }
+    Ok(FeatureTable {
+        symbol: symbol.to_string(),
+        names: names.to_vec(),
+        timestamps: bars.timestamps.get(warm..).unwrap_or_default().to_vec(),
+        close: bars.close.get(warm..).unwrap_or_default().to_vec(),
+        values,
+    })
+}
+
+/// Intermediate series shared by several features, computed once per call.
+struct Cache<'a> {
+    bars: &'a Bars,
+    bollinger: Option<(Vec<f64>, Vec<f64>)>,
+    macd: Option<(Vec<f64>, Vec<f64>)>,
+    volatility: Option<Vec<f64>>,
+}
+
+impl<'a> Cache<'a> {
+    fn new(bars: &'a Bars) -> Self {
+        Cache {
+            bars,
+            bollinger: None,
+            macd: None,
+            volatility: None,
+        }
+    }
+
+    /// ma_20 and the sample standard deviation of the closes over 20 bars.
+    fn bollinger(&mut self) -> &(Vec<f64>, Vec<f64>) {
+        let close = &self.bars.close;
+        self.bollinger
+            .get_or_insert_with(|| rolling_mean_std(close, BB_WINDOW))
+    }
+
+    /// macd and macd_signal.
+    fn macd(&mut self) -> &(Vec<f64>, Vec<f64>) {
+        let close = &self.bars.close;
+        self.macd.get_or_insert_with(|| {
+            let fast = ema(close, MACD_FAST);
+            let slow = ema(close, MACD_SLOW);
+            let macd: Vec<f64> = fast.iter().zip(&slow).map(|(f, s)| f - s).collect();
+            let signal = ema(&macd, MACD_SIGNAL);
+            (macd, signal)
+        })
+    }
+
+    fn volatility(&mut self) -> &Vec<f64> {
+        let close = &self.bars.close;
+        self.volatility.get_or_insert_with(|| {
+            let lr = log_returns(close);
+            shifted(
+                &rolling_mean_std(lr.get(1..).unwrap_or_default(), WINDOW).1,
+                1,
+            )
+        })
+    }
+
+    /// The full-length series of one feature; warm-up entries are NaN or not yet meaningful.
+    fn series(&mut self, name: &str) -> Vec<f64> {
+        let b = self.bars;
+        let c = &b.close;
+        let zip = |x: &[f64], y: &[f64], f: fn(f64, f64) -> f64| -> Vec<f64> {
+            x.iter().zip(y).map(|(&a, &b)| f(a, b)).collect()
+        };
+        match name {
+            "open" => b.open.clone(),
+            "high" => b.high.clone(),
+            "low" => b.low.clone(),
+            "close" => c.clone(),
+            "volume" => b.volume.clone(),
+            "log_return" => log_returns(c),
+            "price_change_1" => price_change(c, 1),
+            "price_change_2" => price_change(c, 2),
+            "price_change_5" => price_change(c, 5),
+            "ma_5" => rolling_mean_std(c, 5).0,
+            "ma_10" => rolling_mean_std(c, 10).0,
+            "ma_20" => self.bollinger().0.clone(),
+            "ma_50" => rolling_mean_std(c, 50).0,
+            "ema_5" => ema(c, 5),
+            "ema_10" => ema(c, 10),
+            "ema_20" => ema(c, 20),
+            "ema_50" => ema(c, 50),
+            "rsi_14" => rsi(c, RSI_PERIOD),
+            "macd" => self.macd().0.clone(),
+            "macd_signal" => self.macd().1.clone(),
+            "macd_histogram" => {
+                let (m, s) = self.macd();
+                zip(m, s, |m, s| m - s)
+            }
+            "bb_upper" => {
+                let (m, s) = self.bollinger();
+                zip(m, s, |m, s| m + 2.0 * s)
+            }
+            "bb_lower" => {
+                let (m, s) = self.bollinger();
+                zip(m, s, |m, s| m - 2.0 * s)
+            }
+            "bb_width" => {
+                // (upper - lower) / ma_20, with upper and lower rounded as the features are.
+                let (m, s) = self.bollinger();
+                zip(m, s, |m, s| ((m + 2.0 * s) - (m - 2.0 * s)) / m)
+            }
+            "bb_position" => {
+                let (m, s) = self.bollinger();
+                m.iter()
+                    .zip(s)
+                    .zip(c)
+                    .map(|((&m, &s), &c)| {
+                        if s <= FLAT_STD * m.abs() {
+                            0.5
+                        } else {
+                            let (upper, lower) = (m + 2.0 * s, m - 2.0 * s);
+                            (c - lower) / (upper - lower)
+                        }
+                    })
+                    .collect()
+            }
+            "high_low_ratio" => zip(&b.high, &b.low, |h, l| h / l),
+            "close_open_ratio" => zip(c, &b.open, |c, o| c / o),
+            "volume_ratio" => {
+                let mean = rolling_mean_std(&b.volume, WINDOW).0;
+                zip(&b.volume, &mean, |v, m| if m == 0.0 { 1.0 } else { v / m })
+            }
+            "volatility" => self.volatility().clone(),
+            "volatility_ratio" => {
+                let vol = self.volatility().clone();
+                let start = WINDOW.min(vol.len());
+                let mean = shifted(
+                    &rolling_mean_std(vol.get(start..).unwrap_or_default(), VOL_RATIO_WINDOW).0,
+                    start,
+                );
+                zip(&vol, &mean, |v, m| if m == 0.0 { 1.0 } else { v / m })
+            }
+            "resistance_distance" => {
+                let top = rolling_extreme(&b.high, WINDOW, |a, b| a >= b);
+                zip(&top, c, |h, c| (h - c) / c)
+            }
+            "support_distance" => {
+                let bottom = rolling_extreme(&b.low, WINDOW, |a, b| a <= b);
+                zip(&bottom, c, |l, c| (c - l) / c)
+            }
+            // `compute` checks names against `lookback` first.
+            _ => vec![f64::NAN; c.len()],
+        }
+    }
+}
+
+/// `x` moved right by `by` places, NaN in front: for series computed on a defined suffix.
+fn shifted(x: &[f64], by: usize) -> Vec<f64> {
+    let mut out = vec![f64::NAN; by];
+    out.extend_from_slice(x);
+    out
+}
+
+/// ln(C[t] / C[t-1]); NaN at t = 0.
+fn log_returns(c: &[f64]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(c.len());
+    if !c.is_empty() {
+        out.push(f64::NAN);
+    }
+    out.extend(c.windows(2).map(|w| (w[1] / w[0]).ln()));
+    out
+}
+
+/// C[t] / C[t-k] - 1; NaN for t < k.
+fn price_change(c: &[f64], k: usize) -> Vec<f64> {
+    let mut out = vec![f64::NAN; k.min(c.len())];
+    out.extend(
+        c.iter()
+            .zip(c.iter().skip(k))
+            .map(|(old, new)| new / old - 1.0),
+    );
+    out
+}
+
+/// Recursive EMA with alpha = 2 / (w + 1), seeded with x[0]:
+/// e[t] = alpha * x[t] + (1 - alpha) * e[t-1].
+fn ema(x: &[f64], w: usize) -> Vec<f64> {
+    let alpha = 2.0 / (w as f64 + 1.0);
+    let mut out = Vec::with_capacity(x.len());
+    let Some((&first, rest)) = x.split_first() else {
+        return out;
+    };
+    let mut e = first;
+    out.push(e);
+    for &v in rest {
+        e = alpha * v + (1.0 - alpha) * e;
+        out.push(e);
+    }
+    out
+}
+
+/// Wilder RSI: the first averages are plain means of the first `p` gains/losses (defined at
+/// t = p), then avg = ((p - 1) * avg + x) / p. 100 when the average loss is 0.
+fn rsi(c: &[f64], p: usize) -> Vec<f64> {
+    let n = c.len();
+    let mut out = vec![f64::NAN; n];
+    if n <= p {
+        return out;
+    }
+    let pf = p as f64;
+    // changes[i] is C[i+1] - C[i].
+    let changes = || c.windows(2).map(|w| w[1] - w[0]);
+    let (mut gain, mut loss) = (0.0, 0.0);
+    for d in changes().take(p) {
+        gain += d.max(0.0);
+        loss += (-d).max(0.0);
+    }
+    gain /= pf;
+    loss /= pf;
+    let value = |g: f64, l: f64| {
+        if l == 0.0 {
+            100.0
+        } else {
+            100.0 - 100.0 / (1.0 + g / l)
+        }
+    };
+    out[p] = value(gain, loss);
+    for (o, d) in out.iter_mut().skip(p + 1).zip(changes().skip(p)) {
+        gain = ((pf - 1.0) * gain + d.max(0.0)) / pf;
+        loss = ((pf - 1.0) * loss + (-d).max(0.0)) / pf;
+        *o = value(gain, loss);
+    }
+    out
+}
+
+/// Rolling mean and sample standard deviation (n - 1) over `w` values, defined from index
+/// `w - 1` (NaN before). Slides mean and M2 with Welford's add/remove update and re-sums the
+/// window exactly (two passes) whenever the window starts at a multiple of `w`.
+fn rolling_mean_std(x: &[f64], w: usize) -> (Vec<f64>, Vec<f64>) {
+    let n = x.len();
+    let mut mean_out = vec![f64::NAN; n];
+    let mut std_out = vec![f64::NAN; n];
+    if w == 0 || n < w {
+        return (mean_out, std_out);
+    }
+    let wf = w as f64;
+    let denom = if w > 1 { wf - 1.0 } else { 1.0 };
+    let (mut mean, mut m2) = (0.0_f64, 0.0_f64);
+    for end in w - 1..n {
+        let start = end + 1 - w;
+        if start.is_multiple_of(w) {
+            let window = &x[start..=end];
+            mean = window.iter().sum::<f64>() / wf;
+            m2 = window.iter().map(|v| (v - mean) * (v - mean)).sum();
+        } else {
+            let (old, new) = (x[start - 1], x[end]);
+            let prev_mean = mean;
+            mean += (new - old) / wf;
+            m2 += (new - old) * (new - mean + old - prev_mean);
+            m2 = m2.max(0.0);
+        }
+        mean_out[end] = mean;
+        std_out[end] = (m2 / denom).sqrt();
+    }
+    (mean_out, std_out)
+}
+
+/// Rolling max (`keep(a, b) = a >= b`) or min (`a <= b`) over `w` values with a monotonic
+/// deque of indices; defined from index `w - 1` (NaN before).
+fn rolling_extreme(x: &[f64], w: usize, keep: fn(f64, f64) -> bool) -> Vec<f64> {
+    let n = x.len();
+    let mut out = vec![f64::NAN; n];
+    let mut deque: VecDeque<usize> = VecDeque::with_capacity(w + 1);
+    for (i, &v) in x.iter().enumerate() {
+        while let Some(&back) = deque.back() {
+            if keep(v, x[back]) {
+                deque.pop_back();
+            } else {
+                break;
+            }
+        }
+        deque.push_back(i);
+        if let Some(&front) = deque.front()
+            && front + w <= i
+        {
+            deque.pop_front();
+        }
+        if i + 1 >= w
+            && let Some(&front) = deque.front()
+        {
+            out[i] = x[front];
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 100 bars: close = 10 + (t % 7) * 0.5 + t * 0.1, open = previous close (10 at t = 0),
+    /// high = max(o, c) + 0.25, low = min(o, c) - 0.25, volume = 1000 + (t % 5) * 100.
+    fn series() -> Bars {
+        let n = 100;
+        let close: Vec<f64> = (0..n)
+            .map(|t| 10.0 + (t % 7) as f64 * 0.5 + t as f64 * 0.1)
+            .collect();
+        let open: Vec<f64> = (0..n)
+            .map(|t| if t == 0 { 10.0 } else { close[t - 1] })
+            .collect();
+        Bars {
+            timestamps: (0..n as i64).map(|t| 1_000_000 + t * 86_400).collect(),
+            high: (0..n).map(|t| open[t].max(close[t]) + 0.25).collect(),
+            low: (0..n).map(|t| open[t].min(close[t]) - 0.25).collect(),
+            volume: (0..n).map(|t| 1000.0 + (t % 5) as f64 * 100.0).collect(),
+            open,
+            close,
+        }
+    }
+
+    fn column(bars: &Bars, name: &str) -> FeatureTable {
+        compute(bars, "T", &[name.to_string()]).unwrap()
+    }
+
+    fn close_to(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-9 * (1.0 + b.abs())
+    }
+
+    /// Expected (warm-up, value at the first kept row, value at the last row), computed by an
+    /// independent straightforward Python script (full-window sums, no sliding updates).
+    const EXPECTED: &[(&str, usize, f64, f64)] = &[
+        ("open", 0, 10.0, 19.8),
+        ("high", 0, 10.25, 20.65),
+        ("low", 0, 9.75, 19.55),
+        ("close", 0, 10.0, 20.4),
+        ("volume", 0, 1000.0, 1400.0),
+        ("log_return", 1, 0.058268908123975824, 0.02985296314968113),
+        (
+            "price_change_1",
+            1,
+            0.06000000000000005,
+            0.030303030303030276,
+        ),
+        (
+            "price_change_2",
+            2,
+            0.11999999999999988,
+            -0.10132158590308382,
+        ),
+        (
+            "price_change_5",
+            5,
+            0.30000000000000004,
+            -0.02392344497607657,
+        ),
+        ("ma_5", 4, 11.2, 21.3),
+        ("ma_10", 9, 11.65, 20.85),
+        ("ma_20", 19, 12.375, 20.475),
+        ("ma_50", 49, 13.92, 18.93),
+        ("ema_5", 4, 11.437037037037038, 20.85225837785333),
+        ("ema_10", 9, 11.560600802573102, 20.80509597610706),
+        ("ema_20", 19, 12.423896353519336, 20.387984518521414),
+        ("ema_50", 49, 14.099200314490753, 18.945786086707397),
+        ("rsi_14", 14, 55.38461538461538, 51.364437432528476),
+        ("macd", 25, 0.708651966449894, 0.6304891915002706),
+        ("macd_signal", 33, 0.7143028995991636, 0.7082232390283214),
+        (
+            "macd_histogram",
+            33,
+            0.07163845952201298,
+            -0.0777340475280508,
+        ),
+        ("bb_upper", 19, 14.910536899439851, 22.73390052435856),
+        ("bb_lower", 19, 9.839463100560149, 18.216099475641442),
+        ("bb_width", 19, 0.4097837413236123, 0.2206496238689679),
+        ("bb_position", 19, 0.899323709398069, 0.4833990033666268),
+        ("high_low_ratio", 0, 1.0512820512820513, 1.0562659846547313),
+        ("close_open_ratio", 0, 1.0, 1.0303030303030303),
+        ("volume_ratio", 19, 1.1666666666666667, 1.1666666666666667),
+        ("volatility", 20, 0.08684131409251213, 0.06265059623163796),
+        (
+            "volatility_ratio",
+            79,
+            0.846299478758773,
+            0.8612344871034769,
+        ),
+        (
+            "resistance_distance",
+            19,
+            0.017361111111111112,
+            0.12500000000000022,
+        ),
+        (
+            "support_distance",
+            19,
+            0.3229166666666667,
+            0.11029411764705883,
+        ),
+    ];
+
+    #[test]
+    fn every_feature_matches_independent_values() {
+        let bars = series();
+        assert_eq!(EXPECTED.len(), ALL_FEATURES.len());
+        for (&(name, warm, first, last), &listed) in EXPECTED.iter().zip(ALL_FEATURES) {
+            assert_eq!(name, listed);
+            assert_eq!(lookback(name), Some(warm), "{name}");
+            let t = column(&bars, name);
+            assert_eq!(t.values.len(), 100 - warm, "{name}");
+            assert_eq!(t.timestamps.first(), Some(&bars.timestamps[warm]), "{name}");
+            assert_eq!(t.close.first(), Some(&bars.close[warm]), "{name}");
+            let (a, b) = (t.values[0], t.values[t.values.len() - 1]);
+            assert!(close_to(a, first), "{name}: first {a} vs {first}");
+            assert!(close_to(b, last), "{name}: last {b} vs {last}");
+        }
+    }
+
+    #[test]
+    fn small_hand_computed_values() {
+        let bars = series();
+        // Closes 10, 10.6, 11.2, 11.8, 12.4: ma_5 at t = 4 is 56 / 5.
+        let t = column(&bars, "ma_5");
+        assert!(close_to(t.values[0], 11.2), "{}", t.values[0]);
+        // ema_5 has alpha 1/3: 10, 10.2, 10.5333.., 10.9555.., 11.4370..
+        let e = ema(&bars.close, 5);
+        assert_eq!(e[0], 10.0);
+        assert!(close_to(e[1], 10.2));
+        assert!(close_to(e[2], 10.2 + (11.2 - 10.2) / 3.0));
+        assert!(close_to(e[4], 11.437037037037037));
+        // First RSI: 14 changes; t = 1..6 are +0.6, t = 7 is -2.9, t = 8..13 are +0.6,
+        // t = 14 is -2.9. gain = 12 * 0.6 / 14, loss = 2 * 2.9 / 14: RSI = 100 * 7.2 / 13.
+        let r = column(&bars, "rsi_14");
+        assert!(close_to(r.values[0], 100.0 * 7.2 / 13.0), "{}", r.values[0]);
+    }
+
+    #[test]
+    fn degenerate_windows() {
+        let n = 90;
+        let flat = Bars {
+            timestamps: (0..n as i64).collect(),
+            open: vec![0.1; n],
+            high: vec![0.1; n],
+            low: vec![0.1; n],
+            close: vec![0.1; n],
+            volume: vec![0.0; n],
+        };
+        let names: Vec<String> = ALL_FEATURES.iter().map(|s| s.to_string()).collect();
+        let t = compute(&flat, "FLAT", &names).unwrap();
+        assert_eq!(t.timestamps.len(), n - 79);
+        assert_eq!(t.timestamps[0], 79);
+        let at = |name: &str| {
+            let j = names.iter().position(|x| x == name).unwrap();
+            t.values[j]
+        };
+        assert_eq!(at("bb_position"), 0.5);
+        assert_eq!(at("volume_ratio"), 1.0);
+        assert_eq!(at("volatility_ratio"), 1.0);
+        assert_eq!(at("rsi_14"), 100.0);
+        assert_eq!(at("volatility"), 0.0);
+        assert_eq!(at("log_return"), 0.0);
+
+        // Only rises: the average loss is 0, so RSI is 100.
+        let up: Vec<f64> = (0..30).map(|t| 10.0 + t as f64).collect();
+        let r = rsi(&up, 14);
+        assert_eq!(r[14], 100.0);
+        assert_eq!(r[29], 100.0);
+        assert!(r[13].is_nan());
+    }
+
+    #[test]
+    fn warm_up_is_the_largest_lookback() {
+        let bars = series();
+        let names = vec![
+            "close".to_string(),
+            "ma_20".to_string(),
+            "rsi_14".to_string(),
+        ];
+        let t = compute(&bars, "T", &names).unwrap();
+        assert_eq!(t.names, names);
+        assert_eq!(t.timestamps.len(), 81);
+        assert_eq!(t.timestamps[0], bars.timestamps[19]);
+        assert_eq!(t.values.len(), 81 * 3);
+        // Row-major: row 0 is (close[19], ma_20[19], rsi_14[19]).
+        assert_eq!(t.values[0], bars.close[19]);
+        assert!(close_to(t.values[1], 12.375));
+    }
+
+    #[test]
+    fn errors() {
+        let bars = series();
+        let e = compute(&bars, "T", &["nope".to_string()]).unwrap_err();
+        assert!(e.to_string().contains("unknown feature 'nope'"));
+        assert!(compute(&bars, "T", &[]).is_err());
+        let short = Bars {
+            timestamps: bars.timestamps[..79].to_vec(),
+            open: bars.open[..79].to_vec(),
+            high: bars.high[..79].to_vec(),
+            low: bars.low[..79].to_vec(),
+            close: bars.close[..79].to_vec(),
+            volume: bars.volume[..79].to_vec(),
+        };
+        let e = compute(&short, "T", &["volatility_ratio".to_string()]).unwrap_err();
+        assert!(e.to_string().contains("79 bars"), "{e}");
+        assert!(compute(&short, "T", &["ma_50".to_string()]).is_ok());
+        let mut broken = bars.clone();
+        broken.volume.pop();
+        assert!(compute(&broken, "T", &["close".to_string()]).is_err());
+    }
+
+    #[test]
+    fn rolling_helpers_match_naive_on_long_series() {
+        // Sliding updates with periodic re-summation stay within float noise of the naive sums.
+        let x: Vec<f64> = (0..5000)
+            .map(|i| 1000.0 + ((i * 7919) % 113) as f64 * 0.37 - (i % 17) as f64)
+            .collect();
+        let (m, s) = rolling_mean_std(&x, 20);
+        let mx = rolling_extreme(&x, 20, |a, b| a >= b);
+        let mn = rolling_extreme(&x, 20, |a, b| a <= b);
+        for end in 19..x.len() {
+            let w = &x[end - 19..=end];
+            let mean = w.iter().sum::<f64>() / 20.0;
+            let var = w.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 19.0;
+            assert!((m[end] - mean).abs() < 1e-9);
+            assert!((s[end] - var.sqrt()).abs() < 1e-9);
+            assert_eq!(mx[end], w.iter().cloned().fold(f64::MIN, f64::max));
+            assert_eq!(mn[end], w.iter().cloned().fold(f64::MAX, f64::min));
+        }
+    }
+}

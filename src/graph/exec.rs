@@ -1,0 +1,464 @@
+//! Executing plans: complete each stage's key, hit the cache or run the stage, record why.
+//!
+//! Experiments run in parallel on a rayon pool (`-j`); within one, independent ingest
+//! stages run in parallel too. Two experiments (or two processes) that need the same key
+//! serialise on the key's lock, and the second finds the first one's record: a stage key
+//! executes at most once at a time, and once in total unless its outputs get lost.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::stages::{CORRUPT_INPUT_MARK, StageError, StageInputs, StageKind};
+use super::{Plan, StageSpec};
+use crate::config::{Experiment, LocationMap};
+use crate::store::{ActionRecord, Digest, StageKey, Store, now_unix};
+
+/// What one build (or dry run) does with one experiment.
+pub struct ExperimentJob<'a> {
+    pub file: PathBuf,
+    pub experiment: &'a Experiment,
+    pub locations: &'a LocationMap,
+    pub plan: &'a Plan,
+    /// Digest of each stage's data file (by stage index), from the stat cache.
+    pub data_digests: BTreeMap<usize, Digest>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StageState {
+    /// Found in the cache.
+    Cached,
+    /// Executed in this build.
+    Ran {
+        secs: f64,
+    },
+    /// Dry run / status: would execute, and why.
+    Stale {
+        reason: String,
+    },
+    /// Not attempted because a stage before it failed.
+    Skipped,
+    Failed(StageError),
+}
+
+#[derive(Debug, Clone)]
+pub struct StageReport {
+    pub id: String,
+    pub kind: StageKind,
+    pub key: Option<StageKey>,
+    pub state: StageState,
+    pub record: Option<ActionRecord>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExperimentReport {
+    pub name: String,
+    pub file: PathBuf,
+    pub stages: Vec<StageReport>,
+}
+
+impl ExperimentReport {
+    pub fn error(&self) -> Option<&StageError> {
+        self.stages.iter().find_map(|s| match &s.state {
+            StageState::Failed(e) => Some(e),
+            _ => None,
+        })
+    }
+}
+
+/// What the last build of an experiment file saw, per stage: enough to explain later why
+/// a stage is stale (`hft status`, `--dry-run`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BuildRecord {
+    pub file: String,
+    pub name: String,
+    pub stages: Vec<StageSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageSnapshot {
+    pub id: String,
+    pub version: u32,
+    pub key: StageKey,
+    pub config: String,
+    pub inputs: Vec<(String, String)>,
+}
+
+/// Runs (or, with `dry_run`, only classifies) every experiment. Returns one report each,
+/// in the order given.
+pub fn run_all(
+    store: &Store,
+    jobs: &[ExperimentJob],
+    threads: usize,
+    dry_run: bool,
+    on_done: &(dyn Fn(&ExperimentReport) + Sync),
+) -> Vec<ExperimentReport> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build();
+    let work = || {
+        jobs.par_iter()
+            .map(|job| {
+                let report = run_experiment(store, job, dry_run);
+                on_done(&report);
+                report
+            })
+            .collect()
+    };
+    match pool {
+        Ok(pool) => pool.install(work),
+        Err(_) => work(),
+    }
+}
+
+/// Stages that use process-global state (burn's RNG) run one at a time in a process.
+static EXCLUSIVE: Mutex<()> = Mutex::new(());
+
+fn run_experiment(store: &Store, job: &ExperimentJob, dry_run: bool) -> ExperimentReport {
+    let previous: Option<BuildRecord> = store.get_build_record(&super::experiment_id(&job.file));
+    // A corrupt blob found while executing means its producer must run again; that can
+    // cascade at most once per stage.
+    let mut attempts = job.plan.stages.len() + 1;
+    loop {
+        let report = run_experiment_once(store, job, dry_run, previous.as_ref());
+        let corrupt = report.stages.iter().any(|s| {
+            matches!(&s.state, StageState::Failed(StageError::Failed(m)) if m.starts_with(CORRUPT_INPUT_MARK))
+        });
+        attempts -= 1;
+        if !corrupt || attempts == 0 {
+            if !dry_run {
+                save_build_record(store, job, &report);
+            }
+            return report;
+        }
+        // Forget every record whose outputs do not verify, then go again.
+        for s in &report.stages {
+            if let Some(record) = &s.record
+                && record
+                    .outputs
+                    .values()
+                    .any(|o| store.get_blob(&o.digest).is_none())
+            {
+                store.forget_action(&record.key);
+            }
+        }
+    }
+}
+
+fn run_experiment_once(
+    store: &Store,
+    job: &ExperimentJob,
+    dry_run: bool,
+    previous: Option<&BuildRecord>,
+) -> ExperimentReport {
+    let stages = &job.plan.stages;
+    let slots: Vec<Mutex<Option<StageReport>>> = stages.iter().map(|_| Mutex::new(None)).collect();
+    // Ingest stages have no dependencies: run them side by side.
+    let roots: Vec<usize> = (0..stages.len())
+        .filter(|&i| stages[i].deps.is_empty())
+        .collect();
+    roots.par_iter().for_each(|&i| {
+        let r = run_stage(store, job, i, &[], dry_run, previous);
+        if let Ok(mut slot) = slots[i].lock() {
+            *slot = Some(r);
+        }
+    });
+    let mut done: Vec<Option<StageReport>> = slots
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or(None))
+        .collect();
+    for i in 0..stages.len() {
+        if done[i].is_some() {
+            continue;
+        }
+        let deps: Vec<&StageReport> = stages[i]
+            .deps
+            .iter()
+            .filter_map(|&d| done[d].as_ref())
+            .collect();
+        let r = run_stage(store, job, i, &deps, dry_run, previous);
+        done[i] = Some(r);
+    }
+    ExperimentReport {
+        name: job.plan.name.clone(),
+        file: job.file.clone(),
+        stages: done.into_iter().flatten().collect(),
+    }
+}
+
+/// The key of stage `i` given its dependencies' records.
+fn stage_key(
+    spec: &StageSpec,
+    deps: &[&ActionRecord],
+    data: Option<&Digest>,
+) -> (StageKey, Vec<(String, String)>) {
+    let mut inputs = spec.kind.key_inputs(deps);
+    if let Some(d) = data {
+        inputs.push(("data_file".to_string(), d.to_hex()));
+    }
+    let version = spec.kind.version().to_le_bytes();
+    let mut parts: Vec<&[u8]> = vec![
+        spec.kind.name().as_bytes(),
+        &version,
+        spec.config.as_bytes(),
+    ];
+    for (name, value) in &inputs {
+        parts.push(name.as_bytes());
+        parts.push(value.as_bytes());
+    }
+    (StageKey::compute(&parts), inputs)
+}
+
+fn run_stage(
+    store: &Store,
+    job: &ExperimentJob,
+    i: usize,
+    deps: &[&StageReport],
+    dry_run: bool,
+    previous: Option<&BuildRecord>,
+) -> StageReport {
+    let spec = &job.plan.stages[i];
+    let mut report = StageReport {
+        id: spec.id.clone(),
+        kind: spec.kind.clone(),
+        key: None,
+        state: StageState::Skipped,
+        record: None,
+    };
+    let dep_records: Vec<&ActionRecord> = deps.iter().filter_map(|d| d.record.as_ref()).collect();
+    if dep_records.len() != spec.deps.len() {
+        // Some input is not available: failed upstream, or (dry run) not built yet.
+        if dry_run {
+            let pending: Vec<&str> = deps
+                .iter()
+                .filter(|d| d.record.is_none())
+                .map(|d| d.id.as_str())
+                .collect();
+            let mut reasons = explain_config(spec, job, previous);
+            reasons.push(format!(
+                "after {} re-run{}",
+                pending.join(", "),
+                if pending.len() > 1 { "" } else { "s" }
+            ));
+            report.state = StageState::Stale {
+                reason: reasons.join("; "),
+            };
+        }
+        return report;
+    }
+    let (key, inputs) = stage_key(spec, &dep_records, job.data_digests.get(&i));
+    report.key = Some(key.clone());
+    if let Some(record) = store.get_action(&key) {
+        report.state = StageState::Cached;
+        report.record = Some(record);
+        return report;
+    }
+    if dry_run {
+        report.state = StageState::Stale {
+            reason: explain(spec, &key, &inputs, job, previous),
+        };
+        return report;
+    }
+    let _lock = match store.lock_stage(&key) {
+        Ok(lock) => lock,
+        Err(e) => {
+            report.state =
+                StageState::Failed(StageError::Failed(format!("cannot lock {key}: {e}")));
+            return report;
+        }
+    };
+    // Another build may have produced it while we waited for the lock.
+    if let Some(record) = store.get_action(&key) {
+        report.state = StageState::Cached;
+        report.record = Some(record);
+        return report;
+    }
+    let _exclusive = spec.kind.exclusive().then(|| EXCLUSIVE.lock());
+    let started = Instant::now();
+    let stage_inputs = StageInputs {
+        experiment: job.experiment,
+        store,
+        deps: dep_records,
+        data_file: spec.data_file.as_deref(),
+    };
+    let output = match spec.kind.execute(&stage_inputs) {
+        Ok(o) => o,
+        Err(e) => {
+            report.state = StageState::Failed(e);
+            return report;
+        }
+    };
+    let mut outputs = BTreeMap::new();
+    for (name, bytes) in &output.blobs {
+        match store.put_blob(bytes) {
+            Ok(r) => {
+                outputs.insert(name.clone(), r);
+            }
+            Err(e) => {
+                report.state = StageState::Failed(StageError::Failed(format!(
+                    "cannot store output `{name}`: {e}"
+                )));
+                return report;
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let record = ActionRecord {
+        key: key.clone(),
+        stage: spec.id.clone(),
+        outputs,
+        summary: output.summary,
+        hft_version: env!("CARGO_PKG_VERSION").to_string(),
+        wall_ms: (secs * 1000.0) as u64,
+        created: now_unix(),
+    };
+    if let Err(e) = store.put_action(&record) {
+        report.state = StageState::Failed(StageError::Failed(e.to_string()));
+        return report;
+    }
+    report.state = StageState::Ran { secs };
+    report.record = Some(record);
+    report
+}
+
+fn save_build_record(store: &Store, job: &ExperimentJob, report: &ExperimentReport) {
+    let id = super::experiment_id(&job.file);
+    let mut record: BuildRecord = store.get_build_record(&id).unwrap_or_default();
+    record.file = job.file.display().to_string();
+    record.name = report.name.clone();
+    for (spec, stage) in job.plan.stages.iter().zip(&report.stages) {
+        let Some(key) = &stage.key else { continue };
+        if stage.record.is_none() {
+            continue;
+        }
+        let deps: Vec<&ActionRecord> = spec
+            .deps
+            .iter()
+            .filter_map(|&d| report.stages.get(d).and_then(|s| s.record.as_ref()))
+            .collect();
+        let idx = job
+            .plan
+            .stages
+            .iter()
+            .position(|s| s.id == spec.id)
+            .unwrap_or(0);
+        let (_, inputs) = stage_key(spec, &deps, job.data_digests.get(&idx));
+        let snapshot = StageSnapshot {
+            id: spec.id.clone(),
+            version: spec.kind.version(),
+            key: key.clone(),
+            config: spec.config.clone(),
+            inputs,
+        };
+        match record.stages.iter_mut().find(|s| s.id == spec.id) {
+            Some(s) => *s = snapshot,
+            None => record.stages.push(snapshot),
+        }
+    }
+    // Stages the experiment no longer has (a removed symbol) are dropped.
+    record
+        .stages
+        .retain(|s| job.plan.stages.iter().any(|p| p.id == s.id));
+    if let Err(e) = store.put_build_record(&id, &record) {
+        crate::report::warn(&format!(
+            "cannot record the build of {}: {e}",
+            job.file.display()
+        ));
+    }
+}
+
+/// Why `spec` (whose key is known and not cached) must run.
+fn explain(
+    spec: &StageSpec,
+    key: &StageKey,
+    inputs: &[(String, String)],
+    job: &ExperimentJob,
+    previous: Option<&BuildRecord>,
+) -> String {
+    let Some(prev) = previous.and_then(|p| p.stages.iter().find(|s| s.id == spec.id)) else {
+        return "never built".to_string();
+    };
+    if prev.key == *key {
+        return "its outputs are gone from the cache (deleted or corrupt)".to_string();
+    }
+    let mut reasons = explain_config(spec, job, previous);
+    for (name, value) in inputs {
+        let before = prev.inputs.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+        if before != Some(value) {
+            reasons.push(if name == "data_file" {
+                let file = spec.data_file.as_deref().unwrap_or(Path::new("?"));
+                format!("data file {} changed", file.display())
+            } else {
+                format!("input {name} changed")
+            });
+        }
+    }
+    if reasons.is_empty() {
+        reasons.push("its key changed".to_string());
+    }
+    reasons.join("; ")
+}
+
+/// Config and version differences against the last build, naming keys and positions.
+fn explain_config(
+    spec: &StageSpec,
+    job: &ExperimentJob,
+    previous: Option<&BuildRecord>,
+) -> Vec<String> {
+    let Some(prev) = previous.and_then(|p| p.stages.iter().find(|s| s.id == spec.id)) else {
+        return vec![];
+    };
+    let mut reasons = Vec::new();
+    if prev.version != spec.kind.version() {
+        reasons.push(format!(
+            "stage version {} -> {}",
+            prev.version,
+            spec.kind.version()
+        ));
+    }
+    let before: serde_json::Value = serde_json::from_str(&prev.config).unwrap_or_default();
+    let after: serde_json::Value = serde_json::from_str(&spec.config).unwrap_or_default();
+    let mut a = BTreeMap::new();
+    let mut b = BTreeMap::new();
+    flatten("", &before, &mut a);
+    flatten("", &after, &mut b);
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for k in keys {
+        let (old, new) = (a.get(k), b.get(k));
+        if old != new {
+            let pos = job.locations.find(k);
+            let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(unset)".to_string());
+            reasons.push(format!(
+                "{k} {} -> {} ({}:{})",
+                show(old),
+                show(new),
+                job.file.display(),
+                pos.line
+            ));
+        }
+    }
+    reasons
+}
+
+/// Leaves of a JSON value by dotted path; arrays are leaves (shown whole).
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, child) in map {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&p, child, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}

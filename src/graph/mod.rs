@@ -1,0 +1,156 @@
+//! The build graph: experiments -> stages -> keys.
+//!
+//! A salsa database holds what the graph is computed from: experiment files (path + text)
+//! and data files (path + content digest, from the stat cache). Tracked functions parse and
+//! validate an experiment and turn it into a [`Plan`]: its stages, what config subtree each
+//! one reads (canonical JSON) and which stages feed it. Keys need the output digests of
+//! upstream stages, which exist only once those are built or found in the cache, so the
+//! executor (`exec`) completes each key just before it looks the stage up.
+
+pub mod exec;
+pub mod stages;
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, ConfigError, Experiment, LocationMap, SourceKind};
+use crate::store::Digest;
+
+pub use stages::StageKind;
+
+/// Experiment file contents: one salsa input per file.
+#[salsa::input]
+pub struct ExperimentSource {
+    #[returns(ref)]
+    pub path: PathBuf,
+    #[returns(ref)]
+    pub text: String,
+}
+
+/// A data file and the digest of its bytes (from the stat cache, so unchanged files are
+/// not re-hashed).
+#[salsa::input]
+pub struct DataFile {
+    #[returns(ref)]
+    pub path: PathBuf,
+    pub digest: Digest,
+}
+
+#[salsa::db]
+#[derive(Clone, Default)]
+pub struct Database {
+    storage: salsa::Storage<Self>,
+}
+
+#[salsa::db]
+impl salsa::Database for Database {}
+
+/// A parsed experiment with the positions of its keys (for messages and `status`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    pub experiment: Experiment,
+    pub locations: LocationMap,
+}
+
+#[salsa::tracked(returns(ref))]
+pub fn parse_experiment(
+    db: &dyn salsa::Database,
+    source: ExperimentSource,
+) -> Result<Parsed, ConfigError> {
+    let path = source.path(db);
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (experiment, locations) = config::parse_str_located(path, source.text(db), &stem)?;
+    Ok(Parsed {
+        experiment,
+        locations,
+    })
+}
+
+/// One stage of one experiment, before its key is known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageSpec {
+    /// Unique within the experiment: `ingest:AAPL`, `features`, ...
+    pub id: String,
+    pub kind: StageKind,
+    /// Canonical JSON of the config this stage reads, rooted at the experiment's top-level
+    /// keys (`{"data":{"sequence_length":30}}`), so a diff of two of them names real keys.
+    pub config: String,
+    /// Indices (into `Plan::stages`) of the stages whose outputs this one reads.
+    pub deps: Vec<usize>,
+    /// The data file an ingest stage reads, if any.
+    pub data_file: Option<PathBuf>,
+}
+
+/// An experiment's stages in dependency order (every dep precedes its user).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub name: String,
+    pub stages: Vec<StageSpec>,
+}
+
+#[salsa::tracked(returns(ref))]
+pub fn plan_experiment(
+    db: &dyn salsa::Database,
+    source: ExperimentSource,
+) -> Result<Plan, ConfigError> {
+    let parsed = parse_experiment(db, source).clone()?;
+    let e = &parsed.experiment;
+    let mut stages = Vec::new();
+    for (i, symbol) in e.data.symbols.iter().enumerate() {
+        let data_file = match e.data.source {
+            SourceKind::Local => {
+                let file = Path::new(&e.data.path).join(format!("{symbol}.csv"));
+                if !file.is_file() {
+                    let key = format!("data.symbols[{i}]");
+                    return Err(ConfigError {
+                        file: source.path(db).clone(),
+                        pos: parsed.locations.find(&key),
+                        key,
+                        message: format!(
+                            "no data file for `{symbol}`: {} does not exist (data.path is `{}`)",
+                            file.display(),
+                            e.data.path
+                        ),
+                    });
+                }
+                Some(file)
+            }
+            SourceKind::Synthetic => None,
+        };
+        let kind = StageKind::Ingest {
+            symbol: symbol.clone(),
+        };
+        stages.push(StageSpec {
+            id: format!("ingest:{symbol}"),
+            config: kind.config(e),
+            kind,
+            deps: vec![],
+            data_file,
+        });
+    }
+    let ingests: Vec<usize> = (0..stages.len()).collect();
+    let mut push = |kind: StageKind, deps: Vec<usize>| -> usize {
+        stages.push(StageSpec {
+            id: kind.name().to_string(),
+            config: kind.config(e),
+            kind,
+            deps,
+            data_file: None,
+        });
+        stages.len() - 1
+    };
+    let features = push(StageKind::Features, ingests);
+    push(StageKind::Dataset, vec![features]);
+    Ok(Plan {
+        name: e.name.clone(),
+        stages,
+    })
+}
+
+/// A stable id for an experiment file (its canonical path), used to find its last build.
+pub fn experiment_id(path: &Path) -> String {
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    Digest::of(canonical.to_string_lossy().as_bytes()).short()
+}

@@ -1,0 +1,243 @@
+//! The stages: what each reads from the config, what goes into its key, how it executes.
+//!
+//! Adding a stage is one variant here plus its arms: `name`, `version`, `config` (the exact
+//! subtree it reads), `key_inputs` (which facts of its inputs it depends on) and `execute`.
+//! Bump a stage's version whenever its outputs would change for the same inputs (a feature
+//! definition, a file layout): old cache entries then stop matching instead of being reused.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::config::{Experiment, SourceKind, canonical_json};
+use crate::data::{self, Bars, Dataset, DatasetParams};
+use crate::store::{ActionRecord, Digest, Store};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StageKind {
+    /// One symbol's bars from its source.
+    Ingest { symbol: String },
+    /// Feature tables of every symbol.
+    Features,
+    /// Windowed, split, normalised dataset.
+    Dataset,
+}
+
+/// What a stage produced: named blobs plus small facts for downstream keys and reports.
+#[derive(Debug, Default)]
+pub struct StageOutput {
+    pub blobs: BTreeMap<String, Vec<u8>>,
+    pub summary: serde_json::Value,
+}
+
+/// Why a stage could not produce its outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StageError {
+    /// The user's data is wrong (bad CSV row, too few bars): exit code 2.
+    BadInput(String),
+    /// The computation failed (I/O, training diverged, ...): exit code 1.
+    Failed(String),
+}
+
+impl std::fmt::Display for StageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StageError::BadInput(m) | StageError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Everything a stage may read while executing.
+pub struct StageInputs<'a> {
+    pub experiment: &'a Experiment,
+    pub store: &'a Store,
+    /// Records of the stages this one depends on, in `StageSpec::deps` order.
+    pub deps: Vec<&'a ActionRecord>,
+    pub data_file: Option<&'a Path>,
+}
+
+impl StageInputs<'_> {
+    /// The verified bytes of output `name` of dependency `i`.
+    pub fn blob(&self, i: usize, name: &str) -> Result<Vec<u8>, StageError> {
+        let record = self
+            .deps
+            .get(i)
+            .ok_or_else(|| StageError::Failed(format!("missing input #{i}")))?;
+        let out = record.outputs.get(name).ok_or_else(|| {
+            StageError::Failed(format!("input {} has no output `{name}`", record.stage))
+        })?;
+        self.store
+            .get_blob(&out.digest)
+            .ok_or_else(|| StageError::Failed(corrupt_input(record, name)))
+    }
+}
+
+/// The message used when an input blob vanished or failed verification; the executor
+/// recognises it and rebuilds the producer.
+pub fn corrupt_input(record: &ActionRecord, name: &str) -> String {
+    format!(
+        "{CORRUPT_INPUT_MARK} output `{name}` of {} ({})",
+        record.stage,
+        record.key.short()
+    )
+}
+pub const CORRUPT_INPUT_MARK: &str = "corrupt or missing input blob:";
+
+impl StageKind {
+    /// Stage name as shown to users and hashed into keys.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StageKind::Ingest { .. } => "ingest",
+            StageKind::Features => "features",
+            StageKind::Dataset => "dataset",
+        }
+    }
+
+    /// Bumped whenever the stage's code would produce different outputs from equal inputs.
+    pub fn version(&self) -> u32 {
+        match self {
+            StageKind::Ingest { .. } => 1,
+            StageKind::Features => 1,
+            StageKind::Dataset => 1,
+        }
+    }
+
+    /// Whether the stage uses process-global state (burn's RNG) and must run alone.
+    pub fn exclusive(&self) -> bool {
+        match self {
+            StageKind::Ingest { .. } | StageKind::Features | StageKind::Dataset => false,
+        }
+    }
+
+    /// Canonical JSON of exactly the config this stage reads.
+    pub fn config(&self, e: &Experiment) -> String {
+        let d = &e.data;
+        let value = match self {
+            StageKind::Ingest { symbol } => match d.source {
+                // The file's path is not part of the key: its bytes are (as an input digest).
+                SourceKind::Local => json!({"data": {"source": d.source, "symbol": symbol}}),
+                SourceKind::Synthetic => json!({"data": {
+                    "source": d.source, "symbol": symbol, "synthetic": d.synthetic,
+                }}),
+            },
+            StageKind::Features => json!({"data": {"features": d.features}}),
+            StageKind::Dataset => json!({"data": {
+                "sequence_length": d.sequence_length,
+                "prediction_horizon": d.prediction_horizon,
+                "action_threshold": d.action_threshold,
+                "split": d.split,
+                "relative_prices": d.relative_prices,
+            }}),
+        };
+        canonical_json(&value)
+    }
+
+    /// The facts about this stage's inputs that go into its key, as (name, value) pairs.
+    /// By default every output digest of every dependency.
+    pub fn key_inputs(&self, deps: &[&ActionRecord]) -> Vec<(String, String)> {
+        deps.iter()
+            .flat_map(|r| {
+                r.outputs
+                    .iter()
+                    .map(|(name, out)| (format!("{}.{name}", r.stage), out.digest.to_hex()))
+            })
+            .collect()
+    }
+
+    pub fn execute(&self, inputs: &StageInputs) -> Result<StageOutput, StageError> {
+        let e = inputs.experiment;
+        match self {
+            StageKind::Ingest { symbol } => {
+                let bars = match e.data.source {
+                    SourceKind::Local => {
+                        let path = inputs.data_file.ok_or_else(|| {
+                            StageError::Failed("ingest has no data file".to_string())
+                        })?;
+                        let bytes = std::fs::read(path).map_err(|err| {
+                            StageError::BadInput(format!("cannot read {}: {err}", path.display()))
+                        })?;
+                        data::ingest::parse_csv(path, &bytes)
+                            .map_err(|err| StageError::BadInput(err.to_string()))?
+                    }
+                    SourceKind::Synthetic => {
+                        let s = &e.data.synthetic;
+                        // Each symbol gets its own series from the one configured seed.
+                        let seed = s.seed
+                            ^ u64::from_le_bytes(
+                                Digest::of(symbol.as_bytes()).0[..8]
+                                    .try_into()
+                                    .unwrap_or([0; 8]),
+                            );
+                        data::synthetic::generate(seed, s.bars, s.start_price, s.bar_seconds)
+                    }
+                };
+                Ok(StageOutput {
+                    summary: bars_summary(symbol, &bars),
+                    blobs: BTreeMap::from([("bars".to_string(), bars.to_bytes())]),
+                })
+            }
+            StageKind::Features => {
+                let mut tables = Vec::with_capacity(inputs.deps.len());
+                for (i, record) in inputs.deps.iter().enumerate() {
+                    let bars = Bars::from_bytes(&inputs.blob(i, "bars")?)
+                        .map_err(|err| StageError::Failed(format!("{}: {err}", record.stage)))?;
+                    let symbol = record
+                        .stage
+                        .strip_prefix("ingest:")
+                        .unwrap_or(&record.stage);
+                    let table = data::features::compute(&bars, symbol, &e.data.features)
+                        .map_err(|err| StageError::BadInput(format!("{symbol}: {err}")))?;
+                    tables.push(table);
+                }
+                let rows: usize = tables.iter().map(|t| t.timestamps.len()).sum();
+                Ok(StageOutput {
+                    summary: json!({"rows": rows, "features": e.data.features.len()}),
+                    blobs: BTreeMap::from([(
+                        "features".to_string(),
+                        data::blob::encode_feature_tables(&tables),
+                    )]),
+                })
+            }
+            StageKind::Dataset => {
+                let tables = data::blob::decode_feature_tables(&inputs.blob(0, "features")?)
+                    .map_err(|err| StageError::Failed(format!("features: {err}")))?;
+                let d = &e.data;
+                let params = DatasetParams {
+                    sequence_length: d.sequence_length,
+                    prediction_horizon: d.prediction_horizon,
+                    action_threshold: d.action_threshold,
+                    split: [d.split.train, d.split.val, d.split.test],
+                    relative_prices: d.relative_prices,
+                };
+                let dataset = data::dataset::build(&tables, &params)
+                    .map_err(|err| StageError::BadInput(err.to_string()))?;
+                Ok(StageOutput {
+                    summary: dataset_summary(&dataset),
+                    blobs: BTreeMap::from([("dataset".to_string(), dataset.to_bytes())]),
+                })
+            }
+        }
+    }
+}
+
+fn bars_summary(symbol: &str, bars: &Bars) -> serde_json::Value {
+    json!({
+        "symbol": symbol,
+        "rows": bars.timestamps.len(),
+        "first": bars.timestamps.first(),
+        "last": bars.timestamps.last(),
+    })
+}
+
+/// The dataset's shape: what `init` keys on, and what reports show.
+fn dataset_summary(d: &Dataset) -> serde_json::Value {
+    json!({
+        "num_features": d.num_features(),
+        "sequence_length": d.sequence_length,
+        "prediction_horizon": d.prediction_horizon,
+        "train": d.train.n,
+        "val": d.val.n,
+        "test": d.test.n,
+    })
+}

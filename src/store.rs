@@ -1,0 +1,482 @@
+//! The content-addressed store under `cache/`.
+//!
+//! ```text
+//! cache/
+//!   objects/ab/cdef...   blobs, named by the blake3 digest of their bytes, read-only
+//!   actions/k1-....json  stage key -> ActionRecord (output digests + metadata)
+//!   builds/<id>.json     per experiment file: what its last build saw (for `status`)
+//!   locks/k1-....lock    one per stage key, flock'ed while that stage executes
+//!   tmp/                 partial writes; renamed into place only when complete
+//!   statcache.json       data file path -> (size, mtime, inode) -> digest
+//! ```
+//!
+//! Invariants: every file appears under its final name only once complete and fsynced
+//! (temporary file + fsync + rename), so a killed build leaves at most garbage in `tmp/`.
+//! An action record is written after all its blobs. A blob is verified against its digest
+//! whenever its bytes are read; a mismatch is a miss (with a warning), never used.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the key scheme; every key starts with it, so a future change of what goes
+/// into a key can never be confused with entries made under this one.
+pub const KEY_SCHEME: &str = "k1";
+
+/// The environment variable that overrides the cache location.
+pub const CACHE_DIR_ENV: &str = "HFT_CACHE_DIR";
+
+/// A blake3 digest of some bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest(*blake3::hash(bytes).as_bytes())
+    }
+
+    pub fn to_hex(&self) -> String {
+        blake3::Hash::from_bytes(self.0).to_hex().to_string()
+    }
+
+    pub fn from_hex(s: &str) -> Option<Digest> {
+        blake3::Hash::from_hex(s)
+            .ok()
+            .map(|h| Digest(*h.as_bytes()))
+    }
+
+    /// First 12 hex digits, for humans.
+    pub fn short(&self) -> String {
+        self.to_hex()[..12].to_string()
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", self.short())
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Digest::from_hex(&s).ok_or_else(|| serde::de::Error::custom("not a blake3 hex digest"))
+    }
+}
+
+/// A stage key: `k1-<blake3 hex>`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub struct StageKey(pub String);
+
+impl StageKey {
+    /// Hashes the parts that define what a stage computes. Parts are length-prefixed so
+    /// that no two different part lists can produce the same byte stream.
+    pub fn compute(parts: &[&[u8]]) -> StageKey {
+        let mut h = blake3::Hasher::new();
+        h.update(KEY_SCHEME.as_bytes());
+        for p in parts {
+            h.update(&(p.len() as u64).to_le_bytes());
+            h.update(p);
+        }
+        StageKey(format!("{KEY_SCHEME}-{}", h.finalize().to_hex()))
+    }
+
+    pub fn short(&self) -> &str {
+        let end = (KEY_SCHEME.len() + 13).min(self.0.len());
+        &self.0[..end]
+    }
+}
+
+impl fmt::Display for StageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One output blob of an executed stage, with the stat fingerprint it had when written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputRef {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// What `actions/<key>.json` holds: the result of executing one stage key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub key: StageKey,
+    pub stage: String,
+    pub outputs: BTreeMap<String, OutputRef>,
+    /// Small facts about the outputs that downstream keys or reports need (shapes, counts).
+    pub summary: serde_json::Value,
+    pub hft_version: String,
+    pub wall_ms: u64,
+    /// Seconds since the Unix epoch when the record was written.
+    pub created: u64,
+}
+
+/// A handle on one cache directory.
+#[derive(Clone, Debug)]
+pub struct Store {
+    root: PathBuf,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Store {
+    /// Opens (creating if needed) the store at `root` and clears partial writes left by
+    /// processes that no longer run.
+    pub fn open(root: &Path) -> io::Result<Store> {
+        for sub in ["objects", "actions", "builds", "locks", "tmp"] {
+            fs::create_dir_all(root.join(sub)).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot create {}: {e}", root.join(sub).display()),
+                )
+            })?;
+        }
+        let store = Store {
+            root: root.to_path_buf(),
+        };
+        store.clean_stale_tmp();
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        let hex = d.to_hex();
+        self.root.join("objects").join(&hex[..2]).join(&hex[2..])
+    }
+
+    fn action_path(&self, key: &StageKey) -> PathBuf {
+        self.root.join("actions").join(format!("{}.json", key.0))
+    }
+
+    /// Writes `bytes` as a blob (no-op when already present and intact).
+    pub fn put_blob(&self, bytes: &[u8]) -> io::Result<OutputRef> {
+        let digest = Digest::of(bytes);
+        let path = self.blob_path(&digest);
+        let present = fs::metadata(&path)
+            .map(|m| m.len() == bytes.len() as u64)
+            .unwrap_or(false);
+        if !present || self.read_verified(&path, &digest).is_none() {
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            self.write_atomic(&path, bytes, true)?;
+        }
+        Ok(OutputRef {
+            digest,
+            size: bytes.len() as u64,
+        })
+    }
+
+    /// The blob's bytes, verified. A missing or corrupt blob is `None` (and a corrupt one is
+    /// removed so that the next write replaces it).
+    pub fn get_blob(&self, d: &Digest) -> Option<Vec<u8>> {
+        let path = self.blob_path(d);
+        let bytes = self.read_verified(&path, d);
+        if bytes.is_none() && path.exists() {
+            crate::report::warn(&format!(
+                "blob {} is corrupt (its bytes no longer hash to its name); discarding it",
+                d.short()
+            ));
+            let _ = fs::remove_file(&path);
+        }
+        bytes
+    }
+
+    fn read_verified(&self, path: &Path, d: &Digest) -> Option<Vec<u8>> {
+        let bytes = fs::read(path).ok()?;
+        (Digest::of(&bytes) == *d).then_some(bytes)
+    }
+
+    /// Cheap presence check used on cache hits: the blob exists with the recorded size.
+    /// Content is verified when the bytes are read.
+    pub fn has_blob(&self, r: &OutputRef) -> bool {
+        fs::metadata(self.blob_path(&r.digest))
+            .map(|m| m.len() == r.size)
+            .unwrap_or(false)
+    }
+
+    /// The action record for `key`, if present, parseable and all its blobs present.
+    pub fn get_action(&self, key: &StageKey) -> Option<ActionRecord> {
+        let bytes = fs::read(self.action_path(key)).ok()?;
+        let record: ActionRecord = match serde_json::from_slice(&bytes) {
+            Ok(r) => r,
+            Err(_) => {
+                crate::report::warn(&format!(
+                    "action record {} is unreadable; treating as a miss",
+                    key.short()
+                ));
+                return None;
+            }
+        };
+        if record.key != *key {
+            return None;
+        }
+        for (name, out) in &record.outputs {
+            if !self.has_blob(out) {
+                crate::report::warn(&format!(
+                    "output `{name}` of {} ({}) is missing from the store; rebuilding",
+                    record.stage,
+                    key.short()
+                ));
+                return None;
+            }
+        }
+        Some(record)
+    }
+
+    pub fn put_action(&self, record: &ActionRecord) -> io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
+        self.write_atomic(&self.action_path(&record.key), &bytes, false)
+    }
+
+    /// Removes an action record (used when one of its blobs turned out to be corrupt).
+    pub fn forget_action(&self, key: &StageKey) {
+        let _ = fs::remove_file(self.action_path(key));
+    }
+
+    /// Reads a small JSON document stored by name under `builds/`.
+    pub fn get_build_record<T: serde::de::DeserializeOwned>(&self, id: &str) -> Option<T> {
+        let bytes = fs::read(self.root.join("builds").join(format!("{id}.json"))).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    pub fn put_build_record<T: Serialize>(&self, id: &str, value: &T) -> io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+        let path = self.root.join("builds").join(format!("{id}.json"));
+        self.write_atomic(&path, &bytes, false)
+    }
+
+    /// Takes the exclusive lock of one stage key, blocking until it is free. The lock is
+    /// an flock: the kernel releases it when the holder exits, however it exits, so a
+    /// killed build never leaves a lock that blocks the next one.
+    pub fn lock_stage(&self, key: &StageKey) -> io::Result<StageLock> {
+        let path = self.root.join("locks").join(format!("{}.lock", key.0));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok(StageLock { _file: file })
+    }
+
+    /// Writes `bytes` to `path` atomically: tmp file, fsync, rename, fsync the directory.
+    pub fn write_atomic(&self, path: &Path, bytes: &[u8], read_only: bool) -> io::Result<()> {
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{}-{n}.tmp", std::process::id()));
+        let result = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            if read_only {
+                let mut perms = f.metadata()?.permissions();
+                perms.set_readonly(true);
+                fs::set_permissions(&tmp, perms)?;
+            }
+            drop(f);
+            fs::rename(&tmp, path)?;
+            if let Some(dir) = path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(|e: io::Error| {
+            io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
+        })
+    }
+
+    /// Deletes temporary files whose writer process is gone.
+    fn clean_stale_tmp(&self) {
+        let Ok(entries) = fs::read_dir(self.root.join("tmp")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
+            let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+            if !alive {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// Held while a stage executes; dropping it releases the lock.
+pub struct StageLock {
+    _file: File,
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The stat fingerprint of a data file: unchanged fingerprint means unchanged bytes is the
+/// usual build-tool bet (make, cargo, DVC). Touching a file changes mtime, which forces a
+/// re-hash, but the digest, and therefore every key, stays the same.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub inode: u64,
+}
+
+impl Fingerprint {
+    pub fn of(meta: &fs::Metadata) -> Fingerprint {
+        use std::os::unix::fs::MetadataExt;
+        Fingerprint {
+            size: meta.len(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            inode: meta.ino(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct StatCacheFile {
+    entries: BTreeMap<String, (Fingerprint, Digest)>,
+}
+
+/// Persisted map from data file to (fingerprint, digest), so that an unchanged large file
+/// is never re-hashed.
+#[derive(Debug, Default)]
+pub struct StatCache {
+    path: Option<PathBuf>,
+    file: StatCacheFile,
+    dirty: bool,
+}
+
+impl StatCache {
+    pub fn load(store: &Store) -> StatCache {
+        let path = store.root().join("statcache.json");
+        let file = fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        StatCache {
+            path: Some(path),
+            file,
+            dirty: false,
+        }
+    }
+
+    /// The digest of the file at `path`, from the cache when its fingerprint is unchanged.
+    pub fn digest(&mut self, path: &Path) -> io::Result<(Digest, Fingerprint)> {
+        let canonical = fs::canonicalize(path)?;
+        let key = canonical.to_string_lossy().into_owned();
+        let fp = Fingerprint::of(&fs::metadata(&canonical)?);
+        if let Some((cached_fp, digest)) = self.file.entries.get(&key)
+            && *cached_fp == fp
+        {
+            return Ok((*digest, fp));
+        }
+        let digest = hash_file(&canonical)?;
+        self.file.entries.insert(key, (fp.clone(), digest));
+        self.dirty = true;
+        Ok((digest, fp))
+    }
+
+    /// Writes the cache back if anything changed. Losing a race with another process only
+    /// costs a re-hash later: entries are validated by fingerprint on every use.
+    pub fn save(&mut self, store: &Store) -> io::Result<()> {
+        if let (true, Some(path)) = (self.dirty, &self.path) {
+            let bytes = serde_json::to_vec(&self.file).map_err(io::Error::other)?;
+            store.write_atomic(path, &bytes, false)?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+}
+
+/// blake3 of a file, memory-mapped and multi-threaded for large files.
+pub fn hash_file(path: &Path) -> io::Result<Digest> {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(File::open(path)?)?;
+    Ok(Digest(*h.finalize().as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_store() -> (PathBuf, Store) {
+        let dir = std::env::temp_dir().join(format!(
+            "hft-store-test-{}-{}",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn blobs_round_trip_and_corruption_is_a_miss() {
+        let (dir, store) = temp_store();
+        let r = store.put_blob(b"hello").unwrap();
+        assert_eq!(store.get_blob(&r.digest).unwrap(), b"hello");
+        let path = store.blob_path(&r.digest);
+        let mut perms = fs::metadata(&path).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        fs::set_permissions(&path, perms).unwrap();
+        fs::write(&path, b"hellp").unwrap();
+        assert!(store.get_blob(&r.digest).is_none());
+        assert!(!path.exists(), "corrupt blob removed");
+        store.put_blob(b"hello").unwrap();
+        assert_eq!(store.get_blob(&r.digest).unwrap(), b"hello");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn keys_are_versioned_and_unambiguous() {
+        let a = StageKey::compute(&[b"ab", b"c"]);
+        let b = StageKey::compute(&[b"a", b"bc"]);
+        assert_ne!(a, b);
+        assert!(a.0.starts_with("k1-"));
+    }
+
+    #[test]
+    fn stale_tmp_files_are_removed_on_open() {
+        let (dir, store) = temp_store();
+        let junk = store.root().join("tmp").join("999999999-0.tmp");
+        fs::write(&junk, b"partial").unwrap();
+        Store::open(&dir).unwrap();
+        assert!(!junk.exists());
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
