@@ -259,3 +259,64 @@ fn corrupt_blob_is_detected_and_rebuilt() {
     let verify = p.build();
     assert!(verify.ran().is_empty(), "{}", verify.stdout);
 }
+
+#[test]
+fn cache_location_follows_flag_and_environment() {
+    let p = project();
+    let run = p.hft(&["build", "--cache-dir", "elsewhere"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        p.path("elsewhere/actions")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_some()
+    );
+    assert!(!p.path("cache").exists());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hft"))
+        .args(["build"])
+        .current_dir(&p.dir)
+        .env("HFT_CACHE_DIR", p.path("from-env"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        p.path("from-env/actions")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_some()
+    );
+}
+
+/// The real daily files of ../shared/data build, ORCL through its adjusted close.
+#[test]
+fn real_daily_files_build_when_present() {
+    let Some(shared) = common::shared_data() else {
+        eprintln!("skipped: ../shared/data not present");
+        return;
+    };
+    let p = Project::new("real");
+    let daily = shared.join("daily");
+    let experiment = format!(
+        "data:\n  source: local\n  path: {}\n  symbols: [AAPL, GOOGL, MSFT, NVDA, ORCL]\n  sequence_length: 20\n\
+         model: {{type: mlp, hidden_size: 4, num_layers: 1, dropout: 0.0}}\n\
+         training: {{max_steps: 2, batch_size: 16, warmup_steps: 1}}\n",
+        daily.display()
+    );
+    p.write("experiments/real.yaml", &experiment);
+    let run = p.build();
+    assert!(
+        run.ran().contains(&"real/ingest:ORCL".to_string()),
+        "{}",
+        run.stdout
+    );
+    // The ingest summary records the rows read: ORCL has 5036 bars.
+    let actions = p.path("cache/actions");
+    let orcl = std::fs::read_dir(actions)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .find(|t| t.contains("\"stage\": \"ingest:ORCL\""))
+        .expect("ORCL ingest record");
+    assert!(orcl.contains("\"rows\": 5036"), "{orcl}");
+}

@@ -553,7 +553,7 @@ pub fn validate(e: &Experiment) -> Result<(), (String, String)> {
             format!("must be in [0, 1) (got {})", m.dropout),
         );
     }
-    if m.num_heads == 0 || !m.hidden_size.is_multiple_of(m.num_heads) {
+    if m.kind == "transformer" && (m.num_heads == 0 || !m.hidden_size.is_multiple_of(m.num_heads)) {
         return fail(
             "model.num_heads",
             format!(

@@ -238,7 +238,7 @@ impl Dataset {
             w.tensor(
                 &format!("{name}/symbol"),
                 Dtype::U32,
-                split.symbol.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                le_bytes(&split.symbol, u32::to_le_bytes),
                 &[n],
             );
             w.i64(&format!("{name}/timestamp"), &split.timestamp, &[n]);
@@ -363,17 +363,17 @@ impl Writer {
     }
 
     fn f64(&mut self, name: &str, v: &[f64], shape: &[usize]) {
-        let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let bytes = le_bytes(v, f64::to_le_bytes);
         self.tensor(name, Dtype::F64, bytes, shape);
     }
 
     fn f32(&mut self, name: &str, v: &[f32], shape: &[usize]) {
-        let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let bytes = le_bytes(v, f32::to_le_bytes);
         self.tensor(name, Dtype::F32, bytes, shape);
     }
 
     fn i64(&mut self, name: &str, v: &[i64], shape: &[usize]) {
-        let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let bytes = le_bytes(v, i64::to_le_bytes);
         self.tensor(name, Dtype::I64, bytes, shape);
     }
 
@@ -387,6 +387,15 @@ impl Writer {
         safetensors::serialize(views, Some(info))
             .expect("safetensors header of names and shapes stays under 100 MB")
     }
+}
+
+/// Little-endian bytes of `v`, written into one exact-size allocation.
+fn le_bytes<T: Copy, const N: usize>(v: &[T], f: fn(T) -> [u8; N]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() * N);
+    for &x in v {
+        out.extend_from_slice(&f(x));
+    }
+    out
 }
 
 /// A parsed blob plus typed tensor accessors that check dtype and shape.

@@ -37,6 +37,7 @@
 //!   reasoning as `volume_ratio`.
 //! - `rsi_14` is 100 when the average loss is 0 (including when nothing moved).
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use super::ingest::{DataError, fmt_ts, validate};
@@ -164,7 +165,7 @@ pub fn compute(bars: &Bars, symbol: &str, names: &[String]) -> Result<FeatureTab
     }
 
     let mut cache = Cache::new(bars);
-    let columns: Vec<Vec<f64>> = names.iter().map(|name| cache.series(name)).collect();
+    let columns: Vec<Cow<[f64]>> = names.iter().map(|name| cache.series(name)).collect();
 
     let rows = n - warm;
     let k = names.len();
@@ -212,7 +213,7 @@ impl<'a> Cache<'a> {
     fn bollinger(&mut self) -> &(Vec<f64>, Vec<f64>) {
         let close = &self.bars.close;
         self.bollinger
-            .get_or_insert_with(|| rolling_mean_std(close, BB_WINDOW))
+            .get_or_insert_with(|| rolling_mean_std(close, BB_WINDOW, true))
     }
 
     /// macd and macd_signal.
@@ -232,33 +233,41 @@ impl<'a> Cache<'a> {
         self.volatility.get_or_insert_with(|| {
             let lr = log_returns(close);
             shifted(
-                &rolling_mean_std(lr.get(1..).unwrap_or_default(), WINDOW).1,
+                &rolling_mean_std(lr.get(1..).unwrap_or_default(), WINDOW, true).1,
                 1,
             )
         })
     }
 
     /// The full-length series of one feature; warm-up entries are NaN or not yet meaningful.
-    fn series(&mut self, name: &str) -> Vec<f64> {
+    fn series(&mut self, name: &str) -> Cow<'a, [f64]> {
+        let b = self.bars;
+        match name {
+            "open" => Cow::Borrowed(&b.open),
+            "high" => Cow::Borrowed(&b.high),
+            "low" => Cow::Borrowed(&b.low),
+            "close" => Cow::Borrowed(&b.close),
+            "volume" => Cow::Borrowed(&b.volume),
+            _ => Cow::Owned(self.derived(name)),
+        }
+    }
+
+    /// A feature that is not a raw bar column.
+    fn derived(&mut self, name: &str) -> Vec<f64> {
         let b = self.bars;
         let c = &b.close;
         let zip = |x: &[f64], y: &[f64], f: fn(f64, f64) -> f64| -> Vec<f64> {
             x.iter().zip(y).map(|(&a, &b)| f(a, b)).collect()
         };
         match name {
-            "open" => b.open.clone(),
-            "high" => b.high.clone(),
-            "low" => b.low.clone(),
-            "close" => c.clone(),
-            "volume" => b.volume.clone(),
             "log_return" => log_returns(c),
             "price_change_1" => price_change(c, 1),
             "price_change_2" => price_change(c, 2),
             "price_change_5" => price_change(c, 5),
-            "ma_5" => rolling_mean_std(c, 5).0,
-            "ma_10" => rolling_mean_std(c, 10).0,
+            "ma_5" => rolling_mean_std(c, 5, false).0,
+            "ma_10" => rolling_mean_std(c, 10, false).0,
             "ma_20" => self.bollinger().0.clone(),
-            "ma_50" => rolling_mean_std(c, 50).0,
+            "ma_50" => rolling_mean_std(c, 50, false).0,
             "ema_5" => ema(c, 5),
             "ema_10" => ema(c, 10),
             "ema_20" => ema(c, 20),
@@ -301,7 +310,7 @@ impl<'a> Cache<'a> {
             "high_low_ratio" => zip(&b.high, &b.low, |h, l| h / l),
             "close_open_ratio" => zip(c, &b.open, |c, o| c / o),
             "volume_ratio" => {
-                let mean = rolling_mean_std(&b.volume, WINDOW).0;
+                let mean = rolling_mean_std(&b.volume, WINDOW, false).0;
                 zip(&b.volume, &mean, |v, m| if m == 0.0 { 1.0 } else { v / m })
             }
             "volatility" => self.volatility().clone(),
@@ -309,7 +318,12 @@ impl<'a> Cache<'a> {
                 let vol = self.volatility().clone();
                 let start = WINDOW.min(vol.len());
                 let mean = shifted(
-                    &rolling_mean_std(vol.get(start..).unwrap_or_default(), VOL_RATIO_WINDOW).0,
+                    &rolling_mean_std(
+                        vol.get(start..).unwrap_or_default(),
+                        VOL_RATIO_WINDOW,
+                        false,
+                    )
+                    .0,
                     start,
                 );
                 zip(&vol, &mean, |v, m| if m == 0.0 { 1.0 } else { v / m })
@@ -409,8 +423,9 @@ fn rsi(c: &[f64], p: usize) -> Vec<f64> {
 
 /// Rolling mean and sample standard deviation (n - 1) over `w` values, defined from index
 /// `w - 1` (NaN before). Slides mean and M2 with Welford's add/remove update and re-sums the
-/// window exactly (two passes) whenever the window starts at a multiple of `w`.
-fn rolling_mean_std(x: &[f64], w: usize) -> (Vec<f64>, Vec<f64>) {
+/// window exactly (two passes) whenever the window starts at a multiple of `w`. Without
+/// `with_std` the standard deviations are left NaN (the means are the same either way).
+fn rolling_mean_std(x: &[f64], w: usize, with_std: bool) -> (Vec<f64>, Vec<f64>) {
     let n = x.len();
     let mut mean_out = vec![f64::NAN; n];
     let mut std_out = vec![f64::NAN; n];
@@ -425,16 +440,22 @@ fn rolling_mean_std(x: &[f64], w: usize) -> (Vec<f64>, Vec<f64>) {
         if start.is_multiple_of(w) {
             let window = &x[start..=end];
             mean = window.iter().sum::<f64>() / wf;
-            m2 = window.iter().map(|v| (v - mean) * (v - mean)).sum();
+            if with_std {
+                m2 = window.iter().map(|v| (v - mean) * (v - mean)).sum();
+            }
         } else {
             let (old, new) = (x[start - 1], x[end]);
             let prev_mean = mean;
             mean += (new - old) / wf;
-            m2 += (new - old) * (new - mean + old - prev_mean);
-            m2 = m2.max(0.0);
+            if with_std {
+                m2 += (new - old) * (new - mean + old - prev_mean);
+                m2 = m2.max(0.0);
+            }
         }
         mean_out[end] = mean;
-        std_out[end] = (m2 / denom).sqrt();
+        if with_std {
+            std_out[end] = (m2 / denom).sqrt();
+        }
     }
     (mean_out, std_out)
 }
@@ -687,7 +708,8 @@ mod tests {
         let x: Vec<f64> = (0..5000)
             .map(|i| 1000.0 + ((i * 7919) % 113) as f64 * 0.37 - (i % 17) as f64)
             .collect();
-        let (m, s) = rolling_mean_std(&x, 20);
+        let (m, s) = rolling_mean_std(&x, 20, true);
+        assert_eq!(rolling_mean_std(&x, 20, false).0[19..], m[19..]);
         let mx = rolling_extreme(&x, 20, |a, b| a >= b);
         let mn = rolling_extreme(&x, 20, |a, b| a <= b);
         for end in 19..x.len() {
