@@ -716,6 +716,9 @@ mod tests {
                 ts("2020-01-02 09:32:00")
             ]
         );
+        // pandas writes tz-aware indexes with a space and an offset.
+        let b = parse("Datetime,Open,High,Low,Close\n2020-01-02 09:30:00-05:00,1,2,1,2\n").unwrap();
+        assert_eq!(b.timestamps, vec![ts("2020-01-02 14:30:00")]);
         let b = parse("timestamp,open,high,low,close\n1577957400,1,2,1,2\n").unwrap();
         assert_eq!(b.timestamps, vec![1_577_957_400]);
         assert!(

@@ -72,7 +72,7 @@ impl ExperimentReport {
 
 /// What the last build of an experiment file saw, per stage: enough to explain later why
 /// a stage is stale (`hft status`, `--dry-run`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BuildRecord {
     pub file: String,
     pub name: String,
@@ -131,7 +131,7 @@ fn run_experiment(store: &Store, job: &ExperimentJob, dry_run: bool) -> Experime
         attempts -= 1;
         if !corrupt || attempts == 0 {
             if !dry_run {
-                save_build_record(store, job, &report);
+                save_build_record(store, job, &report, previous.as_ref());
             }
             return report;
         }
@@ -325,9 +325,14 @@ fn run_stage(
     report
 }
 
-fn save_build_record(store: &Store, job: &ExperimentJob, report: &ExperimentReport) {
+fn save_build_record(
+    store: &Store,
+    job: &ExperimentJob,
+    report: &ExperimentReport,
+    before: Option<&BuildRecord>,
+) {
     let id = super::experiment_id(&job.file);
-    let mut record: BuildRecord = store.get_build_record(&id).unwrap_or_default();
+    let mut record = before.cloned().unwrap_or_default();
     record.file = job.file.display().to_string();
     record.name = report.name.clone();
     for (spec, stage) in job.plan.stages.iter().zip(&report.stages) {
@@ -363,6 +368,10 @@ fn save_build_record(store: &Store, job: &ExperimentJob, report: &ExperimentRepo
     record
         .stages
         .retain(|s| job.plan.stages.iter().any(|p| p.id == s.id));
+    // A no-op build must stay cheap: no write (and no fsync) when nothing changed.
+    if before == Some(&record) {
+        return;
+    }
     if let Err(e) = store.put_build_record(&id, &record) {
         crate::report::warn(&format!(
             "cannot record the build of {}: {e}",
