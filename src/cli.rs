@@ -118,7 +118,10 @@ fn build(common: &Common, dry_run: bool, jobs: Option<usize>) -> Outcome {
     let cache_dir = cache_dir(common.cache_dir.as_deref());
     let store = match Store::open(&cache_dir) {
         Ok(s) => s,
-        Err(e) => return fail(&format!("cannot open the cache: {e}")),
+        Err(e) => {
+            eprintln!("error: cannot open the cache: {e}");
+            return Outcome::StageFailed;
+        }
     };
 
     // Parse and plan every experiment before executing anything: a typo in the tenth file
@@ -146,11 +149,11 @@ fn build(common: &Common, dry_run: bool, jobs: Option<usize>) -> Outcome {
         }
     }
     let mut by_name: BTreeMap<&str, &Path> = BTreeMap::new();
-    for (file, _, plan) in &planned {
+    for (file, parsed, plan) in &planned {
         if let Some(other) = by_name.insert(&plan.name, file) {
             errors.push(ConfigError {
                 file: file.clone(),
-                pos: crate::config::Pos { line: 1, column: 1 },
+                pos: parsed.locations.find("name"),
                 key: "name".to_string(),
                 message: format!(
                     "experiment name `{}` is also used by {}",
@@ -324,7 +327,10 @@ pub fn find_experiments(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
         if !p.is_dir() {
             return Err(format!("{}: no such file or directory", p.display()));
         }
-        for entry in walkdir::WalkDir::new(p).sort_by_file_name() {
+        for entry in walkdir::WalkDir::new(p)
+            .follow_links(true)
+            .sort_by_file_name()
+        {
             let entry = entry.map_err(|e| format!("{}: {e}", p.display()))?;
             let is_yaml = entry
                 .path()
@@ -335,7 +341,9 @@ pub fn find_experiments(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
             }
         }
     }
-    files.dedup();
+    // The same file reached twice (`experiments` and `./experiments/a.yaml`) is one.
+    let mut seen = std::collections::BTreeSet::new();
+    files.retain(|f| seen.insert(std::fs::canonicalize(f).unwrap_or_else(|_| f.clone())));
     if files.is_empty() {
         return Err(format!(
             "no experiment files (*.yaml, *.yml) under {}",

@@ -33,3 +33,95 @@ pub fn duration(secs: f64) -> String {
         format!("{}m{:02}s", m as u64, (secs - m * 60.0).round() as u64)
     }
 }
+
+/// Whether progress goes to a live bar (a terminal, not `--quiet`) or to plain lines.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn live_progress() -> bool {
+    use std::io::IsTerminal;
+    !QUIET.load(std::sync::atomic::Ordering::Relaxed) && std::io::stderr().is_terminal()
+}
+
+/// Progress of one training run: a bar (epoch, step, loss, samples/s, ETA) on a terminal;
+/// one line per epoch in CI or with `--quiet`.
+pub struct TrainingProgress {
+    label: String,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl TrainingProgress {
+    pub fn new(label: &str, total_steps: u64) -> TrainingProgress {
+        let bar = live_progress().then(|| {
+            let bar = indicatif::ProgressBar::new(total_steps);
+            let style = indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} steps {msg} ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_prefix(label.to_string());
+            bar
+        });
+        TrainingProgress {
+            label: label.to_string(),
+            bar,
+        }
+    }
+
+    /// After each optimizer step.
+    pub fn step(&self, epoch: usize, step: u64, loss: f64, samples_per_sec: f64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(step);
+            bar.set_message(format!(
+                "epoch {epoch} loss {loss:.4} {samples_per_sec:.0} samples/s"
+            ));
+        }
+    }
+
+    /// After each epoch's validation.
+    pub fn epoch(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(format!("{}: {line}", self.label)),
+            None => print_err_line(&format!("{}: {line}", self.label)),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn print_err_line(line: &str) {
+    let _guard = OUTPUT.lock();
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Renders rows as an aligned text table (first row is the header).
+pub fn table(rows: &[Vec<String>]) -> Vec<String> {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|r| {
+            r.iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+        })
+        .collect()
+}

@@ -77,7 +77,14 @@ pub fn parse(text: &str) -> Result<Node, (Pos, String)> {
                     column: l.column(),
                 })
                 .unwrap_or(Pos { line: 1, column: 1 });
-            Err((pos, e.without_snippet().to_string()))
+            // Drop the library's advice to programmers ("set DuplicateKeyPolicy ...").
+            let message = e.without_snippet().to_string();
+            let message = message
+                .split(", set DuplicateKeyPolicy")
+                .next()
+                .unwrap_or(&message)
+                .to_string();
+            Err((pos, message))
         }
     }
 }
@@ -252,6 +259,7 @@ mod tests {
     fn duplicate_keys_are_errors() {
         let err = parse("a: 1\na: 2\n").unwrap_err();
         assert!(err.1.contains("duplicate mapping key: a"), "{}", err.1);
+        assert!(!err.1.contains("DuplicateKeyPolicy"), "{}", err.1);
         assert_eq!(err.0.line, 2);
     }
 }

@@ -16,6 +16,11 @@ use serde::{Deserialize, Serialize};
 
 pub use located::{LocationMap, Pos};
 
+/// Largest accepted `data.sequence_length`.
+pub const MAX_SEQUENCE_LENGTH: usize = 100_000;
+/// Largest accepted `data.prediction_horizon`.
+pub const MAX_HORIZON: usize = 10_000;
+
 /// Largest experiment file we read: configs are hand-written, anything bigger is a mistake.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
@@ -420,6 +425,10 @@ fn json_path(path: &serde_path_to_error::Path) -> String {
 
 /// Adds "did you mean" to serde's unknown-field / unknown-variant messages.
 fn explain_serde_error(message: &str) -> String {
+    if message.contains("expected a string") {
+        // YAML reads `ON`, `NO` or `0700` as a bool or number; tickers need quotes.
+        return format!("{message}; quote the value if it is text (e.g. \"ON\")");
+    }
     let is_unknown = message.starts_with("unknown field") || message.starts_with("unknown variant");
     if !is_unknown {
         return message.to_string();
@@ -492,11 +501,18 @@ pub fn validate(e: &Experiment) -> Result<(), (String, String)> {
             );
         }
     }
-    if d.sequence_length == 0 {
-        return fail("data.sequence_length", "must be at least 1");
+    // Upper bounds keep index arithmetic far from overflow; real windows are far smaller.
+    if !(1..=MAX_SEQUENCE_LENGTH).contains(&d.sequence_length) {
+        return fail(
+            "data.sequence_length",
+            format!("must be between 1 and {MAX_SEQUENCE_LENGTH}"),
+        );
     }
-    if d.prediction_horizon == 0 {
-        return fail("data.prediction_horizon", "must be at least 1");
+    if !(1..=MAX_HORIZON).contains(&d.prediction_horizon) {
+        return fail(
+            "data.prediction_horizon",
+            format!("must be between 1 and {MAX_HORIZON}"),
+        );
     }
     if !(d.action_threshold.is_finite() && d.action_threshold >= 0.0) {
         return fail("data.action_threshold", "must be a finite number >= 0");
@@ -532,8 +548,11 @@ pub fn validate(e: &Experiment) -> Result<(), (String, String)> {
     if !(syn.start_price.is_finite() && syn.start_price > 0.0) {
         return fail("data.synthetic.start_price", "must be a positive number");
     }
-    if syn.bar_seconds <= 0 {
-        return fail("data.synthetic.bar_seconds", "must be positive");
+    if !(1..=31_536_000).contains(&syn.bar_seconds) {
+        return fail(
+            "data.synthetic.bar_seconds",
+            "must be between 1 and 31536000 (one year)",
+        );
     }
 
     let m = &e.model;
@@ -637,6 +656,10 @@ pub fn canonical_json<T: Serialize>(value: &T) -> String {
             serde_json::Value::Array(items) => {
                 serde_json::Value::Array(items.into_iter().map(sort).collect())
             }
+            // -0.0 and 0.0 are the same setting: one key.
+            serde_json::Value::Number(n) if n.as_f64() == Some(0.0) && n.is_f64() => {
+                serde_json::Value::from(0.0)
+            }
             other => other,
         }
     }
@@ -693,6 +716,25 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn negative_zero_is_zero() {
+        let a = parse("data: {action_threshold: 0.0}").unwrap();
+        let b = parse("data: {action_threshold: -0.0}").unwrap();
+        assert_eq!(canonical_json(&a), canonical_json(&b));
+    }
+
+    #[test]
+    fn huge_windows_are_rejected() {
+        let err = parse("data: {sequence_length: 18446744073709551615}").unwrap_err();
+        assert_eq!(err.key, "data.sequence_length");
+    }
+
+    #[test]
+    fn boolean_looking_tickers_get_a_quoting_hint() {
+        let err = parse("data: {symbols: [ON]}").unwrap_err();
+        assert!(err.message.contains("quote"), "{}", err.message);
     }
 
     #[test]

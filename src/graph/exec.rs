@@ -13,7 +13,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::stages::{CORRUPT_INPUT_MARK, StageError, StageInputs, StageKind};
+use super::stages::{CORRUPT_INPUT_MARK, StageError, StageInputs, StageKind, StageOutput};
 use super::{Plan, StageSpec};
 use crate::config::{Experiment, LocationMap};
 use crate::store::{ActionRecord, Digest, StageKey, Store, now_unix};
@@ -118,13 +118,54 @@ pub fn run_all(
 /// Stages that use process-global state (burn's RNG) run one at a time in a process.
 static EXCLUSIVE: Mutex<()> = Mutex::new(());
 
+/// Executes a stage on a thread of its own, outside the experiment pool. Stage code may use
+/// rayon (burn does): on a pool worker, a parallel op waiting for its tasks could steal
+/// another experiment's job and block on a lock this very thread holds. Off the pool, its
+/// parallel ops use rayon's global pool and the pool's workers only wait. A panic in a
+/// stage fails that stage, not the whole build.
+fn execute_isolated(kind: &StageKind, inputs: &StageInputs) -> Result<StageOutput, StageError> {
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(|| {
+            let _exclusive = kind.exclusive().then(|| {
+                EXCLUSIVE
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+            });
+            kind.execute(inputs)
+        });
+        handle.join().unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".to_string());
+            Err(StageError::Failed(format!(
+                "internal error in stage {}: {message}",
+                kind.name()
+            )))
+        })
+    })
+}
+
 fn run_experiment(store: &Store, job: &ExperimentJob, dry_run: bool) -> ExperimentReport {
     let previous: Option<BuildRecord> = store.get_build_record(&super::experiment_id(&job.file));
     // A corrupt blob found while executing means its producer must run again; that can
     // cascade at most once per stage.
     let mut attempts = job.plan.stages.len() + 1;
+    // Stages executed by an earlier attempt show as cached in later ones; report them as run.
+    let mut ran_before: BTreeMap<StageKey, f64> = BTreeMap::new();
     loop {
-        let report = run_experiment_once(store, job, dry_run, previous.as_ref());
+        let mut report = run_experiment_once(store, job, dry_run, previous.as_ref());
+        for s in &mut report.stages {
+            let Some(key) = &s.key else { continue };
+            match (&s.state, ran_before.get(key)) {
+                (StageState::Ran { secs }, _) => {
+                    ran_before.insert(key.clone(), *secs);
+                }
+                (StageState::Cached, Some(secs)) => s.state = StageState::Ran { secs: *secs },
+                _ => {}
+            }
+        }
         let corrupt = report.stages.iter().any(|s| {
             matches!(&s.state, StageState::Failed(StageError::Failed(m)) if m.starts_with(CORRUPT_INPUT_MARK))
         });
@@ -277,15 +318,15 @@ fn run_stage(
         report.record = Some(record);
         return report;
     }
-    let _exclusive = spec.kind.exclusive().then(|| EXCLUSIVE.lock());
     let started = Instant::now();
     let stage_inputs = StageInputs {
         experiment: job.experiment,
         store,
         deps: dep_records,
         data_file: spec.data_file.as_deref(),
+        data_digest: job.data_digests.get(&i).copied(),
     };
-    let output = match spec.kind.execute(&stage_inputs) {
+    let output = match execute_isolated(&spec.kind, &stage_inputs) {
         Ok(o) => o,
         Err(e) => {
             report.state = StageState::Failed(e);
@@ -401,10 +442,24 @@ fn explain(
             reasons.push(if name == "data_file" {
                 let file = spec.data_file.as_deref().unwrap_or(Path::new("?"));
                 format!("data file {} changed", file.display())
+            } else if before.is_none() {
+                format!("input {name} added")
             } else {
                 format!("input {name} changed")
             });
         }
+    }
+    let names = |v: &[(String, String)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    let (now, before) = (names(inputs), names(&prev.inputs));
+    for gone in before.iter().filter(|n| !now.contains(n)) {
+        reasons.push(format!("input {gone} removed"));
+    }
+    if reasons.is_empty() && now != before {
+        reasons.push(format!(
+            "inputs reordered: [{}] -> [{}]",
+            before.join(", "),
+            now.join(", ")
+        ));
     }
     if reasons.is_empty() {
         reasons.push("its key changed".to_string());

@@ -55,6 +55,8 @@ pub struct StageInputs<'a> {
     /// Records of the stages this one depends on, in `StageSpec::deps` order.
     pub deps: Vec<&'a ActionRecord>,
     pub data_file: Option<&'a Path>,
+    /// The digest of `data_file` that went into the key: the bytes read must match it.
+    pub data_digest: Option<Digest>,
 }
 
 impl StageInputs<'_> {
@@ -157,6 +159,14 @@ impl StageKind {
                         let bytes = std::fs::read(path).map_err(|err| {
                             StageError::BadInput(format!("cannot read {}: {err}", path.display()))
                         })?;
+                        // The key was computed from the digest seen when planning; if the
+                        // file changed since, these bytes belong under another key.
+                        if inputs.data_digest != Some(Digest::of(&bytes)) {
+                            return Err(StageError::Failed(format!(
+                                "{} changed during the build; run the build again",
+                                path.display()
+                            )));
+                        }
                         data::ingest::parse_csv(path, &bytes)
                             .map_err(|err| StageError::BadInput(err.to_string()))?
                     }
