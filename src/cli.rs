@@ -103,6 +103,13 @@ impl Outcome {
     }
 }
 
+fn config_errors(errors: &[ConfigError]) -> Outcome {
+    for e in errors {
+        eprintln!("error: {e}");
+    }
+    Outcome::BadInput
+}
+
 fn fail(message: &str) -> Outcome {
     eprintln!("error: {message}");
     Outcome::BadInput
@@ -164,10 +171,7 @@ fn build(common: &Common, dry_run: bool, jobs: Option<usize>) -> Outcome {
         }
     }
     if !errors.is_empty() {
-        for e in &errors {
-            eprintln!("error: {e}");
-        }
-        return Outcome::BadInput;
+        return config_errors(&errors);
     }
 
     // Data files: digests from the stat cache, fed to salsa as inputs.
@@ -176,13 +180,36 @@ fn build(common: &Common, dry_run: bool, jobs: Option<usize>) -> Outcome {
     for (file, parsed, plan) in &planned {
         let mut data_digests = BTreeMap::new();
         for (i, stage) in plan.stages.iter().enumerate() {
-            if let Some(path) = &stage.data_file {
-                match stat_cache.digest(path) {
-                    Ok((digest, _)) => {
-                        let input = DataFile::new(&db, path.clone(), digest);
-                        data_digests.insert(i, *input.digest(&db));
-                    }
-                    Err(e) => return fail(&format!("cannot read {}: {e}", path.display())),
+            let Some(path) = &stage.data_file else {
+                continue;
+            };
+            match stat_cache.digest(path) {
+                Ok((digest, _)) => {
+                    let input = DataFile::new(&db, path.clone(), digest);
+                    data_digests.insert(i, *input.digest(&db));
+                }
+                Err(e) => {
+                    let symbols = &parsed.experiment.data.symbols;
+                    let index = symbols
+                        .iter()
+                        .position(|s| stage.id == format!("ingest:{s}"));
+                    let key = format!("data.symbols[{}]", index.unwrap_or(0));
+                    let what = if e.kind() == std::io::ErrorKind::NotFound {
+                        "does not exist".to_string()
+                    } else {
+                        format!("cannot be read: {e}")
+                    };
+                    errors.push(ConfigError {
+                        file: file.clone(),
+                        pos: parsed.locations.find(&key),
+                        message: format!(
+                            "no data file for `{}`: {} {what} (data.path is `{}`)",
+                            stage.id.trim_start_matches("ingest:"),
+                            path.display(),
+                            parsed.experiment.data.path
+                        ),
+                        key,
+                    });
                 }
             }
         }
@@ -196,6 +223,9 @@ fn build(common: &Common, dry_run: bool, jobs: Option<usize>) -> Outcome {
     }
     if let Err(e) = stat_cache.save(&store) {
         report::warn(&format!("cannot save the stat cache: {e}"));
+    }
+    if !errors.is_empty() {
+        return config_errors(&errors);
     }
 
     let threads = jobs.unwrap_or_else(|| {

@@ -95,7 +95,10 @@ fn killed_builds_leave_no_partial_entries_and_the_next_build_matches() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".tmp"))
         .collect();
-    assert!(partial.is_empty(), "partial writes were cleaned up: {partial:?}");
+    assert!(
+        partial.is_empty(),
+        "partial writes were cleaned up: {partial:?}"
+    );
     assert_eq!(
         keys(&run),
         expected,

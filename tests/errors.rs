@@ -93,7 +93,7 @@ fn splits_not_summing_to_one_are_rejected() {
 fn zero_sequence_length_is_rejected() {
     expect_error(
         &GOOD.replace("sequence_length: 5", "sequence_length: 0"),
-        &["experiments/exp.yaml:7:3: data.sequence_length: must be at least 1"],
+        &["experiments/exp.yaml:7:3: data.sequence_length: must be between 1 and 100000"],
     );
 }
 

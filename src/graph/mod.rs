@@ -98,25 +98,11 @@ pub fn plan_experiment(
     let parsed = parse_experiment(db, source).clone()?;
     let e = &parsed.experiment;
     let mut stages = Vec::new();
-    for (i, symbol) in e.data.symbols.iter().enumerate() {
+    for symbol in &e.data.symbols {
+        // Only the path: whether it exists is checked where data files become salsa
+        // inputs (a tracked function must not read the filesystem behind salsa's back).
         let data_file = match e.data.source {
-            SourceKind::Local => {
-                let file = Path::new(&e.data.path).join(format!("{symbol}.csv"));
-                if !file.is_file() {
-                    let key = format!("data.symbols[{i}]");
-                    return Err(ConfigError {
-                        file: source.path(db).clone(),
-                        pos: parsed.locations.find(&key),
-                        key,
-                        message: format!(
-                            "no data file for `{symbol}`: {} does not exist (data.path is `{}`)",
-                            file.display(),
-                            e.data.path
-                        ),
-                    });
-                }
-                Some(file)
-            }
+            SourceKind::Local => Some(Path::new(&e.data.path).join(format!("{symbol}.csv"))),
             SourceKind::Synthetic => None,
         };
         let kind = StageKind::Ingest {
