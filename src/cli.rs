@@ -234,6 +234,7 @@ fn build(common: &Common, dry_run: bool, jobs: Option<usize>) -> Outcome {
             .unwrap_or(1)
     });
     let quiet = common.quiet;
+    report::set_quiet(quiet);
     let print =
         move |r: &ExperimentReport| report::print_block(&experiment_lines(r, dry_run, quiet));
     let reports = exec::run_all(&store, &jobs_list, threads, dry_run, &print);
@@ -278,6 +279,16 @@ fn build(common: &Common, dry_run: bool, jobs: Option<usize>) -> Outcome {
             report::duration(secs)
         )
     };
+    if !dry_run
+        && reports
+            .iter()
+            .any(|r| r.stages.iter().any(|s| s.id == "evaluate"))
+    {
+        let experiments: Vec<&crate::config::Experiment> =
+            jobs_list.iter().map(|j| j.experiment).collect();
+        report::print_block(&[String::new()]);
+        report::print_block(&report::results_table(&reports, &experiments));
+    }
     report::print_block(&[summary]);
     outcome
 }

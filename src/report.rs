@@ -73,8 +73,9 @@ impl TrainingProgress {
     }
 
     /// After each optimizer step.
-    pub fn step(&self, epoch: usize, step: u64, loss: f64, samples_per_sec: f64) {
+    pub fn step(&self, epoch: usize, step: u64, total_steps: u64, loss: f64, samples_per_sec: f64) {
         if let Some(bar) = &self.bar {
+            bar.set_length(total_steps);
             bar.set_position(step);
             bar.set_message(format!(
                 "epoch {epoch} loss {loss:.4} {samples_per_sec:.0} samples/s"
@@ -124,4 +125,69 @@ pub fn table(rows: &[Vec<String>]) -> Vec<String> {
                 .to_string()
         })
         .collect()
+}
+
+/// The table printed after a build: one row per experiment with its headline results.
+pub fn results_table(
+    reports: &[crate::graph::exec::ExperimentReport],
+    experiments: &[&crate::config::Experiment],
+) -> Vec<String> {
+    use crate::graph::exec::StageState;
+    let mut rows = vec![
+        [
+            "experiment",
+            "model",
+            "optimizer",
+            "ran/cached",
+            "val loss",
+            "dir acc",
+            "sharpe",
+            "buy&hold",
+        ]
+        .map(str::to_string)
+        .to_vec(),
+    ];
+    for (r, e) in reports.iter().zip(experiments) {
+        let count = |f: fn(&StageState) -> bool| r.stages.iter().filter(|s| f(&s.state)).count();
+        let ran = count(|s| matches!(s, StageState::Ran { .. }));
+        let cached = count(|s| matches!(s, StageState::Cached));
+        let summary = |stage: &str| {
+            r.stages
+                .iter()
+                .find(|s| s.id == stage)
+                .and_then(|s| s.record.as_ref())
+                .map(|rec| rec.summary.clone())
+                .unwrap_or_default()
+        };
+        let (train, metrics) = (summary("train"), summary("evaluate"));
+        let num = |v: &serde_json::Value, fmt: fn(f64) -> String| {
+            v.as_f64().map(fmt).unwrap_or_else(|| "-".to_string())
+        };
+        let val_loss = if train["best_val_loss"].is_null() {
+            &train["final_val_loss"]
+        } else {
+            &train["best_val_loss"]
+        };
+        rows.push(vec![
+            r.name.clone(),
+            e.model.kind.clone(),
+            e.optimizer.kind.clone(),
+            if r.error().is_some() {
+                "FAILED".to_string()
+            } else {
+                format!("{ran}/{cached}")
+            },
+            num(val_loss, |x| format!("{x:.4}")),
+            num(&metrics["price"]["directional_accuracy"], |x| {
+                format!("{:.1}%", 100.0 * x)
+            }),
+            num(&metrics["backtest"]["strategy"]["sharpe"], |x| {
+                format!("{x:.2}")
+            }),
+            num(&metrics["backtest"]["buy_and_hold"]["sharpe"], |x| {
+                format!("{x:.2}")
+            }),
+        ]);
+    }
+    table(&rows)
 }
