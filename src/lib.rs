@@ -4,8 +4,10 @@
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod eval;
 pub mod graph;
 pub mod model;
 pub mod optim;
 pub mod report;
 pub mod store;
+pub mod train;

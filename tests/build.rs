@@ -134,7 +134,11 @@ fn touching_a_data_file_reruns_nothing_and_editing_a_byte_reruns_from_ingest() {
         status.stdout
     );
     let run = p.build();
-    let mut expected = from(&run, "features");
+    // `init` reads only the dataset's shape, which new values do not change.
+    let mut expected: Vec<String> = from(&run, "features")
+        .into_iter()
+        .filter(|s| s != "exp/init")
+        .collect();
     expected.push("exp/ingest:AAA".to_string());
     assert_eq!(sorted(run.ran()), sorted(expected), "{}", run.stdout);
 }

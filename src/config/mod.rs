@@ -529,6 +529,12 @@ pub fn validate(e: &Experiment) -> Result<(), (String, String)> {
     if s.train <= 0.0 {
         return fail("data.split.train", "must be above 0");
     }
+    if s.test <= 0.0 {
+        return fail(
+            "data.split.test",
+            "must be above 0: evaluation runs on the test split",
+        );
+    }
     let sum = s.train + s.val + s.test;
     if (sum - 1.0).abs() > 1e-9 {
         return fail(

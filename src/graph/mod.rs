@@ -128,7 +128,10 @@ pub fn plan_experiment(
         stages.len() - 1
     };
     let features = push(StageKind::Features, ingests);
-    push(StageKind::Dataset, vec![features]);
+    let dataset = push(StageKind::Dataset, vec![features]);
+    let init = push(StageKind::Init, vec![dataset]);
+    let train = push(StageKind::Train, vec![init, dataset]);
+    push(StageKind::Evaluate, vec![train, dataset]);
     Ok(Plan {
         name: e.name.clone(),
         stages,

@@ -22,6 +22,12 @@ pub enum StageKind {
     Features,
     /// Windowed, split, normalised dataset.
     Dataset,
+    /// The model's initial weights.
+    Init,
+    /// The trained checkpoint and the training log.
+    Train,
+    /// Test-split metrics and predictions.
+    Evaluate,
 }
 
 /// What a stage produced: named blobs plus small facts for downstream keys and reports.
@@ -93,6 +99,9 @@ impl StageKind {
             StageKind::Ingest { .. } => "ingest",
             StageKind::Features => "features",
             StageKind::Dataset => "dataset",
+            StageKind::Init => "init",
+            StageKind::Train => "train",
+            StageKind::Evaluate => "evaluate",
         }
     }
 
@@ -102,6 +111,9 @@ impl StageKind {
             StageKind::Ingest { .. } => 1,
             StageKind::Features => 1,
             StageKind::Dataset => 1,
+            StageKind::Init => 1,
+            StageKind::Train => 1,
+            StageKind::Evaluate => 1,
         }
     }
 
@@ -109,6 +121,7 @@ impl StageKind {
     pub fn exclusive(&self) -> bool {
         match self {
             StageKind::Ingest { .. } | StageKind::Features | StageKind::Dataset => false,
+            StageKind::Init | StageKind::Train | StageKind::Evaluate => true,
         }
     }
 
@@ -131,6 +144,18 @@ impl StageKind {
                 "split": d.split,
                 "relative_prices": d.relative_prices,
             }}),
+            StageKind::Init => json!({"model": model_key(&e.model), "seed": e.seed}),
+            // The model config is read again to rebuild the architecture the weights fit.
+            StageKind::Train => json!({
+                "model": model_key(&e.model),
+                "optimizer": e.optimizer,
+                "training": e.training,
+                "seed": e.seed,
+            }),
+            StageKind::Evaluate => json!({
+                "model": model_key(&e.model),
+                "evaluation": e.evaluation,
+            }),
         };
         canonical_json(&value)
     }
@@ -138,13 +163,33 @@ impl StageKind {
     /// The facts about this stage's inputs that go into its key, as (name, value) pairs.
     /// By default every output digest of every dependency.
     pub fn key_inputs(&self, deps: &[&ActionRecord]) -> Vec<(String, String)> {
+        if let StageKind::Init = self {
+            // Initial weights depend on the dataset's shape only, not on its values.
+            return deps
+                .iter()
+                .flat_map(|r| {
+                    ["num_features", "sequence_length", "prediction_horizon"]
+                        .map(|k| (format!("{}.{k}", r.stage), r.summary[k].to_string()))
+                })
+                .collect();
+        }
         deps.iter()
             .flat_map(|r| {
                 r.outputs
                     .iter()
+                    .filter(|(name, _)| self.reads_output(name))
                     .map(|(name, out)| (format!("{}.{name}", r.stage), out.digest.to_hex()))
             })
             .collect()
+    }
+
+    /// Whether this stage reads dependency output `name` (and so keys on its digest).
+    fn reads_output(&self, name: &str) -> bool {
+        match self {
+            // The training log is for people; evaluation needs only the checkpoint.
+            StageKind::Evaluate => name != "log",
+            _ => true,
+        }
     }
 
     pub fn execute(&self, inputs: &StageInputs) -> Result<StageOutput, StageError> {
@@ -227,8 +272,135 @@ impl StageKind {
                     blobs: BTreeMap::from([("dataset".to_string(), dataset.to_bytes())]),
                 })
             }
+            StageKind::Init => {
+                let shape = &inputs
+                    .deps
+                    .first()
+                    .ok_or_else(|| StageError::Failed("init has no dataset input".to_string()))?
+                    .summary;
+                let dim = |k: &str| shape[k].as_u64().unwrap_or(0) as usize;
+                let weights = crate::model::init_weights(
+                    &e.model,
+                    e.seed,
+                    dim("num_features"),
+                    dim("sequence_length"),
+                    dim("prediction_horizon"),
+                )
+                .map_err(|err| StageError::Failed(err.to_string()))?;
+                Ok(StageOutput {
+                    summary: json!({"model": e.model.kind, "bytes": weights.len()}),
+                    blobs: BTreeMap::from([("weights".to_string(), weights)]),
+                })
+            }
+            StageKind::Train => {
+                let weights = inputs.blob(0, "weights")?;
+                let dataset = load_dataset(inputs, 1)?;
+                let progress = crate::report::TrainingProgress::new(&e.name, 0);
+                let output = crate::train::train(
+                    &dataset,
+                    &e.model,
+                    &e.optimizer,
+                    &e.training,
+                    e.seed,
+                    &weights,
+                    &mut |p: &crate::train::Progress| match &p.finished_epoch {
+                        Some(log) => progress.epoch(&epoch_line(log, p.epochs)),
+                        None => progress.step(
+                            p.epoch,
+                            p.step as u64,
+                            p.total_steps as u64,
+                            p.loss,
+                            p.samples_per_sec,
+                        ),
+                    },
+                );
+                progress.finish();
+                let output = output.map_err(|err| StageError::Failed(err.to_string()))?;
+                // Outputs must be pure functions of the key, so wall-clock figures stay out
+                // of the log blob and go to the action record's summary instead.
+                let mut log = serde_json::to_value(&output.log)
+                    .map_err(|err| StageError::Failed(err.to_string()))?;
+                if let Some(epochs) = log["epochs"].as_array_mut() {
+                    for epoch in epochs {
+                        if let Some(o) = epoch.as_object_mut() {
+                            o.remove("samples_per_sec");
+                        }
+                    }
+                }
+                let log = serde_json::to_vec_pretty(&log)
+                    .map_err(|err| StageError::Failed(err.to_string()))?;
+                let speeds: Vec<f64> = output
+                    .log
+                    .epochs
+                    .iter()
+                    .map(|l| l.samples_per_sec)
+                    .collect();
+                Ok(StageOutput {
+                    summary: json!({
+                        "steps": output.log.total_steps,
+                        "best_epoch": output.log.best_epoch,
+                        "best_val_loss": output.log.best_val_loss,
+                        "final_val_loss": output.log.final_val_loss,
+                        "samples_per_sec": speeds,
+                    }),
+                    blobs: BTreeMap::from([
+                        ("checkpoint".to_string(), output.checkpoint),
+                        ("log".to_string(), log),
+                    ]),
+                })
+            }
+            StageKind::Evaluate => {
+                let checkpoint = inputs.blob(0, "checkpoint")?;
+                let dataset = load_dataset(inputs, 1)?;
+                let out = crate::eval::evaluate(&dataset, &e.model, &checkpoint, &e.evaluation)
+                    .map_err(|err| StageError::Failed(err.to_string()))?;
+                let metrics = serde_json::to_value(&out.metrics)
+                    .map_err(|err| StageError::Failed(err.to_string()))?;
+                let bytes = serde_json::to_vec_pretty(&metrics)
+                    .map_err(|err| StageError::Failed(err.to_string()))?;
+                Ok(StageOutput {
+                    summary: metrics,
+                    blobs: BTreeMap::from([
+                        ("metrics".to_string(), bytes),
+                        ("predictions".to_string(), out.predictions),
+                    ]),
+                })
+            }
         }
     }
+}
+
+fn load_dataset(inputs: &StageInputs, i: usize) -> Result<Dataset, StageError> {
+    Dataset::from_bytes(&inputs.blob(i, "dataset")?)
+        .map_err(|err| StageError::Failed(format!("dataset: {err}")))
+}
+
+fn epoch_line(l: &crate::train::EpochLog, epochs: usize) -> String {
+    let val = l
+        .val_loss
+        .map(|v| format!("{v:.4}"))
+        .unwrap_or_else(|| "-".to_string());
+    format!(
+        "epoch {}/{epochs} step {} train loss {:.4} val loss {val} lr {:.2e} {:.0} samples/s",
+        l.epoch, l.step, l.train_loss, l.lr, l.samples_per_sec
+    )
+}
+
+/// The model settings that matter for `model.type`: a transformer's `num_heads` is not an
+/// LSTM's business, so changing it must not re-run an LSTM experiment.
+fn model_key(m: &crate::config::ModelConfig) -> serde_json::Value {
+    let mut v = json!({
+        "type": m.kind,
+        "hidden_size": m.hidden_size,
+        "num_layers": m.num_layers,
+        "dropout": m.dropout,
+    });
+    if m.kind == "transformer" {
+        v["num_heads"] = json!(m.num_heads);
+        v["ff_size"] = json!(m.ff_size.unwrap_or(4 * m.hidden_size));
+        v["pooling"] = json!(m.pooling);
+    }
+    v
 }
 
 fn bars_summary(symbol: &str, bars: &Bars) -> serde_json::Value {
