@@ -115,24 +115,14 @@ pub fn run_all(
     }
 }
 
-/// Stages that use process-global state (burn's RNG) run one at a time in a process.
-static EXCLUSIVE: Mutex<()> = Mutex::new(());
-
 /// Executes a stage on a thread of its own, outside the experiment pool. Stage code may use
 /// rayon (burn does): on a pool worker, a parallel op waiting for its tasks could steal
-/// another experiment's job and block on a lock this very thread holds. Off the pool, its
-/// parallel ops use rayon's global pool and the pool's workers only wait. A panic in a
-/// stage fails that stage, not the whole build.
+/// another experiment's job and block on a lock this very thread holds (trainings hold
+/// `model`'s RNG lock). Off the pool, its parallel ops use rayon's global pool and the pool's
+/// workers only wait. A panic in a stage fails that stage, not the whole build.
 fn execute_isolated(kind: &StageKind, inputs: &StageInputs) -> Result<StageOutput, StageError> {
     std::thread::scope(|scope| {
-        let handle = scope.spawn(|| {
-            let _exclusive = kind.exclusive().then(|| {
-                EXCLUSIVE
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-            });
-            kind.execute(inputs)
-        });
+        let handle = scope.spawn(|| kind.execute(inputs));
         handle.join().unwrap_or_else(|panic| {
             let message = panic
                 .downcast_ref::<String>()

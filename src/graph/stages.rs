@@ -117,14 +117,6 @@ impl StageKind {
         }
     }
 
-    /// Whether the stage uses process-global state (burn's RNG) and must run alone.
-    pub fn exclusive(&self) -> bool {
-        match self {
-            StageKind::Ingest { .. } | StageKind::Features | StageKind::Dataset => false,
-            StageKind::Init | StageKind::Train | StageKind::Evaluate => true,
-        }
-    }
-
     /// Canonical JSON of exactly the config this stage reads.
     pub fn config(&self, e: &Experiment) -> String {
         let d = &e.data;
