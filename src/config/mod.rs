@@ -8,6 +8,7 @@
 //! change a key.
 
 pub mod located;
+pub mod sections;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use located::{LocationMap, Pos};
+pub use sections::{
+    EvaluationConfig, ModelConfig, OptimizerConfig, Pooling, Signal, TrainingConfig,
+};
 
 /// Largest accepted `data.sequence_length`.
 pub const MAX_SEQUENCE_LENGTH: usize = 100_000;
@@ -198,139 +202,6 @@ impl Default for SplitConfig {
             train: 0.7,
             val: 0.15,
             test: 0.15,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ModelConfig {
-    /// Registry name: `mlp`, `lstm`, `transformer`. Default `lstm`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Width of hidden layers / model dimension. Default 64.
-    pub hidden_size: usize,
-    /// Stacked layers. Default 2.
-    pub num_layers: usize,
-    /// Default 0.1.
-    pub dropout: f64,
-    /// Attention heads (transformer). Default 4.
-    pub num_heads: usize,
-    /// Feed-forward width (transformer). Default: 4 * hidden_size.
-    pub ff_size: Option<usize>,
-    /// How the transformer summarises the sequence: `last` or `mean`. Default `last`.
-    pub pooling: Pooling,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        ModelConfig {
-            kind: "lstm".to_string(),
-            hidden_size: 64,
-            num_layers: 2,
-            dropout: 0.1,
-            num_heads: 4,
-            ff_size: None,
-            pooling: Pooling::Last,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Pooling {
-    Last,
-    Mean,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OptimizerConfig {
-    /// Registry name. Default `adamw`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Peak learning rate. Default 1e-3.
-    pub lr: f64,
-    /// Decoupled weight decay (not applied to biases and norms). Default 0.01.
-    pub weight_decay: f64,
-    /// Default [0.9, 0.999].
-    pub betas: [f64; 2],
-    /// Default 1e-8.
-    pub eps: f64,
-}
-
-impl Default for OptimizerConfig {
-    fn default() -> Self {
-        OptimizerConfig {
-            kind: "adamw".to_string(),
-            lr: 1e-3,
-            weight_decay: 0.01,
-            betas: [0.9, 0.999],
-            eps: 1e-8,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainingConfig {
-    /// Passes over the train windows. Default 10.
-    pub epochs: usize,
-    /// Stop after this many optimizer steps, if set (overrides `epochs`).
-    pub max_steps: Option<usize>,
-    /// Default 32.
-    pub batch_size: usize,
-    /// Linear warm-up steps before cosine decay. Default 50.
-    pub warmup_steps: usize,
-    /// The cosine schedule decays to lr * min_lr_ratio. Default 0.1.
-    pub min_lr_ratio: f64,
-    /// Clip gradients to this global norm; 0 disables. Default 1.0.
-    pub grad_clip: f64,
-    /// Cross-entropy label smoothing on the action head. Default 0.1.
-    pub label_smoothing: f64,
-    /// Weight of the price MSE beside the action cross-entropy. Default 0.5.
-    pub price_weight: f64,
-}
-
-impl Default for TrainingConfig {
-    fn default() -> Self {
-        TrainingConfig {
-            epochs: 10,
-            max_steps: None,
-            batch_size: 32,
-            warmup_steps: 50,
-            min_lr_ratio: 0.1,
-            grad_clip: 1.0,
-            label_smoothing: 0.1,
-            price_weight: 0.5,
-        }
-    }
-}
-
-/// Which head drives the backtest position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Signal {
-    /// argmax of the action head: buy +1, hold 0, sell -1.
-    Action,
-    /// sign of the predicted next return.
-    Price,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EvaluationConfig {
-    /// Cost per unit of position change, in basis points. Default 5.
-    pub cost_bps: f64,
-    /// Default `action`.
-    pub signal: Signal,
-}
-
-impl Default for EvaluationConfig {
-    fn default() -> Self {
-        EvaluationConfig {
-            cost_bps: 5.0,
-            signal: Signal::Action,
         }
     }
 }
@@ -561,88 +432,14 @@ pub fn validate(e: &Experiment) -> Result<(), (String, String)> {
         );
     }
 
-    let m = &e.model;
-    let models = crate::model::MODEL_NAMES;
-    if !models.contains(&m.kind.as_str()) {
-        return fail("model.type", unknown_name("model type", &m.kind, models));
-    }
-    if m.hidden_size == 0 {
-        return fail("model.hidden_size", "must be at least 1");
-    }
-    if m.num_layers == 0 {
-        return fail("model.num_layers", "must be at least 1");
-    }
-    if !(0.0..1.0).contains(&m.dropout) {
-        return fail(
-            "model.dropout",
-            format!("must be in [0, 1) (got {})", m.dropout),
-        );
-    }
-    if m.kind == "transformer" && (m.num_heads == 0 || !m.hidden_size.is_multiple_of(m.num_heads)) {
-        return fail(
-            "model.num_heads",
-            format!(
-                "must divide hidden_size ({} is not a multiple of {})",
-                m.hidden_size, m.num_heads
-            ),
-        );
-    }
-    if m.ff_size == Some(0) {
-        return fail("model.ff_size", "must be at least 1");
-    }
-
-    let o = &e.optimizer;
-    let optimizers = crate::optim::OPTIMIZER_NAMES;
-    if !optimizers.contains(&o.kind.as_str()) {
-        return fail(
-            "optimizer.type",
-            unknown_name("optimizer", &o.kind, optimizers),
-        );
-    }
-    if !(o.lr.is_finite() && o.lr > 0.0) {
-        return fail("optimizer.lr", format!("must be positive (got {})", o.lr));
-    }
-    if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
-        return fail("optimizer.weight_decay", "must be >= 0");
-    }
-    for (i, b) in o.betas.iter().enumerate() {
-        if !(0.0..1.0).contains(b) {
-            return fail(&format!("optimizer.betas[{i}]"), "must be in [0, 1)");
-        }
-    }
-    if !(o.eps.is_finite() && o.eps > 0.0) {
-        return fail("optimizer.eps", "must be positive");
-    }
-
-    let t = &e.training;
-    if t.epochs == 0 && t.max_steps.is_none() {
-        return fail("training.epochs", "must be at least 1 (or set max_steps)");
-    }
-    if t.max_steps == Some(0) {
-        return fail("training.max_steps", "must be at least 1");
-    }
-    if t.batch_size == 0 {
-        return fail("training.batch_size", "must be at least 1");
-    }
-    if !(t.min_lr_ratio.is_finite() && (0.0..=1.0).contains(&t.min_lr_ratio)) {
-        return fail("training.min_lr_ratio", "must be in [0, 1]");
-    }
-    if !(t.grad_clip.is_finite() && t.grad_clip >= 0.0) {
-        return fail("training.grad_clip", "must be >= 0 (0 disables clipping)");
-    }
-    if !(0.0..1.0).contains(&t.label_smoothing) {
-        return fail("training.label_smoothing", "must be in [0, 1)");
-    }
-    if !(t.price_weight.is_finite() && t.price_weight >= 0.0) {
-        return fail("training.price_weight", "must be >= 0");
-    }
-    if !(e.evaluation.cost_bps.is_finite() && e.evaluation.cost_bps >= 0.0) {
-        return fail("evaluation.cost_bps", "must be >= 0");
-    }
+    e.model.validate()?;
+    e.optimizer.validate()?;
+    e.training.validate()?;
+    e.evaluation.validate()?;
     Ok(())
 }
 
-fn unknown_name(what: &str, given: &str, known: &[&str]) -> String {
+pub(crate) fn unknown_name(what: &str, given: &str, known: &[&str]) -> String {
     match did_you_mean(given, known.iter().copied()) {
         Some(best) => format!("unknown {what} `{given}`; did you mean `{best}`?"),
         None => format!("unknown {what} `{given}`; known: {}", known.join(", ")),

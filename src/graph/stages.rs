@@ -136,16 +136,16 @@ impl StageKind {
                 "split": d.split,
                 "relative_prices": d.relative_prices,
             }}),
-            StageKind::Init => json!({"model": model_key(&e.model), "seed": e.seed}),
+            StageKind::Init => json!({"model": e.model.key_value(), "seed": e.seed}),
             // The model config is read again to rebuild the architecture the weights fit.
             StageKind::Train => json!({
-                "model": model_key(&e.model),
+                "model": e.model.key_value(),
                 "optimizer": e.optimizer,
                 "training": e.training,
                 "seed": e.seed,
             }),
             StageKind::Evaluate => json!({
-                "model": model_key(&e.model),
+                "model": e.model.key_value(),
                 "evaluation": e.evaluation,
             }),
         };
@@ -376,23 +376,6 @@ fn epoch_line(l: &crate::train::EpochLog, epochs: usize) -> String {
         "epoch {}/{epochs} step {} train loss {:.4} val loss {val} lr {:.2e} {:.0} samples/s",
         l.epoch, l.step, l.train_loss, l.lr, l.samples_per_sec
     )
-}
-
-/// The model settings that matter for `model.type`: a transformer's `num_heads` is not an
-/// LSTM's business, so changing it must not re-run an LSTM experiment.
-fn model_key(m: &crate::config::ModelConfig) -> serde_json::Value {
-    let mut v = json!({
-        "type": m.kind,
-        "hidden_size": m.hidden_size,
-        "num_layers": m.num_layers,
-        "dropout": m.dropout,
-    });
-    if m.kind == "transformer" {
-        v["num_heads"] = json!(m.num_heads);
-        v["ff_size"] = json!(m.ff_size.unwrap_or(4 * m.hidden_size));
-        v["pooling"] = json!(m.pooling);
-    }
-    v
 }
 
 fn bars_summary(symbol: &str, bars: &Bars) -> serde_json::Value {
