@@ -201,6 +201,11 @@ impl ModelConfig {
 }
 
 impl OptimizerConfig {
+    /// What the `train` key hashes: the settings this optimizer type reads.
+    pub fn key_value(&self) -> serde_json::Value {
+        json!(self)
+    }
+
     pub fn validate(&self) -> Result<(), Invalid> {
         let optimizers = crate::optim::OPTIMIZER_NAMES;
         if !optimizers.contains(&self.kind.as_str()) {
@@ -231,6 +236,11 @@ impl OptimizerConfig {
 }
 
 impl TrainingConfig {
+    /// What the `train` key hashes.
+    pub fn key_value(&self) -> serde_json::Value {
+        json!(self)
+    }
+
     pub fn validate(&self) -> Result<(), Invalid> {
         if self.epochs == 0 && self.max_steps.is_none() {
             return fail("training.epochs", "must be at least 1 (or set max_steps)");
@@ -258,6 +268,11 @@ impl TrainingConfig {
 }
 
 impl EvaluationConfig {
+    /// What the `evaluate` key hashes.
+    pub fn key_value(&self) -> serde_json::Value {
+        json!(self)
+    }
+
     pub fn validate(&self) -> Result<(), Invalid> {
         if !(self.cost_bps.is_finite() && self.cost_bps >= 0.0) {
             return fail("evaluation.cost_bps", "must be >= 0");

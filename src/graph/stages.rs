@@ -140,13 +140,13 @@ impl StageKind {
             // The model config is read again to rebuild the architecture the weights fit.
             StageKind::Train => json!({
                 "model": e.model.key_value(),
-                "optimizer": e.optimizer,
-                "training": e.training,
+                "optimizer": e.optimizer.key_value(),
+                "training": e.training.key_value(),
                 "seed": e.seed,
             }),
             StageKind::Evaluate => json!({
                 "model": e.model.key_value(),
-                "evaluation": e.evaluation,
+                "evaluation": e.evaluation.key_value(),
             }),
         };
         canonical_json(&value)
