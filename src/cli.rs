@@ -47,12 +47,54 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Write a new experiment file that extends a template.
+    New {
+        /// The experiment's name (the file is `DIR/NAME.yaml`).
+        name: String,
+        /// Template name in `templates/` (`quick_test`) or a path to a template file.
+        #[arg(long, default_value = "default")]
+        template: String,
+        /// Folder to write into.
+        #[arg(long, default_value = "experiments")]
+        dir: PathBuf,
+    },
+    /// Inspect resolved configs.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print an experiment's fully resolved config and where every value came from.
+    Show {
+        /// Experiment name, or an experiment file.
+        experiment: String,
+        #[command(flatten)]
+        select: Select,
+    },
+}
+
+/// Which experiments a command works on, and the overrides applied to them.
+#[derive(Args, Debug)]
+pub struct Select {
+    /// Experiment files or folders searched for *.yaml / *.yml (default `experiments/`).
+    pub paths: Vec<PathBuf>,
+    /// Override a value in every selected experiment: `--set optimizer.lr=1e-3` (typed as
+    /// YAML would type it; repeatable; wins over files and templates).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub overrides: Vec<String>,
+    /// Keep only experiments whose resolved value matches: `--filter optimizer.type=muon`
+    /// (repeatable; all must match).
+    #[arg(long = "filter", value_name = "PATH=VALUE")]
+    pub filters: Vec<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct Common {
-    /// Experiment files or folders searched for *.yaml / *.yml.
-    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub select: Select,
     /// The store (default `$HFT_CACHE_DIR`, else `cache/`).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
@@ -71,6 +113,14 @@ pub fn main() -> ExitCode {
             jobs,
         } => build(&common, dry_run, jobs).into(),
         Command::Status { common } => build(&common, true, None).into(),
+        Command::New {
+            name,
+            template,
+            dir,
+        } => new_experiment(&name, &template, &dir).into(),
+        Command::Config {
+            command: ConfigCommand::Show { experiment, select },
+        } => config_show(&experiment, &select).into(),
     }
 }
 
@@ -118,10 +168,6 @@ fn fail(message: &str) -> Outcome {
 /// `hft build` and (with `dry_run`) `hft status` / `hft build --dry-run`.
 fn build(common: &Common, dry_run: bool, jobs: Option<usize>) -> Outcome {
     let started = Instant::now();
-    let files = match find_experiments(&common.paths) {
-        Ok(f) => f,
-        Err(m) => return fail(&m),
-    };
     let cache_dir = cache_dir(common.cache_dir.as_deref());
     let store = match Store::open(&cache_dir) {
         Ok(s) => s,
@@ -130,54 +176,17 @@ fn build(common: &Common, dry_run: bool, jobs: Option<usize>) -> Outcome {
             return Outcome::StageFailed;
         }
     };
-
-    // Parse and plan every experiment before executing anything: a typo in the tenth file
-    // should not surface after the first nine have trained.
     let db = Database::default();
-    let mut planned: Vec<(PathBuf, &Parsed, &Plan)> = Vec::new();
+    let planned = match load_experiments(&db, &common.select) {
+        Ok(p) => p,
+        Err(outcome) => return outcome,
+    };
     let mut errors: Vec<ConfigError> = Vec::new();
-    let sources: Vec<(PathBuf, ExperimentSource)> = files
-        .iter()
-        .filter_map(|f| match crate::config::read_text(f) {
-            Ok(text) => Some((f.clone(), ExperimentSource::new(&db, f.clone(), text))),
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        })
-        .collect();
-    for (file, source) in &sources {
-        match (
-            graph::parse_experiment(&db, *source),
-            graph::plan_experiment(&db, *source),
-        ) {
-            (Ok(parsed), Ok(plan)) => planned.push((file.clone(), parsed, plan)),
-            (Err(e), _) | (_, Err(e)) => errors.push(e.clone()),
-        }
-    }
-    let mut by_name: BTreeMap<&str, &Path> = BTreeMap::new();
-    for (file, parsed, plan) in &planned {
-        if let Some(other) = by_name.insert(&plan.name, file) {
-            errors.push(ConfigError {
-                file: file.clone(),
-                pos: parsed.locations.find("name"),
-                key: "name".to_string(),
-                message: format!(
-                    "experiment name `{}` is also used by {}",
-                    plan.name,
-                    other.display()
-                ),
-            });
-        }
-    }
-    if !errors.is_empty() {
-        return config_errors(&errors);
-    }
 
     // Data files: digests from the stat cache, fed to salsa as inputs.
     let mut stat_cache = StatCache::load(&store);
     let mut jobs_list = Vec::new();
-    for (file, parsed, plan) in &planned {
+    for Loaded { file, parsed, plan } in &planned {
         let mut data_digests = BTreeMap::new();
         for (i, stage) in plan.stages.iter().enumerate() {
             let Some(path) = &stage.data_file else {
@@ -199,17 +208,13 @@ fn build(common: &Common, dry_run: bool, jobs: Option<usize>) -> Outcome {
                     } else {
                         format!("cannot be read: {e}")
                     };
-                    errors.push(ConfigError {
-                        file: file.clone(),
-                        pos: parsed.locations.find(&key),
-                        message: format!(
-                            "no data file for `{}`: {} {what} (data.path is `{}`)",
-                            stage.id.trim_start_matches("ingest:"),
-                            path.display(),
-                            parsed.experiment.data.path
-                        ),
-                        key,
-                    });
+                    let message = format!(
+                        "no data file for `{}`: {} {what} (data.path is `{}`)",
+                        stage.id.trim_start_matches("ingest:"),
+                        path.display(),
+                        parsed.experiment.data.path
+                    );
+                    errors.push(ConfigError::at(&parsed.locations.find(&key), &key, message));
                 }
             }
         }
@@ -291,6 +296,228 @@ fn build(common: &Common, dry_run: bool, jobs: Option<usize>) -> Outcome {
     }
     report::print_block(&[summary]);
     outcome
+}
+
+/// One selected experiment: its file, resolved config and stages.
+pub struct Loaded {
+    pub file: PathBuf,
+    pub parsed: Parsed,
+    pub plan: Plan,
+}
+
+/// Finds, resolves (templates, matrix, overrides), validates, filters and plans every
+/// experiment under the selected paths. Every config error is printed before returning, so
+/// a typo in the tenth file surfaces before the first nine train.
+fn load_experiments(db: &Database, select: &Select) -> Result<Vec<Loaded>, Outcome> {
+    let files = find_experiments(&select.paths).map_err(|m| fail(&m))?;
+    let filters = parse_filters(&select.filters).map_err(|m| fail(&m))?;
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let mut loaded = Vec::new();
+    for file in &files {
+        let text = match crate::config::read_text(file) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let source = ExperimentSource::new(db, file.clone(), text, select.overrides.clone());
+        match (
+            graph::parse_experiments(db, source),
+            graph::plan_experiments(db, source),
+        ) {
+            (Ok(parsed), Ok(plans)) => {
+                for (parsed, plan) in parsed.iter().zip(plans) {
+                    loaded.push(Loaded {
+                        file: file.clone(),
+                        parsed: parsed.clone(),
+                        plan: plan.clone(),
+                    });
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => errors.push(e.clone()),
+        }
+    }
+    let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for l in &loaded {
+        if let Some(other) = by_name.insert(l.plan.name.clone(), l.file.clone()) {
+            errors.push(ConfigError::at(
+                &l.parsed.locations.find("name"),
+                "name",
+                format!(
+                    "experiment name `{}` is also used by {}",
+                    l.plan.name,
+                    other.display()
+                ),
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(config_errors(&errors));
+    }
+    loaded.retain(|l| matches_filters(&l.parsed.experiment, &filters));
+    if loaded.is_empty() {
+        return Err(fail("no experiment matches the filters"));
+    }
+    Ok(loaded)
+}
+
+/// `path=value` filters, the value typed as YAML would type it.
+fn parse_filters(filters: &[String]) -> Result<Vec<(String, serde_json::Value)>, String> {
+    filters
+        .iter()
+        .map(|f| {
+            let (path, value) = f
+                .split_once('=')
+                .ok_or_else(|| format!("--filter {f}: expected PATH=VALUE"))?;
+            let node = crate::config::located::parse(value, "--filter")
+                .map_err(|(_, m)| format!("--filter {f}: {m}"))?;
+            let value = node.to_json(&mut crate::config::LocationMap::default());
+            Ok((path.trim().to_string(), value))
+        })
+        .collect()
+}
+
+fn matches_filters(e: &crate::config::Experiment, filters: &[(String, serde_json::Value)]) -> bool {
+    let json = serde_json::to_value(e).unwrap_or_default();
+    filters.iter().all(|(path, want)| {
+        let pointer = format!("/{}", path.replace('.', "/"));
+        match json.pointer(&pointer) {
+            // 64 and 64.0 are the same value.
+            Some(have) => {
+                have == want || (have.as_f64().is_some() && have.as_f64() == want.as_f64())
+            }
+            None => false,
+        }
+    })
+}
+
+/// `hft new NAME --template T`.
+fn new_experiment(name: &str, template: &str, dir: &Path) -> Outcome {
+    let template_path = if template.ends_with(".yaml") || template.ends_with(".yml") {
+        PathBuf::from(template)
+    } else {
+        PathBuf::from("templates").join(format!("{template}.yaml"))
+    };
+    if !template_path.is_file() {
+        let known: Vec<String> = std::fs::read_dir("templates")
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let n = e.file_name().to_string_lossy().into_owned();
+                        n.strip_suffix(".yaml").map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let hint = match crate::config::did_you_mean(template, known.iter().map(String::as_str)) {
+            Some(best) => format!("; did you mean `{best}`?"),
+            None => format!("; templates: {}", known.join(", ")),
+        };
+        return fail(&format!("no template {}{hint}", template_path.display()));
+    }
+    let valid_name = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !valid_name {
+        return fail(&format!(
+            "`{name}` is not a file-friendly name (letters, digits, _ - .)"
+        ));
+    }
+    let file = dir.join(format!("{name}.yaml"));
+    if file.exists() {
+        return fail(&format!("{} already exists", file.display()));
+    }
+    let text = format!(
+        "# Created by `hft new {name} --template {template}`.\n\
+         # Every key of {} applies; keys set here win (see `hft config show {name}`).\n\
+         extends: {}\n\
+         name: {name}\n\
+         description: \"\"\n",
+        template_path.display(),
+        template_path.display()
+    );
+    // The new file must resolve: a broken template is reported now, not at the next build.
+    let db = Database::default();
+    let source = ExperimentSource::new(&db, file.clone(), text.clone(), Vec::new());
+    if let Err(e) = graph::parse_experiments(&db, source) {
+        eprintln!("error: {e}");
+        return Outcome::BadInput;
+    }
+    if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&file, text)) {
+        return fail(&format!("cannot write {}: {e}", file.display()));
+    }
+    println!("wrote {}", file.display());
+    Outcome::Ok
+}
+
+/// `hft config show EXP`: every resolved value and where it was set.
+fn config_show(experiment: &str, select: &Select) -> Outcome {
+    let db = Database::default();
+    let mut select_all = Select {
+        paths: select.paths.clone(),
+        overrides: select.overrides.clone(),
+        filters: select.filters.clone(),
+    };
+    let as_file = Path::new(experiment);
+    if as_file.is_file() {
+        select_all.paths = vec![as_file.to_path_buf()];
+    }
+    let loaded = match load_experiments(&db, &select_all) {
+        Ok(l) => l,
+        Err(o) => return o,
+    };
+    let chosen: Vec<&Loaded> = if as_file.is_file() {
+        loaded.iter().collect()
+    } else {
+        loaded
+            .iter()
+            .filter(|l| l.plan.name == experiment)
+            .collect()
+    };
+    if chosen.is_empty() {
+        let names: Vec<&str> = loaded.iter().map(|l| l.plan.name.as_str()).collect();
+        let hint = match crate::config::did_you_mean(experiment, names.iter().copied()) {
+            Some(best) => format!("; did you mean `{best}`?"),
+            None => String::new(),
+        };
+        return fail(&format!("no experiment named `{experiment}`{hint}"));
+    }
+    for l in chosen {
+        let mut rows = Vec::new();
+        let json = serde_json::to_value(&l.parsed.experiment).unwrap_or_default();
+        let mut leaves = Vec::new();
+        flatten_json("", &json, &mut leaves);
+        for (path, value) in leaves {
+            let from = match l.parsed.locations.get(&path) {
+                Some(origin) => origin.to_string(),
+                None if path == "name" => "the file name".to_string(),
+                None => "default".to_string(),
+            };
+            rows.push(vec![format!("{path}:"), value, format!("# {from}")]);
+        }
+        println!("# {} ({})", l.plan.name, l.file.display());
+        report::print_block(&report::table(&rows));
+    }
+    Outcome::Ok
+}
+
+/// Leaves of a JSON value by dotted path, arrays whole.
+fn flatten_json(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, child) in map {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten_json(&p, child, out);
+            }
+        }
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
 }
 
 /// The lines printed for one experiment once it is done.

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
@@ -18,10 +19,37 @@ pub struct Pos {
     pub column: u64,
 }
 
-/// One YAML value with its position.
+/// Where a value was set: a file and position, or a command-line override (line 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// A file path, or the override's text (`--set optimizer.lr=1e-3`).
+    pub source: Arc<str>,
+    pub pos: Pos,
+}
+
+impl Origin {
+    pub fn new(source: &str, pos: Pos) -> Origin {
+        Origin {
+            source: Arc::from(source),
+            pos,
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.pos.line == 0 {
+            f.write_str(&self.source)
+        } else {
+            write!(f, "{}:{}", self.source, self.pos.line)
+        }
+    }
+}
+
+/// One YAML value with where it came from.
 #[derive(Debug, Clone)]
 pub struct Node {
-    pub pos: Pos,
+    pub origin: Origin,
     pub value: NodeValue,
 }
 
@@ -38,17 +66,17 @@ pub enum NodeValue {
     Map(Vec<(String, Node)>),
 }
 
-/// Key path -> position of that value in the file.
+/// Key path -> where that value was set.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct LocationMap(BTreeMap<String, Pos>);
+pub struct LocationMap(BTreeMap<String, Origin>);
 
 impl LocationMap {
-    /// The position of `path`, or of its nearest ancestor that the file spells out.
-    pub fn find(&self, path: &str) -> Pos {
+    /// Where `path` was set, or its nearest ancestor that some file spells out.
+    pub fn find(&self, path: &str) -> Origin {
         let mut p = path;
         loop {
-            if let Some(pos) = self.0.get(p) {
-                return *pos;
+            if let Some(origin) = self.0.get(p) {
+                return origin.clone();
             }
             match p.rfind(['.', '[']) {
                 Some(i) => p = &p[..i],
@@ -56,19 +84,30 @@ impl LocationMap {
                     return self
                         .0
                         .get("")
-                        .copied()
-                        .unwrap_or(Pos { line: 1, column: 1 });
+                        .cloned()
+                        .unwrap_or_else(|| Origin::new("", Pos { line: 1, column: 1 }));
                 }
             }
         }
     }
+
+    /// Where exactly `path` was set; `None` when it took its default.
+    pub fn get(&self, path: &str) -> Option<&Origin> {
+        self.0.get(path)
+    }
 }
 
-/// Parses YAML text into a located tree. Errors carry the parser's own message and position.
-pub fn parse(text: &str) -> Result<Node, (Pos, String)> {
+/// Parses YAML text into a located tree; `source` names it in origins (a file path, or an
+/// override's text). Errors carry the parser's own message and position.
+pub fn parse(text: &str, source: &str) -> Result<Node, (Pos, String)> {
     let spanned: Result<Spanned<Tree>, _> = serde_saphyr::from_str(text);
+    let source: Arc<str> = Arc::from(source);
     match spanned {
-        Ok(s) => Ok(s.value.0.with_pos(pos_of(&s.referenced))),
+        Ok(s) => {
+            let mut node = s.value.0.with_pos(pos_of(&s.referenced));
+            node.set_source(&source);
+            Ok(node)
+        }
         Err(e) => {
             let pos = e
                 .location()
@@ -98,10 +137,37 @@ fn pos_of(l: &serde_saphyr::Location) -> Pos {
 
 impl Node {
     fn with_pos(mut self, pos: Pos) -> Node {
-        if self.pos == Pos::default() {
-            self.pos = pos;
+        if self.origin.pos == Pos::default() {
+            self.origin.pos = pos;
         }
         self
+    }
+
+    fn set_source(&mut self, source: &Arc<str>) {
+        self.origin.source = source.clone();
+        match &mut self.value {
+            NodeValue::Seq(items) => items.iter_mut().for_each(|n| n.set_source(source)),
+            NodeValue::Map(entries) => entries.iter_mut().for_each(|(_, n)| n.set_source(source)),
+            _ => {}
+        }
+    }
+
+    /// Every value of this tree now comes from `origin` (an override, a matrix entry).
+    pub fn set_origin(&mut self, origin: &Origin) {
+        self.origin = origin.clone();
+        match &mut self.value {
+            NodeValue::Seq(items) => items.iter_mut().for_each(|n| n.set_origin(origin)),
+            NodeValue::Map(entries) => entries.iter_mut().for_each(|(_, n)| n.set_origin(origin)),
+            _ => {}
+        }
+    }
+
+    /// An empty mapping (the document of an empty file).
+    pub fn empty_map(origin: Origin) -> Node {
+        Node {
+            origin,
+            value: NodeValue::Map(Vec::new()),
+        }
     }
 
     /// Converts to JSON for typed deserialisation, recording every path's position.
@@ -111,7 +177,7 @@ impl Node {
 
     fn to_json_at(&self, path: &str, locations: &mut LocationMap) -> serde_json::Value {
         use serde_json::Value;
-        locations.0.insert(path.to_string(), self.pos);
+        locations.0.insert(path.to_string(), self.origin.clone());
         match &self.value {
             NodeValue::Null => Value::Null,
             NodeValue::Bool(b) => Value::Bool(*b),
@@ -158,7 +224,7 @@ impl<'de> Deserialize<'de> for Tree {
 
 fn leaf(value: NodeValue) -> Tree {
     Tree(Node {
-        pos: Pos::default(),
+        origin: Origin::new("", Pos::default()),
         value,
     })
 }
@@ -242,14 +308,14 @@ mod tests {
     #[test]
     fn records_positions_of_nested_keys() {
         let text = "name: x\ndata:\n  split:\n    train: 0.7\n  symbols: [A, B]\n";
-        let node = parse(text).unwrap();
+        let node = parse(text, "x.yaml").unwrap();
         let mut locs = LocationMap::default();
         let json = node.to_json(&mut locs);
         assert_eq!(json["data"]["split"]["train"], 0.7);
-        assert_eq!(locs.find("data.split.train").line, 4);
-        assert_eq!(locs.find("data.symbols[1]").line, 5);
+        assert_eq!(locs.find("data.split.train").pos.line, 4);
+        assert_eq!(locs.find("data.symbols[1]").pos.line, 5);
         assert_eq!(
-            locs.find("data.split.val").line,
+            locs.find("data.split.val").pos.line,
             3,
             "falls back to the parent"
         );
@@ -257,7 +323,7 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_errors() {
-        let err = parse("a: 1\na: 2\n").unwrap_err();
+        let err = parse("a: 1\na: 2\n", "x.yaml").unwrap_err();
         assert!(err.1.contains("duplicate mapping key: a"), "{}", err.1);
         assert!(!err.1.contains("DuplicateKeyPolicy"), "{}", err.1);
         assert_eq!(err.0.line, 2);

@@ -8,6 +8,7 @@
 //! change a key.
 
 pub mod located;
+pub mod resolve;
 pub mod sections;
 
 use std::fmt;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use located::{LocationMap, Pos};
+pub use located::{LocationMap, Origin, Pos};
 pub use sections::{
     EvaluationConfig, ModelConfig, OptimizerConfig, Pooling, Signal, TrainingConfig,
 };
@@ -38,15 +39,32 @@ pub struct ConfigError {
     pub message: String,
 }
 
+impl ConfigError {
+    /// An error at `origin`; an override's origin (line 0) names the override instead of a
+    /// file position.
+    pub fn at(origin: &Origin, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: PathBuf::from(&*origin.source),
+            pos: origin.pos,
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: ",
-            self.file.display(),
-            self.pos.line,
-            self.pos.column
-        )?;
+        if self.pos.line == 0 {
+            write!(f, "{}: ", self.file.display())?;
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: ",
+                self.file.display(),
+                self.pos.line,
+                self.pos.column
+            )?;
+        }
         if !self.key.is_empty() {
             write!(f, "{}: ", self.key)?;
         }
@@ -232,47 +250,61 @@ pub fn read_text(path: &Path) -> Result<String, ConfigError> {
 
 /// Parses experiment text; `default_name` is used when the file sets no `name`.
 pub fn parse_str(file: &Path, text: &str, default_name: &str) -> Result<Experiment, ConfigError> {
-    parse_str_located(file, text, default_name).map(|(e, _)| e)
+    let mut no_templates = |p: &Path| Err(format!("{} is not available here", p.display()));
+    let mut all = resolve_file(file, text, default_name, &[], &mut no_templates)?;
+    match all.len() {
+        1 => Ok(all.remove(0).experiment),
+        n => Err(ConfigError::at(
+            &located::Origin::new(&file.display().to_string(), Pos { line: 1, column: 1 }),
+            "matrix",
+            format!("defines {n} experiments; expected one"),
+        )),
+    }
 }
 
-/// Like [`parse_str`], also returning where each key sits in the file.
-pub fn parse_str_located(
+/// One resolved experiment and where each of its values was set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub experiment: Experiment,
+    pub locations: LocationMap,
+}
+
+/// Every experiment an experiment file defines (one, or one per matrix point), with its
+/// templates merged and `overrides` (`path=value`) applied, typed and validated.
+/// `default_name` names experiments that set no `name`.
+pub fn resolve_file(
     file: &Path,
     text: &str,
     default_name: &str,
-) -> Result<(Experiment, LocationMap), ConfigError> {
-    let err = |pos: Pos, key: &str, message: String| ConfigError {
-        file: file.to_path_buf(),
-        pos,
-        key: key.to_string(),
-        message,
-    };
-    let node = located::parse(text).map_err(|(pos, msg)| err(pos, "", msg))?;
-    let mut locations = LocationMap::default();
-    let mut json = node.to_json(&mut locations);
-    if json.is_null() {
-        // An empty file is an experiment made of defaults.
-        json = serde_json::Value::Object(Default::default());
-    }
-    if !json.is_object() {
-        return Err(err(
-            node.pos,
-            "",
-            "an experiment file must be a mapping of keys (name, data, model, ...)".to_string(),
-        ));
-    }
-    let mut experiment: Experiment = serde_path_to_error::deserialize(json).map_err(|e| {
-        let path = json_path(e.path());
-        let message = explain_serde_error(&e.inner().to_string());
-        err(locations.find(&path), &path, message)
-    })?;
-    if experiment.name.is_empty() {
-        experiment.name = default_name.to_string();
-    }
-    if let Err((key, message)) = validate(&experiment) {
-        return Err(err(locations.find(&key), &key, message));
-    }
-    Ok((experiment, locations))
+    overrides: &[String],
+    read_template: &mut resolve::TemplateReader,
+) -> Result<Vec<Resolved>, ConfigError> {
+    let points = resolve::resolve(file, text, overrides, read_template)
+        .map_err(|e| ConfigError::at(&e.origin, &e.key, e.message))?;
+    points
+        .into_iter()
+        .map(|point| {
+            let mut locations = LocationMap::default();
+            let json = point.tree.to_json(&mut locations);
+            let mut experiment: Experiment =
+                serde_path_to_error::deserialize(json).map_err(|e| {
+                    let path = json_path(e.path());
+                    let message = explain_serde_error(&e.inner().to_string());
+                    ConfigError::at(&locations.find(&path), &path, message)
+                })?;
+            if experiment.name.is_empty() {
+                experiment.name = default_name.to_string();
+            }
+            experiment.name.push_str(&point.suffix);
+            if let Err((key, message)) = validate(&experiment) {
+                return Err(ConfigError::at(&locations.find(&key), &key, message));
+            }
+            Ok(Resolved {
+                experiment,
+                locations,
+            })
+        })
+        .collect()
 }
 
 /// Renders serde_path_to_error's path as `data.split[0].train`.

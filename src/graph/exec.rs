@@ -138,7 +138,8 @@ fn execute_isolated(kind: &StageKind, inputs: &StageInputs) -> Result<StageOutpu
 }
 
 fn run_experiment(store: &Store, job: &ExperimentJob, dry_run: bool) -> ExperimentReport {
-    let previous: Option<BuildRecord> = store.get_build_record(&super::experiment_id(&job.file));
+    let previous: Option<BuildRecord> =
+        store.get_build_record(&super::experiment_id(&job.file, &job.plan.name));
     // A corrupt blob found while executing means its producer must run again; that can
     // cascade at most once per stage.
     let mut attempts = job.plan.stages.len() + 1;
@@ -362,7 +363,7 @@ fn save_build_record(
     report: &ExperimentReport,
     before: Option<&BuildRecord>,
 ) {
-    let id = super::experiment_id(&job.file);
+    let id = super::experiment_id(&job.file, &job.plan.name);
     let mut record = before.cloned().unwrap_or_default();
     record.file = job.file.display().to_string();
     record.name = report.name.clone();
@@ -484,15 +485,9 @@ fn explain_config(
     for k in keys {
         let (old, new) = (a.get(k), b.get(k));
         if old != new {
-            let pos = job.locations.find(k);
+            let origin = job.locations.find(k);
             let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(unset)".to_string());
-            reasons.push(format!(
-                "{k} {} -> {} ({}:{})",
-                show(old),
-                show(new),
-                job.file.display(),
-                pos.line
-            ));
+            reasons.push(format!("{k} {} -> {} ({origin})", show(old), show(new)));
         }
     }
     reasons

@@ -10,20 +10,33 @@
 pub mod exec;
 pub mod stages;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use crate::config::{self, ConfigError, Experiment, LocationMap, SourceKind};
+use crate::config::{self, ConfigError, Experiment, SourceKind};
 use crate::store::Digest;
 
 pub use stages::StageKind;
 
-/// Experiment file contents: one salsa input per file.
+/// An experiment file to build: its contents and the `--set` overrides applied to it.
 #[salsa::input]
 pub struct ExperimentSource {
     #[returns(ref)]
     pub path: PathBuf,
     #[returns(ref)]
     pub text: String,
+    #[returns(ref)]
+    pub overrides: Vec<String>,
+}
+
+/// A template file, read on first use (its text, or why it could not be read).
+#[salsa::input]
+pub struct TemplateFile {
+    #[returns(ref)]
+    pub path: PathBuf,
+    #[returns(ref)]
+    pub text: Result<String, String>,
 }
 
 /// A data file and the digest of its bytes (from the stat cache, so unchanged files are
@@ -35,37 +48,60 @@ pub struct DataFile {
     pub digest: Digest,
 }
 
+/// The database interface tracked functions see: templates become inputs on first read
+/// (salsa's lazy-input pattern), so a template edit invalidates exactly its users.
+#[salsa::db]
+pub trait Db: salsa::Database {
+    fn template(&self, path: &Path) -> TemplateFile;
+}
+
 #[salsa::db]
 #[derive(Clone, Default)]
 pub struct Database {
     storage: salsa::Storage<Self>,
+    templates: Arc<Mutex<BTreeMap<PathBuf, TemplateFile>>>,
 }
 
 #[salsa::db]
 impl salsa::Database for Database {}
 
-/// A parsed experiment with the positions of its keys (for messages and `status`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Parsed {
-    pub experiment: Experiment,
-    pub locations: LocationMap,
+#[salsa::db]
+impl Db for Database {
+    fn template(&self, path: &Path) -> TemplateFile {
+        let mut templates = self.templates.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = templates.get(path) {
+            return *t;
+        }
+        let text = config::read_text(path).map_err(|e| e.message);
+        let t = TemplateFile::new(self, path.to_path_buf(), text);
+        templates.insert(path.to_path_buf(), t);
+        t
+    }
 }
 
+/// A parsed experiment with where each of its values was set (for messages, `status` and
+/// `config show`).
+pub type Parsed = config::Resolved;
+
+/// Every experiment the file defines (one per matrix point), resolved and validated.
 #[salsa::tracked(returns(ref))]
-pub fn parse_experiment(
-    db: &dyn salsa::Database,
+pub fn parse_experiments(
+    db: &dyn Db,
     source: ExperimentSource,
-) -> Result<Parsed, ConfigError> {
+) -> Result<Vec<Parsed>, ConfigError> {
     let path = source.path(db);
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let (experiment, locations) = config::parse_str_located(path, source.text(db), &stem)?;
-    Ok(Parsed {
-        experiment,
-        locations,
-    })
+    let mut read_template = |p: &Path| db.template(p).text(db).clone();
+    config::resolve_file(
+        path,
+        source.text(db),
+        &stem,
+        source.overrides(db),
+        &mut read_template,
+    )
 }
 
 /// One stage of one experiment, before its key is known.
@@ -91,12 +127,15 @@ pub struct Plan {
 }
 
 #[salsa::tracked(returns(ref))]
-pub fn plan_experiment(
-    db: &dyn salsa::Database,
-    source: ExperimentSource,
-) -> Result<Plan, ConfigError> {
-    let parsed = parse_experiment(db, source).clone()?;
-    let e = &parsed.experiment;
+pub fn plan_experiments(db: &dyn Db, source: ExperimentSource) -> Result<Vec<Plan>, ConfigError> {
+    let parsed = parse_experiments(db, source)
+        .as_ref()
+        .map_err(Clone::clone)?;
+    Ok(parsed.iter().map(|p| plan(&p.experiment)).collect())
+}
+
+/// The stages of one experiment.
+pub fn plan(e: &Experiment) -> Plan {
     let mut stages = Vec::new();
     for symbol in &e.data.symbols {
         // Only the path: whether it exists is checked where data files become salsa
@@ -132,14 +171,15 @@ pub fn plan_experiment(
     let init = push(StageKind::Init, vec![dataset]);
     let train = push(StageKind::Train, vec![init, dataset]);
     push(StageKind::Evaluate, vec![train, dataset]);
-    Ok(Plan {
+    Plan {
         name: e.name.clone(),
         stages,
-    })
+    }
 }
 
-/// A stable id for an experiment file (its canonical path), used to find its last build.
-pub fn experiment_id(path: &Path) -> String {
+/// A stable id for one experiment of a file (canonical path + name), used to find its last
+/// build.
+pub fn experiment_id(path: &Path, name: &str) -> String {
     let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    Digest::of(canonical.to_string_lossy().as_bytes()).short()
+    Digest::of(format!("{}\0{name}", canonical.display()).as_bytes()).short()
 }

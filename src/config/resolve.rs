@@ -1,0 +1,517 @@
+//! From an experiment file to the experiments it defines: templates (`extends`), sweeps
+//! (`matrix`) and command-line overrides (`--set`), all on located trees so every value keeps
+//! the file and line (or override) it came from.
+//!
+//! Order of precedence, lowest first: defaults < templates (in `extends` order, each after
+//! the templates it extends) < the experiment file < its matrix values < `--set` overrides.
+//! Maps merge key by key; any other value (lists included) is replaced whole.
+
+use std::path::{Path, PathBuf};
+
+use super::located::{self, Node, NodeValue, Origin, Pos};
+
+/// Deepest template chain accepted (a guard against runaway chains, not a design limit).
+pub const MAX_TEMPLATE_DEPTH: usize = 16;
+
+/// A resolution problem: where, which key, what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolveError {
+    pub origin: Origin,
+    pub key: String,
+    pub message: String,
+}
+
+fn error(origin: &Origin, key: &str, message: impl Into<String>) -> ResolveError {
+    ResolveError {
+        origin: origin.clone(),
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Reads a template's text by path (relative to the directory hft runs in).
+pub type TemplateReader<'a> = dyn FnMut(&Path) -> Result<String, String> + 'a;
+
+/// One experiment of a file, as a located tree, with the name suffix of its matrix point.
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub tree: Node,
+    /// `[optimizer.type=muon,model.hidden_size=64]`, empty without a matrix.
+    pub suffix: String,
+}
+
+/// Parses `text` (the experiment file `file`), applies its templates, expands its matrix and
+/// applies `overrides` (`path=value`) to every point.
+pub fn resolve(
+    file: &Path,
+    text: &str,
+    overrides: &[String],
+    read_template: &mut TemplateReader,
+) -> Result<Vec<Point>, ResolveError> {
+    let source = file.display().to_string();
+    let root = parse_document(text, &source)?;
+    let mut chain = vec![file.to_path_buf()];
+    let mut tree = apply_extends(root, &mut chain, read_template)?;
+    let matrix = take_key(&mut tree, "matrix");
+    let points = match matrix {
+        Some(m) => expand_matrix(&m)?,
+        None => vec![(String::new(), Vec::new())],
+    };
+    let overrides = overrides
+        .iter()
+        .map(|o| parse_override(o))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::with_capacity(points.len());
+    for (suffix, values) in points {
+        let mut t = tree.clone();
+        for (path, value) in values.iter().chain(overrides.iter()) {
+            set_path(&mut t, path, value.clone())?;
+        }
+        out.push(Point { tree: t, suffix });
+    }
+    Ok(out)
+}
+
+fn parse_document(text: &str, source: &str) -> Result<Node, ResolveError> {
+    let node = located::parse(text, source)
+        .map_err(|(pos, msg)| error(&Origin::new(source, pos), "", msg))?;
+    match node.value {
+        NodeValue::Null => Ok(Node::empty_map(node.origin)),
+        NodeValue::Map(_) => Ok(node),
+        _ => Err(error(
+            &node.origin,
+            "",
+            "an experiment file must be a mapping of keys (name, data, model, ...)",
+        )),
+    }
+}
+
+/// Removes `key` from a mapping node and returns its value.
+fn take_key(node: &mut Node, key: &str) -> Option<Node> {
+    let NodeValue::Map(entries) = &mut node.value else {
+        return None;
+    };
+    let i = entries.iter().position(|(k, _)| k == key)?;
+    Some(entries.remove(i).1)
+}
+
+/// Replaces `extends` by the merged templates it names, recursively.
+fn apply_extends(
+    mut node: Node,
+    chain: &mut Vec<PathBuf>,
+    read_template: &mut TemplateReader,
+) -> Result<Node, ResolveError> {
+    let Some(extends) = take_key(&mut node, "extends") else {
+        return Ok(node);
+    };
+    let paths: Vec<(String, Origin)> = match &extends.value {
+        NodeValue::Str(s) => vec![(s.clone(), extends.origin.clone())],
+        NodeValue::Seq(items) => items
+            .iter()
+            .map(|n| match &n.value {
+                NodeValue::Str(s) => Ok((s.clone(), n.origin.clone())),
+                _ => Err(error(&n.origin, "extends", "must be a template path")),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(error(
+                &extends.origin,
+                "extends",
+                "must be a template path or a list of them",
+            ));
+        }
+    };
+    let mut base: Option<Node> = None;
+    for (path, origin) in paths {
+        let path = PathBuf::from(path);
+        let show = |c: &[PathBuf]| {
+            c.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" -> ")
+        };
+        if chain.contains(&path) {
+            let mut cycle = chain.clone();
+            cycle.push(path.clone());
+            return Err(error(
+                &origin,
+                "extends",
+                format!("template cycle: {}", show(&cycle)),
+            ));
+        }
+        if chain.len() > MAX_TEMPLATE_DEPTH {
+            return Err(error(
+                &origin,
+                "extends",
+                format!(
+                    "template chain deeper than {MAX_TEMPLATE_DEPTH}: {}",
+                    show(chain)
+                ),
+            ));
+        }
+        let text = read_template(&path).map_err(|e| {
+            let mut c = chain.clone();
+            c.push(path.clone());
+            error(
+                &origin,
+                "extends",
+                format!(
+                    "cannot read template {} ({e}); chain: {}",
+                    path.display(),
+                    show(&c)
+                ),
+            )
+        })?;
+        let template = parse_document(&text, &path.display().to_string())?;
+        chain.push(path);
+        let template = apply_extends(template, chain, read_template)?;
+        chain.pop();
+        base = Some(match base {
+            Some(b) => merge(b, template),
+            None => template,
+        });
+    }
+    Ok(match base {
+        Some(b) => merge(b, node),
+        None => node,
+    })
+}
+
+/// `over` on top of `base`: maps merge key by key, everything else is replaced.
+pub fn merge(base: Node, over: Node) -> Node {
+    match (base.value, over.value) {
+        (NodeValue::Map(mut entries), NodeValue::Map(over_entries)) => {
+            for (k, v) in over_entries {
+                match entries.iter().position(|(bk, _)| *bk == k) {
+                    Some(i) => {
+                        let (_, old) = entries.remove(i);
+                        entries.insert(i, (k, merge(old, v)));
+                    }
+                    None => entries.push((k, v)),
+                }
+            }
+            Node {
+                origin: over.origin,
+                value: NodeValue::Map(entries),
+            }
+        }
+        (_, value) => Node {
+            origin: over.origin,
+            value,
+        },
+    }
+}
+
+/// Sets a dotted path (`optimizer.lr`) in a mapping tree, creating maps on the way.
+fn set_path(tree: &mut Node, path: &str, value: Node) -> Result<(), ResolveError> {
+    let mut node = tree;
+    let parts: Vec<&str> = path.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let origin = node.origin.clone();
+        let NodeValue::Map(entries) = &mut node.value else {
+            return Err(error(
+                &value.origin,
+                path,
+                format!(
+                    "cannot set `{path}`: `{}` is not a mapping",
+                    parts[..i].join(".")
+                ),
+            ));
+        };
+        let last = i + 1 == parts.len();
+        let pos = match entries.iter().position(|(k, _)| k == part) {
+            Some(p) => p,
+            None => {
+                entries.push((part.to_string(), Node::empty_map(origin)));
+                entries.len() - 1
+            }
+        };
+        if last {
+            entries[pos].1 = value;
+            return Ok(());
+        }
+        node = &mut entries[pos].1;
+    }
+    Ok(())
+}
+
+/// `optimizer.lr=1e-3` -> (path, value node typed as YAML would type it).
+fn parse_override(text: &str) -> Result<(String, Node), ResolveError> {
+    let label = format!("--set {text}");
+    let origin = Origin::new(&label, Pos { line: 0, column: 0 });
+    let Some((path, value)) = text.split_once('=') else {
+        return Err(error(
+            &origin,
+            "",
+            "expected PATH=VALUE, e.g. optimizer.lr=1e-3",
+        ));
+    };
+    let path = path.trim();
+    let valid = !path.is_empty()
+        && path
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    if !valid {
+        return Err(error(&origin, path, "not a key path like optimizer.lr"));
+    }
+    let mut node = located::parse(value, &label).map_err(|(_, m)| error(&origin, path, m))?;
+    node.set_origin(&origin);
+    Ok((path.to_string(), node))
+}
+
+type Assignment = Vec<(String, Node)>;
+
+/// The points of a `matrix:` block, with GitHub Actions semantics for `exclude` / `include`.
+fn expand_matrix(matrix: &Node) -> Result<Vec<(String, Assignment)>, ResolveError> {
+    let NodeValue::Map(entries) = &matrix.value else {
+        return Err(error(
+            &matrix.origin,
+            "matrix",
+            "must map key paths to lists of values",
+        ));
+    };
+    let mut axes: Vec<(String, Vec<Node>)> = Vec::new();
+    let mut exclude = Vec::new();
+    let mut include = Vec::new();
+    for (k, v) in entries {
+        let key = format!("matrix.{k}");
+        match (k.as_str(), &v.value) {
+            ("exclude", _) => exclude = assignments(v, &key)?,
+            ("include", _) => include = assignments(v, &key)?,
+            (_, NodeValue::Seq(values)) if !values.is_empty() => {
+                axes.push((k.clone(), values.clone()));
+            }
+            _ => return Err(error(&v.origin, &key, "must be a non-empty list of values")),
+        }
+    }
+    let mut points: Vec<Assignment> = vec![Vec::new()];
+    for (k, values) in &axes {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                values.iter().map(move |v| {
+                    let mut q = p.clone();
+                    q.push((k.clone(), v.clone()));
+                    q
+                })
+            })
+            .collect();
+    }
+    if axes.is_empty() {
+        points.clear();
+    }
+    let is_axis = |k: &str| axes.iter().any(|(a, _)| a == k);
+    let value_of = |p: &Assignment, k: &str| p.iter().find(|(pk, _)| pk == k).map(|(_, v)| json(v));
+    points.retain(|p| {
+        !exclude
+            .iter()
+            .any(|ex| ex.iter().all(|(k, v)| value_of(p, k) == Some(json(v))))
+    });
+    let originals = points.len();
+    for inc in &include {
+        let mut matched = false;
+        for p in points.iter_mut().take(originals) {
+            let fits = inc
+                .iter()
+                .filter(|(k, _)| is_axis(k))
+                .all(|(k, v)| value_of(p, k) == Some(json(v)));
+            if fits {
+                matched = true;
+                for (k, v) in inc.iter().filter(|(k, _)| !is_axis(k)) {
+                    p.retain(|(pk, _)| pk != k);
+                    p.push((k.clone(), v.clone()));
+                }
+            }
+        }
+        if !matched {
+            points.push(inc.clone());
+        }
+    }
+    if points.is_empty() {
+        return Err(error(&matrix.origin, "matrix", "expands to no experiments"));
+    }
+    Ok(points
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            // Name by the axes (all keys for points only `include` created).
+            let named: Vec<String> = p
+                .iter()
+                .filter(|(k, _)| i >= originals || is_axis(k))
+                .map(|(k, v)| format!("{k}={}", scalar_text(v)))
+                .collect();
+            (format!("[{}]", named.join(",")), p)
+        })
+        .collect())
+}
+
+/// A list of `{path: value}` maps (exclude / include entries).
+fn assignments(list: &Node, key: &str) -> Result<Vec<Assignment>, ResolveError> {
+    let NodeValue::Seq(items) = &list.value else {
+        return Err(error(
+            &list.origin,
+            key,
+            "must be a list of {path: value} maps",
+        ));
+    };
+    items
+        .iter()
+        .map(|item| match &item.value {
+            NodeValue::Map(entries) => Ok(entries.clone()),
+            _ => Err(error(
+                &item.origin,
+                key,
+                "each entry must be a {path: value} map",
+            )),
+        })
+        .collect()
+}
+
+fn json(n: &Node) -> serde_json::Value {
+    n.to_json(&mut located::LocationMap::default())
+}
+
+/// A value as it appears in a matrix point's name: strings bare, everything else as JSON.
+fn scalar_text(n: &Node) -> String {
+    match json(n) {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn run(
+        text: &str,
+        templates: &[(&str, &str)],
+        overrides: &[&str],
+    ) -> Result<Vec<(String, serde_json::Value)>, ResolveError> {
+        let map: BTreeMap<PathBuf, String> = templates
+            .iter()
+            .map(|(p, t)| (PathBuf::from(p), t.to_string()))
+            .collect();
+        let mut reader = |p: &Path| map.get(p).cloned().ok_or_else(|| "not found".to_string());
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        let points = resolve(Path::new("exp.yaml"), text, &overrides, &mut reader)?;
+        Ok(points
+            .into_iter()
+            .map(|p| (p.suffix, json(&p.tree)))
+            .collect())
+    }
+
+    #[test]
+    fn templates_merge_maps_and_replace_lists_later_entries_win() {
+        let t1 = "data: {symbols: [A, B], sequence_length: 10}\nmodel: {type: lstm}\n";
+        let t2 = "extends: t1.yaml\nmodel: {hidden_size: 8}\n";
+        let t3 = "model: {type: mlp}\n";
+        let exp = "extends: [t2.yaml, t3.yaml]\ndata: {symbols: [C]}\n";
+        let out = run(
+            exp,
+            &[("t1.yaml", t1), ("t2.yaml", t2), ("t3.yaml", t3)],
+            &[],
+        )
+        .unwrap();
+        let v = &out[0].1;
+        assert_eq!(
+            v["data"]["symbols"],
+            serde_json::json!(["C"]),
+            "lists replaced"
+        );
+        assert_eq!(v["data"]["sequence_length"], 10, "maps merged");
+        assert_eq!(v["model"]["type"], "mlp", "later template wins");
+        assert_eq!(v["model"]["hidden_size"], 8);
+        assert!(v.get("extends").is_none());
+    }
+
+    #[test]
+    fn cycles_and_missing_templates_name_the_chain() {
+        let err = run(
+            "extends: a.yaml\n",
+            &[
+                ("a.yaml", "extends: b.yaml\n"),
+                ("b.yaml", "extends: a.yaml\n"),
+            ],
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.message
+                .contains("exp.yaml -> a.yaml -> b.yaml -> a.yaml"),
+            "{}",
+            err.message
+        );
+        let err = run(
+            "extends: a.yaml\n",
+            &[("a.yaml", "extends: gone.yaml\n")],
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.message
+                .contains("chain: exp.yaml -> a.yaml -> gone.yaml"),
+            "{}",
+            err.message
+        );
+        assert_eq!(&*err.origin.source, "a.yaml");
+    }
+
+    #[test]
+    fn overrides_are_typed_and_win() {
+        let out = run(
+            "optimizer: {lr: 0.1}\n",
+            &[],
+            &["optimizer.lr=1e-3", "model.type=gru", "data.symbols=[AA, BB]"],
+        )
+        .unwrap();
+        let v = &out[0].1;
+        assert_eq!(v["optimizer"]["lr"], 0.001);
+        assert_eq!(v["model"]["type"], "gru");
+        assert_eq!(v["data"]["symbols"], serde_json::json!(["AA", "BB"]));
+        assert!(run("", &[], &["optimizer.lr"]).is_err());
+        assert!(run("", &[], &["optimizer..lr=1"]).is_err());
+    }
+
+    #[test]
+    fn matrix_expands_with_exclude_and_include() {
+        let exp = "\
+matrix:
+  optimizer.type: [adamw, muon, shampoo]
+  model.hidden_size: [64, 128]
+  exclude:
+    - {optimizer.type: shampoo, model.hidden_size: 128}
+  include:
+    - {optimizer.type: adamw, training.epochs: 20}
+    - {optimizer.type: sgd, model.hidden_size: 32}
+";
+        let out = run(exp, &[], &[]).unwrap();
+        let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "[optimizer.type=adamw,model.hidden_size=64]",
+                "[optimizer.type=adamw,model.hidden_size=128]",
+                "[optimizer.type=muon,model.hidden_size=64]",
+                "[optimizer.type=muon,model.hidden_size=128]",
+                "[optimizer.type=shampoo,model.hidden_size=64]",
+                "[optimizer.type=sgd,model.hidden_size=32]",
+            ]
+        );
+        assert_eq!(
+            out[0].1["training"]["epochs"], 20,
+            "include adds to matching points"
+        );
+        assert!(out[2].1["training"].get("epochs").is_none());
+        assert_eq!(out[5].1["model"]["hidden_size"], 32);
+        assert!(out[0].1.get("matrix").is_none());
+    }
+
+    #[test]
+    fn matrix_errors_are_located() {
+        let err = run("matrix:\n  model.hidden_size: 64\n", &[], &[]).unwrap_err();
+        assert_eq!(err.key, "matrix.model.hidden_size");
+        assert_eq!(err.origin.pos.line, 2);
+    }
+}
