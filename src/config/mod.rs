@@ -350,7 +350,12 @@ fn explain_serde_error(message: &str) -> String {
 pub fn did_you_mean<'a>(given: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .map(|c| (strsim::damerau_levenshtein(given, c), c))
-        .filter(|(d, c)| *d <= (c.len().max(given.len()) / 3).max(2))
+        .filter(|(d, c)| {
+            // A typo, or an abbreviation / elaboration (`lrate` for `lr`).
+            let close = *d <= (c.len().max(given.len()) / 3).max(2);
+            let prefix = c.len() >= 2 && (given.starts_with(c) || c.starts_with(given));
+            close || prefix
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
