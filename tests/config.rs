@@ -47,8 +47,16 @@ fn every_template_resolves_and_is_used_by_an_example() {
         }
     }
     for template in yaml_files(&root.join("templates")) {
-        let rel = template.strip_prefix(root).unwrap().to_str().unwrap().to_string();
-        assert!(used.contains(&rel), "{rel} is used by no example experiment");
+        let rel = template
+            .strip_prefix(root)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            used.contains(&rel),
+            "{rel} is used by no example experiment"
+        );
     }
 }
 
@@ -83,10 +91,21 @@ fn config_show_names_where_every_value_came_from() {
             .unwrap_or_else(|| panic!("no {key} in\n{}", run.stdout))
             .to_string()
     };
-    assert!(line("seed").ends_with("# experiments/exp.yaml:2"), "{}", line("seed"));
+    assert!(
+        line("seed").ends_with("# experiments/exp.yaml:2"),
+        "{}",
+        line("seed")
+    );
     assert!(line("model.hidden_size").contains("# experiments/exp.yaml:3"));
-    assert!(line("model.type").contains("# templates/tiny.yaml:8"), "{}", line("model.type"));
-    assert!(line("optimizer.lr").contains("0.02") && line("optimizer.lr").contains("# --set optimizer.lr=0.02"));
+    assert!(
+        line("model.type").contains("# templates/tiny.yaml:8"),
+        "{}",
+        line("model.type")
+    );
+    assert!(
+        line("optimizer.lr").contains("0.02")
+            && line("optimizer.lr").contains("# --set optimizer.lr=0.02")
+    );
     assert!(line("evaluation.cost_bps").ends_with("# default"));
 }
 
@@ -102,11 +121,21 @@ fn overrides_rerun_what_they_change_and_bad_ones_are_clear_errors() {
 
     let bad = p.hft(&["build", "--set", "optimizer.lrate=1"]);
     assert_eq!(bad.code, 2);
-    assert!(bad.stderr.contains("--set optimizer.lrate=1: optimizer.lrate: unknown field"), "{}", bad.stderr);
+    assert!(
+        bad.stderr
+            .contains("--set optimizer.lrate=1: optimizer.lrate: unknown field"),
+        "{}",
+        bad.stderr
+    );
     assert!(bad.stderr.contains("did you mean `lr`?"), "{}", bad.stderr);
     let bad = p.hft(&["build", "--set", "training.batch_size=big"]);
     assert_eq!(bad.code, 2);
-    assert!(bad.stderr.contains("--set training.batch_size=big: training.batch_size: invalid type"), "{}", bad.stderr);
+    assert!(
+        bad.stderr
+            .contains("--set training.batch_size=big: training.batch_size: invalid type"),
+        "{}",
+        bad.stderr
+    );
     let bad = p.hft(&["build", "--set", "model.hidden_size"]);
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("expected PATH=VALUE"), "{}", bad.stderr);
@@ -128,7 +157,12 @@ fn template_cycles_and_missing_templates_are_errors_naming_the_chain() {
     let run = p.hft(&["build"]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("templates/b.yaml:1:"), "{}", run.stderr);
-    assert!(run.stderr.contains("cannot read template templates/gone.yaml"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("cannot read template templates/gone.yaml"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -145,17 +179,33 @@ matrix:
     let first = p.hft(&["build", "--filter", "model.hidden_size=4"]);
     assert_eq!(first.code, 0, "{}", first.stderr);
     let built_first: BTreeSet<String> = first.ran().into_iter().collect();
-    assert_eq!(built_first.iter().filter(|s| s.ends_with("/dataset")).count(), 1);
+    assert_eq!(
+        built_first
+            .iter()
+            .filter(|s| s.ends_with("/dataset"))
+            .count(),
+        1
+    );
     let full = p.build();
     let names: BTreeSet<String> = full.states().keys().map(|(e, _)| e.clone()).collect();
     assert_eq!(names.len(), 6, "{names:?}");
     assert!(names.contains("sw[optimizer.lr=0.002,model.hidden_size=8]"));
     let ran = full.ran();
-    assert!(ran.iter().all(|s| s.contains("hidden_size=8")), "only missing points run: {ran:?}");
+    assert!(
+        ran.iter().all(|s| s.contains("hidden_size=8")),
+        "only missing points run: {ran:?}"
+    );
     // One dataset for all six: the data stages ran once, in the first build.
-    assert!(!ran.iter().any(|s| s.ends_with("/dataset") || s.ends_with("/features")));
+    assert!(
+        !ran.iter()
+            .any(|s| s.ends_with("/dataset") || s.ends_with("/features"))
+    );
     // One init per width: the three learning rates share it.
-    assert_eq!(ran.iter().filter(|s| s.ends_with("/init")).count(), 1, "{ran:?}");
+    assert_eq!(
+        ran.iter().filter(|s| s.ends_with("/init")).count(),
+        1,
+        "{ran:?}"
+    );
     assert!(p.build().ran().is_empty());
 }
 
@@ -173,5 +223,56 @@ fn hft_new_writes_a_buildable_experiment_from_a_template() {
     assert!(again.stderr.contains("already exists"));
     let typo = p.hft(&["new", "other", "--template", "tinny"]);
     assert_eq!(typo.code, 2);
-    assert!(typo.stderr.contains("did you mean `tiny`?"), "{}", typo.stderr);
+    assert!(
+        typo.stderr.contains("did you mean `tiny`?"),
+        "{}",
+        typo.stderr
+    );
+}
+
+#[test]
+fn a_killed_sweep_resumes_without_redoing_finished_points() {
+    use std::io::{BufRead, BufReader};
+    let sweep = "\
+extends: templates/tiny.yaml
+name: sw
+matrix:
+  model.hidden_size: [4, 8, 12, 16]
+";
+    let p = project(sweep);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hft"))
+        .args(["build", "-q", "-j", "1"])
+        .current_dir(&p.dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the first finished point, then SIGKILL the build.
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let mut finished = String::new();
+    while reader.read_line(&mut line).unwrap() > 0 {
+        if line.contains(" ran of ") {
+            finished = line.split(" (").next().unwrap().to_string();
+            break;
+        }
+        line.clear();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!finished.is_empty(), "no point finished before the kill");
+    let resumed = p.build();
+    let states = resumed.states();
+    for ((experiment, stage), state) in &states {
+        if *experiment == finished {
+            assert_eq!(
+                state, "cached",
+                "{experiment}/{stage} re-ran after the kill"
+            );
+        }
+    }
+    assert_eq!(
+        states.keys().map(|(e, _)| e).collect::<BTreeSet<_>>().len(),
+        4
+    );
 }
