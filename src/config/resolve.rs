@@ -463,7 +463,11 @@ mod tests {
         let out = run(
             "optimizer: {lr: 0.1}\n",
             &[],
-            &["optimizer.lr=1e-3", "model.type=gru", "data.symbols=[AA, BB]"],
+            &[
+                "optimizer.lr=1e-3",
+                "model.type=gru",
+                "data.symbols=[AA, BB]",
+            ],
         )
         .unwrap();
         let v = &out[0].1;
