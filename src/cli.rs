@@ -14,6 +14,7 @@ use crate::config::ConfigError;
 use crate::graph::exec::{self, ExperimentJob, ExperimentReport, StageState};
 use crate::graph::stages::StageError;
 use crate::graph::{self, DataFile, Database, ExperimentSource, Parsed, Plan};
+use crate::lock::{LOCK_FILE, Lockfile};
 use crate::report;
 use crate::store::{CACHE_DIR_ENV, StatCache, Store};
 
@@ -41,6 +42,10 @@ pub enum Command {
         /// Experiments built in parallel (default: number of CPUs).
         #[arg(short = 'j', long)]
         jobs: Option<usize>,
+        /// Fail before executing anything if a stage key differs from hft.lock, and after
+        /// executing if an output does; never rewrite the lock.
+        #[arg(long)]
+        locked: bool,
     },
     /// Show which stages are stale and why (which key in which file, which input changed).
     Status {
@@ -111,8 +116,9 @@ pub fn main() -> ExitCode {
             common,
             dry_run,
             jobs,
-        } => build(&common, dry_run, jobs).into(),
-        Command::Status { common } => build(&common, true, None).into(),
+            locked,
+        } => build(&common, dry_run, jobs, locked).into(),
+        Command::Status { common } => build(&common, true, None, false).into(),
         Command::New {
             name,
             template,
@@ -166,7 +172,7 @@ fn fail(message: &str) -> Outcome {
 }
 
 /// `hft build` and (with `dry_run`) `hft status` / `hft build --dry-run`.
-fn build(common: &Common, dry_run: bool, jobs: Option<usize>) -> Outcome {
+fn build(common: &Common, dry_run: bool, jobs: Option<usize>, locked: bool) -> Outcome {
     let started = Instant::now();
     let cache_dir = cache_dir(common.cache_dir.as_deref());
     let store = match Store::open(&cache_dir) {
@@ -233,6 +239,26 @@ fn build(common: &Common, dry_run: bool, jobs: Option<usize>) -> Outcome {
         return config_errors(&errors);
     }
 
+    let lock_path = Path::new(LOCK_FILE);
+    let mut lock = match Lockfile::load(lock_path) {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    if locked {
+        let Some(existing) = &lock else {
+            return fail(&format!(
+                "--locked: there is no {LOCK_FILE}; run `hft build` first"
+            ));
+        };
+        let problems = crate::lock::check_keys(existing, &jobs_list);
+        if !problems.is_empty() {
+            for p in &problems {
+                eprintln!("error: --locked: {p}");
+            }
+            return Outcome::BadInput;
+        }
+    }
+
     let threads = jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -243,6 +269,26 @@ fn build(common: &Common, dry_run: bool, jobs: Option<usize>) -> Outcome {
     let print =
         move |r: &ExperimentReport| report::print_block(&experiment_lines(r, dry_run, quiet));
     let reports = exec::run_all(&store, &jobs_list, threads, dry_run, &print);
+    if !dry_run {
+        match (&lock, locked) {
+            (Some(existing), true) => {
+                let problems = crate::lock::check_outputs(existing, &reports);
+                for p in &problems {
+                    eprintln!("error: --locked: {p}");
+                }
+                if !problems.is_empty() {
+                    return Outcome::StageFailed;
+                }
+            }
+            _ => {
+                let lock = lock.get_or_insert_with(Lockfile::new);
+                crate::lock::record(lock, &jobs_list, &reports);
+                if let Err(e) = lock.save(lock_path) {
+                    report::warn(&format!("cannot write {LOCK_FILE}: {e}"));
+                }
+            }
+        }
+    }
 
     let mut outcome = Outcome::Ok;
     let (mut ran, mut cached, mut stale, mut failed) = (0, 0, 0, 0);

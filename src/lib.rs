@@ -6,6 +6,7 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod graph;
+pub mod lock;
 pub mod model;
 pub mod optim;
 pub mod report;

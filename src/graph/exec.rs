@@ -50,6 +50,8 @@ pub struct StageReport {
     pub id: String,
     pub kind: StageKind,
     pub key: Option<StageKey>,
+    /// The (name, value) facts of its inputs that went into `key`.
+    pub inputs: Vec<(String, String)>,
     pub state: StageState,
     pub record: Option<ActionRecord>,
 }
@@ -222,7 +224,8 @@ fn run_experiment_once(
     }
 }
 
-/// The key of stage `i` given its dependencies' records.
+/// The key of a stage given its dependencies' records (and data file digest), with the
+/// input facts that went into it.
 fn stage_key(
     spec: &StageSpec,
     deps: &[&ActionRecord],
@@ -232,17 +235,23 @@ fn stage_key(
     if let Some(d) = data {
         inputs.push(("data_file".to_string(), d.to_hex()));
     }
+    (key_from_inputs(spec, &inputs), inputs)
+}
+
+/// The key of a stage from its config and input facts (`hft build --locked` recomputes keys
+/// from the facts recorded in the lock).
+pub fn key_from_inputs(spec: &StageSpec, inputs: &[(String, String)]) -> StageKey {
     let version = spec.kind.version().to_le_bytes();
     let mut parts: Vec<&[u8]> = vec![
         spec.kind.name().as_bytes(),
         &version,
         spec.config.as_bytes(),
     ];
-    for (name, value) in &inputs {
+    for (name, value) in inputs {
         parts.push(name.as_bytes());
         parts.push(value.as_bytes());
     }
-    (StageKey::compute(&parts), inputs)
+    StageKey::compute(&parts)
 }
 
 fn run_stage(
@@ -258,6 +267,7 @@ fn run_stage(
         id: spec.id.clone(),
         kind: spec.kind.clone(),
         key: None,
+        inputs: Vec::new(),
         state: StageState::Skipped,
         record: None,
     };
@@ -284,6 +294,7 @@ fn run_stage(
     }
     let (key, inputs) = stage_key(spec, &dep_records, job.data_digests.get(&i));
     report.key = Some(key.clone());
+    report.inputs = inputs.clone();
     if let Some(record) = store.get_action(&key) {
         report.state = StageState::Cached;
         report.record = Some(record);
@@ -372,24 +383,12 @@ fn save_build_record(
         if stage.record.is_none() {
             continue;
         }
-        let deps: Vec<&ActionRecord> = spec
-            .deps
-            .iter()
-            .filter_map(|&d| report.stages.get(d).and_then(|s| s.record.as_ref()))
-            .collect();
-        let idx = job
-            .plan
-            .stages
-            .iter()
-            .position(|s| s.id == spec.id)
-            .unwrap_or(0);
-        let (_, inputs) = stage_key(spec, &deps, job.data_digests.get(&idx));
         let snapshot = StageSnapshot {
             id: spec.id.clone(),
             version: spec.kind.version(),
             key: key.clone(),
             config: spec.config.clone(),
-            inputs,
+            inputs: stage.inputs.clone(),
         };
         match record.stages.iter_mut().find(|s| s.id == spec.id) {
             Some(s) => *s = snapshot,
@@ -464,9 +463,19 @@ fn explain_config(
     job: &ExperimentJob,
     previous: Option<&BuildRecord>,
 ) -> Vec<String> {
-    let Some(prev) = previous.and_then(|p| p.stages.iter().find(|s| s.id == spec.id)) else {
-        return vec![];
-    };
+    match previous.and_then(|p| p.stages.iter().find(|s| s.id == spec.id)) {
+        Some(prev) => explain_config_change(spec, job, prev),
+        None => vec![],
+    }
+}
+
+/// Config and version differences between a recorded stage and the current one:
+/// `optimizer.lr 0.001 -> 0.002 (experiments/a.yaml:7)`.
+pub fn explain_config_change(
+    spec: &StageSpec,
+    job: &ExperimentJob,
+    prev: &StageSnapshot,
+) -> Vec<String> {
     let mut reasons = Vec::new();
     if prev.version != spec.kind.version() {
         reasons.push(format!(

@@ -1,0 +1,306 @@
+//! `hft.lock`: per experiment and stage, the key, the facts its key was computed from and
+//! the output digests, plus the data file digests and the environment that produced them.
+//!
+//! Deterministic text (TOML, every table sorted by name), so two builds of the same
+//! experiments write the same bytes and a change shows as a small diff. `hft build --locked`
+//! checks keys against it before executing anything; `hft audit --locked` checks outputs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::graph::exec::{
+    ExperimentJob, ExperimentReport, StageSnapshot, explain_config_change, key_from_inputs,
+};
+use crate::store::StageKey;
+
+/// Bumped when the lock layout changes.
+pub const LOCK_VERSION: u32 = 1;
+
+/// The file name, written in the directory hft runs in.
+pub const LOCK_FILE: &str = "hft.lock";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lockfile {
+    pub version: u32,
+    pub environment: Environment,
+    /// Data file path -> blake3 digest of its bytes.
+    #[serde(default)]
+    pub data: BTreeMap<String, String>,
+    /// Experiment name -> its stages.
+    #[serde(default)]
+    pub experiments: BTreeMap<String, LockedExperiment>,
+}
+
+/// What produced the outputs: results are only comparable under the same environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Environment {
+    pub hft: String,
+    pub burn: String,
+    pub backend: String,
+    pub device: String,
+    pub precision: String,
+}
+
+impl Environment {
+    pub fn current() -> Environment {
+        Environment {
+            hft: env!("CARGO_PKG_VERSION").to_string(),
+            burn: "0.22".to_string(),
+            backend: "flex".to_string(),
+            device: "cpu".to_string(),
+            precision: "f32".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LockedExperiment {
+    pub file: String,
+    /// Stage id (`ingest:AAPL`, `train`, ...) -> what it was locked at.
+    pub stages: BTreeMap<String, LockedStage>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LockedStage {
+    pub key: String,
+    /// Stage version and the canonical config it read: what `--locked` diffs to say why a
+    /// key changed.
+    pub version: u32,
+    pub config: String,
+    /// The (name, value) facts of its inputs that went into the key, in key order.
+    pub inputs: Vec<(String, String)>,
+    /// Output name -> digest.
+    pub outputs: BTreeMap<String, String>,
+}
+
+impl Lockfile {
+    pub fn new() -> Lockfile {
+        Lockfile {
+            version: LOCK_VERSION,
+            environment: Environment::current(),
+            ..Lockfile::default()
+        }
+    }
+
+    /// Reads a lockfile; `Ok(None)` when there is none.
+    pub fn load(path: &Path) -> Result<Option<Lockfile>, String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        Self::parse(&text)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Lockfile, String> {
+        let lock: Lockfile = toml::from_str(text).map_err(|e| e.to_string())?;
+        if lock.version != LOCK_VERSION {
+            return Err(format!(
+                "lock version {} is not {LOCK_VERSION}; rebuild without --locked to rewrite it",
+                lock.version
+            ));
+        }
+        Ok(lock)
+    }
+
+    pub fn to_text(&self) -> String {
+        let body = toml::to_string(self).unwrap_or_default();
+        format!(
+            "# hft.lock: written by `hft build`, checked by `hft build --locked` and\n\
+             # `hft audit --locked`. Do not edit by hand.\n{body}"
+        )
+    }
+
+    /// Writes the lock atomically (temporary file + rename), only when its text changed.
+    pub fn save(&self, path: &Path) -> std::io::Result<bool> {
+        let text = self.to_text();
+        if std::fs::read_to_string(path).ok().as_deref() == Some(text.as_str()) {
+            return Ok(false);
+        }
+        let tmp = path.with_extension("lock.tmp");
+        std::fs::write(&tmp, &text)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(true)
+    }
+}
+
+/// Records the stages of fully built experiments; other entries are kept as they were.
+pub fn record(lock: &mut Lockfile, jobs: &[ExperimentJob], reports: &[ExperimentReport]) {
+    lock.version = LOCK_VERSION;
+    lock.environment = Environment::current();
+    for (job, report) in jobs.iter().zip(reports) {
+        if report.stages.iter().any(|s| s.record.is_none()) {
+            continue;
+        }
+        let mut stages = BTreeMap::new();
+        for (s, spec) in report.stages.iter().zip(&job.plan.stages) {
+            let (Some(key), Some(record)) = (&s.key, &s.record) else {
+                continue;
+            };
+            stages.insert(
+                s.id.clone(),
+                LockedStage {
+                    key: key.0.clone(),
+                    version: spec.kind.version(),
+                    config: spec.config.clone(),
+                    inputs: s.inputs.clone(),
+                    outputs: record
+                        .outputs
+                        .iter()
+                        .map(|(n, o)| (n.clone(), o.digest.to_hex()))
+                        .collect(),
+                },
+            );
+        }
+        for (i, spec) in job.plan.stages.iter().enumerate() {
+            if let (Some(path), Some(d)) = (&spec.data_file, job.data_digests.get(&i)) {
+                lock.data.insert(path.display().to_string(), d.to_hex());
+            }
+        }
+        lock.experiments.insert(
+            report.name.clone(),
+            LockedExperiment {
+                file: job.file.display().to_string(),
+                stages,
+            },
+        );
+    }
+}
+
+/// `--locked`, before anything executes: every stage key, recomputed from the current
+/// config and the input facts recorded in the lock, must equal the locked key; data files
+/// must have their locked digests. Returns one message per difference.
+pub fn check_keys(lock: &Lockfile, jobs: &[ExperimentJob]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if lock.environment != Environment::current() {
+        problems.push(format!(
+            "environment differs from the lock: locked {:?}, now {:?}",
+            lock.environment,
+            Environment::current()
+        ));
+    }
+    for job in jobs {
+        let name = &job.plan.name;
+        let Some(locked) = lock.experiments.get(name) else {
+            problems.push(format!("{name}: not in {LOCK_FILE}"));
+            continue;
+        };
+        for (i, spec) in job.plan.stages.iter().enumerate() {
+            let Some(stage) = locked.stages.get(&spec.id) else {
+                problems.push(format!("{name}/{}: not in {LOCK_FILE}", spec.id));
+                continue;
+            };
+            if let (Some(path), Some(now)) = (&spec.data_file, job.data_digests.get(&i)) {
+                let locked_digest = stage.inputs.iter().find(|(k, _)| k == "data_file");
+                if locked_digest.map(|(_, v)| v) != Some(&now.to_hex()) {
+                    problems.push(format!(
+                        "{name}/{}: data file {} changed since it was locked",
+                        spec.id,
+                        path.display()
+                    ));
+                    continue;
+                }
+            }
+            let key = key_from_inputs(spec, &stage.inputs);
+            if key.0 != stage.key {
+                let snapshot = StageSnapshot {
+                    id: spec.id.clone(),
+                    version: stage.version,
+                    key: StageKey(stage.key.clone()),
+                    config: stage.config.clone(),
+                    inputs: stage.inputs.clone(),
+                };
+                let mut why = explain_config_change(spec, job, &snapshot);
+                if why.is_empty() {
+                    why.push("its key scheme changed".to_string());
+                }
+                problems.push(format!(
+                    "{name}/{}: key would change from the lock: {}",
+                    spec.id,
+                    why.join("; ")
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// `--locked`, after executing: outputs must equal the locked digests.
+pub fn check_outputs(lock: &Lockfile, reports: &[ExperimentReport]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for report in reports {
+        let Some(locked) = lock.experiments.get(&report.name) else {
+            continue;
+        };
+        for s in &report.stages {
+            let (Some(record), Some(stage)) = (&s.record, locked.stages.get(&s.id)) else {
+                continue;
+            };
+            for (name, out) in &record.outputs {
+                if stage.outputs.get(name) != Some(&out.digest.to_hex()) {
+                    problems.push(format!(
+                        "{}/{}: output `{name}` is {} but the lock has {}: not reproduced",
+                        report.name,
+                        s.id,
+                        out.digest.short(),
+                        stage
+                            .outputs
+                            .get(name)
+                            .map(String::as_str)
+                            .unwrap_or("nothing")
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Lockfile {
+        let mut lock = Lockfile::new();
+        lock.data
+            .insert("trainingdata/A.csv".to_string(), "ab".repeat(32));
+        let mut stages = BTreeMap::new();
+        stages.insert(
+            "train".to_string(),
+            LockedStage {
+                key: "k1-00".to_string(),
+                version: 1,
+                config: "{\"optimizer\":{\"lr\":0.001}}".to_string(),
+                inputs: vec![("init.weights".to_string(), "cd".repeat(32))],
+                outputs: BTreeMap::from([("checkpoint".to_string(), "ef".repeat(32))]),
+            },
+        );
+        lock.experiments.insert(
+            "exp[model.hidden_size=8]".to_string(),
+            LockedExperiment {
+                file: "experiments/exp.yaml".to_string(),
+                stages,
+            },
+        );
+        lock
+    }
+
+    #[test]
+    fn round_trips_and_is_stable() {
+        let lock = sample();
+        let text = lock.to_text();
+        assert_eq!(Lockfile::parse(&text).unwrap(), lock);
+        assert_eq!(Lockfile::parse(&text).unwrap().to_text(), text);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bad in ["", "version = 2", "[[[", "version = \"x\"", "\u{0}\u{1}"] {
+            assert!(Lockfile::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
