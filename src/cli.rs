@@ -52,6 +52,30 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Re-execute built stages bypassing the cache and compare with what was recorded.
+    Audit {
+        #[command(flatten)]
+        common: Common,
+        /// Audit only this stage (`train`, `dataset`, `ingest:AAPL`, ...).
+        #[arg(long)]
+        stage: Option<String>,
+        /// Audit N experiments picked deterministically (spread over the name order).
+        #[arg(long)]
+        sample: Option<usize>,
+        /// Compare with hft.lock instead of the cache's records.
+        #[arg(long)]
+        locked: bool,
+        /// Tolerance class, for every stage or one (`train=ulp:4`): bitwise (default),
+        /// ulp:N, metric:EPS.
+        #[arg(long, value_name = "[STAGE=]CLASS")]
+        tolerance: Vec<String>,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also write a JUnit XML report here.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
     /// Write a new experiment file that extends a template.
     New {
         /// The experiment's name (the file is `DIR/NAME.yaml`).
@@ -119,6 +143,26 @@ pub fn main() -> ExitCode {
             locked,
         } => build(&common, dry_run, jobs, locked).into(),
         Command::Status { common } => build(&common, true, None, false).into(),
+        Command::Audit {
+            common,
+            stage,
+            sample,
+            locked,
+            tolerance,
+            json,
+            junit,
+        } => audit(
+            &common,
+            &AuditArgs {
+                stage,
+                sample,
+                locked,
+                tolerance,
+                json,
+                junit,
+            },
+        )
+        .into(),
         Command::New {
             name,
             template,
@@ -187,57 +231,10 @@ fn build(common: &Common, dry_run: bool, jobs: Option<usize>, locked: bool) -> O
         Ok(p) => p,
         Err(outcome) => return outcome,
     };
-    let mut errors: Vec<ConfigError> = Vec::new();
-
-    // Data files: digests from the stat cache, fed to salsa as inputs.
-    let mut stat_cache = StatCache::load(&store);
-    let mut jobs_list = Vec::new();
-    for Loaded { file, parsed, plan } in &planned {
-        let mut data_digests = BTreeMap::new();
-        for (i, stage) in plan.stages.iter().enumerate() {
-            let Some(path) = &stage.data_file else {
-                continue;
-            };
-            match stat_cache.digest(path) {
-                Ok((digest, _)) => {
-                    let input = DataFile::new(&db, path.clone(), digest);
-                    data_digests.insert(i, *input.digest(&db));
-                }
-                Err(e) => {
-                    let symbols = &parsed.experiment.data.symbols;
-                    let index = symbols
-                        .iter()
-                        .position(|s| stage.id == format!("ingest:{s}"));
-                    let key = format!("data.symbols[{}]", index.unwrap_or(0));
-                    let what = if e.kind() == std::io::ErrorKind::NotFound {
-                        "does not exist".to_string()
-                    } else {
-                        format!("cannot be read: {e}")
-                    };
-                    let message = format!(
-                        "no data file for `{}`: {} {what} (data.path is `{}`)",
-                        stage.id.trim_start_matches("ingest:"),
-                        path.display(),
-                        parsed.experiment.data.path
-                    );
-                    errors.push(ConfigError::at(&parsed.locations.find(&key), &key, message));
-                }
-            }
-        }
-        jobs_list.push(ExperimentJob {
-            file: file.clone(),
-            experiment: &parsed.experiment,
-            locations: &parsed.locations,
-            plan,
-            data_digests,
-        });
-    }
-    if let Err(e) = stat_cache.save(&store) {
-        report::warn(&format!("cannot save the stat cache: {e}"));
-    }
-    if !errors.is_empty() {
-        return config_errors(&errors);
-    }
+    let jobs_list = match make_jobs(&db, &store, &planned) {
+        Ok(j) => j,
+        Err(outcome) => return outcome,
+    };
 
     let lock_path = Path::new(LOCK_FILE);
     let mut lock = match Lockfile::load(lock_path) {
@@ -342,6 +339,198 @@ fn build(common: &Common, dry_run: bool, jobs: Option<usize>, locked: bool) -> O
     }
     report::print_block(&[summary]);
     outcome
+}
+
+/// Experiments with their data files fingerprinted (stat cache) and fed to salsa.
+fn make_jobs<'a>(
+    db: &Database,
+    store: &Store,
+    planned: &'a [Loaded],
+) -> Result<Vec<ExperimentJob<'a>>, Outcome> {
+    let mut errors: Vec<ConfigError> = Vec::new();
+
+    // Data files: digests from the stat cache, fed to salsa as inputs.
+    let mut stat_cache = StatCache::load(store);
+    let mut jobs_list = Vec::new();
+    for Loaded { file, parsed, plan } in planned {
+        let mut data_digests = BTreeMap::new();
+        for (i, stage) in plan.stages.iter().enumerate() {
+            let Some(path) = &stage.data_file else {
+                continue;
+            };
+            match stat_cache.digest(path) {
+                Ok((digest, _)) => {
+                    let input = DataFile::new(db, path.clone(), digest);
+                    data_digests.insert(i, *input.digest(db));
+                }
+                Err(e) => {
+                    let symbols = &parsed.experiment.data.symbols;
+                    let index = symbols
+                        .iter()
+                        .position(|s| stage.id == format!("ingest:{s}"));
+                    let key = format!("data.symbols[{}]", index.unwrap_or(0));
+                    let what = if e.kind() == std::io::ErrorKind::NotFound {
+                        "does not exist".to_string()
+                    } else {
+                        format!("cannot be read: {e}")
+                    };
+                    let message = format!(
+                        "no data file for `{}`: {} {what} (data.path is `{}`)",
+                        stage.id.trim_start_matches("ingest:"),
+                        path.display(),
+                        parsed.experiment.data.path
+                    );
+                    errors.push(ConfigError::at(&parsed.locations.find(&key), &key, message));
+                }
+            }
+        }
+        jobs_list.push(ExperimentJob {
+            file: file.clone(),
+            experiment: &parsed.experiment,
+            locations: &parsed.locations,
+            plan,
+            data_digests,
+        });
+    }
+    if let Err(e) = stat_cache.save(store) {
+        report::warn(&format!("cannot save the stat cache: {e}"));
+    }
+    if !errors.is_empty() {
+        return Err(config_errors(&errors));
+    }
+    Ok(jobs_list)
+}
+
+/// What `hft audit` was asked for.
+struct AuditArgs {
+    stage: Option<String>,
+    sample: Option<usize>,
+    locked: bool,
+    tolerance: Vec<String>,
+    json: bool,
+    junit: Option<PathBuf>,
+}
+
+/// `hft audit`: exit 0 when every audited stage reproduces, 1 when one diverges or fails.
+fn audit(common: &Common, args: &AuditArgs) -> Outcome {
+    use crate::audit::Tolerance;
+    let mut default_tolerance = Tolerance::Bitwise;
+    let mut per_stage: BTreeMap<String, Tolerance> = BTreeMap::new();
+    for t in &args.tolerance {
+        let parsed = match t.split_once('=') {
+            Some((stage, class)) => Tolerance::parse(class).map(|c| {
+                per_stage.insert(stage.to_string(), c);
+            }),
+            None => Tolerance::parse(t).map(|c| default_tolerance = c),
+        };
+        if let Err(e) = parsed {
+            return fail(&format!("--tolerance: {e}"));
+        }
+    }
+    let store = match Store::open(&cache_dir(common.cache_dir.as_deref())) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot open the cache: {e}");
+            return Outcome::StageFailed;
+        }
+    };
+    let db = Database::default();
+    let planned = match load_experiments(&db, &common.select) {
+        Ok(p) => p,
+        Err(outcome) => return outcome,
+    };
+    let jobs_list = match make_jobs(&db, &store, &planned) {
+        Ok(j) => j,
+        Err(outcome) => return outcome,
+    };
+    let lock = if args.locked {
+        match Lockfile::load(Path::new(LOCK_FILE)) {
+            Ok(Some(l)) => Some(l),
+            Ok(None) => return fail(&format!("--locked: there is no {LOCK_FILE}")),
+            Err(e) => return fail(&e),
+        }
+    } else {
+        None
+    };
+    // A deterministic sample spread over the name order.
+    let mut chosen: Vec<&ExperimentJob> = jobs_list.iter().collect();
+    chosen.sort_by(|a, b| a.plan.name.cmp(&b.plan.name));
+    if let Some(n) = args.sample.filter(|&n| n > 0 && n < chosen.len()) {
+        let step = chosen.len() as f64 / n as f64;
+        chosen = (0..n).map(|i| chosen[(i as f64 * step) as usize]).collect();
+    }
+    // Look every stage up (no execution) to find the recorded outputs and their inputs.
+    let owned: Vec<ExperimentJob> = chosen
+        .iter()
+        .map(|j| ExperimentJob {
+            file: j.file.clone(),
+            experiment: j.experiment,
+            locations: j.locations,
+            plan: j.plan,
+            data_digests: j.data_digests.clone(),
+        })
+        .collect();
+    let reports = exec::run_all(&store, &owned, 1, true, &|_| {});
+    let tolerance_for = |stage: &str| *per_stage.get(stage).unwrap_or(&default_tolerance);
+    let results = crate::audit::audit(
+        &store,
+        &chosen,
+        &reports,
+        args.stage.as_deref(),
+        lock.as_ref(),
+        &tolerance_for,
+    );
+    if let Some(path) = &args.junit
+        && let Err(e) = std::fs::write(path, crate::audit::junit(&results))
+    {
+        report::warn(&format!("cannot write {}: {e}", path.display()));
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&results).unwrap_or_default()
+        );
+    } else {
+        let mut rows = vec![vec![
+            "experiment".to_string(),
+            "stage".to_string(),
+            "tolerance".to_string(),
+            "result".to_string(),
+            "detail".to_string(),
+        ]];
+        for r in &results {
+            rows.push(vec![
+                r.experiment.clone(),
+                r.stage.clone(),
+                r.tolerance.clone(),
+                r.status.clone(),
+                r.detail.clone(),
+            ]);
+        }
+        report::print_block(&report::table(&rows));
+    }
+    let bad: Vec<&crate::audit::StageAudit> =
+        results.iter().filter(|r| r.status != "pass").collect();
+    if let Some(first) = bad.iter().find(|r| r.status == "diverged") {
+        eprintln!(
+            "error: first divergence: {}/{}: {}",
+            first.experiment, first.stage, first.detail
+        );
+    }
+    if results.is_empty() {
+        return fail("no stage matched");
+    }
+    if bad.is_empty() {
+        eprintln!("audit: {} stages reproduced", results.len());
+        Outcome::Ok
+    } else {
+        eprintln!(
+            "audit: {} of {} stages did not reproduce",
+            bad.len(),
+            results.len()
+        );
+        Outcome::StageFailed
+    }
 }
 
 /// One selected experiment: its file, resolved config and stages.

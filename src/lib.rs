@@ -1,6 +1,7 @@
 //! hft: train stock-forecasting models the way a build system builds software.
 //! See ARCHITECTURE.md for the map.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod data;

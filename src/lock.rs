@@ -121,7 +121,8 @@ impl Lockfile {
         if std::fs::read_to_string(path).ok().as_deref() == Some(text.as_str()) {
             return Ok(false);
         }
-        let tmp = path.with_extension("lock.tmp");
+        // One temporary name per process: concurrent builds must not share it.
+        let tmp = path.with_extension(format!("lock.{}.tmp", std::process::id()));
         std::fs::write(&tmp, &text)?;
         std::fs::rename(&tmp, path)?;
         Ok(true)
@@ -132,6 +133,14 @@ impl Lockfile {
 pub fn record(lock: &mut Lockfile, jobs: &[ExperimentJob], reports: &[ExperimentReport]) {
     lock.version = LOCK_VERSION;
     lock.environment = Environment::current();
+    // Entries whose file is gone, or whose file this build read and no longer defines
+    // (a removed matrix point), are dropped; other files' entries are kept as they were.
+    let built_files: Vec<String> = jobs.iter().map(|j| j.file.display().to_string()).collect();
+    let built_names: Vec<&str> = jobs.iter().map(|j| j.plan.name.as_str()).collect();
+    lock.experiments.retain(|name, e| {
+        Path::new(&e.file).exists()
+            && (!built_files.contains(&e.file) || built_names.contains(&name.as_str()))
+    });
     for (job, report) in jobs.iter().zip(reports) {
         if report.stages.iter().any(|s| s.record.is_none()) {
             continue;

@@ -122,7 +122,7 @@ pub fn run_all(
 /// another experiment's job and block on a lock this very thread holds (trainings hold
 /// `model`'s RNG lock). Off the pool, its parallel ops use rayon's global pool and the pool's
 /// workers only wait. A panic in a stage fails that stage, not the whole build.
-fn execute_isolated(kind: &StageKind, inputs: &StageInputs) -> Result<StageOutput, StageError> {
+pub fn execute_isolated(kind: &StageKind, inputs: &StageInputs) -> Result<StageOutput, StageError> {
     std::thread::scope(|scope| {
         let handle = scope.spawn(|| kind.execute(inputs));
         handle.join().unwrap_or_else(|panic| {

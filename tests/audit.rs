@@ -1,0 +1,168 @@
+//! hft.lock, `build --locked` and `hft audit` through the real binary.
+
+mod common;
+
+use common::Project;
+
+const EXPERIMENT: &str = "\
+name: exp
+data:
+  source: synthetic
+  symbols: [SYN]
+  synthetic: {bars: 300}
+  features: [close, log_return, rsi_14]
+  sequence_length: 8
+  prediction_horizon: 2
+model: {type: lstm, hidden_size: 6, num_layers: 1, dropout: 0.1}
+optimizer: {type: adamw, lr: 0.001}
+training: {max_steps: 6, batch_size: 16, warmup_steps: 1}
+";
+
+fn built() -> Project {
+    let p = Project::new("audit");
+    p.write("experiments/exp.yaml", EXPERIMENT);
+    p.build();
+    p
+}
+
+#[test]
+fn the_lock_is_written_and_stable_across_empty_caches() {
+    let p = built();
+    let first = std::fs::read_to_string(p.path("hft.lock")).unwrap();
+    for stage in [
+        "ingest:SYN",
+        "features",
+        "dataset",
+        "init",
+        "train",
+        "evaluate",
+    ] {
+        assert!(
+            first.contains(&format!(
+                "[experiments.exp.stages.{}]",
+                if stage.contains(':') {
+                    format!("\"{stage}\"")
+                } else {
+                    stage.to_string()
+                }
+            )),
+            "{stage} missing:\n{first}"
+        );
+    }
+    assert!(first.contains("backend = \"flex\""));
+    std::fs::remove_dir_all(p.path("cache")).unwrap();
+    p.build();
+    assert_eq!(std::fs::read_to_string(p.path("hft.lock")).unwrap(), first);
+}
+
+#[test]
+fn locked_builds_fail_before_executing_when_a_key_would_change() {
+    let p = built();
+    let ok = p.hft(&["build", "--locked"]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    p.write(
+        "experiments/exp.yaml",
+        &EXPERIMENT.replace("lr: 0.001", "lr: 0.004"),
+    );
+    let run = p.hft(&["build", "--locked"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("exp/train: key would change from the lock: optimizer.lr 0.001 -> 0.004 (experiments/exp.yaml:10)"), "{}", run.stderr);
+    assert!(run.ran().is_empty(), "nothing executed");
+    let lock_after = std::fs::read_to_string(p.path("hft.lock")).unwrap();
+    assert!(
+        !lock_after.contains("0.004"),
+        "--locked never rewrites the lock"
+    );
+}
+
+#[test]
+fn audit_reproduces_every_stage_and_writes_reports() {
+    let p = built();
+    let run = p.hft(&["audit", "--locked", "--junit", "audit.xml"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("audit: 6 stages reproduced"),
+        "{}",
+        run.stderr
+    );
+    let xml = std::fs::read_to_string(p.path("audit.xml")).unwrap();
+    assert!(xml.contains("tests=\"6\" failures=\"0\""), "{xml}");
+    let json = p.hft(&["audit", "--json", "--stage", "train"]);
+    let results: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(results.as_array().unwrap().len(), 1);
+    assert_eq!(results[0]["status"], "pass");
+    assert_eq!(results[0]["tolerance"], "bitwise");
+}
+
+/// Plants a one-ulp change in one float of the recorded dataset: the audit must name the
+/// dataset stage, the tensor and the size of the difference.
+#[test]
+fn audit_reports_a_planted_divergence_at_the_right_stage() {
+    let p = built();
+    let actions = p.path("cache/actions");
+    let (path, mut record) = std::fs::read_dir(&actions)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            (path, v)
+        })
+        .find(|(_, v)| v["stage"] == "dataset")
+        .unwrap();
+    let digest = record["outputs"]["dataset"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut bytes =
+        std::fs::read(p.path(&format!("cache/objects/{}/{}", &digest[..2], &digest[2..]))).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let (name, info) = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(n, v)| {
+            *n != "__metadata__"
+                && v["dtype"] == "F32"
+                && v["data_offsets"][1].as_u64() > v["data_offsets"][0].as_u64()
+        })
+        .unwrap();
+    let start = 8 + header_len + info["data_offsets"][0].as_u64().unwrap() as usize;
+    bytes[start] ^= 1; // the lowest mantissa bit of the first element
+    let planted = blake3::hash(&bytes).to_hex().to_string();
+    let blob = p.path(&format!(
+        "cache/objects/{}/{}",
+        &planted[..2],
+        &planted[2..]
+    ));
+    std::fs::create_dir_all(blob.parent().unwrap()).unwrap();
+    std::fs::write(&blob, &bytes).unwrap();
+    record["outputs"]["dataset"]["digest"] = serde_json::Value::String(planted);
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+
+    let run = p.hft(&["audit"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(&format!("first divergence: exp/dataset: output `dataset`: tensor `{name}` first differs at element 0")),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("max 1 ulp"), "{}", run.stderr);
+    // What the audit saw is on record under the key.
+    let audits: Vec<_> = std::fs::read_dir(p.path("cache/builds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("audit-"))
+        .collect();
+    assert_eq!(audits.len(), 1, "{audits:?}");
+    // A bitwise audit fails; one ulp of tolerance on the dataset passes that stage.
+    let loose = p.hft(&[
+        "audit",
+        "--stage",
+        "dataset",
+        "--tolerance",
+        "dataset=ulp:1",
+    ]);
+    assert_eq!(loose.code, 0, "{}\n{}", loose.stdout, loose.stderr);
+}
