@@ -398,12 +398,14 @@ pub fn now_unix() -> u64 {
 }
 
 /// The stat fingerprint of a data file: unchanged fingerprint means unchanged bytes is the
-/// usual build-tool bet (make, cargo, DVC). Touching a file changes mtime, which forces a
+/// usual build-tool bet (make, cargo, git, DVC); ctime catches edits that restore mtime. Touching a file changes mtime, which forces a
 /// re-hash, but the digest, and therefore every key, stays the same.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fingerprint {
     pub size: u64,
     pub mtime_ns: i128,
+    /// Changes on any write or metadata change, even when a tool restores the mtime.
+    pub ctime_ns: i128,
     pub inode: u64,
 }
 
@@ -413,6 +415,7 @@ impl Fingerprint {
         Fingerprint {
             size: meta.len(),
             mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
             inode: meta.ino(),
         }
     }
