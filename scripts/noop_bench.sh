@@ -159,6 +159,7 @@ done
 bundled=$scratch/bundled
 mkdir -p "$bundled"
 cp -R "$repo/experiments" "$bundled/experiments"
+[ -d "$repo/templates" ] && cp -R "$repo/templates" "$bundled/templates"
 n_bundled=$(find "$bundled/experiments" -type f \( -name '*.yaml' -o -name '*.yml' \) | wc -l)
 
 echo "hft:     $hft ($("$hft" --version 2>/dev/null || echo '?'), built $(date -r "$hft" '+%F %T'))"
