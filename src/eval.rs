@@ -39,6 +39,21 @@ pub struct PriceMetrics {
     /// The same errors for the persistence forecast (every return predicted as 0).
     pub persistence_mse: f64,
     pub persistence_mae: f64,
+    /// For probabilistic models (`dit`): how often the actual returns fall in the band.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub band: Option<BandMetrics>,
+}
+
+/// Calibration of a predicted band, over all predicted returns r1..rP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BandMetrics {
+    /// The quantile levels of the band's lower and upper edges.
+    pub levels: [f64; 2],
+    /// Share of actual returns inside `[lower, upper]`; `levels[1] - levels[0]` (0.8) when
+    /// the band is calibrated.
+    pub coverage: f64,
+    /// Mean of `upper - lower`, in return units.
+    pub mean_width: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,7 +129,21 @@ pub struct Predictions {
     pub price: Vec<f32>,
     /// `[n, 3]` buy, hold, sell logits.
     pub logits: Vec<f32>,
+    /// A probabilistic model's band of predicted returns; `None` for point forecasters.
+    pub band: Option<Band>,
 }
+
+/// Lower and upper quantiles of each predicted return, `[n, horizon]` each, in return units.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Band {
+    /// The quantile levels of `lower` and `upper`.
+    pub levels: [f64; 2],
+    pub lower: Vec<f32>,
+    pub upper: Vec<f32>,
+}
+
+/// The quantiles a model's `Forecast::band` holds.
+pub const BAND_LEVELS: [f64; 2] = [0.1, 0.9];
 
 impl Predictions {
     pub fn len(&self) -> usize {
@@ -142,7 +171,8 @@ fn argmax(values: &[f32]) -> usize {
     best
 }
 
-/// Runs the checkpoint's model on every window of `split` (dropout off).
+/// Runs the checkpoint's model on every window of `split` (dropout off), with the
+/// moving-average weights when the checkpoint has them.
 pub fn predict(
     dataset: &Dataset,
     model_cfg: &ModelConfig,
@@ -158,21 +188,32 @@ pub fn predict(
     .expect(&model_cfg.kind, dims)?;
     model::check_split(split, dims, "evaluated")?;
     let device = Device::flex();
-    let net = model::load(model_cfg, dims, &ckpt.weights, &device)?.inference();
+    let net = model::load(model_cfg, dims, ckpt.eval_weights(), &device)?.inference();
     let mut out = Predictions {
         horizon: dims.horizon,
         price: Vec::with_capacity(split.n * dims.horizon),
         logits: Vec::with_capacity(split.n * 3),
+        band: None,
+    };
+    let unscale = |t: Tensor<2>, into: &mut Vec<f32>| {
+        for row in host(t).chunks(dims.horizon) {
+            into.extend(row.iter().zip(&ckpt.meta.target_std).map(|(v, s)| v * s));
+        }
     };
     let all: Vec<usize> = (0..split.n).collect();
     for indices in all.chunks(model::INFERENCE_BATCH) {
         let forecast = net.forward(model::windows(split, indices, dims, &device));
-        let scaled = host(forecast.price);
-        for row in scaled.chunks(dims.horizon) {
-            out.price
-                .extend(row.iter().zip(&ckpt.meta.target_std).map(|(v, s)| v * s));
-        }
+        unscale(forecast.price, &mut out.price);
         out.logits.extend(host(forecast.action));
+        if let Some([lower, upper]) = forecast.band {
+            let band = out.band.get_or_insert_with(|| Band {
+                levels: BAND_LEVELS,
+                lower: Vec::with_capacity(split.n * dims.horizon),
+                upper: Vec::with_capacity(split.n * dims.horizon),
+            });
+            unscale(lower, &mut band.lower);
+            unscale(upper, &mut band.upper);
+        }
     }
     Ok(out)
 }
@@ -277,6 +318,7 @@ pub(crate) fn metrics(
             directional_accuracy: (moved > 0).then(|| right_way as f64 / moved as f64),
             persistence_mse: pse / values,
             persistence_mae: pae / values,
+            band: preds.band.as_ref().map(|b| band_metrics(b, &split.y)),
         },
         action: ActionMetrics {
             accuracy: correct as f64 / n.max(1) as f64,
@@ -290,6 +332,22 @@ pub(crate) fn metrics(
             strategy: run(&positions),
             buy_and_hold: run(&vec![1.0; n]),
         },
+    }
+}
+
+/// Coverage and width of `band` against the actual returns `y` (same layout).
+fn band_metrics(band: &Band, y: &[f32]) -> BandMetrics {
+    let (mut inside, mut width, mut count) = (0usize, 0.0, 0usize);
+    for ((lo, hi), actual) in band.lower.iter().zip(&band.upper).zip(y) {
+        inside += usize::from(lo <= actual && actual <= hi);
+        width += f64::from(hi - lo);
+        count += 1;
+    }
+    let count = count.max(1) as f64;
+    BandMetrics {
+        levels: band.levels,
+        coverage: inside as f64 / count,
+        mean_width: width / count,
     }
 }
 
@@ -417,6 +475,9 @@ pub fn portfolio(
 ///
 /// `symbol,timestamp,pred_r1..pred_rP,actual_r1..actual_rP,logit_buy,logit_hold,logit_sell,action,label`
 ///
+/// and, for probabilistic models, `q10_r1..q10_rP,q90_r1..q90_rP` after `pred_rP` (the
+/// band's quantiles, named by level).
+///
 /// `timestamp` is the window's last bar (Unix seconds); predictions are returns (not scaled);
 /// `action` is the argmax of the logits and `label` the true class, as `buy`/`hold`/`sell`.
 /// Floats use Rust's shortest round-trip formatting, so parsing them gives the exact f32s.
@@ -424,7 +485,12 @@ pub fn predictions_csv(dataset: &Dataset, split: &Split, preds: &Predictions) ->
     const CLASSES: [&str; 3] = ["buy", "hold", "sell"];
     let p = preds.horizon;
     let mut out = String::from("symbol,timestamp");
-    for prefix in ["pred", "actual"] {
+    let mut prefixes = vec!["pred".to_string()];
+    if let Some(band) = &preds.band {
+        prefixes.extend(band.levels.map(|q| format!("q{}", (q * 100.0).round())));
+    }
+    prefixes.push("actual".to_string());
+    for prefix in &prefixes {
         for h in 1..=p {
             let _ = write!(out, ",{prefix}_r{h}");
         }
@@ -436,13 +502,27 @@ pub fn predictions_csv(dataset: &Dataset, split: &Split, preds: &Predictions) ->
         .zip(split.y.chunks(p))
         .zip(preds.logits.chunks_exact(3))
         .zip(split.symbol.iter().zip(&split.timestamp).zip(&split.action));
-    for (((pred, actual), logits), ((&symbol, timestamp), &label)) in rows {
+    for (i, (((pred, actual), logits), ((&symbol, timestamp), &label))) in rows.enumerate() {
         let symbol = dataset
             .symbols
             .get(symbol as usize)
             .map_or("?", String::as_str);
         let _ = write!(out, "{symbol},{timestamp}");
-        for v in pred.iter().chain(actual).chain(logits) {
+        let band: &[f32] = &[];
+        let (lower, upper) = match &preds.band {
+            Some(b) => (
+                b.lower.get(i * p..(i + 1) * p).unwrap_or(band),
+                b.upper.get(i * p..(i + 1) * p).unwrap_or(band),
+            ),
+            None => (band, band),
+        };
+        let values = pred
+            .iter()
+            .chain(lower)
+            .chain(upper)
+            .chain(actual)
+            .chain(logits);
+        for v in values {
             let _ = write!(out, ",{v}");
         }
         let class = |c: usize| CLASSES.get(c).copied().unwrap_or("?");
@@ -496,6 +576,67 @@ mod tests {
         assert!(predict(&data, &model_cfg, b"not a checkpoint", &data.test).is_err());
     }
 
+    /// A diffusion model's evaluation: seeded sampling makes predictions reproducible, the
+    /// metrics report the 10%-90% band's coverage, and the CSV carries the band.
+    #[test]
+    fn dit_evaluation_reports_its_band_and_is_deterministic() {
+        let data = toy_dataset([32, 8, 12], 9);
+        let model_cfg = cfg("dit");
+        let out = run(&data, &model_cfg, &opt(1e-2), &tcfg(2, 8), 3).unwrap();
+        let ecfg = EvaluationConfig::default();
+        let a = evaluate(&data, &model_cfg, &out.checkpoint, &ecfg).unwrap();
+        let b = evaluate(&data, &model_cfg, &out.checkpoint, &ecfg).unwrap();
+        assert_eq!(a.predictions, b.predictions);
+        assert_eq!(a.metrics, b.metrics);
+        let band = a.metrics.price.band.clone().unwrap();
+        assert_eq!(band.levels, [0.1, 0.9]);
+        assert!(
+            (0.0..=1.0).contains(&band.coverage) && band.mean_width > 0.0,
+            "{band:?}"
+        );
+        let preds = predict(&data, &model_cfg, &out.checkpoint, &data.test).unwrap();
+        let edges = preds.band.as_ref().unwrap();
+        assert!(
+            edges
+                .lower
+                .iter()
+                .zip(&edges.upper)
+                .all(|(lo, hi)| lo <= hi)
+        );
+        let text = String::from_utf8(a.predictions).unwrap();
+        let header = text.lines().next().unwrap();
+        assert!(
+            header.starts_with(
+                "symbol,timestamp,pred_r1,pred_r2,q10_r1,q10_r2,q90_r1,q90_r2,actual_r1"
+            ),
+            "{header}"
+        );
+        // Another sampling seed gives other samples.
+        let other = ModelConfig {
+            dit: Some(crate::config::sections::DitOptions {
+                seed: 1,
+                ..Default::default()
+            }),
+            ..model_cfg.clone()
+        };
+        let c = predict(&data, &other, &out.checkpoint, &data.test).unwrap();
+        assert_ne!(c.price, preds.price);
+        assert_eq!(c.logits, preds.logits, "the action head does not sample");
+    }
+
+    #[test]
+    fn band_coverage_counts_returns_inside_the_band() {
+        let band = Band {
+            levels: [0.1, 0.9],
+            lower: vec![-1.0, 0.0, 0.5, -0.2],
+            upper: vec![1.0, 0.1, 0.6, 0.2],
+        };
+        // Inside, on the lower edge, above, below.
+        let m = band_metrics(&band, &[0.0, 0.0, 0.7, -0.3]);
+        assert_eq!(m.coverage, 0.5);
+        assert!((m.mean_width - (2.0 + 0.1 + 0.1 + 0.4) / 4.0).abs() < 1e-6);
+    }
+
     #[test]
     fn metrics_count_directions_actions_and_errors() {
         let split = Split {
@@ -510,6 +651,7 @@ mod tests {
             horizon: 1,
             price: vec![0.01, 0.01, -0.3],
             logits: vec![2.0, 0.0, 0.0, 0.0, 0.0, 2.0, 2.0, 0.0, 0.0],
+            band: None,
         };
         let ecfg = EvaluationConfig {
             cost_bps: 0.0,

@@ -15,14 +15,14 @@ pub struct Head {
 }
 
 impl Head {
-    fn new(d: usize, out: usize, device: &Device) -> Self {
+    pub(super) fn new(d: usize, out: usize, device: &Device) -> Self {
         Head {
             hidden: LinearConfig::new(d, d).init(device),
             out: LinearConfig::new(d, out).init(device),
         }
     }
 
-    fn forward(&self, h: Tensor<2>) -> Tensor<2> {
+    pub(super) fn forward(&self, h: Tensor<2>) -> Tensor<2> {
         self.out.forward(gelu(self.hidden.forward(h)))
     }
 }
@@ -47,6 +47,7 @@ impl Heads {
         Forecast {
             price: self.price.forward(h.clone()),
             action: self.action.forward(h),
+            band: None,
         }
     }
 }

@@ -10,17 +10,20 @@
 //! (burn draws them from OS entropy), so the same weights always give the same bytes.
 
 mod blob;
+pub mod dit;
+pub mod gru;
 mod heads;
 pub mod lstm;
 pub mod mlp;
 pub mod transformer;
 
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device, Gradients, Tensor, TensorData};
+use burn::tensor::{Bytes, Device, FloatDType, Gradients, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ModelConfig;
@@ -50,7 +53,9 @@ impl ModelSpec {
 pub const MODELS: &[ModelSpec] = &[
     ModelSpec::new("mlp", mlp::build),
     ModelSpec::new("lstm", lstm::build),
+    ModelSpec::new("gru", gru::build),
     ModelSpec::new("transformer", transformer::build),
+    ModelSpec::new("dit", dit::build),
 ];
 
 /// Names accepted by `model.type`, in registry order.
@@ -159,12 +164,45 @@ pub struct Forecast {
     pub price: Tensor<2>,
     /// `[batch, 3]`: buy, hold, sell logits.
     pub action: Tensor<2>,
+    /// A probabilistic forecaster's 10% and 90% quantiles of each return, in `price`'s
+    /// units; `None` for point forecasters.
+    pub band: Option<[Tensor<2>; 2]>,
+}
+
+/// What a training step needs from a model.
+#[derive(Debug, Clone)]
+pub struct TrainForecast {
+    /// `[batch, 3]`: buy, hold, sell logits.
+    pub action: Tensor<2>,
+    pub price: PriceTerm,
+}
+
+/// How a model is trained on the returns.
+#[derive(Debug, Clone)]
+pub enum PriceTerm {
+    /// A point forecast `[batch, horizon]`, trained by mean squared error.
+    Forecast(Tensor<2>),
+    /// The model's own loss on the returns (a diffusion model's noise-prediction error), a
+    /// scalar weighted like the squared error.
+    Loss(Tensor<1>),
 }
 
 /// What an architecture implements.
 pub trait Forecaster: Module + 'static {
     /// `x`: `[batch, sequence_length, features]`.
     fn forward(&self, x: Tensor<3>) -> Forecast;
+
+    /// The training-time outputs for windows `x` with scaled targets `y` `[batch,
+    /// horizon]`: by default [`forward`](Forecaster::forward)'s point forecast; a generative
+    /// model returns its own loss instead.
+    fn train_forward(&self, x: Tensor<3>, y: Tensor<2>) -> TrainForecast {
+        let _ = y;
+        let out = Forecaster::forward(self, x);
+        TrainForecast {
+            action: out.action,
+            price: PriceTerm::Forecast(out.price),
+        }
+    }
 }
 
 /// A parameter as optimizers see it: which decay and update rules apply depends on its path
@@ -175,11 +213,15 @@ pub struct ParamMeta {
     /// Module path, e.g. `encoder.layers.0.mha.query.weight`.
     pub path: String,
     pub rank: usize,
+    /// Dimensions, e.g. `[d_in, d_out]` for a linear layer's weight.
+    pub shape: Vec<usize>,
 }
 
 /// Object-safe view of a built model: everything the trainer and evaluator do with one.
 pub trait Net: Send {
     fn forward(&self, x: Tensor<3>) -> Forecast;
+    /// See [`Forecaster::train_forward`].
+    fn train_forward(&self, x: Tensor<3>, y: Tensor<2>) -> TrainForecast;
     /// A copy for inference: no autodiff, dropout off.
     fn inference(&self) -> Box<dyn Net>;
     /// Parameters in module order.
@@ -191,6 +233,24 @@ pub trait Net: Send {
     /// Scales `grads` so their global L2 norm is at most `max_norm` (0 disables); returns
     /// the norm before clipping.
     fn clip_grad_norm(&self, grads: &mut GradientsParams, max_norm: f64) -> f64;
+    /// `sum + more`, parameter by parameter (gradient accumulation).
+    fn add_gradients(&self, sum: GradientsParams, more: GradientsParams) -> GradientsParams;
+    /// This model's weights moved towards `raw`'s: `decay * self + (1 - decay) * raw`, for
+    /// an exponential moving average. `raw` must be the same architecture (its parameters
+    /// are matched by id); parameters it lacks are left as they are.
+    fn ema_step(self: Box<Self>, raw: &dyn Net, decay: f64) -> Box<dyn Net>;
+    /// Every parameter's value, detached from autodiff and flattened, by id.
+    fn flat_params(&self) -> HashMap<ParamId, Tensor<1>>;
+    /// A copy whose parameters are `dtype` leaves with the same ids (a mixed-precision
+    /// working copy of f32 master weights); trainable when this model is.
+    fn cast(&self, dtype: FloatDType) -> Box<dyn Net>;
+    /// `grads` converted to `dtype` and multiplied by `scale` (loss-scaling undone).
+    fn cast_gradients(
+        &self,
+        grads: GradientsParams,
+        dtype: FloatDType,
+        scale: f64,
+    ) -> GradientsParams;
     /// One optimizer update.
     fn step(
         self: Box<Self>,
@@ -212,6 +272,10 @@ pub trait Net: Send {
 impl<M: Forecaster> Net for M {
     fn forward(&self, x: Tensor<3>) -> Forecast {
         Forecaster::forward(self, x)
+    }
+
+    fn train_forward(&self, x: Tensor<3>, y: Tensor<2>) -> TrainForecast {
+        Forecaster::train_forward(self, x, y)
     }
 
     fn inference(&self) -> Box<dyn Net> {
@@ -236,6 +300,45 @@ impl<M: Forecaster> Net for M {
 
     fn clip_grad_norm(&self, grads: &mut GradientsParams, max_norm: f64) -> f64 {
         crate::optim::clip_grad_norm(self, grads, max_norm)
+    }
+
+    fn add_gradients(&self, sum: GradientsParams, more: GradientsParams) -> GradientsParams {
+        let mut acc = GradientsAccumulator::<M>::new();
+        acc.accumulate(self, sum);
+        acc.accumulate(self, more);
+        acc.grads()
+    }
+
+    fn ema_step(self: Box<Self>, raw: &dyn Net, decay: f64) -> Box<dyn Net> {
+        let mut mapper = Ema {
+            raw: raw.flat_params(),
+            decay,
+        };
+        Box::new((*self).map(&mut mapper))
+    }
+
+    fn flat_params(&self) -> HashMap<ParamId, Tensor<1>> {
+        let mut v = FlatParams::default();
+        self.visit(&mut v);
+        v.0
+    }
+
+    fn cast(&self, dtype: FloatDType) -> Box<dyn Net> {
+        Box::new(self.clone().map(&mut CastParams(dtype)))
+    }
+
+    fn cast_gradients(
+        &self,
+        mut grads: GradientsParams,
+        dtype: FloatDType,
+        scale: f64,
+    ) -> GradientsParams {
+        self.visit(&mut CastGradients {
+            grads: &mut grads,
+            dtype,
+            scale,
+        });
+        grads
     }
 
     fn step(
@@ -471,6 +574,82 @@ impl ModuleVisitor for FiniteCheck {
     }
 }
 
+/// Casts every parameter to a float dtype, keeping its id and whether it is trainable.
+struct CastParams(FloatDType);
+
+impl ModuleMapper for CastParams {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, value, mapper) = param.consume();
+        let tracked = value.is_autodiff();
+        let require_grad = value.is_require_grad();
+        let cast = value.inner().cast(self.0);
+        let value = if tracked {
+            let value = Tensor::from_inner(cast);
+            if require_grad {
+                value.require_grad()
+            } else {
+                value
+            }
+        } else {
+            cast
+        };
+        Param::from_mapped_value(id, value, mapper)
+    }
+}
+
+/// Converts gradients to a dtype and scales them, parameter by parameter.
+struct CastGradients<'a> {
+    grads: &'a mut GradientsParams,
+    dtype: FloatDType,
+    scale: f64,
+}
+
+impl ModuleVisitor for CastGradients<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(grad) = self.grads.remove::<D>(param.id) {
+            let mut grad = grad.cast(self.dtype);
+            if self.scale != 1.0 {
+                grad = grad.mul_scalar(self.scale);
+            }
+            self.grads.register(param.id, grad);
+        }
+    }
+}
+
+/// Collects detached, flattened parameter values by id.
+#[derive(Default)]
+struct FlatParams(HashMap<ParamId, Tensor<1>>);
+
+impl ModuleVisitor for FlatParams {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let value = param.val().inner();
+        let n = value.shape().num_elements();
+        self.0.insert(param.id, value.reshape([n]));
+    }
+}
+
+/// One step of an exponential moving average towards `raw`'s values.
+struct Ema {
+    raw: HashMap<ParamId, Tensor<1>>,
+    decay: f64,
+}
+
+impl ModuleMapper for Ema {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some(raw) = self.raw.remove(&param.id) else {
+            return param;
+        };
+        let decay = self.decay;
+        param.map(|ema| {
+            let dims = ema.dims();
+            if raw.dims()[0] != ema.shape().num_elements() {
+                return ema;
+            }
+            ema.mul_scalar(decay) + raw.reshape(dims).mul_scalar(1.0 - decay)
+        })
+    }
+}
+
 #[derive(Default)]
 struct ParamLister {
     path: PathStack,
@@ -489,6 +668,7 @@ impl ModuleVisitor for ParamLister {
             id: param.id,
             path: self.path.path(),
             rank: D,
+            shape: param.val().dims().to_vec(),
         });
     }
 }
@@ -506,6 +686,39 @@ pub(crate) mod tests {
             num_heads: 2,
             ff_size: None,
             pooling: crate::config::Pooling::Last,
+            positions: crate::config::sections::Positions::Sinusoidal,
+            // Few samples and steps keep the tests fast; the defaults are checked in `dit`.
+            dit: (kind == "dit").then_some(crate::config::sections::DitOptions {
+                diffusion_steps: 50,
+                sampling_steps: 5,
+                samples: 4,
+                seed: 0,
+            }),
+        }
+    }
+
+    /// Every registered model, plus the transformer's non-default pooling and positions.
+    pub(crate) fn variants() -> Vec<ModelConfig> {
+        use crate::config::sections::Positions;
+        let mut all: Vec<ModelConfig> = MODEL_NAMES.iter().map(|k| cfg(k)).collect();
+        all.push(ModelConfig {
+            pooling: crate::config::Pooling::Attention,
+            positions: Positions::Learned,
+            ..cfg("transformer")
+        });
+        all.push(ModelConfig {
+            pooling: crate::config::Pooling::Mean,
+            ..cfg("transformer")
+        });
+        all
+    }
+
+    /// A short name for test messages.
+    pub(crate) fn label(c: &ModelConfig) -> String {
+        if c.kind == "transformer" {
+            format!("transformer/{:?}/{:?}", c.pooling, c.positions)
+        } else {
+            c.kind.clone()
         }
     }
 
@@ -524,22 +737,36 @@ pub(crate) mod tests {
     #[test]
     fn every_model_maps_windows_to_both_heads() {
         let device = Device::flex();
-        for kind in MODEL_NAMES {
-            let net = build(&cfg(kind), DIMS, 1, &device).unwrap();
+        for c in variants() {
+            let net = build(&c, DIMS, 1, &device).unwrap();
             let out = net.forward(Tensor::zeros([4, 5, 3], &device));
-            assert_eq!(out.price.dims(), [4, 2], "{kind}");
-            assert_eq!(out.action.dims(), [4, 3], "{kind}");
+            assert_eq!(out.price.dims(), [4, 2], "{}", label(&c));
+            assert_eq!(out.action.dims(), [4, 3], "{}", label(&c));
         }
     }
 
     #[test]
+    fn learned_positions_and_attention_pooling_are_parameters_of_their_own() {
+        let device = Device::flex();
+        let c = &variants()[MODEL_NAMES.len()];
+        let params = build(c, DIMS, 1, &device).unwrap().params();
+        let find = |path: &str| params.iter().find(|p| p.path == path).cloned();
+        assert_eq!(find("pos_embedding").unwrap().shape, [5, 8]);
+        assert_eq!(find("pool_query").unwrap().shape, [8]);
+        let plain = build(&cfg("transformer"), DIMS, 1, &device)
+            .unwrap()
+            .params();
+        assert_eq!(plain.len() + 2, params.len());
+    }
+
+    #[test]
     fn init_weights_are_byte_stable_and_seeded() {
-        for kind in MODEL_NAMES {
-            let a = init_weights(&cfg(kind), 1, 3, 5, 2).unwrap();
-            let b = init_weights(&cfg(kind), 1, 3, 5, 2).unwrap();
-            let c = init_weights(&cfg(kind), 2, 3, 5, 2).unwrap();
-            assert_eq!(a, b, "{kind}");
-            assert_ne!(a, c, "{kind}");
+        for m in variants() {
+            let a = init_weights(&m, 1, 3, 5, 2).unwrap();
+            let b = init_weights(&m, 1, 3, 5, 2).unwrap();
+            let c = init_weights(&m, 2, 3, 5, 2).unwrap();
+            assert_eq!(a, b, "{}", label(&m));
+            assert_ne!(a, c, "{}", label(&m));
         }
     }
 
@@ -562,17 +789,19 @@ pub(crate) mod tests {
     #[test]
     fn loading_draws_nothing_from_the_rng() {
         let device = Device::flex();
-        let blob = init_weights(&cfg("transformer"), 3, 3, 5, 2).unwrap();
-        let (_, record) = read_weights(&blob).unwrap();
-        let draw = |load_between: bool| {
-            let _rng = rng_lock();
-            device.seed(5);
-            if load_between {
-                load(&cfg("transformer"), DIMS, record, &device).unwrap();
-            }
-            Tensor::<1>::random([4], burn::tensor::Distribution::Default, &device).into_data()
-        };
-        assert_eq!(draw(false), draw(true));
+        for m in variants() {
+            let blob = init_weights(&m, 3, 3, 5, 2).unwrap();
+            let (_, record) = read_weights(&blob).unwrap();
+            let draw = |load_between: bool| {
+                let _rng = rng_lock();
+                device.seed(5);
+                if load_between {
+                    load(&m, DIMS, record, &device).unwrap();
+                }
+                Tensor::<1>::random([4], burn::tensor::Distribution::Default, &device).into_data()
+            };
+            assert_eq!(draw(false), draw(true), "{}", label(&m));
+        }
     }
 
     #[test]
@@ -580,7 +809,7 @@ pub(crate) mod tests {
         let mut c = cfg("transformer");
         c.num_heads = 3;
         assert!(init_weights(&c, 1, 3, 5, 2).is_err());
-        assert!(init_weights(&cfg("gru"), 1, 3, 5, 2).is_err());
+        assert!(init_weights(&cfg("gruu"), 1, 3, 5, 2).is_err());
         assert!(init_weights(&cfg("mlp"), 1, 0, 5, 2).is_err());
         let mut c = cfg("mlp");
         c.dropout = 1.0;

@@ -1,21 +1,28 @@
-//! `transformer`: input projection, sinusoidal positions, a pre-norm encoder (GELU
-//! feed-forward), a final layer norm, then last-token (or mean) pooling into the heads.
+//! `transformer`: input projection, positions (sinusoidal or learned), a pre-norm encoder
+//! (GELU feed-forward), a final layer norm, then pooling (last step, mean, or attention with
+//! a learned query) into the heads.
 
-use burn::module::Module;
+use burn::module::{Initializer, Module, Param};
 use burn::nn::transformer::{
     TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
 };
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::activation::softmax;
+use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 
 use super::{Dims, Forecast, Forecaster, Heads, ModelError, Net};
+use crate::config::sections::Positions;
 use crate::config::{ModelConfig, Pooling};
 
 #[derive(Module, Debug)]
 pub struct Transformer {
     input: Linear,
+    /// Learned positions `[sequence_length, d]`; `None` for the fixed sinusoidal table.
+    pos_embedding: Option<Param<Tensor<2>>>,
     encoder: TransformerEncoder,
     norm: LayerNorm,
+    /// Attention pooling's query `[d]`; `None` for last-step or mean pooling.
+    pool_query: Option<Param<Tensor<1>>>,
     dropout: Dropout,
     heads: Heads,
     d_model: usize,
@@ -24,24 +31,13 @@ pub struct Transformer {
 
 pub fn build(cfg: &ModelConfig, dims: Dims, device: &Device) -> Result<Box<dyn Net>, ModelError> {
     let d = cfg.hidden_size;
-    if cfg.num_heads == 0 || !d.is_multiple_of(cfg.num_heads) {
-        return Err(ModelError::Config(format!(
-            "num_heads ({}) must divide hidden_size ({d})",
-            cfg.num_heads
-        )));
-    }
-    let d_ff = cfg.ff_size.unwrap_or(4 * d);
-    if d_ff == 0 {
-        return Err(ModelError::Config("ff_size must be at least 1".into()));
-    }
-    let encoder = TransformerEncoderConfig::new(d, d_ff, cfg.num_heads, cfg.num_layers)
-        .with_dropout(cfg.dropout)
-        .with_norm_first(true)
-        .init(device);
+    let parts = EncoderParts::new(cfg, dims, device)?;
     Ok(Box::new(Transformer {
         input: LinearConfig::new(dims.num_features, d).init(device),
-        encoder,
+        pos_embedding: parts.pos_embedding,
+        encoder: parts.encoder,
         norm: LayerNormConfig::new(d).init(device),
+        pool_query: parts.pool_query,
         dropout: DropoutConfig::new(cfg.dropout).init(),
         heads: Heads::new(d, dims.horizon, device),
         d_model: d,
@@ -51,20 +47,99 @@ pub fn build(cfg: &ModelConfig, dims: Dims, device: &Device) -> Result<Box<dyn N
 
 impl Forecaster for Transformer {
     fn forward(&self, x: Tensor<3>) -> Forecast {
-        let [batch, seq, _] = x.dims();
+        let [batch, _, _] = x.dims();
         let d = self.d_model;
-        let positions = TensorData::new(sinusoids(seq, d), [1, seq, d]);
-        let h = self.input.forward(x.clone()) + Tensor::from_data(positions, &x.device());
+        let positions = positions(self.pos_embedding.as_ref(), &x, d);
+        let h = self.input.forward(x) + positions;
         let h = self
             .encoder
             .forward(TransformerEncoderInput::new(self.dropout.forward(h)));
         let h = self.norm.forward(h);
-        let pooled = if self.mean_pool {
-            h.mean_dim(1)
-        } else {
-            h.narrow(1, seq.saturating_sub(1), 1)
-        };
+        let pooled = pool(h, self.pool_query.as_ref(), self.mean_pool);
         self.heads.forward(pooled.reshape([batch, d]))
+    }
+}
+
+/// The encoder stack and the optional learned positions and pooling query of a transformer
+/// over the window (shared with `dit`'s context encoder).
+pub(super) struct EncoderParts {
+    pub encoder: TransformerEncoder,
+    pub pos_embedding: Option<Param<Tensor<2>>>,
+    pub pool_query: Option<Param<Tensor<1>>>,
+}
+
+impl EncoderParts {
+    pub fn new(cfg: &ModelConfig, dims: Dims, device: &Device) -> Result<Self, ModelError> {
+        let d = cfg.hidden_size;
+        if cfg.num_heads == 0 || !d.is_multiple_of(cfg.num_heads) {
+            return Err(ModelError::Config(format!(
+                "num_heads ({}) must divide hidden_size ({d})",
+                cfg.num_heads
+            )));
+        }
+        let d_ff = cfg.ff_size.unwrap_or(4 * d);
+        if d_ff == 0 {
+            return Err(ModelError::Config("ff_size must be at least 1".into()));
+        }
+        let encoder = TransformerEncoderConfig::new(d, d_ff, cfg.num_heads, cfg.num_layers)
+            .with_dropout(cfg.dropout)
+            .with_norm_first(true)
+            .init(device);
+        // Small random positions (GPT-2's 0.02), drawn lazily like every other parameter.
+        let pos_embedding = (cfg.positions == Positions::Learned).then(|| {
+            Initializer::Normal {
+                mean: 0.0,
+                std: 0.02,
+            }
+            .init([dims.sequence_length, d], device)
+        });
+        // A zero query starts as mean pooling; its gradient is not zero (it is the
+        // score-weighted spread of the steps), so it learns which steps to read.
+        let pool_query =
+            (cfg.pooling == Pooling::Attention).then(|| Initializer::Zeros.init([d], device));
+        Ok(EncoderParts {
+            encoder,
+            pos_embedding,
+            pool_query,
+        })
+    }
+}
+
+/// Position encodings `[1, seq, d]` for windows `x`, in `x`'s dtype: the learned table when
+/// there is one, else the sinusoidal one.
+pub(super) fn positions(learned: Option<&Param<Tensor<2>>>, x: &Tensor<3>, d: usize) -> Tensor<3> {
+    let [_, seq, _] = x.dims();
+    match learned {
+        // The model is built for one sequence length: the window always has it.
+        Some(table) => table.val().narrow(0, 0, seq).unsqueeze_dim(0),
+        None => {
+            let table: Tensor<3> =
+                Tensor::from_data(TensorData::new(sinusoids(seq, d), [1, seq, d]), &x.device());
+            // In the input's dtype, so that reduced-precision passes stay in one format.
+            match x.dtype() {
+                DType::F32 => table,
+                dtype => table.cast(FloatDType::from(dtype)),
+            }
+        }
+    }
+}
+
+/// Summarises encoded steps `h` `[batch, seq, d]` into `[batch, 1, d]`: attention with a
+/// learned query when there is one, else the mean or the last step.
+pub(super) fn pool(h: Tensor<3>, query: Option<&Param<Tensor<1>>>, mean: bool) -> Tensor<3> {
+    let [_, seq, d] = h.dims();
+    match query {
+        Some(query) => {
+            // Scaled dot-product scores of each step against the query, softmax over the
+            // steps, then the weighted sum of the steps.
+            let scores = h
+                .clone()
+                .matmul(query.val().reshape([1, d, 1]))
+                .div_scalar((d as f64).sqrt());
+            (h * softmax(scores, 1)).sum_dim(1)
+        }
+        None if mean => h.mean_dim(1),
+        None => h.narrow(1, seq.saturating_sub(1), 1),
     }
 }
 

@@ -1,0 +1,357 @@
+//! Learning-rate schedules. Every schedule is a function of the optimizer step (0-based,
+//! counting optimizer steps, not micro-batches) and the run's total steps; `plateau` also
+//! reads the validation loss at the end of each epoch. All arithmetic is in f64 on the host,
+//! so rates are the same on every machine.
+
+use std::f64::consts::PI;
+
+use crate::config::TrainingConfig;
+use crate::config::sections::Schedule;
+
+/// The learning rate of every step of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scheduler {
+    kind: Kind,
+    lr: f64,
+    total_steps: usize,
+    warmup: usize,
+    min_ratio: f64,
+    /// `plateau`: the current multiplier and what it is derived from.
+    plateau: PlateauState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Constant,
+    WarmupCosine,
+    WarmupHoldCosine {
+        hold: usize,
+    },
+    OneCycle {
+        pct_start: f64,
+        div: f64,
+        final_div: f64,
+    },
+    Step {
+        size: usize,
+        gamma: f64,
+    },
+    Plateau {
+        factor: f64,
+        patience: usize,
+        threshold: f64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct PlateauState {
+    scale: f64,
+    best: Option<f64>,
+    bad_epochs: usize,
+}
+
+impl Scheduler {
+    /// The schedule of `t` for peak rate `lr` over `total_steps` optimizer steps.
+    pub fn new(lr: f64, t: &TrainingConfig, total_steps: usize) -> Scheduler {
+        let kind = match t.schedule {
+            Schedule::Constant => Kind::Constant,
+            Schedule::WarmupCosine => Kind::WarmupCosine,
+            Schedule::WarmupHoldCosine => Kind::WarmupHoldCosine {
+                hold: t.warmup_hold_cosine.clone().unwrap_or_default().hold_steps,
+            },
+            Schedule::OneCycle => {
+                let o = t.one_cycle.clone().unwrap_or_default();
+                Kind::OneCycle {
+                    pct_start: o.pct_start,
+                    div: o.div_factor,
+                    final_div: o.final_div_factor,
+                }
+            }
+            Schedule::Step => {
+                let o = t.step.clone().unwrap_or_default();
+                Kind::Step {
+                    size: o.step_size.max(1),
+                    gamma: o.gamma,
+                }
+            }
+            Schedule::Plateau => {
+                let o = t.plateau.clone().unwrap_or_default();
+                Kind::Plateau {
+                    factor: o.factor,
+                    patience: o.patience,
+                    threshold: o.threshold,
+                }
+            }
+        };
+        Scheduler {
+            kind,
+            lr,
+            total_steps,
+            warmup: t.warmup_steps(),
+            min_ratio: t.min_lr_ratio(),
+            plateau: PlateauState {
+                scale: 1.0,
+                best: None,
+                bad_epochs: 0,
+            },
+        }
+    }
+
+    /// Whether the schedule needs a validation loss after every epoch.
+    pub fn needs_validation(&self) -> bool {
+        matches!(self.kind, Kind::Plateau { .. })
+    }
+
+    /// The learning rate of optimizer step `step` (0-based).
+    pub fn lr(&self, step: usize) -> f64 {
+        let (lr, total, warmup) = (self.lr, self.total_steps, self.warmup);
+        if step < warmup && !matches!(self.kind, Kind::OneCycle { .. }) {
+            return lr * (step + 1) as f64 / warmup as f64;
+        }
+        match self.kind {
+            Kind::Constant => lr,
+            Kind::WarmupCosine => lr_at(step, total, warmup, lr, self.min_ratio),
+            Kind::WarmupHoldCosine { hold } => {
+                let decay_from = warmup.saturating_add(hold);
+                if step < decay_from {
+                    lr
+                } else {
+                    cosine(
+                        step - decay_from,
+                        total.saturating_sub(decay_from),
+                        lr,
+                        self.min_ratio,
+                    )
+                }
+            }
+            Kind::OneCycle {
+                pct_start,
+                div,
+                final_div,
+            } => one_cycle(step, total, lr, pct_start, div, final_div),
+            Kind::Step { size, gamma } => {
+                let periods = (step - warmup) / size;
+                lr * gamma.powi(periods.min(i32::MAX as usize) as i32)
+            }
+            Kind::Plateau { .. } => lr * self.plateau.scale,
+        }
+    }
+
+    /// Reports an epoch's validation loss; `plateau` lowers its multiplier after
+    /// `patience` epochs without an improvement below `best * (1 - threshold)`, down to
+    /// `min_lr_ratio`. Other schedules ignore it.
+    pub fn end_epoch(&mut self, val_loss: Option<f64>) {
+        let Kind::Plateau {
+            factor,
+            patience,
+            threshold,
+        } = self.kind
+        else {
+            return;
+        };
+        let Some(v) = val_loss else { return };
+        let p = &mut self.plateau;
+        match p.best {
+            Some(best) if v >= best * (1.0 - threshold) => {
+                p.bad_epochs += 1;
+                if p.bad_epochs > patience {
+                    p.scale = (p.scale * factor).max(self.min_ratio);
+                    p.bad_epochs = 0;
+                }
+            }
+            _ => {
+                p.best = Some(v);
+                p.bad_epochs = 0;
+            }
+        }
+    }
+}
+
+/// Linear warm-up from `lr / warmup` to `lr` over `warmup` steps, then cosine decay to
+/// `lr * min_ratio` at the last step (`warmup_cosine`).
+pub fn lr_at(step: usize, total_steps: usize, warmup: usize, lr: f64, min_ratio: f64) -> f64 {
+    if step < warmup {
+        return lr * (step + 1) as f64 / warmup as f64;
+    }
+    cosine(
+        step - warmup,
+        total_steps.saturating_sub(warmup),
+        lr,
+        min_ratio,
+    )
+}
+
+/// Cosine from `lr` at step 0 to `lr * min_ratio` at step `steps - 1` (and after).
+fn cosine(step: usize, steps: usize, lr: f64, min_ratio: f64) -> f64 {
+    let last = steps.saturating_sub(1);
+    let progress = if last == 0 {
+        0.0
+    } else {
+        (step as f64 / last as f64).min(1.0)
+    };
+    lr * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + (PI * progress).cos()))
+}
+
+/// PyTorch's `OneCycleLR` with cosine annealing and two phases: from `lr / div` up to `lr`
+/// at step `pct_start * total - 1`, then down to `lr / (div * final_div)` at the last step.
+fn one_cycle(step: usize, total: usize, lr: f64, pct_start: f64, div: f64, final_div: f64) -> f64 {
+    let initial = lr / div;
+    let min = initial / final_div;
+    let peak_at = (pct_start * total as f64 - 1.0).max(0.0);
+    let end = (total as f64 - 1.0).max(peak_at);
+    let s = step as f64;
+    let anneal = |from: f64, to: f64, pct: f64| to + (from - to) / 2.0 * (1.0 + (PI * pct).cos());
+    if s <= peak_at {
+        let pct = if peak_at == 0.0 { 1.0 } else { s / peak_at };
+        anneal(initial, lr, pct)
+    } else {
+        let span = end - peak_at;
+        let pct = if span == 0.0 {
+            1.0
+        } else {
+            ((s - peak_at) / span).min(1.0)
+        };
+        anneal(lr, min, pct)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::sections::{HoldOptions, OneCycleOptions, PlateauOptions, StepOptions};
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12 * b.abs().max(1.0)
+    }
+
+    fn sched(t: TrainingConfig, total: usize) -> Scheduler {
+        Scheduler::new(1.0, &t, total)
+    }
+
+    fn training(schedule: Schedule) -> TrainingConfig {
+        TrainingConfig {
+            schedule,
+            ..TrainingConfig::default()
+        }
+    }
+
+    #[test]
+    fn warmup_cosine_warms_up_then_decays_to_the_floor() {
+        let lr = |s| lr_at(s, 10, 2, 1.0, 0.1);
+        assert_eq!(lr(0), 0.5);
+        assert_eq!(lr(1), 1.0);
+        assert!(close(lr(2), 1.0));
+        assert!(lr(5) < lr(4));
+        assert!(close(lr(9), 0.1));
+        assert!(close(lr(50), 0.1));
+        // No warm-up, one step: the peak rate.
+        assert_eq!(lr_at(0, 1, 0, 0.3, 0.1), 0.3);
+        // The scheduler gives the same values for the default schedule.
+        let s = sched(
+            TrainingConfig {
+                warmup_steps: Some(2),
+                ..training(Schedule::WarmupCosine)
+            },
+            10,
+        );
+        for step in 0..12 {
+            assert_eq!(s.lr(step), lr(step), "step {step}");
+        }
+        // Halfway through the decay: the midpoint between peak and floor.
+        assert!(close(lr_at(6, 12, 1, 1.0, 0.0), 0.5));
+    }
+
+    #[test]
+    fn constant_is_flat_after_the_warmup() {
+        let s = sched(
+            TrainingConfig {
+                warmup_steps: Some(4),
+                ..training(Schedule::Constant)
+            },
+            100,
+        );
+        assert_eq!(s.lr(0), 0.25);
+        assert_eq!(s.lr(3), 1.0);
+        assert_eq!(s.lr(99), 1.0);
+    }
+
+    #[test]
+    fn warmup_hold_cosine_holds_the_peak_then_decays() {
+        let t = TrainingConfig {
+            warmup_steps: Some(2),
+            min_lr_ratio: Some(0.0),
+            warmup_hold_cosine: Some(HoldOptions { hold_steps: 3 }),
+            ..training(Schedule::WarmupHoldCosine)
+        };
+        let s = sched(t, 10);
+        assert_eq!(s.lr(1), 1.0);
+        assert_eq!(s.lr(4), 1.0);
+        // The decay runs over steps 5..=9: its midpoint, step 7, is half the peak.
+        assert_eq!(s.lr(5), 1.0);
+        assert!(close(s.lr(7), 0.5));
+        assert!(close(s.lr(9), 0.0));
+    }
+
+    #[test]
+    fn one_cycle_matches_pytorch_values() {
+        // torch.optim.lr_scheduler.OneCycleLR(max_lr=1, total_steps=10, pct_start=0.3,
+        // div_factor=25, final_div_factor=1e4): peak at step 2 (0.3 * 10 - 1).
+        let t = TrainingConfig {
+            one_cycle: Some(OneCycleOptions::default()),
+            ..training(Schedule::OneCycle)
+        };
+        let s = sched(t, 10);
+        assert!(close(s.lr(0), 0.04));
+        assert!(close(s.lr(1), 0.52));
+        assert!(close(s.lr(2), 1.0));
+        // Step 9 ends at lr / (25 * 1e4).
+        assert!(close(s.lr(9), 4e-6));
+        // Halfway down (step 5.5 is not a step; 2 + 7 * 0.5): check monotone decay instead.
+        for step in 3..10 {
+            assert!(s.lr(step) < s.lr(step - 1), "step {step}");
+        }
+    }
+
+    #[test]
+    fn step_decays_by_gamma_every_period_after_the_warmup() {
+        let t = TrainingConfig {
+            warmup_steps: Some(2),
+            step: Some(StepOptions {
+                step_size: 3,
+                gamma: 0.1,
+            }),
+            ..training(Schedule::Step)
+        };
+        let s = sched(t, 100);
+        assert_eq!(s.lr(0), 0.5);
+        assert_eq!(s.lr(2), 1.0);
+        assert_eq!(s.lr(4), 1.0);
+        assert!(close(s.lr(5), 0.1));
+        assert!(close(s.lr(7), 0.1));
+        assert!(close(s.lr(8), 0.01));
+        assert!(close(s.lr(11), 0.001));
+    }
+
+    #[test]
+    fn plateau_reduces_after_patience_epochs_down_to_the_floor() {
+        let t = TrainingConfig {
+            warmup_steps: Some(0),
+            min_lr_ratio: Some(0.2),
+            plateau: Some(PlateauOptions {
+                factor: 0.5,
+                patience: 1,
+                threshold: 0.0,
+            }),
+            ..training(Schedule::Plateau)
+        };
+        let mut s = sched(t, 100);
+        assert!(s.needs_validation());
+        let mut rates = Vec::new();
+        for v in [1.0, 0.9, 0.95, 0.95, 0.8, 0.9, 0.9, 0.9, 0.9] {
+            s.end_epoch(Some(v));
+            rates.push(s.lr(10));
+        }
+        // Improvements at 1.0, 0.9, 0.8; two bad epochs in a row (patience 1) halve the rate.
+        assert_eq!(rates, [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.2]);
+    }
+}
