@@ -329,7 +329,10 @@ impl StageKind {
                     .collect();
                 Ok(StageOutput {
                     summary: json!({
-                        "steps": output.log.total_steps,
+                        // Steps that ran: early stopping or skipped f16 steps end short.
+                        "steps": output.log.epochs.last().map(|l| l.step).unwrap_or(0),
+                        "planned_steps": output.log.total_steps,
+                        "stopped_early": output.log.stopped_early,
                         "best_epoch": output.log.best_epoch,
                         "best_val_loss": output.log.best_val_loss,
                         "final_val_loss": output.log.final_val_loss,
