@@ -131,6 +131,8 @@ pub fn audit(
                 deps,
                 data_file: spec.data_file.as_deref(),
                 data_digest: job.data_digests.get(&i).copied(),
+                // Audit re-executes from scratch, never from a saved checkpoint.
+                key: None,
             };
             let started = std::time::Instant::now();
             let output = exec::execute_isolated(&spec.kind, &inputs);

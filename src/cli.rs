@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
@@ -135,7 +136,16 @@ pub struct Common {
 /// Entry point used by `main`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    // Ctrl-C lets a checkpointing training save and stop (exit 130, resumed by the next
+    // build); anything else, or a second Ctrl-C, exits at once.
+    let _ = ctrlc::set_handler(|| {
+        if !crate::train::RESUMABLE_RUNNING.load(Ordering::SeqCst)
+            || crate::train::INTERRUPTED.swap(true, Ordering::SeqCst)
+        {
+            std::process::exit(130);
+        }
+    });
+    let code = match cli.command {
         Command::Build {
             common,
             dry_run,
@@ -171,7 +181,11 @@ pub fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Show { experiment, select },
         } => config_show(&experiment, &select).into(),
+    };
+    if crate::train::INTERRUPTED.load(Ordering::SeqCst) {
+        return ExitCode::from(130);
     }
+    code
 }
 
 /// Exit status of a command, kept as an enum until the end so `status` can reuse `build`.

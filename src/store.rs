@@ -265,6 +265,11 @@ impl Store {
         serde_json::from_slice(&bytes).ok()
     }
 
+    /// Removes a build record; a missing one is not an error.
+    pub fn remove_build_record(&self, id: &str) {
+        let _ = fs::remove_file(self.root.join("builds").join(format!("{id}.json")));
+    }
+
     pub fn put_build_record<T: Serialize>(&self, id: &str, value: &T) -> io::Result<()> {
         let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
         let path = self.root.join("builds").join(format!("{id}.json"));

@@ -17,6 +17,7 @@
 //! trainings and initialisations in one process run one at a time. Loading and evaluating
 //! draw nothing and may run beside them.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::optim::{GradientsParams, OptimizerRecord};
@@ -102,6 +103,10 @@ pub enum TrainError {
     Optimizer(#[from] OptimError),
     #[error("training config: {0}")]
     Config(String),
+    #[error("interrupted at step {0}; checkpoint saved, run the build again to resume")]
+    Interrupted(usize),
+    #[error("resumable checkpoint: {0}")]
+    Resume(String),
     #[error(
         "training diverged at epoch {epoch}, step {step}: {what}; \
          try a lower optimizer.lr or a training.grad_clip"
@@ -195,14 +200,55 @@ impl Checkpoint {
     }
 }
 
+/// Set by the Ctrl-C handler: a training with a [`Resume`] sink saves a checkpoint and stops
+/// with [`TrainError::Interrupted`] after its current step.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Whether a training that can stop cleanly is running; without one, Ctrl-C exits at once.
+pub static RESUMABLE_RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// Mid-run checkpoints for [`train_resumable`].
+pub struct Resume<'a> {
+    /// Bytes once given to `save`: the run continues from there.
+    pub from: Option<Vec<u8>>,
+    /// Receives `(step, bytes)` every `training.checkpoint_every` optimizer steps and when
+    /// interrupted.
+    pub save: &'a mut dyn FnMut(usize, Vec<u8>) -> Result<(), String>,
+}
+
+/// Where a resumable checkpoint left off, beyond weights, optimizer state and moving
+/// average. Floats are kept as bits: JSON need not round-trip them exactly.
+#[derive(Debug, Serialize, Deserialize)]
+struct Cursor {
+    /// The epoch in progress (1-based) and the next optimizer-step group in its shuffle,
+    /// which is a pure function of (seed, epoch).
+    epoch: usize,
+    group: usize,
+    loss_sum: u64,
+    seen: usize,
+    lr: u64,
+    /// `(epoch, step, train_loss, val_loss, lr, samples_per_sec)` of finished epochs.
+    epochs: Vec<(usize, usize, u64, Option<u64>, u64, u64)>,
+    best_epoch: Option<usize>,
+    best_val_loss: Option<u64>,
+    final_val_loss: Option<u64>,
+    skipped_steps: usize,
+    stopping: (Option<u64>, usize),
+    plateau: (u64, Option<u64>, usize),
+    loss_scale: (u64, usize),
+}
+
+const RESUME_MAGIC: &[u8; 8] = b"HFT-RSUM";
+
+fn bits(v: Option<f64>) -> Option<u64> {
+    v.map(f64::to_bits)
+}
+
+fn unbits(v: Option<u64>) -> Option<f64> {
+    v.map(f64::from_bits)
+}
+
 /// Trains from `init_weights` (an [`model::init_weights`] blob) and returns the final
 /// checkpoint and the log. Validation runs after every epoch.
-///
-/// One optimizer step sums the gradients of `grad_accum_steps` micro-batches of `batch_size`
-/// windows, each micro-batch's mean loss weighted by its share of the step's windows, so it
-/// equals one batch of all of them; the schedule, `max_steps` and the log count optimizer
-/// steps. With `ema_decay`, validation (and so early stopping and `plateau`) reads the
-/// moving-average weights, which the checkpoint carries beside the raw ones.
 pub fn train(
     dataset: &Dataset,
     model_cfg: &ModelConfig,
@@ -211,6 +257,37 @@ pub fn train(
     seed: u64,
     init_weights: &[u8],
     progress: &mut dyn FnMut(&Progress),
+) -> Result<TrainOutput, TrainError> {
+    train_resumable(
+        dataset,
+        model_cfg,
+        opt,
+        tcfg,
+        seed,
+        init_weights,
+        progress,
+        None,
+    )
+}
+
+/// [`train`], optionally continuing from and saving resumable checkpoints: a resumed run
+/// ends bit-identical to an uninterrupted one.
+///
+/// One optimizer step sums the gradients of `grad_accum_steps` micro-batches of `batch_size`
+/// windows, each micro-batch's mean loss weighted by its share of the step's windows, so it
+/// equals one batch of all of them; the schedule, `max_steps` and the log count optimizer
+/// steps. With `ema_decay`, validation (and so early stopping and `plateau`) reads the
+/// moving-average weights, which the checkpoint carries beside the raw ones.
+#[allow(clippy::too_many_arguments)]
+pub fn train_resumable(
+    dataset: &Dataset,
+    model_cfg: &ModelConfig,
+    opt: &OptimizerConfig,
+    tcfg: &TrainingConfig,
+    seed: u64,
+    init_weights: &[u8],
+    progress: &mut dyn FnMut(&Progress),
+    mut resume: Option<Resume>,
 ) -> Result<TrainOutput, TrainError> {
     tcfg.validate()
         .map_err(|(key, message)| TrainError::Config(format!("{key}: {message}")))?;
@@ -276,13 +353,79 @@ pub fn train(
     let mut stopping = EarlyStopping::default();
     let mut step = 0;
     let mut epochs_done = 0;
-    for epoch in 1..=epochs {
+    let mut cursor = None;
+    if let Some(bytes) = resume.as_mut().and_then(|r| r.from.take()) {
+        let bad = |e: String| TrainError::Resume(e);
+        let sections = model::decode_blob(&bytes, RESUME_MAGIC, "resumable checkpoint")?;
+        let ckpt = Checkpoint::decode(sections.get(b"CKPT")?)?;
+        let c: Cursor = serde_json::from_slice(sections.get(b"CURS")?)
+            .map_err(|e| bad(format!("unreadable cursor: {e}")))?;
+        let m = &ckpt.meta;
+        if (
+            m.model.as_str(),
+            m.optimizer.as_str(),
+            m.dims,
+            m.seed,
+            m.ema_decay,
+        ) != (&model_cfg.kind, &opt.kind, dims, seed, tcfg.ema_decay)
+        {
+            return Err(bad("it belongs to another run".into()));
+        }
+        net = model::load(model_cfg, dims, &ckpt.weights, &device)?;
+        optim = optim
+            .from_bytes(Bytes::from_bytes_vec(ckpt.optimizer))
+            .map_err(|e| bad(format!("optimizer state: {e}")))?;
+        if let (Some(bytes), Some(decay)) = (&ckpt.ema, tcfg.ema_decay) {
+            ema = Some((
+                model::load(model_cfg, dims, bytes, &device)?.inference(),
+                decay,
+            ));
+        }
+        step = m.step;
+        epochs_done = m.epochs;
+        log.epochs = c
+            .epochs
+            .iter()
+            .map(|&(epoch, step, train_loss, val_loss, lr, sps)| EpochLog {
+                epoch,
+                step,
+                train_loss: f64::from_bits(train_loss),
+                val_loss: unbits(val_loss),
+                lr: f64::from_bits(lr),
+                samples_per_sec: f64::from_bits(sps),
+            })
+            .collect();
+        log.best_epoch = c.best_epoch;
+        log.best_val_loss = unbits(c.best_val_loss);
+        log.final_val_loss = unbits(c.final_val_loss);
+        log.skipped_steps = c.skipped_steps;
+        stopping = EarlyStopping {
+            best: unbits(c.stopping.0),
+            bad_epochs: c.stopping.1,
+        };
+        schedule.set_state(
+            f64::from_bits(c.plateau.0),
+            unbits(c.plateau.1),
+            c.plateau.2,
+        );
+        loss_scale.scale = f64::from_bits(c.loss_scale.0);
+        loss_scale.clean_steps = c.loss_scale.1;
+        cursor = Some(c);
+    }
+    let every = tcfg.checkpoint_every.filter(|&k| k > 0);
+    let _running = resume.is_some().then(RunningGuard::new);
+    for epoch in cursor.as_ref().map_or(1, |c| c.epoch)..=epochs {
         let diverged = |what: String, step: usize| TrainError::Diverged { epoch, step, what };
         let order = permutation(n, stream(seed, SHUFFLE_STREAM, epoch as u64));
         let micro_batches: Vec<&[usize]> = order.chunks(tcfg.batch_size).collect();
         let started = Instant::now();
         let (mut loss_sum, mut seen, mut lr) = (0.0, 0usize, 0.0);
-        for group in micro_batches.chunks(accum) {
+        let mut first_group = 0;
+        if let Some(c) = cursor.take() {
+            (loss_sum, seen, lr) = (f64::from_bits(c.loss_sum), c.seen, f64::from_bits(c.lr));
+            first_group = c.group;
+        }
+        for (g, group) in micro_batches.chunks(accum).enumerate().skip(first_group) {
             if step == total_steps {
                 break;
             }
@@ -355,6 +498,68 @@ pub fn train(
                 samples_per_sec: per_sec(seen, started),
                 finished_epoch: None,
             });
+            let interrupted = resume.is_some() && INTERRUPTED.load(Ordering::SeqCst);
+            if let Some(r) = resume.as_mut()
+                && (interrupted || every.is_some_and(|k| step % k == 0))
+            {
+                let cursor = Cursor {
+                    epoch,
+                    group: g + 1,
+                    loss_sum: loss_sum.to_bits(),
+                    seen,
+                    lr: lr.to_bits(),
+                    epochs: log
+                        .epochs
+                        .iter()
+                        .map(|l| {
+                            let sps = l.samples_per_sec.to_bits();
+                            let v = bits(l.val_loss);
+                            (
+                                l.epoch,
+                                l.step,
+                                l.train_loss.to_bits(),
+                                v,
+                                l.lr.to_bits(),
+                                sps,
+                            )
+                        })
+                        .collect(),
+                    best_epoch: log.best_epoch,
+                    best_val_loss: bits(log.best_val_loss),
+                    final_val_loss: bits(log.final_val_loss),
+                    skipped_steps: log.skipped_steps,
+                    stopping: (bits(stopping.best), stopping.bad_epochs),
+                    plateau: {
+                        let (scale, best, bad) = schedule.state();
+                        (scale.to_bits(), bits(best), bad)
+                    },
+                    loss_scale: (loss_scale.scale.to_bits(), loss_scale.clean_steps),
+                };
+                let ckpt = Checkpoint {
+                    meta: CheckpointMeta {
+                        model: model_cfg.kind.clone(),
+                        optimizer: opt.kind.clone(),
+                        dims,
+                        step,
+                        epochs: epochs_done,
+                        seed,
+                        target_std: targets.std.clone(),
+                        ema_decay: tcfg.ema_decay,
+                    },
+                    weights: net.weights()?,
+                    optimizer: optimizer_bytes(&optim)?,
+                    ema: ema.as_ref().map(|(a, _)| a.weights()).transpose()?,
+                };
+                // A struct of numbers: serialisation cannot fail.
+                let cursor = serde_json::to_vec(&cursor).unwrap_or_default();
+                let sections: [([u8; 4], &[u8]); 2] =
+                    [(*b"CKPT", &ckpt.encode()), (*b"CURS", &cursor)];
+                (r.save)(step, model::encode_blob(RESUME_MAGIC, &sections))
+                    .map_err(TrainError::Resume)?;
+                if interrupted {
+                    return Err(TrainError::Interrupted(step));
+                }
+            }
         }
         epochs_done = epoch;
         let samples_per_sec = per_sec(seen, started);
@@ -426,6 +631,22 @@ pub fn train(
         checkpoint: checkpoint.encode(),
         log,
     })
+}
+
+/// Marks a resumable training as running, so Ctrl-C asks it to stop instead of exiting.
+struct RunningGuard;
+
+impl RunningGuard {
+    fn new() -> RunningGuard {
+        RESUMABLE_RUNNING.store(true, Ordering::SeqCst);
+        RunningGuard
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        RESUMABLE_RUNNING.store(false, Ordering::SeqCst);
+    }
 }
 
 /// The device a run computes on and the float format of its forward and backward passes
@@ -1428,5 +1649,65 @@ pub(crate) mod tests {
         assert_ne!(a, permutation(50, 8));
         assert_ne!(stream(1, SHUFFLE_STREAM, 0), stream(1, DROPOUT_STREAM, 0));
         assert_ne!(stream(1, SHUFFLE_STREAM, 0), stream(1, SHUFFLE_STREAM, 1));
+    }
+
+    /// Resuming from any mid-run checkpoint ends bit-identical to the uninterrupted run,
+    /// with dropout, gradient accumulation, a moving average and the plateau schedule.
+    #[test]
+    fn resuming_from_a_checkpoint_equals_the_uninterrupted_run() {
+        let data = toy_dataset([22, 8, 6], 21);
+        let m = cfg("mlp");
+        assert!(m.dropout > 0.0);
+        let t = TrainingConfig {
+            grad_accum_steps: 2,
+            ema_decay: Some(0.9),
+            schedule: Schedule::Plateau,
+            checkpoint_every: Some(2),
+            ..tcfg(4, 4)
+        };
+        let init = model::init_weights(&m, 3, 3, 4, 2).unwrap();
+        let go = |from: Option<Vec<u8>>, saved: &mut Vec<(usize, Vec<u8>)>| {
+            let mut save = |step: usize, bytes: Vec<u8>| {
+                saved.push((step, bytes));
+                Ok(())
+            };
+            let resume = Resume {
+                from,
+                save: &mut save,
+            };
+            let out = train_resumable(
+                &data,
+                &m,
+                &opt(1e-2),
+                &t,
+                3,
+                &init,
+                &mut |_| {},
+                Some(resume),
+            );
+            let mut out = out.unwrap();
+            for e in &mut out.log.epochs {
+                e.samples_per_sec = 0.0;
+            }
+            out
+        };
+        let mut saved = Vec::new();
+        let reference = go(None, &mut saved);
+        let steps: Vec<usize> = saved.iter().map(|(s, _)| *s).collect();
+        assert_eq!(steps, [2, 4, 6, 8, 10, 12]);
+        assert_eq!(
+            reference.checkpoint,
+            run(&data, &m, &opt(1e-2), &t, 3).unwrap().checkpoint
+        );
+        for (step, bytes) in saved {
+            let mut again = Vec::new();
+            let resumed = go(Some(bytes), &mut again);
+            assert!(
+                resumed.checkpoint == reference.checkpoint,
+                "resumed at step {step}"
+            );
+            assert_eq!(resumed.log, reference.log, "resumed at step {step}");
+            assert!(again.iter().all(|(s, _)| *s > step));
+        }
     }
 }

@@ -774,6 +774,10 @@ pub struct TrainingConfig {
     /// precision keeps f32 master weights (the optimizer and checkpoint see only those);
     /// `f16` adds dynamic loss scaling. Default `f32`.
     pub precision: Precision,
+    /// Save a resumable checkpoint every this many optimizer steps, so an interrupted build
+    /// resumes instead of restarting. Default off. Not in the train key: a resumed run ends
+    /// bit-identical to an uninterrupted one, so it cannot change results.
+    pub checkpoint_every: Option<usize>,
 }
 
 /// `training.precision`.
@@ -859,6 +863,7 @@ impl Default for TrainingConfig {
             ema_decay: None,
             device: "cpu".to_string(),
             precision: Precision::F32,
+            checkpoint_every: None,
         }
     }
 }
@@ -1340,5 +1345,16 @@ mod tests {
             ..TrainingConfig::default()
         };
         assert_eq!(stopping.key_value()["min_delta"], json!(0.0));
+    }
+
+    /// Checkpointing cannot change results (a resumed run is bit-identical), so it stays
+    /// out of the train key and turning it on reuses the cache.
+    #[test]
+    fn checkpoint_every_is_not_in_the_train_key() {
+        let on = TrainingConfig {
+            checkpoint_every: Some(5),
+            ..TrainingConfig::default()
+        };
+        assert_eq!(on.key_value(), TrainingConfig::default().key_value());
     }
 }

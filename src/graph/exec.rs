@@ -327,6 +327,7 @@ fn run_stage(
         deps: dep_records,
         data_file: spec.data_file.as_deref(),
         data_digest: job.data_digests.get(&i).copied(),
+        key: Some(&key),
     };
     let output = match execute_isolated(&spec.kind, &stage_inputs) {
         Ok(o) => o,

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::config::{Experiment, SourceKind, canonical_json};
 use crate::data::{self, Bars, Dataset, DatasetParams};
-use crate::store::{ActionRecord, Digest, Store};
+use crate::store::{ActionRecord, Digest, StageKey, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum StageKind {
@@ -54,6 +54,13 @@ impl std::fmt::Display for StageError {
     }
 }
 
+/// `builds/partial-<key>.json`: the latest resumable checkpoint of an unfinished training.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Partial {
+    step: usize,
+    digest: String,
+}
+
 /// Everything a stage may read while executing.
 pub struct StageInputs<'a> {
     pub experiment: &'a Experiment,
@@ -63,6 +70,9 @@ pub struct StageInputs<'a> {
     pub data_file: Option<&'a Path>,
     /// The digest of `data_file` that went into the key: the bytes read must match it.
     pub data_digest: Option<Digest>,
+    /// The stage's key, under which training keeps resumable checkpoints; `None` (audit)
+    /// always runs from scratch.
+    pub key: Option<&'a StageKey>,
 }
 
 impl StageInputs<'_> {
@@ -288,7 +298,23 @@ impl StageKind {
                 let weights = inputs.blob(0, "weights")?;
                 let dataset = load_dataset(inputs, 1)?;
                 let progress = crate::report::TrainingProgress::new(&e.name, 0);
-                let output = crate::train::train(
+                let store = inputs.store;
+                let partial = inputs.key.map(|k| format!("partial-{k}"));
+                // A checkpoint left by an interrupted run, if its blob still verifies.
+                let from = partial
+                    .as_deref()
+                    .and_then(|id| store.get_build_record::<Partial>(id))
+                    .and_then(|p| Digest::from_hex(&p.digest))
+                    .and_then(|d| store.get_blob(&d));
+                let mut save = |step: usize, bytes: Vec<u8>| -> Result<(), String> {
+                    let Some(id) = &partial else { return Ok(()) };
+                    let blob = store.put_blob(&bytes).map_err(|e| e.to_string())?;
+                    let digest = blob.digest.to_hex();
+                    store
+                        .put_build_record(id, &Partial { step, digest })
+                        .map_err(|e| e.to_string())
+                };
+                let output = crate::train::train_resumable(
                     &dataset,
                     &e.model,
                     &e.optimizer,
@@ -305,9 +331,16 @@ impl StageKind {
                             p.samples_per_sec,
                         ),
                     },
+                    Some(crate::train::Resume {
+                        from,
+                        save: &mut save,
+                    }),
                 );
                 progress.finish();
                 let output = output.map_err(|err| StageError::Failed(err.to_string()))?;
+                if let Some(id) = &partial {
+                    store.remove_build_record(id);
+                }
                 // Outputs must be pure functions of the key, so wall-clock figures stay out
                 // of the log blob and go to the action record's summary instead.
                 let mut log = serde_json::to_value(&output.log)

@@ -137,6 +137,21 @@ impl Scheduler {
         }
     }
 
+    /// `plateau`'s accumulated state `(scale, best, bad_epochs)`, for resumable checkpoints.
+    pub fn state(&self) -> (f64, Option<f64>, usize) {
+        let p = &self.plateau;
+        (p.scale, p.best, p.bad_epochs)
+    }
+
+    /// Restores what [`state`](Scheduler::state) returned.
+    pub fn set_state(&mut self, scale: f64, best: Option<f64>, bad_epochs: usize) {
+        self.plateau = PlateauState {
+            scale,
+            best,
+            bad_epochs,
+        };
+    }
+
     /// Reports an epoch's validation loss; `plateau` lowers its multiplier after
     /// `patience` epochs without an improvement below `best * (1 - threshold)`, down to
     /// `min_lr_ratio`. Other schedules ignore it.
