@@ -219,6 +219,9 @@ pub fn compare(name: &str, old: &[u8], new: &[u8], tolerance: Tolerance) -> Opti
     ) {
         return compare_json(name, &a, &b, tolerance);
     }
+    if let (Some(a), Some(b)) = (params(old), params(new)) {
+        return compare_params(name, &a, &b, tolerance);
+    }
     if old == new {
         return None;
     }
@@ -232,6 +235,86 @@ pub fn compare(name: &str, old: &[u8], new: &[u8], tolerance: Tolerance) -> Opti
         old.len(),
         new.len()
     ))
+}
+
+/// The named f32 parameters of a weights or checkpoint blob (burnpack records inside our
+/// container), so a divergence names the first differing parameter.
+fn params(blob: &[u8]) -> Option<Vec<(String, Vec<f64>)>> {
+    let burnpack: Vec<u8> = match crate::train::Checkpoint::decode(blob) {
+        Ok(c) => c.weights,
+        Err(_) => crate::model::read_weights(blob).ok()?.1.to_vec(),
+    };
+    let reader =
+        burn_pack::Reader::from_bytes(burn::tensor::Bytes::from_bytes_vec(burnpack)).ok()?;
+    let names: Vec<String> = reader
+        .tensor_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    names
+        .into_iter()
+        .map(|n| {
+            let data = reader.tensor_data(&n).ok()?;
+            let values = data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                .collect();
+            Some((n, values))
+        })
+        .collect()
+}
+
+fn compare_params(
+    name: &str,
+    a: &[(String, Vec<f64>)],
+    b: &[(String, Vec<f64>)],
+    tolerance: Tolerance,
+) -> Option<String> {
+    for (pa, pb) in a.iter().zip(b) {
+        if pa.0 != pb.0 || pa.1.len() != pb.1.len() {
+            return Some(format!(
+                "output `{name}`: parameter `{}` vs `{}` (different structure)",
+                pa.0, pb.0
+            ));
+        }
+        if let Some(detail) = float_diff(&pa.1, &pb.1, true, tolerance) {
+            return Some(format!("output `{name}`: parameter `{}` {detail}", pa.0));
+        }
+    }
+    (a.len() != b.len()).then(|| {
+        format!(
+            "output `{name}`: parameter count {} vs {}",
+            a.len(),
+            b.len()
+        )
+    })
+}
+
+/// `first differs at element i; max abs diff ...` when `p` and `q` differ beyond `tolerance`.
+fn float_diff(p: &[f64], q: &[f64], f32_width: bool, tolerance: Tolerance) -> Option<String> {
+    let (mut max_abs, mut max_rel, mut max_ulp, mut first) = (0.0f64, 0.0f64, 0u64, None);
+    for (i, (u, v)) in p.iter().zip(q).enumerate() {
+        if u.to_bits() == v.to_bits() {
+            continue;
+        }
+        first.get_or_insert(i);
+        let d = (u - v).abs();
+        max_abs = max_abs.max(d);
+        max_rel = max_rel.max(d / u.abs().max(v.abs()).max(f64::MIN_POSITIVE));
+        max_ulp = max_ulp.max(ulps(*u, *v, f32_width));
+    }
+    let first = first?;
+    let within = match tolerance {
+        Tolerance::Bitwise => false,
+        Tolerance::Ulp(n) => max_ulp <= n,
+        Tolerance::Metric(eps) => max_abs <= eps,
+    };
+    (!within).then(|| {
+        format!(
+            "first differs at element {first}; max abs diff {max_abs:e}, max rel diff {max_rel:e}, \
+             max {max_ulp} ulp"
+        )
+    })
 }
 
 fn floats(view: &safetensors::tensor::TensorView) -> Option<Vec<f64>> {
@@ -313,28 +396,8 @@ fn compare_tensors(
             ));
         };
         let f32_width = x.dtype() == safetensors::Dtype::F32;
-        let (mut max_abs, mut max_rel, mut max_ulp, mut first) = (0.0f64, 0.0f64, 0u64, None);
-        for (i, (u, v)) in p.iter().zip(&q).enumerate() {
-            if u.to_bits() == v.to_bits() {
-                continue;
-            }
-            first.get_or_insert(i);
-            let d = (u - v).abs();
-            max_abs = max_abs.max(d);
-            max_rel = max_rel.max(d / u.abs().max(v.abs()).max(f64::MIN_POSITIVE));
-            max_ulp = max_ulp.max(ulps(*u, *v, f32_width));
-        }
-        let within = match tolerance {
-            Tolerance::Bitwise => false,
-            Tolerance::Ulp(n) => max_ulp <= n,
-            Tolerance::Metric(eps) => max_abs <= eps,
-        };
-        if !within {
-            return Some(format!(
-                "output `{name}`: tensor `{n}` first differs at element {}; max abs diff {max_abs:e}, \
-                 max rel diff {max_rel:e}, max {max_ulp} ulp",
-                first.unwrap_or(0)
-            ));
+        if let Some(detail) = float_diff(&p, &q, f32_width, tolerance) {
+            return Some(format!("output `{name}`: tensor `{n}` {detail}"));
         }
     }
     None
@@ -484,6 +547,25 @@ mod tests {
         assert!(compare("dataset", &a, &b, Tolerance::Ulp(1)).is_none());
         assert!(compare("dataset", &a, &b, Tolerance::Metric(1e-3)).is_none());
         assert!(compare("dataset", &a, &a, Tolerance::Bitwise).is_none());
+    }
+
+    #[test]
+    fn weight_differences_name_the_parameter() {
+        let cfg = crate::config::ModelConfig {
+            kind: "mlp".to_string(),
+            hidden_size: 4,
+            num_layers: 1,
+            ..Default::default()
+        };
+        let a = crate::model::init_weights(&cfg, 1, 3, 4, 2).unwrap();
+        let b = crate::model::init_weights(&cfg, 2, 3, 4, 2).unwrap();
+        assert!(compare("weights", &a, &a, Tolerance::Bitwise).is_none());
+        let msg = compare("weights", &a, &b, Tolerance::Bitwise).unwrap();
+        assert!(msg.starts_with("output `weights`: parameter `"), "{msg}");
+        assert!(
+            msg.contains("first differs at element 0; max abs diff"),
+            "{msg}"
+        );
     }
 
     #[test]
