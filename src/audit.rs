@@ -409,10 +409,8 @@ fn compare_json(
     b: &serde_json::Value,
     tolerance: Tolerance,
 ) -> Option<String> {
-    let mut x = Vec::new();
-    let mut y = Vec::new();
-    leaves("", a, &mut x);
-    leaves("", b, &mut y);
+    let x = crate::config::json_leaves(a, true);
+    let y = crate::config::json_leaves(b, true);
     let y: BTreeMap<String, serde_json::Value> = y.into_iter().collect();
     let mut diffs = Vec::new();
     for (path, old) in &x {
@@ -440,27 +438,6 @@ fn compare_json(
     let mut s = format!("output `{name}`: ");
     let _ = write!(s, "{}", diffs.join(", "));
     Some(s)
-}
-
-fn leaves(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
-    match v {
-        serde_json::Value::Object(map) => {
-            for (k, child) in map {
-                let p = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                leaves(&p, child, out);
-            }
-        }
-        serde_json::Value::Array(items) => {
-            for (i, child) in items.iter().enumerate() {
-                leaves(&format!("{prefix}[{i}]"), child, out);
-            }
-        }
-        other => out.push((prefix.to_string(), other.clone())),
-    }
 }
 
 /// A JUnit XML report: one test suite, one test case per audited stage.

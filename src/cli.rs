@@ -736,9 +736,8 @@ fn config_show(experiment: &str, select: &Select) -> Outcome {
     for l in chosen {
         let mut rows = Vec::new();
         let json = serde_json::to_value(&l.parsed.experiment).unwrap_or_default();
-        let mut leaves = Vec::new();
-        flatten_json("", &json, &mut leaves);
-        for (path, value) in leaves {
+        for (path, value) in crate::config::json_leaves(&json, false) {
+            let value = value.to_string();
             let from = match l.parsed.locations.get(&path) {
                 Some(origin) => origin.to_string(),
                 None if path == "name" => "the file name".to_string(),
@@ -750,23 +749,6 @@ fn config_show(experiment: &str, select: &Select) -> Outcome {
         report::print_block(&report::table(&rows));
     }
     Outcome::Ok
-}
-
-/// Leaves of a JSON value by dotted path, arrays whole.
-fn flatten_json(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
-    match v {
-        serde_json::Value::Object(map) => {
-            for (k, child) in map {
-                let p = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten_json(&p, child, out);
-            }
-        }
-        other => out.push((prefix.to_string(), other.to_string())),
-    }
 }
 
 /// The lines printed for one experiment once it is done.

@@ -483,6 +483,39 @@ pub(crate) fn unknown_name(what: &str, given: &str, known: &[&str]) -> String {
     }
 }
 
+/// Leaves of a JSON value by dotted path (`optimizer.lr`); arrays are expanded by index
+/// (`betas[0]`) when `expand_arrays`, else kept whole as one leaf.
+pub fn json_leaves(v: &serde_json::Value, expand_arrays: bool) -> Vec<(String, serde_json::Value)> {
+    fn walk(
+        prefix: &str,
+        v: &serde_json::Value,
+        expand: bool,
+        out: &mut Vec<(String, serde_json::Value)>,
+    ) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, child) in map {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&p, child, expand, out);
+                }
+            }
+            serde_json::Value::Array(items) if expand => {
+                for (i, child) in items.iter().enumerate() {
+                    walk(&format!("{prefix}[{i}]"), child, expand, out);
+                }
+            }
+            other => out.push((prefix.to_string(), other.clone())),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", v, expand_arrays, &mut out);
+    out
+}
+
 /// Canonical bytes of a serialisable value: JSON with object keys sorted at every level and
 /// numbers in serde_json's shortest round-trip form. Stage keys hash exactly these bytes.
 pub fn canonical_json<T: Serialize>(value: &T) -> String {

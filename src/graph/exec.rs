@@ -487,10 +487,13 @@ pub fn explain_config_change(
     }
     let before: serde_json::Value = serde_json::from_str(&prev.config).unwrap_or_default();
     let after: serde_json::Value = serde_json::from_str(&spec.config).unwrap_or_default();
-    let mut a = BTreeMap::new();
-    let mut b = BTreeMap::new();
-    flatten("", &before, &mut a);
-    flatten("", &after, &mut b);
+    let leaves = |v: &serde_json::Value| -> BTreeMap<String, String> {
+        crate::config::json_leaves(v, false)
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect()
+    };
+    let (a, b) = (leaves(&before), leaves(&after));
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     for k in keys {
         let (old, new) = (a.get(k), b.get(k));
@@ -501,23 +504,4 @@ pub fn explain_config_change(
         }
     }
     reasons
-}
-
-/// Leaves of a JSON value by dotted path; arrays are leaves (shown whole).
-fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
-    match v {
-        serde_json::Value::Object(map) => {
-            for (k, child) in map {
-                let p = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&p, child, out);
-            }
-        }
-        other => {
-            out.insert(prefix.to_string(), other.to_string());
-        }
-    }
 }
