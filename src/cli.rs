@@ -232,13 +232,9 @@ fn fail(message: &str) -> Outcome {
 /// `hft build` and (with `dry_run`) `hft status` / `hft build --dry-run`.
 fn build(common: &Common, dry_run: bool, jobs: Option<usize>, locked: bool) -> Outcome {
     let started = Instant::now();
-    let cache_dir = cache_dir(common.cache_dir.as_deref());
-    let store = match Store::open(&cache_dir) {
+    let store = match open_store(common) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot open the cache: {e}");
-            return Outcome::StageFailed;
-        }
+        Err(outcome) => return outcome,
     };
     let db = Database::default();
     let planned = match load_experiments(&db, &common.select) {
@@ -441,12 +437,9 @@ fn audit(common: &Common, args: &AuditArgs) -> Outcome {
             return fail(&format!("--tolerance: {e}"));
         }
     }
-    let store = match Store::open(&cache_dir(common.cache_dir.as_deref())) {
+    let store = match open_store(common) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot open the cache: {e}");
-            return Outcome::StageFailed;
-        }
+        Err(outcome) => return outcome,
     };
     let db = Database::default();
     let planned = match load_experiments(&db, &common.select) {
@@ -801,6 +794,15 @@ fn experiment_lines(r: &ExperimentReport, dry_run: bool, quiet: bool) -> Vec<Str
         lines.push(format!("  {:width$}  {what}", s.id));
     }
     lines
+}
+
+/// The store of `--cache-dir` / `$HFT_CACHE_DIR` / `cache/`; failing to open it is an
+/// environment problem (exit 1), not bad input.
+fn open_store(common: &Common) -> Result<Store, Outcome> {
+    Store::open(&cache_dir(common.cache_dir.as_deref())).map_err(|e| {
+        eprintln!("error: cannot open the cache: {e}");
+        Outcome::StageFailed
+    })
 }
 
 fn cache_dir(flag: Option<&Path>) -> PathBuf {
