@@ -324,6 +324,28 @@ fn build(common: &Common, dry_run: bool, jobs: Option<usize>, locked: bool) -> O
         }
     }
     let secs = started.elapsed().as_secs_f64();
+    if !dry_run {
+        let rows: Vec<crate::catalog::CatalogRow> = reports
+            .iter()
+            .zip(&jobs_list)
+            .filter(|(r, _)| r.recorded || r.error().is_some())
+            .filter_map(|(r, j)| {
+                let id = graph::experiment_id(&j.file, &j.plan.name);
+                crate::catalog::CatalogRow::from_report(&id, j.experiment, r)
+            })
+            .collect();
+        let entry = crate::catalog::BuildEntry {
+            at: crate::store::now_unix(),
+            experiments: reports.len(),
+            ran,
+            cached,
+            failed,
+            secs,
+        };
+        if let Err(e) = crate::catalog::append(&store, &rows, &entry) {
+            report::warn(&format!("cannot update the experiment catalog: {e}"));
+        }
+    }
     let summary = if dry_run {
         format!(
             "{} experiments: {stale} stages would run, {cached} up to date ({})",

@@ -2,6 +2,7 @@
 //! See ARCHITECTURE.md for the map.
 
 pub mod audit;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod data;

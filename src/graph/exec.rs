@@ -61,6 +61,9 @@ pub struct ExperimentReport {
     pub name: String,
     pub file: PathBuf,
     pub stages: Vec<StageReport>,
+    /// The build changed the experiment's build record (something new was built or a key
+    /// moved): the catalog gets a new row.
+    pub recorded: bool,
 }
 
 impl ExperimentReport {
@@ -165,7 +168,7 @@ fn run_experiment(store: &Store, job: &ExperimentJob, dry_run: bool) -> Experime
         attempts -= 1;
         if !corrupt || attempts == 0 {
             if !dry_run {
-                save_build_record(store, job, &report, previous.as_ref());
+                report.recorded = save_build_record(store, job, &report, previous.as_ref());
             }
             return report;
         }
@@ -221,6 +224,7 @@ fn run_experiment_once(
         name: job.plan.name.clone(),
         file: job.file.clone(),
         stages: done.into_iter().flatten().collect(),
+        recorded: false,
     }
 }
 
@@ -374,7 +378,7 @@ fn save_build_record(
     job: &ExperimentJob,
     report: &ExperimentReport,
     before: Option<&BuildRecord>,
-) {
+) -> bool {
     let id = super::experiment_id(&job.file, &job.plan.name);
     let mut record = before.cloned().unwrap_or_default();
     record.file = job.file.display().to_string();
@@ -402,7 +406,7 @@ fn save_build_record(
         .retain(|s| job.plan.stages.iter().any(|p| p.id == s.id));
     // A no-op build must stay cheap: no write (and no fsync) when nothing changed.
     if before == Some(&record) {
-        return;
+        return false;
     }
     if let Err(e) = store.put_build_record(&id, &record) {
         crate::report::warn(&format!(
@@ -410,6 +414,7 @@ fn save_build_record(
             job.file.display()
         ));
     }
+    true
 }
 
 /// Why `spec` (whose key is known and not cached) must run.

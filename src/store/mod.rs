@@ -15,6 +15,8 @@
 //! An action record is written after all its blobs. A blob is verified against its digest
 //! whenever its bytes are read; a mismatch is a miss (with a warning), never used.
 
+pub mod housekeeping;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};

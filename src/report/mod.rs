@@ -2,6 +2,8 @@
 //!
 //! Everything goes through here so that parallel stages never interleave half lines.
 
+pub mod html;
+
 use std::io::Write;
 use std::sync::Mutex;
 

@@ -1,0 +1,1 @@
+//! `hft report`: one self-contained HTML file with inline SVG plots.

@@ -1,0 +1,1 @@
+//! Cache housekeeping: `hft gc`, `hft cache verify`, `hft cache stats`.
