@@ -105,28 +105,90 @@ fn print_err_line(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
-/// Renders rows as an aligned text table (first row is the header).
+/// Renders rows as an aligned text table (first row is the header). On a terminal the
+/// table is fitted to its width: the widest columns are narrowed and their cells cut with
+/// `…`; piped output keeps every character, for scripts.
 pub fn table(rows: &[Vec<String>]) -> Vec<String> {
+    table_within(rows, terminal_width())
+}
+
+/// The width of stdout when it is a terminal.
+pub fn terminal_width() -> Option<usize> {
+    console::Term::stdout()
+        .size_checked()
+        .map(|(_, cols)| cols as usize)
+}
+
+/// Whether to colour output: stdout is a terminal and `NO_COLOR` is unset or empty
+/// (<https://no-color.org>).
+pub fn colours() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && terminal_width().is_some()
+}
+
+/// `text` in a colour (`green`, `yellow`, `red`) when [`colours`] allows.
+pub fn paint(text: &str, colour: &str) -> String {
+    if !colours() {
+        return text.to_string();
+    }
+    let code = match colour {
+        "green" => 32,
+        "yellow" => 33,
+        "red" => 31,
+        _ => return text.to_string(),
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+/// [`table`] fitted to `max_width` columns of text, if given.
+pub fn table_within(rows: &[Vec<String>], max_width: Option<usize>) -> Vec<String> {
+    const GAP: usize = 2;
+    const NARROWEST: usize = 6;
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
+    let mut widths: Vec<usize> = (0..columns)
         .map(|c| {
             rows.iter()
-                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .map(|r| r.get(c).map_or(0, |s| visible_len(s)))
                 .max()
                 .unwrap_or(0)
         })
         .collect();
+    if let Some(max) = max_width {
+        let total = |w: &[usize]| w.iter().sum::<usize>() + GAP * w.len().saturating_sub(1);
+        while total(&widths) > max {
+            let Some((widest, &w)) = widths.iter().enumerate().max_by_key(|(_, w)| **w) else {
+                break;
+            };
+            if w <= NARROWEST {
+                break;
+            }
+            widths[widest] = w - 1;
+        }
+    }
     rows.iter()
         .map(|r| {
             r.iter()
                 .zip(&widths)
-                .map(|(cell, w)| format!("{cell:<w$}"))
+                .map(|(cell, &w)| {
+                    let len = visible_len(cell);
+                    if len > w {
+                        let plain = console::strip_ansi_codes(cell);
+                        let cut: String = plain.chars().take(w.saturating_sub(1)).collect();
+                        format!("{cut}…")
+                    } else {
+                        format!("{cell}{}", " ".repeat(w - len))
+                    }
+                })
                 .collect::<Vec<_>>()
-                .join("  ")
+                .join(&" ".repeat(GAP))
                 .trim_end()
                 .to_string()
         })
         .collect()
+}
+
+/// Characters a cell takes on screen: colour escapes take none.
+fn visible_len(s: &str) -> usize {
+    console::measure_text_width(s)
 }
 
 /// The table printed after a build: one row per experiment with its headline results.
@@ -192,4 +254,46 @@ pub fn results_table(
         ]);
     }
     table(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows() -> Vec<Vec<String>> {
+        vec![
+            vec!["experiment".into(), "model".into(), "note".into()],
+            vec![
+                "a-very-long-experiment-name".into(),
+                "lstm".into(),
+                "x".into(),
+            ],
+        ]
+    }
+
+    #[test]
+    fn tables_align_and_keep_everything_without_a_width() {
+        let t = table_within(&rows(), None);
+        assert_eq!(t[0], "experiment                   model  note");
+        assert_eq!(t[1], "a-very-long-experiment-name  lstm   x");
+    }
+
+    #[test]
+    fn tables_narrow_the_widest_column_to_fit() {
+        let t = table_within(&rows(), Some(24));
+        assert!(t.iter().all(|l| l.chars().count() <= 24), "{t:?}");
+        assert!(t[1].starts_with("a-very-long…"), "{t:?}");
+        assert!(t[1].contains("lstm"));
+    }
+
+    #[test]
+    fn colour_escapes_take_no_width() {
+        let rows = vec![
+            vec!["state".into(), "x".into()],
+            vec!["\x1b[32mbuilt\x1b[0m".into(), "y".into()],
+        ];
+        let t = table_within(&rows, None);
+        assert_eq!(t[0], "state  x");
+        assert!(t[1].ends_with("built\x1b[0m  y"), "{t:?}");
+    }
 }

@@ -19,11 +19,20 @@ use crate::lock::{LOCK_FILE, Lockfile};
 use crate::report;
 use crate::store::{CACHE_DIR_ENV, StatCache, Store};
 
+mod housekeeping;
+pub mod inspect;
+
+/// Printed at the end of `hft --help`.
+const EXIT_CODES: &str = "Exit codes:\n  0    success\n  1    a stage failed while executing (I/O, a diverged training), an audit \
+did not reproduce, or `cache verify` found a problem\n  2    bad input: usage, config or data errors (each message names file, line and key)\n  130  interrupted (Ctrl-C); a checkpointing training resumes at the next build\n\n\
+Environment:\n  HFT_CACHE_DIR  the store (default `cache/`)\n  NO_COLOR       no colours in output";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "hft",
     version,
-    about = "Train stock-forecasting models the way a build system builds software"
+    about = "Train stock-forecasting models the way a build system builds software",
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -92,6 +101,124 @@ pub enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// List experiments: state (built, stale, failed, new), model, optimizer, key metrics.
+    Ls {
+        #[command(flatten)]
+        common: Common,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One experiment in full: resolved config, stage keys and output digests, timings,
+    /// training log, metrics.
+    Show {
+        /// Experiment name, or an experiment file.
+        experiment: String,
+        #[command(flatten)]
+        common: Common,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare the last builds of experiments: the config values that differ between them
+    /// and their metrics, one row each (reads the catalog only: fast on thousands).
+    Compare {
+        /// Experiment files or folders (default `experiments/`).
+        paths: Vec<PathBuf>,
+        /// Sort by a metric or config value (`backtest.strategy.sharpe`, `optimizer.lr`).
+        #[arg(long, value_name = "KEY")]
+        sort: Option<String>,
+        /// Sort descending (with --sort) or reverse the name order.
+        #[arg(long, short = 'r')]
+        reverse: bool,
+        /// Keep experiments matching KEY OP VALUE, OP one of = != > >= < <= ~ (contains):
+        /// `--filter 'backtest.strategy.sharpe>1' --filter model.type=lstm` (all must match).
+        #[arg(long = "filter", value_name = "EXPR")]
+        filters: Vec<String>,
+        /// Metric columns (repeatable; `all` for every metric). Default: headline metrics.
+        #[arg(long = "metric", value_name = "KEY")]
+        metrics: Vec<String>,
+        #[arg(long, conflicts_with_all = ["csv", "md"])]
+        json: bool,
+        #[arg(long, conflicts_with = "md")]
+        csv: bool,
+        /// Markdown table.
+        #[arg(long)]
+        md: bool,
+        /// The store (default `$HFT_CACHE_DIR`, else `cache/`).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+    /// Why each stage of an experiment would re-run or hit: the config keys, data files and
+    /// versions that changed since its last build.
+    Explain {
+        /// Experiment name, or an experiment file.
+        experiment: String,
+        #[command(flatten)]
+        common: Common,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a self-contained HTML report (metrics, loss and equity curves, predictions,
+    /// config differences) of the selected experiments.
+    Report {
+        #[command(flatten)]
+        common: Common,
+        /// The HTML file to write.
+        #[arg(short, long, default_value = "report.html")]
+        output: PathBuf,
+    },
+    /// Remove cache entries that no current experiment or hft.lock reaches, then the least
+    /// recently used ones above a size budget.
+    Gc {
+        #[command(flatten)]
+        common: Common,
+        /// Also keep what the last N builds of each experiment produced.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        keep_last: usize,
+        /// Size budget for the store: 500M, 20G, 1048576.
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<String>,
+        /// Print what would be freed; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check and describe the store.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+    /// Print a shell completion script: `hft completions bash > /etc/bash_completion.d/hft`.
+    Completions { shell: clap_complete::Shell },
+    /// Write man pages (hft.1 and one per subcommand) into a folder.
+    Man {
+        #[arg(default_value = "man")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Re-hash every blob and check every action record; exit 1 if anything is corrupt or
+    /// missing.
+    Verify {
+        /// The store (default `$HFT_CACHE_DIR`, else `cache/`).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Size, counts, and the hit rate of the last builds.
+    Stats {
+        /// The store (default `$HFT_CACHE_DIR`, else `cache/`).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -181,6 +308,62 @@ pub fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Show { experiment, select },
         } => config_show(&experiment, &select).into(),
+        Command::Ls { common, json } => inspect::ls(&common, json).into(),
+        Command::Show {
+            experiment,
+            common,
+            json,
+        } => inspect::show(&experiment, &common, json).into(),
+        Command::Compare {
+            paths,
+            sort,
+            reverse,
+            filters,
+            metrics,
+            json,
+            csv,
+            md,
+            cache_dir,
+        } => inspect::compare(&inspect::CompareArgs {
+            paths,
+            cache_dir,
+            sort,
+            reverse,
+            filters,
+            metrics,
+            format: match (json, csv, md) {
+                (true, _, _) => inspect::Format::Json,
+                (_, true, _) => inspect::Format::Csv,
+                (_, _, true) => inspect::Format::Markdown,
+                _ => inspect::Format::Table,
+            },
+        })
+        .into(),
+        Command::Explain {
+            experiment,
+            common,
+            json,
+        } => inspect::explain(&experiment, &common, json).into(),
+        Command::Report { common, output } => inspect::html_report(&common, &output).into(),
+        Command::Gc {
+            common,
+            keep_last,
+            max_size,
+            dry_run,
+            json,
+        } => housekeeping::gc(&common, keep_last, max_size.as_deref(), dry_run, json).into(),
+        Command::Cache {
+            command: CacheCommand::Verify { cache_dir, json },
+        } => housekeeping::verify(cache_dir.as_deref(), json).into(),
+        Command::Cache {
+            command: CacheCommand::Stats { cache_dir, json },
+        } => housekeeping::stats(cache_dir.as_deref(), json).into(),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "hft", &mut std::io::stdout());
+            Outcome::Ok.into()
+        }
+        Command::Man { dir } => man_pages(&dir).into(),
     };
     if crate::train::INTERRUPTED.load(Ordering::SeqCst) {
         return ExitCode::from(130);
@@ -224,7 +407,7 @@ fn config_errors(errors: &[ConfigError]) -> Outcome {
     Outcome::BadInput
 }
 
-fn fail(message: &str) -> Outcome {
+pub(crate) fn fail(message: &str) -> Outcome {
     eprintln!("error: {message}");
     Outcome::BadInput
 }
@@ -821,13 +1004,51 @@ fn experiment_lines(r: &ExperimentReport, dry_run: bool, quiet: bool) -> Vec<Str
 /// The store of `--cache-dir` / `$HFT_CACHE_DIR` / `cache/`; failing to open it is an
 /// environment problem (exit 1), not bad input.
 fn open_store(common: &Common) -> Result<Store, Outcome> {
-    Store::open(&cache_dir(common.cache_dir.as_deref())).map_err(|e| {
+    open_store_at(common.cache_dir.as_deref())
+}
+
+fn open_store_at(flag: Option<&Path>) -> Result<Store, Outcome> {
+    Store::open(&cache_dir(flag)).map_err(|e| {
         eprintln!("error: cannot open the cache: {e}");
         Outcome::StageFailed
     })
 }
 
-fn cache_dir(flag: Option<&Path>) -> PathBuf {
+/// Plans the selected experiments against the store without executing anything (what
+/// `hft status` does) and hands the plans and their dry-run reports to `f`.
+fn survey<R>(
+    common: &Common,
+    f: impl FnOnce(&Store, &[ExperimentJob], &[ExperimentReport]) -> R,
+) -> Result<R, Outcome> {
+    let store = open_store(common)?;
+    let db = Database::default();
+    let planned = load_experiments(&db, &common.select)?;
+    let jobs = make_jobs(&db, &store, &planned)?;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let reports = exec::run_all(&store, &jobs, threads, true, &|_| {});
+    Ok(f(&store, &jobs, &reports))
+}
+
+/// `hft man DIR`: roff pages generated from the clap definitions.
+fn man_pages(dir: &Path) -> Outcome {
+    use clap::CommandFactory;
+    let written =
+        std::fs::create_dir_all(dir).and_then(|_| clap_mangen::generate_to(Cli::command(), dir));
+    match written {
+        Ok(()) => {
+            println!("wrote man pages to {}", dir.display());
+            Outcome::Ok
+        }
+        Err(e) => {
+            eprintln!("error: cannot write man pages to {}: {e}", dir.display());
+            Outcome::StageFailed
+        }
+    }
+}
+
+pub(crate) fn cache_dir(flag: Option<&Path>) -> PathBuf {
     flag.map(Path::to_path_buf)
         .or_else(|| std::env::var_os(CACHE_DIR_ENV).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("cache"))

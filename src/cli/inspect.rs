@@ -1,0 +1,996 @@
+//! Looking at experiments without building them: `hft ls`, `show`, `compare`, `explain`,
+//! `report`.
+//!
+//! `ls`, `show`, `explain` and `report` plan the selected experiments against the store
+//! (a dry run: keys, hits, reasons); `compare` reads only the catalog, so it stays fast on
+//! thousands of experiments.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::{Common, Outcome, fail, survey};
+use crate::catalog::{Catalog, CatalogRow};
+use crate::graph::exec::{ExperimentJob, ExperimentReport, StageState};
+use crate::report;
+use crate::store::Store;
+
+/// The metrics `ls` and `compare` show unless told otherwise.
+pub const HEADLINE_METRICS: [&str; 6] = [
+    "train.best_val_loss",
+    "price.mse",
+    "price.directional_accuracy",
+    "backtest.strategy.sharpe",
+    "backtest.strategy.total_return",
+    "backtest.buy_and_hold.sharpe",
+];
+
+/// A metric value for a table cell: four significant digits.
+fn number(x: f64) -> String {
+    if x == 0.0 {
+        return "0".to_string();
+    }
+    if (1e-3..1e5).contains(&x.abs()) {
+        let digits = (3 - x.abs().log10().floor() as i32).clamp(0, 6) as usize;
+        format!("{x:.digits$}")
+    } else {
+        format!("{x:.3e}")
+    }
+}
+
+fn age(at: u64) -> String {
+    let secs = crate::store::now_unix().saturating_sub(at);
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86400 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86400),
+    }
+}
+
+/// Where an experiment stands: `built` (every stage cached), `stale` (some stage would run),
+/// `failed` (its last build failed and it is not built), `new` (never built).
+fn state_of(report: &ExperimentReport, last: Option<&CatalogRow>) -> (&'static str, Vec<String>) {
+    let stale: Vec<String> = report
+        .stages
+        .iter()
+        .filter(|s| !matches!(s.state, StageState::Cached))
+        .map(|s| s.id.clone())
+        .collect();
+    let state = if stale.is_empty() {
+        "built"
+    } else if last.is_some_and(|r| r.error.is_some()) {
+        "failed"
+    } else if stale.len() == report.stages.len() && last.is_none() {
+        "new"
+    } else {
+        "stale"
+    };
+    (state, stale)
+}
+
+/// The row the catalog would hold for this experiment now, or its last row when the
+/// current stages are not all built (so `ls` shows the last known results of a stale one).
+fn current_row<'a>(
+    job: &ExperimentJob,
+    report: &ExperimentReport,
+    last: Option<&'a CatalogRow>,
+) -> Option<CatalogRow> {
+    let id = crate::graph::experiment_id(&job.file, &job.plan.name);
+    let now = CatalogRow::from_report(&id, job.experiment, report);
+    match now {
+        Some(row) if row.metrics.contains_key("backtest.strategy.sharpe") => Some(row),
+        _ => last.cloned(),
+    }
+}
+
+/// `hft ls`.
+pub fn ls(common: &Common, json_out: bool) -> Outcome {
+    survey(common, |store, jobs, reports| {
+        let catalog = Catalog::load(store);
+        let latest = catalog.latest();
+        let mut items = Vec::new();
+        for (job, r) in jobs.iter().zip(reports) {
+            let id = crate::graph::experiment_id(&job.file, &job.plan.name);
+            let last = latest.get(id.as_str()).copied();
+            let (state, stale) = state_of(r, last);
+            let row = current_row(job, r, last);
+            items.push((job, state, stale, row, last));
+        }
+        if json_out {
+            let list: Vec<Value> = items
+                .iter()
+                .map(|(job, state, stale, row, last)| {
+                    json!({
+                        "name": job.plan.name,
+                        "file": job.file.display().to_string(),
+                        "state": state,
+                        "stale_stages": stale,
+                        "model": job.experiment.model.kind,
+                        "optimizer": job.experiment.optimizer.kind,
+                        "metrics": row.as_ref().map(|r| r.metrics.clone()).unwrap_or_default(),
+                        "last_built": last.map(|l| l.built_at),
+                        "error": last.and_then(|l| l.error.clone()),
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&list).unwrap_or_default()
+            );
+            return Outcome::Ok;
+        }
+        let mut rows = vec![
+            [
+                "experiment",
+                "state",
+                "model",
+                "optimizer",
+                "val loss",
+                "dir acc",
+                "sharpe",
+                "buy&hold",
+                "built",
+            ]
+            .map(str::to_string)
+            .to_vec(),
+        ];
+        for (job, state, stale, row, last) in &items {
+            let metric = |k: &str| {
+                row.as_ref()
+                    .and_then(|r| r.metrics.get(k))
+                    .map(|&x| number(x))
+                    .unwrap_or_else(|| "-".to_string())
+            };
+            let state_text = match *state {
+                "stale" => format!("stale ({})", stale.join(", ")),
+                s => s.to_string(),
+            };
+            let colour = match *state {
+                "built" => "green",
+                "failed" => "red",
+                _ => "yellow",
+            };
+            rows.push(vec![
+                job.plan.name.clone(),
+                report::paint(&state_text, colour),
+                job.experiment.model.kind.clone(),
+                job.experiment.optimizer.kind.clone(),
+                metric("train.best_val_loss"),
+                metric("price.directional_accuracy"),
+                metric("backtest.strategy.sharpe"),
+                metric("backtest.buy_and_hold.sharpe"),
+                last.map(|l| age(l.built_at))
+                    .unwrap_or_else(|| "never".to_string()),
+            ]);
+        }
+        report::print_block(&report::table(&rows));
+        Outcome::Ok
+    })
+    .unwrap_or_else(|o| o)
+}
+
+/// The index of the experiment called `name` (or defined in the file `name`).
+fn pick(name: &str, jobs: &[ExperimentJob]) -> Result<usize, Outcome> {
+    if let Some(i) = jobs.iter().position(|j| j.plan.name == name) {
+        return Ok(i);
+    }
+    let as_file = Path::new(name);
+    if as_file.is_file() {
+        let want = std::fs::canonicalize(as_file).ok();
+        if let Some(i) = jobs
+            .iter()
+            .position(|j| std::fs::canonicalize(&j.file).ok() == want)
+        {
+            return Ok(i);
+        }
+    }
+    let names = jobs.iter().map(|j| j.plan.name.as_str());
+    let hint = match crate::config::did_you_mean(name, names) {
+        Some(best) => format!("; did you mean `{best}`?"),
+        None => String::new(),
+    };
+    Err(fail(&format!("no experiment named `{name}`{hint}")))
+}
+
+/// The selection for a one-experiment command: a file given as EXP is searched by itself.
+fn select_for(experiment: &str, common: &Common) -> Common {
+    let mut paths = common.select.paths.clone();
+    if Path::new(experiment).is_file() && paths.is_empty() {
+        paths = vec![PathBuf::from(experiment)];
+    }
+    Common {
+        select: super::Select {
+            paths,
+            overrides: common.select.overrides.clone(),
+            filters: common.select.filters.clone(),
+        },
+        cache_dir: common.cache_dir.clone(),
+        quiet: common.quiet,
+    }
+}
+
+fn stage_state_name(state: &StageState) -> &'static str {
+    match state {
+        StageState::Cached => "built",
+        StageState::Ran { .. } => "ran",
+        StageState::Stale { .. } => "stale",
+        StageState::Skipped => "skipped",
+        StageState::Failed(_) => "failed",
+    }
+}
+
+/// `hft show EXP`.
+pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
+    let common = select_for(experiment, common);
+    survey(&common, |store, jobs, reports| {
+        let i = match pick(experiment, jobs) {
+            Ok(i) => i,
+            Err(o) => return o,
+        };
+        let (job, r) = (&jobs[i], &reports[i]);
+        let config = serde_json::to_value(job.experiment).unwrap_or_default();
+        let stages: Vec<Value> = r
+            .stages
+            .iter()
+            .map(|s| {
+                let record = s.record.as_ref();
+                json!({
+                    "id": s.id,
+                    "state": stage_state_name(&s.state),
+                    "reason": match &s.state { StageState::Stale { reason } => Some(reason), _ => None },
+                    "key": s.key.as_ref().map(|k| k.0.clone()),
+                    "outputs": record.map(|rec| rec.outputs.iter().map(|(n, o)| (n.clone(), json!({"digest": o.digest.to_hex(), "bytes": o.size}))).collect::<BTreeMap<_, _>>()),
+                    "wall_ms": record.map(|rec| rec.wall_ms),
+                    "built_at": record.map(|rec| rec.created),
+                    "summary": record.map(|rec| rec.summary.clone()),
+                })
+            })
+            .collect();
+        let train_log = blob_json(store, r, "train", "log");
+        let metrics = r
+            .stages
+            .iter()
+            .find(|s| s.id == "evaluate")
+            .and_then(|s| s.record.as_ref())
+            .map(|rec| rec.summary.clone());
+        if json_out {
+            let doc = json!({
+                "name": job.plan.name,
+                "file": job.file.display().to_string(),
+                "config": config,
+                "stages": stages,
+                "train_log": train_log,
+                "metrics": metrics,
+            });
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            return Outcome::Ok;
+        }
+        let mut lines = vec![format!("# {} ({})", job.plan.name, job.file.display())];
+        lines.push(String::new());
+        lines.push("## config".to_string());
+        let config_rows: Vec<Vec<String>> = crate::config::json_leaves(&config, false)
+            .into_iter()
+            .map(|(k, v)| {
+                let from = job
+                    .locations
+                    .get(&k)
+                    .map(|o| format!("# {o}"))
+                    .unwrap_or_default();
+                vec![format!("{k}:"), v.to_string(), from]
+            })
+            .collect();
+        lines.extend(report::table(&config_rows));
+        lines.push(String::new());
+        lines.push("## stages".to_string());
+        let mut stage_rows = vec![
+            ["stage", "state", "key", "outputs", "time", "built"]
+                .map(str::to_string)
+                .to_vec(),
+        ];
+        for s in &r.stages {
+            let record = s.record.as_ref();
+            stage_rows.push(vec![
+                s.id.clone(),
+                match &s.state {
+                    StageState::Stale { reason } => format!("stale: {reason}"),
+                    other => stage_state_name(other).to_string(),
+                },
+                s.key.as_ref().map(|k| k.0.clone()).unwrap_or_default(),
+                record
+                    .map(|rec| {
+                        rec.outputs
+                            .iter()
+                            .map(|(n, o)| format!("{n}={} ({} B)", o.digest.short(), o.size))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default(),
+                record
+                    .map(|rec| report::duration(rec.wall_ms as f64 / 1000.0))
+                    .unwrap_or_default(),
+                record.map(|rec| age(rec.created)).unwrap_or_default(),
+            ]);
+        }
+        lines.extend(report::table(&stage_rows));
+        if let Some(log) = &train_log {
+            lines.push(String::new());
+            lines.push("## training log".to_string());
+            let mut rows = vec![
+                ["epoch", "step", "train loss", "val loss", "lr"]
+                    .map(str::to_string)
+                    .to_vec(),
+            ];
+            for e in log["epochs"].as_array().into_iter().flatten() {
+                let num = |k: &str| e[k].as_f64().map(number).unwrap_or_else(|| "-".into());
+                rows.push(vec![
+                    e["epoch"].to_string(),
+                    e["step"].to_string(),
+                    num("train_loss"),
+                    num("val_loss"),
+                    e["lr"].as_f64().map(|x| format!("{x:.2e}")).unwrap_or_default(),
+                ]);
+            }
+            lines.extend(report::table(&rows));
+            if let Some(best) = log["best_epoch"].as_u64() {
+                lines.push(format!("best epoch {best}"));
+            }
+        }
+        if let Some(m) = &metrics {
+            lines.push(String::new());
+            lines.push("## metrics (test split)".to_string());
+            let rows: Vec<Vec<String>> = crate::config::json_leaves(m, false)
+                .into_iter()
+                .map(|(k, v)| {
+                    let text = v.as_f64().map(number).unwrap_or_else(|| v.to_string());
+                    vec![format!("{k}:"), text]
+                })
+                .collect();
+            lines.extend(report::table(&rows));
+        }
+        report::print_block(&lines);
+        Outcome::Ok
+    })
+    .unwrap_or_else(|o| o)
+}
+
+/// A JSON output blob of a built stage.
+fn blob_json(store: &Store, r: &ExperimentReport, stage: &str, output: &str) -> Option<Value> {
+    let bytes = blob(store, r, stage, output)?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn blob(store: &Store, r: &ExperimentReport, stage: &str, output: &str) -> Option<Vec<u8>> {
+    let record = r.stages.iter().find(|s| s.id == stage)?.record.as_ref()?;
+    store.get_blob(&record.outputs.get(output)?.digest)
+}
+
+/// One `--filter` of `hft compare`: `KEY OP VALUE`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    key: String,
+    op: &'static str,
+    value: String,
+}
+
+impl Condition {
+    pub fn parse(text: &str) -> Result<Condition, String> {
+        // Longest operators first, so `>=` is not read as `>`.
+        for op in ["!=", ">=", "<=", "==", "~", "=", ">", "<"] {
+            if let Some((key, value)) = text.split_once(op) {
+                let key = key.trim();
+                if key.is_empty() {
+                    break;
+                }
+                return Ok(Condition {
+                    key: key.to_string(),
+                    op: if op == "==" { "=" } else { op },
+                    value: value.trim().trim_matches('"').to_string(),
+                });
+            }
+        }
+        Err(format!(
+            "--filter `{text}`: expected KEY OP VALUE with OP one of = != > >= < <= ~ \
+             (e.g. `backtest.strategy.sharpe>1` or `model.type=lstm`)"
+        ))
+    }
+
+    fn matches(&self, have: Option<&str>) -> bool {
+        let Some(have) = have else {
+            return self.op == "!=";
+        };
+        let have = have.trim_matches('"');
+        let numbers = have.parse::<f64>().ok().zip(self.value.parse::<f64>().ok());
+        match (self.op, numbers) {
+            ("=", Some((a, b))) => a == b,
+            ("=", None) => have == self.value,
+            ("!=", Some((a, b))) => a != b,
+            ("!=", None) => have != self.value,
+            ("~", _) => have.contains(&self.value),
+            (">", Some((a, b))) => a > b,
+            (">=", Some((a, b))) => a >= b,
+            ("<", Some((a, b))) => a < b,
+            ("<=", Some((a, b))) => a <= b,
+            _ => false,
+        }
+    }
+}
+
+/// A value of a catalog row by column name: `name`, `file`, `model`, `optimizer`, a metric
+/// (`backtest.strategy.sharpe`) or a config leaf (`optimizer.lr`).
+fn cell(row: &CatalogRow, key: &str) -> Option<String> {
+    match key {
+        "name" => Some(row.name.clone()),
+        "file" => Some(row.file.clone()),
+        "model" => Some(row.model.clone()),
+        "optimizer" => Some(row.optimizer.clone()),
+        "state" => Some(
+            if row.error.is_some() {
+                "failed"
+            } else {
+                "built"
+            }
+            .to_string(),
+        ),
+        _ => row
+            .metrics
+            .get(key)
+            .map(|x| x.to_string())
+            .or_else(|| row.config.get(key).cloned()),
+    }
+}
+
+/// What `hft compare` prints.
+pub struct CompareArgs {
+    pub paths: Vec<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
+    pub sort: Option<String>,
+    pub reverse: bool,
+    pub filters: Vec<String>,
+    pub metrics: Vec<String>,
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+    Markdown,
+}
+
+/// The comparison itself: header and rows (experiments sorted and filtered), from the
+/// catalog alone.
+pub struct Comparison {
+    pub config_columns: Vec<String>,
+    pub metric_columns: Vec<String>,
+    pub rows: Vec<CatalogRow>,
+}
+
+/// The last row of every experiment defined in `files`, filtered, sorted, with the config
+/// leaves that differ between them.
+pub fn compare_rows(
+    catalog: &Catalog,
+    files: &BTreeSet<PathBuf>,
+    conditions: &[Condition],
+    sort: Option<&str>,
+    reverse: bool,
+    metrics: &[String],
+) -> Comparison {
+    let mut rows: Vec<CatalogRow> = catalog
+        .latest()
+        .into_values()
+        .filter(|r| files.contains(&normalise(Path::new(&r.file))))
+        .filter(|r| {
+            conditions
+                .iter()
+                .all(|c| c.matches(cell(r, &c.key).as_deref()))
+        })
+        .cloned()
+        .collect();
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(key) = sort {
+        // Numbers compare as numbers; experiments missing the value go last either way.
+        rows.sort_by(|a, b| {
+            let (x, y) = (cell(a, key), cell(b, key));
+            let order = match (&x, &y) {
+                (Some(x), Some(y)) => match (x.parse::<f64>(), y.parse::<f64>()) {
+                    (Ok(p), Ok(q)) => p.total_cmp(&q),
+                    _ => x.cmp(y),
+                },
+                (Some(_), None) => return std::cmp::Ordering::Less,
+                (None, Some(_)) => return std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            };
+            if reverse { order.reverse() } else { order }
+        });
+    } else if reverse {
+        rows.reverse();
+    }
+    let mut values: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut present: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &rows {
+        for (k, v) in &r.config {
+            values.entry(k).or_default().insert(v);
+            *present.entry(k).or_default() += 1;
+        }
+    }
+    let config_columns: Vec<String> = values
+        .iter()
+        .filter(|(k, v)| {
+            !matches!(**k, "name" | "description")
+                && (v.len() > 1 || present.get(*k) != Some(&rows.len()))
+        })
+        .map(|(k, _)| k.to_string())
+        .collect();
+    let all_metrics: BTreeSet<&str> = rows
+        .iter()
+        .flat_map(|r| r.metrics.keys().map(String::as_str))
+        .collect();
+    let metric_columns: Vec<String> = if metrics.iter().any(|m| m == "all") {
+        all_metrics.iter().map(|m| m.to_string()).collect()
+    } else if !metrics.is_empty() {
+        metrics.to_vec()
+    } else {
+        HEADLINE_METRICS
+            .iter()
+            .filter(|m| all_metrics.contains(*m))
+            .map(|m| m.to_string())
+            .collect()
+    };
+    Comparison {
+        config_columns,
+        metric_columns,
+        rows,
+    }
+}
+
+/// A path as the catalog and the selection can both be matched on.
+fn normalise(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// `hft compare`.
+pub fn compare(args: &CompareArgs) -> Outcome {
+    let conditions = match args
+        .filters
+        .iter()
+        .map(|f| Condition::parse(f))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let files = match super::find_experiments(&args.paths) {
+        Ok(f) => f,
+        Err(e) => return fail(&e),
+    };
+    let files: BTreeSet<PathBuf> = files.iter().map(|f| normalise(f)).collect();
+    let store = match super::open_store_at(args.cache_dir.as_deref()) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    let catalog = Catalog::load(&store);
+    let c = compare_rows(
+        &catalog,
+        &files,
+        &conditions,
+        args.sort.as_deref(),
+        args.reverse,
+        &args.metrics,
+    );
+    if let Some(key) = &args.sort
+        && !c.rows.iter().any(|r| cell(r, key).is_some())
+        && !c.rows.is_empty()
+    {
+        return fail(&format!(
+            "--sort {key}: no experiment has this value; metrics: {}",
+            c.metric_columns.join(", ")
+        ));
+    }
+    if c.rows.is_empty() && args.format == Format::Table {
+        eprintln!("no built experiment matches (build them first: `hft build`)");
+        return Outcome::Ok;
+    }
+    let header: Vec<String> = std::iter::once("experiment".to_string())
+        .chain(c.config_columns.iter().cloned())
+        .chain(c.metric_columns.iter().cloned())
+        .collect();
+    let table_rows = || {
+        c.rows.iter().map(|r| {
+            std::iter::once(r.name.clone())
+                .chain(c.config_columns.iter().map(|k| {
+                    r.config
+                        .get(k)
+                        .map(|v| v.trim_matches('"').to_string())
+                        .unwrap_or_else(|| "-".into())
+                }))
+                .chain(c.metric_columns.iter().map(|k| {
+                    r.metrics
+                        .get(k)
+                        .map(|&x| number(x))
+                        .unwrap_or_else(|| "-".into())
+                }))
+                .collect::<Vec<String>>()
+        })
+    };
+    match args.format {
+        Format::Json => {
+            let list: Vec<Value> = c
+                .rows
+                .iter()
+                .map(|r| {
+                    let config: BTreeMap<&String, Value> = c
+                        .config_columns
+                        .iter()
+                        .map(|k| {
+                            let v = r.config.get(k).map(|v| {
+                                serde_json::from_str(v).unwrap_or(Value::String(v.clone()))
+                            });
+                            (k, v.unwrap_or(Value::Null))
+                        })
+                        .collect();
+                    json!({
+                        "name": r.name,
+                        "file": r.file,
+                        "state": if r.error.is_some() { "failed" } else { "built" },
+                        "built_at": r.built_at,
+                        "config": config,
+                        "metrics": r.metrics,
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&list).unwrap_or_default()
+            );
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(std::io::stdout());
+            let full = c.rows.iter().map(|r| {
+                std::iter::once(r.name.clone())
+                    .chain(c.config_columns.iter().map(|k| {
+                        r.config
+                            .get(k)
+                            .map(|v| v.trim_matches('"').to_string())
+                            .unwrap_or_default()
+                    }))
+                    .chain(
+                        c.metric_columns
+                            .iter()
+                            .map(|k| r.metrics.get(k).map(|x| x.to_string()).unwrap_or_default()),
+                    )
+                    .collect::<Vec<String>>()
+            });
+            let written = std::iter::once(header.clone())
+                .chain(full)
+                .try_for_each(|r| w.write_record(&r));
+            if let Err(e) = written.and_then(|_| w.flush().map_err(csv::Error::from)) {
+                return fail(&format!("cannot write CSV: {e}"));
+            }
+        }
+        Format::Markdown => {
+            let esc = |s: &str| s.replace('|', "\\|");
+            let mut lines = vec![
+                format!(
+                    "| {} |",
+                    header
+                        .iter()
+                        .map(|h| esc(h))
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                ),
+                format!("|{}", "---|".repeat(header.len())),
+            ];
+            for r in table_rows() {
+                lines.push(format!(
+                    "| {} |",
+                    r.iter().map(|h| esc(h)).collect::<Vec<_>>().join(" | ")
+                ));
+            }
+            report::print_block(&lines);
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = std::iter::once(header).chain(table_rows()).collect();
+            report::print_block(&report::table(&rows));
+        }
+    }
+    Outcome::Ok
+}
+
+/// Why one stage would run: its own causes, with "after X re-runs" replaced by X's causes;
+/// each cause with the index of the stage it belongs to.
+fn root_causes(
+    report: &ExperimentReport,
+    i: usize,
+    seen: &mut BTreeSet<usize>,
+) -> Vec<(usize, String)> {
+    if !seen.insert(i) {
+        return vec![];
+    }
+    let StageState::Stale { reason } = &report.stages[i].state else {
+        return vec![];
+    };
+    let mut causes = Vec::new();
+    for part in reason.split("; ") {
+        if let Some(rest) = part.strip_prefix("after ") {
+            let upstream = rest
+                .trim_end_matches(" re-runs")
+                .trim_end_matches(" re-run");
+            for id in upstream.split(", ") {
+                if let Some(j) = report.stages.iter().position(|s| s.id == id) {
+                    causes.extend(root_causes(report, j, seen));
+                }
+            }
+        } else {
+            causes.push((i, part.to_string()));
+        }
+    }
+    causes
+}
+
+/// `hft explain EXP`.
+pub fn explain(experiment: &str, common: &Common, json_out: bool) -> Outcome {
+    let common = select_for(experiment, common);
+    survey(&common, |store, jobs, reports| {
+        let i = match pick(experiment, jobs) {
+            Ok(i) => i,
+            Err(o) => return o,
+        };
+        let (job, r) = (&jobs[i], &reports[i]);
+        let previous: Option<crate::graph::exec::BuildRecord> = store
+            .get_build_record(&crate::graph::experiment_id(&job.file, &job.plan.name));
+        // Cause -> the stages it makes run, in stage order.
+        let mut by_cause: Vec<(String, Vec<String>)> = Vec::new();
+        let mut per_stage = Vec::new();
+        for (k, s) in r.stages.iter().enumerate() {
+            let causes = match &s.state {
+                StageState::Stale { .. } => {
+                    let mut causes: Vec<String> = root_causes(r, k, &mut BTreeSet::new())
+                        .into_iter()
+                        .map(|(origin, c)| detail_cause(store, job, origin, &c, previous.as_ref()))
+                        .collect();
+                    causes.dedup();
+                    causes
+                }
+                _ => vec![],
+            };
+            for c in &causes {
+                match by_cause.iter_mut().find(|(x, _)| x == c) {
+                    Some((_, stages)) => stages.push(s.id.clone()),
+                    None => by_cause.push((c.clone(), vec![s.id.clone()])),
+                }
+            }
+            per_stage.push((s, causes));
+        }
+        let hits: Vec<String> = r
+            .stages
+            .iter()
+            .filter(|s| matches!(s.state, StageState::Cached))
+            .map(|s| s.id.clone())
+            .collect();
+        if json_out {
+            let doc = json!({
+                "name": job.plan.name,
+                "file": job.file.display().to_string(),
+                "last_build": previous.is_some(),
+                "stages": per_stage.iter().map(|(s, causes)| json!({
+                    "id": s.id,
+                    "action": if matches!(s.state, StageState::Cached) { "hit" } else { "run" },
+                    "key": s.key.as_ref().map(|k| k.0.clone()),
+                    "causes": causes,
+                })).collect::<Vec<_>>(),
+                "causes": by_cause.iter().map(|(c, stages)| json!({"cause": c, "stages": stages})).collect::<Vec<_>>(),
+                "hits": hits,
+            });
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            return Outcome::Ok;
+        }
+        let mut lines = vec![format!("{} ({})", job.plan.name, job.file.display())];
+        if by_cause.is_empty() {
+            lines.push("  everything hits: a build would execute nothing".to_string());
+        }
+        for (cause, stages) in &by_cause {
+            lines.push(format!("  {cause}: {} re-run", stages.join(", ")));
+        }
+        if !hits.is_empty() && !by_cause.is_empty() {
+            lines.push(format!("  hit: {}", hits.join(", ")));
+        }
+        lines.push(String::new());
+        let width = r.stages.iter().map(|s| s.id.len()).max().unwrap_or(0);
+        for (s, causes) in &per_stage {
+            let what = match &s.state {
+                StageState::Cached => format!(
+                    "hit  {}",
+                    s.key.as_ref().map(|k| k.short().to_string()).unwrap_or_default()
+                ),
+                _ => format!("run  {}", causes.join("; ")),
+            };
+            lines.push(format!("  {:width$}  {what}", s.id));
+        }
+        report::print_block(&lines);
+        Outcome::Ok
+    })
+    .unwrap_or_else(|o| o)
+}
+
+/// A cause with the facts a user needs next: row counts of a changed data file, the hft
+/// version that built the previous output.
+fn detail_cause(
+    store: &Store,
+    job: &ExperimentJob,
+    stage: usize,
+    cause: &str,
+    previous: Option<&crate::graph::exec::BuildRecord>,
+) -> String {
+    let spec = &job.plan.stages[stage];
+    let prev_record = previous
+        .and_then(|p| p.stages.iter().find(|s| s.id == spec.id))
+        .and_then(|s| store.get_action(&s.key));
+    if cause.starts_with("data file ") {
+        let before = prev_record
+            .as_ref()
+            .and_then(|r| r.summary["rows"].as_u64())
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "?".to_string());
+        let now = spec
+            .data_file
+            .as_deref()
+            .and_then(count_rows)
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "?".to_string());
+        return format!("{cause} ({before} -> {now} rows)");
+    }
+    if cause == "its key changed"
+        && let Some(rec) = &prev_record
+        && rec.hft_version != env!("CARGO_PKG_VERSION")
+    {
+        return format!("hft {} -> {}", rec.hft_version, env!("CARGO_PKG_VERSION"));
+    }
+    cause.to_string()
+}
+
+/// Data rows of a CSV file (lines after the header, blank lines not counted).
+fn count_rows(path: &Path) -> Option<usize> {
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(
+        text.lines()
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .count(),
+    )
+}
+
+/// `hft report -o FILE`.
+pub fn html_report(common: &Common, output: &Path) -> Outcome {
+    survey(common, |store, jobs, reports| {
+        let mut experiments = Vec::new();
+        for (job, r) in jobs.iter().zip(reports) {
+            let id = crate::graph::experiment_id(&job.file, &job.plan.name);
+            let row = CatalogRow::from_report(&id, job.experiment, r);
+            let json = serde_json::to_value(job.experiment).unwrap_or_default();
+            experiments.push(report::html::ReportExperiment {
+                name: job.plan.name.clone(),
+                file: job.file.display().to_string(),
+                model: job.experiment.model.kind.clone(),
+                optimizer: job.experiment.optimizer.kind.clone(),
+                config: crate::config::json_leaves(&json, false)
+                    .into_iter()
+                    .map(|(k, v)| (k, v.to_string()))
+                    .collect(),
+                metrics: row.map(|r| r.metrics).unwrap_or_default(),
+                train_log: blob_json(store, r, "train", "log"),
+                predictions: blob(store, r, "evaluate", "predictions"),
+            });
+        }
+        let html = match report::html::render(&experiments) {
+            Ok(h) => h,
+            Err(e) => return fail(&format!("cannot render the report: {e}")),
+        };
+        if let Err(e) = std::fs::write(output, html) {
+            eprintln!("error: cannot write {}: {e}", output.display());
+            return Outcome::StageFailed;
+        }
+        let built = experiments
+            .iter()
+            .filter(|e| e.predictions.is_some())
+            .count();
+        println!(
+            "wrote {} ({} experiments, {built} evaluated)",
+            output.display(),
+            experiments.len()
+        );
+        Outcome::Ok
+    })
+    .unwrap_or_else(|o| o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, lr: &str, sharpe: f64) -> CatalogRow {
+        CatalogRow {
+            id: name.to_string(),
+            name: name.to_string(),
+            file: format!("/x/{name}.yaml"),
+            built_at: 1,
+            error: None,
+            model: "lstm".to_string(),
+            optimizer: "adamw".to_string(),
+            config: BTreeMap::from([
+                ("name".to_string(), format!("\"{name}\"")),
+                ("optimizer.lr".to_string(), lr.to_string()),
+                ("model.type".to_string(), "\"lstm\"".to_string()),
+            ]),
+            stages: vec![],
+            metrics: BTreeMap::from([("backtest.strategy.sharpe".to_string(), sharpe)]),
+        }
+    }
+
+    fn catalog() -> (Catalog, BTreeSet<PathBuf>) {
+        let rows = vec![
+            row("a", "0.001", 0.5),
+            row("b", "0.01", 1.5),
+            row("c", "0.1", -0.2),
+        ];
+        let files = rows.iter().map(|r| PathBuf::from(&r.file)).collect();
+        (
+            Catalog {
+                rows,
+                builds: vec![],
+            },
+            files,
+        )
+    }
+
+    #[test]
+    fn compare_shows_only_differing_config_and_sorts_numerically() {
+        let (c, files) = catalog();
+        let cmp = compare_rows(&c, &files, &[], Some("backtest.strategy.sharpe"), true, &[]);
+        assert_eq!(cmp.config_columns, vec!["optimizer.lr"]);
+        assert_eq!(cmp.metric_columns, vec!["backtest.strategy.sharpe"]);
+        let names: Vec<&str> = cmp.rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, vec!["b", "a", "c"]);
+    }
+
+    #[test]
+    fn compare_filters_on_metrics_and_config() {
+        let (c, files) = catalog();
+        let conds = [Condition::parse("backtest.strategy.sharpe>0").unwrap()];
+        let cmp = compare_rows(&c, &files, &conds, None, false, &[]);
+        let names: Vec<&str> = cmp.rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, vec!["a", "b"]);
+        let conds = [Condition::parse("optimizer.lr = 0.1").unwrap()];
+        let cmp = compare_rows(&c, &files, &conds, None, false, &[]);
+        assert_eq!(cmp.rows.len(), 1);
+        assert_eq!(cmp.rows[0].name, "c");
+        let conds = [Condition::parse("model.type=lstm").unwrap()];
+        assert_eq!(
+            compare_rows(&c, &files, &conds, None, false, &[])
+                .rows
+                .len(),
+            3
+        );
+    }
+
+    #[test]
+    fn conditions_parse_every_operator_and_reject_nonsense() {
+        assert_eq!(Condition::parse("a>=1").unwrap().op, ">=");
+        assert_eq!(Condition::parse("a<=1").unwrap().op, "<=");
+        assert_eq!(Condition::parse("a!=1").unwrap().op, "!=");
+        assert_eq!(Condition::parse("a==1").unwrap().op, "=");
+        assert_eq!(Condition::parse("a~ls").unwrap().op, "~");
+        assert!(Condition::parse("sharpe").is_err());
+        assert!(Condition::parse(">1").is_err());
+    }
+
+    #[test]
+    fn numbers_keep_four_significant_digits() {
+        assert_eq!(number(0.123456), "0.1235");
+        assert_eq!(number(12.3456), "12.35");
+        assert_eq!(number(0.0), "0");
+        assert_eq!(number(1.5e-7), "1.500e-7");
+    }
+}
