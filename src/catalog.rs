@@ -154,6 +154,38 @@ impl Catalog {
         }
     }
 
+    /// Only the last row of each experiment (and no build entries): what `hft compare`
+    /// needs. History lines are skipped after a borrowing parse of their id, and the rows
+    /// kept are parsed in parallel, so thousands of experiments load in tens of ms.
+    pub fn load_latest(store: &Store) -> Catalog {
+        use rayon::prelude::*;
+        #[derive(Deserialize)]
+        struct IdOnly<'a> {
+            #[serde(borrow)]
+            id: std::borrow::Cow<'a, str>,
+        }
+        let Ok(text) = fs::read_to_string(store.root().join(ROWS_FILE)) else {
+            return Catalog::default();
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut last_lines: Vec<&str> = text
+            .lines()
+            .rev()
+            .filter(|line| match serde_json::from_str::<IdOnly>(line) {
+                Ok(row) => seen.insert(row.id.into_owned()),
+                Err(_) => false,
+            })
+            .collect();
+        last_lines.reverse();
+        Catalog {
+            rows: last_lines
+                .par_iter()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect(),
+            builds: Vec::new(),
+        }
+    }
+
     /// The last row of each experiment, by id.
     pub fn latest(&self) -> BTreeMap<&str, &CatalogRow> {
         let mut latest = BTreeMap::new();
@@ -302,6 +334,9 @@ mod tests {
         append(&store, &[row("a", 1), row("b", 1)], &entry()).unwrap();
         append(&store, &[row("a", 2)], &entry()).unwrap();
         let c = Catalog::load(&store);
+        let latest = Catalog::load_latest(&store);
+        assert_eq!(latest.rows.len(), 2);
+        assert_eq!(latest.latest()["a"].built_at, 2);
         assert_eq!(c.latest()["a"].built_at, 2);
         assert_eq!(c.latest()["b"].built_at, 1);
         let h: Vec<u64> = c.history("a").iter().map(|r| r.built_at).collect();

@@ -98,7 +98,7 @@ fn show_gives_config_keys_log_and_metrics() {
             .len(),
         64
     );
-    assert!(doc["train_log"]["epochs"].as_array().unwrap().len() >= 1);
+    assert!(!doc["train_log"]["epochs"].as_array().unwrap().is_empty());
     assert!(doc["metrics"]["price"]["mse"].is_number());
     let text = p.hft(&["show", "fast"]);
     assert_eq!(text.code, 0, "{}", text.stderr);

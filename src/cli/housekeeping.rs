@@ -90,7 +90,7 @@ pub fn gc(
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
-                report::print_block(&summary_lines(&r));
+                report::print_block(&r.lines());
             }
             Outcome::Ok
         }
@@ -112,7 +112,7 @@ pub fn verify(cache_dir: Option<&Path>, json: bool) -> Outcome {
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
-                report::print_block(&summary_lines(&r));
+                report::print_block(&r.lines());
             }
             if r.problems.is_empty() {
                 Outcome::Ok
@@ -139,7 +139,7 @@ pub fn stats(cache_dir: Option<&Path>, json: bool) -> Outcome {
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
-                report::print_block(&summary_lines(&r));
+                report::print_block(&r.lines());
             }
             Outcome::Ok
         }
@@ -164,9 +164,4 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5X").is_err());
     }
-}
-
-/// TEMPORARY until store::housekeeping grows `lines()`.
-fn summary_lines<T: serde::Serialize>(r: &T) -> Vec<String> {
-    vec![serde_json::to_string_pretty(r).unwrap_or_default()]
 }

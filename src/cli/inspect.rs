@@ -5,7 +5,7 @@
 //! (a dry run: keys, hits, reasons); `compare` reads only the catalog, so it stays fast on
 //! thousands of experiments.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
@@ -72,10 +72,10 @@ fn state_of(report: &ExperimentReport, last: Option<&CatalogRow>) -> (&'static s
 
 /// The row the catalog would hold for this experiment now, or its last row when the
 /// current stages are not all built (so `ls` shows the last known results of a stale one).
-fn current_row<'a>(
+fn current_row(
     job: &ExperimentJob,
     report: &ExperimentReport,
-    last: Option<&'a CatalogRow>,
+    last: Option<&CatalogRow>,
 ) -> Option<CatalogRow> {
     let id = crate::graph::experiment_id(&job.file, &job.plan.name);
     let now = CatalogRow::from_report(&id, job.experiment, report);
@@ -273,12 +273,12 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
         let config_rows: Vec<Vec<String>> = crate::config::json_leaves(&config, false)
             .into_iter()
             .map(|(k, v)| {
-                let from = job
-                    .locations
-                    .get(&k)
-                    .map(|o| format!("# {o}"))
-                    .unwrap_or_default();
-                vec![format!("{k}:"), v.to_string(), from]
+                // The origin follows the value: a long list must not push it off screen.
+                let value = match job.locations.get(&k) {
+                    Some(origin) => format!("{v}  # {origin}"),
+                    None => v.to_string(),
+                };
+                vec![format!("{k}:"), value]
             })
             .collect();
         lines.extend(report::table(&config_rows));
@@ -471,15 +471,19 @@ pub struct Comparison {
 /// The last row of every experiment defined in `files`, filtered, sorted, with the config
 /// leaves that differ between them.
 pub fn compare_rows(
-    catalog: &Catalog,
-    files: &BTreeSet<PathBuf>,
+    catalog: Catalog,
+    files: &HashSet<PathBuf>,
     conditions: &[Condition],
     sort: Option<&str>,
     reverse: bool,
     metrics: &[String],
 ) -> Comparison {
-    let mut rows: Vec<CatalogRow> = catalog
-        .latest()
+    // The last row of each experiment, moved rather than cloned.
+    let mut latest: BTreeMap<String, CatalogRow> = BTreeMap::new();
+    for row in catalog.rows {
+        latest.insert(row.id.clone(), row);
+    }
+    let mut rows: Vec<CatalogRow> = latest
         .into_values()
         .filter(|r| files.contains(&normalise(Path::new(&r.file))))
         .filter(|r| {
@@ -487,7 +491,6 @@ pub fn compare_rows(
                 .iter()
                 .all(|c| c.matches(cell(r, &c.key).as_deref()))
         })
-        .cloned()
         .collect();
     rows.sort_by(|a, b| a.name.cmp(&b.name));
     if let Some(key) = sort {
@@ -508,22 +511,24 @@ pub fn compare_rows(
     } else if reverse {
         rows.reverse();
     }
-    let mut values: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    let mut present: BTreeMap<&str, usize> = BTreeMap::new();
+    // A key is a column when its value differs somewhere or some experiment lacks it.
+    // Hash maps: this loop sees every leaf of every row.
+    let mut first: HashMap<&str, (&str, usize, bool)> = HashMap::new();
     for r in &rows {
         for (k, v) in &r.config {
-            values.entry(k).or_default().insert(v);
-            *present.entry(k).or_default() += 1;
+            let seen = first.entry(k).or_insert((v, 0, false));
+            seen.1 += 1;
+            seen.2 |= seen.0 != v;
         }
     }
-    let config_columns: Vec<String> = values
+    let mut config_columns: Vec<String> = first
         .iter()
-        .filter(|(k, v)| {
-            !matches!(**k, "name" | "description")
-                && (v.len() > 1 || present.get(*k) != Some(&rows.len()))
+        .filter(|(k, (_, n, differs))| {
+            !matches!(**k, "name" | "description") && (*differs || *n != rows.len())
         })
         .map(|(k, _)| k.to_string())
         .collect();
+    config_columns.sort();
     let all_metrics: BTreeSet<&str> = rows
         .iter()
         .flat_map(|r| r.metrics.keys().map(String::as_str))
@@ -546,9 +551,26 @@ pub fn compare_rows(
     }
 }
 
-/// A path as the catalog and the selection can both be matched on.
+/// A path as the catalog and the selection can both be matched on: absolute, with `.` and
+/// `..` resolved lexically (no system call per experiment: compare runs on thousands).
 fn normalise(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+    use std::path::Component;
+    let absolute = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    let mut out = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// `hft compare`.
@@ -566,14 +588,14 @@ pub fn compare(args: &CompareArgs) -> Outcome {
         Ok(f) => f,
         Err(e) => return fail(&e),
     };
-    let files: BTreeSet<PathBuf> = files.iter().map(|f| normalise(f)).collect();
+    let files: HashSet<PathBuf> = files.iter().map(|f| normalise(f)).collect();
     let store = match super::open_store_at(args.cache_dir.as_deref()) {
         Ok(s) => s,
         Err(o) => return o,
     };
-    let catalog = Catalog::load(&store);
+    let catalog = Catalog::load_latest(&store);
     let c = compare_rows(
-        &catalog,
+        catalog,
         &files,
         &conditions,
         args.sort.as_deref(),
@@ -929,7 +951,7 @@ mod tests {
         }
     }
 
-    fn catalog() -> (Catalog, BTreeSet<PathBuf>) {
+    fn catalog() -> (Catalog, HashSet<PathBuf>) {
         let rows = vec![
             row("a", "0.001", 0.5),
             row("b", "0.01", 1.5),
@@ -948,7 +970,14 @@ mod tests {
     #[test]
     fn compare_shows_only_differing_config_and_sorts_numerically() {
         let (c, files) = catalog();
-        let cmp = compare_rows(&c, &files, &[], Some("backtest.strategy.sharpe"), true, &[]);
+        let cmp = compare_rows(
+            c.clone(),
+            &files,
+            &[],
+            Some("backtest.strategy.sharpe"),
+            true,
+            &[],
+        );
         assert_eq!(cmp.config_columns, vec!["optimizer.lr"]);
         assert_eq!(cmp.metric_columns, vec!["backtest.strategy.sharpe"]);
         let names: Vec<&str> = cmp.rows.iter().map(|r| r.name.as_str()).collect();
@@ -959,16 +988,16 @@ mod tests {
     fn compare_filters_on_metrics_and_config() {
         let (c, files) = catalog();
         let conds = [Condition::parse("backtest.strategy.sharpe>0").unwrap()];
-        let cmp = compare_rows(&c, &files, &conds, None, false, &[]);
+        let cmp = compare_rows(c.clone(), &files, &conds, None, false, &[]);
         let names: Vec<&str> = cmp.rows.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, vec!["a", "b"]);
         let conds = [Condition::parse("optimizer.lr = 0.1").unwrap()];
-        let cmp = compare_rows(&c, &files, &conds, None, false, &[]);
+        let cmp = compare_rows(c.clone(), &files, &conds, None, false, &[]);
         assert_eq!(cmp.rows.len(), 1);
         assert_eq!(cmp.rows[0].name, "c");
         let conds = [Condition::parse("model.type=lstm").unwrap()];
         assert_eq!(
-            compare_rows(&c, &files, &conds, None, false, &[])
+            compare_rows(c.clone(), &files, &conds, None, false, &[])
                 .rows
                 .len(),
             3

@@ -6,6 +6,7 @@
 //!   actions/k1-....json  stage key -> ActionRecord (output digests + metadata)
 //!   builds/<id>.json     per experiment file: what its last build saw (for `status`)
 //!   locks/k1-....lock    one per stage key, flock'ed while that stage executes
+//!   locks/store.lock     flock'ed shared by every open Store, exclusive by `hft gc`
 //!   tmp/                 partial writes; renamed into place only when complete
 //!   statcache.json       data file path -> (size, mtime, inode) -> digest
 //! ```
@@ -22,9 +23,9 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -136,30 +137,99 @@ pub struct ActionRecord {
 }
 
 /// A handle on one cache directory.
+///
+/// Every handle holds `locks/store.lock` for its whole life: shared for builds and every
+/// other reader or writer, exclusive for `hft gc`, so that gc never deletes a blob that a
+/// running build has written but not yet named in an action record. The lock is an flock
+/// on the handle's own open file, so it is released when the last clone is dropped, or by
+/// the kernel when the process dies.
 #[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
+    _lock: Arc<File>,
+    exclusive: bool,
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The file every open store holds an flock on.
+const STORE_LOCK: &str = "store.lock";
+
 impl Store {
     /// Opens (creating if needed) the store at `root` and clears partial writes left by
-    /// processes that no longer run.
+    /// processes that no longer run. Waits while `hft gc` holds the store.
     pub fn open(root: &Path) -> io::Result<Store> {
-        for sub in ["objects", "actions", "builds", "locks", "tmp"] {
-            fs::create_dir_all(root.join(sub)).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot create {}: {e}", root.join(sub).display()),
-                )
-            })?;
+        create_layout(root)?;
+        let (lock, path) = open_store_lock(root)?;
+        match lock.try_lock_shared() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                crate::report::warn(&format!(
+                    "the cache at {} is being garbage-collected; waiting for `hft gc` to finish",
+                    root.display()
+                ));
+                lock.lock_shared().map_err(|e| lock_error(&path, e))?;
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(lock_error(&path, e)),
         }
         let store = Store {
             root: root.to_path_buf(),
+            _lock: Arc::new(lock),
+            exclusive: false,
         };
         store.clean_stale_tmp();
         Ok(store)
+    }
+
+    /// Opens the store for `hft gc`: alone, with no build, status or audit using it. Waits
+    /// up to `wait` for the others to finish (saying so once), then fails with an error of
+    /// kind `WouldBlock`. A process must not hold a [`Store::open`] handle on the same
+    /// root while calling this: its own shared lock would block it.
+    pub fn open_exclusive(root: &Path, wait: Duration) -> io::Result<Store> {
+        create_layout(root)?;
+        let (lock, path) = open_store_lock(root)?;
+        let deadline = Instant::now().checked_add(wait);
+        let mut told = false;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::WouldBlock,
+                            format!(
+                                "the cache at {} is in use by another hft process (build, \
+                                 status or audit) and gc needs it to itself; try again when \
+                                 that process has finished",
+                                root.display()
+                            ),
+                        ));
+                    }
+                    if !told {
+                        crate::report::warn(&format!(
+                            "the cache at {} is in use by another hft process; waiting for it \
+                             to finish",
+                            root.display()
+                        ));
+                        told = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(lock_error(&path, e)),
+            }
+        }
+        let store = Store {
+            root: root.to_path_buf(),
+            _lock: Arc::new(lock),
+            exclusive: true,
+        };
+        store.clean_stale_tmp();
+        Ok(store)
+    }
+
+    /// Whether this handle was opened by [`Store::open_exclusive`].
+    pub fn is_exclusive(&self) -> bool {
+        self.exclusive
     }
 
     pub fn root(&self) -> &Path {
@@ -248,7 +318,18 @@ impl Store {
                 return None;
             }
         }
+        self.touch_action(key);
         Some(record)
+    }
+
+    /// Marks an action record as just used: its mtime is what `gc --max-size` evicts by.
+    /// One open and one utimes, no fsync; a failure (a read-only shared cache) only makes
+    /// the entry look older.
+    fn touch_action(&self, key: &StageKey) {
+        let _ = OpenOptions::new()
+            .write(true)
+            .open(self.action_path(key))
+            .and_then(|f| f.set_modified(SystemTime::now()));
     }
 
     pub fn put_action(&self, record: &ActionRecord) -> io::Result<()> {
@@ -383,6 +464,33 @@ impl Store {
             }
         }
     }
+}
+
+fn create_layout(root: &Path) -> io::Result<()> {
+    for sub in ["objects", "actions", "builds", "locks", "tmp"] {
+        fs::create_dir_all(root.join(sub)).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot create {}: {e}", root.join(sub).display()),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn open_store_lock(root: &Path) -> io::Result<(File, PathBuf)> {
+    let path = root.join("locks").join(STORE_LOCK);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))?;
+    Ok((file, path))
+}
+
+fn lock_error(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot lock {}: {e}", path.display()))
 }
 
 /// `tok-3.tmp` -> `tok.owner`.
@@ -550,6 +658,66 @@ mod tests {
         Store::open(&dir).unwrap();
         assert!(!junk.exists() && !owner.exists());
         assert!(live.exists(), "a live writer's file is kept");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn gc_waits_for_open_stores_and_builds_wait_for_gc() {
+        let (dir, store) = temp_store();
+        let err = Store::open_exclusive(&dir, Duration::from_millis(50)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert!(
+            err.to_string().contains(&dir.display().to_string()),
+            "{err}"
+        );
+        let clone = store.clone();
+        drop(store);
+        assert!(
+            Store::open_exclusive(&dir, Duration::ZERO).is_err(),
+            "clones hold it"
+        );
+        drop(clone);
+        let gc = Store::open_exclusive(&dir, Duration::ZERO).unwrap();
+        assert!(gc.is_exclusive());
+        // A build started during gc proceeds once gc is done.
+        let opener = {
+            let dir = dir.clone();
+            std::thread::spawn(move || Store::open(&dir).map(|s| s.is_exclusive()))
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!opener.is_finished(), "a build must wait for gc");
+        drop(gc);
+        assert!(!opener.join().unwrap().unwrap());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_cache_hit_marks_the_action_record_used() {
+        let (dir, store) = temp_store();
+        let out = store.put_blob(b"out").unwrap();
+        let key = StageKey::compute(&[b"touch"]);
+        store
+            .put_action(&ActionRecord {
+                key: key.clone(),
+                stage: "features".to_string(),
+                outputs: BTreeMap::from([("bars".to_string(), out)]),
+                summary: serde_json::Value::Null,
+                hft_version: "test".to_string(),
+                wall_ms: 0,
+                created: 0,
+            })
+            .unwrap();
+        let path = store.action_path(&key);
+        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert!(store.get_action(&key).is_some());
+        let used = fs::metadata(&path).unwrap().modified().unwrap();
+        assert!(used > old + Duration::from_secs(3600), "{used:?}");
         fs::remove_dir_all(dir).unwrap();
     }
 }
