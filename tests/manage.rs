@@ -225,3 +225,32 @@ fn completions_and_man_pages_come_from_the_cli_definition() {
     let help = p.hft(&["--help"]);
     assert!(help.stdout.contains("Exit codes:"), "{}", help.stdout);
 }
+
+#[test]
+fn build_and_status_speak_json() {
+    let p = project();
+    let plan = json(&p.hft(&["status", "--json"]));
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["stale"], 12, "{plan}");
+    let built = json(&p.hft(&["build", "--json"]));
+    // The two share every stage before train: those run once.
+    assert_eq!(
+        (built["ran"].clone(), built["cached"].clone()),
+        (8.into(), 4.into()),
+        "{built}"
+    );
+    let exp = &built["experiments"][0];
+    let train = exp["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "train")
+        .unwrap();
+    assert!(train["secs"].is_number(), "{train}");
+    assert_eq!(train["outputs"]["checkpoint"].as_str().unwrap().len(), 64);
+    let again = json(&p.hft(&["build", "--json"]));
+    assert_eq!(
+        (again["ran"].clone(), again["cached"].clone()),
+        (0.into(), 12.into())
+    );
+}

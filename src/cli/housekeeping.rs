@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use super::{Common, Outcome, fail, open_store_at, survey};
+use super::{Common, Outcome, fail, open_store_at, survey_in};
 use crate::catalog::Catalog;
 use crate::lock::{LOCK_FILE, Lockfile};
 use crate::report;
@@ -50,8 +50,18 @@ pub fn gc(
         Ok(m) => m,
         Err(e) => return fail(&e),
     };
+    // gc has the store to itself from before planning on, so no build can add keys
+    // between computing the roots and removing what they do not reach.
+    let dir = super::cache_dir(common.cache_dir.as_deref());
+    let store = match Store::open_exclusive(&dir, std::time::Duration::from_secs(30)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot open the cache for gc: {e}");
+            return Outcome::StageFailed;
+        }
+    };
     // Everything the current plans can name a key for is a root, cached or not yet.
-    let mut roots: BTreeSet<String> = match survey(common, |_, _, reports| {
+    let mut roots: BTreeSet<String> = match survey_in(&store, common, |_, _, reports| {
         reports
             .iter()
             .flat_map(|r| r.stages.iter().filter_map(|s| s.key.as_ref()))
@@ -70,14 +80,6 @@ pub fn gc(
         Ok(None) => {}
         Err(e) => return fail(&e),
     }
-    let dir = super::cache_dir(common.cache_dir.as_deref());
-    let store = match Store::open_exclusive(&dir, std::time::Duration::from_secs(30)) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot open the cache for gc: {e}");
-            return Outcome::StageFailed;
-        }
-    };
     let catalog = Catalog::load(&store);
     let options = GcOptions {
         roots,

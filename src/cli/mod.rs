@@ -56,11 +56,18 @@ pub enum Command {
         /// executing if an output does; never rewrite the lock.
         #[arg(long)]
         locked: bool,
+        /// Print one JSON document (every experiment's stages, states, keys, the totals)
+        /// instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Show which stages are stale and why (which key in which file, which input changed).
     Status {
         #[command(flatten)]
         common: Common,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Re-execute built stages bypassing the cache and compare with what was recorded.
     Audit {
@@ -278,8 +285,9 @@ pub fn main() -> ExitCode {
             dry_run,
             jobs,
             locked,
-        } => build(&common, dry_run, jobs, locked).into(),
-        Command::Status { common } => build(&common, true, None, false).into(),
+            json,
+        } => build(&common, dry_run, jobs, locked, json).into(),
+        Command::Status { common, json } => build(&common, true, None, false, json).into(),
         Command::Audit {
             common,
             stage,
@@ -413,7 +421,7 @@ pub(crate) fn fail(message: &str) -> Outcome {
 }
 
 /// `hft build` and (with `dry_run`) `hft status` / `hft build --dry-run`.
-fn build(common: &Common, dry_run: bool, jobs: Option<usize>, locked: bool) -> Outcome {
+fn build(common: &Common, dry_run: bool, jobs: Option<usize>, locked: bool, json: bool) -> Outcome {
     let started = Instant::now();
     let store = match open_store(common) {
         Ok(s) => s,
@@ -454,10 +462,13 @@ fn build(common: &Common, dry_run: bool, jobs: Option<usize>, locked: bool) -> O
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    let quiet = common.quiet;
+    let quiet = common.quiet || json;
     report::set_quiet(quiet);
-    let print =
-        move |r: &ExperimentReport| report::print_block(&experiment_lines(r, dry_run, quiet));
+    let print = move |r: &ExperimentReport| {
+        if !json {
+            report::print_block(&experiment_lines(r, dry_run, quiet))
+        }
+    };
     let reports = exec::run_all(&store, &jobs_list, threads, dry_run, &print);
     if !dry_run {
         match (&lock, locked) {
@@ -542,6 +553,19 @@ fn build(common: &Common, dry_run: bool, jobs: Option<usize>, locked: bool) -> O
             report::duration(secs)
         )
     };
+    if json {
+        let doc = serde_json::json!({
+            "dry_run": dry_run,
+            "experiments": reports.iter().map(report_json).collect::<Vec<_>>(),
+            "ran": ran,
+            "cached": cached,
+            "stale": stale,
+            "failed": failed,
+            "secs": secs,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return outcome;
+    }
     if !dry_run
         && reports
             .iter()
@@ -949,6 +973,43 @@ fn config_show(experiment: &str, select: &Select) -> Outcome {
     Outcome::Ok
 }
 
+/// One experiment of `hft build --json` / `hft status --json`.
+fn report_json(r: &ExperimentReport) -> serde_json::Value {
+    let stages: Vec<serde_json::Value> = r
+        .stages
+        .iter()
+        .map(|s| {
+            let (state, detail) = match &s.state {
+                StageState::Cached => ("cached", None),
+                StageState::Ran { secs } => ("ran", Some(serde_json::json!(secs))),
+                StageState::Stale { reason } => ("stale", Some(serde_json::json!(reason))),
+                StageState::Skipped => ("skipped", None),
+                StageState::Failed(e) => ("failed", Some(serde_json::json!(e.to_string()))),
+            };
+            let mut v = serde_json::json!({
+                "id": s.id,
+                "state": state,
+                "key": s.key.as_ref().map(|k| k.0.clone()),
+                "outputs": s.record.as_ref().map(|rec| rec.outputs.iter().map(|(n, o)| (n.clone(), o.digest.to_hex())).collect::<BTreeMap<_, _>>()),
+            });
+            let name = match state {
+                "ran" => "secs",
+                "stale" => "reason",
+                _ => "error",
+            };
+            if let Some(d) = detail {
+                v[name] = d;
+            }
+            v
+        })
+        .collect();
+    serde_json::json!({
+        "name": r.name,
+        "file": r.file.display().to_string(),
+        "stages": stages,
+    })
+}
+
 /// The lines printed for one experiment once it is done.
 fn experiment_lines(r: &ExperimentReport, dry_run: bool, quiet: bool) -> Vec<String> {
     let mut lines = Vec::new();
@@ -1021,14 +1082,23 @@ fn survey<R>(
     f: impl FnOnce(&Store, &[ExperimentJob], &[ExperimentReport]) -> R,
 ) -> Result<R, Outcome> {
     let store = open_store(common)?;
+    survey_in(&store, common, f)
+}
+
+/// [`survey`] on a store the caller opened (gc plans on its exclusive one).
+fn survey_in<R>(
+    store: &Store,
+    common: &Common,
+    f: impl FnOnce(&Store, &[ExperimentJob], &[ExperimentReport]) -> R,
+) -> Result<R, Outcome> {
     let db = Database::default();
     let planned = load_experiments(&db, &common.select)?;
-    let jobs = make_jobs(&db, &store, &planned)?;
+    let jobs = make_jobs(&db, store, &planned)?;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let reports = exec::run_all(&store, &jobs, threads, true, &|_| {});
-    Ok(f(&store, &jobs, &reports))
+    let reports = exec::run_all(store, &jobs, threads, true, &|_| {});
+    Ok(f(store, &jobs, &reports))
 }
 
 /// `hft man DIR`: roff pages generated from the clap definitions.
