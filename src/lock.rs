@@ -142,7 +142,7 @@ pub fn record(lock: &mut Lockfile, jobs: &[ExperimentJob], reports: &[Experiment
             && (!built_files.contains(&e.file) || built_names.contains(&name.as_str()))
     });
     for (job, report) in jobs.iter().zip(reports) {
-        if report.stages.iter().any(|s| s.record.is_none()) {
+        if job.plan.truncated || report.stages.iter().any(|s| s.record.is_none()) {
             continue;
         }
         let mut stages = BTreeMap::new();

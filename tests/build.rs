@@ -324,3 +324,35 @@ fn real_daily_files_build_when_present() {
         .expect("ORCL ingest record");
     assert!(orcl.contains("\"rows\": 5036"), "{orcl}");
 }
+
+#[test]
+fn until_builds_the_data_stages_only_and_forgets_nothing() {
+    let p = project();
+    p.build();
+    let lock = std::fs::read_to_string(p.path("hft.lock")).unwrap();
+    // A new feature: with --until dataset, only the data stages re-run.
+    p.write(
+        "experiments/exp.yaml",
+        &EXPERIMENT.replace("rsi_14]", "rsi_14, ma_20]"),
+    );
+    let partial = p.hft(&["build", "--until", "dataset"]);
+    assert_eq!(partial.code, 0, "{}", partial.stderr);
+    assert_eq!(
+        sorted(partial.ran()),
+        sorted(vec!["exp/features".into(), "exp/dataset".into()])
+    );
+    assert!(!partial.stdout.contains("train"), "{}", partial.stdout);
+    // The lock still describes the last full build.
+    assert_eq!(std::fs::read_to_string(p.path("hft.lock")).unwrap(), lock);
+    let full = p.build();
+    assert_eq!(
+        sorted(full.ran()),
+        sorted(vec![
+            "exp/init".into(),
+            "exp/train".into(),
+            "exp/evaluate".into()
+        ])
+    );
+    let bad = p.hft(&["build", "--until", "trian"]);
+    assert_eq!(bad.code, 2);
+}

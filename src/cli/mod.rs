@@ -60,6 +60,9 @@ pub enum Command {
         /// instead of text.
         #[arg(long)]
         json: bool,
+        /// Build only up to this stage (`--until dataset`: data stages, no training).
+        #[arg(long, value_name = "STAGE", value_parser = clap::builder::PossibleValuesParser::new(graph::STAGE_ORDER))]
+        until: Option<String>,
     },
     /// Show which stages are stale and why (which key in which file, which input changed).
     Status {
@@ -286,8 +289,27 @@ pub fn main() -> ExitCode {
             jobs,
             locked,
             json,
-        } => build(&common, dry_run, jobs, locked, json).into(),
-        Command::Status { common, json } => build(&common, true, None, false, json).into(),
+            until,
+        } => build(
+            &common,
+            &BuildArgs {
+                dry_run,
+                jobs,
+                locked,
+                json,
+                until,
+            },
+        )
+        .into(),
+        Command::Status { common, json } => build(
+            &common,
+            &BuildArgs {
+                dry_run: true,
+                json,
+                ..BuildArgs::default()
+            },
+        )
+        .into(),
         Command::Audit {
             common,
             stage,
@@ -421,17 +443,39 @@ pub(crate) fn fail(message: &str) -> Outcome {
 }
 
 /// `hft build` and (with `dry_run`) `hft status` / `hft build --dry-run`.
-fn build(common: &Common, dry_run: bool, jobs: Option<usize>, locked: bool, json: bool) -> Outcome {
+/// How `hft build` / `hft status` was asked to run.
+#[derive(Debug, Default)]
+struct BuildArgs {
+    dry_run: bool,
+    jobs: Option<usize>,
+    locked: bool,
+    json: bool,
+    until: Option<String>,
+}
+
+fn build(common: &Common, args: &BuildArgs) -> Outcome {
+    let BuildArgs {
+        dry_run,
+        jobs,
+        locked,
+        json,
+        ..
+    } = *args;
     let started = Instant::now();
     let store = match open_store(common) {
         Ok(s) => s,
         Err(outcome) => return outcome,
     };
     let db = Database::default();
-    let planned = match load_experiments(&db, &common.select) {
+    let mut planned = match load_experiments(&db, &common.select) {
         Ok(p) => p,
         Err(outcome) => return outcome,
     };
+    if let Some(until) = &args.until {
+        for l in &mut planned {
+            l.plan = l.plan.until(until);
+        }
+    }
     let jobs_list = match make_jobs(&db, &store, &planned) {
         Ok(j) => j,
         Err(outcome) => return outcome,

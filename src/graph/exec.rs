@@ -401,9 +401,11 @@ fn save_build_record(
         }
     }
     // Stages the experiment no longer has (a removed symbol) are dropped.
-    record
-        .stages
-        .retain(|s| job.plan.stages.iter().any(|p| p.id == s.id));
+    if !job.plan.truncated {
+        record
+            .stages
+            .retain(|s| job.plan.stages.iter().any(|p| p.id == s.id));
+    }
     // A no-op build must stay cheap: no write (and no fsync) when nothing changed.
     if before == Some(&record) {
         return false;

@@ -124,7 +124,32 @@ pub struct StageSpec {
 pub struct Plan {
     pub name: String,
     pub stages: Vec<StageSpec>,
+    /// Cut short by `hft build --until`: the stages after the cut are not forgotten (build
+    /// record, lock) just because this build does not reach them.
+    pub truncated: bool,
 }
+
+impl Plan {
+    /// The plan up to and including the stages of kind `until` (`features`, `dataset`, ...).
+    pub fn until(&self, until: &str) -> Plan {
+        let rank = |name: &str| STAGE_ORDER.iter().position(|k| *k == name);
+        let limit = rank(until).unwrap_or(STAGE_ORDER.len());
+        let stages: Vec<StageSpec> = self
+            .stages
+            .iter()
+            .take_while(|s| rank(s.kind.name()).is_some_and(|r| r <= limit))
+            .cloned()
+            .collect();
+        Plan {
+            name: self.name.clone(),
+            truncated: stages.len() < self.stages.len(),
+            stages,
+        }
+    }
+}
+
+/// Stage kinds in pipeline order (what `--until` accepts).
+pub const STAGE_ORDER: [&str; 6] = ["ingest", "features", "dataset", "init", "train", "evaluate"];
 
 #[salsa::tracked(returns(ref))]
 pub fn plan_experiments(db: &dyn Db, source: ExperimentSource) -> Result<Vec<Plan>, ConfigError> {
@@ -174,6 +199,7 @@ pub fn plan(e: &Experiment) -> Plan {
     Plan {
         name: e.name.clone(),
         stages,
+        truncated: false,
     }
 }
 
