@@ -356,3 +356,113 @@ fn until_builds_the_data_stages_only_and_forgets_nothing() {
     let bad = p.hft(&["build", "--until", "trian"]);
     assert_eq!(bad.code, 2);
 }
+
+/// Builds until a no-op build is answered from the memo (the first builds after files were
+/// written may not trust their fingerprints yet).
+fn settle(p: &Project) -> common::Run {
+    for _ in 0..5 {
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let run = p.build();
+        if run.stdout.contains("nothing changed since the last build") {
+            return run;
+        }
+    }
+    panic!("no build was answered from the memo");
+}
+
+#[test]
+fn a_no_op_build_is_answered_from_the_memo_until_something_changes() {
+    let p = project();
+    p.write("templates/base.yaml", "evaluation: {cost_bps: 5.0}\n");
+    p.write(
+        "experiments/exp.yaml",
+        &format!("extends: templates/base.yaml\n{EXPERIMENT}"),
+    );
+    let full = p.build();
+    let memo = settle(&p);
+    // The memo prints what a planned no-op build prints.
+    let planned = {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hft"))
+            .args(["build", "-j", "2"])
+            .current_dir(&p.dir)
+            .env("HFT_NO_MEMO", "1")
+            .output()
+            .unwrap();
+        common::Run::from(out)
+    };
+    assert_eq!(memo.states(), planned.states());
+    assert!(memo.ran().is_empty());
+    assert_eq!(memo.with_state("cached").len(), full.states().len());
+    assert!(
+        memo.stdout.contains("sharpe"),
+        "the results table: {}",
+        memo.stdout
+    );
+
+    // An edit of the experiment file.
+    p.write(
+        "experiments/exp.yaml",
+        &format!("extends: templates/base.yaml\n{EXPERIMENT}")
+            .replace("max_steps: 4", "max_steps: 5"),
+    );
+    let edited = p.build();
+    assert_eq!(
+        sorted(edited.ran()),
+        sorted(vec!["exp/train".into(), "exp/evaluate".into()])
+    );
+    settle(&p);
+
+    // An edit of a template it extends.
+    p.write("templates/base.yaml", "evaluation: {cost_bps: 9.0}\n");
+    let reseeded = p.build();
+    assert!(
+        reseeded.ran() == vec!["exp/evaluate".to_string()],
+        "{}",
+        reseeded.stdout
+    );
+    settle(&p);
+
+    // A new experiment file in the searched folder.
+    p.write(
+        "experiments/other.yaml",
+        &EXPERIMENT.replace("name: exp", "name: other"),
+    );
+    let added = p.build();
+    assert!(added.stdout.contains("other ("), "{}", added.stdout);
+    settle(&p);
+
+    // Appended bars in a data file.
+    p.write("trainingdata/AAA.csv", &csv_bars(310, 1));
+    let appended = p.build();
+    assert!(
+        appended.ran().contains(&"exp/ingest:AAA".to_string()),
+        "{}",
+        appended.stdout
+    );
+    settle(&p);
+
+    // A blob lost from the store: its stage runs again.
+    let blobs: Vec<std::path::PathBuf> = walk(&p.path("cache/objects"));
+    for b in &blobs {
+        let mut perm = std::fs::metadata(b).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perm.set_readonly(false);
+        std::fs::set_permissions(b, perm).unwrap();
+        std::fs::remove_file(b).unwrap();
+    }
+    let rebuilt = p.build();
+    assert!(!rebuilt.ran().is_empty(), "{}", rebuilt.stdout);
+    assert!(!rebuilt.stdout.contains("nothing changed"));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}

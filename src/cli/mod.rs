@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::ConfigError;
 use crate::graph::exec::{self, ExperimentJob, ExperimentReport, StageState};
 use crate::graph::stages::StageError;
-use crate::graph::{self, DataFile, Database, ExperimentSource, Parsed, Plan};
+use crate::graph::{self, DataFile, Database, ExperimentSource, Parsed, Plan, memo};
 use crate::lock::{LOCK_FILE, Lockfile};
 use crate::report;
 use crate::store::{CACHE_DIR_ENV, StatCache, Store};
@@ -25,7 +25,7 @@ pub mod inspect;
 /// Printed at the end of `hft --help`.
 const EXIT_CODES: &str = "Exit codes:\n  0    success\n  1    a stage failed while executing (I/O, a diverged training), an audit \
 did not reproduce, or `cache verify` found a problem\n  2    bad input: usage, config or data errors (each message names file, line and key)\n  130  interrupted (Ctrl-C); a checkpointing training resumes at the next build\n\n\
-Environment:\n  HFT_CACHE_DIR  the store (default `cache/`)\n  NO_COLOR       no colours in output";
+Environment:\n  HFT_CACHE_DIR  the store (default `cache/`)\n  HFT_NO_MEMO    always plan no-op builds in full (for benchmarks and debugging)\n  NO_COLOR       no colours in output";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -462,9 +462,26 @@ fn build(common: &Common, args: &BuildArgs) -> Outcome {
         ..
     } = *args;
     let started = Instant::now();
+    let started_ns = memo::now_ns();
     let store = match open_store(common) {
         Ok(s) => s,
         Err(outcome) => return outcome,
+    };
+    let lock_path = Path::new(LOCK_FILE);
+    // The no-op fast path: nothing this build depends on changed since the last one.
+    let use_memo = !dry_run && std::env::var_os(memo::DISABLE_ENV).is_none();
+    let memo_id = use_memo.then(|| memo::invocation_id(&invocation_parts(common, args)));
+    if let Some(id) = &memo_id
+        && !json
+        && (!locked || lock_path.exists())
+        && let Some(m) = memo::check(&store, id)
+    {
+        return print_memo(&store, &m, common.quiet, started);
+    }
+    // Fingerprints of the selection before anything is read, for the memo.
+    let mut watched = match memo_id {
+        Some(_) => watch_selection(&common.select.paths),
+        None => Vec::new(),
     };
     let db = Database::default();
     let mut planned = match load_experiments(&db, &common.select) {
@@ -476,12 +493,12 @@ fn build(common: &Common, args: &BuildArgs) -> Outcome {
             l.plan = l.plan.until(until);
         }
     }
-    let jobs_list = match make_jobs(&db, &store, &planned) {
+    let jobs_list = match make_jobs(&db, &store, &planned, &mut watched) {
         Ok(j) => j,
         Err(outcome) => return outcome,
     };
+    watched.extend(db.templates_read());
 
-    let lock_path = Path::new(LOCK_FILE);
     let mut lock = match Lockfile::load(lock_path) {
         Ok(l) => l,
         Err(e) => return fail(&e),
@@ -597,6 +614,22 @@ fn build(common: &Common, args: &BuildArgs) -> Outcome {
             report::duration(secs)
         )
     };
+    if let Some(id) = &memo_id {
+        let all_built = reports
+            .iter()
+            .all(|r| r.stages.iter().all(|s| s.record.is_some()));
+        if outcome == Outcome::Ok && all_built && !memo::is_racy(&watched, started_ns) {
+            // Written after the lock: its fingerprint is the one the next build will see.
+            watched.push((lock_path.to_path_buf(), memo::fingerprint(lock_path)));
+            memo::save(
+                &store,
+                id,
+                &noop_memo(&store, &jobs_list, &reports, watched),
+            );
+        } else {
+            memo::forget(&store, id);
+        }
+    }
     if json {
         let doc = serde_json::json!({
             "dry_run": dry_run,
@@ -624,11 +657,163 @@ fn build(common: &Common, args: &BuildArgs) -> Outcome {
     outcome
 }
 
-/// Experiments with their data files fingerprinted (stat cache) and fed to salsa.
+/// What decides a build's outcome besides the files it reads: the memo's name.
+fn invocation_parts(common: &Common, args: &BuildArgs) -> Vec<String> {
+    let select = &common.select;
+    let mut parts = vec![
+        format!("cache={}", cache_dir(common.cache_dir.as_deref()).display()),
+        format!("until={:?}", args.until),
+        format!("locked={}", args.locked),
+    ];
+    parts.extend(select.paths.iter().map(|p| format!("path={}", p.display())));
+    parts.extend(select.overrides.iter().map(|o| format!("set={o}")));
+    parts.extend(select.filters.iter().map(|f| format!("filter={f}")));
+    parts
+}
+
+/// The experiment files and every folder searched for them, fingerprinted: a new file in a
+/// folder changes the folder's mtime.
+fn watch_selection(paths: &[PathBuf]) -> memo::Watched {
+    let default = [PathBuf::from("experiments")];
+    let paths = if paths.is_empty() {
+        &default[..]
+    } else {
+        paths
+    };
+    let mut watched = Vec::new();
+    for p in paths {
+        for entry in walkdir::WalkDir::new(p)
+            .follow_links(true)
+            .into_iter()
+            .flatten()
+        {
+            let is_yaml = entry
+                .path()
+                .extension()
+                .is_some_and(|x| x == "yaml" || x == "yml");
+            if entry.file_type().is_dir() || is_yaml {
+                let path = entry.into_path();
+                let fp = memo::fingerprint(&path);
+                watched.push((path, fp));
+            }
+        }
+    }
+    watched
+}
+
+/// What a no-op rerun of this (fully built) build looks like.
+fn noop_memo(
+    store: &Store,
+    jobs: &[ExperimentJob],
+    reports: &[ExperimentReport],
+    watched: memo::Watched,
+) -> memo::Memo {
+    let mut entries = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let cached: Vec<ExperimentReport> = reports
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            for s in &mut r.stages {
+                s.state = StageState::Cached;
+            }
+            r
+        })
+        .collect();
+    for r in reports {
+        for s in &r.stages {
+            let Some(record) = &s.record else { continue };
+            let action = format!("actions/{}.json", record.key.0);
+            if seen.insert(action.clone())
+                && let Ok(m) = std::fs::metadata(store.root().join(&action))
+            {
+                entries.push((action, m.len()));
+            }
+            for out in record.outputs.values() {
+                let path = store.blob_path(&out.digest);
+                if let Ok(rel) = path.strip_prefix(store.root()) {
+                    let rel = rel.display().to_string();
+                    if seen.insert(rel.clone()) {
+                        entries.push((rel, out.size));
+                    }
+                }
+            }
+        }
+    }
+    let experiments = cached
+        .iter()
+        .map(|r| {
+            (
+                experiment_lines(r, false, false),
+                experiment_lines(r, false, true),
+            )
+        })
+        .collect();
+    let has_results = reports
+        .iter()
+        .any(|r| r.stages.iter().any(|s| s.id == "evaluate"));
+    let results = if has_results {
+        let configs: Vec<&crate::config::Experiment> = jobs.iter().map(|j| j.experiment).collect();
+        report::results_rows(&cached, &configs)
+    } else {
+        Vec::new()
+    };
+    memo::Memo {
+        version: memo::Memo::VERSION,
+        watched,
+        entries,
+        experiments,
+        results,
+        stages: reports.iter().map(|r| r.stages.len()).sum(),
+    }
+}
+
+/// The output of a no-op build, from its memo.
+fn print_memo(store: &Store, m: &memo::Memo, quiet: bool, started: Instant) -> Outcome {
+    for (verbose, quiet_lines) in &m.experiments {
+        report::print_block(if quiet { quiet_lines } else { verbose });
+    }
+    // Hits count as uses for gc's least-recently-used order.
+    for (rel, _) in &m.entries {
+        if let Some(key) = rel
+            .strip_prefix("actions/")
+            .and_then(|f| f.strip_suffix(".json"))
+        {
+            store.touch_action(&crate::store::StageKey(key.to_string()));
+        }
+    }
+    if !m.results.is_empty() {
+        report::print_block(&[String::new()]);
+        report::print_block(&report::table(&m.results));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let entry = crate::catalog::BuildEntry {
+        at: crate::store::now_unix(),
+        experiments: m.experiments.len(),
+        ran: 0,
+        cached: m.stages,
+        failed: 0,
+        secs,
+    };
+    if let Err(e) = crate::catalog::append(store, &[], &entry) {
+        report::warn(&format!("cannot update the experiment catalog: {e}"));
+    }
+    report::print_block(&[format!(
+        "{} experiments: 0 stages ran, {} cached, 0 failed ({}; nothing changed since the last build)",
+        m.experiments.len(),
+        m.stages,
+        report::duration(secs)
+    )]);
+    Outcome::Ok
+}
+
+/// Experiments with their data files fingerprinted (stat cache) and fed to salsa; the data
+/// files' fingerprints are added to `watched`.
 fn make_jobs<'a>(
     db: &Database,
     store: &Store,
     planned: &'a [Loaded],
+    watched: &mut memo::Watched,
 ) -> Result<Vec<ExperimentJob<'a>>, Outcome> {
     let mut errors: Vec<ConfigError> = Vec::new();
 
@@ -642,7 +827,8 @@ fn make_jobs<'a>(
                 continue;
             };
             match stat_cache.digest(path) {
-                Ok((digest, _)) => {
+                Ok((digest, fingerprint)) => {
+                    watched.push((path.clone(), Some(fingerprint)));
                     let input = DataFile::new(db, path.clone(), digest);
                     data_digests.insert(i, *input.digest(db));
                 }
@@ -719,7 +905,7 @@ fn audit(common: &Common, args: &AuditArgs) -> Outcome {
         Ok(p) => p,
         Err(outcome) => return outcome,
     };
-    let jobs_list = match make_jobs(&db, &store, &planned) {
+    let jobs_list = match make_jobs(&db, &store, &planned, &mut Vec::new()) {
         Ok(j) => j,
         Err(outcome) => return outcome,
     };
@@ -1137,7 +1323,7 @@ fn survey_in<R>(
 ) -> Result<R, Outcome> {
     let db = Database::default();
     let planned = load_experiments(&db, &common.select)?;
-    let jobs = make_jobs(&db, store, &planned)?;
+    let jobs = make_jobs(&db, store, &planned, &mut Vec::new())?;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

@@ -8,6 +8,7 @@
 //! executor (`exec`) completes each key just before it looks the stage up.
 
 pub mod exec;
+pub mod memo;
 pub mod stages;
 
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::config::{self, ConfigError, Experiment, SourceKind};
-use crate::store::Digest;
+use crate::store::{Digest, Fingerprint};
 
 pub use stages::StageKind;
 
@@ -59,7 +60,22 @@ pub trait Db: salsa::Database {
 #[derive(Clone, Default)]
 pub struct Database {
     storage: salsa::Storage<Self>,
-    templates: Arc<Mutex<BTreeMap<PathBuf, TemplateFile>>>,
+    /// Each template read, with its stat fingerprint taken before the read (`None`: it could
+    /// not be read), for the no-op memo.
+    templates: Arc<Mutex<TemplateTable>>,
+}
+
+type TemplateTable = BTreeMap<PathBuf, (TemplateFile, Option<Fingerprint>)>;
+
+impl Database {
+    /// The templates read so far and their fingerprints from before they were read.
+    pub fn templates_read(&self) -> memo::Watched {
+        let templates = self.templates.lock().unwrap_or_else(|p| p.into_inner());
+        templates
+            .iter()
+            .map(|(path, (_, fp))| (path.clone(), fp.clone()))
+            .collect()
+    }
 }
 
 #[salsa::db]
@@ -69,12 +85,13 @@ impl salsa::Database for Database {}
 impl Db for Database {
     fn template(&self, path: &Path) -> TemplateFile {
         let mut templates = self.templates.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(t) = templates.get(path) {
+        if let Some((t, _)) = templates.get(path) {
             return *t;
         }
+        let fingerprint = std::fs::metadata(path).ok().map(|m| Fingerprint::of(&m));
         let text = config::read_text(path).map_err(|e| e.message);
         let t = TemplateFile::new(self, path.to_path_buf(), text);
-        templates.insert(path.to_path_buf(), t);
+        templates.insert(path.to_path_buf(), (t, fingerprint));
         t
     }
 }

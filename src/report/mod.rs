@@ -196,6 +196,14 @@ pub fn results_table(
     reports: &[crate::graph::exec::ExperimentReport],
     experiments: &[&crate::config::Experiment],
 ) -> Vec<String> {
+    table(&results_rows(reports, experiments))
+}
+
+/// The cells of [`results_table`], header first.
+pub fn results_rows(
+    reports: &[crate::graph::exec::ExperimentReport],
+    experiments: &[&crate::config::Experiment],
+) -> Vec<Vec<String>> {
     use crate::graph::exec::StageState;
     let mut rows = vec![
         [
@@ -253,7 +261,7 @@ pub fn results_table(
             }),
         ]);
     }
-    table(&rows)
+    rows
 }
 
 #[cfg(test)]

@@ -325,7 +325,7 @@ impl Store {
     /// Marks an action record as just used: its mtime is what `gc --max-size` evicts by.
     /// One open and one utimes, no fsync; a failure (a read-only shared cache) only makes
     /// the entry look older.
-    fn touch_action(&self, key: &StageKey) {
+    pub fn touch_action(&self, key: &StageKey) {
         let _ = OpenOptions::new()
             .write(true)
             .open(self.action_path(key))
