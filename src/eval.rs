@@ -447,6 +447,19 @@ pub fn portfolio(
     cost_bps: f64,
     bars_per_year: f64,
 ) -> BacktestStats {
+    let (_, bars, trades) = portfolio_bars(symbols, timestamps, positions, returns, cost_bps);
+    summarize(&bars, bars_per_year, trades)
+}
+
+/// The bar returns [`portfolio`] summarizes, by timestamp (what the report's equity curve
+/// compounds), and the number of trades.
+pub fn portfolio_bars(
+    symbols: &[u32],
+    timestamps: &[i64],
+    positions: &[f64],
+    returns: &[f64],
+    cost_bps: f64,
+) -> (Vec<i64>, Vec<f64>, usize) {
     let n = positions
         .len()
         .min(returns.len())
@@ -467,8 +480,11 @@ pub fn portfolio(
             slot.1 += 1;
         }
     }
-    let bars: Vec<f64> = by_time.values().map(|&(sum, k)| sum / k as f64).collect();
-    summarize(&bars, bars_per_year, trades)
+    let (times, bars) = by_time
+        .into_iter()
+        .map(|(t, (sum, k))| (t, sum / k as f64))
+        .unzip();
+    (times, bars, trades)
 }
 
 /// Test-split predictions as CSV text, one row per window in split order:

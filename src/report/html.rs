@@ -574,47 +574,15 @@ fn equity_curves(rows: &[PredictionRow], evaluation: &EvaluationConfig) -> Equit
         .collect();
     let hold = vec![1.0; rows.len()];
     let cost = evaluation.cost_bps;
-    let (times, strategy_bars) = portfolio_bars(&symbols, &timestamps, &strategy, &returns, cost);
-    let (_, hold_bars) = portfolio_bars(&symbols, &timestamps, &hold, &returns, cost);
+    let (times, strategy_bars, _) =
+        crate::eval::portfolio_bars(&symbols, &timestamps, &strategy, &returns, cost);
+    let (_, hold_bars, _) =
+        crate::eval::portfolio_bars(&symbols, &timestamps, &hold, &returns, cost);
     EquityCurves {
         timestamps: times,
         strategy: compound(&strategy_bars),
         buy_and_hold: compound(&hold_bars),
     }
-}
-
-/// The bar returns `eval::portfolio` summarizes: each symbol's windows in time order make
-/// its bar returns (`eval::bar_returns`); each timestamp earns the mean over the symbols
-/// with a bar then. Same order of operations, so the compounded equity matches its total.
-fn portfolio_bars(
-    symbols: &[u32],
-    timestamps: &[i64],
-    positions: &[f64],
-    returns: &[f64],
-    cost_bps: f64,
-) -> (Vec<i64>, Vec<f64>) {
-    let n = positions
-        .len()
-        .min(returns.len())
-        .min(symbols.len())
-        .min(timestamps.len());
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| (symbols[i], timestamps[i]));
-    let mut by_time: BTreeMap<i64, (f64, usize)> = BTreeMap::new();
-    for group in order.chunk_by(|&a, &b| symbols[a] == symbols[b]) {
-        let pos: Vec<f64> = group.iter().map(|&i| positions[i]).collect();
-        let ret: Vec<f64> = group.iter().map(|&i| returns[i]).collect();
-        let (bars, _) = crate::eval::bar_returns(&pos, &ret, cost_bps);
-        for (&i, r) in group.iter().zip(bars) {
-            let slot = by_time.entry(timestamps[i]).or_insert((0.0, 0));
-            slot.0 += r;
-            slot.1 += 1;
-        }
-    }
-    by_time
-        .into_iter()
-        .map(|(t, (sum, k))| (t, sum / k as f64))
-        .unzip()
 }
 
 fn compound(bars: &[f64]) -> Vec<f64> {
