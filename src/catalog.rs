@@ -271,6 +271,11 @@ fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
 }
 
 fn append_text(path: &Path, text: &str) -> io::Result<()> {
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    append_unnamed(path, text).map_err(named)
+}
+
+fn append_unnamed(path: &Path, text: &str) -> io::Result<()> {
     let mut f = OpenOptions::new().create(true).append(true).open(path)?;
     // A line cut short by a crash would glue onto the next one: start on a fresh line.
     let len = f.metadata()?.len();

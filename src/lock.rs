@@ -129,6 +129,30 @@ impl Lockfile {
     }
 }
 
+/// Records a build in the lockfile at `path`: re-read, merged and written while holding an
+/// flock on the folder that holds it, so concurrent builds in one project each add their
+/// experiments instead of the last writer dropping the others'.
+pub fn update(
+    path: &Path,
+    jobs: &[ExperimentJob],
+    reports: &[ExperimentReport],
+) -> Result<bool, String> {
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let guard = std::fs::File::open(folder)
+        .and_then(|f| f.lock().map(|_| f))
+        .map_err(|e| format!("cannot lock {}: {e}", folder.display()))?;
+    let mut lock = Lockfile::load(path)?.unwrap_or_else(Lockfile::new);
+    record(&mut lock, jobs, reports);
+    let saved = lock
+        .save(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()));
+    drop(guard);
+    saved
+}
+
 /// Records the stages of fully built experiments; other entries are kept as they were.
 pub fn record(lock: &mut Lockfile, jobs: &[ExperimentJob], reports: &[ExperimentReport]) {
     lock.version = LOCK_VERSION;

@@ -499,7 +499,7 @@ fn build(common: &Common, args: &BuildArgs) -> Outcome {
     };
     watched.extend(db.templates_read());
 
-    let mut lock = match Lockfile::load(lock_path) {
+    let lock = match Lockfile::load(lock_path) {
         Ok(l) => l,
         Err(e) => return fail(&e),
     };
@@ -543,9 +543,7 @@ fn build(common: &Common, args: &BuildArgs) -> Outcome {
                 }
             }
             _ => {
-                let lock = lock.get_or_insert_with(Lockfile::new);
-                crate::lock::record(lock, &jobs_list, &reports);
-                if let Err(e) = lock.save(lock_path) {
+                if let Err(e) = crate::lock::update(lock_path, &jobs_list, &reports) {
                     report::warn(&format!("cannot write {LOCK_FILE}: {e}"));
                 }
             }
@@ -597,7 +595,10 @@ fn build(common: &Common, args: &BuildArgs) -> Outcome {
             failed,
             secs,
         };
-        if let Err(e) = crate::catalog::append(&store, &rows, &entry) {
+        // A read-only (shared) cache serves hits; its derived data just stays as it is.
+        if let Err(e) = crate::catalog::append(&store, &rows, &entry)
+            && e.kind() != std::io::ErrorKind::ReadOnlyFilesystem
+        {
             report::warn(&format!("cannot update the experiment catalog: {e}"));
         }
     }
@@ -795,7 +796,9 @@ fn print_memo(store: &Store, m: &memo::Memo, quiet: bool, started: Instant) -> O
         failed: 0,
         secs,
     };
-    if let Err(e) = crate::catalog::append(store, &[], &entry) {
+    if let Err(e) = crate::catalog::append(store, &[], &entry)
+        && e.kind() != std::io::ErrorKind::ReadOnlyFilesystem
+    {
         report::warn(&format!("cannot update the experiment catalog: {e}"));
     }
     report::print_block(&[format!(

@@ -119,7 +119,10 @@ pub fn save(store: &Store, id: &str, memo: &Memo) {
         let bytes = serde_json::to_vec(memo).map_err(std::io::Error::other)?;
         store.write_atomic(&path, &bytes, false)
     });
-    if let Err(e) = written {
+    // A read-only (shared) cache serves hits without a memo.
+    if let Err(e) = written
+        && e.kind() != std::io::ErrorKind::ReadOnlyFilesystem
+    {
         crate::report::warn(&format!("cannot write the no-op memo: {e}"));
     }
 }

@@ -254,7 +254,9 @@ impl Store {
             .unwrap_or(false);
         if !present || self.read_verified(&path, &digest).is_none() {
             if let Some(dir) = path.parent() {
-                fs::create_dir_all(dir)?;
+                fs::create_dir_all(dir).map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
+                })?;
             }
             self.write_atomic(&path, bytes, true)?;
         }
@@ -368,8 +370,25 @@ impl Store {
             .create(true)
             .truncate(false)
             .write(true)
-            .open(&path)?;
-        file.lock()?;
+            .open(&path)
+            .map_err(|e| {
+                // A read-only cache serves hits; what must run cannot be stored there.
+                let hint = match e.kind() {
+                    io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied => {
+                        format!(
+                            " (the cache at {} is not writable: stages that must run cannot \
+                             be stored in it)",
+                            self.root.display()
+                        )
+                    }
+                    _ => String::new(),
+                };
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot open {}: {e}{hint}", path.display()),
+                )
+            })?;
+        file.lock().map_err(|e| lock_error(&path, e))?;
         Ok(StageLock { _file: file })
     }
 
@@ -417,17 +436,29 @@ impl Store {
         if let Some((token, _)) = owners.get(&self.root) {
             return Ok(token.clone());
         }
-        let seed = format!(
-            "{}-{:?}-{}",
-            std::process::id(),
-            SystemTime::now(),
-            self.root.display()
-        );
-        let token = Digest::of(seed.as_bytes()).short();
-        let file = File::create(self.root.join("tmp").join(format!("{token}.owner")))?;
-        file.lock()?;
-        owners.insert(self.root.clone(), (token.clone(), file));
-        Ok(token)
+        for attempt in 0..8 {
+            let seed = format!(
+                "{}-{:?}-{}-{attempt}",
+                std::process::id(),
+                SystemTime::now(),
+                self.root.display()
+            );
+            let token = Digest::of(seed.as_bytes()).short();
+            let path = self.root.join("tmp").join(format!("{token}.owner"));
+            let file = File::create(&path)?;
+            file.lock()?;
+            // Between creating the record and locking it, another process opening the
+            // store may have taken it for a dead writer's and removed it; writing under a
+            // token without a record would let the next open delete our temporary files.
+            if is_same_file(&file, &path) {
+                owners.insert(self.root.clone(), (token.clone(), file));
+                return Ok(token);
+            }
+        }
+        Err(io::Error::other(format!(
+            "cannot register as a writer in {}: its owner record keeps disappearing",
+            self.root.join("tmp").display()
+        )))
     }
 
     /// Deletes temporary files whose writer is gone (its owner lock can be taken).
@@ -485,12 +516,29 @@ fn open_store_lock(root: &Path) -> io::Result<(File, PathBuf)> {
         .truncate(false)
         .write(true)
         .open(&path)
+        .or_else(|e| match e.kind() {
+            // A read-only cache (a shared, read-only mount): an flock needs no write
+            // access, so hits still hold the store lock against a gc elsewhere.
+            io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied => {
+                File::open(&path).map_err(|_| e)
+            }
+            _ => Err(e),
+        })
         .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))?;
     Ok((file, path))
 }
 
 fn lock_error(path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("cannot lock {}: {e}", path.display()))
+}
+
+/// Whether `path` still names the file open as `file`.
+fn is_same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// `tok-3.tmp` -> `tok.owner`.
