@@ -122,7 +122,8 @@ impl StageKind {
             StageKind::Features => 1,
             StageKind::Dataset => 1,
             StageKind::Init => 1,
-            StageKind::Train => 1,
+            // 2: lstm and gru gates as one GEMM per step, tanh through the sigmoid.
+            StageKind::Train => 2,
             StageKind::Evaluate => 1,
         }
     }

@@ -1,15 +1,28 @@
 //! `lstm`: stacked LSTM layers; the last hidden state of the top layer feeds the heads.
 //!
-//! Written here rather than stacking `burn::nn::Lstm`: two fused `[d, 4h]` matmuls per step
-//! instead of eight, and the steps stay separate tensors between layers. burn's layer writes
-//! each step into a `[batch, seq, hidden]` output, and the gradient of every such write is a
-//! full-size tensor: quadratic in the sequence length. Measured on flex, one thread, 2 layers,
-//! hidden 128: equal at seq 60 / batch 256, 35% faster at seq 240 / batch 128.
+//! Written here rather than stacking `burn::nn::Lstm`, and shaped by where flex spends its time
+//! (see `benches/ref/lstm_ref.yaml`): scalar `tanhf`, the sigmoid's `expf` and one autodiff node
+//! per elementwise op.
+//!
+//! - One GEMM per step: `[x_t, 1, h_{t-1}] · [W_in; b; W_h]`. The stacked weight is built once
+//!   per forward pass (a handful of small ops on the weights), so the bias add and the second
+//!   matmul per step, and their backward passes, are gone.
+//! - One sigmoid per step over all four gates. The cell gate's columns of the stacked weight are
+//!   doubled, so `2σ(2a) - 1 = tanh(a)` gives its tanh; the cell's tanh likewise. Autodiff
+//!   recomputes an activation in its backward pass, and glibc's scalar `tanhf` costs about five
+//!   `expf`: a sigmoid is the cheapest nonlinearity flex has.
+//! - The steps stay separate `[batch, hidden]` tensors between layers. burn's layer writes each
+//!   step into a `[batch, seq, hidden]` output, and the gradient of every such write (or of a
+//!   per-step slice of a large tensor) is a full-size tensor: quadratic in the sequence length.
+//!
+//! The parameters are the plain formulation's (`input` with bias, `hidden` without), so
+//! weights blobs do not depend on how the layer computes; `reference_forward` (tests) is the
+//! textbook cell on the same parameters.
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
-use burn::tensor::activation::{sigmoid, tanh};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::activation::sigmoid;
+use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 
 use super::{Dims, Forecast, Forecaster, Heads, ModelError, Net};
 use crate::config::ModelConfig;
@@ -44,28 +57,69 @@ impl LstmLayer {
         }
     }
 
-    /// One step: `(h, c)` from input `x` and the previous state.
-    fn cell(&self, x: Tensor<2>, state: Option<(Tensor<2>, Tensor<2>)>) -> (Tensor<2>, Tensor<2>) {
+    /// `[W_in; b; W_h]` `[d_input + 1 + d_hidden, 4 * d_hidden]` with the cell gate's columns
+    /// doubled (exact in floating point), for [`step`](LstmLayer::step).
+    fn stacked_weight(&self) -> Tensor<2> {
         let d = self.d_hidden;
-        let gates = match &state {
-            Some((h, _)) => self.input.forward(x) + self.hidden.forward(h.clone()),
-            None => self.input.forward(x),
+        let w_in = self.input.weight.val();
+        let mut parts = vec![w_in.clone()];
+        if let Some(b) = &self.input.bias {
+            parts.push(b.val().reshape([1, 4 * d]));
+        } else {
+            parts.push(w_in.clone().narrow(0, 0, 1).zeros_like());
+        }
+        parts.push(self.hidden.weight.val());
+        let w = Tensor::cat(parts, 0);
+        let scale: Vec<f32> = (0..4 * d)
+            .map(|i| if i / d == 2 { 2.0 } else { 1.0 })
+            .collect();
+        let scale: Tensor<2> = Tensor::from_data(TensorData::new(scale, [1, 4 * d]), &w.device());
+        // In the weights' dtype, so that reduced-precision passes stay in one format.
+        let scale = match w.dtype() {
+            DType::F32 => scale,
+            dtype => scale.cast(FloatDType::from(dtype)),
         };
-        let gate = |k: usize| gates.clone().narrow(1, k * d, d);
-        let fresh = sigmoid(gate(0)) * tanh(gate(2));
-        let c = match state {
-            Some((_, c)) => sigmoid(gate(1)) * c + fresh,
-            None => fresh,
-        };
-        (sigmoid(gate(3)) * tanh(c.clone()), c)
+        w * scale
     }
 
-    /// Runs the layer over `[batch, d_input]` steps; returns the hidden state of each step.
-    fn forward(&self, steps: Vec<Tensor<2>>) -> Vec<Tensor<2>> {
+    /// One step from `x1` (the input with a trailing column of ones) and the previous state;
+    /// `w` is [`stacked_weight`](LstmLayer::stacked_weight).
+    fn step(
+        &self,
+        w: &Tensor<2>,
+        x1: Tensor<2>,
+        state: Option<(Tensor<2>, Tensor<2>)>,
+    ) -> (Tensor<2>, Tensor<2>) {
+        let d = self.d_hidden;
+        let [_, k] = x1.dims();
+        let gates = match &state {
+            Some((h, _)) => Tensor::cat(vec![x1, h.clone()], 1).matmul(w.clone()),
+            // No previous state: only the input rows of the weight.
+            None => x1.matmul(w.clone().narrow(0, 0, k)),
+        };
+        let s = sigmoid(gates);
+        let gate = |k: usize| s.clone().narrow(1, k * d, d);
+        // tanh(a) = 2σ(2a) - 1, the doubling done in the weight.
+        let fresh = gate(0) * gate(2).mul_scalar(2.0).sub_scalar(1.0);
+        let c = match state {
+            Some((_, c)) => gate(1) * c + fresh,
+            None => fresh,
+        };
+        let tanh_c = sigmoid(c.clone().mul_scalar(2.0))
+            .mul_scalar(2.0)
+            .sub_scalar(1.0);
+        (gate(3) * tanh_c, c)
+    }
+
+    /// Runs the layer over `[batch, d_input]` steps; `ones` is `[batch, 1]` of ones. Returns
+    /// the hidden state of each step.
+    fn forward(&self, steps: Vec<Tensor<2>>, ones: &Tensor<2>) -> Vec<Tensor<2>> {
+        let w = self.stacked_weight();
         let mut state = None;
         let mut out = Vec::with_capacity(steps.len());
         for x in steps {
-            let (h, c) = self.cell(x, state);
+            let x1 = Tensor::cat(vec![x, ones.clone()], 1);
+            let (h, c) = self.step(&w, x1, state);
             out.push(h.clone());
             state = Some((h, c));
         }
@@ -100,9 +154,16 @@ pub fn build(cfg: &ModelConfig, dims: Dims, device: &Device) -> Result<Box<dyn N
     }))
 }
 
-impl Forecaster for Lstm {
-    fn forward(&self, x: Tensor<3>) -> Forecast {
+impl Lstm {
+    /// The top layer's last hidden state `[batch, hidden]`, before the final dropout.
+    fn encode(&self, x: Tensor<3>) -> Tensor<2> {
         let [batch, seq, features] = x.dims();
+        let ones = x
+            .clone()
+            .narrow(1, 0, 1)
+            .narrow(2, 0, 1)
+            .reshape([batch, 1])
+            .ones_like();
         let mut steps: Vec<Tensor<2>> = (0..seq)
             .map(|t| x.clone().narrow(1, t, 1).reshape([batch, features]))
             .collect();
@@ -111,12 +172,131 @@ impl Forecaster for Lstm {
                 // Dropout between layers, as in PyTorch's `nn.LSTM`.
                 steps = steps.into_iter().map(|s| self.dropout.forward(s)).collect();
             }
-            steps = layer.forward(steps);
+            steps = layer.forward(steps, &ones);
         }
         // An empty window (never built: `Dims` requires a step) summarises to zeros.
-        let last = steps
+        steps
             .pop()
-            .unwrap_or_else(|| Tensor::zeros([batch, self.d_hidden], &x.device()));
+            .unwrap_or_else(|| Tensor::zeros([batch, self.d_hidden], &x.device()))
+    }
+}
+
+impl Forecaster for Lstm {
+    fn forward(&self, x: Tensor<3>) -> Forecast {
+        let last = self.encode(x);
         self.heads.forward(self.dropout.forward(last))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+    use burn::tensor::activation::tanh;
+
+    /// The textbook cell on the same parameters: two matmuls, three sigmoids, two tanhs.
+    fn reference_step(
+        layer: &LstmLayer,
+        x: Tensor<2>,
+        state: Option<(Tensor<2>, Tensor<2>)>,
+    ) -> (Tensor<2>, Tensor<2>) {
+        let d = layer.d_hidden;
+        let gates = match &state {
+            Some((h, _)) => layer.input.forward(x) + layer.hidden.forward(h.clone()),
+            None => layer.input.forward(x),
+        };
+        let gate = |k: usize| gates.clone().narrow(1, k * d, d);
+        let fresh = sigmoid(gate(0)) * tanh(gate(2));
+        let c = match state {
+            Some((_, c)) => sigmoid(gate(1)) * c + fresh,
+            None => fresh,
+        };
+        (sigmoid(gate(3)) * tanh(c.clone()), c)
+    }
+
+    fn reference_forward(layer: &LstmLayer, steps: Vec<Tensor<2>>) -> Vec<Tensor<2>> {
+        let mut state = None;
+        let mut out = Vec::new();
+        for x in steps {
+            let (h, c) = reference_step(layer, x, state);
+            out.push(h.clone());
+            state = Some((h, c));
+        }
+        out
+    }
+
+    fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        let (a, b) = (
+            a.into_data().try_to_vec::<f32>().unwrap(),
+            b.into_data().try_to_vec::<f32>().unwrap(),
+        );
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    /// The fused layer (one GEMM and one sigmoid over the gates per step, tanh by sigmoid)
+    /// computes the textbook LSTM: outputs and every gradient agree to float tolerance.
+    #[test]
+    fn fused_layer_matches_the_textbook_cell_outputs_and_gradients() {
+        let device = Device::flex().autodiff();
+        let (batch, seq, d_in, d) = (5, 7, 3, 6);
+        let _rng = super::super::rng_lock();
+        device.seed(11);
+        let mut layer = LstmLayer::new(d_in, d, &device);
+        // Weights large enough to saturate some gates.
+        let scaled = |p: &Param<Tensor<2>>| Param::from_tensor(p.val().mul_scalar(3.0).detach());
+        layer.input.weight = scaled(&layer.input.weight);
+        layer.hidden.weight = scaled(&layer.hidden.weight);
+        let x: Tensor<3> =
+            Tensor::random([batch, seq, d_in], Distribution::Normal(0.0, 1.0), &device)
+                .require_grad();
+        let steps = |x: &Tensor<3>| -> Vec<Tensor<2>> {
+            (0..seq)
+                .map(|t| x.clone().narrow(1, t, 1).reshape([batch, d_in]))
+                .collect()
+        };
+        let ones = Tensor::ones([batch, 1], &device);
+        // A loss that weighs every step and unit differently.
+        let weights: Tensor<2> =
+            Tensor::random([batch, d], Distribution::Normal(0.0, 1.0), &device);
+        let loss = |out: Vec<Tensor<2>>| -> Tensor<1> {
+            out.into_iter()
+                .enumerate()
+                .map(|(t, h)| (h * weights.clone()).sum().mul_scalar(1.0 + t as f64))
+                .reduce(|a, b| a + b)
+                .unwrap()
+        };
+        let fused_out = layer.forward(steps(&x), &ones);
+        let plain_out = reference_forward(&layer, steps(&x));
+        for (a, b) in fused_out.iter().zip(&plain_out) {
+            let diff = max_abs_diff(a.clone().inner(), b.clone().inner());
+            assert!(diff < 1e-5, "forward differs by {diff}");
+        }
+        let g_fused = loss(fused_out).backward();
+        let g_plain = loss(plain_out).backward();
+        let grads = |g: &burn::tensor::Gradients| {
+            (
+                layer.input.weight.val().grad(g).unwrap(),
+                layer.input.bias.as_ref().unwrap().val().grad(g).unwrap(),
+                layer.hidden.weight.val().grad(g).unwrap(),
+                x.grad(g).unwrap(),
+            )
+        };
+        let (a, b) = (grads(&g_fused), grads(&g_plain));
+        let scale = max_abs_diff(b.0.clone(), b.0.zeros_like()).max(1.0);
+        for (name, diff) in [
+            ("input.weight", max_abs_diff(a.0, b.0)),
+            ("input.bias", max_abs_diff(a.1, b.1)),
+            ("hidden.weight", max_abs_diff(a.2, b.2)),
+            ("x", max_abs_diff(a.3, b.3)),
+        ] {
+            assert!(
+                diff < 2e-5 * scale,
+                "gradient of {name} differs by {diff} (scale {scale})"
+            );
+        }
     }
 }
