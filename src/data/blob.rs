@@ -49,10 +49,11 @@
 //!
 //! [safetensors]: https://github.com/huggingface/safetensors
 
-use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Range;
 
-use safetensors::tensor::{Dtype, SafeTensors, View};
+use rayon::prelude::*;
+use safetensors::tensor::{Dtype, Metadata, SafeTensors, TensorInfo};
 use serde::{Deserialize, Serialize};
 
 use super::{Bars, Dataset, FeatureTable, Split};
@@ -208,41 +209,7 @@ pub fn decode_feature_tables(b: &[u8]) -> Result<Vec<FeatureTable>, BlobError> {
 impl Dataset {
     /// Encodes as a safetensors blob (see the module docs).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let meta = DatasetMeta {
-            kind: "dataset".into(),
-            version: VERSION,
-            symbols: self.symbols.clone(),
-            feature_names: self.feature_names.clone(),
-            sequence_length: self.sequence_length,
-            prediction_horizon: self.prediction_horizon,
-            bar_seconds: self.bar_seconds,
-        };
-        let (s, p, k) = (
-            self.sequence_length,
-            self.prediction_horizon,
-            self.num_features(),
-        );
-        let mut w = Writer::new();
-        w.f64("norm_mean", &self.norm_mean, &[k]);
-        w.f64("norm_std", &self.norm_std, &[k]);
-        for (name, split) in SPLITS.iter().zip([&self.train, &self.val, &self.test]) {
-            let n = split.n;
-            w.f32(&format!("{name}/x"), &split.x, &[n, s, k]);
-            w.f32(&format!("{name}/y"), &split.y, &[n, p]);
-            w.tensor(
-                &format!("{name}/action"),
-                Dtype::U8,
-                split.action.clone(),
-                &[n],
-            );
-            w.tensor(
-                &format!("{name}/symbol"),
-                Dtype::U32,
-                le_bytes(&split.symbol, u32::to_le_bytes),
-                &[n],
-            );
-            w.i64(&format!("{name}/timestamp"), &split.timestamp, &[n]);
-        }
+        let (w, meta) = dataset_writer(self, false);
         w.finish(&meta)
     }
 
@@ -308,34 +275,112 @@ impl Dataset {
     }
 }
 
-/// An owned tensor to serialise.
-struct Tensor {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
+/// The dataset blob's tensors. With `reserve_x`, every split's `x` is a zero region of shape
+/// `[n, S, k]` (whatever `Split::x` holds) for the caller to fill.
+fn dataset_writer(d: &Dataset, reserve_x: bool) -> (Writer<'_>, DatasetMeta) {
+    let meta = DatasetMeta {
+        kind: "dataset".into(),
+        version: VERSION,
+        symbols: d.symbols.clone(),
+        feature_names: d.feature_names.clone(),
+        sequence_length: d.sequence_length,
+        prediction_horizon: d.prediction_horizon,
+        bar_seconds: d.bar_seconds,
+    };
+    let (s, p, k) = (d.sequence_length, d.prediction_horizon, d.num_features());
+    let mut w = Writer::new();
+    w.f64("norm_mean", &d.norm_mean, &[k]);
+    w.f64("norm_std", &d.norm_std, &[k]);
+    for (name, split) in SPLITS.iter().zip([&d.train, &d.val, &d.test]) {
+        let n = split.n;
+        if reserve_x {
+            w.reserve(&format!("{name}/x"), Dtype::F32, &[n, s, k]);
+        } else {
+            w.f32(&format!("{name}/x"), &split.x, &[n, s, k]);
+        }
+        w.f32(&format!("{name}/y"), &split.y, &[n, p]);
+        w.u8(&format!("{name}/action"), &split.action, &[n]);
+        w.u32(&format!("{name}/symbol"), &split.symbol, &[n]);
+        w.i64(&format!("{name}/timestamp"), &split.timestamp, &[n]);
+    }
+    (w, meta)
 }
 
-impl View for &Tensor {
-    fn dtype(&self) -> Dtype {
-        self.dtype
+/// The blob of `d` as [`Dataset::to_bytes`] writes it, except that each split's `x` (which
+/// `d` need not hold) is left zero: the bytes, and the byte range of train, val and test `x`
+/// (`n * S * k` little-endian f32 each) for the caller to fill.
+pub(super) fn encode_dataset_reserving_x(d: &Dataset) -> (Vec<u8>, [Range<usize>; 3]) {
+    let (w, meta) = dataset_writer(d, true);
+    let (bytes, mut slots) = w.finish_with_slots(&meta);
+    let x = SPLITS.map(|name| slots.remove(&format!("{name}/x")).unwrap_or(0..0));
+    (bytes, x)
+}
+
+/// Where a tensor's bytes come from: a borrowed slice (copied once, little-endian, straight
+/// into the output buffer) or a region the caller fills after [`Writer::finish_with_slots`].
+enum Source<'a> {
+    F64(&'a [f64]),
+    F32(&'a [f32]),
+    I64(&'a [i64]),
+    U32(&'a [u32]),
+    U8(&'a [u8]),
+    /// This many bytes, left zero for the caller to fill.
+    Reserved(usize),
+}
+
+impl Source<'_> {
+    fn byte_len(&self) -> usize {
+        match self {
+            Source::F64(v) => v.len() * 8,
+            Source::F32(v) => v.len() * 4,
+            Source::I64(v) => v.len() * 8,
+            Source::U32(v) => v.len() * 4,
+            Source::U8(v) => v.len(),
+            Source::Reserved(n) => *n,
+        }
     }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.bytes.len()
+
+    /// Writes the little-endian bytes into `out` (exactly `byte_len` long).
+    fn write(&self, out: &mut [u8]) {
+        match self {
+            Source::F64(v) => write_le(v, out, |x| x.to_le_bytes()),
+            Source::F32(v) => write_le(v, out, |x| x.to_le_bytes()),
+            Source::I64(v) => write_le(v, out, |x| x.to_le_bytes()),
+            Source::U32(v) => write_le(v, out, |x| x.to_le_bytes()),
+            Source::U8(v) => out.copy_from_slice(v),
+            Source::Reserved(_) => {}
+        }
     }
 }
 
-/// Collects tensors, then serialises them with the one metadata entry.
-struct Writer {
-    tensors: Vec<(String, Tensor)>,
+/// Tensors above this many bytes are copied by several threads.
+const PARALLEL_COPY_BYTES: usize = 8 << 20;
+
+/// `v` as little-endian bytes into `out` (`out.len() == v.len() * N`).
+fn write_le<T: Copy + Sync, const N: usize>(v: &[T], out: &mut [u8], f: fn(T) -> [u8; N]) {
+    let copy = |v: &[T], out: &mut [u8]| {
+        for (dst, &x) in out.chunks_exact_mut(N).zip(v) {
+            dst.copy_from_slice(&f(x));
+        }
+    };
+    if out.len() >= PARALLEL_COPY_BYTES {
+        const PER_TASK: usize = 1 << 16;
+        out.par_chunks_mut(PER_TASK * N)
+            .zip(v.par_chunks(PER_TASK))
+            .for_each(|(o, v)| copy(v, o));
+    } else {
+        copy(v, out);
+    }
 }
 
-impl Writer {
+/// Collects tensors, then serialises them with the one metadata entry into one exact-size
+/// buffer. The header is the safetensors crate's own (same ordering, same JSON, same
+/// padding), so the bytes equal `safetensors::serialize` of the same tensors.
+struct Writer<'a> {
+    tensors: Vec<(String, Dtype, Vec<usize>, Source<'a>)>,
+}
+
+impl<'a> Writer<'a> {
     fn new() -> Self {
         Writer {
             tensors: Vec::new(),
@@ -344,58 +389,98 @@ impl Writer {
 
     /// Adds a tensor. If the struct's lengths disagree with its declared dimensions the data
     /// is stored flat (1-D), so encoding never fails and decoding reports the mismatch.
-    fn tensor(&mut self, name: &str, dtype: Dtype, bytes: Vec<u8>, shape: &[usize]) {
+    fn tensor(&mut self, name: &str, dtype: Dtype, data: Source<'a>, shape: &[usize]) {
+        let bytes = data.byte_len();
         let elements = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         let size = dtype.bitsize() / 8;
-        let shape = if elements.and_then(|e| e.checked_mul(size)) == Some(bytes.len()) {
+        let shape = if elements.and_then(|e| e.checked_mul(size)) == Some(bytes) {
             shape.to_vec()
         } else {
-            vec![bytes.len() / size.max(1)]
+            vec![bytes / size.max(1)]
         };
-        self.tensors.push((
-            name.to_string(),
-            Tensor {
-                dtype,
-                shape,
-                bytes,
-            },
-        ));
+        self.tensors.push((name.to_string(), dtype, shape, data));
     }
 
-    fn f64(&mut self, name: &str, v: &[f64], shape: &[usize]) {
-        let bytes = le_bytes(v, f64::to_le_bytes);
-        self.tensor(name, Dtype::F64, bytes, shape);
+    fn f64(&mut self, name: &str, v: &'a [f64], shape: &[usize]) {
+        self.tensor(name, Dtype::F64, Source::F64(v), shape);
     }
 
-    fn f32(&mut self, name: &str, v: &[f32], shape: &[usize]) {
-        let bytes = le_bytes(v, f32::to_le_bytes);
-        self.tensor(name, Dtype::F32, bytes, shape);
+    fn f32(&mut self, name: &str, v: &'a [f32], shape: &[usize]) {
+        self.tensor(name, Dtype::F32, Source::F32(v), shape);
     }
 
-    fn i64(&mut self, name: &str, v: &[i64], shape: &[usize]) {
-        let bytes = le_bytes(v, i64::to_le_bytes);
-        self.tensor(name, Dtype::I64, bytes, shape);
+    fn i64(&mut self, name: &str, v: &'a [i64], shape: &[usize]) {
+        self.tensor(name, Dtype::I64, Source::I64(v), shape);
+    }
+
+    fn u32(&mut self, name: &str, v: &'a [u32], shape: &[usize]) {
+        self.tensor(name, Dtype::U32, Source::U32(v), shape);
+    }
+
+    fn u8(&mut self, name: &str, v: &'a [u8], shape: &[usize]) {
+        self.tensor(name, Dtype::U8, Source::U8(v), shape);
+    }
+
+    /// A tensor of `shape` whose bytes the caller writes into the slot returned by
+    /// [`Writer::finish_with_slots`].
+    fn reserve(&mut self, name: &str, dtype: Dtype, shape: &[usize]) {
+        let bytes = shape.iter().product::<usize>() * (dtype.bitsize() / 8);
+        self.tensor(name, dtype, Source::Reserved(bytes), shape);
     }
 
     fn finish(self, meta: &impl Serialize) -> Vec<u8> {
+        self.finish_with_slots(meta).0
+    }
+
+    /// The blob, and the byte range of every tensor in it, by name.
+    fn finish_with_slots(self, meta: &impl Serialize) -> (Vec<u8>, HashMap<String, Range<usize>>) {
         // Serialising a struct of strings and integers cannot fail.
         let json = serde_json::to_string(meta).unwrap_or_default();
         let info = HashMap::from([(META_KEY.to_string(), json)]);
-        let views = self.tensors.iter().map(|(n, t)| (n.as_str(), t));
-        // The crate sorts tensors (by dtype, then name) and writes the header in that order;
-        // its only failure is a header over 100 MB, which names and shapes cannot reach.
-        safetensors::serialize(views, Some(info))
-            .expect("safetensors header of names and shapes stays under 100 MB")
+        // As `safetensors::serialize` does: sort by descending dtype, then by name; data
+        // offsets in that order; the header JSON padded with spaces to a multiple of 8.
+        let mut tensors = self.tensors;
+        tensors.sort_by(|(ln, ld, ..), (rn, rd, ..)| rd.cmp(ld).then(ln.cmp(rn)));
+        let mut infos = Vec::with_capacity(tensors.len());
+        let mut offset = 0;
+        for (name, dtype, shape, data) in &tensors {
+            let n = data.byte_len();
+            infos.push((
+                name.clone(),
+                TensorInfo {
+                    dtype: *dtype,
+                    shape: shape.clone(),
+                    data_offsets: (offset, offset + n),
+                },
+            ));
+            offset += n;
+        }
+        // Offsets are contiguous by construction and names are unique (each encoder names
+        // its tensors distinctly), so the crate's validation cannot fail; its only other
+        // failure, a header over 100 MB, names and shapes cannot reach.
+        let metadata = Metadata::new(Some(info), infos)
+            .expect("safetensors metadata of contiguous tensors is valid");
+        let mut header = serde_json::to_string(&metadata)
+            .unwrap_or_default()
+            .into_bytes();
+        header.resize(header.len().next_multiple_of(8), b' ');
+        let start = 8 + header.len();
+        let mut buffer = vec![0u8; start + offset];
+        buffer[..8].copy_from_slice(&(header.len() as u64).to_le_bytes());
+        buffer[8..start].copy_from_slice(&header);
+        let mut slots = HashMap::with_capacity(tensors.len());
+        let mut rest = &mut buffer[start..];
+        let mut at = start;
+        for (name, _, _, data) in &tensors {
+            let n = data.byte_len();
+            let (here, tail) = rest.split_at_mut(n);
+            data.write(here);
+            slots.insert(name.clone(), at..at + n);
+            at += n;
+            rest = tail;
+        }
+        (buffer, slots)
     }
-}
-
-/// Little-endian bytes of `v`, written into one exact-size allocation.
-fn le_bytes<T: Copy, const N: usize>(v: &[T], f: fn(T) -> [u8; N]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(v.len() * N);
-    for &x in v {
-        out.extend_from_slice(&f(x));
-    }
-    out
 }
 
 /// A parsed blob plus typed tensor accessors that check dtype and shape.
@@ -528,6 +613,181 @@ mod tests {
             relative_prices: true,
         };
         dataset::build(&tables, &params).unwrap()
+    }
+
+    /// The encoder as it was before tensors were written straight into the output buffer:
+    /// owned little-endian copies handed to `safetensors::serialize`. The blobs are
+    /// content-addressed, so the new encoder must give exactly these bytes.
+    mod legacy {
+        use std::borrow::Cow;
+        use std::collections::HashMap;
+
+        use safetensors::tensor::{Dtype, View};
+
+        use super::super::{DatasetMeta, FeaturesMeta, Header, META_KEY, SPLITS, TableMeta};
+        use crate::data::{Bars, Dataset, FeatureTable};
+
+        struct Tensor {
+            dtype: Dtype,
+            shape: Vec<usize>,
+            bytes: Vec<u8>,
+        }
+
+        impl View for &Tensor {
+            fn dtype(&self) -> Dtype {
+                self.dtype
+            }
+            fn shape(&self) -> &[usize] {
+                &self.shape
+            }
+            fn data(&self) -> Cow<'_, [u8]> {
+                Cow::Borrowed(&self.bytes)
+            }
+            fn data_len(&self) -> usize {
+                self.bytes.len()
+            }
+        }
+
+        #[derive(Default)]
+        struct Writer {
+            tensors: Vec<(String, Tensor)>,
+        }
+
+        fn le<T: Copy, const N: usize>(v: &[T], f: fn(T) -> [u8; N]) -> Vec<u8> {
+            v.iter().flat_map(|&x| f(x)).collect()
+        }
+
+        impl Writer {
+            fn tensor(&mut self, name: &str, dtype: Dtype, bytes: Vec<u8>, shape: &[usize]) {
+                let elements = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                let size = dtype.bitsize() / 8;
+                let shape = if elements.and_then(|e| e.checked_mul(size)) == Some(bytes.len()) {
+                    shape.to_vec()
+                } else {
+                    vec![bytes.len() / size.max(1)]
+                };
+                let t = Tensor {
+                    dtype,
+                    shape,
+                    bytes,
+                };
+                self.tensors.push((name.to_string(), t));
+            }
+            fn f64(&mut self, name: &str, v: &[f64], shape: &[usize]) {
+                self.tensor(name, Dtype::F64, le(v, f64::to_le_bytes), shape);
+            }
+            fn f32(&mut self, name: &str, v: &[f32], shape: &[usize]) {
+                self.tensor(name, Dtype::F32, le(v, f32::to_le_bytes), shape);
+            }
+            fn i64(&mut self, name: &str, v: &[i64], shape: &[usize]) {
+                self.tensor(name, Dtype::I64, le(v, i64::to_le_bytes), shape);
+            }
+            fn finish(self, meta: &impl serde::Serialize) -> Vec<u8> {
+                let json = serde_json::to_string(meta).unwrap();
+                let info = HashMap::from([(META_KEY.to_string(), json)]);
+                let views = self.tensors.iter().map(|(n, t)| (n.as_str(), t));
+                safetensors::serialize(views, Some(info)).unwrap()
+            }
+        }
+
+        pub fn bars(b: &Bars) -> Vec<u8> {
+            let mut w = Writer::default();
+            w.i64("timestamp", &b.timestamps, &[b.timestamps.len()]);
+            for (name, v) in b.columns() {
+                w.f64(name, v, &[v.len()]);
+            }
+            w.finish(&Header {
+                kind: "bars".into(),
+                version: 1,
+            })
+        }
+
+        pub fn features(tables: &[FeatureTable]) -> Vec<u8> {
+            let meta = FeaturesMeta {
+                kind: "features".into(),
+                version: 1,
+                tables: tables
+                    .iter()
+                    .map(|t| TableMeta {
+                        symbol: t.symbol.clone(),
+                        names: t.names.clone(),
+                    })
+                    .collect(),
+            };
+            let mut w = Writer::default();
+            for (i, t) in tables.iter().enumerate() {
+                let rows = t.timestamps.len();
+                w.i64(&format!("{i}/timestamp"), &t.timestamps, &[rows]);
+                w.f64(&format!("{i}/close"), &t.close, &[rows]);
+                w.f64(&format!("{i}/values"), &t.values, &[rows, t.names.len()]);
+            }
+            w.finish(&meta)
+        }
+
+        pub fn dataset(d: &Dataset) -> Vec<u8> {
+            let meta = DatasetMeta {
+                kind: "dataset".into(),
+                version: 1,
+                symbols: d.symbols.clone(),
+                feature_names: d.feature_names.clone(),
+                sequence_length: d.sequence_length,
+                prediction_horizon: d.prediction_horizon,
+                bar_seconds: d.bar_seconds,
+            };
+            let (s, p, k) = (d.sequence_length, d.prediction_horizon, d.num_features());
+            let mut w = Writer::default();
+            w.f64("norm_mean", &d.norm_mean, &[k]);
+            w.f64("norm_std", &d.norm_std, &[k]);
+            for (name, split) in SPLITS.iter().zip([&d.train, &d.val, &d.test]) {
+                let n = split.n;
+                w.f32(&format!("{name}/x"), &split.x, &[n, s, k]);
+                w.f32(&format!("{name}/y"), &split.y, &[n, p]);
+                w.tensor(
+                    &format!("{name}/action"),
+                    Dtype::U8,
+                    split.action.clone(),
+                    &[n],
+                );
+                let symbol = le(&split.symbol, u32::to_le_bytes);
+                w.tensor(&format!("{name}/symbol"), Dtype::U32, symbol, &[n]);
+                w.i64(&format!("{name}/timestamp"), &split.timestamp, &[n]);
+            }
+            w.finish(&meta)
+        }
+    }
+
+    #[test]
+    fn encoders_give_the_bytes_of_the_previous_encoder() {
+        for (seed, n) in [(5u64, 100usize), (1, 1), (9, 3000)] {
+            let bars = generate(seed, n, 20.0, 300);
+            assert_eq!(bars.to_bytes(), legacy::bars(&bars));
+        }
+        let mut broken = generate(2, 10, 20.0, 300);
+        broken.close.pop();
+        assert_eq!(broken.to_bytes(), legacy::bars(&broken));
+        let names = vec![
+            "ma_5".to_string(),
+            "close".to_string(),
+            "rsi_14".to_string(),
+        ];
+        let tables: Vec<FeatureTable> = [3u64, 1, 2]
+            .iter()
+            .map(|&s| features::compute(&generate(s, 400, 10.0, 86_400), &format!("Z{s}"), &names))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(encode_feature_tables(&tables), legacy::features(&tables));
+        assert_eq!(encode_feature_tables(&[]), legacy::features(&[]));
+        for bars in [60, 300, 2000] {
+            let mut d = sample_dataset(bars);
+            assert_eq!(d.to_bytes(), legacy::dataset(&d), "{bars} bars");
+            d.train.x.pop();
+            d.val.symbol.push(0);
+            assert_eq!(
+                d.to_bytes(),
+                legacy::dataset(&d),
+                "{bars} bars, inconsistent"
+            );
+        }
     }
 
     #[test]

@@ -42,6 +42,8 @@
 
 use std::ops::Range;
 
+use rayon::prelude::*;
+
 use super::features::is_price_level;
 use super::ingest::DataError;
 use super::{Dataset, DatasetParams, FeatureTable, Split};
@@ -81,169 +83,323 @@ pub fn window_ends(r: &Range<usize>, sequence_length: usize, horizon: usize) -> 
 
 /// Builds the train/val/test windows of all `tables` (see the module docs for the rules).
 pub fn build(tables: &[FeatureTable], params: &DatasetParams) -> Result<Dataset, DataError> {
-    let fail = |m: String| DataError::Dataset(m);
-    check_params(params)?;
-    let (s, p) = (params.sequence_length, params.prediction_horizon);
-    let first = tables
-        .first()
-        .ok_or_else(|| fail("no feature tables (no symbols)".into()))?;
-    let names = &first.names;
-    let k = names.len();
-    if k == 0 {
-        return Err(fail("no features selected".into()));
+    let plan = Plan::new(tables, params)?;
+    let mut d = plan.labels();
+    let width = plan.sequence_length * plan.k;
+    for (which, split) in [&mut d.train, &mut d.val, &mut d.test]
+        .into_iter()
+        .enumerate()
+    {
+        split.x = vec![0.0; split.n * width];
+        plan.fill_x(which, &mut split.x, |x, out| out.copy_from_slice(x));
     }
-    for (i, t) in tables.iter().enumerate() {
-        check_table(t, names)?;
-        if tables[..i].iter().any(|o| o.symbol == t.symbol) {
-            return Err(fail(format!("symbol '{}' appears twice", t.symbol)));
-        }
-    }
-    u32::try_from(tables.len()).map_err(|_| fail("too many symbols".into()))?;
+    Ok(d)
+}
 
-    // Window end rows per split, per symbol.
-    let mut ends: [Vec<(usize, Range<usize>)>; 3] = Default::default();
-    let mut ranges = Vec::with_capacity(tables.len());
-    for (sym, t) in tables.iter().enumerate() {
-        let r = split_ranges(t.timestamps.len(), params.split, p);
-        for (which, range) in r.iter().enumerate() {
-            ends[which].push((sym, window_ends(range, s, p)));
-        }
-        ranges.push(r);
-    }
-    let count = |which: usize| ends[which].iter().map(|(_, e)| e.len()).sum::<usize>();
-    if count(0) == 0 {
-        let detail: Vec<String> = tables
-            .iter()
-            .zip(&ranges)
-            .map(|(t, [a, b, c])| {
-                format!(
-                    "'{}': {} rows -> train {}, val {}, test {}",
-                    t.symbol,
-                    t.timestamps.len(),
-                    a.len(),
-                    b.len(),
-                    c.len()
-                )
-            })
-            .collect();
-        return Err(fail(format!(
-            "the train split has no windows: a window needs sequence_length + \
-             prediction_horizon = {} consecutive rows inside one split ({}; splits are \
-             separated by {p}-row gaps, and features drop their warm-up rows first)",
-            s + p,
-            detail.join("; ")
-        )));
-    }
+/// The dataset stage's blob, built without an intermediate [`Dataset`]: the windows are
+/// written straight into the blob, so the largest allocation is the blob itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedDataset {
+    /// Exactly `build(tables, params)?.to_bytes()`.
+    pub bytes: Vec<u8>,
+    pub num_features: usize,
+    pub sequence_length: usize,
+    pub prediction_horizon: usize,
+    /// Windows in train, val and test.
+    pub n: [usize; 3],
+}
 
-    let relative: Vec<bool> = names
-        .iter()
-        .map(|n| params.relative_prices && is_price_level(n))
-        .collect();
-    let input = Inputs {
-        tables,
-        relative: &relative,
-        sequence_length: s,
-    };
-
-    // Normalisation: two passes over exactly the train inputs.
-    let mut sum = vec![0.0; k];
-    let mut total = 0usize;
-    input.for_each_row(&ends[0], |row| {
-        for (acc, v) in sum.iter_mut().zip(row) {
-            *acc += v;
-        }
-        total += 1;
-    });
-    let mean: Vec<f64> = sum.iter().map(|v| v / total as f64).collect();
-    let mut squares = vec![0.0; k];
-    input.for_each_row(&ends[0], |row| {
-        for ((acc, v), m) in squares.iter_mut().zip(row).zip(&mean) {
-            *acc += (v - m) * (v - m);
-        }
-    });
-    let std: Vec<f64> = squares
-        .iter()
-        .map(|sq| {
-            let sd = (sq / total as f64).sqrt();
-            if sd.is_finite() && sd >= STD_FLOOR {
-                sd
-            } else {
-                1.0
-            }
-        })
-        .collect();
-
-    let [train, val, test] = [0, 1, 2].map(|which| {
-        let mut split = Split {
-            n: count(which),
-            ..Split::default()
-        };
-        split.x.reserve(split.n * s * k);
-        input.for_each_row(&ends[which], |row| {
-            for ((v, m), sd) in row.iter().zip(&mean).zip(&std) {
-                split.x.push(((v - m) / sd) as f32);
+/// [`build`] followed by [`Dataset::to_bytes`], bit for bit, without materialising the
+/// windows twice.
+pub fn build_encoded(
+    tables: &[FeatureTable],
+    params: &DatasetParams,
+) -> Result<EncodedDataset, DataError> {
+    let plan = Plan::new(tables, params)?;
+    let d = plan.labels();
+    let (mut bytes, slots) = super::blob::encode_dataset_reserving_x(&d);
+    for (which, slot) in slots.into_iter().enumerate() {
+        let out = bytes.get_mut(slot).unwrap_or_default();
+        plan.fill_x(which, out, |x, out| {
+            for (dst, v) in out.chunks_exact_mut(4).zip(x) {
+                dst.copy_from_slice(&v.to_le_bytes());
             }
         });
-        for (sym, range) in &ends[which] {
-            let t = &tables[*sym];
-            for end in range.clone() {
-                let c0 = t.close[end];
-                let r1 = t.close[end + 1] / c0 - 1.0;
-                split
-                    .y
-                    .extend((1..=p).map(|h| (t.close[end + h] / c0 - 1.0) as f32));
-                split.action.push(if r1 > params.action_threshold {
-                    0
-                } else if r1 < -params.action_threshold {
-                    2
-                } else {
-                    1
-                });
-                split.symbol.push(*sym as u32);
-                split.timestamp.push(t.timestamps[end]);
-            }
-        }
-        split
-    });
-
-    Ok(Dataset {
-        symbols: tables.iter().map(|t| t.symbol.clone()).collect(),
-        feature_names: names.clone(),
-        sequence_length: s,
-        prediction_horizon: p,
-        bar_seconds: median_spacing(tables),
-        norm_mean: mean,
-        norm_std: std,
-        train,
-        val,
-        test,
+    }
+    Ok(EncodedDataset {
+        bytes,
+        num_features: plan.k,
+        sequence_length: plan.sequence_length,
+        prediction_horizon: plan.horizon,
+        n: [0, 1, 2].map(|which| plan.count(which)),
     })
 }
 
-/// Window inputs after the relative-price transform, before normalisation.
-struct Inputs<'a> {
+/// Everything [`build`] decides before writing windows: the window ends of each split and
+/// the normalisation statistics.
+struct Plan<'a> {
     tables: &'a [FeatureTable],
-    relative: &'a [bool],
+    params: &'a DatasetParams,
     sequence_length: usize,
+    horizon: usize,
+    k: usize,
+    /// Per column: expressed relative to the window's last close.
+    relative: Vec<bool>,
+    /// Per split: (symbol index, window end rows).
+    ends: [Vec<(usize, Range<usize>)>; 3],
+    mean: Vec<f64>,
+    std: Vec<f64>,
+    /// (relative, mean, std) of column `i % k` at position `i` of a window's `S * k` values.
+    tiled: Vec<(bool, f64, f64)>,
 }
 
-impl Inputs<'_> {
-    /// Calls `f` with every input row of every window in `ends`, in storage order.
-    fn for_each_row(&self, ends: &[(usize, Range<usize>)], mut f: impl FnMut(&[f64])) {
-        let k = self.relative.len();
-        let mut row = vec![0.0; k];
-        for (sym, range) in ends {
+/// Columns summed side by side in one pass of the normalisation fit.
+const LANES: usize = 8;
+
+impl<'a> Plan<'a> {
+    fn new(tables: &'a [FeatureTable], params: &'a DatasetParams) -> Result<Self, DataError> {
+        let fail = |m: String| DataError::Dataset(m);
+        check_params(params)?;
+        let (s, p) = (params.sequence_length, params.prediction_horizon);
+        let first = tables
+            .first()
+            .ok_or_else(|| fail("no feature tables (no symbols)".into()))?;
+        let names = &first.names;
+        let k = names.len();
+        if k == 0 {
+            return Err(fail("no features selected".into()));
+        }
+        for (i, t) in tables.iter().enumerate() {
+            check_table(t, names)?;
+            if tables[..i].iter().any(|o| o.symbol == t.symbol) {
+                return Err(fail(format!("symbol '{}' appears twice", t.symbol)));
+            }
+        }
+        u32::try_from(tables.len()).map_err(|_| fail("too many symbols".into()))?;
+
+        // Window end rows per split, per symbol.
+        let mut ends: [Vec<(usize, Range<usize>)>; 3] = Default::default();
+        let mut ranges = Vec::with_capacity(tables.len());
+        for (sym, t) in tables.iter().enumerate() {
+            let r = split_ranges(t.timestamps.len(), params.split, p);
+            for (which, range) in r.iter().enumerate() {
+                ends[which].push((sym, window_ends(range, s, p)));
+            }
+            ranges.push(r);
+        }
+        if ends[0].iter().all(|(_, e)| e.is_empty()) {
+            let detail: Vec<String> = tables
+                .iter()
+                .zip(&ranges)
+                .map(|(t, [a, b, c])| {
+                    format!(
+                        "'{}': {} rows -> train {}, val {}, test {}",
+                        t.symbol,
+                        t.timestamps.len(),
+                        a.len(),
+                        b.len(),
+                        c.len()
+                    )
+                })
+                .collect();
+            return Err(fail(format!(
+                "the train split has no windows: a window needs sequence_length + \
+                 prediction_horizon = {} consecutive rows inside one split ({}; splits are \
+                 separated by {p}-row gaps, and features drop their warm-up rows first)",
+                s + p,
+                detail.join("; ")
+            )));
+        }
+
+        let relative: Vec<bool> = names
+            .iter()
+            .map(|n| params.relative_prices && is_price_level(n))
+            .collect();
+        let mut plan = Plan {
+            tables,
+            params,
+            sequence_length: s,
+            horizon: p,
+            k,
+            relative,
+            ends,
+            mean: Vec::new(),
+            std: Vec::new(),
+            tiled: Vec::new(),
+        };
+        plan.fit_normalisation();
+        plan.tiled = (0..s * k)
+            .map(|i| (plan.relative[i % k], plan.mean[i % k], plan.std[i % k]))
+            .collect();
+        Ok(plan)
+    }
+
+    fn count(&self, which: usize) -> usize {
+        self.ends[which].iter().map(|(_, e)| e.len()).sum()
+    }
+
+    /// Mean and population standard deviation of every column over every row of every train
+    /// window, after the relative transform: two passes, each column summed in storage
+    /// order. Columns are independent sums: blocks of up to [`LANES`] columns are summed
+    /// side by side (one SIMD add per row) and blocks run in parallel, and every column's
+    /// additions happen in the same order whatever the blocking or thread count.
+    fn fit_normalisation(&mut self) {
+        let k = self.k;
+        let total = (self.count(0) * self.sequence_length) as f64;
+        let blocks: Vec<Range<usize>> = (0..k.div_ceil(LANES))
+            .map(|b| b * LANES..((b + 1) * LANES).min(k))
+            .collect();
+        let stats: Vec<([f64; LANES], [f64; LANES])> = blocks
+            .par_iter()
+            .map(|cols| {
+                let mut sum = [0.0; LANES];
+                self.for_each_train_row(cols.clone(), |row| {
+                    for (acc, v) in sum.iter_mut().zip(row) {
+                        *acc += v;
+                    }
+                });
+                let mean = sum.map(|v| v / total);
+                let mut squares = [0.0; LANES];
+                self.for_each_train_row(cols.clone(), |row| {
+                    for ((acc, v), m) in squares.iter_mut().zip(row).zip(&mean) {
+                        *acc += (v - m) * (v - m);
+                    }
+                });
+                (mean, squares)
+            })
+            .collect();
+        for ((mean, squares), cols) in stats.iter().zip(&blocks) {
+            let w = cols.len();
+            self.mean.extend_from_slice(&mean[..w]);
+            self.std.extend(squares[..w].iter().map(|sq| {
+                let sd = (sq / total).sqrt();
+                if sd.is_finite() && sd >= STD_FLOOR {
+                    sd
+                } else {
+                    1.0
+                }
+            }));
+        }
+    }
+
+    /// Calls `f` with columns `cols` (at most [`LANES`]; unused lanes are 0) of every input
+    /// row of every train window, in storage order, after the relative transform.
+    #[inline(always)]
+    fn for_each_train_row(&self, cols: Range<usize>, mut f: impl FnMut(&[f64; LANES])) {
+        let k = self.k;
+        let mut relative = [false; LANES];
+        relative[..cols.len()].copy_from_slice(&self.relative[cols.clone()]);
+        let mut row = [0.0; LANES];
+        for (sym, range) in &self.ends[0] {
             let t = &self.tables[*sym];
             for end in range.clone() {
                 let last_close = t.close[end];
-                for r in end + 1 - self.sequence_length..=end {
-                    let values = &t.values[r * k..(r + 1) * k];
-                    for ((out, &v), &rel) in row.iter_mut().zip(values).zip(self.relative) {
-                        *out = if rel { v / last_close - 1.0 } else { v };
+                let first = end + 1 - self.sequence_length;
+                let rows = &t.values[first * k..(end + 1) * k];
+                for values in rows.chunks_exact(k) {
+                    let mut raw = [0.0; LANES];
+                    raw[..cols.len()].copy_from_slice(&values[cols.clone()]);
+                    for ((out, &v), &rel) in row.iter_mut().zip(&raw).zip(&relative) {
+                        let r = v / last_close - 1.0;
+                        *out = if rel { r } else { v };
                     }
                     f(&row);
                 }
             }
+        }
+    }
+
+    /// Writes the normalised windows of split `which` into `out`, `S * k` values per window
+    /// in storage order, through `put(window, out_chunk)` (`out` holds `S * k * B` items for
+    /// an element size of `B` items). Windows are independent, so they are filled in
+    /// parallel; each value is computed exactly as in a sequential pass.
+    fn fill_x<T: Send>(&self, which: usize, out: &mut [T], put: impl Fn(&[f32], &mut [T]) + Sync) {
+        let width = self.sequence_length * self.k;
+        let per_window = out.len() / self.count(which).max(1);
+        if width == 0 || per_window == 0 {
+            return;
+        }
+        let mut rest = out;
+        for (sym, range) in &self.ends[which] {
+            let (here, tail) = rest.split_at_mut((range.len() * per_window).min(rest.len()));
+            rest = tail;
+            let t = &self.tables[*sym];
+            here.par_chunks_mut(per_window)
+                .with_min_len(64)
+                .enumerate()
+                .for_each_init(
+                    || vec![0.0f32; width],
+                    |window, (i, chunk)| {
+                        self.window(t, range.start + i, window);
+                        put(window, chunk);
+                    },
+                );
+        }
+    }
+
+    /// The normalised inputs of the window ending at row `end` of `t`: one flat pass over
+    /// the window's `S * k` values against per-position copies of the column constants
+    /// (vectorisable), each value computed exactly as `((v' - mean) / std) as f32`.
+    fn window(&self, t: &FeatureTable, end: usize, out: &mut [f32]) {
+        let k = self.k;
+        let last_close = t.close[end];
+        let first = end + 1 - self.sequence_length;
+        let rows = &t.values[first * k..(end + 1) * k];
+        let consts = self.tiled.iter();
+        for ((o, &v), &(rel, m, sd)) in out.iter_mut().zip(rows).zip(consts) {
+            let r = v / last_close - 1.0;
+            let v = if rel { r } else { v };
+            *o = ((v - m) / sd) as f32;
+        }
+    }
+
+    /// The dataset without inputs: labels, symbols, timestamps, window counts and the
+    /// normalisation statistics (every split's `x` empty).
+    fn labels(&self) -> Dataset {
+        let p = self.horizon;
+        let theta = self.params.action_threshold;
+        let [train, val, test] = [0, 1, 2].map(|which| {
+            let n = self.count(which);
+            let mut split = Split {
+                n,
+                ..Split::default()
+            };
+            split.y.reserve(n * p);
+            split.action.reserve(n);
+            split.symbol.reserve(n);
+            split.timestamp.reserve(n);
+            for (sym, range) in &self.ends[which] {
+                let t = &self.tables[*sym];
+                for end in range.clone() {
+                    let c0 = t.close[end];
+                    let r1 = t.close[end + 1] / c0 - 1.0;
+                    split
+                        .y
+                        .extend((1..=p).map(|h| (t.close[end + h] / c0 - 1.0) as f32));
+                    split.action.push(if r1 > theta {
+                        0
+                    } else if r1 < -theta {
+                        2
+                    } else {
+                        1
+                    });
+                    split.symbol.push(*sym as u32);
+                    split.timestamp.push(t.timestamps[end]);
+                }
+            }
+            split
+        });
+        Dataset {
+            symbols: self.tables.iter().map(|t| t.symbol.clone()).collect(),
+            feature_names: self.tables[0].names.clone(),
+            sequence_length: self.sequence_length,
+            prediction_horizon: p,
+            bar_seconds: median_spacing(self.tables),
+            norm_mean: self.mean.clone(),
+            norm_std: self.std.clone(),
+            train,
+            val,
+            test,
         }
     }
 }
@@ -528,6 +684,148 @@ mod tests {
         assert!(build(std::slice::from_ref(&t), &p).is_err());
         assert!(build(std::slice::from_ref(&t), &params(0, 1)).is_err());
         assert!(build(std::slice::from_ref(&t), &params(3, 0)).is_err());
+    }
+
+    /// The normalisation and inputs exactly as the sequential implementation computed them:
+    /// one pass over all columns of every train row for the sums, one for the squares, one
+    /// over every split's rows for `x`.
+    fn sequential_reference(tables: &[FeatureTable], p: &DatasetParams) -> Dataset {
+        let (s, h) = (p.sequence_length, p.prediction_horizon);
+        let k = tables[0].names.len();
+        let rel: Vec<bool> = tables[0]
+            .names
+            .iter()
+            .map(|n| p.relative_prices && is_price_level(n))
+            .collect();
+        let ends: Vec<Vec<(usize, Range<usize>)>> = (0..3)
+            .map(|which| {
+                tables
+                    .iter()
+                    .enumerate()
+                    .map(|(sym, t)| {
+                        let r = split_ranges(t.timestamps.len(), p.split, h);
+                        (sym, window_ends(&r[which], s, h))
+                    })
+                    .collect()
+            })
+            .collect();
+        let rows = |which: usize| -> Vec<Vec<f64>> {
+            let mut out = Vec::new();
+            for (sym, range) in &ends[which] {
+                let t = &tables[*sym];
+                for end in range.clone() {
+                    for r in end + 1 - s..=end {
+                        out.push(
+                            (0..k)
+                                .map(|j| {
+                                    let v = t.values[r * k + j];
+                                    if rel[j] { v / t.close[end] - 1.0 } else { v }
+                                })
+                                .collect(),
+                        );
+                    }
+                }
+            }
+            out
+        };
+        let train = rows(0);
+        let mut sum = vec![0.0; k];
+        for row in &train {
+            for (a, v) in sum.iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+        let mean: Vec<f64> = sum.iter().map(|v| v / train.len() as f64).collect();
+        let mut sq = vec![0.0; k];
+        for row in &train {
+            for ((a, v), m) in sq.iter_mut().zip(row).zip(&mean) {
+                *a += (v - m) * (v - m);
+            }
+        }
+        let std: Vec<f64> = sq
+            .iter()
+            .map(|q| {
+                let sd = (q / train.len() as f64).sqrt();
+                if sd.is_finite() && sd >= STD_FLOOR {
+                    sd
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let mut d = build(tables, p).unwrap();
+        for (which, split) in [&mut d.train, &mut d.val, &mut d.test]
+            .into_iter()
+            .enumerate()
+        {
+            split.x = rows(which)
+                .iter()
+                .flat_map(|row| {
+                    row.iter()
+                        .zip(&mean)
+                        .zip(&std)
+                        .map(|((v, m), sd)| ((v - m) / sd) as f32)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+        }
+        d.norm_mean = mean;
+        d.norm_std = std;
+        d
+    }
+
+    #[test]
+    fn parallel_build_and_direct_blob_match_the_sequential_computation() {
+        use crate::data::{features, synthetic};
+        // One block of columns, and more columns than one block holds.
+        let small = ["close", "log_return", "ma_20", "rsi_14", "volume_ratio"];
+        let large = [
+            "close",
+            "log_return",
+            "ma_20",
+            "rsi_14",
+            "volume_ratio",
+            "open",
+            "high",
+            "ema_10",
+            "bb_position",
+            "macd",
+            "volatility",
+        ];
+        for set in [&small[..], &large[..]] {
+            let names: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+            let tables: Vec<FeatureTable> = (0..3u64)
+                .map(|i| {
+                    let bars = synthetic::generate(i, 700 + 150 * i as usize, 30.0, 300);
+                    features::compute(&bars, &format!("S{i}"), &names).unwrap()
+                })
+                .collect();
+            for relative_prices in [true, false] {
+                let mut p = params(37, 4);
+                p.relative_prices = relative_prices;
+                let expected = sequential_reference(&tables, &p);
+                let expected_bytes = expected.to_bytes();
+                for threads in [1, 2, 3, 7] {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let (d, e) = pool.install(|| {
+                        (
+                            build(&tables, &p).unwrap(),
+                            build_encoded(&tables, &p).unwrap(),
+                        )
+                    });
+                    assert_eq!(d, expected, "{threads} threads");
+                    assert!(e.bytes == expected_bytes, "{threads} threads: blob differs");
+                    assert_eq!(e.n, [d.train.n, d.val.n, d.test.n]);
+                    assert_eq!(
+                        (e.num_features, e.sequence_length, e.prediction_horizon),
+                        (set.len(), 37, 4)
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -39,6 +39,9 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
 
 use super::ingest::{DataError, fmt_ts, validate};
 use super::{Bars, FeatureTable};
@@ -164,22 +167,50 @@ pub fn compute(bars: &Bars, symbol: &str, names: &[String]) -> Result<FeatureTab
         )));
     }
 
-    let mut cache = Cache::new(bars);
-    let columns: Vec<Cow<[f64]>> = names.iter().map(|name| cache.series(name)).collect();
+    // One pass per column, columns in parallel; series several features share (Bollinger,
+    // MACD, volatility) are computed once, by whichever column asks first.
+    let cache = Cache::new(bars);
+    let columns: Vec<Cow<[f64]>> = names.par_iter().map(|name| cache.series(name)).collect();
 
     let rows = n - warm;
     let k = names.len();
-    let mut values = Vec::with_capacity(rows * k);
-    for t in warm..n {
-        for (name, col) in names.iter().zip(&columns) {
-            let v = col.get(t).copied().unwrap_or(f64::NAN);
-            if !v.is_finite() {
-                return Err(fail(format!(
-                    "feature '{name}' is not finite ({v:?}) at {}",
-                    fmt_ts(bars.timestamps.get(t).copied().unwrap_or_default())
-                )));
+    let value = |t: usize, j: usize| -> f64 {
+        columns
+            .get(j)
+            .and_then(|c| c.get(t))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    // Row-major interleave, blocks of rows in parallel.
+    const BLOCK_ROWS: usize = 4096;
+    let mut values = vec![0.0; rows * k];
+    let finite = values
+        .par_chunks_mut(BLOCK_ROWS * k)
+        .enumerate()
+        .map(|(b, block)| {
+            let mut finite = true;
+            for (i, row) in block.chunks_exact_mut(k).enumerate() {
+                let t = warm + b * BLOCK_ROWS + i;
+                for (j, out) in row.iter_mut().enumerate() {
+                    *out = value(t, j);
+                    finite &= out.is_finite();
+                }
             }
-            values.push(v);
+            finite
+        })
+        .reduce(|| true, |a, b| a && b);
+    if !finite {
+        // Name the first offender in row-major order.
+        for t in warm..n {
+            for (j, name) in names.iter().enumerate() {
+                let v = value(t, j);
+                if !v.is_finite() {
+                    return Err(fail(format!(
+                        "feature '{name}' is not finite ({v:?}) at {}",
+                        fmt_ts(bars.timestamps.get(t).copied().unwrap_or_default())
+                    )));
+                }
+            }
         }
     }
     Ok(FeatureTable {
@@ -191,35 +222,36 @@ pub fn compute(bars: &Bars, symbol: &str, names: &[String]) -> Result<FeatureTab
     })
 }
 
-/// Intermediate series shared by several features, computed once per call.
+/// Intermediate series shared by several features, computed once per call (by the first
+/// column that needs them; the others wait).
 struct Cache<'a> {
     bars: &'a Bars,
-    bollinger: Option<(Vec<f64>, Vec<f64>)>,
-    macd: Option<(Vec<f64>, Vec<f64>)>,
-    volatility: Option<Vec<f64>>,
+    bollinger: OnceLock<(Vec<f64>, Vec<f64>)>,
+    macd: OnceLock<(Vec<f64>, Vec<f64>)>,
+    volatility: OnceLock<Vec<f64>>,
 }
 
 impl<'a> Cache<'a> {
     fn new(bars: &'a Bars) -> Self {
         Cache {
             bars,
-            bollinger: None,
-            macd: None,
-            volatility: None,
+            bollinger: OnceLock::new(),
+            macd: OnceLock::new(),
+            volatility: OnceLock::new(),
         }
     }
 
     /// ma_20 and the sample standard deviation of the closes over 20 bars.
-    fn bollinger(&mut self) -> &(Vec<f64>, Vec<f64>) {
+    fn bollinger(&self) -> &(Vec<f64>, Vec<f64>) {
         let close = &self.bars.close;
         self.bollinger
-            .get_or_insert_with(|| rolling_mean_std(close, BB_WINDOW, true))
+            .get_or_init(|| rolling_mean_std(close, BB_WINDOW, true))
     }
 
     /// macd and macd_signal.
-    fn macd(&mut self) -> &(Vec<f64>, Vec<f64>) {
+    fn macd(&self) -> &(Vec<f64>, Vec<f64>) {
         let close = &self.bars.close;
-        self.macd.get_or_insert_with(|| {
+        self.macd.get_or_init(|| {
             let fast = ema(close, MACD_FAST);
             let slow = ema(close, MACD_SLOW);
             let macd: Vec<f64> = fast.iter().zip(&slow).map(|(f, s)| f - s).collect();
@@ -228,9 +260,9 @@ impl<'a> Cache<'a> {
         })
     }
 
-    fn volatility(&mut self) -> &Vec<f64> {
+    fn volatility(&self) -> &Vec<f64> {
         let close = &self.bars.close;
-        self.volatility.get_or_insert_with(|| {
+        self.volatility.get_or_init(|| {
             let lr = log_returns(close);
             shifted(
                 &rolling_mean_std(lr.get(1..).unwrap_or_default(), WINDOW, true).1,
@@ -240,7 +272,7 @@ impl<'a> Cache<'a> {
     }
 
     /// The full-length series of one feature; warm-up entries are NaN or not yet meaningful.
-    fn series(&mut self, name: &str) -> Cow<'a, [f64]> {
+    fn series(&self, name: &str) -> Cow<'a, [f64]> {
         let b = self.bars;
         match name {
             "open" => Cow::Borrowed(&b.open),
@@ -253,7 +285,7 @@ impl<'a> Cache<'a> {
     }
 
     /// A feature that is not a raw bar column.
-    fn derived(&mut self, name: &str) -> Vec<f64> {
+    fn derived(&self, name: &str) -> Vec<f64> {
         let b = self.bars;
         let c = &b.close;
         let zip = |x: &[f64], y: &[f64], f: fn(f64, f64) -> f64| -> Vec<f64> {
@@ -492,6 +524,25 @@ fn rolling_extreme(x: &[f64], w: usize, keep: fn(f64, f64) -> bool) -> Vec<f64> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_table_whatever_the_thread_count() {
+        let bars = crate::data::synthetic::generate(11, 3000, 40.0, 300);
+        let names: Vec<String> = ALL_FEATURES.iter().map(|s| s.to_string()).collect();
+        let tables: Vec<FeatureTable> = [1, 2, 5]
+            .iter()
+            .map(|&threads| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| compute(&bars, "S", &names).unwrap())
+            })
+            .collect();
+        assert!(tables.windows(2).all(|w| w[0] == w[1]));
+        let bits = |t: &FeatureTable| t.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&tables[0]), bits(&tables[2]));
+    }
 
     /// 100 bars: close = 10 + (t % 7) * 0.5 + t * 0.1, open = previous close (10 at t = 0),
     /// high = max(o, c) + 0.25, low = min(o, c) - 0.25, volume = 1000 + (t % 5) * 100.

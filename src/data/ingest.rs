@@ -277,13 +277,13 @@ pub fn parse_csv(path_for_messages: &Path, bytes: &[u8]) -> Result<Bars, DataErr
         .has_headers(false)
         .trim(csv::Trim::All)
         .from_reader(bytes);
-    let mut records = reader.byte_records();
-
-    let header = match records.next() {
-        None => return Err(err(1, None, "the file is empty (no header row)".into())),
-        Some(Err(e)) => return Err(csv_error(&file, &e)),
-        Some(Ok(h)) => h,
-    };
+    // One record buffer, reused for every row (what `byte_records()` would allocate anew).
+    let mut header = csv::ByteRecord::new();
+    match reader.read_byte_record(&mut header) {
+        Ok(false) => return Err(err(1, None, "the file is empty (no header row)".into())),
+        Err(e) => return Err(csv_error(&file, &e)),
+        Ok(true) => {}
+    }
     let header_line = header.position().map_or(1, |p| p.line());
     let names: Vec<String> = header
         .iter()
@@ -367,9 +367,22 @@ pub fn parse_csv(path_for_messages: &Path, bytes: &[u8]) -> Result<Bars, DataErr
     let c_adj = columns.get(Role::AdjClose);
     let c_volume = columns.get(Role::Volume);
 
-    let mut rows: Vec<Row> = Vec::new();
-    for record in records {
-        let record = record.map_err(|e| csv_error(&file, &e))?;
+    // Data rows are roughly the same length: reserve from the first data line's length.
+    let line_len = |from: usize| {
+        let rest = bytes.get(from..).unwrap_or_default();
+        rest.iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |i| i + 1)
+    };
+    let first_row_len = line_len(line_len(0)).max(16);
+    let mut rows: Vec<Row> = Vec::with_capacity(bytes.len() / first_row_len + 1);
+    let mut record = csv::ByteRecord::new();
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(csv_error(&file, &e)),
+        }
         let line = record.position().map_or(0, |p| p.line());
         let text = |col: usize| -> Result<&str, DataError> {
             let raw = record.get(col).unwrap_or_default();
@@ -487,6 +500,19 @@ pub fn parse_csv(path_for_messages: &Path, bytes: &[u8]) -> Result<Bars, DataErr
             h *= factor;
             l *= factor;
             c = adj;
+            // An adjustment factor far outside any real split or dividend can overflow
+            // (or flush to zero) the scaled prices.
+            if let Some(bad) = [o, h, l].into_iter().find(|x| !x.is_finite() || *x <= 0.0) {
+                return Err(err(
+                    r.line,
+                    c_adj.map(name_of),
+                    format!(
+                        "adjusted close {adj:?} against close {:?} scales the prices to {bad:?}; \
+                         check the adjusted close column",
+                        r.close
+                    ),
+                ));
+            }
         }
         // Clamp tolerance-level violations (and the rounding of the adjustment) so
         // high >= max(open, close) and low <= min(open, close) hold exactly downstream.
@@ -556,8 +582,62 @@ const DATETIME_FORMATS: &[&str] = &[
     "%Y/%m/%d %H:%M",
 ];
 
+/// The value of `N` ASCII digits at `b[at..]`, if they are all digits.
+fn digits<const N: usize>(b: &[u8], at: usize) -> Option<u32> {
+    let d = b.get(at..at + N)?;
+    d.iter().try_fold(0u32, |acc, &c| {
+        c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+    })
+}
+
+/// The common ISO date `YYYY-MM-DD` without chrono's format interpreter; `None` for anything
+/// else (including invalid dates), which then takes the general path. Where it answers, it
+/// answers as `NaiveDate::parse_from_str(s, "%Y-%m-%d")` does.
+fn fast_iso_date(b: &[u8]) -> Option<NaiveDate> {
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (y, m, d) = (digits::<4>(b, 0)?, digits::<2>(b, 5)?, digits::<2>(b, 8)?);
+    NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, d)
+}
+
+/// `HH:MM:SS` without chrono's format interpreter; `None` for anything else (including a
+/// leap second), which then takes the general path.
+fn fast_hms(b: &[u8]) -> Option<NaiveTime> {
+    if b.len() != 8 || b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    NaiveTime::from_hms_opt(digits::<2>(b, 0)?, digits::<2>(b, 3)?, digits::<2>(b, 6)?)
+}
+
+/// The common date-times `YYYY-MM-DD HH:MM:SS` and `YYYY-MM-DDTHH:MM:SS` (and a bare ISO
+/// date) as Unix seconds; `None` for anything else, which then takes the general path of
+/// [`parse_datetime`]. Where it answers, it answers as that path does: these strings are
+/// not RFC 3339 (no offset), and `%Y-%m-%d %H:%M:%S%.f` (after `T` becomes a space) or
+/// `%Y-%m-%d` parse them to the same value.
+fn fast_datetime(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    match b.len() {
+        10 => Some(
+            fast_iso_date(b)?
+                .and_time(NaiveTime::MIN)
+                .and_utc()
+                .timestamp(),
+        ),
+        19 if b[10] == b' ' || b[10] == b'T' => {
+            let date = fast_iso_date(&b[..10])?;
+            let time = fast_hms(&b[11..])?;
+            Some(date.and_time(time).and_utc().timestamp())
+        }
+        _ => None,
+    }
+}
+
 /// A date without a time of day: ISO, US `MM/DD/YYYY`, `YYYY/MM/DD` or `YYYYMMDD`.
 fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    if let Some(d) = fast_iso_date(s.as_bytes()) {
+        return Ok(d);
+    }
     if s.len() == 8
         && s.bytes().all(|b| b.is_ascii_digit())
         && let Ok(d) = NaiveDate::parse_from_str(s, "%Y%m%d")
@@ -577,6 +657,9 @@ fn parse_date(s: &str) -> Result<NaiveDate, String> {
 
 /// A time of day: `HH:MM` or `HH:MM:SS`.
 fn parse_time(s: &str) -> Result<NaiveTime, String> {
+    if let Some(t) = fast_hms(s.as_bytes()) {
+        return Ok(t);
+    }
     NaiveTime::parse_from_str(s, "%H:%M:%S")
         .or_else(|_| NaiveTime::parse_from_str(s, "%H:%M"))
         .map_err(|_| {
@@ -590,6 +673,9 @@ fn parse_time(s: &str) -> Result<NaiveTime, String> {
 /// A full timestamp in Unix seconds. Fractional seconds are dropped (bars are at least a
 /// second apart; two bars in one second are reported as duplicates).
 fn parse_datetime(s: &str, allow_unix: bool) -> Result<i64, String> {
+    if let Some(ts) = fast_datetime(s) {
+        return Ok(ts);
+    }
     let digits = s.strip_prefix('-').unwrap_or(s);
     if allow_unix && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
         let ts: i64 = s
@@ -728,6 +814,17 @@ mod tests {
     }
 
     #[test]
+    fn an_adjusted_close_that_overflows_the_prices_is_an_error() {
+        let e = parse(
+            "Date,Open,High,Low,Close,Adj Close,Volume\n\
+             2020-01-02,1e-300,1e-300,1e-300,1e-300,1e300,1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(":2: column 'Adj Close': adjusted close"), "{e}");
+    }
+
+    #[test]
     fn adjusted_close_scales_every_price() {
         let b = parse(
             "Date,Open,High,Low,Close,Adj Close,Volume\n\
@@ -842,6 +939,87 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert_eq!(m, "x.csv:2: column 'Open': invalid UTF-8 in value");
+    }
+
+    /// The general (chrono format) path of the timestamp parsers, for comparison with the
+    /// fast paths.
+    fn slow_datetime(s: &str) -> Option<i64> {
+        if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
+            return Some(dt.timestamp());
+        }
+        let plain = s.replacen('T', " ", 1);
+        DATETIME_FORMATS
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(&plain, f).ok())
+            .map(|dt| dt.and_utc().timestamp())
+            .or_else(|| {
+                DATE_FORMATS
+                    .iter()
+                    .find_map(|f| NaiveDate::parse_from_str(&plain, f).ok())
+                    .map(|d| d.and_time(NaiveTime::MIN).and_utc().timestamp())
+            })
+    }
+
+    #[test]
+    fn fast_timestamp_paths_agree_with_chrono() {
+        let mut cases: Vec<String> = [
+            "2020-01-31 09:30:00",
+            "2020-01-31T09:30:00",
+            "2020-02-29 23:59:59",
+            "2021-02-29 10:00:00",
+            "2020-13-01 00:00:00",
+            "2020-01-32",
+            "2020-00-10",
+            "0000-01-01 00:00:00",
+            "9999-12-31 23:59:59",
+            "1969-07-20 20:17:40",
+            "2020-01-31 24:00:00",
+            "2020-01-31 23:60:00",
+            "2020-06-30 23:59:60",
+            "2020-01-31 9:30:00",
+            "2020-1-31 09:30:00",
+            "+2020-01-31 09:30",
+            "2020-01-31x09:30:00",
+            "2020/01/31 09:30:00",
+            "2020-01-31",
+            "１２３４-01-01",
+            "2020-0a-31",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Every date of a few years at odd times.
+        let mut d = NaiveDate::from_ymd_opt(1999, 12, 25).unwrap();
+        for i in 0..1200u32 {
+            cases.push(format!(
+                "{} {:02}:{:02}:{:02}",
+                d.format("%Y-%m-%d"),
+                i % 24,
+                (i * 7) % 60,
+                (i * 13) % 60
+            ));
+            cases.push(d.format("%Y-%m-%d").to_string());
+            d = d.succ_opt().unwrap();
+        }
+        for s in &cases {
+            if let Some(fast) = fast_datetime(s) {
+                assert_eq!(Some(fast), slow_datetime(s), "{s}");
+            }
+            let general = slow_datetime(s);
+            assert_eq!(parse_datetime(s, true).ok(), general, "{s}");
+            if s.len() == 10 {
+                let slow = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+                assert_eq!(fast_iso_date(s.as_bytes()).or(slow), slow, "{s}");
+            }
+        }
+        assert!(fast_datetime("2020-01-31 09:30:00").is_some());
+        for t in [
+            "09:30:00", "23:59:59", "00:00:00", "24:00:00", "12:60:00", "23:59:60", "9:30:00",
+        ] {
+            let slow = NaiveTime::parse_from_str(t, "%H:%M:%S").ok();
+            assert_eq!(fast_hms(t.as_bytes()).or(slow), slow, "{t}");
+            assert_eq!(parse_time(t).ok(), slow, "{t}");
+        }
     }
 
     #[test]

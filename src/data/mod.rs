@@ -93,3 +93,72 @@ impl Dataset {
         self.feature_names.len()
     }
 }
+
+#[cfg(test)]
+mod pipeline_timing {
+    use std::time::Instant;
+
+    /// The feature pipeline of `shared/reference/benchmarks.md` in one process, phase by
+    /// phase: `HFT_PIPELINE_CSV=big.csv cargo test --release --lib pipeline_timing --
+    /// --ignored --nocapture` (features from `HFT_PIPELINE_FEATURES`, comma-separated).
+    #[test]
+    #[ignore = "a benchmark: needs HFT_PIPELINE_CSV"]
+    fn pipeline_timing() {
+        let Ok(path) = std::env::var("HFT_PIPELINE_CSV") else {
+            eprintln!("HFT_PIPELINE_CSV not set");
+            return;
+        };
+        let names: Vec<String> = std::env::var("HFT_PIPELINE_FEATURES")
+            .unwrap_or_else(|_| {
+                "log_return,ma_20,rsi_14,bb_position,volatility,volume_ratio".to_string()
+            })
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        let total = Instant::now();
+        let mut lap = Instant::now();
+        let mut phase = |name: &str| {
+            eprintln!("{name:>16}: {:.3} s", lap.elapsed().as_secs_f64());
+            lap = Instant::now();
+        };
+        let bytes = std::fs::read(&path).unwrap();
+        phase("read");
+        let bars = super::ingest::parse_csv(std::path::Path::new(&path), &bytes).unwrap();
+        drop(bytes);
+        phase("parse_csv");
+        let blob = bars.to_bytes();
+        phase("bars blob");
+        let bars = super::Bars::from_bytes(&blob).unwrap();
+        drop(blob);
+        phase("bars decode");
+        let rows = bars.close.len();
+        let table = super::features::compute(&bars, "BIG", &names).unwrap();
+        drop(bars);
+        phase("features");
+        let blob = super::blob::encode_feature_tables(std::slice::from_ref(&table));
+        drop(table);
+        phase("features blob");
+        let tables = super::blob::decode_feature_tables(&blob).unwrap();
+        drop(blob);
+        phase("features decode");
+        let params = super::DatasetParams {
+            sequence_length: 60,
+            prediction_horizon: 5,
+            action_threshold: 0.01,
+            split: [0.7, 0.15, 0.15],
+            relative_prices: true,
+        };
+        let encoded = super::dataset::build_encoded(&tables, &params).unwrap();
+        phase("dataset blob");
+        let digest = blake3::hash(&encoded.bytes);
+        phase("blake3 of it");
+        let secs = total.elapsed().as_secs_f64();
+        eprintln!(
+            "{rows} rows, {} windows, {:.2} GB blob {}: {secs:.3} s, {:.2} M rows/s",
+            encoded.n.iter().sum::<usize>(),
+            encoded.bytes.len() as f64 / 1e9,
+            &digest.to_hex()[..12],
+            rows as f64 / secs / 1e6
+        );
+    }
+}

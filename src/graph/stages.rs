@@ -268,11 +268,20 @@ impl StageKind {
                     split: [d.split.train, d.split.val, d.split.test],
                     relative_prices: d.relative_prices,
                 };
-                let dataset = data::dataset::build(&tables, &params)
+                // Windows are written straight into the blob's bytes: one copy of the
+                // (possibly multi-GB) window array, not two.
+                let encoded = data::dataset::build_encoded(&tables, &params)
                     .map_err(|err| StageError::BadInput(err.to_string()))?;
                 Ok(StageOutput {
-                    summary: dataset_summary(&dataset),
-                    blobs: BTreeMap::from([("dataset".to_string(), dataset.to_bytes())]),
+                    summary: json!({
+                        "num_features": encoded.num_features,
+                        "sequence_length": encoded.sequence_length,
+                        "prediction_horizon": encoded.prediction_horizon,
+                        "train": encoded.n[0],
+                        "val": encoded.n[1],
+                        "test": encoded.n[2],
+                    }),
+                    blobs: BTreeMap::from([("dataset".to_string(), encoded.bytes)]),
                 })
             }
             StageKind::Init => {
@@ -421,17 +430,5 @@ fn bars_summary(symbol: &str, bars: &Bars) -> serde_json::Value {
         "rows": bars.timestamps.len(),
         "first": bars.timestamps.first(),
         "last": bars.timestamps.last(),
-    })
-}
-
-/// The dataset's shape: what `init` keys on, and what reports show.
-fn dataset_summary(d: &Dataset) -> serde_json::Value {
-    json!({
-        "num_features": d.num_features(),
-        "sequence_length": d.sequence_length,
-        "prediction_horizon": d.prediction_horizon,
-        "train": d.train.n,
-        "val": d.val.n,
-        "test": d.test.n,
     })
 }

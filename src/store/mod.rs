@@ -40,8 +40,17 @@ pub const CACHE_DIR_ENV: &str = "HFT_CACHE_DIR";
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Digest(pub [u8; 32]);
 
+/// Below this, splitting the hash over threads costs more than it saves.
+const PARALLEL_HASH_BYTES: usize = 4 << 20;
+
 impl Digest {
     pub fn of(bytes: &[u8]) -> Digest {
+        // Large outputs (multi-GB datasets) hash on every core; the digest is the same.
+        if bytes.len() >= PARALLEL_HASH_BYTES {
+            let mut h = blake3::Hasher::new();
+            h.update_rayon(bytes);
+            return Digest(*h.finalize().as_bytes());
+        }
         Digest(*blake3::hash(bytes).as_bytes())
     }
 
@@ -641,9 +650,22 @@ impl StatCache {
 }
 
 /// blake3 of a file, memory-mapped and multi-threaded for large files.
+///
+/// The digest is the plain blake3 of the bytes whatever the strategy (blake3's tree makes a
+/// parallel hash equal to a sequential one). Below `PARALLEL_HASH_BYTES` a single-threaded
+/// read is cheaper than mapping the file and spreading it over threads; files that cannot be
+/// mapped (pipes, some special files) are read the ordinary way by blake3 itself.
 pub fn hash_file(path: &Path) -> io::Result<Digest> {
+    /// Below this size threads cost more than they save.
+    const PARALLEL_HASH_BYTES: u64 = 4 << 20;
     let mut h = blake3::Hasher::new();
-    h.update_reader(File::open(path)?)?;
+    let file = File::open(path)?;
+    if file.metadata()?.len() >= PARALLEL_HASH_BYTES {
+        drop(file);
+        h.update_mmap_rayon(path)?;
+    } else {
+        h.update_reader(file)?;
+    }
     Ok(Digest(*h.finalize().as_bytes()))
 }
 
