@@ -302,14 +302,14 @@ fn real_daily_files_build_when_present() {
     };
     let p = Project::new("real");
     let daily = shared.join("daily");
-    let experiment = format!(
-        "data:\n  source: local\n  path: {}\n  symbols: [AAPL, GOOGL, MSFT, NVDA, ORCL]\n  sequence_length: 20\n\
-         model: {{type: mlp, hidden_size: 4, num_layers: 1, dropout: 0.0}}\n\
-         training: {{max_steps: 2, batch_size: 16, warmup_steps: 1}}\n",
-        daily.display()
-    );
-    p.write("experiments/real.yaml", &experiment);
-    let run = p.build();
+    // Data outside the project is only read when named on the command line.
+    let experiment = "data:\n  source: local\n  symbols: [AAPL, GOOGL, MSFT, NVDA, ORCL]\n  sequence_length: 20\n\
+         model: {type: mlp, hidden_size: 4, num_layers: 1, dropout: 0.0}\n\
+         training: {max_steps: 2, batch_size: 16, warmup_steps: 1}\n";
+    p.write("experiments/real.yaml", experiment);
+    let set = format!("data.path={}", daily.display());
+    let run = p.hft(&["build", "-j", "2", "--set", &set]);
+    assert_eq!(run.code, 0, "build failed:\n{}\n{}", run.stdout, run.stderr);
     assert!(
         run.ran().contains(&"real/ingest:ORCL".to_string()),
         "{}",

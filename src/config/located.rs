@@ -97,10 +97,82 @@ impl LocationMap {
     }
 }
 
+/// Deepest nesting of mappings and sequences accepted in a config (and of a `--set` or
+/// matrix key path). Real configs nest four or five levels. Parsing recurses once per level
+/// (about 50 KiB of stack per level in a debug build), so this also bounds stack use.
+pub const MAX_DEPTH: usize = 32;
+/// Most aliases (`*name`) and most anchors (`&name`) in one YAML text.
+pub const MAX_ALIASES: usize = 1_000;
+/// Most values (scalars, mappings, sequences) in one YAML text, and most values aliases may
+/// replay in it: a "billion laughs" document stops here instead of exhausting memory.
+pub const MAX_NODES: usize = 100_000;
+/// Most bytes of string values one YAML text may expand to (aliases of long strings are
+/// copied once per use).
+pub const MAX_VALUE_BYTES: usize = 8 << 20;
+
+/// serde-saphyr's input budgets, set for hand-written configs.
+fn options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_depth: MAX_DEPTH,
+            // Above max_depth, so that the depth budget (with its message) trips first.
+            flow_nesting_limit: 2 * MAX_DEPTH,
+            max_aliases: MAX_ALIASES,
+            max_anchors: MAX_ALIASES,
+            max_nodes: MAX_NODES,
+            max_events: 3 * MAX_NODES,
+            max_documents: 1,
+            max_total_scalar_bytes: MAX_VALUE_BYTES,
+            max_recorded_anchor_events: MAX_NODES,
+            max_recorded_anchor_bytes: MAX_VALUE_BYTES,
+            max_merge_keys: MAX_ALIASES,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: MAX_NODES,
+            max_replay_stack_depth: MAX_DEPTH,
+            max_alias_expansions_per_anchor: MAX_ALIASES,
+        },
+    }
+}
+
+thread_local! {
+    /// (values, string bytes) built by the parse running on this thread: what aliases
+    /// expand to, which the parser's own budgets (counted on the input) do not see.
+    static BUILT: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// Counts one value of `bytes` string bytes against [`MAX_NODES`] / [`MAX_VALUE_BYTES`].
+fn charge<E: de::Error>(bytes: usize) -> Result<(), E> {
+    let (nodes, total) = BUILT.with(|b| {
+        let (n, t) = b.get();
+        let next = (n + 1, t.saturating_add(bytes));
+        b.set(next);
+        next
+    });
+    if nodes > 2 * MAX_NODES {
+        return Err(E::custom(format!(
+            "YAML too complex: more than {} values after expanding aliases",
+            2 * MAX_NODES
+        )));
+    }
+    if total > MAX_VALUE_BYTES {
+        return Err(E::custom(format!(
+            "YAML too large: string values expand to more than {MAX_VALUE_BYTES} bytes \
+             (aliases of long strings?)"
+        )));
+    }
+    Ok(())
+}
+
 /// Parses YAML text into a located tree; `source` names it in origins (a file path, or an
 /// override's text). Errors carry the parser's own message and position.
+///
+/// Hostile input is bounded: nesting ([`MAX_DEPTH`]), aliases and anchors
+/// ([`MAX_ALIASES`]), values before and after alias expansion ([`MAX_NODES`]) and string
+/// bytes ([`MAX_VALUE_BYTES`]); the caller bounds the text's size.
 pub fn parse(text: &str, source: &str) -> Result<Node, (Pos, String)> {
-    let spanned: Result<Spanned<Tree>, _> = serde_saphyr::from_str(text);
+    BUILT.with(|b| b.set((0, 0)));
+    let spanned: Result<Spanned<Tree>, _> = serde_saphyr::from_str_with_options(text, options());
     let source: Arc<str> = Arc::from(source);
     match spanned {
         Ok(s) => {
@@ -116,16 +188,63 @@ pub fn parse(text: &str, source: &str) -> Result<Node, (Pos, String)> {
                     column: l.column(),
                 })
                 .unwrap_or(Pos { line: 1, column: 1 });
-            // Drop the library's advice to programmers ("set DuplicateKeyPolicy ...").
-            let message = e.without_snippet().to_string();
-            let message = message
-                .split(", set DuplicateKeyPolicy")
-                .next()
-                .unwrap_or(&message)
-                .to_string();
+            let message = match budget_message(e.without_snippet()) {
+                Some(m) => m,
+                None => {
+                    // Drop the library's advice to programmers ("set DuplicateKeyPolicy ...").
+                    let message = e.without_snippet().to_string();
+                    message
+                        .split(", set DuplicateKeyPolicy")
+                        .next()
+                        .unwrap_or(&message)
+                        .to_string()
+                }
+            };
             Err((pos, message))
         }
     }
+}
+
+const ALIAS_BOMB: &str = "aliases expand to more than 100000 values (an alias bomb?)";
+
+/// A plain-words message for a breached input budget; `None` for other errors.
+fn budget_message(e: &serde_saphyr::Error) -> Option<String> {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach as B;
+    let mut e = e;
+    while let E::AliasError { error, .. } | E::WithSnippet { error, .. } = e {
+        e = error;
+    }
+    let what = match e {
+        E::Budget { breach, .. } => match breach {
+            B::Depth { .. } => format!("nested deeper than {MAX_DEPTH} levels"),
+            B::Aliases { .. } => format!("more than {MAX_ALIASES} aliases (*name)"),
+            B::Anchors { .. } => format!("more than {MAX_ALIASES} anchors (&name)"),
+            B::AliasAnchorRatio { aliases, anchors } => {
+                format!("{aliases} aliases of only {anchors} anchors")
+            }
+            B::Nodes { .. } | B::Events { .. } => format!("more than {MAX_NODES} values"),
+            B::ScalarBytes { .. } | B::RecordedAnchorBytes { .. } => {
+                format!("more than {MAX_VALUE_BYTES} bytes of values")
+            }
+            B::Documents { .. } => "more than one YAML document (`---`)".to_string(),
+            B::RecordedAnchorEvents { .. } => ALIAS_BOMB.to_string(),
+            B::MergeKeys { .. } => format!("more than {MAX_ALIASES} merge keys (<<)"),
+            other => format!("{other:?}"),
+        },
+        E::AliasReplayLimitExceeded { .. } | E::AliasExpansionLimitExceeded { .. } => {
+            ALIAS_BOMB.to_string()
+        }
+        E::AliasReplayStackDepthExceeded { .. } => {
+            format!("aliases nested deeper than {MAX_DEPTH} levels")
+        }
+        // The scanner's own nesting guard, should it trip before the depth budget.
+        other if other.to_string().starts_with("recursion limit exceeded") => {
+            format!("nested deeper than {MAX_DEPTH} levels")
+        }
+        _ => return None,
+    };
+    Some(format!("YAML too large or too complex: {what}"))
 }
 
 fn pos_of(l: &serde_saphyr::Location) -> Pos {
@@ -238,33 +357,42 @@ impl<'de> Visitor<'de> for TreeVisitor {
         f.write_str("any YAML value")
     }
     fn visit_unit<E: de::Error>(self) -> Result<Tree, E> {
+        charge::<E>(0)?;
         Ok(leaf(NodeValue::Null))
     }
     fn visit_none<E: de::Error>(self) -> Result<Tree, E> {
+        charge::<E>(0)?;
         Ok(leaf(NodeValue::Null))
     }
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Tree, D::Error> {
         Tree::deserialize(d)
     }
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Tree, E> {
+        charge::<E>(0)?;
         Ok(leaf(NodeValue::Bool(v)))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Tree, E> {
+        charge::<E>(0)?;
         Ok(leaf(NodeValue::Int(v)))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Tree, E> {
+        charge::<E>(0)?;
         Ok(leaf(NodeValue::UInt(v)))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Tree, E> {
+        charge::<E>(0)?;
         Ok(leaf(NodeValue::Float(v)))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Tree, E> {
+        charge::<E>(v.len())?;
         Ok(leaf(NodeValue::Str(v.to_string())))
     }
     fn visit_string<E: de::Error>(self, v: String) -> Result<Tree, E> {
+        charge::<E>(v.len())?;
         Ok(leaf(NodeValue::Str(v)))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Tree, A::Error> {
+        charge::<A::Error>(0)?;
         let mut items = Vec::new();
         while let Some(item) = seq.next_element::<Spanned<Tree>>()? {
             items.push(item.value.0.with_pos(pos_of(&item.referenced)));
@@ -272,6 +400,7 @@ impl<'de> Visitor<'de> for TreeVisitor {
         Ok(leaf(NodeValue::Seq(items)))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Tree, A::Error> {
+        charge::<A::Error>(0)?;
         let mut entries: Vec<(String, Node)> = Vec::new();
         while let Some(key) = map.next_key::<Spanned<KeyString>>()? {
             let value: Spanned<Tree> = map.next_value()?;
@@ -319,6 +448,74 @@ mod tests {
             3,
             "falls back to the parent"
         );
+    }
+
+    /// The classic "billion laughs": nine levels of ten aliases each, 10^9 values.
+    pub(crate) fn billion_laughs() -> String {
+        let mut text = String::from("a0: &a0 [lol]\n");
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn alias_bombs_are_rejected_quickly() {
+        let started = std::time::Instant::now();
+        let err = parse(&billion_laughs(), "x.yaml").unwrap_err();
+        assert!(err.1.contains("YAML too large or too complex"), "{}", err.1);
+        assert!(err.1.contains("aliases expand"), "{}", err.1);
+        assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+        // Many aliases of one long string: few values, but each copy is a new string.
+        let long = "x".repeat(100_000);
+        let refs = vec!["*s"; 200].join(", ");
+        let err = parse(&format!("s: &s {long}\nl: [{refs}]\n"), "x.yaml").unwrap_err();
+        assert!(err.1.contains("YAML too large"), "{}", err.1);
+        // Too many aliases outright.
+        let refs = vec!["*s"; MAX_ALIASES + 1].join(", ");
+        let err = parse(&format!("s: &s 1\nl: [{refs}]\n"), "x.yaml").unwrap_err();
+        assert!(err.1.contains("aliases"), "{}", err.1);
+        // Ordinary use of anchors still works.
+        let ok = parse("d: &d {lr: 1}\na: *d\nb: *d\n", "x.yaml").unwrap();
+        assert!(matches!(ok.value, NodeValue::Map(ref m) if m.len() == 3));
+    }
+
+    #[test]
+    fn deep_nesting_is_rejected() {
+        // The CLI parses on the main thread (8 MiB of stack); test threads get 2 MiB, about
+        // what a debug build needs for MAX_DEPTH levels.
+        std::thread::Builder::new()
+            .stack_size(8 << 20)
+            .spawn(deep_nesting)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    fn deep_nesting() {
+        let deep = format!(
+            "{}1{}",
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
+        let err = parse(&deep, "x.yaml").unwrap_err();
+        assert!(err.1.contains("nested deeper than 32"), "{}", err.1);
+        let mut block = String::new();
+        for i in 0..=MAX_DEPTH {
+            block.push_str(&format!("{}k{i}:\n", "  ".repeat(i)));
+        }
+        let err = parse(&block, "x.yaml").unwrap_err();
+        assert!(err.1.contains("nested deeper than 32"), "{}", err.1);
+        let ok = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse(&ok, "x.yaml").is_ok());
+    }
+
+    #[test]
+    fn too_many_values_are_rejected() {
+        let text = format!("l: [{}]\n", vec!["1"; MAX_NODES + 1].join(","));
+        let err = parse(&text, "x.yaml").unwrap_err();
+        assert!(err.1.contains("more than 100000 values"), "{}", err.1);
     }
 
     #[test]

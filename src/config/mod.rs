@@ -232,14 +232,27 @@ pub fn read_text(path: &Path) -> Result<String, ConfigError> {
         key: String::new(),
         message,
     };
+    let too_big = |size: String| {
+        whole_file(format!(
+            "file is {size} bytes; config files are limited to {MAX_CONFIG_BYTES} bytes"
+        ))
+    };
     let meta = std::fs::metadata(path).map_err(|e| whole_file(format!("cannot read: {e}")))?;
     if meta.len() > MAX_CONFIG_BYTES {
-        return Err(whole_file(format!(
-            "file is {} bytes; experiment files are limited to {MAX_CONFIG_BYTES}",
-            meta.len()
-        )));
+        return Err(too_big(meta.len().to_string()));
     }
-    let bytes = std::fs::read(path).map_err(|e| whole_file(format!("cannot read: {e}")))?;
+    // Read at most one byte past the limit: the file may be growing, or be a device or a
+    // pipe whose size metadata does not tell.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            use std::io::Read;
+            f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes)
+        })
+        .map_err(|e| whole_file(format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_big(format!("more than {MAX_CONFIG_BYTES}")));
+    }
     String::from_utf8(bytes).map_err(|e| {
         whole_file(format!(
             "not UTF-8 (invalid byte at offset {})",
@@ -299,12 +312,35 @@ pub fn resolve_file(
             if let Err((key, message)) = validate(&experiment) {
                 return Err(ConfigError::at(&locations.find(&key), &key, message));
             }
+            check_data_path(&experiment, &locations)?;
             Ok(Resolved {
                 experiment,
                 locations,
             })
         })
         .collect()
+}
+
+/// A local `data.path` must stay inside the project directory unless it was given on the
+/// command line (`--set data.path=...`): a config file shared with you cannot make hft read
+/// files elsewhere on your machine.
+fn check_data_path(e: &Experiment, locations: &LocationMap) -> Result<(), ConfigError> {
+    if e.data.source != SourceKind::Local || !resolve::escapes_project(Path::new(&e.data.path)) {
+        return Ok(());
+    }
+    let origin = locations.find("data.path");
+    if origin.pos.line == 0 && origin.source.starts_with("--set ") {
+        return Ok(());
+    }
+    Err(ConfigError::at(
+        &origin,
+        "data.path",
+        format!(
+            "`{}` is outside the project directory; give data outside it on the command \
+             line instead: --set data.path={}",
+            e.data.path, e.data.path
+        ),
+    ))
 }
 
 /// Renders serde_path_to_error's path as `data.split[0].train`.
@@ -589,6 +625,41 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    fn resolve_with(text: &str, overrides: &[&str]) -> Result<Vec<Resolved>, ConfigError> {
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        let mut none = |p: &Path| Err(format!("{} not found", p.display()));
+        resolve_file(Path::new("exp.yaml"), text, "exp", &overrides, &mut none)
+    }
+
+    #[test]
+    fn data_paths_outside_the_project_need_the_command_line() {
+        for bad in ["../outside", "/etc", "data/../../x"] {
+            let text = format!("seed: 1\ndata:\n  source: local\n  path: {bad}\n");
+            let err = resolve_with(&text, &[]).unwrap_err();
+            assert_eq!(err.key, "data.path", "{bad}");
+            assert_eq!(err.pos.line, 4, "{bad}");
+            assert!(
+                err.message.contains("outside the project directory"),
+                "{}",
+                err.message
+            );
+            assert!(
+                err.message.contains(&format!("--set data.path={bad}")),
+                "{}",
+                err.message
+            );
+            // Given on the command line, it is the user's explicit choice.
+            let ok = resolve_with(&text, &[&format!("data.path={bad}")]).unwrap();
+            assert_eq!(ok[0].experiment.data.path, bad);
+        }
+        // A matrix value is part of the file.
+        let err = resolve_with("matrix:\n  data.path: [data, ../up]\n", &[]).unwrap_err();
+        assert_eq!((err.key.as_str(), err.pos.line), ("data.path", 2));
+        // Synthetic experiments read no path.
+        assert!(resolve_with("data: {source: synthetic, path: ../x}", &[]).is_ok());
+        assert!(resolve_with("data: {path: data/../trainingdata}", &[]).is_ok());
     }
 
     #[test]

@@ -6,12 +6,20 @@
 //! the templates it extends) < the experiment file < its matrix values < `--set` overrides.
 //! Maps merge key by key; any other value (lists included) is replaced whole.
 
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
 
-use super::located::{self, Node, NodeValue, Origin, Pos};
+use super::MAX_CONFIG_BYTES;
+use super::located::{self, MAX_DEPTH, Node, NodeValue, Origin, Pos};
 
 /// Deepest template chain accepted (a guard against runaway chains, not a design limit).
 pub const MAX_TEMPLATE_DEPTH: usize = 16;
+/// Most templates one experiment file may apply, counting every `extends` entry of every
+/// template it reaches (a template named twice counts twice): fan-out `extends` lists
+/// otherwise grow exponentially with the chain depth.
+pub const MAX_TEMPLATES: usize = 256;
+/// Most experiments a `matrix:` may expand to, and most `include` / `exclude` entries.
+pub const MAX_MATRIX_POINTS: usize = 1024;
 
 /// A resolution problem: where, which key, what.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +59,8 @@ pub fn resolve(
     let source = file.display().to_string();
     let root = parse_document(text, &source)?;
     let mut chain = vec![file.to_path_buf()];
-    let mut tree = apply_extends(root, &mut chain, read_template)?;
+    let mut applied = 0;
+    let mut tree = apply_extends(root, &mut chain, &mut applied, read_template)?;
     let matrix = take_key(&mut tree, "matrix");
     let points = match matrix {
         Some(m) => expand_matrix(&m)?,
@@ -73,6 +82,17 @@ pub fn resolve(
 }
 
 fn parse_document(text: &str, source: &str) -> Result<Node, ResolveError> {
+    // read_text refuses such files before reading them; this guards other callers.
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(error(
+            &Origin::new(source, Pos { line: 1, column: 1 }),
+            "",
+            format!(
+                "file is {} bytes; config files are limited to {MAX_CONFIG_BYTES} bytes",
+                text.len()
+            ),
+        ));
+    }
     let node = located::parse(text, source)
         .map_err(|(pos, msg)| error(&Origin::new(source, pos), "", msg))?;
     match node.value {
@@ -95,10 +115,45 @@ fn take_key(node: &mut Node, key: &str) -> Option<Node> {
     Some(entries.remove(i).1)
 }
 
+/// Whether `path`, taken relative to the project directory (the directory hft runs in),
+/// leads outside it. Decided on the spelling (`..` against the components before it), not
+/// by following symbolic links: a link the project itself holds (`trainingdata -> /data`)
+/// is the project owner's choice. Absolute paths are compared with the current directory.
+pub fn escapes_project(path: &Path) -> bool {
+    fn normal(path: &Path) -> Option<Vec<Component<'_>>> {
+        let mut out: Vec<Component> = Vec::new();
+        for c in path.components() {
+            match c {
+                Component::CurDir => {}
+                Component::ParentDir => match out.last() {
+                    Some(Component::Normal(_)) => {
+                        out.pop();
+                    }
+                    _ => return None,
+                },
+                other => out.push(other),
+            }
+        }
+        Some(out)
+    }
+    if !path.has_root() {
+        return normal(path).is_none();
+    }
+    let Some(p) = normal(path) else {
+        return true;
+    };
+    let Ok(cwd) = std::env::current_dir() else {
+        return true;
+    };
+    let inside = |root: &Path| normal(root).is_some_and(|r| p.starts_with(&r));
+    !(inside(&cwd) || cwd.canonicalize().is_ok_and(|c| inside(&c)))
+}
+
 /// Replaces `extends` by the merged templates it names, recursively.
 fn apply_extends(
     mut node: Node,
     chain: &mut Vec<PathBuf>,
+    applied: &mut usize,
     read_template: &mut TemplateReader,
 ) -> Result<Node, ResolveError> {
     let Some(extends) = take_key(&mut node, "extends") else {
@@ -130,6 +185,17 @@ fn apply_extends(
                 .collect::<Vec<_>>()
                 .join(" -> ")
         };
+        if escapes_project(&path) {
+            return Err(error(
+                &origin,
+                "extends",
+                format!(
+                    "template {} is outside the project directory; templates must be \
+                     inside the directory hft runs in",
+                    path.display()
+                ),
+            ));
+        }
         if chain.contains(&path) {
             let mut cycle = chain.clone();
             cycle.push(path.clone());
@@ -149,6 +215,17 @@ fn apply_extends(
                 ),
             ));
         }
+        *applied += 1;
+        if *applied > MAX_TEMPLATES {
+            return Err(error(
+                &origin,
+                "extends",
+                format!(
+                    "more than {MAX_TEMPLATES} templates applied (counting repeats); chain: {}",
+                    show(chain)
+                ),
+            ));
+        }
         let text = read_template(&path).map_err(|e| {
             let mut c = chain.clone();
             c.push(path.clone());
@@ -164,7 +241,7 @@ fn apply_extends(
         })?;
         let template = parse_document(&text, &path.display().to_string())?;
         chain.push(path);
-        let template = apply_extends(template, chain, read_template)?;
+        let template = apply_extends(template, chain, applied, read_template)?;
         chain.pop();
         base = Some(match base {
             Some(b) => merge(b, template),
@@ -181,13 +258,23 @@ fn apply_extends(
 pub fn merge(base: Node, over: Node) -> Node {
     match (base.value, over.value) {
         (NodeValue::Map(mut entries), NodeValue::Map(over_entries)) => {
+            // Index the keys so that merging two huge maps stays linear. (Keys are unique
+            // but for spellings like `1` and `"1"`; the first one wins, as before.)
+            let mut index: HashMap<String, usize> = HashMap::with_capacity(entries.len());
+            for (i, (k, _)) in entries.iter().enumerate() {
+                index.entry(k.clone()).or_insert(i);
+            }
             for (k, v) in over_entries {
-                match entries.iter().position(|(bk, _)| *bk == k) {
-                    Some(i) => {
-                        let (_, old) = entries.remove(i);
-                        entries.insert(i, (k, merge(old, v)));
+                match index.get(&k) {
+                    Some(&i) => {
+                        let old =
+                            std::mem::replace(&mut entries[i].1, Node::empty_map(v.origin.clone()));
+                        entries[i].1 = merge(old, v);
                     }
-                    None => entries.push((k, v)),
+                    None => {
+                        index.insert(k.clone(), entries.len());
+                        entries.push((k, v));
+                    }
                 }
             }
             Node {
@@ -206,6 +293,13 @@ pub fn merge(base: Node, over: Node) -> Node {
 fn set_path(tree: &mut Node, path: &str, value: Node) -> Result<(), ResolveError> {
     let mut node = tree;
     let parts: Vec<&str> = path.split('.').collect();
+    if parts.len() > MAX_DEPTH {
+        return Err(error(
+            &value.origin,
+            path,
+            format!("key paths are limited to {MAX_DEPTH} parts"),
+        ));
+    }
     for (i, part) in parts.iter().enumerate() {
         let origin = node.origin.clone();
         let NodeValue::Map(entries) = &mut node.value else {
@@ -283,6 +377,21 @@ fn expand_matrix(matrix: &Node) -> Result<Vec<(String, Assignment)>, ResolveErro
             }
             _ => return Err(error(&v.origin, &key, "must be a non-empty list of values")),
         }
+    }
+    let product = axes
+        .iter()
+        .try_fold(1usize, |n, (_, values)| n.checked_mul(values.len()))
+        .filter(|&n| n <= MAX_MATRIX_POINTS);
+    let entries_ok = include.len() <= MAX_MATRIX_POINTS && exclude.len() <= MAX_MATRIX_POINTS;
+    if product.is_none() || !entries_ok {
+        return Err(error(
+            &matrix.origin,
+            "matrix",
+            format!(
+                "expands to more than {MAX_MATRIX_POINTS} experiments (or has more \
+                 include / exclude entries than that)"
+            ),
+        ));
     }
     let mut points: Vec<Assignment> = vec![Vec::new()];
     for (k, values) in &axes {
@@ -456,6 +565,148 @@ mod tests {
             err.message
         );
         assert_eq!(&*err.origin.source, "a.yaml");
+    }
+
+    #[test]
+    fn template_chains_are_limited() {
+        // t0 -> t1 -> ... -> t16: seventeen templates below the experiment.
+        let names: Vec<String> = (0..=MAX_TEMPLATE_DEPTH)
+            .map(|i| format!("t{i}.yaml"))
+            .collect();
+        let texts: Vec<String> = (0..=MAX_TEMPLATE_DEPTH)
+            .map(|i| match names.get(i + 1) {
+                Some(next) => format!("extends: {next}\n"),
+                None => "seed: 1\n".to_string(),
+            })
+            .collect();
+        let templates: Vec<(&str, &str)> = names
+            .iter()
+            .zip(&texts)
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        let err = run("extends: t0.yaml\n", &templates, &[]).unwrap_err();
+        assert!(
+            err.message.contains("template chain deeper than 16"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.message.contains("exp.yaml -> t0.yaml -> t1.yaml"),
+            "{}",
+            err.message
+        );
+        // Sixteen deep is fine.
+        assert!(run("extends: t1.yaml\n", &templates, &[]).is_ok());
+    }
+
+    #[test]
+    fn fan_out_of_templates_is_limited() {
+        // Each level names the next one four times: 4^8 applications without a limit.
+        let texts: Vec<String> = (0..8)
+            .map(|i| {
+                format!(
+                    "extends: [t{0}.yaml, t{0}.yaml, t{0}.yaml, t{0}.yaml]\n",
+                    i + 1
+                )
+            })
+            .chain(["seed: 1\n".to_string()])
+            .collect();
+        let names: Vec<String> = (0..9).map(|i| format!("t{i}.yaml")).collect();
+        let templates: Vec<(&str, &str)> = names
+            .iter()
+            .zip(&texts)
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        let err = run("extends: t0.yaml\n", &templates, &[]).unwrap_err();
+        assert!(
+            err.message.contains("more than 256 templates"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn templates_outside_the_project_are_rejected() {
+        for bad in [
+            "../../etc/passwd",
+            "templates/../../x.yaml",
+            "/etc/passwd",
+            "./../x.yaml",
+        ] {
+            let exp = format!("seed: 1\nextends: [templates/ok.yaml, {bad}]\n");
+            let err = run(&exp, &[("templates/ok.yaml", "")], &[]).unwrap_err();
+            assert_eq!(err.key, "extends", "{bad}");
+            assert_eq!(err.origin.pos.line, 2, "{bad}");
+            assert!(
+                err.message.contains("outside the project directory"),
+                "{bad}: {}",
+                err.message
+            );
+        }
+        // `..` that stays inside is fine.
+        let ok = run(
+            "extends: templates/../templates/./ok.yaml\n",
+            &[("templates/../templates/./ok.yaml", "seed: 3\n")],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(ok[0].1["seed"], 3);
+        let cwd = std::env::current_dir().unwrap();
+        assert!(!escapes_project(&cwd.join("templates/x.yaml")));
+        assert!(escapes_project(&cwd.join("../x.yaml")));
+        assert!(!escapes_project(Path::new("")));
+    }
+
+    #[test]
+    fn oversized_files_and_templates_are_rejected() {
+        let big = format!(
+            "description: \"{}\"\n",
+            "x".repeat(MAX_CONFIG_BYTES as usize)
+        );
+        let err = run(&big, &[], &[]).unwrap_err();
+        assert!(
+            err.message.contains("limited to 1048576"),
+            "{}",
+            err.message
+        );
+        let err = run("extends: t.yaml\n", &[("t.yaml", &big)], &[]).unwrap_err();
+        assert_eq!(&*err.origin.source, "t.yaml");
+        assert!(
+            err.message.contains("limited to 1048576"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn huge_matrices_and_key_paths_are_rejected() {
+        let axis = |k: &str| format!("  {k}: [{}]\n", vec!["1"; 11].join(", "));
+        let exp = format!("matrix:\n{}{}{}", axis("a"), axis("b"), axis("c"));
+        let err = run(&exp, &[], &[]).unwrap_err();
+        assert_eq!(err.key, "matrix");
+        assert!(err.message.contains("more than 1024"), "{}", err.message);
+        let deep = vec!["a"; MAX_DEPTH + 1].join(".");
+        let err = run("", &[], &[&format!("{deep}=1")]).unwrap_err();
+        assert!(
+            err.message.contains("limited to 32 parts"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn merging_huge_maps_is_fast() {
+        let keys = |n: usize| (0..n).map(|i| format!("k{i}: {i}\n")).collect::<String>();
+        let base = keys(40_000);
+        let started = std::time::Instant::now();
+        let out = run(
+            &format!("extends: t.yaml\n{base}"),
+            &[("t.yaml", &base)],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(out[0].1["k39999"], 39999);
+        assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
     }
 
     #[test]
