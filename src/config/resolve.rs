@@ -680,7 +680,7 @@ mod tests {
 
     #[test]
     fn huge_matrices_and_key_paths_are_rejected() {
-        let axis = |k: &str| format!("  {k}: [{}]\n", vec!["1"; 11].join(", "));
+        let axis = |k: &str| format!("  {k}: [{}]\n", ["1"; 11].join(", "));
         let exp = format!("matrix:\n{}{}{}", axis("a"), axis("b"), axis("c"));
         let err = run(&exp, &[], &[]).unwrap_err();
         assert_eq!(err.key, "matrix");
