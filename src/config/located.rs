@@ -103,9 +103,12 @@ impl LocationMap {
 pub const MAX_DEPTH: usize = 32;
 /// Most aliases (`*name`) and most anchors (`&name`) in one YAML text.
 pub const MAX_ALIASES: usize = 1_000;
-/// Most values (scalars, mappings, sequences) in one YAML text, and most values aliases may
-/// replay in it: a "billion laughs" document stops here instead of exhausting memory.
+/// Most values (scalars, mappings, sequences) in one YAML text.
 pub const MAX_NODES: usize = 100_000;
+/// Most values aliases may replay in one YAML text (an anchored section of 50 values used
+/// 200 times): a "billion laughs" document stops here, in milliseconds, instead of
+/// exhausting memory.
+pub const MAX_ALIAS_VALUES: usize = 10_000;
 /// Most bytes of string values one YAML text may expand to (aliases of long strings are
 /// copied once per use).
 pub const MAX_VALUE_BYTES: usize = 8 << 20;
@@ -123,12 +126,12 @@ fn options() -> serde_saphyr::Options {
             max_events: 3 * MAX_NODES,
             max_documents: 1,
             max_total_scalar_bytes: MAX_VALUE_BYTES,
-            max_recorded_anchor_events: MAX_NODES,
+            max_recorded_anchor_events: MAX_ALIAS_VALUES,
             max_recorded_anchor_bytes: MAX_VALUE_BYTES,
             max_merge_keys: MAX_ALIASES,
         },
         alias_limits: serde_saphyr::alias_limits! {
-            max_total_replayed_events: MAX_NODES,
+            max_total_replayed_events: MAX_ALIAS_VALUES,
             max_replay_stack_depth: MAX_DEPTH,
             max_alias_expansions_per_anchor: MAX_ALIASES,
         },
@@ -141,7 +144,8 @@ thread_local! {
     static BUILT: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
 }
 
-/// Counts one value of `bytes` string bytes against [`MAX_NODES`] / [`MAX_VALUE_BYTES`].
+/// Counts one value of `bytes` string bytes against the value and [`MAX_VALUE_BYTES`]
+/// limits (a backstop: the parser's budgets trip first).
 fn charge<E: de::Error>(bytes: usize) -> Result<(), E> {
     let (nodes, total) = BUILT.with(|b| {
         let (n, t) = b.get();
@@ -149,10 +153,10 @@ fn charge<E: de::Error>(bytes: usize) -> Result<(), E> {
         b.set(next);
         next
     });
-    if nodes > 2 * MAX_NODES {
+    if nodes > 2 * MAX_NODES + MAX_ALIAS_VALUES {
         return Err(E::custom(format!(
             "YAML too complex: more than {} values after expanding aliases",
-            2 * MAX_NODES
+            2 * MAX_NODES + MAX_ALIAS_VALUES
         )));
     }
     if total > MAX_VALUE_BYTES {
@@ -168,7 +172,8 @@ fn charge<E: de::Error>(bytes: usize) -> Result<(), E> {
 /// override's text). Errors carry the parser's own message and position.
 ///
 /// Hostile input is bounded: nesting ([`MAX_DEPTH`]), aliases and anchors
-/// ([`MAX_ALIASES`]), values before and after alias expansion ([`MAX_NODES`]) and string
+/// ([`MAX_ALIASES`]), values before and after alias expansion ([`MAX_NODES`],
+/// [`MAX_ALIAS_VALUES`]) and string
 /// bytes ([`MAX_VALUE_BYTES`]); the caller bounds the text's size.
 pub fn parse(text: &str, source: &str) -> Result<Node, (Pos, String)> {
     BUILT.with(|b| b.set((0, 0)));
@@ -205,7 +210,9 @@ pub fn parse(text: &str, source: &str) -> Result<Node, (Pos, String)> {
     }
 }
 
-const ALIAS_BOMB: &str = "aliases expand to more than 100000 values (an alias bomb?)";
+fn alias_bomb() -> String {
+    format!("aliases expand to more than {MAX_ALIAS_VALUES} values (an alias bomb?)")
+}
 
 /// A plain-words message for a breached input budget; `None` for other errors.
 fn budget_message(e: &serde_saphyr::Error) -> Option<String> {
@@ -228,13 +235,11 @@ fn budget_message(e: &serde_saphyr::Error) -> Option<String> {
                 format!("more than {MAX_VALUE_BYTES} bytes of values")
             }
             B::Documents { .. } => "more than one YAML document (`---`)".to_string(),
-            B::RecordedAnchorEvents { .. } => ALIAS_BOMB.to_string(),
+            B::RecordedAnchorEvents { .. } => alias_bomb(),
             B::MergeKeys { .. } => format!("more than {MAX_ALIASES} merge keys (<<)"),
             other => format!("{other:?}"),
         },
-        E::AliasReplayLimitExceeded { .. } | E::AliasExpansionLimitExceeded { .. } => {
-            ALIAS_BOMB.to_string()
-        }
+        E::AliasReplayLimitExceeded { .. } | E::AliasExpansionLimitExceeded { .. } => alias_bomb(),
         E::AliasReplayStackDepthExceeded { .. } => {
             format!("aliases nested deeper than {MAX_DEPTH} levels")
         }
