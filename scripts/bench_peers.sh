@@ -110,6 +110,11 @@ for line in sys.stdin:
 [[ -n $suite && -x $suite ]] || die "cargo bench --bench suite --no-run failed; run it to see why"
 hft_bin=$repo/target/release/hft
 [[ -x $hft_bin ]] || die "no $hft_bin after the build"
+# The commit the binary was built from (taken now: the tree may move on during the run).
+commit=$(git -C "$repo" rev-parse --short HEAD)
+if [[ -n $(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null) ]]; then
+    commit="$commit (with uncommitted changes)"
+fi
 # A private copy: other builds in this tree must not swap the binary between runs.
 mkdir -p "$work"
 cp "$hft_bin" "$work/hft"
@@ -246,10 +251,6 @@ fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- the report --------------------------------------------------------------------------
-commit=$(git -C "$repo" rev-parse --short HEAD)
-if [[ -n $(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null) ]]; then
-    commit="$commit (with uncommitted changes)"
-fi
 versions=$("$py" - <<'EOF'
 import platform, torch, pandas, numpy
 from importlib.metadata import version
@@ -261,7 +262,7 @@ b3v=$("$b3dir/b3sum" --version 2>/dev/null || echo "b3sum not installed")
 
 echo "### Results, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
-echo "- hft: commit $commit, $("$HFT_BENCH_BIN" --version)"
+echo "- hft: built from commit $commit, $("$HFT_BENCH_BIN" --version)"
 echo "- machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), $(free -g | awk '/^Mem:/ { print $2 }') GiB"
 echo "- peers: $versions, $b3v"
 echo "- load average (1, 5, 15 min): $load_before before, $load_after after"
