@@ -63,7 +63,14 @@ pub fn config(data: &[u8]) {
         }
     };
     for r in &all {
-        let _ = hft::graph::plan(&r.experiment);
+        let files: Vec<hft::data::layout::SymbolFiles> = (r.experiment.data.symbols.listed())
+            .iter()
+            .map(|s| hft::data::layout::SymbolFiles {
+                symbol: s.clone(),
+                files: vec![format!("{s}.csv")],
+            })
+            .collect();
+        let _ = hft::graph::plan(&r.experiment, &files);
         let canonical = config::canonical_json(&r.experiment);
         let back: Experiment = serde_json::from_str(&canonical)
             .unwrap_or_else(|e| panic!("canonical JSON does not read back ({e}): {canonical}"));

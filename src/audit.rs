@@ -129,8 +129,8 @@ pub fn audit(
                 experiment: job.experiment,
                 store,
                 deps,
-                data_file: spec.data_file.as_deref(),
-                data_digest: job.data_digests.get(&i).copied(),
+                data_files: &spec.data_files,
+                data_digests: job.data_digests.get(&i).map_or(&[][..], Vec::as_slice),
                 // Audit re-executes from scratch, never from a saved checkpoint.
                 key: None,
             };

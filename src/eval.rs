@@ -14,7 +14,8 @@ use crate::model::{self, Dims, ModelError, WeightsMeta};
 use crate::train::Checkpoint;
 
 /// Bumped whenever a metric is added, removed or redefined.
-pub const METRICS_VERSION: u32 = 1;
+/// 2: `per_symbol` (datasets of two or more symbols).
+pub const METRICS_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
@@ -26,6 +27,10 @@ pub struct Metrics {
     pub price: PriceMetrics,
     pub action: ActionMetrics,
     pub backtest: BacktestMetrics,
+    /// The same metrics over each symbol's test windows alone (the fields above are
+    /// pooled over every symbol); empty for a single-symbol dataset.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_symbol: BTreeMap<String, Metrics>,
 }
 
 /// Forecast errors over all predicted returns r1..rP, in return units.
@@ -251,10 +256,53 @@ pub fn evaluate(
         .into());
     }
     let preds = predict(dataset, model_cfg, checkpoint, test)?;
+    let bpy = bars_per_year(dataset.bar_seconds);
+    let mut pooled = metrics(test, &preds, ecfg, bpy);
+    if dataset.symbols.len() > 1 {
+        for (index, name) in dataset.symbols.iter().enumerate() {
+            let (split, sub) = symbol_subset(test, &preds, index as u32);
+            if split.n > 0 {
+                pooled
+                    .per_symbol
+                    .insert(name.clone(), metrics(&split, &sub, ecfg, bpy));
+            }
+        }
+    }
     Ok(EvalOutput {
-        metrics: metrics(test, &preds, ecfg, bars_per_year(dataset.bar_seconds)),
+        metrics: pooled,
         predictions: predictions_csv(dataset, test, &preds),
     })
+}
+
+/// The windows of one symbol (targets, labels, timestamps; no inputs) and their
+/// predictions, in their order in `split`.
+fn symbol_subset(split: &Split, preds: &Predictions, symbol: u32) -> (Split, Predictions) {
+    let p = preds.horizon;
+    let rows: Vec<usize> = (0..split.n).filter(|&i| split.symbol[i] == symbol).collect();
+    let gather = |v: &[f32], width: usize| -> Vec<f32> {
+        rows.iter()
+            .flat_map(|&i| v[i * width..(i + 1) * width].iter().copied())
+            .collect()
+    };
+    let sub_split = Split {
+        n: rows.len(),
+        x: Vec::new(),
+        y: gather(&split.y, p),
+        action: rows.iter().map(|&i| split.action[i]).collect(),
+        symbol: rows.iter().map(|&i| split.symbol[i]).collect(),
+        timestamp: rows.iter().map(|&i| split.timestamp[i]).collect(),
+    };
+    let sub_preds = Predictions {
+        horizon: p,
+        price: gather(&preds.price, p),
+        logits: gather(&preds.logits, 3),
+        band: preds.band.as_ref().map(|b| Band {
+            levels: b.levels,
+            lower: gather(&b.lower, p),
+            upper: gather(&b.upper, p),
+        }),
+    };
+    (sub_split, sub_preds)
 }
 
 /// All metrics of `preds` (from [`predict`] on `split`) against `split`'s targets.
@@ -332,6 +380,7 @@ pub(crate) fn metrics(
             strategy: run(&positions),
             buy_and_hold: run(&vec![1.0; n]),
         },
+        per_symbol: BTreeMap::new(),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod eval;
+pub mod fetch;
 pub mod graph;
 pub mod lock;
 pub mod model;

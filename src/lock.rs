@@ -190,8 +190,10 @@ pub fn record(lock: &mut Lockfile, jobs: &[ExperimentJob], reports: &[Experiment
             );
         }
         for (i, spec) in job.plan.stages.iter().enumerate() {
-            if let (Some(path), Some(d)) = (&spec.data_file, job.data_digests.get(&i)) {
-                lock.data.insert(path.display().to_string(), d.to_hex());
+            if let Some(digests) = job.data_digests.get(&i) {
+                for (path, d) in spec.data_files.iter().zip(digests) {
+                    lock.data.insert(path.display().to_string(), d.to_hex());
+                }
             }
         }
         lock.experiments.insert(
@@ -227,13 +229,29 @@ pub fn check_keys(lock: &Lockfile, jobs: &[ExperimentJob]) -> Vec<String> {
                 problems.push(format!("{name}/{}: not in {LOCK_FILE}", spec.id));
                 continue;
             };
-            if let (Some(path), Some(now)) = (&spec.data_file, job.data_digests.get(&i)) {
-                let locked_digest = stage.inputs.iter().find(|(k, _)| k == "data_file");
-                if locked_digest.map(|(_, v)| v) != Some(&now.to_hex()) {
+            if let Some(now) = job.data_digests.get(&i) {
+                let facts = crate::graph::exec::source_facts(spec, now);
+                let changed = facts.iter().find(|(k, v)| {
+                    stage.inputs.iter().find(|(lk, _)| lk == k).map(|(_, lv)| lv) != Some(v)
+                });
+                if let Some((fact, _)) = changed {
+                    let what = match fact.as_str() {
+                        "snapshot" => "its API snapshot".to_string(),
+                        _ => {
+                            let index = fact
+                                .strip_prefix("data_file.")
+                                .and_then(|n| n.parse::<usize>().ok())
+                                .unwrap_or(0);
+                            let path = spec.data_files.get(index);
+                            format!(
+                                "data file {}",
+                                path.map_or("?".to_string(), |p| p.display().to_string())
+                            )
+                        }
+                    };
                     problems.push(format!(
-                        "{name}/{}: data file {} changed since it was locked",
-                        spec.id,
-                        path.display()
+                        "{name}/{}: {what} changed since it was locked",
+                        spec.id
                     ));
                     continue;
                 }

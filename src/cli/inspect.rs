@@ -856,10 +856,12 @@ fn detail_cause(
             .and_then(|r| r.summary["rows"].as_u64())
             .map(|n| n.to_string())
             .unwrap_or_else(|| "?".to_string());
+        // Data rows in every file of the symbol (CSV rows; other formats show `?`).
         let now = spec
-            .data_file
-            .as_deref()
-            .and_then(count_rows)
+            .data_files
+            .iter()
+            .map(|f| count_rows(f))
+            .sum::<Option<usize>>()
             .map(|n| n.to_string())
             .unwrap_or_else(|| "?".to_string());
         return format!("{cause} ({before} -> {now} rows)");
@@ -875,6 +877,12 @@ fn detail_cause(
 
 /// Data rows of a CSV file (lines after the header, blank lines not counted).
 fn count_rows(path: &Path) -> Option<usize> {
+    let is_csv = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv") || e.eq_ignore_ascii_case("txt"));
+    if !is_csv {
+        return None;
+    }
     let text = std::fs::read_to_string(path).ok()?;
     Some(
         text.lines()

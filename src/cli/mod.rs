@@ -202,6 +202,13 @@ pub enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Download the bars of every `data.source: api` experiment under PATHS again and
+    /// replace their snapshots (a build only fetches a request it has never snapshotted).
+    /// Credentials come from the environment (Alpaca: APCA_API_KEY_ID, APCA_API_SECRET_KEY).
+    Fetch {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Print a shell completion script: `hft completions bash > /etc/bash_completion.d/hft`.
     Completions { shell: clap_complete::Shell },
     /// Write man pages (hft.1 and one per subcommand) into a folder.
@@ -339,6 +346,7 @@ pub fn main() -> ExitCode {
             command: ConfigCommand::Show { experiment, select },
         } => config_show(&experiment, &select).into(),
         Command::Ls { common, json } => inspect::ls(&common, json).into(),
+        Command::Fetch { common } => fetch(&common).into(),
         Command::Show {
             experiment,
             common,
@@ -493,11 +501,12 @@ fn build(common: &Common, args: &BuildArgs) -> Outcome {
             l.plan = l.plan.until(until);
         }
     }
-    let jobs_list = match make_jobs(&db, &store, &planned, &mut watched) {
+    let jobs_list = match make_jobs(&db, &store, &planned, &mut watched, !dry_run) {
         Ok(j) => j,
         Err(outcome) => return outcome,
     };
     watched.extend(db.templates_read());
+    watched.extend(db.data_folders_read());
 
     let lock = match Lockfile::load(lock_path) {
         Ok(l) => l,
@@ -811,12 +820,14 @@ fn print_memo(store: &Store, m: &memo::Memo, quiet: bool, started: Instant) -> O
 }
 
 /// Experiments with their data files fingerprinted (stat cache) and fed to salsa; the data
-/// files' fingerprints are added to `watched`.
+/// files' fingerprints are added to `watched`. API sources use their recorded snapshot; a
+/// request never snapshotted is fetched now when `allow_fetch` (a build), else an error.
 fn make_jobs<'a>(
     db: &Database,
     store: &Store,
     planned: &'a [Loaded],
     watched: &mut memo::Watched,
+    allow_fetch: bool,
 ) -> Result<Vec<ExperimentJob<'a>>, Outcome> {
     let mut errors: Vec<ConfigError> = Vec::new();
 
@@ -825,35 +836,67 @@ fn make_jobs<'a>(
     let mut jobs_list = Vec::new();
     for Loaded { file, parsed, plan } in planned {
         let mut data_digests = BTreeMap::new();
+        let e = &parsed.experiment;
         for (i, stage) in plan.stages.iter().enumerate() {
-            let Some(path) = &stage.data_file else {
+            let graph::StageKind::Ingest { symbol } = &stage.kind else {
                 continue;
             };
-            match stat_cache.digest(path) {
-                Ok((digest, fingerprint)) => {
-                    watched.push((path.clone(), Some(fingerprint)));
-                    let input = DataFile::new(db, path.clone(), digest);
-                    data_digests.insert(i, *input.digest(db));
+            let symbol_key = || {
+                let index = e.data.symbols.listed().iter().position(|s| s == symbol);
+                match index {
+                    Some(i) => format!("data.symbols[{i}]"),
+                    None => "data.symbols".to_string(),
                 }
-                Err(e) => {
-                    let symbols = &parsed.experiment.data.symbols;
-                    let index = symbols
-                        .iter()
-                        .position(|s| stage.id == format!("ingest:{s}"));
-                    let key = format!("data.symbols[{}]", index.unwrap_or(0));
-                    let what = if e.kind() == std::io::ErrorKind::NotFound {
-                        "does not exist".to_string()
-                    } else {
-                        format!("cannot be read: {e}")
-                    };
-                    let message = format!(
-                        "no data file for `{}`: {} {what} (data.path is `{}`)",
-                        stage.id.trim_start_matches("ingest:"),
-                        path.display(),
-                        parsed.experiment.data.path
-                    );
-                    errors.push(ConfigError::at(&parsed.locations.find(&key), &key, message));
+            };
+            if e.data.source == crate::config::SourceKind::Api {
+                let req = crate::fetch::request(e, symbol);
+                let record = crate::fetch::record_path(store, &req);
+                let digest = match crate::fetch::recorded(store, &req) {
+                    Some((_, digest)) => Ok(digest),
+                    None if allow_fetch => crate::fetch::snapshot_for_build(store, e, symbol),
+                    None => Err(format!(
+                        "no snapshot of `{symbol}` from the API yet; run `hft fetch` (or `hft \
+                         build`, which fetches it once)"
+                    )),
+                };
+                match digest {
+                    Ok(digest) => {
+                        watched.push((record.clone(), memo::fingerprint(&record)));
+                        data_digests.insert(i, vec![digest]);
+                    }
+                    Err(message) => {
+                        let key = symbol_key();
+                        errors.push(ConfigError::at(&parsed.locations.find(&key), &key, message));
+                    }
                 }
+                continue;
+            }
+            let mut digests = Vec::with_capacity(stage.data_files.len());
+            for path in &stage.data_files {
+                match stat_cache.digest(path) {
+                    Ok((digest, fingerprint)) => {
+                        watched.push((path.clone(), Some(fingerprint)));
+                        let input = DataFile::new(db, path.clone(), digest);
+                        digests.push(*input.digest(db));
+                    }
+                    Err(err) => {
+                        let key = symbol_key();
+                        let what = if err.kind() == std::io::ErrorKind::NotFound {
+                            "does not exist".to_string()
+                        } else {
+                            format!("cannot be read: {err}")
+                        };
+                        let message = format!(
+                            "no data file for `{symbol}`: {} {what} (data.path is `{}`)",
+                            path.display(),
+                            e.data.path
+                        );
+                        errors.push(ConfigError::at(&parsed.locations.find(&key), &key, message));
+                    }
+                }
+            }
+            if !stage.data_files.is_empty() {
+                data_digests.insert(i, digests);
             }
         }
         jobs_list.push(ExperimentJob {
@@ -871,6 +914,56 @@ fn make_jobs<'a>(
         return Err(config_errors(&errors));
     }
     Ok(jobs_list)
+}
+
+/// `hft fetch`: every API request of the selected experiments, fetched again (each request
+/// once, even when several experiments share it).
+fn fetch(common: &Common) -> Outcome {
+    let store = match open_store(common) {
+        Ok(s) => s,
+        Err(outcome) => return outcome,
+    };
+    let db = Database::default();
+    let planned = match load_experiments(&db, &common.select) {
+        Ok(p) => p,
+        Err(outcome) => return outcome,
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let mut outcome = Outcome::Ok;
+    let mut lines = Vec::new();
+    for l in &planned {
+        let e = &l.parsed.experiment;
+        if e.data.source != crate::config::SourceKind::Api {
+            continue;
+        }
+        for symbol in e.data.symbols.listed() {
+            let req = crate::fetch::request(e, symbol);
+            if !seen.insert(crate::fetch::record_id(&req)) {
+                continue;
+            }
+            match crate::fetch::refresh(&store, &req) {
+                Ok((record, changed)) => lines.push(format!(
+                    "{symbol:<10} {} rows, {} page{}, {}  {}",
+                    record.rows,
+                    record.pages,
+                    if record.pages == 1 { "" } else { "s" },
+                    if changed { "new snapshot" } else { "unchanged" },
+                    record.url
+                )),
+                Err(message) => {
+                    eprintln!("error: {}: {symbol}: {message}", l.plan.name);
+                    outcome = outcome.worst(Outcome::StageFailed);
+                }
+            }
+        }
+    }
+    if seen.is_empty() {
+        return fail("no experiment with `data.source: api` among the selected ones");
+    }
+    if !common.quiet {
+        report::print_block(&lines);
+    }
+    outcome
 }
 
 /// What `hft audit` was asked for.
@@ -908,7 +1001,7 @@ fn audit(common: &Common, args: &AuditArgs) -> Outcome {
         Ok(p) => p,
         Err(outcome) => return outcome,
     };
-    let jobs_list = match make_jobs(&db, &store, &planned, &mut Vec::new()) {
+    let jobs_list = match make_jobs(&db, &store, &planned, &mut Vec::new(), false) {
         Ok(j) => j,
         Err(outcome) => return outcome,
     };
@@ -1326,7 +1419,7 @@ fn survey_in<R>(
 ) -> Result<R, Outcome> {
     let db = Database::default();
     let planned = load_experiments(&db, &common.select)?;
-    let jobs = make_jobs(&db, store, &planned, &mut Vec::new())?;
+    let jobs = make_jobs(&db, store, &planned, &mut Vec::new(), false)?;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

@@ -110,10 +110,123 @@ impl Default for Experiment {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceKind {
-    /// CSV files `SYMBOL.csv` under `data.path`.
+    /// CSV or Parquet files under `data.path` (layouts: `data::layout`).
     Local,
     /// Seeded generated bars (`data.synthetic`): runs anywhere with no data.
     Synthetic,
+    /// Bars fetched over HTTP (`data.api`), snapshotted into the store on first use.
+    Api,
+}
+
+/// `data.symbols`: a list, or `all` (every symbol found under `data.path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Symbols {
+    All,
+    List(Vec<String>),
+}
+
+impl Symbols {
+    /// The listed symbols; empty for `all` (resolved against the data folder when planning).
+    pub fn listed(&self) -> &[String] {
+        match self {
+            Symbols::All => &[],
+            Symbols::List(v) => v,
+        }
+    }
+}
+
+impl Serialize for Symbols {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Symbols::All => s.serialize_str("all"),
+            Symbols::List(v) => v.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Symbols {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Symbols;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of symbols or `all`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Symbols, E> {
+                if v == "all" {
+                    Ok(Symbols::All)
+                } else {
+                    Err(E::custom(format!(
+                        "expected a list of symbols (`[{v}]`) or `all`, got `{v}`"
+                    )))
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Symbols, A::Error> {
+                Vec::<String>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(Symbols::List)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// `data.on_bad_rows`: what a bad data row does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnBadRows {
+    /// The build stops with a message naming the file, line and column.
+    #[default]
+    Error,
+    /// The row is left out; how many were is reported.
+    Drop,
+}
+
+/// `data.api.provider`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiProvider {
+    /// Alpaca market data v2 (`/v2/stocks/{symbol}/bars`, JSON, paginated).
+    Alpaca,
+    /// Stooq's CSV download (`/q/d/l/?s=aapl.us&i=d`).
+    Stooq,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Default `alpaca`.
+    pub provider: ApiProvider,
+    /// Default: the provider's public endpoint (`https://data.alpaca.markets`,
+    /// `https://stooq.com`).
+    pub base_url: Option<String>,
+    /// Bar interval: `1d` (default), `1w`, `1h`, `15min`, `5min`, `1min`.
+    pub interval: String,
+    /// Seconds per HTTP request before it is retried. Default 30.
+    pub timeout_secs: f64,
+    /// Retries after a timeout, a connection error, HTTP 429 or 5xx. Default 3.
+    pub retries: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            provider: ApiProvider::Alpaca,
+            base_url: None,
+            interval: "1d".to_string(),
+            timeout_secs: 30.0,
+            retries: 3,
+        }
+    }
+}
+
+impl ApiConfig {
+    pub fn base_url(&self) -> &str {
+        match (&self.base_url, self.provider) {
+            (Some(url), _) => url,
+            (None, ApiProvider::Alpaca) => "https://data.alpaca.markets",
+            (None, ApiProvider::Stooq) => "https://stooq.com",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,12 +234,24 @@ pub enum SourceKind {
 pub struct DataConfig {
     /// Default `local`.
     pub source: SourceKind,
-    /// Folder of `SYMBOL.csv` files, relative to the directory hft runs in.
+    /// Folder of `SYMBOL.csv` / `SYMBOL.parquet` files (or `train/` and `test/` folders, or
+    /// dated exports `SYMBOL-YYYY-MM-DD.csv`), relative to the directory hft runs in.
     /// Default `trainingdata/`.
     pub path: String,
-    /// Default `[SYNTH]`.
-    pub symbols: Vec<String>,
+    /// A list, or `all` (every symbol under `data.path`). Default `[SYNTH]`.
+    pub symbols: Symbols,
     pub synthetic: SyntheticConfig,
+    pub api: ApiConfig,
+    /// Keep bars on or after this date (`YYYY-MM-DD`). Default: no limit.
+    pub start: Option<String>,
+    /// Keep bars on or before this date (`YYYY-MM-DD`, the whole day). Default: no limit.
+    pub end: Option<String>,
+    /// `error` (default) or `drop`.
+    pub on_bad_rows: OnBadRows,
+    /// Add one 0/1 input per symbol (which symbol a window is from). Default false.
+    pub symbol_id: bool,
+    /// Whether a window may span a session gap (intraday: overnight). Default true.
+    pub cross_sessions: bool,
     /// Feature names (see `hft features` / features.md). Default: [`default_features`].
     pub features: Vec<String>,
     /// Bars per input window. Default 30.
@@ -145,8 +270,14 @@ impl Default for DataConfig {
         DataConfig {
             source: SourceKind::Local,
             path: "trainingdata/".to_string(),
-            symbols: vec!["SYNTH".to_string()],
+            symbols: Symbols::List(vec!["SYNTH".to_string()]),
             synthetic: SyntheticConfig::default(),
+            api: ApiConfig::default(),
+            start: None,
+            end: None,
+            on_bad_rows: OnBadRows::Error,
+            symbol_id: false,
+            cross_sessions: true,
             features: default_features(),
             sequence_length: 30,
             prediction_horizon: 5,
@@ -402,21 +533,24 @@ pub fn validate(e: &Experiment) -> Result<(), (String, String)> {
         Err((key.to_string(), message.into()))
     }
     let d = &e.data;
-    if d.symbols.is_empty() {
+    let symbols = d.symbols.listed();
+    if d.symbols == Symbols::All && d.source != SourceKind::Local {
+        return fail(
+            "data.symbols",
+            "`all` means every symbol under data.path and needs `data.source: local`; list the symbols",
+        );
+    }
+    if d.symbols != Symbols::All && symbols.is_empty() {
         return fail("data.symbols", "needs at least one symbol");
     }
-    for (i, s) in d.symbols.iter().enumerate() {
-        let ok = !s.is_empty()
-            && s.len() <= 32
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '^' | '='));
-        if !ok {
+    for (i, s) in symbols.iter().enumerate() {
+        if !is_symbol(s) {
             return fail(
                 &format!("data.symbols[{i}]"),
                 format!("`{s}` is not a symbol (letters, digits and . - _ ^ =, at most 32)"),
             );
         }
-        if d.symbols[..i].contains(s) {
+        if symbols[..i].contains(s) {
             return fail(
                 &format!("data.symbols[{i}]"),
                 format!("`{s}` is listed twice"),
@@ -486,6 +620,39 @@ pub fn validate(e: &Experiment) -> Result<(), (String, String)> {
             format!("train + val + test must sum to 1 (got {sum})"),
         );
     }
+    let start = match &d.start {
+        Some(s) => Some(parse_date_key("data.start", s)?),
+        None => None,
+    };
+    let end = match &d.end {
+        Some(s) => Some(parse_date_key("data.end", s)?),
+        None => None,
+    };
+    if let (Some(a), Some(b)) = (start, end)
+        && b < a
+    {
+        return fail("data.end", format!("{b} is before data.start {a}"));
+    }
+    if d.source == SourceKind::Api {
+        let api = &d.api;
+        if !(api.timeout_secs.is_finite() && api.timeout_secs > 0.0 && api.timeout_secs <= 3600.0)
+        {
+            return fail("data.api.timeout_secs", "must be between 0 and 3600 seconds");
+        }
+        if api.retries > 20 {
+            return fail("data.api.retries", "must be at most 20");
+        }
+        let url = api.base_url();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return fail(
+                "data.api.base_url",
+                format!("`{url}` is not an http:// or https:// URL"),
+            );
+        }
+        if api.interval.trim().is_empty() {
+            return fail("data.api.interval", "needs a bar interval such as `1d` or `5min`");
+        }
+    }
     let syn = &d.synthetic;
     if d.source == SourceKind::Synthetic {
         if syn.bars < 10 {
@@ -510,6 +677,37 @@ pub fn validate(e: &Experiment) -> Result<(), (String, String)> {
     e.training.validate()?;
     e.evaluation.validate()?;
     Ok(())
+}
+
+/// Whether `s` can name a symbol (and so a data file).
+pub fn is_symbol(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '^' | '='))
+}
+
+/// `YYYY-MM-DD` for `data.start` / `data.end`.
+pub fn parse_date_key(key: &str, s: &str) -> Result<chrono::NaiveDate, (String, String)> {
+    chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
+        (
+            key.to_string(),
+            format!("`{s}` is not a date; write it as YYYY-MM-DD (e.g. 2015-01-31)"),
+        )
+    })
+}
+
+impl DataConfig {
+    /// The date filters as Unix seconds: bars with `start <= t < end` are kept (`end` is the
+    /// day after `data.end`, so that whole day is in). Validation has checked the dates.
+    pub fn time_range(&self) -> (Option<i64>, Option<i64>) {
+        let day = |s: &Option<String>, plus: i64| {
+            s.as_deref()
+                .and_then(|s| chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok())
+                .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp() + plus)
+        };
+        (day(&self.start, 0), day(&self.end, 86_400))
+    }
 }
 
 pub(crate) fn unknown_name(what: &str, given: &str, known: &[&str]) -> String {

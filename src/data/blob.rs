@@ -611,6 +611,8 @@ mod tests {
             action_threshold: 0.01,
             split: [0.8, 0.2, 0.0],
             relative_prices: true,
+            symbol_id: false,
+            cross_sessions: true,
         };
         dataset::build(&tables, &params).unwrap()
     }

@@ -39,6 +39,18 @@
 //! f32.
 //!
 //! Windows are ordered by symbol (in the order of `tables`) and then by time.
+//!
+//! ## Sessions
+//!
+//! A gap between two consecutive bars of more than [`SESSION_GAP_FACTOR`] times the symbol's
+//! median bar spacing starts a new session (intraday: overnight; daily bars: weekends and
+//! holidays stay inside one session). With `cross_sessions: false` a window's rows
+//! `t-S+1 ..= t+P` must all lie in one session; windows are otherwise unaffected.
+//!
+//! ## Symbol id
+//!
+//! With `symbol_id`, each table gets one more column per symbol, `symbol=NAME`, 1 on that
+//! symbol's rows and 0 elsewhere, normalised like any other (non-price) column.
 
 use std::ops::Range;
 
@@ -54,6 +66,83 @@ const SHARE_EPS: f64 = 1e-9;
 const SHARE_SUM_TOLERANCE: f64 = 1e-6;
 /// A feature whose train standard deviation is below this is scaled by 1 instead.
 const STD_FLOOR: f64 = 1e-12;
+/// A gap over this many median bar spacings starts a new session.
+pub const SESSION_GAP_FACTOR: i64 = 4;
+
+/// The session of each row: a gap over [`SESSION_GAP_FACTOR`] median spacings (of these
+/// timestamps) starts the next one.
+pub fn sessions(timestamps: &[i64]) -> Vec<u32> {
+    let mut gaps: Vec<i64> = timestamps
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]))
+        .collect();
+    gaps.sort_unstable();
+    let median = gaps.get(gaps.len().saturating_sub(1) / 2).copied().unwrap_or(0);
+    let limit = median.saturating_mul(SESSION_GAP_FACTOR);
+    let mut session = 0u32;
+    let mut out = Vec::with_capacity(timestamps.len());
+    for (i, &t) in timestamps.iter().enumerate() {
+        if i > 0 && t.saturating_sub(timestamps[i - 1]) > limit {
+            session += 1;
+        }
+        out.push(session);
+    }
+    out
+}
+
+/// `ends` cut into the runs of window ends whose rows `end-S+1 ..= end+P` share a session.
+fn within_sessions(
+    ends: Range<usize>,
+    session: &[u32],
+    sequence_length: usize,
+    horizon: usize,
+) -> Vec<Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start: Option<usize> = None;
+    for end in ends.clone() {
+        let first = session.get(end + 1 - sequence_length);
+        let last = session.get(end + horizon);
+        let ok = first.is_some() && first == last;
+        match (ok, start) {
+            (true, None) => start = Some(end),
+            (false, Some(s)) => {
+                runs.push(s..end);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        runs.push(s..ends.end);
+    }
+    runs
+}
+
+/// The tables with the `symbol=NAME` columns of [`DatasetParams::symbol_id`] appended.
+fn with_symbol_ids(tables: &[FeatureTable]) -> Vec<FeatureTable> {
+    let k = tables.len();
+    tables
+        .iter()
+        .enumerate()
+        .map(|(sym, t)| {
+            let mut names = t.names.clone();
+            names.extend(tables.iter().map(|o| format!("symbol={}", o.symbol)));
+            let width = t.names.len();
+            let mut values = Vec::with_capacity(t.timestamps.len() * (width + k));
+            for row in t.values.chunks_exact(width.max(1)) {
+                values.extend_from_slice(row);
+                values.extend((0..k).map(|i| if i == sym { 1.0 } else { 0.0 }));
+            }
+            FeatureTable {
+                symbol: t.symbol.clone(),
+                names,
+                timestamps: t.timestamps.clone(),
+                close: t.close.clone(),
+                values,
+            }
+        })
+        .collect()
+}
 
 /// The row ranges of train, val and test for `rows` rows (see the module docs).
 pub fn split_ranges(rows: usize, shares: [f64; 3], horizon: usize) -> [Range<usize>; 3] {
@@ -83,6 +172,13 @@ pub fn window_ends(r: &Range<usize>, sequence_length: usize, horizon: usize) -> 
 
 /// Builds the train/val/test windows of all `tables` (see the module docs for the rules).
 pub fn build(tables: &[FeatureTable], params: &DatasetParams) -> Result<Dataset, DataError> {
+    let with_ids;
+    let tables = if params.symbol_id {
+        with_ids = with_symbol_ids(tables);
+        &with_ids[..]
+    } else {
+        tables
+    };
     let plan = Plan::new(tables, params)?;
     let mut d = plan.labels();
     let width = plan.sequence_length * plan.k;
@@ -115,6 +211,13 @@ pub fn build_encoded(
     tables: &[FeatureTable],
     params: &DatasetParams,
 ) -> Result<EncodedDataset, DataError> {
+    let with_ids;
+    let tables = if params.symbol_id {
+        with_ids = with_symbol_ids(tables);
+        &with_ids[..]
+    } else {
+        tables
+    };
     let plan = Plan::new(tables, params)?;
     let d = plan.labels();
     let (mut bytes, slots) = super::blob::encode_dataset_reserving_x(&d);
@@ -182,8 +285,17 @@ impl<'a> Plan<'a> {
         let mut ranges = Vec::with_capacity(tables.len());
         for (sym, t) in tables.iter().enumerate() {
             let r = split_ranges(t.timestamps.len(), params.split, p);
+            let session = (!params.cross_sessions).then(|| sessions(&t.timestamps));
             for (which, range) in r.iter().enumerate() {
-                ends[which].push((sym, window_ends(range, s, p)));
+                let all = window_ends(range, s, p);
+                match &session {
+                    None => ends[which].push((sym, all)),
+                    Some(session) => ends[which].extend(
+                        within_sessions(all, session, s, p)
+                            .into_iter()
+                            .map(|run| (sym, run)),
+                    ),
+                }
             }
             ranges.push(r);
         }
@@ -204,9 +316,15 @@ impl<'a> Plan<'a> {
                 .collect();
             return Err(fail(format!(
                 "the train split has no windows: a window needs sequence_length + \
-                 prediction_horizon = {} consecutive rows inside one split ({}; splits are \
-                 separated by {p}-row gaps, and features drop their warm-up rows first)",
+                 prediction_horizon = {} consecutive rows inside one split{} ({}; splits are \
+                 separated by {p}-row gaps, and features drop their warm-up rows first); \
+                 add bars, or lower data.sequence_length or data.prediction_horizon",
                 s + p,
+                if params.cross_sessions {
+                    ""
+                } else {
+                    " and one session (data.cross_sessions is false)"
+                },
                 detail.join("; ")
             )));
         }
@@ -506,11 +624,107 @@ mod tests {
             action_threshold: 0.01,
             split: [0.7, 0.15, 0.15],
             relative_prices: true,
+            symbol_id: false,
+            cross_sessions: true,
         }
     }
 
     fn row_of(t: &FeatureTable, ts: i64) -> usize {
         t.timestamps.iter().position(|&x| x == ts).unwrap()
+    }
+
+    /// `sessions` sessions of `per` one-minute bars, a night between them.
+    fn intraday(symbol: &str, sessions: usize, per: usize) -> FeatureTable {
+        let mut t = table(symbol, sessions * per, 0.0);
+        t.timestamps = (0..sessions * per)
+            .map(|i| (i / per) as i64 * 86_400 + (i % per) as i64 * 60)
+            .collect();
+        t
+    }
+
+    #[test]
+    fn sessions_split_at_gaps_over_four_median_spacings() {
+        assert_eq!(sessions(&[0, 60, 120, 86_400, 86_460]), [0, 0, 0, 1, 1]);
+        // Daily bars: a weekend (3 days) and a long holiday (4 days) stay in one session.
+        let day = 86_400;
+        assert_eq!(
+            sessions(&[0, day, 2 * day, 5 * day, 6 * day, 10 * day]),
+            [0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(sessions(&[0, day, 2 * day, 3 * day, 30 * day]), [0, 0, 0, 0, 1]);
+        assert!(sessions(&[]).is_empty());
+        assert_eq!(sessions(&[5]), [0]);
+    }
+
+    #[test]
+    fn windows_can_be_kept_inside_sessions() {
+        let (s, p) = (5, 2);
+        let t = intraday("AAA", 20, 30);
+        let crossing = build(std::slice::from_ref(&t), &params(s, p)).unwrap();
+        let inside = build(
+            std::slice::from_ref(&t),
+            &DatasetParams {
+                cross_sessions: false,
+                ..params(s, p)
+            },
+        )
+        .unwrap();
+        assert!(inside.train.n < crossing.train.n);
+        let session = sessions(&t.timestamps);
+        for split in [&inside.train, &inside.val, &inside.test] {
+            for &ts in &split.timestamp {
+                let end = row_of(&t, ts);
+                assert_eq!(session[end + 1 - s], session[end + p], "window ending {end}");
+            }
+        }
+        // Every window inside one session is kept.
+        let expected = crossing
+            .train
+            .timestamp
+            .iter()
+            .filter(|&&ts| {
+                let end = row_of(&t, ts);
+                session[end + 1 - s] == session[end + p]
+            })
+            .count();
+        assert_eq!(inside.train.n, expected);
+        // The direct blob agrees with the dataset.
+        let encoded = build_encoded(
+            std::slice::from_ref(&t),
+            &DatasetParams {
+                cross_sessions: false,
+                ..params(s, p)
+            },
+        )
+        .unwrap();
+        assert_eq!(encoded.bytes, inside.to_bytes());
+    }
+
+    #[test]
+    fn symbol_id_appends_one_column_per_symbol() {
+        let tables = [table("AAA", 80, 0.0), table("BBB", 80, 50.0)];
+        let with = DatasetParams {
+            symbol_id: true,
+            ..params(4, 1)
+        };
+        let d = build(&tables, &with).unwrap();
+        assert_eq!(
+            d.feature_names,
+            ["close", "volume", "symbol=AAA", "symbol=BBB"]
+        );
+        let k = d.feature_names.len();
+        // Equal windows from each symbol: the column is +1 / -1 after z-scoring.
+        for (i, &sym) in d.train.symbol.iter().enumerate() {
+            let row = &d.train.x[i * 4 * k..(i * 4 + 1) * k];
+            let (own, other) = if sym == 0 { (row[2], row[3]) } else { (row[3], row[2]) };
+            assert!(own > 0.9 && other < -0.9, "{row:?}");
+        }
+        let plain = build(&tables, &params(4, 1)).unwrap();
+        assert_eq!(plain.train.n, d.train.n);
+        assert_eq!(plain.train.y, d.train.y);
+        let encoded = build_encoded(&tables, &with).unwrap();
+        assert_eq!(encoded.bytes, d.to_bytes());
+        assert_eq!(encoded.num_features, 4);
     }
 
     #[test]

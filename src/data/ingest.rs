@@ -713,6 +713,50 @@ fn parse_datetime(s: &str, allow_unix: bool) -> Result<i64, String> {
     ))
 }
 
+// TEMPORARY integration shim (replaced by the ingest branch's row pipeline on merge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BadRows {
+    #[default]
+    Error,
+    Drop,
+}
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IngestOptions {
+    pub on_bad_rows: BadRows,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct DroppedRow {
+    pub file: String,
+    pub line: u64,
+    pub message: String,
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingested {
+    pub bars: Bars,
+    pub dropped: Vec<DroppedRow>,
+    pub notes: Vec<String>,
+}
+pub fn parse_csv_with(
+    path_for_messages: &Path,
+    bytes: &[u8],
+    _opts: &IngestOptions,
+) -> Result<Ingested, DataError> {
+    Ok(Ingested {
+        bars: parse_csv(path_for_messages, bytes)?,
+        dropped: vec![],
+        notes: vec![],
+    })
+}
+pub fn parse_files(
+    files: &[(std::path::PathBuf, Vec<u8>)],
+    opts: &IngestOptions,
+) -> Result<Ingested, DataError> {
+    let (p, b) = files.first().ok_or_else(|| DataError::Dataset("no files".into()))?;
+    parse_csv_with(p, b, opts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,9 +6,11 @@
 //! inputs give bit-identical outputs, so their results can be cached by content.
 
 pub mod blob;
+pub mod api;
 pub mod dataset;
 pub mod features;
 pub mod ingest;
+pub mod layout;
 pub mod synthetic;
 
 pub use blob::BlobError;
@@ -52,6 +54,11 @@ pub struct DatasetParams {
     pub split: [f64; 3],
     /// Express price-level features relative to the window's last close.
     pub relative_prices: bool,
+    /// Append one 0/1 input column per symbol (`symbol=AAPL`), before normalisation.
+    pub symbol_id: bool,
+    /// Whether a window (inputs and targets) may span a session gap; see
+    /// `dataset::sessions`.
+    pub cross_sessions: bool,
 }
 
 /// One split's windows. `n` windows of `sequence_length` rows and `k` features.
@@ -147,6 +154,8 @@ mod pipeline_timing {
             action_threshold: 0.01,
             split: [0.7, 0.15, 0.15],
             relative_prices: true,
+            symbol_id: false,
+            cross_sessions: true,
         };
         let encoded = super::dataset::build_encoded(&tables, &params).unwrap();
         phase("dataset blob");

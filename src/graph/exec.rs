@@ -24,8 +24,24 @@ pub struct ExperimentJob<'a> {
     pub experiment: &'a Experiment,
     pub locations: &'a LocationMap,
     pub plan: &'a Plan,
-    /// Digest of each stage's data file (by stage index), from the stat cache.
-    pub data_digests: BTreeMap<usize, Digest>,
+    /// Digests of each ingest stage's source (by stage index): its data files in order
+    /// (from the stat cache), or its API snapshot.
+    pub data_digests: BTreeMap<usize, Vec<Digest>>,
+}
+
+/// The key facts of an ingest stage's source: `data_file` (one file), `data_file.0`,
+/// `data_file.1`, ... (train/ then test/), or `snapshot` (an API source).
+pub fn source_facts(spec: &StageSpec, digests: &[Digest]) -> Vec<(String, String)> {
+    let name = |i: usize| match (spec.data_files.len(), spec.data_files.is_empty()) {
+        (_, true) => "snapshot".to_string(),
+        (1, _) => "data_file".to_string(),
+        _ => format!("data_file.{i}"),
+    };
+    digests
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (name(i), d.to_hex()))
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -233,12 +249,10 @@ fn run_experiment_once(
 fn stage_key(
     spec: &StageSpec,
     deps: &[&ActionRecord],
-    data: Option<&Digest>,
+    data: &[Digest],
 ) -> (StageKey, Vec<(String, String)>) {
     let mut inputs = spec.kind.key_inputs(deps);
-    if let Some(d) = data {
-        inputs.push(("data_file".to_string(), d.to_hex()));
-    }
+    inputs.extend(source_facts(spec, data));
     (key_from_inputs(spec, &inputs), inputs)
 }
 
@@ -296,7 +310,8 @@ fn run_stage(
         }
         return report;
     }
-    let (key, inputs) = stage_key(spec, &dep_records, job.data_digests.get(&i));
+    let digests = job.data_digests.get(&i).map_or(&[][..], Vec::as_slice);
+    let (key, inputs) = stage_key(spec, &dep_records, digests);
     report.key = Some(key.clone());
     report.inputs = inputs.clone();
     if let Some(record) = store.get_action(&key) {
@@ -329,8 +344,8 @@ fn run_stage(
         experiment: job.experiment,
         store,
         deps: dep_records,
-        data_file: spec.data_file.as_deref(),
-        data_digest: job.data_digests.get(&i).copied(),
+        data_files: &spec.data_files,
+        data_digests: digests,
         key: Some(&key),
     };
     let output = match execute_isolated(&spec.kind, &stage_inputs) {
@@ -437,9 +452,16 @@ fn explain(
     for (name, value) in inputs {
         let before = prev.inputs.iter().find(|(n, _)| n == name).map(|(_, v)| v);
         if before != Some(value) {
-            reasons.push(if name == "data_file" {
-                let file = spec.data_file.as_deref().unwrap_or(Path::new("?"));
+            let file_index = match name.strip_prefix("data_file") {
+                Some("") => Some(0),
+                Some(n) => n.strip_prefix('.').and_then(|i| i.parse::<usize>().ok()),
+                None => None,
+            };
+            reasons.push(if let Some(i) = file_index {
+                let file = spec.data_files.get(i).map_or(Path::new("?"), PathBuf::as_path);
                 format!("data file {} changed", file.display())
+            } else if name == "snapshot" {
+                "API snapshot refreshed (hft fetch)".to_string()
             } else if before.is_none() {
                 format!("input {name} added")
             } else {

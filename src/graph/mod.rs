@@ -49,11 +49,22 @@ pub struct DataFile {
     pub digest: Digest,
 }
 
-/// The database interface tracked functions see: templates become inputs on first read
-/// (salsa's lazy-input pattern), so a template edit invalidates exactly its users.
+/// A local data folder: the names of the data files in it and its split folders
+/// (`data::layout::list_folder`), read on first use.
+#[salsa::input]
+pub struct DataFolder {
+    #[returns(ref)]
+    pub path: PathBuf,
+    #[returns(ref)]
+    pub listing: Vec<String>,
+}
+
+/// The database interface tracked functions see: templates and data folders become inputs
+/// on first read (salsa's lazy-input pattern), so an edit invalidates exactly their users.
 #[salsa::db]
 pub trait Db: salsa::Database {
     fn template(&self, path: &Path) -> TemplateFile;
+    fn data_folder(&self, path: &Path) -> DataFolder;
 }
 
 #[salsa::db]
@@ -63,9 +74,13 @@ pub struct Database {
     /// Each template read, with its stat fingerprint taken before the read (`None`: it could
     /// not be read), for the no-op memo.
     templates: Arc<Mutex<TemplateTable>>,
+    /// Each data folder listed, with the fingerprints of it and its split folders taken
+    /// before the listing (a new file changes a folder's mtime), for the no-op memo.
+    data_folders: Arc<Mutex<FolderTable>>,
 }
 
 type TemplateTable = BTreeMap<PathBuf, (TemplateFile, Option<Fingerprint>)>;
+type FolderTable = BTreeMap<PathBuf, (DataFolder, memo::Watched)>;
 
 impl Database {
     /// The templates read so far and their fingerprints from before they were read.
@@ -74,6 +89,15 @@ impl Database {
         templates
             .iter()
             .map(|(path, (_, fp))| (path.clone(), fp.clone()))
+            .collect()
+    }
+
+    /// The data folders listed so far, with their fingerprints from before the listing.
+    pub fn data_folders_read(&self) -> memo::Watched {
+        let folders = self.data_folders.lock().unwrap_or_else(|p| p.into_inner());
+        folders
+            .values()
+            .flat_map(|(_, watched)| watched.iter().cloned())
             .collect()
     }
 }
@@ -93,6 +117,24 @@ impl Db for Database {
         let t = TemplateFile::new(self, path.to_path_buf(), text);
         templates.insert(path.to_path_buf(), (t, fingerprint));
         t
+    }
+
+    fn data_folder(&self, path: &Path) -> DataFolder {
+        let mut folders = self.data_folders.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((f, _)) = folders.get(path) {
+            return *f;
+        }
+        let watched: memo::Watched = std::iter::once(path.to_path_buf())
+            .chain(crate::data::layout::SPLIT_FOLDERS.iter().map(|s| path.join(s)))
+            .map(|p| {
+                let fp = memo::fingerprint(&p);
+                (p, fp)
+            })
+            .collect();
+        let listing = crate::data::layout::list_folder(path);
+        let f = DataFolder::new(self, path.to_path_buf(), listing);
+        folders.insert(path.to_path_buf(), (f, watched));
+        f
     }
 }
 
@@ -132,8 +174,8 @@ pub struct StageSpec {
     pub config: String,
     /// Indices (into `Plan::stages`) of the stages whose outputs this one reads.
     pub deps: Vec<usize>,
-    /// The data file an ingest stage reads, if any.
-    pub data_file: Option<PathBuf>,
+    /// The data files a local ingest stage reads, in order (`train/S.csv`, `test/S.csv`).
+    pub data_files: Vec<PathBuf>,
 }
 
 /// An experiment's stages in dependency order (every dep precedes its user).
@@ -173,19 +215,77 @@ pub fn plan_experiments(db: &dyn Db, source: ExperimentSource) -> Result<Vec<Pla
     let parsed = parse_experiments(db, source)
         .as_ref()
         .map_err(Clone::clone)?;
-    Ok(parsed.iter().map(|p| plan(&p.experiment)).collect())
+    parsed
+        .iter()
+        .map(|p| {
+            let files = data_files(db, p)?;
+            Ok(plan(&p.experiment, &files))
+        })
+        .collect()
 }
 
-/// The stages of one experiment.
-pub fn plan(e: &Experiment) -> Plan {
+/// Each symbol's data files (`data.source: local`, through the data folder's listing) or,
+/// for other sources, each listed symbol with no files.
+fn data_files(
+    db: &dyn Db,
+    p: &Parsed,
+) -> Result<Vec<crate::data::layout::SymbolFiles>, ConfigError> {
+    use crate::data::layout::{self, SymbolFiles};
+    let d = &p.experiment.data;
+    if d.source != SourceKind::Local {
+        return Ok(d
+            .symbols
+            .listed()
+            .iter()
+            .map(|s| SymbolFiles {
+                symbol: s.clone(),
+                files: vec![],
+            })
+            .collect());
+    }
+    let folder = db.data_folder(Path::new(&d.path));
+    let listing = folder.listing(db);
+    let at = |key: &str, message: String| ConfigError::at(&p.locations.find(key), key, message);
+    let symbols = match &d.symbols {
+        config::Symbols::All => {
+            let all = layout::all_symbols(listing);
+            if all.is_empty() {
+                return Err(at(
+                    "data.symbols",
+                    format!(
+                        "`all` found no data files (.csv, .parquet) in data.path `{}`",
+                        d.path
+                    ),
+                ));
+            }
+            all
+        }
+        config::Symbols::List(list) => list.clone(),
+    };
+    let key_of = |i: usize| match &d.symbols {
+        config::Symbols::All => "data.symbols".to_string(),
+        config::Symbols::List(_) => format!("data.symbols[{i}]"),
+    };
+    symbols
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            layout::resolve(listing, s)
+                .map_err(|m| at(&key_of(i), format!("{m} in data.path `{}`", d.path)))
+        })
+        .collect()
+}
+
+/// The stages of one experiment, given each symbol's data files (relative to `data.path`).
+pub fn plan(e: &Experiment, symbols: &[crate::data::layout::SymbolFiles]) -> Plan {
     let mut stages = Vec::new();
-    for symbol in &e.data.symbols {
-        // Only the path: whether it exists is checked where data files become salsa
-        // inputs (a tracked function must not read the filesystem behind salsa's back).
-        let data_file = match e.data.source {
-            SourceKind::Local => Some(Path::new(&e.data.path).join(format!("{symbol}.csv"))),
-            SourceKind::Synthetic => None,
-        };
+    for s in symbols {
+        let symbol = &s.symbol;
+        let data_files = s
+            .files
+            .iter()
+            .map(|f| Path::new(&e.data.path).join(f))
+            .collect();
         let kind = StageKind::Ingest {
             symbol: symbol.clone(),
         };
@@ -194,7 +294,7 @@ pub fn plan(e: &Experiment) -> Plan {
             config: kind.config(e),
             kind,
             deps: vec![],
-            data_file,
+            data_files,
         });
     }
     let ingests: Vec<usize> = (0..stages.len()).collect();
@@ -204,7 +304,7 @@ pub fn plan(e: &Experiment) -> Plan {
             config: kind.config(e),
             kind,
             deps,
-            data_file: None,
+            data_files: vec![],
         });
         stages.len() - 1
     };

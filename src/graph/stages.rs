@@ -6,11 +6,11 @@
 //! definition, a file layout): old cache entries then stop matching instead of being reused.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::config::{Experiment, SourceKind, canonical_json};
+use crate::config::{Experiment, OnBadRows, SourceKind, canonical_json};
 use crate::data::{self, Bars, Dataset, DatasetParams};
 use crate::store::{ActionRecord, Digest, StageKey, Store};
 
@@ -67,9 +67,11 @@ pub struct StageInputs<'a> {
     pub store: &'a Store,
     /// Records of the stages this one depends on, in `StageSpec::deps` order.
     pub deps: Vec<&'a ActionRecord>,
-    pub data_file: Option<&'a Path>,
-    /// The digest of `data_file` that went into the key: the bytes read must match it.
-    pub data_digest: Option<Digest>,
+    /// The data files of a local ingest, in reading order.
+    pub data_files: &'a [PathBuf],
+    /// The digests of the source that went into the key (one per data file, or the API
+    /// snapshot's): the bytes read must match them.
+    pub data_digests: &'a [Digest],
     /// The stage's key, under which training keeps resumable checkpoints; `None` (audit)
     /// always runs from scratch.
     pub key: Option<&'a StageKey>,
@@ -124,7 +126,8 @@ impl StageKind {
             StageKind::Init => 1,
             // 2: lstm and gru gates as one GEMM per step, tanh through the sigmoid.
             StageKind::Train => 2,
-            StageKind::Evaluate => 1,
+            // 2: metrics version 2 (per-symbol metrics).
+            StageKind::Evaluate => 2,
         }
     }
 
@@ -132,21 +135,48 @@ impl StageKind {
     pub fn config(&self, e: &Experiment) -> String {
         let d = &e.data;
         let value = match self {
-            StageKind::Ingest { symbol } => match d.source {
-                // The file's path is not part of the key: its bytes are (as an input digest).
-                SourceKind::Local => json!({"data": {"source": d.source, "symbol": symbol}}),
-                SourceKind::Synthetic => json!({"data": {
-                    "source": d.source, "symbol": symbol, "synthetic": d.synthetic,
-                }}),
-            },
+            StageKind::Ingest { symbol } => {
+                // The file's path is not part of the key: its bytes are (as an input
+                // digest); an API snapshot's digest likewise stands for the request.
+                let mut v = match d.source {
+                    SourceKind::Local | SourceKind::Api => {
+                        json!({"data": {"source": d.source, "symbol": symbol}})
+                    }
+                    SourceKind::Synthetic => json!({"data": {
+                        "source": d.source, "symbol": symbol, "synthetic": d.synthetic,
+                    }}),
+                };
+                // Added after the first release: left out at their defaults, so existing
+                // keys (and caches) stay valid.
+                if d.on_bad_rows != OnBadRows::Error {
+                    v["data"]["on_bad_rows"] = json!(d.on_bad_rows);
+                }
+                if let Some(start) = &d.start {
+                    v["data"]["start"] = json!(start.trim());
+                }
+                if let Some(end) = &d.end {
+                    v["data"]["end"] = json!(end.trim());
+                }
+                v
+            }
             StageKind::Features => json!({"data": {"features": d.features}}),
-            StageKind::Dataset => json!({"data": {
-                "sequence_length": d.sequence_length,
-                "prediction_horizon": d.prediction_horizon,
-                "action_threshold": d.action_threshold,
-                "split": d.split,
-                "relative_prices": d.relative_prices,
-            }}),
+            StageKind::Dataset => {
+                let mut v = json!({"data": {
+                    "sequence_length": d.sequence_length,
+                    "prediction_horizon": d.prediction_horizon,
+                    "action_threshold": d.action_threshold,
+                    "split": d.split,
+                    "relative_prices": d.relative_prices,
+                }});
+                // Left out at their defaults, as above.
+                if d.symbol_id {
+                    v["data"]["symbol_id"] = json!(true);
+                }
+                if !d.cross_sessions {
+                    v["data"]["cross_sessions"] = json!(false);
+                }
+                v
+            }
             StageKind::Init => json!({"model": e.model.key_value(), "seed": e.seed}),
             // The model config is read again to rebuild the architecture the weights fit.
             StageKind::Train => json!({
@@ -199,23 +229,46 @@ impl StageKind {
         let e = inputs.experiment;
         match self {
             StageKind::Ingest { symbol } => {
-                let bars = match e.data.source {
+                let opts = ingest_options(&e.data);
+                let ingested = match e.data.source {
                     SourceKind::Local => {
-                        let path = inputs.data_file.ok_or_else(|| {
-                            StageError::Failed("ingest has no data file".to_string())
-                        })?;
-                        let bytes = std::fs::read(path).map_err(|err| {
-                            StageError::BadInput(format!("cannot read {}: {err}", path.display()))
-                        })?;
-                        // The key was computed from the digest seen when planning; if the
-                        // file changed since, these bytes belong under another key.
-                        if inputs.data_digest != Some(Digest::of(&bytes)) {
-                            return Err(StageError::Failed(format!(
-                                "{} changed during the build; run the build again",
-                                path.display()
-                            )));
+                        if inputs.data_files.is_empty() {
+                            return Err(StageError::Failed("ingest has no data file".into()));
                         }
-                        data::ingest::parse_csv(path, &bytes)
+                        let mut files = Vec::with_capacity(inputs.data_files.len());
+                        for (i, path) in inputs.data_files.iter().enumerate() {
+                            let bytes = std::fs::read(path).map_err(|err| {
+                                StageError::BadInput(format!(
+                                    "cannot read {}: {err}",
+                                    path.display()
+                                ))
+                            })?;
+                            // The key was computed from the digest seen when planning; if
+                            // the file changed since, these bytes belong under another key.
+                            if inputs.data_digests.get(i) != Some(&Digest::of(&bytes)) {
+                                return Err(StageError::Failed(format!(
+                                    "{} changed during the build; run the build again",
+                                    path.display()
+                                )));
+                            }
+                            files.push((path.clone(), bytes));
+                        }
+                        data::ingest::parse_files(&files, &opts)
+                            .map_err(|err| StageError::BadInput(err.to_string()))?
+                    }
+                    SourceKind::Api => {
+                        let digest = inputs.data_digests.first().ok_or_else(|| {
+                            StageError::Failed(format!("no API snapshot for {symbol}"))
+                        })?;
+                        let bytes = inputs.store.get_blob(digest).ok_or_else(|| {
+                            StageError::Failed(format!(
+                                "the API snapshot of {symbol} ({}) is missing or corrupt in \
+                                 the cache; run `hft fetch` to download it again",
+                                digest.short()
+                            ))
+                        })?;
+                        let name = format!("snapshot of {symbol} ({})", digest.short());
+                        data::ingest::parse_csv_with(Path::new(&name), &bytes, &opts)
                             .map_err(|err| StageError::BadInput(err.to_string()))?
                     }
                     SourceKind::Synthetic => {
@@ -227,12 +280,42 @@ impl StageKind {
                                     .try_into()
                                     .unwrap_or([0; 8]),
                             );
-                        data::synthetic::generate(seed, s.bars, s.start_price, s.bar_seconds)
+                        let bars =
+                            data::synthetic::generate(seed, s.bars, s.start_price, s.bar_seconds);
+                        let bars = filter_time(bars, opts.start, opts.end).ok_or_else(|| {
+                            StageError::BadInput(format!(
+                                "synthetic bars of {symbol}: none left between data.start and \
+                                 data.end"
+                            ))
+                        })?;
+                        data::ingest::Ingested {
+                            bars,
+                            dropped: vec![],
+                            notes: vec![],
+                        }
                     }
                 };
+                if !ingested.dropped.is_empty() {
+                    let first = &ingested.dropped[0];
+                    crate::report::warn(&format!(
+                        "ingest:{symbol}: dropped {} bad row{} (data.on_bad_rows: drop); first: \
+                         {}",
+                        ingested.dropped.len(),
+                        if ingested.dropped.len() == 1 { "" } else { "s" },
+                        first.message
+                    ));
+                }
+                for note in &ingested.notes {
+                    crate::report::warn(&format!("ingest:{symbol}: {note}"));
+                }
+                let mut summary = bars_summary(symbol, &ingested.bars);
+                summary["dropped"] = json!(ingested.dropped.len());
+                if !ingested.notes.is_empty() {
+                    summary["notes"] = json!(ingested.notes);
+                }
                 Ok(StageOutput {
-                    summary: bars_summary(symbol, &bars),
-                    blobs: BTreeMap::from([("bars".to_string(), bars.to_bytes())]),
+                    summary,
+                    blobs: BTreeMap::from([("bars".to_string(), ingested.bars.to_bytes())]),
                 })
             }
             StageKind::Features => {
@@ -267,6 +350,8 @@ impl StageKind {
                     action_threshold: d.action_threshold,
                     split: [d.split.train, d.split.val, d.split.test],
                     relative_prices: d.relative_prices,
+                    symbol_id: d.symbol_id,
+                    cross_sessions: d.cross_sessions,
                 };
                 // Windows are written straight into the blob's bytes: one copy of the
                 // (possibly multi-GB) window array, not two.
@@ -406,6 +491,38 @@ impl StageKind {
             }
         }
     }
+}
+
+/// What the ingest stage reads of `data` besides its source.
+pub fn ingest_options(d: &crate::config::DataConfig) -> data::ingest::IngestOptions {
+    let (start, end) = d.time_range();
+    data::ingest::IngestOptions {
+        on_bad_rows: match d.on_bad_rows {
+            OnBadRows::Error => data::ingest::BadRows::Error,
+            OnBadRows::Drop => data::ingest::BadRows::Drop,
+        },
+        start,
+        end,
+    }
+}
+
+/// The bars with `start <= t < end`; `None` when none are left.
+fn filter_time(bars: Bars, start: Option<i64>, end: Option<i64>) -> Option<Bars> {
+    if start.is_none() && end.is_none() {
+        return Some(bars);
+    }
+    let keep = |t: i64| start.is_none_or(|s| t >= s) && end.is_none_or(|e| t < e);
+    let lo = bars.timestamps.iter().position(|&t| keep(t))?;
+    let hi = bars.timestamps.iter().rposition(|&t| keep(t))? + 1;
+    let cut = |v: &[f64]| v[lo..hi].to_vec();
+    Some(Bars {
+        timestamps: bars.timestamps[lo..hi].to_vec(),
+        open: cut(&bars.open),
+        high: cut(&bars.high),
+        low: cut(&bars.low),
+        close: cut(&bars.close),
+        volume: cut(&bars.volume),
+    })
 }
 
 fn load_dataset(inputs: &StageInputs, i: usize) -> Result<Dataset, StageError> {

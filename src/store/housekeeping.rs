@@ -713,7 +713,7 @@ struct AuditFile {
 }
 
 struct BuildRecords {
-    /// Blobs of resumable checkpoints: kept while their record exists.
+    /// Blobs of resumable checkpoints and API snapshots: kept while their record exists.
     pinned: BTreeSet<Digest>,
     /// Stage key -> `builds/audit-<key>.json`.
     audits: BTreeMap<String, AuditFile>,
@@ -839,7 +839,8 @@ fn scan_build_records(store: &Store) -> io::Result<BuildRecords> {
         let Ok(bytes) = fs::read(&path) else {
             continue;
         };
-        if stem.strip_prefix("partial-").is_some_and(is_key) {
+        // API snapshots (`builds/snapshot-<request>.json`) are data, not derived: pinned.
+        if stem.strip_prefix("partial-").is_some_and(is_key) || stem.starts_with("snapshot-") {
             if let Some(d) = serde_json::from_slice::<Partial>(&bytes)
                 .ok()
                 .and_then(|p| Digest::from_hex(&p.digest))
