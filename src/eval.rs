@@ -633,7 +633,17 @@ mod tests {
             (m.backtest.buy_and_hold.bars, m.backtest.buy_and_hold.trades),
             (6, 2)
         );
-        assert_eq!(serde_json::to_value(m).unwrap()["metrics_version"], 1);
+        assert_eq!(serde_json::to_value(m).unwrap()["metrics_version"], 2);
+        // Per symbol: each symbol's windows alone, adding up to the pooled count; one
+        // symbol's backtest is that symbol's own series.
+        assert_eq!(m.per_symbol.len(), 2);
+        let per: usize = m.per_symbol.values().map(|s| s.windows).sum();
+        assert_eq!(per, m.windows);
+        for s in m.per_symbol.values() {
+            assert!(s.per_symbol.is_empty());
+            assert_eq!(s.backtest.buy_and_hold.trades, 1);
+            assert!(s.price.mse.is_finite());
+        }
 
         let mut other = cfg("lstm");
         other.hidden_size += 1;

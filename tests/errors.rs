@@ -140,7 +140,7 @@ fn missing_data_file_is_named() {
         &[
             "experiments/exp.yaml:5:",
             "data.symbols[1]",
-            "trainingdata/ZZZ.csv does not exist",
+            "no data file for `ZZZ` (looked for ZZZ.csv, ZZZ.parquet",
         ],
     );
 }

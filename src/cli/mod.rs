@@ -837,6 +837,7 @@ fn make_jobs<'a>(
     for Loaded { file, parsed, plan } in planned {
         let mut data_digests = BTreeMap::new();
         let e = &parsed.experiment;
+        errors.extend(plan.data_errors.iter().cloned());
         for (i, stage) in plan.stages.iter().enumerate() {
             let graph::StageKind::Ingest { symbol } = &stage.kind else {
                 continue;

@@ -186,6 +186,9 @@ pub struct Plan {
     /// Cut short by `hft build --until`: the stages after the cut are not forgotten (build
     /// record, lock) just because this build does not reach them.
     pub truncated: bool,
+    /// Why some symbol has no data files (`data.source: local`): reported by whatever
+    /// needs the data (build, status), not by `config show`.
+    pub data_errors: Vec<ConfigError>,
 }
 
 impl Plan {
@@ -203,6 +206,7 @@ impl Plan {
             name: self.name.clone(),
             truncated: stages.len() < self.stages.len(),
             stages,
+            data_errors: self.data_errors.clone(),
         }
     }
 }
@@ -215,25 +219,25 @@ pub fn plan_experiments(db: &dyn Db, source: ExperimentSource) -> Result<Vec<Pla
     let parsed = parse_experiments(db, source)
         .as_ref()
         .map_err(Clone::clone)?;
-    parsed
+    Ok(parsed
         .iter()
         .map(|p| {
-            let files = data_files(db, p)?;
-            Ok(plan(&p.experiment, &files))
+            let (files, errors) = data_files(db, p);
+            let mut plan = plan(&p.experiment, &files);
+            plan.data_errors = errors;
+            plan
         })
-        .collect()
+        .collect())
 }
 
 /// Each symbol's data files (`data.source: local`, through the data folder's listing) or,
 /// for other sources, each listed symbol with no files.
-fn data_files(
-    db: &dyn Db,
-    p: &Parsed,
-) -> Result<Vec<crate::data::layout::SymbolFiles>, ConfigError> {
+/// A symbol whose files cannot be resolved keeps its stage, with no files, and an error.
+fn data_files(db: &dyn Db, p: &Parsed) -> (Vec<crate::data::layout::SymbolFiles>, Vec<ConfigError>) {
     use crate::data::layout::{self, SymbolFiles};
     let d = &p.experiment.data;
     if d.source != SourceKind::Local {
-        return Ok(d
+        let files = d
             .symbols
             .listed()
             .iter()
@@ -241,7 +245,8 @@ fn data_files(
                 symbol: s.clone(),
                 files: vec![],
             })
-            .collect());
+            .collect();
+        return (files, vec![]);
     }
     let folder = db.data_folder(Path::new(&d.path));
     let listing = folder.listing(db);
@@ -250,13 +255,11 @@ fn data_files(
         config::Symbols::All => {
             let all = layout::all_symbols(listing);
             if all.is_empty() {
-                return Err(at(
-                    "data.symbols",
-                    format!(
-                        "`all` found no data files (.csv, .parquet) in data.path `{}`",
-                        d.path
-                    ),
-                ));
+                let message = format!(
+                    "`all` found no data files (.csv, .parquet) in data.path `{}`",
+                    d.path
+                );
+                return (vec![], vec![at("data.symbols", message)]);
             }
             all
         }
@@ -266,14 +269,21 @@ fn data_files(
         config::Symbols::All => "data.symbols".to_string(),
         config::Symbols::List(_) => format!("data.symbols[{i}]"),
     };
-    symbols
+    let mut errors = Vec::new();
+    let files = symbols
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            layout::resolve(listing, s)
-                .map_err(|m| at(&key_of(i), format!("{m} in data.path `{}`", d.path)))
+            layout::resolve(listing, s).unwrap_or_else(|m| {
+                errors.push(at(&key_of(i), format!("{m} in data.path `{}`", d.path)));
+                SymbolFiles {
+                    symbol: s.clone(),
+                    files: vec![],
+                }
+            })
         })
-        .collect()
+        .collect();
+    (files, errors)
 }
 
 /// The stages of one experiment, given each symbol's data files (relative to `data.path`).
@@ -317,6 +327,7 @@ pub fn plan(e: &Experiment, symbols: &[crate::data::layout::SymbolFiles]) -> Pla
         name: e.name.clone(),
         stages,
         truncated: false,
+        data_errors: vec![],
     }
 }
 
