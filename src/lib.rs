@@ -1,6 +1,11 @@
 //! hft: train stock-forecasting models the way a build system builds software.
 //! See ARCHITECTURE.md for the map.
 
+// Bad input is an error message, never a panic: no unwrap/expect/panic outside tests
+// (clippy.toml allows them in tests). An invariant that cannot fail says why where it is
+// allowed.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 pub mod audit;
 pub mod catalog;
 pub mod cli;
