@@ -410,4 +410,21 @@ mod tests {
             assert!(Lockfile::parse(bad).is_err(), "{bad:?}");
         }
     }
+
+    #[test]
+    fn errors_say_where() {
+        let text = sample().to_text().replacen("version = 1", "version = 7", 1);
+        let err = Lockfile::parse(&text).unwrap_err();
+        assert!(
+            err.starts_with("line 3, column 1: version: lock version 7"),
+            "{err}"
+        );
+        let conflicted = format!("version = 1\n<<<<<<< HEAD\n{}", sample().to_text());
+        let err = Lockfile::parse(&conflicted).unwrap_err();
+        assert!(err.starts_with("line 2, column 1: merge conflict"), "{err}");
+        let err = Lockfile::parse("version = 1\n[environment]\nhft = [\n").unwrap_err();
+        assert!(err.starts_with("line 3,"), "{err}");
+        assert_eq!(line_column("ab\ncdé\nf".as_bytes(), 7), (2, 4));
+        assert_eq!(line_column(b"abc", 99), (1, 4));
+    }
 }

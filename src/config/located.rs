@@ -467,6 +467,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn parse_messages_are_in_the_users_terms() {
+        let (pos, message) = parse("a: [1\n", "f").unwrap_err();
+        assert_eq!(pos.line, 1);
+        assert!(!message.contains(" at line "), "{message}");
+        let (_, message) = parse("lr: .nan\n", "f").unwrap_err();
+        assert!(
+            message.starts_with("`.nan` is not a finite number"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn records_positions_of_nested_keys() {
         let text = "name: x\ndata:\n  split:\n    train: 0.7\n  symbols: [A, B]\n";
         let node = parse(text, "x.yaml").unwrap();
