@@ -84,24 +84,83 @@ impl Lockfile {
         }
     }
 
-    /// Reads a lockfile; `Ok(None)` when there is none.
+    /// Reads a lockfile; `Ok(None)` when there is none. Errors name the file, the line and
+    /// column, and what to do.
     pub fn load(path: &Path) -> Result<Option<Lockfile>, String> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
-        Self::parse(&text)
-            .map(Some)
-            .map_err(|e| format!("{}: {e}", path.display()))
+        let located = |line: usize, column: usize, message: &str| {
+            format!(
+                "{}:{line}:{column}: {message}; {LOCK_FILE} is written by `hft build`: restore \
+                 it from version control, or delete it and run `hft build` (without --locked) \
+                 to write it again",
+                path.display()
+            )
+        };
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let valid = e.utf8_error().valid_up_to();
+            let (line, column) = line_column(e.as_bytes(), valid);
+            located(line, column, "not UTF-8 text")
+        })?;
+        match Self::parse_located(&text) {
+            Ok(lock) => Ok(Some(lock)),
+            Err((offset, message)) => {
+                let (line, column) = line_column(text.as_bytes(), offset);
+                Err(located(line, column, &message))
+            }
+        }
     }
 
+    /// Parses lockfile text; errors say where (line and column) and what is wrong.
     pub fn parse(text: &str) -> Result<Lockfile, String> {
-        let lock: Lockfile = toml::from_str(text).map_err(|e| e.to_string())?;
+        Self::parse_located(text).map_err(|(offset, message)| {
+            let (line, column) = line_column(text.as_bytes(), offset);
+            format!("line {line}, column {column}: {message}")
+        })
+    }
+
+    /// [`Lockfile::parse`] with the error's byte offset kept apart from its message.
+    fn parse_located(text: &str) -> Result<Lockfile, (usize, String)> {
+        // A lock merged by git with conflicting builds on both sides: say so rather than
+        // report the TOML error the markers cause.
+        let mut start = 0usize;
+        for line in text.split_inclusive('\n') {
+            if ["<<<<<<<", "=======", ">>>>>>>"]
+                .iter()
+                .any(|marker| line.starts_with(marker))
+            {
+                return Err((
+                    start,
+                    "merge conflict markers; a lock is not merged by hand".to_string(),
+                ));
+            }
+            start += line.len();
+        }
+        let lock: Lockfile = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            (offset, e.message().trim_end().to_string())
+        })?;
         if lock.version != LOCK_VERSION {
-            return Err(format!(
-                "lock version {} is not {LOCK_VERSION}; rebuild without --locked to rewrite it",
-                lock.version
+            // Point at the `version = ...` line itself.
+            let offset = text
+                .lines()
+                .scan(0usize, |start, line| {
+                    let here = *start;
+                    *start += line.len() + 1;
+                    Some((here, line))
+                })
+                .find(|(_, line)| line.trim_start().starts_with("version"))
+                .map_or(0, |(here, _)| here);
+            return Err((
+                offset,
+                format!(
+                    "version: lock version {} is not {LOCK_VERSION} (written by another \
+                     version of hft?)",
+                    lock.version
+                ),
             ));
         }
         Ok(lock)
@@ -311,6 +370,21 @@ pub fn check_outputs(lock: &Lockfile, reports: &[ExperimentReport]) -> Vec<Strin
     problems
 }
 
+/// 1-based (line, column) of byte `offset` in `bytes`; the column counts characters.
+fn line_column(bytes: &[u8], offset: usize) -> (usize, usize) {
+    let before = bytes.get(..offset).unwrap_or(bytes);
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(before.get(line_start..).unwrap_or_default())
+        .chars()
+        .count()
+        + 1;
+    (line, column)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,5 +427,22 @@ mod tests {
         for bad in ["", "version = 2", "[[[", "version = \"x\"", "\u{0}\u{1}"] {
             assert!(Lockfile::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn errors_say_where() {
+        let text = sample().to_text().replacen("version = 1", "version = 7", 1);
+        let err = Lockfile::parse(&text).unwrap_err();
+        assert!(
+            err.starts_with("line 3, column 1: version: lock version 7"),
+            "{err}"
+        );
+        let conflicted = format!("version = 1\n<<<<<<< HEAD\n{}", sample().to_text());
+        let err = Lockfile::parse(&conflicted).unwrap_err();
+        assert!(err.starts_with("line 2, column 1: merge conflict"), "{err}");
+        let err = Lockfile::parse("version = 1\n[environment]\nhft = [\n").unwrap_err();
+        assert!(err.starts_with("line 3,"), "{err}");
+        assert_eq!(line_column("ab\ncdé\nf".as_bytes(), 7), (2, 4));
+        assert_eq!(line_column(b"abc", 99), (1, 4));
     }
 }

@@ -198,15 +198,42 @@ pub fn parse(text: &str, source: &str) -> Result<Node, (Pos, String)> {
                 None => {
                     // Drop the library's advice to programmers ("set DuplicateKeyPolicy ...").
                     let message = e.without_snippet().to_string();
-                    message
-                        .split(", set DuplicateKeyPolicy")
-                        .next()
-                        .unwrap_or(&message)
-                        .to_string()
+                    plain_parse_message(
+                        message
+                            .split(", set DuplicateKeyPolicy")
+                            .next()
+                            .unwrap_or(&message),
+                    )
                 }
             };
             Err((pos, message))
         }
+    }
+}
+
+/// The parser's message in the user's terms: the position is already in front of it (so
+/// its trailing ` at line L, column C` goes), and a rejected NaN or infinity says what is
+/// allowed instead of naming the parser's policy.
+fn plain_parse_message(message: &str) -> String {
+    let message = match message.rfind(" at line ") {
+        Some(i)
+            if message
+                .get(i..)
+                .is_some_and(|tail| tail.contains(", column ")) =>
+        {
+            message.get(..i).unwrap_or(message)
+        }
+        _ => message,
+    };
+    match message
+        .strip_prefix("non-finite float ")
+        .and_then(|rest| rest.strip_suffix(" rejected by the configured policy"))
+    {
+        Some(value) => format!(
+            "{value} is not a finite number; NaN, infinities and numbers too large for a \
+             64-bit float are not allowed"
+        ),
+        None => message.to_string(),
     }
 }
 
@@ -438,6 +465,18 @@ impl<'de> Deserialize<'de> for KeyString {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_messages_are_in_the_users_terms() {
+        let (pos, message) = parse("a: [1\n", "f").unwrap_err();
+        assert_eq!(pos.line, 1);
+        assert!(!message.contains(" at line "), "{message}");
+        let (_, message) = parse("lr: .nan\n", "f").unwrap_err();
+        assert!(
+            message.starts_with("`.nan` is not a finite number"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn records_positions_of_nested_keys() {

@@ -385,10 +385,26 @@ pub fn read_text(path: &Path) -> Result<String, ConfigError> {
         return Err(too_big(format!("more than {MAX_CONFIG_BYTES}")));
     }
     String::from_utf8(bytes).map_err(|e| {
-        whole_file(format!(
-            "not UTF-8 (invalid byte at offset {})",
-            e.utf8_error().valid_up_to()
-        ))
+        // Point at the first invalid byte: the line and column an editor shows.
+        let valid = e.utf8_error().valid_up_to();
+        let before = e.as_bytes().get(..valid).unwrap_or_default();
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(before.get(line_start..).unwrap_or_default())
+            .chars()
+            .count() as u64
+            + 1;
+        ConfigError {
+            pos: Pos {
+                line: before.iter().filter(|&&b| b == b'\n').count() as u64 + 1,
+                column,
+            },
+            ..whole_file(format!(
+                "not UTF-8 (invalid byte at offset {valid}); save the file as UTF-8"
+            ))
+        }
     })
 }
 

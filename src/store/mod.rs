@@ -506,9 +506,32 @@ impl Store {
     }
 }
 
+/// Creates the store's folders. A file where a folder belongs (`--cache-dir` naming a
+/// regular file, or a `cache/objects` file) is the user's input, not the environment, so
+/// it is an `InvalidInput` error that says what to point at instead.
 fn create_layout(root: &Path) -> io::Result<()> {
+    let not_a_folder = |path: &Path, what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is a file, not a folder; {what}", path.display()),
+        )
+    };
+    if root.exists() && !root.is_dir() {
+        return Err(not_a_folder(
+            root,
+            "the cache must be a folder (it is created when missing): point --cache-dir or \
+             HFT_CACHE_DIR at one",
+        ));
+    }
     for sub in ["objects", "actions", "builds", "locks", "tmp"] {
-        fs::create_dir_all(root.join(sub)).map_err(|e| {
+        let path = root.join(sub);
+        if path.exists() && !path.is_dir() {
+            return Err(not_a_folder(
+                &path,
+                "this is not an hft cache; point --cache-dir or HFT_CACHE_DIR at another folder",
+            ));
+        }
+        fs::create_dir_all(&path).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("cannot create {}: {e}", root.join(sub).display()),

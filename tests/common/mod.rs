@@ -45,6 +45,36 @@ impl Project {
         Run::from(out)
     }
 
+    /// `hft ARGS` with extra environment variables set (e.g. `HFT_CACHE_DIR`).
+    pub fn hft_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_hft"))
+            .args(args)
+            .current_dir(&self.dir)
+            .env_remove("HFT_CACHE_DIR")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        Run::from(out)
+    }
+
+    /// Writes raw bytes (BOMs, CRLF, invalid UTF-8) at `rel`, creating its folder.
+    pub fn write_bytes(&self, rel: &str, bytes: &[u8]) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+
+    /// The file names under `cache/actions` (empty when there is no cache yet).
+    pub fn action_records(&self) -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(self.path("cache/actions"))
+            .map(|dir| {
+                dir.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// `hft build` that must succeed.
     pub fn build(&self) -> Run {
         let run = self.hft(&["build", "-j", "2"]);
