@@ -292,8 +292,8 @@ fn malformed() -> Vec<Case> {
         case(Config, "scalar_for_list", build)
             .config_replace("symbols: [AAA]", "symbols: AAA")
             .expect(&[
-                "experiments/exp.yaml:5:3: data.symbols: invalid type",
-                "expected a sequence",
+                "experiments/exp.yaml:5:3: data.symbols:",
+                "expected a list of symbols (`[AAA]`) or `all`, got `AAA`",
             ]),
         case(Config, "boolean_looking_ticker", build)
             .config_replace("symbols: [AAA]", "symbols: [AAA, ON]")
@@ -616,24 +616,19 @@ fn malformed() -> Vec<Case> {
         case(Data, "too_few_bars_for_the_test_split", build)
             .data(join(&bar_lines()[..11], "\n"))
             .expect(&["test split"])
-            .executes()
-            .known_bug(
-                "10 bars give train windows but no test window: the train stage runs and \
-                 evaluate fails with exit 1 (`the test split has no windows to evaluate`); the \
-                 dataset stage should reject it as bad data (exit 2) before training, naming \
-                 the symbol and the rows each split got, as it does for an empty train split",
-            ),
+            .executes(),
         case(Data, "missing_data_file", build)
             .config_replace("symbols: [AAA]", "symbols: [AAA, ZZZ]")
             .expect(&[
                 "experiments/exp.yaml:5:",
                 "data.symbols[1]",
-                "trainingdata/ZZZ.csv does not exist",
+                "no data file for `ZZZ` (looked for ZZZ.csv, ZZZ.parquet",
+                "in data.path `trainingdata`",
             ]),
         case(Data, "missing_data_folder", build)
             .config_replace("path: trainingdata", "path: nodata")
             .expect(&[
-                "experiments/exp.yaml:5:13: data.symbols[0]: no data file for `AAA`: nodata/AAA.csv does not exist",
+                "experiments/exp.yaml:4:3: data.path: the folder `nodata` does not exist",
             ]),
         // ---- lockfiles
         case(Lockfile, "lock_not_toml", &["build", "--locked"])
@@ -689,21 +684,17 @@ fn malformed() -> Vec<Case> {
         // ---- cache entries
         case(Cache, "cache_dir_is_a_file", &["build", "--cache-dir", "cfile"])
             .write("cfile", "not a folder\n")
-            .expect(&["cfile is a file, not a folder"])
-            .known_bug(CACHE_EXIT_1),
+            .expect(&["cfile is a file, not a folder"]),
         case(Cache, "cache_env_is_a_file", build)
             .env("HFT_CACHE_DIR", "cfile")
             .write("cfile", "not a folder\n")
-            .expect(&["cfile is a file, not a folder"])
-            .known_bug(CACHE_EXIT_1),
+            .expect(&["cfile is a file, not a folder"]),
         case(Cache, "cache_objects_is_a_file", build)
             .write("cache/objects", "not a folder\n")
-            .expect(&["cache/objects is a file, not a folder"])
-            .known_bug(CACHE_EXIT_1),
+            .expect(&["cache/objects is a file, not a folder"]),
         case(Cache, "cache_verify_on_a_file", &["cache", "verify", "--cache-dir", "cfile"])
             .write("cfile", "not a folder\n")
-            .expect(&["cfile is a file, not a folder"])
-            .known_bug(CACHE_EXIT_1),
+            .expect(&["cfile is a file, not a folder"]),
         case(Cache, "compare_sort_by_unknown_metric", &["compare", "--sort", "nosuch.metric"])
             .prebuilt()
             .expect(&[
@@ -711,13 +702,7 @@ fn malformed() -> Vec<Case> {
             ]),
         case(Cache, "compare_filter_value_not_a_number", &["compare", "--filter", "backtest.strategy.sharpe>abc"])
             .prebuilt()
-            .expect(&["--filter", "abc"])
-            .known_bug(
-                "`hft compare --filter 'backtest.strategy.sharpe>abc'` (and `sharpe>1`, an \
-                 unknown key) exits 0 saying `no built experiment matches (build them first: \
-                 `hft build`)` although the experiment is built; a non-number after > / < and a \
-                 key no row has should be exit 2 naming the filter (src/cli/inspect.rs)",
-            ),
+            .expect(&["--filter", "abc"]),
         case(Cache, "audit_unknown_stage", &["audit", "--stage", "trian"])
             .prebuilt()
             .expect(&["no stage matched"]),
@@ -758,19 +743,9 @@ fn malformed() -> Vec<Case> {
             .expect(&["--tolerance: tolerance `bogus`: expected bitwise, ulp:N or metric:EPS"]),
         case(CommandLine, "tolerance_unknown_stage", &["audit", "--tolerance", "trian=ulp:4"])
             .prebuilt()
-            .expect(&["--tolerance", "trian"])
-            .known_bug(
-                "`hft audit --tolerance trian=ulp:4` accepts a stage no experiment has and \
-                 audits everything bitwise (exit 0); it should be exit 2 naming the stage, with \
-                 a did-you-mean (src/cli/mod.rs audit)",
-            ),
+            .expect(&["--tolerance", "trian"]),
         case(CommandLine, "jobs_zero", &["build", "-j", "0"])
-            .expect(&["-j"])
-            .known_bug(
-                "`hft build -j 0` builds (exit 0) as if -j were not given; zero workers is a \
-                 usage error: exit 2 `--jobs: must be at least 1` (src/cli/mod.rs, e.g. a \
-                 clap range value parser)",
-            ),
+            .expect(&["-j"]),
         case(CommandLine, "jobs_not_a_number", &["build", "-j", "many"])
             .expect(&["invalid value 'many' for '--jobs <JOBS>'"]),
         case(CommandLine, "jobs_negative", &["build", "-j", "-1"])

@@ -57,7 +57,7 @@ pub fn gc(
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot open the cache for gc: {e}");
-            return Outcome::StageFailed;
+            return super::store_error_outcome(&e);
         }
     };
     // Everything the current plans can name a key for is a root, cached or not yet.

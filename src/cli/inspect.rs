@@ -383,10 +383,17 @@ impl Condition {
                 if key.is_empty() {
                     break;
                 }
+                let value = value.trim().trim_matches('"').to_string();
+                if matches!(op, ">" | ">=" | "<" | "<=") && value.parse::<f64>().is_err() {
+                    return Err(format!(
+                        "--filter `{text}`: `{value}` is not a number ({op} compares numbers; \
+                         use = or ~ for text)"
+                    ));
+                }
                 return Ok(Condition {
                     key: key.to_string(),
                     op: if op == "==" { "=" } else { op },
-                    value: value.trim().trim_matches('"').to_string(),
+                    value,
                 });
             }
         }
@@ -594,6 +601,8 @@ pub fn compare(args: &CompareArgs) -> Outcome {
         Err(o) => return o,
     };
     let catalog = Catalog::load_latest(&store);
+    // Kept for diagnosing a filter that matches nothing.
+    let unfiltered = (!conditions.is_empty()).then(|| catalog.clone());
     let c = compare_rows(
         catalog,
         &files,
@@ -610,6 +619,37 @@ pub fn compare(args: &CompareArgs) -> Outcome {
             "--sort {key}: no experiment has this value; metrics: {}",
             c.metric_columns.join(", ")
         ));
+    }
+    if c.rows.is_empty()
+        && let Some(catalog) = unfiltered
+    {
+        let all = compare_rows(catalog, &files, &[], None, false, &["all".to_string()]);
+        if !all.rows.is_empty() {
+            // A key no built experiment has is a typo, not an empty result.
+            for cond in &conditions {
+                if all.rows.iter().any(|r| cell(r, &cond.key).is_some()) {
+                    continue;
+                }
+                let known: Vec<String> = ["name", "model", "optimizer", "state"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain(all.metric_columns.iter().cloned())
+                    .chain(all.rows.iter().flat_map(|r| r.config.keys().cloned()))
+                    .collect();
+                let hint = match crate::config::did_you_mean(&cond.key, known.iter().map(String::as_str)) {
+                    Some(best) => format!("; did you mean `{best}`?"),
+                    None => String::new(),
+                };
+                return fail(&format!(
+                    "--filter: no built experiment has a value `{}`{hint}",
+                    cond.key
+                ));
+            }
+            if args.format == Format::Table {
+                eprintln!("no built experiment matches the filters");
+                return Outcome::Ok;
+            }
+        }
     }
     if c.rows.is_empty() && args.format == Format::Table {
         eprintln!("no built experiment matches (build them first: `hft build`)");

@@ -50,7 +50,7 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
         /// Experiments built in parallel (default: number of CPUs).
-        #[arg(short = 'j', long)]
+        #[arg(short = 'j', long, value_parser = parse_jobs)]
         jobs: Option<usize>,
         /// Fail before executing anything if a stage key differs from hft.lock, and after
         /// executing if an output does; never rewrite the lock.
@@ -275,6 +275,15 @@ pub struct Common {
     /// One line per experiment instead of one per stage.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// `-j N`: a whole number of at least 1.
+fn parse_jobs(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
 }
 
 /// Entry point used by `main`.
@@ -984,8 +993,15 @@ fn audit(common: &Common, args: &AuditArgs) -> Outcome {
     let mut per_stage: BTreeMap<String, Tolerance> = BTreeMap::new();
     for t in &args.tolerance {
         let parsed = match t.split_once('=') {
+            Some((stage, _)) if !graph::STAGE_ORDER.contains(&stage.trim()) => {
+                let hint = match crate::config::did_you_mean(stage, graph::STAGE_ORDER.iter().copied()) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => format!("stages are {}", graph::STAGE_ORDER.join(", ")),
+                };
+                Err(format!("`{t}`: no stage `{stage}`; {hint}"))
+            }
             Some((stage, class)) => Tolerance::parse(class).map(|c| {
-                per_stage.insert(stage.to_string(), c);
+                per_stage.insert(stage.trim().to_string(), c);
             }),
             None => Tolerance::parse(t).map(|c| default_tolerance = c),
         };
@@ -1398,8 +1414,18 @@ fn open_store(common: &Common) -> Result<Store, Outcome> {
 fn open_store_at(flag: Option<&Path>) -> Result<Store, Outcome> {
     Store::open(&cache_dir(flag)).map_err(|e| {
         eprintln!("error: cannot open the cache: {e}");
-        Outcome::StageFailed
+        store_error_outcome(&e)
     })
+}
+
+/// A cache path that cannot be a store (a file where a folder belongs) is the user's input
+/// and exits 2; other failures to open it (permissions, I/O) exit 1.
+pub(crate) fn store_error_outcome(e: &std::io::Error) -> Outcome {
+    if e.kind() == std::io::ErrorKind::InvalidInput {
+        Outcome::BadInput
+    } else {
+        Outcome::StageFailed
+    }
 }
 
 /// Plans the selected experiments against the store without executing anything (what

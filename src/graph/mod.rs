@@ -57,6 +57,7 @@ pub struct DataFolder {
     pub path: PathBuf,
     #[returns(ref)]
     pub listing: Vec<String>,
+    pub exists: bool,
 }
 
 /// The database interface tracked functions see: templates and data folders become inputs
@@ -132,7 +133,7 @@ impl Db for Database {
             })
             .collect();
         let listing = crate::data::layout::list_folder(path);
-        let f = DataFolder::new(self, path.to_path_buf(), listing);
+        let f = DataFolder::new(self, path.to_path_buf(), listing, path.is_dir());
         folders.insert(path.to_path_buf(), (f, watched));
         f
     }
@@ -251,6 +252,23 @@ fn data_files(db: &dyn Db, p: &Parsed) -> (Vec<crate::data::layout::SymbolFiles>
     let folder = db.data_folder(Path::new(&d.path));
     let listing = folder.listing(db);
     let at = |key: &str, message: String| ConfigError::at(&p.locations.find(key), key, message);
+    if !folder.exists(db) {
+        let message = format!(
+            "the folder `{}` does not exist (relative to the folder hft runs in); put the \
+             SYMBOL.csv files there or point data.path at them",
+            d.path
+        );
+        let files = d
+            .symbols
+            .listed()
+            .iter()
+            .map(|s| SymbolFiles {
+                symbol: s.clone(),
+                files: vec![],
+            })
+            .collect();
+        return (files, vec![at("data.path", message)]);
+    }
     let symbols = match &d.symbols {
         config::Symbols::All => {
             let all = layout::all_symbols(listing);
