@@ -525,6 +525,45 @@ fn rolling_extreme(x: &[f64], w: usize, keep: fn(f64, f64) -> bool) -> Vec<f64> 
 mod tests {
     use super::*;
 
+    /// blake3 of a table's timestamps, closes and values (bit patterns), in that order.
+    fn table_digest(t: &FeatureTable) -> String {
+        let mut h = blake3::Hasher::new();
+        for ts in &t.timestamps {
+            h.update(&ts.to_le_bytes());
+        }
+        for v in t.close.iter().chain(&t.values) {
+            h.update(&v.to_bits().to_le_bytes());
+        }
+        h.finalize().to_hex().to_string()
+    }
+
+    /// One digest over every single-feature table and the all-features table of a few series.
+    fn golden_digest() -> String {
+        let inputs = [
+            crate::data::synthetic::generate(11, 3000, 40.0, 300),
+            crate::data::synthetic::generate(5, 700, 10.0, 86_400),
+            series(),
+        ];
+        let all: Vec<String> = ALL_FEATURES.iter().map(|s| s.to_string()).collect();
+        let mut h = blake3::Hasher::new();
+        for bars in &inputs {
+            h.update(table_digest(&compute(bars, "G", &all).unwrap()).as_bytes());
+            for name in ALL_FEATURES {
+                h.update(table_digest(&column(bars, name)).as_bytes());
+            }
+        }
+        h.finalize().to_hex().to_string()
+    }
+
+    /// `compute`'s bytes are pinned (the cache and a committed lockfile depend on them): the
+    /// digest was taken from the implementation before the incremental path existed.
+    #[test]
+    fn compute_bytes_are_unchanged() {
+        assert_eq!(golden_digest(), GOLDEN);
+    }
+
+    const GOLDEN: &str = "81cbcea0376c9cd2135da9ef5f2e17911637041136910b44b25aa5035dc7a16e";
+
     #[test]
     fn same_table_whatever_the_thread_count() {
         let bars = crate::data::synthetic::generate(11, 3000, 40.0, 300);
