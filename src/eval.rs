@@ -278,7 +278,9 @@ pub fn evaluate(
 /// predictions, in their order in `split`.
 fn symbol_subset(split: &Split, preds: &Predictions, symbol: u32) -> (Split, Predictions) {
     let p = preds.horizon;
-    let rows: Vec<usize> = (0..split.n).filter(|&i| split.symbol[i] == symbol).collect();
+    let rows: Vec<usize> = (0..split.n)
+        .filter(|&i| split.symbol[i] == symbol)
+        .collect();
     let gather = |v: &[f32], width: usize| -> Vec<f32> {
         rows.iter()
             .flat_map(|&i| v[i * width..(i + 1) * width].iter().copied())

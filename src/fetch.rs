@@ -91,9 +91,9 @@ pub fn snapshot_for_build(store: &Store, e: &Experiment, symbol: &str) -> Result
     if let Some((_, digest)) = recorded(store, &req) {
         return Ok(digest);
     }
-    refresh(store, &req).map(|(record, _)| record).and_then(|r| {
-        Digest::from_hex(&r.digest).ok_or_else(|| "bad snapshot digest".to_string())
-    })
+    refresh(store, &req)
+        .map(|(record, _)| record)
+        .and_then(|r| Digest::from_hex(&r.digest).ok_or_else(|| "bad snapshot digest".to_string()))
 }
 
 /// Fetches `req` now and records the snapshot. Returns the record and whether the bars

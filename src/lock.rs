@@ -291,7 +291,12 @@ pub fn check_keys(lock: &Lockfile, jobs: &[ExperimentJob]) -> Vec<String> {
             if let Some(now) = job.data_digests.get(&i) {
                 let facts = crate::graph::exec::source_facts(spec, now);
                 let changed = facts.iter().find(|(k, v)| {
-                    stage.inputs.iter().find(|(lk, _)| lk == k).map(|(_, lv)| lv) != Some(v)
+                    stage
+                        .inputs
+                        .iter()
+                        .find(|(lk, _)| lk == k)
+                        .map(|(_, lv)| lv)
+                        != Some(v)
                 });
                 if let Some((fact, _)) = changed {
                     let what = match fact.as_str() {

@@ -96,8 +96,8 @@ fn page(request_line: &str, total: usize) -> String {
         if i < from {
             continue;
         }
-        let day = chrono::NaiveDate::from_ymd_opt(2021, 1, 4).unwrap()
-            + chrono::Duration::days(i as i64);
+        let day =
+            chrono::NaiveDate::from_ymd_opt(2021, 1, 4).unwrap() + chrono::Duration::days(i as i64);
         bars.push(format!(
             r#"{{"t":"{}T05:00:00Z","o":{open},"h":{},"l":{},"c":{close},"v":{},"n":10,"vw":{close}}}"#,
             day.format("%Y-%m-%d"),
@@ -173,7 +173,11 @@ fn first_build_snapshots_and_later_builds_are_offline() {
     p.write("experiments/exp.yaml", &experiment(&server.url(), ""));
     let run = p.hft_env(&["build"], &CREDENTIALS);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    assert_eq!(server.requests.load(Ordering::SeqCst), 3, "three pages of 50");
+    assert_eq!(
+        server.requests.load(Ordering::SeqCst),
+        3,
+        "three pages of 50"
+    );
     let first = show(&p);
     let ingest = first["stages"][0]["summary"].clone();
     assert_eq!(ingest["rows"], 120, "{ingest}");
@@ -188,7 +192,11 @@ fn first_build_snapshots_and_later_builds_are_offline() {
     std::fs::create_dir_all(p.path("cache/actions")).unwrap();
     let run = p.hft(&["build"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.ran().contains(&"exp/ingest:AAA".to_string()), "{}", run.stdout);
+    assert!(
+        run.ran().contains(&"exp/ingest:AAA".to_string()),
+        "{}",
+        run.stdout
+    );
     assert_eq!(digests(&show(&p)), digests(&first), "same outputs offline");
     p.write(
         "experiments/exp.yaml",
@@ -237,7 +245,11 @@ fn fetch_refreshes_and_only_changed_bars_rebuild() {
     assert!(run.stdout.contains("new snapshot"), "{}", run.stdout);
     assert!(run.stdout.contains("110 rows"), "{}", run.stdout);
     let run = p.build();
-    assert!(run.ran().contains(&"exp/ingest:AAA".to_string()), "{}", run.stdout);
+    assert!(
+        run.ran().contains(&"exp/ingest:AAA".to_string()),
+        "{}",
+        run.stdout
+    );
     assert_eq!(show(&p)["stages"][0]["summary"]["rows"], 110);
 }
 
@@ -246,11 +258,18 @@ fn missing_or_wrong_credentials_are_clear_errors() {
     let server = Server::start(100);
     let p = Project::new("api-credentials");
     p.write("experiments/exp.yaml", &experiment(&server.url(), ""));
-    let run = p.hft_env(&["build"], &[("APCA_API_KEY_ID", ""), ("APCA_API_SECRET_KEY", "")]);
+    let run = p.hft_env(
+        &["build"],
+        &[("APCA_API_KEY_ID", ""), ("APCA_API_SECRET_KEY", "")],
+    );
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("APCA_API_KEY_ID"), "{}", run.stderr);
     assert!(run.stderr.contains("data.symbols[0]"), "{}", run.stderr);
-    assert_eq!(server.requests.load(Ordering::SeqCst), 0, "no request without credentials");
+    assert_eq!(
+        server.requests.load(Ordering::SeqCst),
+        0,
+        "no request without credentials"
+    );
 
     let run = p.hft_env(
         &["build"],

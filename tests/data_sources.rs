@@ -93,7 +93,11 @@ fn newest_dated_export_wins_and_a_new_one_rebuilds() {
     // A newer export appears: the no-op memo must notice the folder changed.
     p.write("trainingdata/AAA-2024-03-01.csv", &csv_bars(130, 1));
     let run = p.build();
-    assert!(run.ran().contains(&"exp/ingest:AAA".to_string()), "{}", run.stdout);
+    assert!(
+        run.ran().contains(&"exp/ingest:AAA".to_string()),
+        "{}",
+        run.stdout
+    );
     assert_eq!(ingest_rows(&show(&p), "AAA"), 130);
 }
 
@@ -112,7 +116,11 @@ fn two_candidate_files_are_an_error_naming_both() {
         "AAA.csv",
         "train/AAA.csv",
     ] {
-        assert!(run.stderr.contains(needle), "`{needle}` in:\n{}", run.stderr);
+        assert!(
+            run.stderr.contains(needle),
+            "`{needle}` in:\n{}",
+            run.stderr
+        );
     }
     let missing = Project::new("layout-missing");
     missing.write("trainingdata/AAA.csv", &csv_bars(100, 1));
@@ -141,8 +149,16 @@ fn symbols_all_takes_every_symbol_found_and_follows_new_files() {
     p.write("trainingdata/CCC.csv", &csv_bars(100, 3));
     let run = p.build();
     let cached = run.with_state("cached");
-    assert!(cached.contains(&"exp/ingest:AAA".to_string()), "{}", run.stdout);
-    assert!(cached.contains(&"exp/ingest:BBB".to_string()), "{}", run.stdout);
+    assert!(
+        cached.contains(&"exp/ingest:AAA".to_string()),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        cached.contains(&"exp/ingest:BBB".to_string()),
+        "{}",
+        run.stdout
+    );
     assert!(run.ran().contains(&"exp/ingest:CCC".to_string()));
     // Metrics per symbol beside the pooled ones.
     let doc = show(&p);
@@ -162,7 +178,11 @@ fn symbols_all_takes_every_symbol_found_and_follows_new_files() {
     empty.write("experiments/exp.yaml", &experiment("all", ""));
     let run = empty.hft(&["build"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("`all` found no data files"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("`all` found no data files"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -182,20 +202,24 @@ fn date_filters_cut_bars_and_rerun_only_from_ingest() {
     assert_eq!(ingest_rows(&show(&p), "AAA"), 273);
 
     for (extra, needle) in [
-        ("  start: 2015-13-01\n", "data.start: `2015-13-01` is not a date"),
+        (
+            "  start: 2015-13-01\n",
+            "data.start: `2015-13-01` is not a date",
+        ),
         (
             "  start: 2015-03-01\n  end: 2015-02-01\n",
             "data.end: 2015-02-01 is before data.start",
         ),
-        (
-            "  start: 2030-01-01\n",
-            "2030-01-01",
-        ),
+        ("  start: 2030-01-01\n", "2030-01-01"),
     ] {
         p.write("experiments/exp.yaml", &experiment("[AAA]", extra));
         let run = p.hft(&["build"]);
         assert_eq!(run.code, 2, "{extra}: {}", run.stderr);
-        assert!(run.stderr.contains(needle), "`{needle}` in:\n{}", run.stderr);
+        assert!(
+            run.stderr.contains(needle),
+            "`{needle}` in:\n{}",
+            run.stderr
+        );
         assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     }
 }
@@ -238,7 +262,9 @@ fn intraday_bars_respect_sessions_and_annualise_by_the_bar() {
     p.build();
     let crossing = show(&p);
     // Five-minute bars over a ~6.5-hour session, 252 sessions a year.
-    let bpy = crossing["metrics"]["backtest"]["bars_per_year"].as_f64().unwrap();
+    let bpy = crossing["metrics"]["backtest"]["bars_per_year"]
+        .as_f64()
+        .unwrap();
     assert!((bpy - 252.0 * 78.0).abs() < 1.0, "{bpy}");
     p.write(
         "experiments/exp.yaml",
@@ -258,4 +284,63 @@ fn intraday_bars_respect_sessions_and_annualise_by_the_bar() {
         digest(&inside, "features", "features"),
         digest(&crossing, "features", "features")
     );
+}
+
+#[test]
+fn appending_bars_computes_features_for_the_tail_only() {
+    let full = csv_bars(3010, 4);
+    let exp = experiment("[AAA]", "").replace(
+        "features: [close, log_return]",
+        "features: [close, volume, log_return, ma_20, ema_10, rsi_14, macd, bb_position, volatility]",
+    );
+    let p = Project::new("incremental");
+    p.write("trainingdata/AAA.csv", &rows(&full, 0, 3000));
+    p.write("experiments/exp.yaml", &exp);
+    p.build();
+    let first = stage(&show(&p), "features")["summary"].clone();
+    assert_eq!(first["computed_rows"], first["rows"], "{first}");
+
+    // Ten bars appended: only their feature rows are computed.
+    let started = std::time::Instant::now();
+    p.write("trainingdata/AAA.csv", &rows(&full, 0, 3010));
+    let run = p.build();
+    let secs = started.elapsed().as_secs_f64();
+    assert!(
+        run.ran().contains(&"exp/features".to_string()),
+        "{}",
+        run.stdout
+    );
+    let grown = show(&p);
+    let summary = &stage(&grown, "features")["summary"];
+    assert_eq!(summary["computed_rows"], 10, "{summary}");
+    eprintln!("append 10 bars to 3000: whole build {secs:.2}s, features {summary}");
+
+    // The result is exactly a from-scratch build's.
+    let scratch = Project::new("incremental-scratch");
+    scratch.write("trainingdata/AAA.csv", &rows(&full, 0, 3010));
+    scratch.write("experiments/exp.yaml", &exp);
+    scratch.build();
+    let fresh = show(&scratch);
+    assert_eq!(
+        stage(&fresh, "features")["summary"]["computed_rows"],
+        summary["rows"]
+    );
+    for (id, output) in [("features", "features"), ("dataset", "dataset")] {
+        assert_eq!(
+            digest(&grown, id, output),
+            digest(&fresh, id, output),
+            "{id}"
+        );
+    }
+
+    // A changed old bar is not an append: everything is computed again.
+    let mut changed = rows(&full, 0, 3010);
+    let first_row = changed.lines().nth(1).unwrap().to_string();
+    let (head, _volume) = first_row.rsplit_once(',').unwrap();
+    changed = changed.replacen(&first_row, &format!("{head},123"), 1);
+    p.write("trainingdata/AAA.csv", &changed);
+    p.build();
+    let redone = show(&p);
+    let s = &stage(&redone, "features")["summary"];
+    assert_eq!(s["computed_rows"], s["rows"], "{s}");
 }

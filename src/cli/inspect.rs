@@ -636,7 +636,10 @@ pub fn compare(args: &CompareArgs) -> Outcome {
                     .chain(all.metric_columns.iter().cloned())
                     .chain(all.rows.iter().flat_map(|r| r.config.keys().cloned()))
                     .collect();
-                let hint = match crate::config::did_you_mean(&cond.key, known.iter().map(String::as_str)) {
+                let hint = match crate::config::did_you_mean(
+                    &cond.key,
+                    known.iter().map(String::as_str),
+                ) {
                     Some(best) => format!("; did you mean `{best}`?"),
                     None => String::new(),
                 };

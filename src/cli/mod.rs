@@ -994,10 +994,11 @@ fn audit(common: &Common, args: &AuditArgs) -> Outcome {
     for t in &args.tolerance {
         let parsed = match t.split_once('=') {
             Some((stage, _)) if !graph::STAGE_ORDER.contains(&stage.trim()) => {
-                let hint = match crate::config::did_you_mean(stage, graph::STAGE_ORDER.iter().copied()) {
-                    Some(best) => format!("did you mean `{best}`?"),
-                    None => format!("stages are {}", graph::STAGE_ORDER.join(", ")),
-                };
+                let hint =
+                    match crate::config::did_you_mean(stage, graph::STAGE_ORDER.iter().copied()) {
+                        Some(best) => format!("did you mean `{best}`?"),
+                        None => format!("stages are {}", graph::STAGE_ORDER.join(", ")),
+                    };
                 Err(format!("`{t}`: no stage `{stage}`; {hint}"))
             }
             Some((stage, class)) => Tolerance::parse(class).map(|c| {

@@ -651,9 +651,11 @@ pub fn validate(e: &Experiment) -> Result<(), (String, String)> {
     }
     if d.source == SourceKind::Api {
         let api = &d.api;
-        if !(api.timeout_secs.is_finite() && api.timeout_secs > 0.0 && api.timeout_secs <= 3600.0)
-        {
-            return fail("data.api.timeout_secs", "must be between 0 and 3600 seconds");
+        if !(api.timeout_secs.is_finite() && api.timeout_secs > 0.0 && api.timeout_secs <= 3600.0) {
+            return fail(
+                "data.api.timeout_secs",
+                "must be between 0 and 3600 seconds",
+            );
         }
         if api.retries > 20 {
             return fail("data.api.retries", "must be at most 20");
@@ -666,7 +668,10 @@ pub fn validate(e: &Experiment) -> Result<(), (String, String)> {
             );
         }
         if api.interval.trim().is_empty() {
-            return fail("data.api.interval", "needs a bar interval such as `1d` or `5min`");
+            return fail(
+                "data.api.interval",
+                "needs a bar interval such as `1d` or `5min`",
+            );
         }
     }
     let syn = &d.synthetic;

@@ -77,7 +77,10 @@ pub fn sessions(timestamps: &[i64]) -> Vec<u32> {
         .map(|w| w[1].saturating_sub(w[0]))
         .collect();
     gaps.sort_unstable();
-    let median = gaps.get(gaps.len().saturating_sub(1) / 2).copied().unwrap_or(0);
+    let median = gaps
+        .get(gaps.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or(0);
     let limit = median.saturating_mul(SESSION_GAP_FACTOR);
     let mut session = 0u32;
     let mut out = Vec::with_capacity(timestamps.len());
@@ -655,7 +658,10 @@ mod tests {
             sessions(&[0, day, 2 * day, 5 * day, 6 * day, 10 * day]),
             [0, 0, 0, 0, 0, 0]
         );
-        assert_eq!(sessions(&[0, day, 2 * day, 3 * day, 30 * day]), [0, 0, 0, 0, 1]);
+        assert_eq!(
+            sessions(&[0, day, 2 * day, 3 * day, 30 * day]),
+            [0, 0, 0, 0, 1]
+        );
         assert!(sessions(&[]).is_empty());
         assert_eq!(sessions(&[5]), [0]);
     }
@@ -678,7 +684,11 @@ mod tests {
         for split in [&inside.train, &inside.val, &inside.test] {
             for &ts in &split.timestamp {
                 let end = row_of(&t, ts);
-                assert_eq!(session[end + 1 - s], session[end + p], "window ending {end}");
+                assert_eq!(
+                    session[end + 1 - s],
+                    session[end + p],
+                    "window ending {end}"
+                );
             }
         }
         // Every window inside one session is kept.
@@ -720,7 +730,11 @@ mod tests {
         // Equal windows from each symbol: the column is +1 / -1 after z-scoring.
         for (i, &sym) in d.train.symbol.iter().enumerate() {
             let row = &d.train.x[i * 4 * k..(i * 4 + 1) * k];
-            let (own, other) = if sym == 0 { (row[2], row[3]) } else { (row[3], row[2]) };
+            let (own, other) = if sym == 0 {
+                (row[2], row[3])
+            } else {
+                (row[3], row[2])
+            };
             assert!(own > 0.9 && other < -0.9, "{row:?}");
         }
         let plain = build(&tables, &params(4, 1)).unwrap();

@@ -753,7 +753,9 @@ pub fn parse_files(
     files: &[(std::path::PathBuf, Vec<u8>)],
     opts: &IngestOptions,
 ) -> Result<Ingested, DataError> {
-    let (p, b) = files.first().ok_or_else(|| DataError::Dataset("no files".into()))?;
+    let (p, b) = files
+        .first()
+        .ok_or_else(|| DataError::Dataset("no files".into()))?;
     parse_csv_with(p, b, opts)
 }
 

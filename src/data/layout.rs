@@ -179,7 +179,9 @@ pub fn list_folder(dir: &std::path::Path) -> Vec<String> {
             return;
         };
         for entry in entries.flatten() {
-            let is_file = entry.file_type().is_ok_and(|t| t.is_file() || t.is_symlink());
+            let is_file = entry
+                .file_type()
+                .is_ok_and(|t| t.is_file() || t.is_symlink());
             let name = entry.file_name().to_string_lossy().into_owned();
             if is_file && data_stem(&name).is_some() {
                 out.push(match sub {
@@ -237,22 +239,41 @@ mod tests {
             "BRK-B-2024-01-02.csv",
         ]);
         assert_eq!(resolve(&l, "AAPL").unwrap().files, ["AAPL-2024-03-01.csv"]);
-        assert_eq!(resolve(&l, "BRK-B").unwrap().files, ["BRK-B-2024-01-02.csv"]);
+        assert_eq!(
+            resolve(&l, "BRK-B").unwrap().files,
+            ["BRK-B-2024-01-02.csv"]
+        );
         assert_eq!(all_symbols(&l), ["AAPL", "BRK-B"]);
     }
 
     #[test]
     fn two_candidates_are_an_error_naming_both() {
         for (names, a, b) in [
-            (&["AAPL.csv", "AAPL.parquet"][..], "AAPL.csv", "AAPL.parquet"),
-            (&["AAPL.csv", "train/AAPL.csv"][..], "AAPL.csv", "train/AAPL.csv"),
+            (
+                &["AAPL.csv", "AAPL.parquet"][..],
+                "AAPL.csv",
+                "AAPL.parquet",
+            ),
+            (
+                &["AAPL.csv", "train/AAPL.csv"][..],
+                "AAPL.csv",
+                "train/AAPL.csv",
+            ),
             (
                 &["AAPL-2024-01-02.csv", "AAPL-2024-01-02.parquet"][..],
                 "AAPL-2024-01-02.csv",
                 "AAPL-2024-01-02.parquet",
             ),
-            (&["AAPL.csv", "AAPL-2024-01-02.csv"][..], "AAPL.csv", "AAPL-2024-01-02.csv"),
-            (&["train/AAPL.csv", "train/AAPL.pq"][..], "train/AAPL.csv", "train/AAPL.pq"),
+            (
+                &["AAPL.csv", "AAPL-2024-01-02.csv"][..],
+                "AAPL.csv",
+                "AAPL-2024-01-02.csv",
+            ),
+            (
+                &["train/AAPL.csv", "train/AAPL.pq"][..],
+                "train/AAPL.csv",
+                "train/AAPL.pq",
+            ),
         ] {
             let err = resolve(&listing(names), "AAPL").unwrap_err();
             assert!(err.contains("two candidate data files"), "{err}");

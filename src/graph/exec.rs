@@ -458,7 +458,10 @@ fn explain(
                 None => None,
             };
             reasons.push(if let Some(i) = file_index {
-                let file = spec.data_files.get(i).map_or(Path::new("?"), PathBuf::as_path);
+                let file = spec
+                    .data_files
+                    .get(i)
+                    .map_or(Path::new("?"), PathBuf::as_path);
                 format!("data file {} changed", file.display())
             } else if name == "snapshot" {
                 "API snapshot refreshed (hft fetch)".to_string()

@@ -126,7 +126,11 @@ impl Db for Database {
             return *f;
         }
         let watched: memo::Watched = std::iter::once(path.to_path_buf())
-            .chain(crate::data::layout::SPLIT_FOLDERS.iter().map(|s| path.join(s)))
+            .chain(
+                crate::data::layout::SPLIT_FOLDERS
+                    .iter()
+                    .map(|s| path.join(s)),
+            )
             .map(|p| {
                 let fp = memo::fingerprint(&p);
                 (p, fp)
@@ -234,7 +238,10 @@ pub fn plan_experiments(db: &dyn Db, source: ExperimentSource) -> Result<Vec<Pla
 /// Each symbol's data files (`data.source: local`, through the data folder's listing) or,
 /// for other sources, each listed symbol with no files.
 /// A symbol whose files cannot be resolved keeps its stage, with no files, and an error.
-fn data_files(db: &dyn Db, p: &Parsed) -> (Vec<crate::data::layout::SymbolFiles>, Vec<ConfigError>) {
+fn data_files(
+    db: &dyn Db,
+    p: &Parsed,
+) -> (Vec<crate::data::layout::SymbolFiles>, Vec<ConfigError>) {
     use crate::data::layout::{self, SymbolFiles};
     let d = &p.experiment.data;
     if d.source != SourceKind::Local {
