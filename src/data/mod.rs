@@ -5,6 +5,7 @@
 //! `dataset` ([`FeatureTable`]s -> [`Dataset`]). Every function here is pure: the same
 //! inputs give bit-identical outputs, so their results can be cached by content.
 
+pub mod api;
 pub mod blob;
 pub mod dataset;
 pub mod features;
