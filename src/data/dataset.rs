@@ -302,10 +302,7 @@ impl<'a> Plan<'a> {
             }
             ranges.push(r);
         }
-        let empty_split = [0, 2]
-            .into_iter()
-            .find(|&which| ends[which].iter().all(|(_, e)| e.is_empty()));
-        if let Some(which) = empty_split {
+        if ends[0].iter().all(|(_, e)| e.is_empty()) {
             let detail: Vec<String> = tables
                 .iter()
                 .zip(&ranges)
@@ -321,11 +318,10 @@ impl<'a> Plan<'a> {
                 })
                 .collect();
             return Err(fail(format!(
-                "the {} split has no windows: a window needs sequence_length + \
+                "the train split has no windows: a window needs sequence_length + \
                  prediction_horizon = {} consecutive rows inside one split{} ({}; splits are \
                  separated by {p}-row gaps, and features drop their warm-up rows first); \
                  add bars, or lower data.sequence_length or data.prediction_horizon",
-                if which == 0 { "train" } else { "test" },
                 s + p,
                 if params.cross_sessions {
                     ""

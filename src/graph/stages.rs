@@ -390,6 +390,19 @@ impl StageKind {
                 // (possibly multi-GB) window array, not two.
                 let encoded = data::dataset::build_encoded(&tables, &params)
                     .map_err(|err| StageError::BadInput(err.to_string()))?;
+                // Evaluation runs on the test split: without a test window, training would
+                // run only for evaluate to fail.
+                if encoded.n[2] == 0 {
+                    return Err(StageError::BadInput(format!(
+                        "dataset: the test split has no windows (train {}, val {}, test 0): a \
+                         window needs sequence_length + prediction_horizon = {} consecutive \
+                         rows inside the test share of each symbol; add bars, raise \
+                         data.split.test, or lower data.sequence_length",
+                        encoded.n[0],
+                        encoded.n[1],
+                        d.sequence_length + d.prediction_horizon
+                    )));
+                }
                 Ok(StageOutput {
                     summary: json!({
                         "num_features": encoded.num_features,
