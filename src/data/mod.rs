@@ -9,6 +9,7 @@ pub mod blob;
 pub mod dataset;
 pub mod features;
 pub mod ingest;
+pub mod parquet;
 pub mod synthetic;
 
 pub use blob::BlobError;
