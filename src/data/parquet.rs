@@ -35,9 +35,9 @@ use parquet::arrow::arrow_reader::{
 use rayon::prelude::*;
 
 use super::ingest::{
-    BadRows, DataError, IngestOptions, Ingested, Layout, MAX_UNIX, MIN_UNIX, Problem, RawBar,
-    Row, Source, TimeSource, Validated, finish_one, make_row, parse_date, parse_datetime,
-    parse_time, shorten, validate_rows,
+    BadRows, DataError, IngestOptions, Ingested, Layout, MAX_UNIX, MIN_UNIX, Problem, RawBar, Row,
+    Source, TimeSource, Validated, finish_one, make_row, parse_date, parse_datetime, parse_time,
+    shorten, validate_rows,
 };
 
 /// The Parquet magic, at the start and at the end of every file.
@@ -140,25 +140,78 @@ pub(super) fn validate_parquet(
         ));
     }
     let data = Bytes::copy_from_slice(bytes);
-    // The Parquet schema itself, not an embedded Arrow schema: no dictionary or view
-    // types to handle, and the same types whoever wrote the file.
-    let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
-    let meta = ArrowReaderMetadata::load(&data, options).map_err(|e| {
-        source.file_error(
-            None,
-            format!(
-                "cannot read the Parquet metadata ({}); the file is corrupt: export it again",
-                shorten(&e.to_string())
-            ),
-        )
-    })?;
-    let schema = meta.schema().clone();
-    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    let layout = Layout::from_names(&names)
-        .map_err(|(column, message)| source.file_error(Some(&column), message))?;
-    let name_of = |i: usize| names.get(i).map_or("?", String::as_str);
+    // The Arrow schema a writer embeds restores types Parquet has no name for (arrow-rs
+    // writes `date64` and `time32(s)` as plain integers); where it gives types this reader
+    // does not take (dictionary or view strings), the Parquet schema alone does.
+    let mut first_error = None;
+    for skip_arrow_metadata in [false, true] {
+        let options = ArrowReaderOptions::new().with_skip_arrow_metadata(skip_arrow_metadata);
+        let meta = ArrowReaderMetadata::load(&data, options).map_err(|e| {
+            source.file_error(
+                None,
+                format!(
+                    "cannot read the Parquet metadata ({}); the file is corrupt: export it \
+                     again",
+                    shorten(&e.to_string())
+                ),
+            )
+        })?;
+        check_chunks(&source, &meta, bytes.len())?;
+        let names: Vec<String> = meta
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let layout = Layout::from_names(&names)
+            .map_err(|(column, message)| source.file_error(Some(&column), message))?;
+        match check_types(&source, &meta, &names, &layout) {
+            Ok(()) => return read_rows(source, &data, &meta, &names, &layout, mode),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| source.file_error(None, "unreadable".to_string())))
+}
 
-    // Types are checked once, for the file: a wrong type is no row's fault.
+/// Column chunks must lie inside the file: the decoder asserts (panics) on negative
+/// offsets, so corrupt metadata is caught here first.
+fn check_chunks(source: &Source, meta: &ArrowReaderMetadata, len: usize) -> Result<(), DataError> {
+    let len = i64::try_from(len).unwrap_or(i64::MAX);
+    for (g, group) in meta.metadata().row_groups().iter().enumerate() {
+        let bad_rows = group.num_rows() < 0;
+        let bad_chunk = group.columns().iter().any(|c| {
+            let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+            let size = c.compressed_size();
+            start < 0
+                || size < 0
+                || c.data_page_offset() < 0
+                || start.checked_add(size).is_none_or(|end| end > len)
+        });
+        if bad_rows || bad_chunk {
+            return Err(source.file_error(
+                None,
+                format!(
+                    "row group {} of the Parquet file points outside the file; the file is \
+                     corrupt: export it again",
+                    g + 1
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Types are checked once, for the file: a wrong type is no row's fault.
+fn check_types(
+    source: &Source,
+    meta: &ArrowReaderMetadata,
+    names: &[String],
+    layout: &Layout,
+) -> Result<(), DataError> {
+    let schema = meta.schema();
+    let name_of = |i: usize| names.get(i).map_or("?", String::as_str);
     let type_of = |col: usize| {
         schema
             .fields()
@@ -211,7 +264,19 @@ pub(super) fn validate_parquet(
             ));
         }
     }
+    Ok(())
+}
 
+/// Decodes the row groups in parallel and hands the rows to the shared order phase.
+fn read_rows(
+    source: Source,
+    data: &Bytes,
+    meta: &ArrowReaderMetadata,
+    names: &[String],
+    layout: &Layout,
+    mode: BadRows,
+) -> Result<Validated, DataError> {
+    let name_of = |i: usize| names.get(i).map_or("?", String::as_str);
     let columns = layout.columns();
     let mask = ProjectionMask::roots(meta.parquet_schema(), columns.iter().copied());
     // The first data row of each row group, counting from 1 across groups.
@@ -223,12 +288,12 @@ pub(super) fn validate_parquet(
         next = next.saturating_add(u64::try_from(g.num_rows()).unwrap_or(0));
     }
     let group = GroupReader {
-        data: &data,
-        meta: &meta,
+        data,
+        meta,
         mask: &mask,
-        layout: &layout,
+        layout,
         columns: &columns,
-        names: &names,
+        names,
         source: &source,
         mode,
     };
@@ -237,7 +302,12 @@ pub(super) fn validate_parquet(
         .enumerate()
         .map(|(i, &first_row)| group.read(i, first_row))
         .collect();
-    let mut rows: Vec<Row> = Vec::with_capacity(results.iter().map(|r| r.as_ref().map_or(0, |g| g.rows.len())).sum());
+    let mut rows: Vec<Row> = Vec::with_capacity(
+        results
+            .iter()
+            .map(|r| r.as_ref().map_or(0, |g| g.rows.len()))
+            .sum(),
+    );
     let mut problems = Vec::new();
     // In group order, so the error reported is the earliest whatever the thread count.
     for result in results {
@@ -287,19 +357,29 @@ impl GroupReader<'_> {
                 ),
             )
         };
-        let reader =
-            ParquetRecordBatchReaderBuilder::new_with_metadata(self.data.clone(), self.meta.clone())
-                .with_projection(self.mask.clone())
-                .with_row_groups(vec![group])
-                .with_batch_size(BATCH_ROWS)
-                .build()
-                .map_err(|e| corrupt(&e))?;
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            self.data.clone(),
+            self.meta.clone(),
+        )
+        .with_projection(self.mask.clone())
+        .with_row_groups(vec![group])
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| corrupt(&e))?;
         let mut out = GroupRows {
             rows: Vec::new(),
             problems: Vec::new(),
         };
         let mut at = first_row;
-        for batch in reader {
+        let mut reader = reader;
+        loop {
+            // The decoder asserts on some corruptions it does not report as errors: a
+            // corrupt file must be an error, never a crash of the build.
+            let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.next()))
+                .map_err(|_| corrupt(&"the decoder gave up"))?;
+            let Some(batch) = next else {
+                break;
+            };
             let batch = batch.map_err(|e| corrupt(&e))?;
             let stop = self.read_batch(&batch, &mut at, &mut out)?;
             if stop {
@@ -356,7 +436,10 @@ impl GroupReader<'_> {
             low: (layout.low, numbers(layout.low)?),
             close: (layout.close, numbers(layout.close)?),
             adj: layout.adj.map(|c| numbers(c).map(|n| (c, n))).transpose()?,
-            volume: layout.volume.map(|c| numbers(c).map(|n| (c, n))).transpose()?,
+            volume: layout
+                .volume
+                .map(|c| numbers(c).map(|n| (c, n)))
+                .transpose()?,
         };
         out.rows.reserve(batch.num_rows());
         for i in 0..batch.num_rows() {
@@ -445,14 +528,23 @@ struct TimeColumn<'a> {
 
 enum TimeValues<'a> {
     /// A timestamp (any unit) or `date64`: ticks of `1 / per_second` s since the epoch.
-    Ticks { values: &'a [i64], per_second: i64 },
+    Ticks {
+        values: &'a [i64],
+        per_second: i64,
+    },
     /// `date32`: days since the epoch.
     Days(&'a [i32]),
     Int32(&'a [i32]),
     Int64(&'a [i64]),
     /// `time32` / `time64`: ticks since midnight.
-    TimeOfDay32 { values: &'a [i32], per_second: i64 },
-    TimeOfDay64 { values: &'a [i64], per_second: i64 },
+    TimeOfDay32 {
+        values: &'a [i32],
+        per_second: i64,
+    },
+    TimeOfDay64 {
+        values: &'a [i64],
+        per_second: i64,
+    },
     Utf8(&'a StringArray),
     LargeUtf8(&'a LargeStringArray),
 }
@@ -544,8 +636,9 @@ impl<'a> TimeColumn<'a> {
             TimeValues::Ticks { values, per_second } => {
                 ticks(*values.get(i).ok_or_else(missing)?, *per_second)
             }
-            TimeValues::Days(values) => Ok(i64::from(*values.get(i).ok_or_else(missing)?)
-                * SECONDS_PER_DAY),
+            TimeValues::Days(values) => {
+                Ok(i64::from(*values.get(i).ok_or_else(missing)?) * SECONDS_PER_DAY)
+            }
             TimeValues::Int32(values) => integer(i64::from(*values.get(i).ok_or_else(missing)?)),
             TimeValues::Int64(values) => integer(*values.get(i).ok_or_else(missing)?),
             TimeValues::TimeOfDay32 { values, per_second } => {
@@ -631,8 +724,12 @@ enum NumberValues<'a> {
 impl<'a> NumberColumn<'a> {
     fn new(array: &'a dyn Array) -> Option<NumberColumn<'a>> {
         let values = match array.data_type() {
-            DataType::Float64 => NumberValues::F64(array.as_primitive_opt::<Float64Type>()?.values()),
-            DataType::Float32 => NumberValues::F32(array.as_primitive_opt::<Float32Type>()?.values()),
+            DataType::Float64 => {
+                NumberValues::F64(array.as_primitive_opt::<Float64Type>()?.values())
+            }
+            DataType::Float32 => {
+                NumberValues::F32(array.as_primitive_opt::<Float32Type>()?.values())
+            }
             DataType::Int8 => NumberValues::I8(array.as_primitive_opt::<Int8Type>()?.values()),
             DataType::Int16 => NumberValues::I16(array.as_primitive_opt::<Int16Type>()?.values()),
             DataType::Int32 => NumberValues::I32(array.as_primitive_opt::<Int32Type>()?.values()),
@@ -709,9 +806,22 @@ mod tests {
     fn prices(n: usize) -> Vec<(&'static str, ArrayRef)> {
         let close: Vec<f64> = (0..n).map(|i| 10.0 + i as f64).collect();
         vec![
-            ("Open", Arc::new(Float64Array::from(close.clone())) as ArrayRef),
-            ("High", Arc::new(Float64Array::from(close.iter().map(|c| c + 1.0).collect::<Vec<_>>()))),
-            ("Low", Arc::new(Float64Array::from(close.iter().map(|c| c - 1.0).collect::<Vec<_>>()))),
+            (
+                "Open",
+                Arc::new(Float64Array::from(close.clone())) as ArrayRef,
+            ),
+            (
+                "High",
+                Arc::new(Float64Array::from(
+                    close.iter().map(|c| c + 1.0).collect::<Vec<_>>(),
+                )),
+            ),
+            (
+                "Low",
+                Arc::new(Float64Array::from(
+                    close.iter().map(|c| c - 1.0).collect::<Vec<_>>(),
+                )),
+            ),
             ("Close", Arc::new(Float64Array::from(close))),
         ]
     }
@@ -733,7 +843,9 @@ mod tests {
     }
 
     fn err(bytes: &[u8]) -> String {
-        parse(bytes, &IngestOptions::default()).unwrap_err().to_string()
+        parse(bytes, &IngestOptions::default())
+            .unwrap_err()
+            .to_string()
     }
 
     const DROP: IngestOptions = IngestOptions {
@@ -753,15 +865,60 @@ mod tests {
         let scaled = |k: i64| secs.iter().map(|s| s * k + k / 3).collect::<Vec<_>>();
         let cases: Vec<(&str, ArrayRef)> = vec![
             ("s", Arc::new(TimestampSecondArray::from(secs.clone()))),
-            ("ms", Arc::new(TimestampMillisecondArray::from(scaled(1_000)))),
-            ("us tz", Arc::new(TimestampMicrosecondArray::from(scaled(1_000_000)).with_timezone("America/New_York"))),
-            ("ns utc", Arc::new(TimestampNanosecondArray::from(scaled(1_000_000_000)).with_timezone("UTC"))),
-            ("date32", Arc::new(Date32Array::from(secs.iter().map(|s| (s / DAY) as i32).collect::<Vec<_>>()))),
-            ("date64", Arc::new(Date64Array::from(secs.iter().map(|s| s * 1000).collect::<Vec<_>>()))),
+            (
+                "ms",
+                Arc::new(TimestampMillisecondArray::from(scaled(1_000))),
+            ),
+            (
+                "us tz",
+                Arc::new(
+                    TimestampMicrosecondArray::from(scaled(1_000_000))
+                        .with_timezone("America/New_York"),
+                ),
+            ),
+            (
+                "ns utc",
+                Arc::new(
+                    TimestampNanosecondArray::from(scaled(1_000_000_000)).with_timezone("UTC"),
+                ),
+            ),
+            (
+                "date32",
+                Arc::new(Date32Array::from(
+                    secs.iter().map(|s| (s / DAY) as i32).collect::<Vec<_>>(),
+                )),
+            ),
+            (
+                "date64",
+                Arc::new(Date64Array::from(
+                    secs.iter().map(|s| s * 1000).collect::<Vec<_>>(),
+                )),
+            ),
             ("int64", Arc::new(Int64Array::from(secs.clone()))),
-            ("int32", Arc::new(Int32Array::from(secs.iter().map(|&s| s as i32).collect::<Vec<_>>()))),
-            ("utf8", Arc::new(StringArray::from(secs.iter().map(|&s| crate::data::ingest::fmt_ts(s)).collect::<Vec<_>>()))),
-            ("large utf8", Arc::new(LargeStringArray::from(vec!["01/01/2020", "01/02/2020", "2020-01-03", "2020-01-04T00:00:00Z", "20200105"]))),
+            (
+                "int32",
+                Arc::new(Int32Array::from(
+                    secs.iter().map(|&s| s as i32).collect::<Vec<_>>(),
+                )),
+            ),
+            (
+                "utf8",
+                Arc::new(StringArray::from(
+                    secs.iter()
+                        .map(|&s| crate::data::ingest::fmt_ts(s))
+                        .collect::<Vec<_>>(),
+                )),
+            ),
+            (
+                "large utf8",
+                Arc::new(LargeStringArray::from(vec![
+                    "01/01/2020",
+                    "01/02/2020",
+                    "2020-01-03",
+                    "2020-01-04T00:00:00Z",
+                    "2020-01-05 00:00",
+                ])),
+            ),
         ];
         for (what, array) in cases {
             let bytes = write(with_time("timestamp", array, 5), 2);
@@ -771,7 +928,12 @@ mod tests {
         }
         // YYYYMMDD integers in a date column.
         let ymd = Int32Array::from(vec![20200101, 20200102, 20200103, 20200104, 20200105]);
-        assert_eq!(ok(&write(with_time("Date", Arc::new(ymd), 5), 5)).bars.timestamps, expected);
+        assert_eq!(
+            ok(&write(with_time("Date", Arc::new(ymd), 5), 5))
+                .bars
+                .timestamps,
+            expected
+        );
         // Milliseconds where seconds belong are caught as in CSV.
         let ms = Int64Array::from(secs.iter().map(|s| s * 1000).collect::<Vec<_>>());
         let m = err(&write(with_time("timestamp", Arc::new(ms), 5), 5));
@@ -785,13 +947,18 @@ mod tests {
     fn date_and_time_columns() {
         let date = Date32Array::from(vec![18262, 18262, 18263]);
         let time = Time32SecondArray::from(vec![34_200, 34_500, 34_200]);
-        let mut cols: Vec<(&str, ArrayRef)> = vec![("Date", Arc::new(date)), ("Time", Arc::new(time))];
+        let mut cols: Vec<(&str, ArrayRef)> =
+            vec![("Date", Arc::new(date)), ("Time", Arc::new(time))];
         cols.extend(prices(3));
         let got = ok(&write(cols, 10));
-        assert_eq!(got.bars.timestamps, vec![T0 + 34_200, T0 + 34_500, T0 + DAY + 34_200]);
+        assert_eq!(
+            got.bars.timestamps,
+            vec![T0 + 34_200, T0 + 34_500, T0 + DAY + 34_200]
+        );
         let date = StringArray::from(vec!["2020-01-01", "2020-01-01"]);
         let time = Time64NanosecondArray::from(vec![34_200_000_000_000, 90_000_000_000_000]);
-        let mut cols: Vec<(&str, ArrayRef)> = vec![("Date", Arc::new(date)), ("Time", Arc::new(time))];
+        let mut cols: Vec<(&str, ArrayRef)> =
+            vec![("Date", Arc::new(date)), ("Time", Arc::new(time))];
         cols.extend(prices(2));
         let m = err(&write(cols, 10));
         assert!(m.starts_with("data/X.parquet: row 2 (counting data rows from 1): column 'Time': time of day 90000 s"), "{m}");
@@ -802,10 +969,30 @@ mod tests {
         let n = 3;
         let ts: ArrayRef = Arc::new(TimestampSecondArray::from(days(3)));
         let cases: Vec<(&str, ArrayRef, ArrayRef)> = vec![
-            ("f32", Arc::new(Float32Array::from(vec![10.5f32, 11.5, 12.5])), Arc::new(Float32Array::from(vec![100f32, 0.0, 7.0]))),
-            ("i64", Arc::new(Int64Array::from(vec![10, 11, 12])), Arc::new(Int64Array::from(vec![100, 0, 7]))),
-            ("i32", Arc::new(Int32Array::from(vec![10, 11, 12])), Arc::new(UInt32Array::from(vec![100, 0, 7]))),
-            ("decimal", Arc::new(Decimal128Array::from(vec![1050i128, 1150, 1250]).with_precision_and_scale(9, 2).unwrap()), Arc::new(Int32Array::from(vec![100, 0, 7]))),
+            (
+                "f32",
+                Arc::new(Float32Array::from(vec![10.5f32, 11.5, 12.5])),
+                Arc::new(Float32Array::from(vec![100f32, 0.0, 7.0])),
+            ),
+            (
+                "i64",
+                Arc::new(Int64Array::from(vec![10, 11, 12])),
+                Arc::new(Int64Array::from(vec![100, 0, 7])),
+            ),
+            (
+                "i32",
+                Arc::new(Int32Array::from(vec![10, 11, 12])),
+                Arc::new(UInt32Array::from(vec![100, 0, 7])),
+            ),
+            (
+                "decimal",
+                Arc::new(
+                    Decimal128Array::from(vec![1050i128, 1150, 1250])
+                        .with_precision_and_scale(9, 2)
+                        .unwrap(),
+                ),
+                Arc::new(Int32Array::from(vec![100, 0, 7])),
+            ),
         ];
         for (what, close, volume) in cases {
             let cols: Vec<(&str, ArrayRef)> = vec![
@@ -819,11 +1006,22 @@ mod tests {
             let got = ok(&write(cols, 2));
             assert_eq!(got.bars.timestamps.len(), n, "{what}");
             assert_eq!(got.bars.volume, vec![100.0, 0.0, 7.0], "{what}");
-            let expected = if what == "f32" || what == "decimal" { vec![10.5, 11.5, 12.5] } else { vec![10.0, 11.0, 12.0] };
+            let expected = if what == "f32" || what == "decimal" {
+                vec![10.5, 11.5, 12.5]
+            } else {
+                vec![10.0, 11.0, 12.0]
+            };
             assert_eq!(got.bars.close, expected, "{what}");
         }
-        let mut cols = with_time("ts", Arc::new(TimestampSecondArray::from(days(3))), 3);
-        cols.push(("Adj Close", Arc::new(Float64Array::from(vec![5.0, 5.5, 6.0]))));
+        let mut cols = with_time(
+            "timestamp",
+            Arc::new(TimestampSecondArray::from(days(3))),
+            3,
+        );
+        cols.push((
+            "Adj Close",
+            Arc::new(Float64Array::from(vec![5.0, 5.5, 6.0])),
+        ));
         let got = ok(&write(cols, 2));
         assert_eq!(got.bars.close, vec![5.0, 5.5, 6.0]);
         assert_eq!(got.bars.open, vec![5.0, 5.5, 6.0]);
@@ -833,10 +1031,22 @@ mod tests {
     fn nulls_and_bad_values_name_row_and_column() {
         let close = Float64Array::from(vec![Some(10.0), Some(11.0), None, Some(13.0), Some(-1.0)]);
         let cols: Vec<(&str, ArrayRef)> = vec![
-            ("Date", Arc::new(Date32Array::from(vec![18262, 18263, 18264, 18265, 18266]))),
-            ("Open", Arc::new(Float64Array::from(vec![10.0, 11.0, 12.0, 13.0, 14.0]))),
-            ("High", Arc::new(Float64Array::from(vec![10.0, 11.0, 12.0, 13.0, 14.0]))),
-            ("Low", Arc::new(Float64Array::from(vec![10.0, 11.0, 12.0, 13.0, 14.0]))),
+            (
+                "Date",
+                Arc::new(Date32Array::from(vec![18262, 18263, 18264, 18265, 18266])),
+            ),
+            (
+                "Open",
+                Arc::new(Float64Array::from(vec![10.0, 11.0, 12.0, 13.0, 14.0])),
+            ),
+            (
+                "High",
+                Arc::new(Float64Array::from(vec![10.0, 11.0, 12.0, 13.0, 14.0])),
+            ),
+            (
+                "Low",
+                Arc::new(Float64Array::from(vec![10.0, 11.0, 12.0, 13.0, 14.0])),
+            ),
             ("Close", Arc::new(close)),
         ];
         // Row groups of 2: the null is in the second group, the negative price in the third.
@@ -848,8 +1058,17 @@ mod tests {
         assert_eq!(
             got.dropped,
             vec![
-                DroppedRow { file: "data/X.parquet".into(), line: 3, message: "column 'Close': empty value (null)".into() },
-                DroppedRow { file: "data/X.parquet".into(), line: 5, message: "column 'Close': close must be a finite positive price, got -1.0".into() },
+                DroppedRow {
+                    file: "data/X.parquet".into(),
+                    line: 3,
+                    message: "column 'Close': empty value (null)".into()
+                },
+                DroppedRow {
+                    file: "data/X.parquet".into(),
+                    line: 5,
+                    message: "column 'Close': close must be a finite positive price, got -1.0"
+                        .into()
+                },
             ]
         );
         let null_time = TimestampSecondArray::from(vec![Some(T0), None]);
@@ -861,27 +1080,59 @@ mod tests {
     fn order_duplicates_and_window_work_across_row_groups() {
         // Descending over four row groups: sorted, with a note.
         let desc: Vec<i64> = days(7).into_iter().rev().collect();
-        let got = ok(&write(with_time("timestamp", Arc::new(TimestampSecondArray::from(desc)), 7), 2));
+        let got = ok(&write(
+            with_time("timestamp", Arc::new(TimestampSecondArray::from(desc)), 7),
+            2,
+        ));
         assert_eq!(got.bars.timestamps, days(7));
         assert_eq!(got.notes.len(), 1);
         // A duplicate across row groups names both rows.
         let mut dup = days(5);
         dup[3] = dup[2];
-        let bytes = write(with_time("timestamp", Arc::new(TimestampSecondArray::from(dup)), 5), 3);
+        let bytes = write(
+            with_time("timestamp", Arc::new(TimestampSecondArray::from(dup)), 5),
+            3,
+        );
         let m = err(&bytes);
         assert!(m.starts_with("data/X.parquet: row 4 (counting data rows from 1): column 'timestamp': duplicate timestamp 2020-01-03 00:00:00 (also on row 3)"), "{m}");
         assert_eq!(parse(&bytes, &DROP).unwrap().bars.timestamps.len(), 4);
-        let window = IngestOptions { start: Some(T0 + DAY), end: Some(T0 + 3 * DAY), ..DROP };
-        let got = parse(&write(with_time("timestamp", Arc::new(TimestampSecondArray::from(days(5))), 5), 2), &window).unwrap();
+        let window = IngestOptions {
+            start: Some(T0 + DAY),
+            end: Some(T0 + 3 * DAY),
+            ..DROP
+        };
+        let got = parse(
+            &write(
+                with_time(
+                    "timestamp",
+                    Arc::new(TimestampSecondArray::from(days(5))),
+                    5,
+                ),
+                2,
+            ),
+            &window,
+        )
+        .unwrap();
         assert_eq!(got.bars.timestamps, vec![T0 + DAY, T0 + 2 * DAY]);
     }
 
     #[test]
     fn many_row_groups_decode_in_parallel_to_the_same_bars() {
         let n = 5000;
-        let bytes = write(with_time("timestamp", Arc::new(TimestampSecondArray::from(days(n))), n as usize), 97);
+        let bytes = write(
+            with_time(
+                "timestamp",
+                Arc::new(TimestampSecondArray::from(days(n))),
+                n as usize,
+            ),
+            97,
+        );
         let many = ok(&bytes);
-        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| ok(&bytes));
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| ok(&bytes));
         assert_eq!(many, one);
         assert_eq!(many.bars.timestamps, days(n));
     }
@@ -891,7 +1142,14 @@ mod tests {
         let m = err(b"Date,Open,High,Low,Close\n2020-01-01,1,1,1,1\n");
         assert!(m.starts_with("data/X.parquet: not a Parquet file"), "{m}");
         assert!(err(b"").starts_with("data/X.parquet: the file is empty"));
-        let good = write(with_time("timestamp", Arc::new(TimestampSecondArray::from(days(3))), 3), 2);
+        let good = write(
+            with_time(
+                "timestamp",
+                Arc::new(TimestampSecondArray::from(days(3))),
+                3,
+            ),
+            2,
+        );
         for cut in [4, 8, good.len() / 2, good.len() - 1] {
             let m = err(&good[..cut]);
             assert!(m.contains("truncated"), "{cut}: {m}");
@@ -902,14 +1160,27 @@ mod tests {
         broken[len - 8..len - 4].copy_from_slice(&[0xff, 0xff, 0xff, 0x7f]);
         assert!(err(&broken).contains("cannot read the Parquet metadata"));
         let m = err(&write(prices(2), 2));
-        assert!(m.starts_with("data/X.parquet: column 'date': missing required column"), "{m}");
+        assert!(
+            m.starts_with("data/X.parquet: column 'date': missing required column"),
+            "{m}"
+        );
         let floats = Float64Array::from(vec![1.0, 2.0]);
         let m = err(&write(with_time("timestamp", Arc::new(floats), 2), 2));
-        assert!(m.starts_with("data/X.parquet: column 'timestamp': a Float64 column cannot hold times"), "{m}");
-        let mut cols = with_time("timestamp", Arc::new(TimestampSecondArray::from(days(2))), 2);
+        assert!(
+            m.starts_with("data/X.parquet: column 'timestamp': a Float64 column cannot hold times"),
+            "{m}"
+        );
+        let mut cols = with_time(
+            "timestamp",
+            Arc::new(TimestampSecondArray::from(days(2))),
+            2,
+        );
         cols[4] = ("Close", Arc::new(StringArray::from(vec!["1", "2"])));
         let m = err(&write(cols, 2));
-        assert!(m.starts_with("data/X.parquet: column 'Close': a Utf8 column cannot hold prices"), "{m}");
+        assert!(
+            m.starts_with("data/X.parquet: column 'Close': a Utf8 column cannot hold prices"),
+            "{m}"
+        );
         // Content decides over the name: a Parquet file named .csv is read as Parquet.
         let got = parse_file(Path::new("x.csv"), &good, &IngestOptions::default()).unwrap();
         assert_eq!(got.bars.timestamps, days(3));
@@ -917,7 +1188,14 @@ mod tests {
 
     #[test]
     fn corrupt_pages_never_panic() {
-        let good = write(with_time("timestamp", Arc::new(TimestampSecondArray::from(days(50))), 50), 7);
+        let good = write(
+            with_time(
+                "timestamp",
+                Arc::new(TimestampSecondArray::from(days(50))),
+                50,
+            ),
+            7,
+        );
         let mut state = 0x2545_F491_4F6C_DD1D_u64;
         let mut next = move || {
             state ^= state << 13;
