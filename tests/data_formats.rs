@@ -125,9 +125,7 @@ fn csv_and_parquet_give_the_same_bars() {
 #[test]
 fn csv_and_parquet_agree_when_sorting_dropping_and_filtering() {
     let mut t = table(700);
-    for v in [&mut t.millis] {
-        v.reverse();
-    }
+    t.millis.reverse();
     t.open.reverse();
     t.high.reverse();
     t.low.reverse();
