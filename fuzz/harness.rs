@@ -10,7 +10,10 @@
 //!   the second, and "not found" for any other, so real experiment files (which name
 //!   `templates/x.yaml`) make useful seeds. A resolved experiment must plan, and the
 //!   canonical JSON that stage keys hash must read back to the same canonical JSON.
-//! - `csv`: bars the CSV loader accepts must satisfy `ingest::validate`.
+//! - `csv`: bars the CSV loader accepts, with bad rows as errors or dropped, must satisfy
+//!   `ingest::validate`; dropping never keeps more bars than erroring would reject.
+//! - `parquet`: the same for the Parquet loader (`parquet::parse_parquet`), and the row
+//!   groups decoded on one thread must give what they give on several.
 //! - `lockfile`: a lockfile that parses must round-trip through `to_text` unchanged.
 
 #![allow(dead_code)]
@@ -18,7 +21,8 @@
 use std::path::{Path, PathBuf};
 
 use hft::config::{self, Experiment};
-use hft::data::ingest;
+use hft::data::ingest::{self, BadRows, IngestOptions};
+use hft::data::parquet::parse_parquet;
 use hft::lock::Lockfile;
 
 /// Separates the parts of a `config` input.
@@ -82,16 +86,63 @@ pub fn config(data: &[u8]) {
     }
 }
 
-pub fn csv(data: &[u8]) {
-    match ingest::parse_csv(Path::new("fuzz.csv"), data) {
-        Ok(bars) => {
-            if let Err(e) = ingest::validate(&bars) {
-                panic!("parse_csv accepted bars that validate rejects: {e}");
+const DROP: IngestOptions = IngestOptions {
+    on_bad_rows: BadRows::Drop,
+    start: None,
+    end: None,
+};
+
+/// What both loaders must satisfy: accepted bars are valid; under `Drop` everything that
+/// `Error` accepts is accepted unchanged.
+fn check_modes(
+    what: &str,
+    parse: impl Fn(&IngestOptions) -> Result<ingest::Ingested, ingest::DataError>,
+) {
+    let strict = parse(&IngestOptions::default());
+    let lenient = parse(&DROP);
+    for result in [&strict, &lenient] {
+        match result {
+            Ok(got) => {
+                if let Err(e) = ingest::validate(&got.bars) {
+                    panic!("{what} accepted bars that validate rejects: {e}");
+                }
+            }
+            Err(e) => {
+                let _ = e.to_string();
             }
         }
-        Err(e) => {
-            let _ = e.to_string();
+    }
+    if let Ok(strict) = &strict {
+        match &lenient {
+            Ok(lenient) => {
+                assert_eq!(strict.bars, lenient.bars, "{what}: Drop changed valid bars");
+                assert!(
+                    lenient.dropped.is_empty(),
+                    "{what}: Drop dropped a valid row"
+                );
+            }
+            Err(e) => panic!("{what}: Error accepted the file, Drop rejected it: {e}"),
         }
+    }
+}
+
+pub fn csv(data: &[u8]) {
+    check_modes("parse_csv", |opts| {
+        ingest::parse_csv_with(Path::new("fuzz.csv"), data, opts)
+    });
+}
+
+pub fn parquet(data: &[u8]) {
+    let path = Path::new("fuzz.parquet");
+    check_modes("parse_parquet", |opts| parse_parquet(path, data, opts));
+    // Row groups are decoded in parallel: one thread must see the same.
+    if let Ok(pool) = rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+        let one = pool.install(|| parse_parquet(path, data, &DROP));
+        assert_eq!(
+            one,
+            parse_parquet(path, data, &DROP),
+            "parse_parquet depends on the thread count"
+        );
     }
 }
 

@@ -29,7 +29,7 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
 fi
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(config csv lockfile)
+    targets=(config csv parquet lockfile)
 fi
 sanitizer="${HFT_FUZZ_SANITIZER:-address}"
 rss_mb="${HFT_FUZZ_RSS_MB:-2048}"

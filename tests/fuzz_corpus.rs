@@ -70,6 +70,11 @@ fn csv_corpus_and_regressions() {
 }
 
 #[test]
+fn parquet_corpus_and_regressions() {
+    replay("parquet", harness::parquet);
+}
+
+#[test]
 fn lockfile_corpus_and_regressions() {
     replay("lockfile", harness::lockfile);
 }

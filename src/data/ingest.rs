@@ -1,7 +1,8 @@
-//! The `ingest` stage: CSV bytes -> validated [`Bars`].
+//! The `ingest` stage: CSV or Parquet bytes -> validated [`Bars`].
 //!
-//! Accepted layouts (header names are matched after lowercasing and dropping everything that is
-//! not a letter or digit, so `Adj Close`, `adj_close` and `<CLOSE>` all work):
+//! Accepted layouts (column names are matched after lowercasing and dropping everything that
+//! is not a letter or digit, so `Adj Close`, `adj_close` and `<CLOSE>` all work; Parquet
+//! files use the same names, see [`super::parquet`]):
 //!
 //! - time: a `datetime` or `timestamp` column; otherwise a `date` column plus an optional `time`
 //!   column (`HH:MM` or `HH:MM:SS`); otherwise a lone `time` column. Values may be ISO dates
@@ -14,13 +15,28 @@
 //!   row (features.md, "Inputs").
 //! - `volume` (or `vol`) is optional (0 when absent); any other column is ignored.
 //!
-//! Rows may come in any order (exports are often newest first); they are sorted by time.
-//! Every problem is reported as `file:line: column 'name': what is wrong`, line 1 being the
-//! header. OHLC consistency allows a relative tolerance of [`OHLC_TOLERANCE`] for float noise in
+//! One pipeline serves both formats: each row is parsed and checked on its own, then the
+//! rows are put in time order, then the optional `data.start` / `data.end` window is applied.
+//!
+//! - Row-level problems (an unparseable number or date, an empty value or null, a non-finite
+//!   or non-positive price, high/low inconsistent with open/close, a negative volume, a CSV
+//!   row whose width differs from the header's, a duplicate timestamp, a row out of time
+//!   order in an otherwise ordered file) fail the ingest under [`BadRows::Error`] (the
+//!   default) and are dropped, and listed in [`Ingested::dropped`], under [`BadRows::Drop`].
+//! - File-level problems (an empty file, no header, a missing or repeated column, not a
+//!   Parquet file, no rows left, rows in no consistent time order) fail in both modes.
+//! - A file in descending time order (newest first, as many exports are) is sorted, with a
+//!   note in [`Ingested::notes`]. A file in ascending order is taken as it is; a few rows
+//!   out of that order are row-level problems, more than one row in a hundred (and more
+//!   than one row) means the file has no consistent order.
+//!
+//! Every problem names the file, where in it (`file:line:` for CSV, line 1 being the header;
+//! `file: row N` for Parquet, N counting data rows from 1) and the column, and says what to
+//! do. OHLC consistency allows a relative tolerance of [`OHLC_TOLERANCE`] for float noise in
 //! exported files; values inside that tolerance are clamped so the invariant holds exactly.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
 
@@ -31,8 +47,11 @@ use super::Bars;
 pub const OHLC_TOLERANCE: f64 = 1e-9;
 
 /// Unix seconds outside 1900..2200 are almost certainly milliseconds or garbage.
-const MIN_UNIX: i64 = -2_208_988_800;
-const MAX_UNIX: i64 = 7_258_118_400;
+pub(super) const MIN_UNIX: i64 = -2_208_988_800;
+pub(super) const MAX_UNIX: i64 = 7_258_118_400;
+
+/// What every row-level error ends with: the two ways out.
+const DROP_HINT: &str = "(fix the row, or set `data.on_bad_rows: drop` to skip bad rows)";
 
 /// Everything that can go wrong in the data layer.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -44,6 +63,17 @@ pub enum DataError {
         /// 1-based line in the file; the header is line 1.
         line: u64,
         /// The column as written in the file's header, when one is to blame.
+        column: Option<String>,
+        message: String,
+    },
+    /// A problem in a file whose rows have no lines (Parquet), or in a file as a whole.
+    #[error("{file}: {}{}{message}", RowPrefix(.row.as_ref()), ColumnPrefix(.column.as_deref()))]
+    Table {
+        file: String,
+        /// 1-based data row (the first row of the first row group is row 1), when one row
+        /// is to blame.
+        row: Option<u64>,
+        /// The column as named in the file, when one is to blame.
         column: Option<String>,
         message: String,
     },
@@ -73,13 +103,66 @@ impl fmt::Display for ColumnPrefix<'_> {
     }
 }
 
-/// The bar columns whose values [`check_row`] validates.
+struct RowPrefix<'a>(Option<&'a u64>);
+
+impl fmt::Display for RowPrefix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(r) => write!(f, "row {r} (counting data rows from 1): "),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What to do with rows that fail a row-level check (`data.on_bad_rows`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BadRows {
+    /// Fail the ingest on the first bad row.
+    #[default]
+    Error,
+    /// Skip bad rows, listing each in [`Ingested::dropped`].
+    Drop,
+}
+
+/// How to ingest: what the `data` section says beyond the file itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IngestOptions {
+    pub on_bad_rows: BadRows,
+    /// Keep bars with timestamp >= start (Unix seconds).
+    pub start: Option<i64>,
+    /// Keep bars with timestamp < end (Unix seconds; the caller passes the day after `data.end`).
+    pub end: Option<i64>,
+}
+
+/// A row skipped under [`BadRows::Drop`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DroppedRow {
+    pub file: String,
+    /// The CSV line (the header is line 1), or the Parquet data row (counting from 1).
+    pub line: u64,
+    /// What the error would have said after `file:line: ` (`column 'Close': close must be
+    /// a finite positive price, got -1.0`), without the advice on how to skip it.
+    pub message: String,
+}
+
+/// The result of an ingest: the bars and what the user should be told about them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingested {
+    pub bars: Bars,
+    /// Rows dropped under BadRows::Drop, each with the message it would have failed with.
+    pub dropped: Vec<DroppedRow>,
+    /// Things the user should know that are not errors ("rows were in descending order; sorted").
+    pub notes: Vec<String>,
+}
+
+/// The bar columns whose values [`check_row`] and [`make_row`] validate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
+pub(super) enum Field {
     Open,
     High,
     Low,
     Close,
+    AdjClose,
     Volume,
 }
 
@@ -90,12 +173,13 @@ impl Field {
             Field::High => "high",
             Field::Low => "low",
             Field::Close => "close",
+            Field::AdjClose => "adjusted close",
             Field::Volume => "volume",
         }
     }
 }
 
-/// The per-row rules shared by CSV ingest and [`validate`]: finite positive prices, OHLC
+/// The per-row rules shared by ingest and [`validate`]: finite positive prices, OHLC
 /// consistency (within [`OHLC_TOLERANCE`]), finite non-negative volume.
 fn check_row(o: f64, h: f64, l: f64, c: f64, v: f64) -> Result<(), (Field, String)> {
     for (field, x) in [
@@ -138,7 +222,7 @@ fn check_row(o: f64, h: f64, l: f64, c: f64, v: f64) -> Result<(), (Field, Strin
 }
 
 /// Checks the invariants every [`Bars`] value must satisfy: equal column lengths, at least one
-/// row, strictly increasing timestamps, and the per-row price/volume rules of CSV ingest.
+/// row, strictly increasing timestamps, and the per-row price/volume rules of ingest.
 pub fn validate(bars: &Bars) -> Result<(), DataError> {
     let n = bars.timestamps.len();
     for (name, len) in [
@@ -240,249 +324,538 @@ fn role(normalised: &str) -> Option<Role> {
     })
 }
 
-/// Where each role lives in the header (index and the name as written).
-#[derive(Default)]
-struct Columns {
-    found: Vec<(Role, usize)>,
-}
-
-impl Columns {
-    fn get(&self, r: Role) -> Option<usize> {
-        self.found.iter().find(|(x, _)| *x == r).map(|&(_, i)| i)
-    }
-}
-
 /// How a row's timestamp is assembled from its columns.
-enum TimeSource {
-    /// One column holding a full date-time or Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TimeSource {
+    /// One column holding a full date-time or (when `allow_unix`) Unix seconds.
     Single { col: usize, allow_unix: bool },
     /// A date column plus a time-of-day column.
     DateAndTime { date: usize, time: usize },
 }
 
-/// Reads a CSV of bars. `path_for_messages` only names the file in errors.
-///
-/// Never panics, whatever the bytes: every problem is a [`DataError::Source`] naming the file,
-/// the 1-based line and, where one is to blame, the column.
-pub fn parse_csv(path_for_messages: &Path, bytes: &[u8]) -> Result<Bars, DataError> {
-    let file = path_for_messages.display().to_string();
-    let err = |line: u64, column: Option<&str>, message: String| DataError::Source {
-        file: file.clone(),
-        line,
-        column: column.map(str::to_string),
-        message,
-    };
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .trim(csv::Trim::All)
-        .from_reader(bytes);
-    // One record buffer, reused for every row (what `byte_records()` would allocate anew).
-    let mut header = csv::ByteRecord::new();
-    match reader.read_byte_record(&mut header) {
-        Ok(false) => return Err(err(1, None, "the file is empty (no header row)".into())),
-        Err(e) => return Err(csv_error(&file, &e)),
-        Ok(true) => {}
-    }
-    let header_line = header.position().map_or(1, |p| p.line());
-    let names: Vec<String> = header
-        .iter()
-        .map(|f| String::from_utf8_lossy(f).into_owned())
-        .collect();
-    let name_of = |i: usize| names.get(i).map_or("?", String::as_str);
+/// Where the bar columns are, as indexes into the header (CSV) or the schema (Parquet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Layout {
+    pub time: TimeSource,
+    pub open: usize,
+    pub high: usize,
+    pub low: usize,
+    pub close: usize,
+    pub adj: Option<usize>,
+    pub volume: Option<usize>,
+}
 
-    let mut columns = Columns::default();
-    for (i, name) in names.iter().enumerate() {
-        let Some(r) = role(&normalise(name)) else {
-            continue;
-        };
-        if let Some(prev) = columns.get(r) {
-            return Err(err(
-                header_line,
-                Some(name),
-                format!(
-                    "column appears twice (columns {} '{}' and {} '{}' mean the same)",
-                    prev + 1,
-                    name_of(prev),
-                    i + 1,
-                    name
-                ),
-            ));
-        }
-        columns.found.push((r, i));
-    }
-    let found_list = || {
-        names
-            .iter()
-            .map(|n| format!("'{n}'"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-
-    let time_source = match (
-        columns.get(Role::DateTime),
-        columns.get(Role::Date),
-        columns.get(Role::Time),
-    ) {
-        (Some(col), _, _) => TimeSource::Single {
-            col,
-            allow_unix: true,
-        },
-        (None, Some(date), Some(time)) => TimeSource::DateAndTime { date, time },
-        (None, Some(col), None) => TimeSource::Single {
-            col,
-            allow_unix: false,
-        },
-        (None, None, Some(col)) => TimeSource::Single {
-            col,
-            allow_unix: true,
-        },
-        (None, None, None) => {
-            return Err(err(
-                header_line,
-                Some("date"),
-                format!(
-                    "missing required column (a date, datetime or timestamp column); found {}",
-                    found_list()
-                ),
-            ));
-        }
-    };
-    let mut required = [0usize; 4];
-    for (slot, (r, label)) in required.iter_mut().zip([
-        (Role::Open, "open"),
-        (Role::High, "high"),
-        (Role::Low, "low"),
-        (Role::Close, "close"),
-    ]) {
-        *slot = columns.get(r).ok_or_else(|| {
-            err(
-                header_line,
-                Some(label),
-                format!("missing required column; found {}", found_list()),
-            )
-        })?;
-    }
-    let [c_open, c_high, c_low, c_close] = required;
-    let c_adj = columns.get(Role::AdjClose);
-    let c_volume = columns.get(Role::Volume);
-
-    // Data rows are roughly the same length: reserve from the first data line's length.
-    let line_len = |from: usize| {
-        let rest = bytes.get(from..).unwrap_or_default();
-        rest.iter()
-            .position(|&b| b == b'\n')
-            .map_or(rest.len(), |i| i + 1)
-    };
-    let first_row_len = line_len(line_len(0)).max(16);
-    let mut rows: Vec<Row> = Vec::with_capacity(bytes.len() / first_row_len + 1);
-    let mut record = csv::ByteRecord::new();
-    loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => return Err(csv_error(&file, &e)),
-        }
-        let line = record.position().map_or(0, |p| p.line());
-        let text = |col: usize| -> Result<&str, DataError> {
-            let raw = record.get(col).unwrap_or_default();
-            std::str::from_utf8(raw)
-                .map_err(|_| err(line, Some(name_of(col)), "invalid UTF-8 in value".into()))
-        };
-        let number = |col: usize| -> Result<f64, DataError> {
-            let s = text(col)?;
-            if s.is_empty() {
-                return Err(err(line, Some(name_of(col)), "empty value".into()));
-            }
-            s.parse::<f64>().map_err(|_| {
-                err(
-                    line,
-                    Some(name_of(col)),
-                    format!("cannot parse '{}' as a number", shorten(s)),
-                )
-            })
-        };
-        let timestamp = match time_source {
-            TimeSource::Single { col, allow_unix } => parse_datetime(text(col)?, allow_unix)
-                .map_err(|m| err(line, Some(name_of(col)), m))?,
-            TimeSource::DateAndTime { date, time } => {
-                let d = parse_date(text(date)?).map_err(|m| err(line, Some(name_of(date)), m))?;
-                let t = parse_time(text(time)?).map_err(|m| err(line, Some(name_of(time)), m))?;
-                d.and_time(t).and_utc().timestamp()
-            }
-        };
-        let open = number(c_open)?;
-        let high = number(c_high)?;
-        let low = number(c_low)?;
-        let close = number(c_close)?;
-        let volume = match c_volume {
-            Some(c) => number(c)?,
-            None => 0.0,
-        };
-        check_row(open, high, low, close, volume).map_err(|(field, message)| {
-            let col = match field {
-                Field::Open => c_open,
-                Field::High => c_high,
-                Field::Low => c_low,
-                Field::Close => c_close,
-                Field::Volume => c_volume.unwrap_or(c_close),
+impl Layout {
+    /// Finds each role among the column names. The error names the column to blame (as
+    /// written, or the role's name when it is missing) and what is wrong.
+    pub(super) fn from_names(names: &[String]) -> Result<Layout, (String, String)> {
+        let name_of = |i: usize| names.get(i).map_or("?", String::as_str);
+        let mut found: Vec<(Role, usize)> = Vec::new();
+        let get =
+            |found: &[(Role, usize)], r: Role| found.iter().find(|(x, _)| *x == r).map(|&(_, i)| i);
+        for (i, name) in names.iter().enumerate() {
+            let Some(r) = role(&normalise(name)) else {
+                continue;
             };
-            err(line, Some(name_of(col)), message)
-        })?;
-        let adj = match c_adj {
-            Some(c) => {
-                let a = number(c)?;
-                if !a.is_finite() || a <= 0.0 {
-                    return Err(err(
-                        line,
-                        Some(name_of(c)),
-                        format!("adjusted close must be a finite positive price, got {a:?}"),
-                    ));
-                }
-                Some(a)
+            if let Some(prev) = get(&found, r) {
+                return Err((
+                    name.clone(),
+                    format!(
+                        "column appears twice (columns {} '{}' and {} '{}' mean the same); \
+                         rename or remove one",
+                        prev + 1,
+                        name_of(prev),
+                        i + 1,
+                        name
+                    ),
+                ));
             }
-            None => None,
+            found.push((r, i));
+        }
+        let found_list = || {
+            names
+                .iter()
+                .map(|n| format!("'{n}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        rows.push(Row {
-            line,
-            timestamp,
+        let time = match (
+            get(&found, Role::DateTime),
+            get(&found, Role::Date),
+            get(&found, Role::Time),
+        ) {
+            (Some(col), _, _) => TimeSource::Single {
+                col,
+                allow_unix: true,
+            },
+            (None, Some(date), Some(time)) => TimeSource::DateAndTime { date, time },
+            (None, Some(col), None) => TimeSource::Single {
+                col,
+                allow_unix: false,
+            },
+            (None, None, Some(col)) => TimeSource::Single {
+                col,
+                allow_unix: true,
+            },
+            (None, None, None) => {
+                return Err((
+                    "date".to_string(),
+                    format!(
+                        "missing required column (a date, datetime or timestamp column); \
+                         found {}",
+                        found_list()
+                    ),
+                ));
+            }
+        };
+        let mut required = [0usize; 4];
+        for (slot, (r, label)) in required.iter_mut().zip([
+            (Role::Open, "open"),
+            (Role::High, "high"),
+            (Role::Low, "low"),
+            (Role::Close, "close"),
+        ]) {
+            *slot = get(&found, r).ok_or_else(|| {
+                (
+                    label.to_string(),
+                    format!("missing required column; found {}", found_list()),
+                )
+            })?;
+        }
+        let [open, high, low, close] = required;
+        Ok(Layout {
+            time,
             open,
             high,
             low,
             close,
-            adj,
-            volume,
-        });
-    }
-    if rows.is_empty() {
-        return Err(err(
-            header_line,
-            None,
-            "no data rows after the header".into(),
-        ));
+            adj: get(&found, Role::AdjClose),
+            volume: get(&found, Role::Volume),
+        })
     }
 
-    // Stable: equal timestamps keep file order, so the duplicate check names lines in order.
-    rows.sort_by_key(|r| r.timestamp);
-    let time_col = match time_source {
-        TimeSource::Single { col, .. } | TimeSource::DateAndTime { date: col, .. } => col,
-    };
-    for pair in rows.windows(2) {
-        if let [a, b] = pair
-            && a.timestamp == b.timestamp
-        {
-            let (first, second) = (a.line.min(b.line), a.line.max(b.line));
-            return Err(err(
-                second,
-                Some(name_of(time_col)),
+    /// The column a [`Field`] is read from (volume falls back to close: it never fails when
+    /// there is no volume column, since it is then 0).
+    pub(super) fn column(&self, field: Field) -> usize {
+        match field {
+            Field::Open => self.open,
+            Field::High => self.high,
+            Field::Low => self.low,
+            Field::Close => self.close,
+            Field::AdjClose => self.adj.unwrap_or(self.close),
+            Field::Volume => self.volume.unwrap_or(self.close),
+        }
+    }
+
+    /// The column duplicate and ordering problems are blamed on.
+    pub(super) fn time_column(&self) -> usize {
+        match self.time {
+            TimeSource::Single { col, .. } | TimeSource::DateAndTime { date: col, .. } => col,
+        }
+    }
+
+    /// Every column the layout reads, ascending.
+    pub(super) fn columns(&self) -> Vec<usize> {
+        let mut out = vec![self.open, self.high, self.low, self.close];
+        match self.time {
+            TimeSource::Single { col, .. } => out.push(col),
+            TimeSource::DateAndTime { date, time } => out.extend([date, time]),
+        }
+        out.extend(self.adj);
+        out.extend(self.volume);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// One validated row: prices already adjusted and clamped, not yet in time order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Row {
+    /// The CSV line or the Parquet data row, for messages.
+    pub at: u64,
+    pub timestamp: i64,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: f64,
+}
+
+/// A row's values as read, before the checks and the adjusted close.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct RawBar {
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub adj: Option<f64>,
+    pub volume: f64,
+}
+
+/// The row checks of every format: [`check_row`], then the adjusted close (which replaces
+/// the close and scales O/H/L to match), then the clamp of tolerance-level OHLC violations.
+pub(super) fn make_row(at: u64, timestamp: i64, raw: RawBar) -> Result<Row, (Field, String)> {
+    check_row(raw.open, raw.high, raw.low, raw.close, raw.volume)?;
+    let (mut o, mut h, mut l, mut c) = (raw.open, raw.high, raw.low, raw.close);
+    if let Some(adj) = raw.adj {
+        if !adj.is_finite() || adj <= 0.0 {
+            return Err((
+                Field::AdjClose,
+                format!("adjusted close must be a finite positive price, got {adj:?}"),
+            ));
+        }
+        let factor = adj / c;
+        o *= factor;
+        h *= factor;
+        l *= factor;
+        c = adj;
+        // An adjustment factor far outside any real split or dividend can overflow (or
+        // flush to zero) the scaled prices.
+        if let Some(bad) = [o, h, l].into_iter().find(|x| !x.is_finite() || *x <= 0.0) {
+            return Err((
+                Field::AdjClose,
                 format!(
-                    "duplicate timestamp {} (also on line {first})",
-                    fmt_ts(a.timestamp)
+                    "adjusted close {adj:?} against close {:?} scales the prices to {bad:?}; \
+                     check the adjusted close column",
+                    raw.close
                 ),
             ));
         }
     }
+    // Clamp tolerance-level violations (and the rounding of the adjustment) so
+    // high >= max(open, close) and low <= min(open, close) hold exactly downstream.
+    h = h.max(o).max(c);
+    l = l.min(o).min(c);
+    Ok(Row {
+        at,
+        timestamp,
+        open: o,
+        high: h,
+        low: l,
+        close: c,
+        volume: raw.volume,
+    })
+}
 
+/// A row-level problem, before it becomes an error (under [`BadRows::Error`]) or a
+/// [`DroppedRow`] (under [`BadRows::Drop`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Problem {
+    /// The CSV line or the Parquet data row.
+    pub at: u64,
+    pub column: Option<String>,
+    pub message: String,
+}
+
+/// How a file's rows are numbered in messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Numbering {
+    /// CSV: `file:line:`, the header on `header_line`.
+    Lines { header_line: u64 },
+    /// Parquet: `file: row N`, data rows counted from 1.
+    Rows,
+}
+
+/// A file being ingested, as messages name it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Source {
+    pub file: String,
+    numbering: Numbering,
+}
+
+impl Source {
+    fn csv(path: &Path, header_line: u64) -> Source {
+        Source {
+            file: path.display().to_string(),
+            numbering: Numbering::Lines { header_line },
+        }
+    }
+
+    pub(super) fn parquet(path: &Path) -> Source {
+        Source {
+            file: path.display().to_string(),
+            numbering: Numbering::Rows,
+        }
+    }
+
+    /// "line" or "row": how this file's places are called in messages.
+    pub(super) fn unit(&self) -> &'static str {
+        match self.numbering {
+            Numbering::Lines { .. } => "line",
+            Numbering::Rows => "row",
+        }
+    }
+
+    /// An error about the file as a whole (CSV: on the header line).
+    pub(super) fn file_error(&self, column: Option<&str>, message: String) -> DataError {
+        match self.numbering {
+            Numbering::Lines { header_line } => DataError::Source {
+                file: self.file.clone(),
+                line: header_line,
+                column: column.map(str::to_string),
+                message,
+            },
+            Numbering::Rows => DataError::Table {
+                file: self.file.clone(),
+                row: None,
+                column: column.map(str::to_string),
+                message,
+            },
+        }
+    }
+
+    /// An error at one line or row.
+    pub(super) fn error_at(&self, at: u64, column: Option<&str>, message: String) -> DataError {
+        match self.numbering {
+            Numbering::Lines { .. } => DataError::Source {
+                file: self.file.clone(),
+                line: at,
+                column: column.map(str::to_string),
+                message,
+            },
+            Numbering::Rows => DataError::Table {
+                file: self.file.clone(),
+                row: Some(at),
+                column: column.map(str::to_string),
+                message,
+            },
+        }
+    }
+
+    /// A row-level problem as the error it is under [`BadRows::Error`].
+    pub(super) fn row_error(&self, p: Problem) -> DataError {
+        self.error_at(
+            p.at,
+            p.column.as_deref(),
+            format!("{} {DROP_HINT}", p.message),
+        )
+    }
+
+    fn dropped(&self, p: Problem) -> DroppedRow {
+        DroppedRow {
+            file: self.file.clone(),
+            line: p.at,
+            message: format!("{}{}", ColumnPrefix(p.column.as_deref()), p.message),
+        }
+    }
+}
+
+/// One file's rows after every row-level check, in time order, before the date window.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Validated {
+    pub source: Source,
+    pub rows: Vec<Row>,
+    /// Row-level problems (only under [`BadRows::Drop`]), in no particular order.
+    pub problems: Vec<Problem>,
+    pub notes: Vec<String>,
+    /// The time column's name, for duplicates across files.
+    pub time_column: String,
+}
+
+/// The order phase of every format: `rows` as read (each already checked) become a
+/// [`Validated`] in strictly ascending time order, or the error to report.
+///
+/// Ascending files (the common case) pass in one scan. A file whose rows mostly descend
+/// is reversed (with a note). Then a row equal in time to an earlier one is a duplicate
+/// (the first in the file wins) and a row that goes back in time is out of order; both
+/// are row-level problems, unless more than one row in a hundred (and more than one) is out
+/// of order, which means the file has no consistent order at all.
+pub(super) fn validate_rows(
+    source: Source,
+    rows: Vec<Row>,
+    mut problems: Vec<Problem>,
+    time_column: String,
+    mode: BadRows,
+) -> Result<Validated, DataError> {
+    if rows.is_empty() {
+        let message = match problems.iter().min_by_key(|p| p.at) {
+            None => match source.numbering {
+                Numbering::Lines { .. } => "no data rows after the header".to_string(),
+                Numbering::Rows => "the file has no data rows".to_string(),
+            },
+            Some(first) => format!(
+                "no rows left: all {} data rows are bad and were dropped (the first, {} {}: \
+                 {}{}); fix the file",
+                problems.len(),
+                source.unit(),
+                first.at,
+                ColumnPrefix(first.column.as_deref()),
+                first.message
+            ),
+        };
+        return Err(source.file_error(None, message));
+    }
+    let (mut ascending, mut descending, mut equal) = (0usize, 0usize, 0usize);
+    for pair in rows.windows(2) {
+        if let [a, b] = pair {
+            match b.timestamp.cmp(&a.timestamp) {
+                std::cmp::Ordering::Greater => ascending += 1,
+                std::cmp::Ordering::Less => descending += 1,
+                std::cmp::Ordering::Equal => equal += 1,
+            }
+        }
+    }
+    let mut notes = Vec::new();
+    if descending == 0 && equal == 0 {
+        return Ok(Validated {
+            source,
+            rows,
+            problems,
+            notes,
+            time_column,
+        });
+    }
+    let reversed = descending > ascending;
+    let mut rows = rows;
+    if reversed {
+        rows.reverse();
+    }
+    let unit = source.unit();
+    let duplicate = |row: &Row, first: &Row| Problem {
+        at: row.at,
+        column: Some(time_column.clone()),
+        message: format!(
+            "duplicate timestamp {} (also on {unit} {})",
+            fmt_ts(row.timestamp),
+            first.at
+        ),
+    };
+    let n = rows.len();
+    let mut kept: Vec<Row> = Vec::with_capacity(n);
+    let mut order_problems: Vec<Problem> = Vec::new();
+    let mut out_of_order = 0usize;
+    // The out-of-order row earliest in the file, and the row it contradicts.
+    let mut first_out_of_order: Option<(Row, Row)> = None;
+    for row in rows {
+        let Some(last) = kept.last_mut() else {
+            kept.push(row);
+            continue;
+        };
+        if row.timestamp > last.timestamp {
+            kept.push(row);
+        } else if row.timestamp == last.timestamp {
+            // Keep whichever comes first in the file.
+            if row.at < last.at {
+                order_problems.push(duplicate(last, &row));
+                *last = row;
+            } else {
+                order_problems.push(duplicate(&row, last));
+            }
+        } else {
+            let last = *last;
+            match kept.binary_search_by_key(&row.timestamp, |k| k.timestamp) {
+                Ok(i) => {
+                    if let Some(earlier) = kept.get_mut(i) {
+                        if row.at < earlier.at {
+                            order_problems.push(duplicate(earlier, &row));
+                            *earlier = row;
+                        } else {
+                            order_problems.push(duplicate(&row, earlier));
+                        }
+                    }
+                }
+                Err(_) => {
+                    out_of_order += 1;
+                    if first_out_of_order.is_none_or(|(r, _)| row.at < r.at) {
+                        first_out_of_order = Some((row, last));
+                    }
+                    let direction = if reversed {
+                        "descending (newest first)"
+                    } else {
+                        "ascending"
+                    };
+                    order_problems.push(Problem {
+                        at: row.at,
+                        column: Some(time_column.clone()),
+                        message: format!(
+                            "row out of time order: {} in a file otherwise {direction} \
+                             (compare {unit} {}: {})",
+                            fmt_ts(row.timestamp),
+                            last.at,
+                            fmt_ts(last.timestamp)
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    if out_of_order > (n / 100).max(1)
+        && let Some((row, other)) = first_out_of_order
+    {
+        return Err(source.error_at(
+            row.at,
+            Some(&time_column),
+            format!(
+                "rows are in no consistent time order (neither ascending nor descending; \
+                 {out_of_order} of {n} rows out of order): {} comes after {} on {unit} {}; \
+                 sort the file by time, oldest first",
+                fmt_ts(row.timestamp),
+                fmt_ts(other.timestamp),
+                other.at
+            ),
+        ));
+    }
+    if mode == BadRows::Error
+        && let Some(first) = order_problems.iter().min_by_key(|p| p.at)
+    {
+        return Err(source.row_error(first.clone()));
+    }
+    problems.append(&mut order_problems);
+    if reversed {
+        notes.push(format!(
+            "{}: rows were in descending time order (newest first); sorted oldest first",
+            source.file
+        ));
+    }
+    Ok(Validated {
+        source,
+        rows: kept,
+        problems,
+        notes,
+        time_column,
+    })
+}
+
+/// Applies the date window and builds the result. `label` names the input(s) in the error
+/// for an empty window.
+fn finish(
+    label: &str,
+    mut rows: Vec<Row>,
+    dropped: Vec<DroppedRow>,
+    notes: Vec<String>,
+    opts: &IngestOptions,
+) -> Result<Ingested, DataError> {
+    if opts.start.is_some() || opts.end.is_some() {
+        let span = rows
+            .first()
+            .zip(rows.last())
+            .map(|(a, b)| (a.timestamp, b.timestamp));
+        let start = opts.start.unwrap_or(i64::MIN);
+        let end = opts.end.unwrap_or(i64::MAX);
+        rows.retain(|r| r.timestamp >= start && r.timestamp < end);
+        if rows.is_empty() {
+            let mut window = Vec::new();
+            if let Some(s) = opts.start {
+                window.push(format!("from {}", fmt_ts(s)));
+            }
+            if let Some(e) = opts.end {
+                window.push(format!("before {}", fmt_ts(e)));
+            }
+            let had = span.map_or(String::new(), |(a, b)| {
+                format!(" (the data runs from {} to {})", fmt_ts(a), fmt_ts(b))
+            });
+            return Err(DataError::Table {
+                file: label.to_string(),
+                row: None,
+                column: None,
+                message: format!(
+                    "no bars {} (data.start / data.end){had}; widen the date range",
+                    window.join(" and ")
+                ),
+            });
+        }
+    }
     let n = rows.len();
     let mut bars = Bars {
         timestamps: Vec::with_capacity(n),
@@ -493,75 +866,309 @@ pub fn parse_csv(path_for_messages: &Path, bytes: &[u8]) -> Result<Bars, DataErr
         volume: Vec::with_capacity(n),
     };
     for r in rows {
-        let (mut o, mut h, mut l, mut c) = (r.open, r.high, r.low, r.close);
-        if let Some(adj) = r.adj {
-            let factor = adj / c;
-            o *= factor;
-            h *= factor;
-            l *= factor;
-            c = adj;
-            // An adjustment factor far outside any real split or dividend can overflow
-            // (or flush to zero) the scaled prices.
-            if let Some(bad) = [o, h, l].into_iter().find(|x| !x.is_finite() || *x <= 0.0) {
-                return Err(err(
-                    r.line,
-                    c_adj.map(name_of),
-                    format!(
-                        "adjusted close {adj:?} against close {:?} scales the prices to {bad:?}; \
-                         check the adjusted close column",
-                        r.close
-                    ),
-                ));
-            }
-        }
-        // Clamp tolerance-level violations (and the rounding of the adjustment) so
-        // high >= max(open, close) and low <= min(open, close) hold exactly downstream.
-        h = h.max(o).max(c);
-        l = l.min(o).min(c);
         bars.timestamps.push(r.timestamp);
-        bars.open.push(o);
-        bars.high.push(h);
-        bars.low.push(l);
-        bars.close.push(c);
+        bars.open.push(r.open);
+        bars.high.push(r.high);
+        bars.low.push(r.low);
+        bars.close.push(r.close);
         bars.volume.push(r.volume);
     }
-    Ok(bars)
+    Ok(Ingested {
+        bars,
+        dropped,
+        notes,
+    })
 }
 
-/// One parsed CSV row, before sorting and adjustment.
-struct Row {
-    line: u64,
-    timestamp: i64,
-    open: f64,
-    high: f64,
-    low: f64,
-    close: f64,
-    adj: Option<f64>,
-    volume: f64,
+/// The problems of a file as dropped rows, in file order.
+fn dropped_rows(source: &Source, mut problems: Vec<Problem>) -> Vec<DroppedRow> {
+    problems.sort_by_key(|p| p.at);
+    problems.into_iter().map(|p| source.dropped(p)).collect()
+}
+
+/// One file's [`Validated`] through the date window.
+pub(super) fn finish_one(v: Validated, opts: &IngestOptions) -> Result<Ingested, DataError> {
+    let dropped = dropped_rows(&v.source, v.problems);
+    finish(&v.source.file, v.rows, dropped, v.notes, opts)
+}
+
+/// Reads a CSV of bars with the default options (bad rows are errors, no date window).
+/// `path_for_messages` only names the file in errors.
+///
+/// Never panics, whatever the bytes: every problem is a [`DataError::Source`] naming the file,
+/// the 1-based line and, where one is to blame, the column.
+pub fn parse_csv(path_for_messages: &Path, bytes: &[u8]) -> Result<Bars, DataError> {
+    parse_csv_with(path_for_messages, bytes, &IngestOptions::default()).map(|i| i.bars)
+}
+
+/// Reads a CSV of bars under `opts`. `path_for_messages` only names the file in messages.
+pub fn parse_csv_with(
+    path_for_messages: &Path,
+    bytes: &[u8],
+    opts: &IngestOptions,
+) -> Result<Ingested, DataError> {
+    finish_one(
+        validate_csv(path_for_messages, bytes, opts.on_bad_rows)?,
+        opts,
+    )
+}
+
+/// Reads a data file of bars, CSV or Parquet: Parquet when the bytes start and end with
+/// the Parquet magic `PAR1`, or else when the name ends in `.parquet` or `.pq`; CSV
+/// otherwise (`.csv`, `.txt`, anything else).
+pub fn parse_file(
+    path_for_messages: &Path,
+    bytes: &[u8],
+    opts: &IngestOptions,
+) -> Result<Ingested, DataError> {
+    finish_one(
+        validate_file(path_for_messages, bytes, opts.on_bad_rows)?,
+        opts,
+    )
+}
+
+/// Whether [`parse_file`] reads these bytes as Parquet.
+fn is_parquet(path: &Path, bytes: &[u8]) -> bool {
+    const MAGIC: &[u8] = b"PAR1";
+    if bytes.len() >= 2 * MAGIC.len() && bytes.starts_with(MAGIC) && bytes.ends_with(MAGIC) {
+        return true;
+    }
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet") || e.eq_ignore_ascii_case("pq"))
+}
+
+fn validate_file(path: &Path, bytes: &[u8], mode: BadRows) -> Result<Validated, DataError> {
+    if is_parquet(path, bytes) {
+        super::parquet::validate_parquet(path, bytes, mode)
+    } else {
+        validate_csv(path, bytes, mode)
+    }
+}
+
+/// Several files of one symbol (e.g. train/AAPL.csv then test/AAPL.csv): each parsed, then
+/// concatenated in time order; a timestamp present in two files is an error naming both files
+/// and lines (dropped, first file wins, under Drop). The date window applies to the whole.
+pub fn parse_files(
+    files: &[(PathBuf, Vec<u8>)],
+    opts: &IngestOptions,
+) -> Result<Ingested, DataError> {
+    use rayon::prelude::*;
+    let mode = opts.on_bad_rows;
+    // Every file in parallel; the first error in the given order is the one reported.
+    let results: Vec<Result<Validated, DataError>> = files
+        .par_iter()
+        .map(|(path, bytes)| validate_file(path, bytes, mode))
+        .collect();
+    let mut validated = Vec::with_capacity(results.len());
+    for r in results {
+        validated.push(r?);
+    }
+    let label = validated
+        .iter()
+        .map(|v| v.source.file.as_str())
+        .collect::<Vec<_>>()
+        .join(" + ");
+    if validated.len() <= 1 {
+        let Some(v) = validated.pop() else {
+            return Err(DataError::Table {
+                file: "(no files)".to_string(),
+                row: None,
+                column: None,
+                message: "no data files to ingest; name at least one".to_string(),
+            });
+        };
+        return finish_one(v, opts);
+    }
+    // Each file is already in order: a stable sort of the concatenation merges the runs,
+    // and keeps files in the given order among equal timestamps.
+    let total = validated.iter().map(|v| v.rows.len()).sum();
+    let mut all: Vec<(usize, Row)> = Vec::with_capacity(total);
+    for (i, v) in validated.iter_mut().enumerate() {
+        all.extend(std::mem::take(&mut v.rows).into_iter().map(|r| (i, r)));
+    }
+    all.sort_by_key(|(_, r)| r.timestamp);
+    let mut rows: Vec<Row> = Vec::with_capacity(total);
+    let mut first: Option<(usize, Row)> = None;
+    for (i, row) in all {
+        if let Some((fi, f)) = first
+            && f.timestamp == row.timestamp
+        {
+            let (Some(v), Some(other)) = (validated.get(i), validated.get(fi)) else {
+                continue;
+            };
+            let problem = Problem {
+                at: row.at,
+                column: Some(v.time_column.clone()),
+                message: format!(
+                    "duplicate timestamp {} (also in {} {} {}); keep each bar in one file",
+                    fmt_ts(row.timestamp),
+                    other.source.file,
+                    other.source.unit(),
+                    f.at
+                ),
+            };
+            if mode == BadRows::Error {
+                return Err(v.source.row_error(problem));
+            }
+            if let Some(v) = validated.get_mut(i) {
+                v.problems.push(problem);
+            }
+            continue;
+        }
+        first = Some((i, row));
+        rows.push(row);
+    }
+    let mut dropped = Vec::new();
+    let mut notes = Vec::new();
+    for v in validated {
+        dropped.extend(dropped_rows(&v.source, v.problems));
+        notes.extend(v.notes);
+    }
+    finish(&label, rows, dropped, notes, opts)
+}
+
+/// The row checks and the order phase of a CSV file.
+fn validate_csv(path: &Path, bytes: &[u8], mode: BadRows) -> Result<Validated, DataError> {
+    let file = path.display().to_string();
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(bytes);
+    // One record buffer, reused for every row (what `byte_records()` would allocate anew).
+    let mut header = csv::ByteRecord::new();
+    match reader.read_byte_record(&mut header) {
+        Ok(false) => {
+            return Err(Source::csv(path, 1).file_error(
+                None,
+                "the file is empty (no header row); a data file starts with a header such \
+                 as Date,Open,High,Low,Close,Volume"
+                    .into(),
+            ));
+        }
+        Err(e) => return Err(csv_error(&file, &e)),
+        Ok(true) => {}
+    }
+    let source = Source::csv(path, header.position().map_or(1, |p| p.line()));
+    let names: Vec<String> = header
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
+    let name_of = |i: usize| names.get(i).map_or("?", String::as_str);
+    let layout = Layout::from_names(&names)
+        .map_err(|(column, message)| source.file_error(Some(&column), message))?;
+
+    // Data rows are roughly the same length: reserve from the first data line's length.
+    let line_len = |from: usize| {
+        let rest = bytes.get(from..).unwrap_or_default();
+        rest.iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |i| i + 1)
+    };
+    let first_row_len = line_len(line_len(0)).max(16);
+    let mut rows: Vec<Row> = Vec::with_capacity(bytes.len() / first_row_len + 1);
+    let mut problems = Vec::new();
+    let width = header.len();
+    let mut record = csv::ByteRecord::new();
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(csv_error(&file, &e)),
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        let result = if record.len() == width {
+            csv_row(&record, line, &layout).map_err(|(col, message)| Problem {
+                at: line,
+                column: Some(name_of(col).to_string()),
+                message,
+            })
+        } else if record.len() == 1 && record.get(0).is_some_and(<[u8]>::is_empty) {
+            // A line of blanks (the reader already skips empty ones).
+            continue;
+        } else {
+            Err(Problem {
+                at: line,
+                column: None,
+                message: format!("row has {} fields but the header has {width}", record.len()),
+            })
+        };
+        match result {
+            Ok(row) => rows.push(row),
+            Err(p) if mode == BadRows::Error => return Err(source.row_error(p)),
+            Err(p) => problems.push(p),
+        }
+    }
+    let time_column = name_of(layout.time_column()).to_string();
+    validate_rows(source, rows, problems, time_column, mode)
+}
+
+/// One CSV record (of the header's width) as a checked row; the error names the column
+/// index to blame.
+fn csv_row(record: &csv::ByteRecord, line: u64, layout: &Layout) -> Result<Row, (usize, String)> {
+    let text = |col: usize| -> Result<&str, (usize, String)> {
+        let raw = record.get(col).unwrap_or_default();
+        std::str::from_utf8(raw).map_err(|_| (col, "invalid UTF-8 in value".to_string()))
+    };
+    let number = |col: usize| -> Result<f64, (usize, String)> {
+        parse_number(text(col)?).map_err(|m| (col, m))
+    };
+    let timestamp = match layout.time {
+        TimeSource::Single { col, allow_unix } => {
+            parse_datetime(text(col)?, allow_unix).map_err(|m| (col, m))?
+        }
+        TimeSource::DateAndTime { date, time } => {
+            let d = parse_date(text(date)?).map_err(|m| (date, m))?;
+            let t = parse_time(text(time)?).map_err(|m| (time, m))?;
+            d.and_time(t).and_utc().timestamp()
+        }
+    };
+    let raw = RawBar {
+        open: number(layout.open)?,
+        high: number(layout.high)?,
+        low: number(layout.low)?,
+        close: number(layout.close)?,
+        adj: layout.adj.map(number).transpose()?,
+        volume: match layout.volume {
+            Some(c) => number(c)?,
+            None => 0.0,
+        },
+    };
+    make_row(line, timestamp, raw).map_err(|(field, m)| (layout.column(field), m))
+}
+
+/// A price or volume as written in a CSV cell.
+fn parse_number(s: &str) -> Result<f64, String> {
+    if s.is_empty() {
+        return Err("empty value".to_string());
+    }
+    s.parse::<f64>().map_err(|_| {
+        let advice = if s.starts_with(['$', '€', '£', '¥']) || s.ends_with(['$', '€', '£', '¥'])
+        {
+            ": remove the currency symbol"
+        } else if s.contains(',') && s.bytes().any(|b| b.is_ascii_digit()) {
+            ": remove the thousands separator (write 1234.50, not 1,234.50) and use a \
+             decimal point"
+        } else {
+            ""
+        };
+        format!("cannot parse '{}' as a number{advice}", shorten(s))
+    })
 }
 
 fn csv_error(file: &str, e: &csv::Error) -> DataError {
-    let (line, message) = match e.kind() {
-        csv::ErrorKind::UnequalLengths {
-            pos,
-            expected_len,
-            len,
-        } => (
-            pos.as_ref().map_or(0, |p| p.line()),
-            format!("row has {len} fields but the header has {expected_len}"),
-        ),
-        _ => (e.position().map_or(0, |p| p.line()), e.to_string()),
-    };
     DataError::Source {
         file: file.to_string(),
-        line,
+        line: e.position().map_or(0, |p| p.line()),
         column: None,
-        message,
+        message: e.to_string(),
     }
 }
 
 /// Long garbage values are cut in messages.
-fn shorten(s: &str) -> String {
+pub(super) fn shorten(s: &str) -> String {
     const MAX: usize = 40;
     if s.chars().count() <= MAX {
         s.to_string()
@@ -634,7 +1241,7 @@ fn fast_datetime(s: &str) -> Option<i64> {
 }
 
 /// A date without a time of day: ISO, US `MM/DD/YYYY`, `YYYY/MM/DD` or `YYYYMMDD`.
-fn parse_date(s: &str) -> Result<NaiveDate, String> {
+pub(super) fn parse_date(s: &str) -> Result<NaiveDate, String> {
     if let Some(d) = fast_iso_date(s.as_bytes()) {
         return Ok(d);
     }
@@ -656,7 +1263,7 @@ fn parse_date(s: &str) -> Result<NaiveDate, String> {
 }
 
 /// A time of day: `HH:MM` or `HH:MM:SS`.
-fn parse_time(s: &str) -> Result<NaiveTime, String> {
+pub(super) fn parse_time(s: &str) -> Result<NaiveTime, String> {
     if let Some(t) = fast_hms(s.as_bytes()) {
         return Ok(t);
     }
@@ -672,7 +1279,7 @@ fn parse_time(s: &str) -> Result<NaiveTime, String> {
 
 /// A full timestamp in Unix seconds. Fractional seconds are dropped (bars are at least a
 /// second apart; two bars in one second are reported as duplicates).
-fn parse_datetime(s: &str, allow_unix: bool) -> Result<i64, String> {
+pub(super) fn parse_datetime(s: &str, allow_unix: bool) -> Result<i64, String> {
     if let Some(ts) = fast_datetime(s) {
         return Ok(ts);
     }
@@ -711,52 +1318,6 @@ fn parse_datetime(s: &str, allow_unix: bool) -> Result<i64, String> {
         shorten(s),
         if allow_unix { " or Unix seconds" } else { "" }
     ))
-}
-
-// TEMPORARY integration shim (replaced by the ingest branch's row pipeline on merge).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BadRows {
-    #[default]
-    Error,
-    Drop,
-}
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct IngestOptions {
-    pub on_bad_rows: BadRows,
-    pub start: Option<i64>,
-    pub end: Option<i64>,
-}
-#[derive(Debug, Clone, PartialEq)]
-pub struct DroppedRow {
-    pub file: String,
-    pub line: u64,
-    pub message: String,
-}
-#[derive(Debug, Clone, PartialEq)]
-pub struct Ingested {
-    pub bars: Bars,
-    pub dropped: Vec<DroppedRow>,
-    pub notes: Vec<String>,
-}
-pub fn parse_csv_with(
-    path_for_messages: &Path,
-    bytes: &[u8],
-    _opts: &IngestOptions,
-) -> Result<Ingested, DataError> {
-    Ok(Ingested {
-        bars: parse_csv(path_for_messages, bytes)?,
-        dropped: vec![],
-        notes: vec![],
-    })
-}
-pub fn parse_files(
-    files: &[(std::path::PathBuf, Vec<u8>)],
-    opts: &IngestOptions,
-) -> Result<Ingested, DataError> {
-    let (p, b) = files
-        .first()
-        .ok_or_else(|| DataError::Dataset("no files".into()))?;
-    parse_csv_with(p, b, opts)
 }
 
 #[cfg(test)]
@@ -984,7 +1545,304 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert_eq!(m, "x.csv:2: column 'Open': invalid UTF-8 in value");
+        assert_eq!(
+            m,
+            format!("x.csv:2: column 'Open': invalid UTF-8 in value {DROP_HINT}")
+        );
+    }
+
+    fn with(text: &str, opts: &IngestOptions) -> Result<Ingested, DataError> {
+        parse_csv_with(Path::new("data/TEST.csv"), text.as_bytes(), opts)
+    }
+
+    const DROP: IngestOptions = IngestOptions {
+        on_bad_rows: BadRows::Drop,
+        start: None,
+        end: None,
+    };
+
+    const HEAD: &str = "Date,Open,High,Low,Close,Volume\n";
+
+    #[test]
+    fn row_level_errors_say_how_to_skip_the_row() {
+        let m = message(&format!(
+            "{HEAD}2020-01-01,10,11,9,10,5\n2020-01-02,10,12,9,-1,5\n"
+        ));
+        assert!(
+            m.starts_with("data/TEST.csv:3: column 'Close': close must be"),
+            "{m}"
+        );
+        assert!(m.ends_with(DROP_HINT), "{m}");
+        // File-level problems have no such way out.
+        assert!(!message("").contains("on_bad_rows"));
+        assert!(!message("Date,Open,High,Low\n2020-01-01,1,1,1\n").contains("on_bad_rows"));
+    }
+
+    #[test]
+    fn currency_symbols_and_thousands_separators_are_named() {
+        let m = message(&format!("{HEAD}2020-01-01,$10,11,9,10,5\n"));
+        assert!(
+            m.starts_with("data/TEST.csv:2: column 'Open': cannot parse '$10' as a number: remove the currency symbol"),
+            "{m}"
+        );
+        let m = message(&format!("{HEAD}2020-01-01,10,11,9,10,\"1,234.50\"\n"));
+        assert!(
+            m.starts_with("data/TEST.csv:2: column 'Volume': cannot parse '1,234.50' as a number: remove the thousands separator"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn drop_mode_skips_and_lists_every_bad_row() {
+        let text = format!(
+            "{HEAD}2020-01-01,10,11,9,10,5\n\
+             2020-01-02,10,12,9,-1,5\n\
+             2020-01-03,10,11\n\
+             2020-01-04,10,11,9,10,5\n\
+             2020-01-04,10,11,9,10,6\n\
+             2020-01-05,10,10.5,9,11,5\n\
+             2020-01-06,nan,11,9,10,5\n\
+             bad-date,10,11,9,10,5\n\
+             2020-01-07,10,11,9,10,\n\
+             2020-01-08,10,11,9,10,7\n"
+        );
+        assert!(with(&text, &IngestOptions::default()).is_err());
+        let got = with(&text, &DROP).unwrap();
+        assert_eq!(
+            got.bars.timestamps,
+            vec![
+                ts("2020-01-01 00:00:00"),
+                ts("2020-01-04 00:00:00"),
+                ts("2020-01-08 00:00:00")
+            ]
+        );
+        // The first of two rows with one timestamp wins.
+        assert_eq!(got.bars.volume, vec![5.0, 5.0, 7.0]);
+        let lines: Vec<u64> = got.dropped.iter().map(|d| d.line).collect();
+        assert_eq!(lines, vec![3, 4, 6, 7, 8, 9, 10]);
+        assert!(got.dropped.iter().all(|d| d.file == "data/TEST.csv"));
+        let messages: Vec<&str> = got.dropped.iter().map(|d| d.message.as_str()).collect();
+        assert!(
+            messages[0].starts_with("column 'Close': close must be"),
+            "{messages:?}"
+        );
+        assert_eq!(messages[1], "row has 3 fields but the header has 6");
+        assert_eq!(
+            messages[2],
+            "column 'Date': duplicate timestamp 2020-01-04 00:00:00 (also on line 5)"
+        );
+        assert!(
+            messages[3].starts_with("column 'High': high 10.5"),
+            "{messages:?}"
+        );
+        assert!(messages[5].starts_with("column 'Date': cannot parse 'bad-date'"));
+        assert_eq!(messages[6], "column 'Volume': empty value");
+        assert!(messages.iter().all(|m| !m.contains("on_bad_rows")));
+        assert!(got.notes.is_empty());
+    }
+
+    #[test]
+    fn a_file_with_every_row_bad_is_an_error_in_both_modes() {
+        let text = format!("{HEAD}2020-01-01,10,11,9,-10,5\n2020-01-02,0,11,9,10,5\n");
+        let m = with(&text, &DROP).unwrap_err().to_string();
+        assert!(
+            m.starts_with("data/TEST.csv:1: no rows left: all 2 data rows are bad"),
+            "{m}"
+        );
+        assert!(m.contains("line 2: column 'Close'"), "{m}");
+    }
+
+    #[test]
+    fn descending_files_are_sorted_with_a_note() {
+        let text = format!(
+            "{HEAD}2020-01-03,10,11,9,10,3\n2020-01-02,10,11,9,10,2\n2020-01-01,10,11,9,10,1\n"
+        );
+        let got = with(&text, &IngestOptions::default()).unwrap();
+        assert_eq!(got.bars.volume, vec![1.0, 2.0, 3.0]);
+        assert_eq!(
+            got.notes,
+            vec![
+                "data/TEST.csv: rows were in descending time order (newest first); sorted oldest first"
+                    .to_string()
+            ]
+        );
+        // A duplicate in a descending file names the later line, the earlier one wins.
+        let text = format!(
+            "{HEAD}2020-01-03,10,11,9,10,3\n2020-01-02,10,11,9,10,2\n2020-01-02,10,11,9,10,9\n2020-01-01,10,11,9,10,1\n"
+        );
+        let m = message(&text);
+        assert!(
+            m.starts_with("data/TEST.csv:4: column 'Date': duplicate timestamp 2020-01-02 00:00:00 (also on line 3)"),
+            "{m}"
+        );
+        let got = with(&text, &DROP).unwrap();
+        assert_eq!(got.bars.volume, vec![1.0, 2.0, 3.0]);
+        assert_eq!(got.dropped.len(), 1);
+        assert_eq!(got.dropped[0].line, 4);
+    }
+
+    #[test]
+    fn one_row_out_of_order_is_a_row_level_problem() {
+        let mut text = HEAD.to_string();
+        for day in [1, 2, 4, 3, 5, 6, 7] {
+            text.push_str(&format!("2020-01-{day:02},10,11,9,10,{day}\n"));
+        }
+        let m = message(&text);
+        assert!(
+            m.starts_with("data/TEST.csv:5: column 'Date': row out of time order: 2020-01-03 00:00:00 in a file otherwise ascending (compare line 4: 2020-01-04 00:00:00)"),
+            "{m}"
+        );
+        assert!(m.ends_with(DROP_HINT), "{m}");
+        let got = with(&text, &DROP).unwrap();
+        assert_eq!(got.bars.volume, vec![1.0, 2.0, 4.0, 5.0, 6.0, 7.0]);
+        assert_eq!(got.dropped.len(), 1);
+        assert_eq!(got.dropped[0].line, 5);
+    }
+
+    #[test]
+    fn rows_in_no_consistent_order_are_an_error_in_both_modes() {
+        let mut text = HEAD.to_string();
+        for day in [5, 1, 9, 3, 7, 2, 8, 4, 6] {
+            text.push_str(&format!("2020-01-{day:02},10,11,9,10,{day}\n"));
+        }
+        for opts in [IngestOptions::default(), DROP] {
+            let m = with(&text, &opts).unwrap_err().to_string();
+            assert!(
+                m.starts_with(
+                    "data/TEST.csv:3: column 'Date': rows are in no consistent time order"
+                ),
+                "{m}"
+            );
+            assert!(m.contains("sort the file by time"), "{m}");
+            assert!(!m.contains("on_bad_rows"), "{m}");
+        }
+    }
+
+    #[test]
+    fn start_and_end_filter_after_validation() {
+        let text = format!(
+            "{HEAD}2020-01-01,10,11,9,10,1\n2020-01-02,10,11,9,10,2\n2020-01-03,10,11,9,10,3\n2020-01-04,10,11,9,-10,4\n"
+        );
+        let window = IngestOptions {
+            on_bad_rows: BadRows::Error,
+            start: Some(ts("2020-01-02 00:00:00")),
+            end: Some(ts("2020-01-03 00:00:00")),
+        };
+        // The bad row outside the window still fails the ingest.
+        let m = with(&text, &window).unwrap_err().to_string();
+        assert!(m.starts_with("data/TEST.csv:5: column 'Close'"), "{m}");
+        let window = IngestOptions {
+            on_bad_rows: BadRows::Drop,
+            ..window
+        };
+        let got = with(&text, &window).unwrap();
+        assert_eq!(got.bars.volume, vec![2.0]);
+        assert_eq!(got.dropped.len(), 1);
+        let only_start = IngestOptions {
+            start: Some(ts("2020-01-02 00:00:00")),
+            ..DROP
+        };
+        assert_eq!(
+            with(&text, &only_start).unwrap().bars.volume,
+            vec![2.0, 3.0]
+        );
+        let empty = IngestOptions {
+            start: Some(ts("2021-01-01 00:00:00")),
+            end: Some(ts("2022-01-01 00:00:00")),
+            ..DROP
+        };
+        let m = with(&text, &empty).unwrap_err().to_string();
+        assert_eq!(
+            m,
+            "data/TEST.csv: no bars from 2021-01-01 00:00:00 and before 2022-01-01 00:00:00 \
+             (data.start / data.end) (the data runs from 2020-01-01 00:00:00 to 2020-01-03 \
+             00:00:00); widen the date range"
+        );
+    }
+
+    #[test]
+    fn real_world_shapes_keep_working() {
+        let text = "\u{feff}Date,Open,High,Low,Close,Volume\r\n01/02/2020,10,11,9,10,5\r\n01/03/2020,10,11,9,10,6\r\n\r\n\r\n  \r\n";
+        let got = with(text, &IngestOptions::default()).unwrap();
+        assert_eq!(got.bars.volume, vec![5.0, 6.0]);
+        assert!(got.dropped.is_empty() && got.notes.is_empty());
+    }
+
+    fn file(name: &str, text: &str) -> (PathBuf, Vec<u8>) {
+        (PathBuf::from(name), text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn parse_files_concatenates_in_time_order() {
+        let train = file(
+            "train/X.csv",
+            &format!("{HEAD}2020-01-01,10,11,9,10,1\n2020-01-02,10,11,9,10,2\n"),
+        );
+        let test = file(
+            "test/X.csv",
+            &format!("{HEAD}2020-01-04,10,11,9,10,4\n2020-01-03,10,11,9,10,3\n"),
+        );
+        // Given in either order, the bars come out in time order.
+        for files in [
+            vec![train.clone(), test.clone()],
+            vec![test.clone(), train.clone()],
+        ] {
+            let got = parse_files(&files, &IngestOptions::default()).unwrap();
+            assert_eq!(got.bars.volume, vec![1.0, 2.0, 3.0, 4.0]);
+            assert_eq!(got.notes.len(), 1, "{:?}", got.notes);
+            assert!(got.notes[0].starts_with("test/X.csv: rows were in descending"));
+        }
+        let one = parse_files(std::slice::from_ref(&train), &IngestOptions::default()).unwrap();
+        assert_eq!(one.bars.volume, vec![1.0, 2.0]);
+        assert!(parse_files(&[], &IngestOptions::default()).is_err());
+        let window = IngestOptions {
+            start: Some(ts("2020-01-02 00:00:00")),
+            end: Some(ts("2020-01-04 00:00:00")),
+            ..IngestOptions::default()
+        };
+        let got = parse_files(&[train, test], &window).unwrap();
+        assert_eq!(got.bars.volume, vec![2.0, 3.0]);
+    }
+
+    #[test]
+    fn a_timestamp_in_two_files_names_both() {
+        let train = file(
+            "train/X.csv",
+            &format!("{HEAD}2020-01-01,10,11,9,10,1\n2020-01-02,10,11,9,10,2\n"),
+        );
+        let test = file(
+            "test/X.csv",
+            "date,open,high,low,close,volume\n2020-01-02,10,11,9,10,20\n2020-01-03,10,11,9,10,3\n",
+        );
+        let files = [train, test];
+        let m = parse_files(&files, &IngestOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            m.starts_with("test/X.csv:2: column 'date': duplicate timestamp 2020-01-02 00:00:00 (also in train/X.csv line 3); keep each bar in one file"),
+            "{m}"
+        );
+        assert!(m.ends_with(DROP_HINT), "{m}");
+        let got = parse_files(&files, &DROP).unwrap();
+        assert_eq!(got.bars.volume, vec![1.0, 2.0, 3.0]);
+        assert_eq!(got.dropped.len(), 1);
+        assert_eq!(got.dropped[0].file, "test/X.csv");
+        assert_eq!(got.dropped[0].line, 2);
+    }
+
+    #[test]
+    fn parse_file_dispatches_on_content_then_name() {
+        let csv = format!("{HEAD}2020-01-01,10,11,9,10,1\n");
+        for name in ["a.csv", "a.txt", "a"] {
+            let got = parse_file(Path::new(name), csv.as_bytes(), &IngestOptions::default());
+            assert_eq!(got.unwrap().bars.volume, vec![1.0], "{name}");
+        }
+        for name in ["a.parquet", "a.PQ"] {
+            let m = parse_file(Path::new(name), csv.as_bytes(), &IngestOptions::default())
+                .unwrap_err()
+                .to_string();
+            assert!(m.starts_with(&format!("{name}: not a Parquet file")), "{m}");
+        }
     }
 
     /// The general (chrono format) path of the timestamp parsers, for comparison with the

@@ -11,6 +11,7 @@ pub mod dataset;
 pub mod features;
 pub mod ingest;
 pub mod layout;
+pub mod parquet;
 pub mod synthetic;
 
 pub use blob::BlobError;
