@@ -3,7 +3,9 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]      (default: 60 s; all targets)
 #
-# Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz --locked`).
+# Needs cargo-fuzz (`cargo install cargo-fuzz --locked`) and the nightly toolchain; without
+# nightly, the stable toolchain is used with RUSTC_BOOTSTRAP=1 (what cargo-fuzz needs of
+# nightly are the -Z sanitizer flags, which stable has behind that switch).
 # Each target starts from its committed corpus (fuzz/corpus/<target>/) and its crash
 # reproducers (fuzz/regressions/<target>/); inputs the fuzzer finds go to a scratch folder,
 # so the committed corpus only changes when you merge new inputs in on purpose
@@ -40,19 +42,26 @@ if ! command -v cargo-fuzz >/dev/null; then
     exit 2
 fi
 
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    toolchain=+nightly
+else
+    toolchain=+stable
+    export RUSTC_BOOTSTRAP=1
+fi
+
 # Debug assertions on: integer overflow is a crash here, as it is in `cargo test`.
 fuzz_flags=(--sanitizer "$sanitizer" --debug-assertions)
 
 build_started=$(date +%s)
 # Always every target, the same way: a build of one target differs enough from a build of
 # all of them to recompile half the dependency tree when alternating.
-if ! cargo +nightly fuzz build "${fuzz_flags[@]}" >"${TMPDIR:-/tmp}/hft-fuzz-build.log" 2>&1; then
+if ! cargo "$toolchain" fuzz build "${fuzz_flags[@]}" >"${TMPDIR:-/tmp}/hft-fuzz-build.log" 2>&1; then
     tail -n 40 "${TMPDIR:-/tmp}/hft-fuzz-build.log" >&2
     echo "fuzz build failed" >&2
     exit 2
 fi
 build_seconds=$(($(date +%s) - build_started))
-bin_dir="$CARGO_TARGET_DIR/$(rustc +nightly -vV | sed -n 's/^host: //p')/release"
+bin_dir="$CARGO_TARGET_DIR/$(rustc "$toolchain" -vV | sed -n 's/^host: //p')/release"
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
