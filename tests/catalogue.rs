@@ -771,12 +771,6 @@ fn malformed() -> Vec<Case> {
     ]
 }
 
-const CACHE_EXIT_1: &str = "a cache path that is a regular file (`--cache-dir FILE`, \
-    `HFT_CACHE_DIR=FILE`, a file named cache/objects) is the user's input, but the CLI maps \
-    every Store::open error to exit 1 (src/cli/mod.rs open_store_at, src/cli/housekeeping.rs \
-    gc); Store::open now returns io::ErrorKind::InvalidInput for it, which should map to \
-    exit 2";
-
 /// Real-world shapes that must build (exit 0), and damaged cache entries that a build
 /// recovers from.
 fn accepted() -> Vec<Case> {
