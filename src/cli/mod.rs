@@ -302,6 +302,7 @@ pub fn main() -> ExitCode {
         if !crate::train::RESUMABLE_RUNNING.load(Ordering::SeqCst)
             || crate::train::INTERRUPTED.swap(true, Ordering::SeqCst)
         {
+            graph::slurm::cancel_in_flight();
             std::process::exit(130);
         }
     });

@@ -20,7 +20,7 @@
 //! The store must be the same folder on the submitting host and on the compute nodes (a
 //! shared filesystem path): the job reads the upstream records from it and writes into it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
@@ -57,6 +57,22 @@ pub struct SlurmExecutor {
 static EXECUTOR: OnceLock<SlurmExecutor> = OnceLock::new();
 /// The Slurm job that executed each key in this process, for reports.
 static JOBS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+
+/// Jobs submitted and not yet ended, cancelled if the build is interrupted.
+static IN_FLIGHT: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
+
+/// Cancels (`scancel`) every job this process submitted that has not ended yet: an
+/// interrupted build (Ctrl-C) leaves no job behind it in the queue.
+pub fn cancel_in_flight() {
+    let ids: Vec<String> = match IN_FLIGHT.lock() {
+        Ok(jobs) => jobs.iter().map(u64::to_string).collect(),
+        Err(_) => return,
+    };
+    if !ids.is_empty() {
+        eprintln!("cancelling Slurm jobs {}", ids.join(", "));
+        let _ = Command::new("scancel").args(&ids).status();
+    }
+}
 
 /// Sends this process's stages named in `executor.stages` to Slurm. Set once, before the
 /// build starts; a second call is refused.
@@ -153,7 +169,14 @@ impl SlurmExecutor {
         // One line on stderr, like training progress: the build may wait long in the queue.
         eprintln!("{}/{}: submitted as Slurm job {id}", job.plan.name, spec.id);
         let log = log_dir.join(format!("{}-{id}.log", key.0));
-        let (state, exit_code) = self.wait(id).map_err(failed)?;
+        if let Ok(mut in_flight) = IN_FLIGHT.lock() {
+            in_flight.insert(id);
+        }
+        let ended = self.wait(id);
+        if let Ok(mut in_flight) = IN_FLIGHT.lock() {
+            in_flight.remove(&id);
+        }
+        let (state, exit_code) = ended.map_err(failed)?;
         if state != "COMPLETED" || exit_code != "0:0" {
             return Err(failed(format!(
                 "Slurm job {id} {state} (exit code {exit_code}); {}",
@@ -399,9 +422,12 @@ pub fn log_tail(log: &Path, n: usize) -> String {
                 return format!("its log {} is empty", log.display());
             }
             let quoted: Vec<String> = tail.iter().map(|l| format!("    | {l}")).collect();
+            let what = match tail.len() {
+                1 => "line".to_string(),
+                n => format!("{n} lines"),
+            };
             format!(
-                "the last {} lines of {}:\n{}",
-                tail.len(),
+                "the last {what} of {}:\n{}",
                 log.display(),
                 quoted.join("\n")
             )
