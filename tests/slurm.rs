@@ -41,12 +41,17 @@ fn slurm_ready() -> bool {
         }
         Ok(o) => {
             let states = String::from_utf8_lossy(&o.stdout);
-            let idle = states
-                .lines()
-                .any(|l| matches!(l.trim(), "idle" | "mix" | "mixed"));
+            // Busy (another test's jobs) is as good as idle: the node is up.
+            let idle = states.lines().any(|l| {
+                // A suffix (`idle*`: not responding, `idle~`: powered off) is not up.
+                matches!(
+                    l.trim(),
+                    "idle" | "mix" | "mixed" | "alloc" | "allocated" | "comp"
+                )
+            });
             if !idle {
                 eprintln!(
-                    "skipped: no idle Slurm node (sinfo says `{}`; scripts/ci/slurm.sh starts one)",
+                    "skipped: no Slurm node up (sinfo says `{}`; scripts/ci/slurm.sh starts one)",
                     states.trim()
                 );
             }

@@ -28,7 +28,8 @@ pub struct ExecutorArgs {
     /// the compute nodes share). Default `$HFT_EXECUTOR`, else local.
     #[arg(long, value_name = "EXECUTOR", value_parser = ["local", "slurm"])]
     pub executor: Option<String>,
-    /// Stages sent to Slurm with `--executor slurm` (comma-separated): train, evaluate.
+    /// Stages sent to Slurm with `--executor slurm` (comma-separated; train always goes):
+    /// `train,evaluate` sends evaluate too.
     #[arg(
         long,
         value_name = "STAGES",
@@ -79,8 +80,10 @@ impl ExecutorArgs {
             },
             Err(_) => Duration::from_secs(15),
         };
+        let mut stages = vec!["train".to_string()];
+        stages.extend(self.slurm_stages.iter().filter(|s| *s != "train").cloned());
         slurm::install(SlurmExecutor {
-            stages: self.slurm_stages.clone(),
+            stages,
             exe,
             cache_dir,
             workdir,
