@@ -350,6 +350,20 @@ fn resources_do_not_change_any_key_and_are_checked() {
     assert_eq!(with, without);
     assert_eq!(with, other);
 
+    // YAML integers are minutes and megabytes, as sbatch reads them.
+    let numbers = keys(
+        &p,
+        &[
+            "--set",
+            "training.resources.time=30",
+            "--set",
+            "training.resources.mem=4096",
+        ],
+    );
+    assert_eq!(with, numbers);
+    let bad = p.hft(&["build", "--set", "training.resources.time=1.5"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("or a whole number"), "{}", bad.stderr);
     let bad = p.hft(&["build", "--set", "training.resources.time=2h"]);
     assert_eq!(bad.code, 2);
     assert!(

@@ -797,15 +797,53 @@ pub struct Resources {
     pub gpus: Option<u32>,
     /// Memory of the node share (`--mem`): a whole number with an optional K, M, G or T
     /// suffix (`8G`, `500M`); megabytes without one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "text_or_whole_number"
+    )]
     pub mem: Option<String>,
     /// Wall-clock limit (`--time`) in a Slurm format: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`,
     /// `D-HH:MM` or `D-HH:MM:SS`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "text_or_whole_number"
+    )]
     pub time: Option<String>,
     /// Partition (`--partition`); the cluster's default partition when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
+}
+
+/// `mem: 4096` and `time: 30` (YAML integers) mean what `"4096"` and `"30"` do.
+fn text_or_whole_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string (`8G`, `2:00:00`) or a whole number")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    d.deserialize_any(Visitor)
 }
 
 impl Resources {
@@ -825,7 +863,8 @@ impl Resources {
                 return fail(
                     "training.resources.mem",
                     format!(
-                        "`{mem}` is not a memory size; write a whole number with an optional                          K, M, G or T suffix (`8G`, `500M`)"
+                        "`{mem}` is not a memory size; write a whole number with an optional \
+                         K, M, G or T suffix (`8G`, `500M`)"
                     ),
                 );
             }
@@ -836,7 +875,8 @@ impl Resources {
             return fail(
                 "training.resources.time",
                 format!(
-                    "`{time}` is not a Slurm time limit; write MM, MM:SS, HH:MM:SS, D-HH,                      D-HH:MM or D-HH:MM:SS (`2:00:00` is two hours)"
+                    "`{time}` is not a Slurm time limit; write MM, MM:SS, HH:MM:SS, D-HH, \
+                     D-HH:MM or D-HH:MM:SS (`2:00:00` is two hours)"
                 ),
             );
         }

@@ -149,7 +149,8 @@ impl SlurmExecutor {
             .map_err(|e| failed(format!("cannot run sbatch: {e}")))?;
         if !output.status.success() {
             return Err(failed(format!(
-                "sbatch refused the job of {} ({}): {}",
+                "sbatch refused the job of {} ({}): {}; check training.resources against what \
+                 the cluster offers (`sinfo -o '%P %c %m %G %l'`)",
                 spec.id,
                 key.short(),
                 String::from_utf8_lossy(&output.stderr).trim()
