@@ -19,13 +19,14 @@ use crate::lock::{LOCK_FILE, Lockfile};
 use crate::report;
 use crate::store::{CACHE_DIR_ENV, StatCache, Store};
 
+mod exec_stage;
 mod housekeeping;
 pub mod inspect;
 
 /// Printed at the end of `hft --help`.
 const EXIT_CODES: &str = "Exit codes:\n  0    success\n  1    a stage failed while executing (I/O, a diverged training), an audit \
 did not reproduce, or `cache verify` found a problem\n  2    bad input: usage, config or data errors (each message names file, line and key)\n  130  interrupted (Ctrl-C); a checkpointing training resumes at the next build\n\n\
-Environment:\n  HFT_CACHE_DIR  the store (default `cache/`)\n  HFT_NO_MEMO    always plan no-op builds in full (for benchmarks and debugging)\n  NO_COLOR       no colours in output";
+Environment:\n  HFT_CACHE_DIR  the store (default `cache/`)\n  HFT_NO_MEMO    always plan no-op builds in full (for benchmarks and debugging)\n  HFT_EXECUTOR   where `hft build` executes stages: local (default) or slurm\n  NO_COLOR       no colours in output";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -63,6 +64,8 @@ pub enum Command {
         /// Build only up to this stage (`--until dataset`: data stages, no training).
         #[arg(long, value_name = "STAGE", value_parser = clap::builder::PossibleValuesParser::new(graph::STAGE_ORDER))]
         until: Option<String>,
+        #[command(flatten)]
+        executor: exec_stage::ExecutorArgs,
     },
     /// Show which stages are stale and why (which key in which file, which input changed).
     Status {
@@ -107,6 +110,10 @@ pub enum Command {
         #[arg(long, default_value = "experiments")]
         dir: PathBuf,
     },
+    /// Execute one stage whose key `hft build --executor slurm` computed (what its Slurm
+    /// jobs run).
+    #[command(hide = true)]
+    ExecStage(exec_stage::ExecStageArgs),
     /// Inspect resolved configs.
     Config {
         #[command(subcommand)]
@@ -295,6 +302,7 @@ pub fn main() -> ExitCode {
         if !crate::train::RESUMABLE_RUNNING.load(Ordering::SeqCst)
             || crate::train::INTERRUPTED.swap(true, Ordering::SeqCst)
         {
+            graph::slurm::cancel_in_flight();
             std::process::exit(130);
         }
     });
@@ -306,17 +314,22 @@ pub fn main() -> ExitCode {
             locked,
             json,
             until,
-        } => build(
-            &common,
-            &BuildArgs {
-                dry_run,
-                jobs,
-                locked,
-                json,
-                until,
-            },
-        )
+            executor,
+        } => match executor.install(&common) {
+            Ok(()) => build(
+                &common,
+                &BuildArgs {
+                    dry_run,
+                    jobs,
+                    locked,
+                    json,
+                    until,
+                },
+            ),
+            Err(outcome) => outcome,
+        }
         .into(),
+        Command::ExecStage(args) => exec_stage::run(&args).into(),
         Command::Status { common, json } => build(
             &common,
             &BuildArgs {
@@ -1344,6 +1357,9 @@ fn report_json(r: &ExperimentReport) -> serde_json::Value {
             if let Some(d) = detail {
                 v[name] = d;
             }
+            if let Some(job) = s.key.as_ref().and_then(graph::slurm::job_of) {
+                v["slurm_job"] = serde_json::json!(job);
+            }
             v
         })
         .collect();
@@ -1391,7 +1407,13 @@ fn experiment_lines(r: &ExperimentReport, dry_run: bool, quiet: bool) -> Vec<Str
             .unwrap_or_default();
         let what = match &s.state {
             StageState::Cached => format!("cached   {key}"),
-            StageState::Ran { secs } => format!("ran      {key}  {}", report::duration(*secs)),
+            StageState::Ran { secs } => {
+                let job = s.key.as_ref().and_then(graph::slurm::job_of);
+                let job = job
+                    .map(|id| format!("  (slurm job {id})"))
+                    .unwrap_or_default();
+                format!("ran      {key}  {}{job}", report::duration(*secs))
+            }
             StageState::Stale { reason } => format!("stale    {reason}"),
             StageState::Skipped => "skipped  (an earlier stage failed)".to_string(),
             StageState::Failed(e) => format!("FAILED   {e}"),

@@ -339,6 +339,20 @@ fn run_stage(
         report.record = Some(record);
         return report;
     }
+    // `--executor slurm`: the stage runs as a job while this thread holds the key's lock.
+    if let Some(slurm) = super::slurm::executor_for(&spec.kind) {
+        let started = Instant::now();
+        match slurm.run_stage(store, job, spec, &key) {
+            Ok(record) => {
+                report.state = StageState::Ran {
+                    secs: started.elapsed().as_secs_f64(),
+                };
+                report.record = Some(record);
+            }
+            Err(e) => report.state = StageState::Failed(e),
+        }
+        return report;
+    }
     let started = Instant::now();
     let stage_inputs = StageInputs {
         experiment: job.experiment,

@@ -9,6 +9,7 @@
 
 pub mod exec;
 pub mod memo;
+pub mod slurm;
 pub mod stages;
 
 use std::collections::BTreeMap;
