@@ -198,14 +198,28 @@ fn first_build_snapshots_and_later_builds_are_offline() {
         run.stdout
     );
     assert_eq!(digests(&show(&p)), digests(&first), "same outputs offline");
+    // on_bad_rows is read by ingest, not by the request: ingest re-runs from the snapshot.
     p.write(
         "experiments/exp.yaml",
-        &experiment(&server.url(), "  start: 2021-02-01\n"),
+        &experiment(&server.url(), "  on_bad_rows: drop\n"),
     );
     let run = p.hft(&["build"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.ran().contains(&"exp/ingest:AAA".to_string()));
     assert_eq!(server.requests.load(Ordering::SeqCst), before, "no request");
+    // A new date range is a new request: offline, that is a clear error naming the server.
+    p.write(
+        "experiments/exp.yaml",
+        &experiment(&server.url(), "  start: 2021-02-01\n"),
+    );
+    let run = p.hft_env(&["build"], &CREDENTIALS);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("503"), "{}", run.stderr);
+    assert!(run.stderr.contains("data.symbols[0]"), "{}", run.stderr);
+    p.write(
+        "experiments/exp.yaml",
+        &experiment(&server.url(), "  on_bad_rows: drop\n"),
+    );
 
     // Credentials were sent as headers, and are stored nowhere.
     for (path, bytes) in all_bytes(&p.dir) {

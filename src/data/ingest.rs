@@ -1072,13 +1072,16 @@ fn validate_csv(path: &Path, bytes: &[u8], mode: BadRows) -> Result<Validated, D
     let mut problems = Vec::new();
     let width = header.len();
     let mut record = csv::ByteRecord::new();
+    let mut lines = LineCounter::new(bytes);
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => return Err(csv_error(&file, &e)),
         }
-        let line = record.position().map_or(0, |p| p.line());
+        let line = record
+            .position()
+            .map_or(0, |p| lines.line_at(p.byte() as usize));
         let result = if record.len() == width {
             csv_row(&record, line, &layout).map_err(|(col, message)| Problem {
                 at: line,
@@ -1156,6 +1159,46 @@ fn parse_number(s: &str) -> Result<f64, String> {
         };
         format!("cannot parse '{}' as a number{advice}", shorten(s))
     })
+}
+
+/// Physical line numbers from byte offsets. The csv crate's own line count is one short on
+/// every row of a file with CRLF line endings; counting `\n` bytes gives what an editor
+/// shows.
+/// Rows arrive in file order, so counting on from the previous row keeps it one pass.
+struct LineCounter<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        LineCounter {
+            bytes,
+            at: 0,
+            line: 1,
+        }
+    }
+
+    /// The 1-based line of the record starting at byte offset `byte`. After a CRLF the
+    /// reader reports the record as starting at the `\n`; a record never starts with a line
+    /// break, so those are skipped first.
+    fn line_at(&mut self, mut byte: usize) -> u64 {
+        while matches!(self.bytes.get(byte), Some(b'\r' | b'\n')) {
+            byte += 1;
+        }
+        if byte < self.at {
+            (self.at, self.line) = (0, 1);
+        }
+        let end = byte.min(self.bytes.len());
+        let newlines = self
+            .bytes
+            .get(self.at..end)
+            .map_or(0, |s| s.iter().filter(|&&b| b == b'\n').count());
+        self.line += newlines as u64;
+        self.at = end;
+        self.line
+    }
 }
 
 fn csv_error(file: &str, e: &csv::Error) -> DataError {
@@ -1338,6 +1381,30 @@ mod tests {
         match parse(text) {
             Ok(b) => panic!("expected an error, got {b:?}"),
             Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn line_numbers_are_physical_lines_whatever_the_line_endings() {
+        let mut rows = vec!["Date,Open,High,Low,Close,Volume".to_string()];
+        for d in 1..=20 {
+            rows.push(format!("2020-01-{d:02},10,11,9,10.5,100"));
+        }
+        rows[11] = "2020-01-11,10,11,9,abc,100".to_string();
+        for (ending, name) in [("\n", "LF"), ("\r\n", "CRLF")] {
+            let text = rows.join(ending) + ending;
+            let m = message(&text);
+            assert!(
+                m.starts_with("data/TEST.csv:12: column 'Close'"),
+                "{name}: {m}"
+            );
+            // A quoted field spanning two lines counts both.
+            let quoted = text.replacen("2020-01-03,10,", "2020-01-03,\"10\n\",", 1);
+            let m = message(&quoted);
+            assert!(
+                m.contains("data/TEST.csv:13:") || m.contains("data/TEST.csv:4:"),
+                "{m}"
+            );
         }
     }
 
