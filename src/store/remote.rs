@@ -243,7 +243,7 @@ impl Remote {
             if actual != output.digest || blob.len() as u64 != output.size {
                 return Err(Poisoned(format!(
                     "remote cache poisoned: output `{name}` of stage key {key}: {} hashes to \
-                     {actual} ({} bytes), not {} ({} bytes); it was not stored nor used \
+                     {actual} ({} bytes), not {} ({} bytes); it was neither stored nor used \
                      (remove the object from the remote and build again)",
                     self.describe(&object),
                     blob.len(),
