@@ -232,10 +232,32 @@ fn an_empty_cache_pulls_everything_and_tampering_is_rejected() {
 
     let digest = features_digest(&a);
     let object = remote_dir.join("objects").join(&digest);
-    let mut bytes = fs::read(&object).unwrap();
+    let original = fs::read(&object).unwrap();
+    let mut bytes = original.clone();
     bytes[0] ^= 0xff;
     fs::write(&object, &bytes).unwrap();
     assert_tamper_rejected(&p, &remote, &digest, &[]);
+    fs::write(&object, &original).unwrap();
+
+    // A record served under another key's name is rejected the same way.
+    let stage_of = |path: &Path| -> String {
+        let doc: serde_json::Value = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
+        doc["stage"].as_str().unwrap().to_string()
+    };
+    let records: BTreeMap<String, PathBuf> = walk(&remote_dir.join("actions"))
+        .into_iter()
+        .map(|path| (stage_of(&path), path))
+        .collect();
+    fs::copy(&records["ingest:AAA"], &records["dataset"]).unwrap();
+    let d = build(&p, &p.path("cache-d"), &["--remote", &remote], &[]);
+    assert_eq!(d.code, 1, "{}", d.stderr);
+    assert_eq!(d.stages["dataset"].0, "failed", "{:?}", d.stages);
+    assert!(d.stderr.contains("names stage key"), "{}", d.stderr);
+    assert!(
+        !p.path("cache-d/actions")
+            .join(records["dataset"].file_name().unwrap())
+            .exists()
+    );
 }
 
 #[test]
@@ -299,6 +321,23 @@ fn an_unreachable_remote_warns_once_and_builds_locally() {
     );
     let bad = hft(&p, &p.path("cache"), &["--remote", "ftp://x/y"], &[]);
     assert_eq!(bad.status.code(), Some(2), "a malformed URL is bad input");
+    let alone = hft(&p, &p.path("cache"), &["--remote-read-only"], &[]);
+    assert_eq!(
+        alone.status.code(),
+        Some(2),
+        "--remote-read-only needs a remote"
+    );
+    let from_env = hft(
+        &p,
+        &p.path("cache"),
+        &["--remote-read-only"],
+        &[("HFT_REMOTE", "ftp://x/y".to_string())],
+    );
+    let stderr = String::from_utf8_lossy(&from_env.stderr);
+    assert!(
+        stderr.contains("--remote ftp://x/y"),
+        "HFT_REMOTE is --remote: {stderr}"
+    );
 }
 
 /// The client environment for s3s-fs on `port` with keys K / S.

@@ -69,7 +69,7 @@ pub enum Command {
         #[arg(long, value_name = "URL", env = crate::store::remote::REMOTE_ENV)]
         remote: Option<String>,
         /// Only pull from `--remote`, never push (CI consumers of a shared cache).
-        #[arg(long)]
+        #[arg(long, requires = "remote")]
         remote_read_only: bool,
     },
     /// Show which stages are stale and why (which key in which file, which input changed).
