@@ -267,6 +267,25 @@ impl Remote {
         Ok(Some(record))
     }
 
+    /// [`Remote::push`] for a stage whose outputs were written to the local store by someone
+    /// else (a Slurm job): reads (and verifies) each blob there first. A blob that cannot be
+    /// read is not pushed, and neither is the record.
+    pub fn push_from_store(&self, store: &Store, record: &ActionRecord) {
+        if self.read_only || self.offline.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut blobs = std::collections::BTreeMap::new();
+        for (name, output) in &record.outputs {
+            match store.get_blob(&output.digest) {
+                Some(bytes) => {
+                    blobs.insert(name.clone(), bytes);
+                }
+                None => return,
+            }
+        }
+        self.push(record, &blobs);
+    }
+
     /// Uploads an executed stage: each output blob the remote lacks, then the record. Does
     /// nothing on a read-only or unreachable remote; a failure is a warning (once) and stops
     /// using the remote, never a failed stage.
@@ -280,8 +299,9 @@ impl Remote {
         let uploaded: Result<(), (ObjectPath, object_store::Error)> =
             self.runtime.block_on(async {
                 for (name, output) in &record.outputs {
+                    // Never a record naming a blob the remote may lack.
                     let Some(bytes) = blobs.get(name) else {
-                        continue;
+                        return Ok(());
                     };
                     let path = self.object_path(&output.digest);
                     // Content-addressed: an object already there holds these bytes (a reader
@@ -353,5 +373,39 @@ mod tests {
             remote.describe(&remote.action_path(&key)),
             "s3://bucket/some/prefix/actions/k1-abc.json"
         );
+    }
+
+    #[test]
+    fn a_record_pushed_from_one_store_is_fetched_verified_into_another() {
+        let dir = std::env::temp_dir().join(format!("hft-remote-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (a, b) = (
+            Store::open(&dir.join("a")).unwrap(),
+            Store::open(&dir.join("b")).unwrap(),
+        );
+        let remote = Remote::open(&format!("file://{}", dir.join("r").display()), false).unwrap();
+        let out = a.put_blob(b"weights").unwrap();
+        let key = StageKey::compute(&[b"unit"]);
+        let record = ActionRecord {
+            key: key.clone(),
+            stage: "init".to_string(),
+            outputs: std::collections::BTreeMap::from([("weights".to_string(), out.clone())]),
+            summary: serde_json::Value::Null,
+            hft_version: "test".to_string(),
+            wall_ms: 0,
+            created: 0,
+        };
+        remote.push_from_store(&a, &record);
+        assert_eq!(remote.fetch(&b, &key).unwrap(), Some(record));
+        assert_eq!(b.get_blob(&out.digest).unwrap(), b"weights");
+        assert!(b.get_action(&key).is_some());
+        // Same size, other bytes: rejected, and the fresh store gets nothing.
+        let object = dir.join("r/objects").join(out.digest.to_hex());
+        std::fs::write(&object, b"weightz").unwrap();
+        let c = Store::open(&dir.join("c")).unwrap();
+        let err = remote.fetch(&c, &key).unwrap_err();
+        assert!(err.0.contains(&out.digest.to_hex()), "{err}");
+        assert!(c.get_blob(&out.digest).is_none() && c.get_action(&key).is_none());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
