@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # CI's bounded fuzzing: every cargo-fuzz target of fuzz/ for HFT_CI_FUZZ_SECONDS each
 # (default 30), the instrumented build included, within HFT_CI_FUZZ_BUDGET seconds in all
-# (default 1500). A crash fails CI (its reproducer is left under fuzz/regressions/); running
+# (default 900). A crash fails CI (its reproducer is left under fuzz/regressions/); running
 # out of budget (a cold instrumented build of burn is the slow part) or a machine without
 # cargo-fuzz only warns: the corpora and reproducers are replayed by `cargo test` anyway.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
 seconds="${HFT_CI_FUZZ_SECONDS:-30}"
-budget="${HFT_CI_FUZZ_BUDGET:-1500}"
+budget="${HFT_CI_FUZZ_BUDGET:-900}"
 tools="${HFT_CI_TOOLS:-$HOME/.cache/hft-ci-tools}"
 export PATH="$tools/bin:$PATH"
 export HFT_FUZZ_SANITIZER="${HFT_FUZZ_SANITIZER:-none}"

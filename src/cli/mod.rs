@@ -66,6 +66,14 @@ pub enum Command {
         until: Option<String>,
         #[command(flatten)]
         executor: exec_stage::ExecutorArgs,
+        /// A remote cache shared between machines (`s3://bucket/prefix`, `file:///folder`,
+        /// `https://host/path`): a local miss is pulled from it, what runs is pushed to it.
+        /// S3 credentials come from the AWS_* environment variables.
+        #[arg(long, value_name = "URL", env = crate::store::remote::REMOTE_ENV)]
+        remote: Option<String>,
+        /// Only pull from `--remote`, never push (CI consumers of a shared cache).
+        #[arg(long, requires = "remote")]
+        remote_read_only: bool,
     },
     /// Show which stages are stale and why (which key in which file, which input changed).
     Status {
@@ -315,6 +323,8 @@ pub fn main() -> ExitCode {
             json,
             until,
             executor,
+            remote,
+            remote_read_only,
         } => match executor.install(&common) {
             Ok(()) => build(
                 &common,
@@ -324,6 +334,8 @@ pub fn main() -> ExitCode {
                     locked,
                     json,
                     until,
+                    remote,
+                    remote_read_only,
                 },
             ),
             Err(outcome) => outcome,
@@ -481,6 +493,9 @@ struct BuildArgs {
     locked: bool,
     json: bool,
     until: Option<String>,
+    /// `--remote` and `--remote-read-only`.
+    remote: Option<String>,
+    remote_read_only: bool,
 }
 
 fn build(common: &Common, args: &BuildArgs) -> Outcome {
@@ -496,6 +511,14 @@ fn build(common: &Common, args: &BuildArgs) -> Outcome {
     let store = match open_store(common) {
         Ok(s) => s,
         Err(outcome) => return outcome,
+    };
+    // Checked before the no-op fast path, so that a malformed URL is always an error.
+    let remote = match args.remote.as_deref() {
+        Some(url) => match crate::store::remote::Remote::open(url, args.remote_read_only) {
+            Ok(r) => Some(r),
+            Err(e) => return fail(&e),
+        },
+        None => None,
     };
     let lock_path = Path::new(LOCK_FILE);
     // The no-op fast path: nothing this build depends on changed since the last one.
@@ -561,7 +584,14 @@ fn build(common: &Common, args: &BuildArgs) -> Outcome {
             report::print_block(&experiment_lines(r, dry_run, quiet))
         }
     };
-    let reports = exec::run_all(&store, &jobs_list, threads, dry_run, &print);
+    let reports = exec::run_all_with_remote(
+        &store,
+        remote.as_ref(),
+        &jobs_list,
+        threads,
+        dry_run,
+        &print,
+    );
     if !dry_run {
         match (&lock, locked) {
             (Some(existing), true) => {
@@ -582,11 +612,12 @@ fn build(common: &Common, args: &BuildArgs) -> Outcome {
     }
 
     let mut outcome = Outcome::Ok;
-    let (mut ran, mut cached, mut stale, mut failed) = (0, 0, 0, 0);
+    let (mut ran, mut cached, mut stale, mut failed, mut pulled) = (0, 0, 0, 0, 0);
     for r in &reports {
         for s in &r.stages {
             match &s.state {
                 StageState::Ran { .. } => ran += 1,
+                StageState::Cached if s.pulled => pulled += 1,
                 StageState::Cached => cached += 1,
                 StageState::Stale { .. } => stale += 1,
                 StageState::Failed(e) => {
@@ -622,7 +653,7 @@ fn build(common: &Common, args: &BuildArgs) -> Outcome {
             at: crate::store::now_unix(),
             experiments: reports.len(),
             ran,
-            cached,
+            cached: cached + pulled,
             failed,
             secs,
         };
@@ -640,8 +671,12 @@ fn build(common: &Common, args: &BuildArgs) -> Outcome {
             report::duration(secs)
         )
     } else {
+        let pulled = match pulled {
+            0 => String::new(),
+            n => format!("{n} pulled, "),
+        };
         format!(
-            "{} experiments: {ran} stages ran, {cached} cached, {failed} failed ({})",
+            "{} experiments: {ran} stages ran, {pulled}{cached} cached, {failed} failed ({})",
             reports.len(),
             report::duration(secs)
         )
@@ -668,6 +703,7 @@ fn build(common: &Common, args: &BuildArgs) -> Outcome {
             "experiments": reports.iter().map(report_json).collect::<Vec<_>>(),
             "ran": ran,
             "cached": cached,
+            "pulled": pulled,
             "stale": stale,
             "failed": failed,
             "secs": secs,
@@ -1337,6 +1373,7 @@ fn report_json(r: &ExperimentReport) -> serde_json::Value {
         .iter()
         .map(|s| {
             let (state, detail) = match &s.state {
+                StageState::Cached if s.pulled => ("pulled", None),
                 StageState::Cached => ("cached", None),
                 StageState::Ran { secs } => ("ran", Some(serde_json::json!(secs))),
                 StageState::Stale { reason } => ("stale", Some(serde_json::json!(reason))),
@@ -1406,6 +1443,7 @@ fn experiment_lines(r: &ExperimentReport, dry_run: bool, quiet: bool) -> Vec<Str
             .map(|k| k.short().to_string())
             .unwrap_or_default();
         let what = match &s.state {
+            StageState::Cached if s.pulled => format!("pulled   {key}"),
             StageState::Cached => format!("cached   {key}"),
             StageState::Ran { secs } => {
                 let job = s.key.as_ref().and_then(graph::slurm::job_of);

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::stages::{CORRUPT_INPUT_MARK, StageError, StageInputs, StageKind, StageOutput};
 use super::{Plan, StageSpec};
 use crate::config::{Experiment, LocationMap};
+use crate::store::remote::Remote;
 use crate::store::{ActionRecord, Digest, StageKey, Store, now_unix};
 
 /// What one build (or dry run) does with one experiment.
@@ -70,6 +71,8 @@ pub struct StageReport {
     pub inputs: Vec<(String, String)>,
     pub state: StageState,
     pub record: Option<ActionRecord>,
+    /// `Cached` because it was pulled from the remote cache in this build.
+    pub pulled: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -118,13 +121,26 @@ pub fn run_all(
     dry_run: bool,
     on_done: &(dyn Fn(&ExperimentReport) + Sync),
 ) -> Vec<ExperimentReport> {
+    run_all_with_remote(store, None, jobs, threads, dry_run, on_done)
+}
+
+/// [`run_all`] with a remote cache: a local miss is looked up there (and pulled) before a
+/// stage executes, and what executes is pushed to it.
+pub fn run_all_with_remote(
+    store: &Store,
+    remote: Option<&Remote>,
+    jobs: &[ExperimentJob],
+    threads: usize,
+    dry_run: bool,
+    on_done: &(dyn Fn(&ExperimentReport) + Sync),
+) -> Vec<ExperimentReport> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build();
     let work = || {
         jobs.par_iter()
             .map(|job| {
-                let report = run_experiment(store, job, dry_run);
+                let report = run_experiment(store, remote, job, dry_run);
                 on_done(&report);
                 report
             })
@@ -158,7 +174,12 @@ pub fn execute_isolated(kind: &StageKind, inputs: &StageInputs) -> Result<StageO
     })
 }
 
-fn run_experiment(store: &Store, job: &ExperimentJob, dry_run: bool) -> ExperimentReport {
+fn run_experiment(
+    store: &Store,
+    remote: Option<&Remote>,
+    job: &ExperimentJob,
+    dry_run: bool,
+) -> ExperimentReport {
     let previous: Option<BuildRecord> =
         store.get_build_record(&super::experiment_id(&job.file, &job.plan.name));
     // A corrupt blob found while executing means its producer must run again; that can
@@ -166,10 +187,16 @@ fn run_experiment(store: &Store, job: &ExperimentJob, dry_run: bool) -> Experime
     let mut attempts = job.plan.stages.len() + 1;
     // Stages executed by an earlier attempt show as cached in later ones; report them as run.
     let mut ran_before: BTreeMap<StageKey, f64> = BTreeMap::new();
+    let mut pulled_before: std::collections::BTreeSet<StageKey> = Default::default();
     loop {
-        let mut report = run_experiment_once(store, job, dry_run, previous.as_ref());
+        let mut report = run_experiment_once(store, remote, job, dry_run, previous.as_ref());
         for s in &mut report.stages {
             let Some(key) = &s.key else { continue };
+            if s.pulled {
+                pulled_before.insert(key.clone());
+            } else if s.state == StageState::Cached && pulled_before.contains(key) {
+                s.pulled = true;
+            }
             match (&s.state, ran_before.get(key)) {
                 (StageState::Ran { secs }, _) => {
                     ran_before.insert(key.clone(), *secs);
@@ -204,6 +231,7 @@ fn run_experiment(store: &Store, job: &ExperimentJob, dry_run: bool) -> Experime
 
 fn run_experiment_once(
     store: &Store,
+    remote: Option<&Remote>,
     job: &ExperimentJob,
     dry_run: bool,
     previous: Option<&BuildRecord>,
@@ -215,7 +243,7 @@ fn run_experiment_once(
         .filter(|&i| stages[i].deps.is_empty())
         .collect();
     roots.par_iter().for_each(|&i| {
-        let r = run_stage(store, job, i, &[], dry_run, previous);
+        let r = run_stage(store, remote, job, i, &[], dry_run, previous);
         if let Ok(mut slot) = slots[i].lock() {
             *slot = Some(r);
         }
@@ -233,7 +261,7 @@ fn run_experiment_once(
             .iter()
             .filter_map(|&d| done[d].as_ref())
             .collect();
-        let r = run_stage(store, job, i, &deps, dry_run, previous);
+        let r = run_stage(store, remote, job, i, &deps, dry_run, previous);
         done[i] = Some(r);
     }
     ExperimentReport {
@@ -274,6 +302,7 @@ pub fn key_from_inputs(spec: &StageSpec, inputs: &[(String, String)]) -> StageKe
 
 fn run_stage(
     store: &Store,
+    remote: Option<&Remote>,
     job: &ExperimentJob,
     i: usize,
     deps: &[&StageReport],
@@ -288,6 +317,7 @@ fn run_stage(
         inputs: Vec::new(),
         state: StageState::Skipped,
         record: None,
+        pulled: false,
     };
     let dep_records: Vec<&ActionRecord> = deps.iter().filter_map(|d| d.record.as_ref()).collect();
     if dep_records.len() != spec.deps.len() {
@@ -339,11 +369,30 @@ fn run_stage(
         report.record = Some(record);
         return report;
     }
+    // A shared remote cache first: a stage someone else built is pulled, not run.
+    if let Some(remote) = remote {
+        match remote.fetch(store, &key) {
+            Ok(None) => {}
+            Ok(Some(record)) => {
+                report.state = StageState::Cached;
+                report.pulled = true;
+                report.record = Some(record);
+                return report;
+            }
+            Err(poisoned) => {
+                report.state = StageState::Failed(StageError::Failed(poisoned.to_string()));
+                return report;
+            }
+        }
+    }
     // `--executor slurm`: the stage runs as a job while this thread holds the key's lock.
     if let Some(slurm) = super::slurm::executor_for(&spec.kind) {
         let started = Instant::now();
         match slurm.run_stage(store, job, spec, &key) {
             Ok(record) => {
+                if let Some(r) = remote {
+                    r.push_from_store(store, &record);
+                }
                 report.state = StageState::Ran {
                     secs: started.elapsed().as_secs_f64(),
                 };
@@ -396,6 +445,9 @@ fn run_stage(
     if let Err(e) = store.put_action(&record) {
         report.state = StageState::Failed(StageError::Failed(e.to_string()));
         return report;
+    }
+    if let Some(remote) = remote {
+        remote.push(&record, &output.blobs);
     }
     report.state = StageState::Ran { secs };
     report.record = Some(record);

@@ -17,6 +17,7 @@
 //! whenever its bytes are read; a mismatch is a miss (with a warning), never used.
 
 pub mod housekeeping;
+pub mod remote;
 
 use std::collections::BTreeMap;
 use std::fmt;
