@@ -1,9 +1,10 @@
 //! The same bars as CSV and as Parquet give the same ingest output, and Parquet files from a
 //! real-world writer (pyarrow, `tests/fixtures/make_parquet.py`) parse.
 //!
-//! Library level: `hft::data::ingest::parse_file` is what the ingest stage will call once it
-//! reads Parquet, so comparing its outputs (and the `bars` blob the stage stores) is
-//! comparing what the stage would store.
+//! Library level (`hft::data::ingest::parse_file`, what the ingest stage calls) and through
+//! the binary: `AAA.csv` and `AAA.parquet` of the same bars give the same dataset digest.
+
+mod common;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -217,4 +218,40 @@ fn pyarrow_string_dates_newest_first_with_adjusted_close() {
     assert_eq!(b.volume[0], 390.0);
     assert_eq!(got.notes.len(), 1, "{:?}", got.notes);
     assert!(got.notes[0].contains("descending"));
+}
+
+/// The output digests of one stage of experiment `exp`, through `hft show --json`.
+fn stage_digest(p: &common::Project, stage: &str, output: &str) -> String {
+    let run = p.hft(&["show", "exp", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let s = doc["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == stage)
+        .unwrap_or_else(|| panic!("no {stage} in {doc}"));
+    s["outputs"][output]["digest"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_build_from_parquet_gives_the_dataset_of_the_same_csv() {
+    let t = table(600);
+    let exp = "name: exp\ndata:\n  source: local\n  path: trainingdata\n  symbols: [AAA]\n  \
+               features: [close, log_return, ma_20, rsi_14]\n  sequence_length: 8\n  \
+               prediction_horizon: 2\nmodel: {type: mlp, hidden_size: 4, num_layers: 1}\n\
+               training: {max_steps: 1, batch_size: 8}\n";
+    let mut digests = Vec::new();
+    for (name, bytes) in [("AAA.csv", to_csv(&t)), ("AAA.parquet", to_parquet(&t))] {
+        let p = common::Project::new("formats");
+        std::fs::create_dir_all(p.path("trainingdata")).unwrap();
+        std::fs::write(p.path(&format!("trainingdata/{name}")), bytes).unwrap();
+        p.write("experiments/exp.yaml", exp);
+        p.build();
+        digests.push((
+            stage_digest(&p, "ingest:AAA", "bars"),
+            stage_digest(&p, "dataset", "dataset"),
+        ));
+    }
+    assert_eq!(digests[0], digests[1], "csv vs parquet");
 }
