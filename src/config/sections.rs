@@ -932,13 +932,49 @@ impl Precision {
 }
 
 /// `training.devices`: how many devices train data-parallel, or which.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Devices {
     /// Devices `0..N`.
     Count(usize),
     /// These device indices, in shard order.
     List(Vec<usize>),
+}
+
+/// By hand, for an error that says what is expected (an untagged enum's says only that
+/// no variant matched).
+impl<'de> Deserialize<'de> for Devices {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Devices;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a device count such as 2, or a list of device indices such as [0, 2]")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Devices, E> {
+                usize::try_from(n)
+                    .map(Devices::Count)
+                    .map_err(|_| E::custom(format!("{n} devices is too many")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Devices, E> {
+                match u64::try_from(n) {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::invalid_value(serde::de::Unexpected::Signed(n), &self)),
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Devices, A::Error> {
+                let mut list = Vec::new();
+                while let Some(index) = seq.next_element::<usize>()? {
+                    list.push(index);
+                }
+                Ok(Devices::List(list))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl Default for Devices {
