@@ -25,7 +25,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bytes, DType, Device, FloatDType, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::config::sections::{Backend, Precision};
+use crate::config::sections::{Backend, Devices, Precision};
 use crate::config::{ModelConfig, OptimizerConfig, TrainingConfig};
 use crate::data::{Dataset, Split};
 use crate::model::{self, Dims, Forecast, ModelError, Net, PriceTerm, TrainForecast};
@@ -336,6 +336,12 @@ pub fn train_resumable(
     let compute = open_device(tcfg)?;
     let _rng = model::rng_lock();
     let device = compute.device.clone().autodiff();
+    // The devices after the first of `training.devices`; empty on one device.
+    let shard_devices: Vec<Device> = compute
+        .further
+        .iter()
+        .map(|d| d.clone().autodiff())
+        .collect();
     let mut net = model::load(model_cfg, dims, init_record, &device)?;
     let mut optim = optim::build(opt, &net.params())?;
     let mut ema = tcfg.ema_decay.map(|decay| (net.inference(), decay));
@@ -436,40 +442,40 @@ pub fn train_resumable(
             // made once per optimizer step (the weights do not change between micro-batches).
             let working = compute.dtype.map(|dtype| net.cast(dtype));
             let forward_net = working.as_deref().unwrap_or(net.as_ref());
+            // Data parallel: a replica of the weights on every further device, made once
+            // per optimizer step like the working copy.
+            let replicas = replicate(net.as_ref(), model_cfg, dims, &shard_devices, compute.dtype)?;
+            let mut shards: Vec<(&dyn Net, &Device)> = vec![(forward_net, &device)];
+            shards.extend(replicas.iter().map(|r| r.as_ref()).zip(&shard_devices));
             for (j, indices) in group.iter().enumerate() {
                 // Dropout draws are a function of the micro-batch; with one micro-batch per
                 // step, of the step, as before accumulation existed.
                 let micro = (step * accum + j) as u64;
-                device.seed(stream(seed, DROPOUT_STREAM, micro));
-                let batch = Batch::gather(&dataset.train, indices, dims, &targets, &device);
-                let x = match compute.dtype {
-                    Some(dtype) => batch.x.cast(dtype),
-                    None => batch.x,
-                };
-                // The loss is computed in f32 whatever the precision of the forward pass.
-                let out = to_f32(forward_net.train_forward(x, batch.y.clone()), compute.dtype);
-                let loss = targets.train_loss(out, batch.y, batch.q);
-                let value = f64::from(loss.clone().into_scalar::<f32>());
-                if !value.is_finite() {
-                    return Err(diverged(format!("the loss is {value}"), step + 1));
+                let dropout = stream(seed, DROPOUT_STREAM, micro);
+                device.seed(dropout);
+                for (k, further) in shard_devices.iter().enumerate() {
+                    further.seed(stream(dropout, SHARD_STREAM, k as u64 + 1));
                 }
-                let share = indices.len() as f64 / windows as f64;
-                let weight = share * loss_scale.scale;
-                let loss = if weight == 1.0 {
-                    loss
-                } else {
-                    loss.mul_scalar(weight)
+                let micro_batch = MicroBatch {
+                    split: &dataset.train,
+                    indices,
+                    dims,
+                    targets: &targets,
+                    dtype: compute.dtype,
+                    step_windows: windows,
+                    loss_scale: loss_scale.scale,
                 };
-                let mut more = forward_net.gradients(loss.backward());
-                if compute.dtype.is_some() {
-                    more = net.cast_gradients(more, FloatDType::F32, 1.0 / loss_scale.scale);
-                }
+                let (share_of_loss, more) = micro_batch
+                    .gradients(net.as_ref(), &shards)
+                    .map_err(|value| diverged(format!("the loss is {value}"), step + 1))?;
                 grads = Some(match grads {
                     Some(sum) => net.add_gradients(sum, more),
                     None => more,
                 });
-                step_loss += value * share;
+                step_loss += share_of_loss;
             }
+            drop(shards);
+            drop(replicas);
             drop(working);
             let Some(mut grads) = grads else { continue };
             let norm = net.clip_grad_norm(&mut grads, tcfg.grad_clip);
@@ -652,23 +658,85 @@ impl Drop for RunningGuard {
 /// The device a run computes on and the float format of its forward and backward passes
 /// (`None`: f32 throughout).
 struct Compute {
-    /// Without autodiff; training adds it.
+    /// Without autodiff; training adds it. The first of `training.devices`: it holds the
+    /// master weights and the optimizer, and validates.
     device: Device,
+    /// The other devices of `training.devices` (data parallel); empty on one device.
+    further: Vec<Device>,
     dtype: Option<FloatDType>,
 }
 
-/// Opens `training.device` and checks it can compute in `training.precision`. Backends
-/// missing from this build are config errors (the loader reports them before anything
-/// runs); this repeats the check for configs built in code.
+/// Opens `training.device` (and every device of `training.devices`) and checks it can
+/// compute in `training.precision`. Backends missing from this build are config errors (the
+/// loader reports them before anything runs); this repeats the check for configs built in
+/// code.
 fn open_device(t: &TrainingConfig) -> Result<Compute, TrainError> {
     let config = |(key, message): (String, String)| TrainError::Config(format!("{key}: {message}"));
     let backend = t.backend().map_err(config)?;
-    let device = match backend {
+    let (device, further) = if t.devices == Devices::default() {
+        // One device: exactly the device `training.device` names.
+        (open_backend(backend, None)?, Vec::new())
+    } else {
+        let indices = t.devices.indices();
+        let available = device_count(backend)?;
+        if let Some(&missing) = indices.iter().find(|&&i| i >= available) {
+            return Err(TrainError::Config(format!(
+                "training.devices: asks for {} device {missing}, but this machine has {available}                  {} device(s) (indices 0..{available}); list fewer devices",
+                backend.kind(),
+                backend.kind(),
+            )));
+        }
+        let mut opened = indices
+            .iter()
+            .map(|&i| open_backend(backend, Some(i)))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter();
+        let Some(first) = opened.next() else {
+            return Err(TrainError::Config(
+                "training.devices: must name at least one device".into(),
+            ));
+        };
+        (first, opened.collect())
+    };
+    let dtype = match t.precision {
+        Precision::F32 => None,
+        Precision::Bf16 => Some(FloatDType::BF16),
+        Precision::F16 => Some(FloatDType::F16),
+    };
+    if let Some(dtype) = dtype
+        && (!backend.trains_in(t.precision)
+            || !std::iter::once(&device)
+                .chain(&further)
+                .all(|d| d.supports_dtype(DType::from(dtype))))
+    {
+        return Err(TrainError::Config(format!(
+            "training.precision: the {} device cannot compute in {}; use f32",
+            t.device,
+            t.precision.name()
+        )));
+    }
+    Ok(Compute {
+        device,
+        further,
+        dtype,
+    })
+}
+
+/// Device `index` of `backend` (`None`: the one `training.device` names).
+fn open_backend(backend: Backend, index: Option<usize>) -> Result<Device, TrainError> {
+    let _ = index;
+    Ok(match backend {
         Backend::Cpu => Device::flex(),
         #[cfg(feature = "wgpu")]
-        Backend::Wgpu => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+        Backend::Wgpu => match index {
+            None => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+            // wgpu's own numbering is per adapter type: take the index-th adapter listed.
+            Some(i) => wgpu_devices()?.into_iter().nth(i).ok_or_else(|| {
+                TrainError::Config(format!("training.devices: no wgpu device {i}"))
+            })?,
+        },
         #[cfg(feature = "cuda")]
-        Backend::Cuda(index) => Device::cuda(index),
+        Backend::Cuda(named) => Device::cuda(index.unwrap_or(named)),
         #[allow(unreachable_patterns)]
         other => {
             return Err(TrainError::Config(format!(
@@ -677,22 +745,165 @@ fn open_device(t: &TrainingConfig) -> Result<Compute, TrainError> {
                 kind = other.kind(),
             )));
         }
-    };
-    let dtype = match t.precision {
-        Precision::F32 => None,
-        Precision::Bf16 => Some(FloatDType::BF16),
-        Precision::F16 => Some(FloatDType::F16),
-    };
-    if let Some(dtype) = dtype
-        && (!backend.trains_in(t.precision) || !device.supports_dtype(DType::from(dtype)))
-    {
-        return Err(TrainError::Config(format!(
-            "training.precision: the {} device cannot compute in {}; use f32",
-            t.device,
-            t.precision.name()
-        )));
+    })
+}
+
+/// How many devices `backend` has on this machine. Enumerating a GPU runtime without a
+/// driver can panic inside it: that is an error here, not a crash.
+fn device_count(backend: Backend) -> Result<usize, TrainError> {
+    let listed = std::panic::catch_unwind(|| -> Result<usize, TrainError> {
+        Ok(match backend {
+            Backend::Cpu => 1,
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu => wgpu_devices()?.len(),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(_) => Device::enumerate(burn::tensor::DeviceType::Cuda).len(),
+            #[allow(unreachable_patterns)]
+            _ => 0,
+        })
+    });
+    listed.unwrap_or_else(|_| {
+        Err(TrainError::Config(format!(
+            "training.devices: listing the {} devices failed (no driver or no device?)",
+            backend.kind()
+        )))
+    })
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu_devices() -> Result<Vec<Device>, TrainError> {
+    Ok(Device::enumerate(burn::tensor::DeviceType::Wgpu)
+        .into_iter()
+        .collect())
+}
+
+/// A replica of `net`'s weights on each of `devices` (with autodiff), in `dtype` when set:
+/// each data-parallel shard differentiates on its own device. The parameter ids are the
+/// master's (path ids), so shard gradients add up under the master's ids.
+fn replicate(
+    net: &dyn Net,
+    model_cfg: &ModelConfig,
+    dims: Dims,
+    devices: &[Device],
+    dtype: Option<FloatDType>,
+) -> Result<Vec<Box<dyn Net>>, TrainError> {
+    if devices.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(Compute { device, dtype })
+    // `Net` moves between devices through its byte-stable record: loading draws nothing.
+    let weights = net.weights()?;
+    devices
+        .iter()
+        .map(|device| {
+            let replica = model::load(model_cfg, dims, &weights, device)?.with_path_ids();
+            Ok(match dtype {
+                Some(dtype) => replica.cast(dtype),
+                None => replica,
+            })
+        })
+        .collect()
+}
+
+/// One micro-batch of an optimizer step, and what its loss is weighted by.
+struct MicroBatch<'a> {
+    split: &'a Split,
+    indices: &'a [usize],
+    dims: Dims,
+    targets: &'a Targets,
+    /// The forward pass's float format (`None`: f32).
+    dtype: Option<FloatDType>,
+    /// Windows in the whole optimizer step (all its micro-batches).
+    step_windows: usize,
+    loss_scale: f64,
+}
+
+impl MicroBatch<'_> {
+    /// The micro-batch's share of the step loss and its gradients, on the first shard's
+    /// device. The windows are split into one contiguous shard per `(net, device)` (fewer
+    /// when there are fewer windows); each shard's mean loss is weighted by its share of the
+    /// step's windows before `backward`, so the summed shard gradients (the all-reduce) are
+    /// the average over all windows: the full-batch gradient up to float summation order.
+    /// With one shard this is exactly the single-device computation. `Err` holds a
+    /// non-finite loss.
+    fn gradients(
+        &self,
+        master: &dyn Net,
+        shards: &[(&dyn Net, &Device)],
+    ) -> Result<(f64, GradientsParams), f64> {
+        // Only a data-parallel step moves gradients between devices.
+        let params = if shards.len() > 1 {
+            master.params()
+        } else {
+            Vec::new()
+        };
+        let per_shard = self.indices.len().div_ceil(shards.len().max(1)).max(1);
+        let mut total: Option<(f64, GradientsParams)> = None;
+        for (k, (indices, &(net, device))) in self.indices.chunks(per_shard).zip(shards).enumerate()
+        {
+            let batch = Batch::gather(self.split, indices, self.dims, self.targets, device);
+            let x = match self.dtype {
+                Some(dtype) => batch.x.cast(dtype),
+                None => batch.x,
+            };
+            // The loss is computed in f32 whatever the precision of the forward pass.
+            let out = to_f32(net.train_forward(x, batch.y.clone()), self.dtype);
+            let loss = self.targets.train_loss(out, batch.y, batch.q);
+            let value = f64::from(loss.clone().into_scalar::<f32>());
+            if !value.is_finite() {
+                return Err(value);
+            }
+            let share = indices.len() as f64 / self.step_windows as f64;
+            let weight = share * self.loss_scale;
+            let loss = if weight == 1.0 {
+                loss
+            } else {
+                loss.mul_scalar(weight)
+            };
+            let mut more = net.gradients(loss.backward());
+            if self.dtype.is_some() {
+                more = master.cast_gradients(more, FloatDType::F32, 1.0 / self.loss_scale);
+            }
+            if k > 0 {
+                // All-reduce onto the first device, where the optimizer steps.
+                if let Some(&(_, first)) = shards.first() {
+                    more = move_gradients(more, &params, first);
+                }
+            }
+            total = Some(match total {
+                Some((sum, grads)) => (sum + value * share, master.add_gradients(grads, more)),
+                None => (value * share, more),
+            });
+        }
+        Ok(total.unwrap_or_else(|| (0.0, GradientsParams::new())))
+    }
+}
+
+/// `grads` with every parameter's gradient moved to `device`.
+fn move_gradients(
+    mut grads: GradientsParams,
+    params: &[model::ParamMeta],
+    device: &Device,
+) -> GradientsParams {
+    fn moved<const D: usize>(
+        grads: &mut GradientsParams,
+        id: burn::module::ParamId,
+        device: &Device,
+    ) {
+        if let Some(g) = grads.remove::<D>(id) {
+            grads.register::<D>(id, g.to_device(device));
+        }
+    }
+    for p in params {
+        match p.rank {
+            1 => moved::<1>(&mut grads, p.id, device),
+            2 => moved::<2>(&mut grads, p.id, device),
+            3 => moved::<3>(&mut grads, p.id, device),
+            4 => moved::<4>(&mut grads, p.id, device),
+            5 => moved::<5>(&mut grads, p.id, device),
+            _ => moved::<6>(&mut grads, p.id, device),
+        }
+    }
+    grads
 }
 
 /// A model's training outputs in f32, for the loss.
@@ -912,6 +1123,8 @@ fn per_sec(samples: usize, since: Instant) -> f64 {
 
 const SHUFFLE_STREAM: u64 = 1;
 const DROPOUT_STREAM: u64 = 2;
+/// Dropout seeds of the further devices of a data-parallel step, from the micro-batch's.
+const SHARD_STREAM: u64 = 3;
 
 /// A seed for draw `index` of stream `stream`, independent across streams and indices.
 fn stream(seed: u64, stream: u64, index: u64) -> u64 {
@@ -1212,6 +1425,112 @@ pub(crate) mod tests {
             2 => sq(grads.get::<2>(p.id)),
             _ => sq(grads.get::<3>(p.id)),
         }
+    }
+
+    /// A gradient as flat f32 values, for comparing two gradient sets.
+    fn flat_grad(grads: &GradientsParams, p: &crate::model::ParamMeta) -> Vec<f32> {
+        fn values<const D: usize>(g: Option<Tensor<D>>) -> Vec<f32> {
+            g.map_or_else(Vec::new, |g| g.into_data().iter::<f32>().collect())
+        }
+        match p.rank {
+            1 => values(grads.get::<1>(p.id)),
+            2 => values(grads.get::<2>(p.id)),
+            _ => values(grads.get::<3>(p.id)),
+        }
+    }
+
+    /// The data-parallel gradient path, run with N logical shards on one flex device (the
+    /// config refuses N > 1 on cpu; the arithmetic is the same on any device): weights
+    /// replicated through `replicate`, shard gradients moved and summed, equal the
+    /// full-batch gradient within float tolerance. One shard is bit-identical to the
+    /// single-device computation written out (forward, loss, backward on the whole batch).
+    #[test]
+    fn sharded_gradients_average_to_the_full_batch_gradient() {
+        let data = toy_dataset([11, 0, 0], 5);
+        let dims = Dims::of(&data);
+        let targets = Targets {
+            std: target_std(&data.train, 2),
+            smoothing: 0.1,
+            price_weight: 0.5,
+        };
+        // 11 windows: shards of uneven sizes (6 + 5, 4 + 4 + 3, ...).
+        let indices: Vec<usize> = (0..11).collect();
+        for kind in ["mlp", "lstm"] {
+            let model_cfg = quiet(cfg(kind));
+            let device = Device::flex().autodiff();
+            let net = model::build(&model_cfg, dims, 7, &device).unwrap();
+            let params = net.params();
+            let micro = MicroBatch {
+                split: &data.train,
+                indices: &indices,
+                dims,
+                targets: &targets,
+                dtype: None,
+                step_windows: indices.len(),
+                loss_scale: 1.0,
+            };
+            let batch = Batch::gather(&data.train, &indices, dims, &targets, &device);
+            let out = net.train_forward(batch.x, batch.y.clone());
+            let loss = targets.train_loss(out, batch.y, batch.q);
+            let value = f64::from(loss.clone().into_scalar::<f32>());
+            let full = net.gradients(loss.backward());
+
+            let (one_value, one) = micro
+                .gradients(net.as_ref(), &[(net.as_ref(), &device)])
+                .unwrap();
+            assert_eq!(one_value.to_bits(), value.to_bits(), "{kind}");
+            for p in &params {
+                let (a, b) = (flat_grad(&one, p), flat_grad(&full, p));
+                assert!(!a.is_empty(), "{kind}: no gradient for {}", p.path);
+                let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(
+                    same,
+                    "{kind}: one shard differs from one device at {}",
+                    p.path
+                );
+            }
+
+            for n in [2, 3, 4, 11] {
+                let further = vec![Device::flex().autodiff(); n - 1];
+                let replicas = replicate(net.as_ref(), &model_cfg, dims, &further, None).unwrap();
+                let mut shards: Vec<(&dyn Net, &Device)> = vec![(net.as_ref(), &device)];
+                shards.extend(replicas.iter().map(|r| r.as_ref()).zip(&further));
+                let (sharded_value, sharded) = micro.gradients(net.as_ref(), &shards).unwrap();
+                assert!(
+                    (sharded_value - value).abs() <= 1e-6 * value.abs(),
+                    "{kind}, {n} shards: loss {sharded_value} vs {value}"
+                );
+                for p in &params {
+                    let (a, b) = (flat_grad(&sharded, p), flat_grad(&full, p));
+                    assert_eq!(a.len(), b.len(), "{kind}, {n} shards: {}", p.path);
+                    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
+                    let worst = a
+                        .iter()
+                        .zip(&b)
+                        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                    assert!(
+                        worst <= 1e-5 * scale,
+                        "{kind}, {n} shards: {} differs by {worst} (scale {scale})",
+                        p.path
+                    );
+                }
+            }
+        }
+    }
+
+    /// `training.devices` > 1 on the one-device cpu backend never reaches the loop.
+    #[test]
+    fn several_devices_on_cpu_are_a_config_error() {
+        let data = toy_dataset([8, 0, 0], 1);
+        let t = TrainingConfig {
+            devices: Devices::Count(2),
+            ..tcfg(1, 4)
+        };
+        let Err(err) = run(&data, &quiet(cfg("mlp")), &opt(1e-2), &t, 1) else {
+            panic!("two devices on cpu trained");
+        };
+        assert!(matches!(err, TrainError::Config(_)), "{err}");
+        assert!(err.to_string().contains("training.devices"), "{err}");
     }
 
     #[test]

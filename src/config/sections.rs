@@ -770,6 +770,11 @@ pub struct TrainingConfig {
     /// Where to train: `cpu` (burn's flex backend), `wgpu`, `cuda` or `cuda:N` (GPU `N`).
     /// GPU backends need a build with the cargo feature of the same name. Default `cpu`.
     pub device: String,
+    /// Data-parallel training on several GPUs of one node: a count `N` (GPUs 0..N) or a list
+    /// of GPU indices. Each micro-batch is split into one shard per device and the shards'
+    /// gradients are averaged into one optimizer step, which equals one device with the
+    /// whole batch up to float summation order. Default 1; `cpu` has one device.
+    pub devices: Devices,
     /// Float format of the forward and backward passes: `f32`, `bf16` or `f16`. Reduced
     /// precision keeps f32 master weights (the optimizer and checkpoint see only those);
     /// `f16` adds dynamic loss scaling. Default `f32`.
@@ -926,6 +931,119 @@ impl Precision {
     }
 }
 
+/// `training.devices`: how many devices train data-parallel, or which.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Devices {
+    /// Devices `0..N`.
+    Count(usize),
+    /// These device indices, in shard order.
+    List(Vec<usize>),
+}
+
+/// By hand, for an error that says what is expected (an untagged enum's says only that
+/// no variant matched).
+impl<'de> Deserialize<'de> for Devices {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Devices;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a device count such as 2, or a list of device indices such as [0, 2]")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Devices, E> {
+                usize::try_from(n)
+                    .map(Devices::Count)
+                    .map_err(|_| E::custom(format!("{n} devices is too many")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Devices, E> {
+                match u64::try_from(n) {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::invalid_value(serde::de::Unexpected::Signed(n), &self)),
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Devices, A::Error> {
+                let mut list = Vec::new();
+                while let Some(index) = seq.next_element::<usize>()? {
+                    list.push(index);
+                }
+                Ok(Devices::List(list))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl Default for Devices {
+    fn default() -> Self {
+        Devices::Count(1)
+    }
+}
+
+impl Devices {
+    /// How many devices share each micro-batch: what changes results (float summation
+    /// order), so what the train key holds; which devices they are does not.
+    pub fn count(&self) -> usize {
+        match self {
+            Devices::Count(n) => *n,
+            Devices::List(list) => list.len(),
+        }
+    }
+
+    /// The device indices, in shard order.
+    pub fn indices(&self) -> Vec<usize> {
+        match self {
+            Devices::Count(n) => (0..*n).collect(),
+            Devices::List(list) => list.clone(),
+        }
+    }
+
+    /// Range checks that need no hardware: at least one device, no index twice, and only
+    /// device 0 (or a count of 1) where the backend has one device or names its own index.
+    fn validate(&self, device: &str, backend: Backend) -> Result<(), Invalid> {
+        let key = "training.devices";
+        let indices = self.indices();
+        if indices.is_empty() {
+            return fail(
+                key,
+                "must be at least 1 (or a non-empty list of device indices)",
+            );
+        }
+        if indices.len() > 1024 {
+            return fail(key, "at most 1024 devices");
+        }
+        let mut sorted = indices.clone();
+        sorted.sort_unstable();
+        if let Some(pair) = sorted.windows(2).find(|w| w.first() == w.get(1)) {
+            let index = pair.first().copied().unwrap_or_default();
+            return fail(key, format!("lists device {index} twice"));
+        }
+        if *self == Devices::Count(1) {
+            return Ok(());
+        }
+        match backend {
+            Backend::Cuda(_) if device != "cuda" => fail(
+                key,
+                format!(
+                    "training.device `{device}` names one GPU; with training.devices write \
+                     `device: cuda` and list the GPUs in training.devices"
+                ),
+            ),
+            Backend::Cpu if indices != [0] => fail(
+                key,
+                format!(
+                    "`{device}` (burn's flex backend) has one device, so data-parallel training \
+                     needs a GPU backend (training.device: wgpu or cuda); set training.devices: 1"
+                ),
+            ),
+            Backend::Cpu | Backend::Cuda(_) | Backend::Wgpu => Ok(()),
+        }
+    }
+}
+
 /// A parsed `training.device`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -989,6 +1107,7 @@ impl Default for TrainingConfig {
             min_delta: None,
             ema_decay: None,
             device: "cpu".to_string(),
+            devices: Devices::default(),
             precision: Precision::F32,
             checkpoint_every: None,
             resources: None,
@@ -1056,6 +1175,10 @@ impl TrainingConfig {
             "device": self.backend().map_or("invalid", Backend::kind),
             "precision": self.precision,
         });
+        // Only when not 1, so keys from before `devices` existed stay the same.
+        if self.devices.count() != 1 {
+            v["devices"] = json!(self.devices.count());
+        }
         if self.schedule.reads_warmup() {
             v["warmup_steps"] = json!(self.warmup_steps());
         }
@@ -1133,6 +1256,7 @@ impl TrainingConfig {
                 ),
             );
         }
+        self.devices.validate(&self.device, backend)?;
         if !backend.trains_in(self.precision) {
             return fail(
                 "training.precision",
@@ -1422,6 +1546,66 @@ mod tests {
         ] {
             training(s).validate().unwrap();
         }
+    }
+
+    #[test]
+    fn training_devices_are_checked_and_only_their_count_is_keyed() {
+        let on = |device: &str, devices: Devices| TrainingConfig {
+            device: device.into(),
+            devices,
+            ..TrainingConfig::default()
+        };
+        // One device keeps the keys of configs from before `devices` existed.
+        let one = on("cpu", Devices::Count(1));
+        one.validate().unwrap();
+        assert!(one.key_value().get("devices").is_none());
+        assert_eq!(one.key_value(), TrainingConfig::default().key_value());
+        on("cpu", Devices::List(vec![0])).validate().unwrap();
+        // flex has one device: data parallel on it is a config error naming the key.
+        for devices in [
+            Devices::Count(2),
+            Devices::List(vec![1]),
+            Devices::List(vec![0, 1]),
+        ] {
+            let (key, msg) = on("cpu", devices).validate().unwrap_err();
+            assert_eq!(key, "training.devices");
+            assert!(msg.contains("one device"), "{msg}");
+        }
+        for (devices, why) in [
+            (Devices::Count(0), "at least 1"),
+            (Devices::List(vec![]), "at least 1"),
+            (Devices::List(vec![0, 2, 0]), "device 0 twice"),
+        ] {
+            let (key, msg) = devices.validate("cuda", Backend::Cuda(0)).unwrap_err();
+            assert_eq!(key, "training.devices");
+            assert!(msg.contains(why), "{msg}");
+        }
+        // The count changes the float summation order, so it is keyed; which GPUs is not.
+        let two = on("cuda", Devices::Count(2));
+        let listed = on("cuda", Devices::List(vec![2, 3]));
+        assert_eq!(two.key_value()["devices"], json!(2));
+        assert_eq!(two.key_value(), listed.key_value());
+        assert_ne!(two.key_value(), on("cuda", Devices::Count(1)).key_value());
+        Devices::Count(2)
+            .validate("cuda", Backend::Cuda(0))
+            .unwrap();
+        Devices::Count(2).validate("wgpu", Backend::Wgpu).unwrap();
+        let (key, msg) = Devices::Count(2)
+            .validate("cuda:1", Backend::Cuda(1))
+            .unwrap_err();
+        assert_eq!(key, "training.devices");
+        assert!(msg.contains("device: cuda"), "{msg}");
+        if cfg!(feature = "cuda") {
+            two.validate().unwrap();
+        } else {
+            // The missing backend is reported first, under its own key.
+            assert_eq!(two.validate().unwrap_err().0, "training.device");
+        }
+        let parsed: TrainingConfig =
+            serde_json::from_value(json!({"device": "cuda", "devices": [0, 2]})).unwrap();
+        assert_eq!(parsed.devices, Devices::List(vec![0, 2]));
+        let parsed: TrainingConfig = serde_json::from_value(json!({"devices": 3})).unwrap();
+        assert_eq!(parsed.devices, Devices::Count(3));
     }
 
     #[test]
