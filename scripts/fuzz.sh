@@ -20,6 +20,9 @@
 #   HFT_FUZZ_TARGET_DIR  where fuzz builds go (default ~/.cache/hft-fuzz-target): outside the
 #                        repository, since instrumented builds of burn & co. are large.
 #   HFT_FUZZ_RSS_MB      memory limit per target process (default 2048).
+#   HFT_FUZZ_TIMEOUT     seconds one input may take before it counts as a hang (default 10;
+#                        a small Parquet file can declare millions of RLE-encoded rows, which
+#                        an instrumented debug-assertion build decodes slowly).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +38,7 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 sanitizer="${HFT_FUZZ_SANITIZER:-address}"
 rss_mb="${HFT_FUZZ_RSS_MB:-2048}"
+input_timeout="${HFT_FUZZ_TIMEOUT:-10}"
 export CARGO_TARGET_DIR="${HFT_FUZZ_TARGET_DIR:-$HOME/.cache/hft-fuzz-target}"
 
 if ! command -v cargo-fuzz >/dev/null; then
@@ -83,7 +87,7 @@ for t in "${targets[@]}"; do
     ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_odr_violation=0" \
         timeout --kill-after=10 $((seconds + 120)) \
         "$bin_dir/$t" "${dirs[@]}" \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb="$rss_mb" \
+        -max_total_time="$seconds" -timeout="$input_timeout" -rss_limit_mb="$rss_mb" \
         -artifact_prefix="$scratch/$t/artifacts/" -print_final_stats=1 \
         >"$log" 2>&1 || status=$?
     elapsed=$(($(date +%s) - started))
