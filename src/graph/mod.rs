@@ -246,15 +246,7 @@ fn data_files(
     use crate::data::layout::{self, SymbolFiles};
     let d = &p.experiment.data;
     if d.source != SourceKind::Local {
-        let files = d
-            .symbols
-            .listed()
-            .iter()
-            .map(|s| SymbolFiles {
-                symbol: s.clone(),
-                files: vec![],
-            })
-            .collect();
+        let files = without_files(d.symbols.listed());
         return (files, vec![]);
     }
     let folder = db.data_folder(Path::new(&d.path));
@@ -266,15 +258,7 @@ fn data_files(
              SYMBOL.csv files there or point data.path at them",
             d.path
         );
-        let files = d
-            .symbols
-            .listed()
-            .iter()
-            .map(|s| SymbolFiles {
-                symbol: s.clone(),
-                files: vec![],
-            })
-            .collect();
+        let files = without_files(d.symbols.listed());
         return (files, vec![at("data.path", message)]);
     }
     let symbols = match &d.symbols {
@@ -310,6 +294,17 @@ fn data_files(
         })
         .collect();
     (files, errors)
+}
+
+/// Each symbol, with no data files (non-local sources, or files that cannot be resolved).
+fn without_files(symbols: &[String]) -> Vec<crate::data::layout::SymbolFiles> {
+    symbols
+        .iter()
+        .map(|s| crate::data::layout::SymbolFiles {
+            symbol: s.clone(),
+            files: vec![],
+        })
+        .collect()
 }
 
 /// The stages of one experiment, given each symbol's data files (relative to `data.path`).
