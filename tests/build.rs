@@ -434,8 +434,10 @@ fn a_no_op_build_is_answered_from_the_memo_until_something_changes() {
     // Appended bars in a data file.
     p.write("trainingdata/AAA.csv", &csv_bars(310, 1));
     let appended = p.build();
+    // Both experiments read AAA; whichever is scheduled first runs the shared
+    // ingest stage and the other finds it cached.
     assert!(
-        appended.ran().contains(&"exp/ingest:AAA".to_string()),
+        appended.ran().iter().any(|s| s.ends_with("/ingest:AAA")),
         "{}",
         appended.stdout
     );
