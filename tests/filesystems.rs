@@ -149,7 +149,8 @@ fn names_in(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Several MB of outputs: two series of synthetic bars and a dataset of windows over them.
+/// About 2 MB of outputs: two series of synthetic bars, their features and a dataset over
+/// them.
 fn big(name: &str, hidden: usize) -> String {
     format!(
         "\
@@ -172,7 +173,7 @@ fn a_full_disk_fails_the_build_clearly_and_leaves_the_cache_consistent() {
     let p = Project::new("fs-full");
     p.write("experiments/big.yaml", &big("big", 8));
     let cache = p.path("full-cache");
-    let Some(mount) = Mount::tmpfs(&cache, "3M") else {
+    let Some(mount) = Mount::tmpfs(&cache, "1M") else {
         return;
     };
     let dir = cache.to_str().unwrap();

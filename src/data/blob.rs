@@ -33,34 +33,48 @@
 //!
 //! ## Dataset (`dataset` output)
 //!
-//! metadata: `{"kind":"dataset","version":1,"symbols":[..],"feature_names":[..],
-//! "sequence_length":S,"prediction_horizon":P,"bar_seconds":B}`
+//! metadata: `{"kind":"dataset","version":2,"symbols":[..],"feature_names":[..],
+//! "sequence_length":S,"prediction_horizon":P,"bar_seconds":B,"relative":[..]}`
+//!
+//! The windows are not stored: consecutive windows share all but one row, so they are `S`
+//! times the size of the rows they are cut from. The blob holds those rows and where each
+//! window ends; [`Dataset::from_bytes`] rebuilds the windows on load.
 //!
 //! | tensor | dtype | shape |
 //! | --- | --- | --- |
-//! | `norm_mean`, `norm_std` | F64 | `[k]` (train statistics, already applied to `x`) |
-//! | `{split}/x` | F32 | `[n, S, k]` |
+//! | `norm_mean`, `norm_std` | F64 | `[k]` (train statistics) |
+//! | `rows/{i}/values` | F64 | `[r_i, k]` (raw feature rows of symbol `i` that windows read) |
+//! | `rows/{i}/close` | F64 | `[r_i]` (their raw closes) |
+//! | `{split}/end` | U32 | `[n]` (each window's last row, an index into `rows/{symbol}`) |
 //! | `{split}/y` | F32 | `[n, P]` (r[h] = C[t+h] / C[t] - 1) |
 //! | `{split}/action` | U8 | `[n]` (0 buy, 1 hold, 2 sell) |
 //! | `{split}/symbol` | U32 | `[n]` (index into `symbols`) |
 //! | `{split}/timestamp` | I64 | `[n]` (the window's last bar) |
 //!
-//! for `split` in `train`, `val`, `test`; `n` may be 0.
+//! for `split` in `train`, `val`, `test`; `n` may be 0. Window `j` of a split, with
+//! `e = end[j]`, `V = rows/{symbol[j]}/values` and `C = rows/{symbol[j]}/close`, is the
+//! `[S, k]` array `x[s, c] = f32((v - norm_mean[c]) / norm_std[c])` where
+//! `v = V[e - S + 1 + s, c]`, divided by `C[e]` minus 1 if `relative[c]`, all in f64. In
+//! numpy: `w = V[e-S+1:e+1]; w = np.where(rel, w / C[e] - 1, w); ((w - m) / sd).astype("f4")`.
 //!
 //! [safetensors]: https://github.com/huggingface/safetensors
 
 use std::collections::HashMap;
-use std::ops::Range;
 
 use rayon::prelude::*;
 use safetensors::tensor::{Dtype, Metadata, SafeTensors, TensorInfo};
 use serde::{Deserialize, Serialize};
 
+use super::dataset::{WindowRows, normalise_window, tiled_constants};
 use super::{Bars, Dataset, FeatureTable, Split};
 
 /// The single metadata key.
 const META_KEY: &str = "hft";
+/// Layout version of the bars and features blobs.
 const VERSION: u32 = 1;
+/// Layout version of the dataset blob: 2 stores the rows windows are cut from, 1 stored the
+/// windows.
+const DATASET_VERSION: u32 = 2;
 const SPLITS: [&str; 3] = ["train", "val", "test"];
 
 /// Why bytes could not be read back as a stage output.
@@ -73,9 +87,12 @@ pub enum BlobError {
     #[error("blob metadata: {0}")]
     Metadata(String),
     /// A blob of another stage (or another layout version).
-    #[error("blob holds '{found}' version {version}, expected '{expected}' version {VERSION}")]
+    #[error(
+        "blob holds '{found}' version {version}, expected '{expected}' version {expected_version}"
+    )]
     Kind {
         expected: &'static str,
+        expected_version: u32,
         found: String,
         version: u32,
     },
@@ -114,6 +131,8 @@ struct DatasetMeta {
     sequence_length: usize,
     prediction_horizon: usize,
     bar_seconds: i64,
+    /// Per feature: divided by the window's last close, minus 1, before normalising.
+    relative: Vec<bool>,
 }
 
 impl Bars {
@@ -135,7 +154,7 @@ impl Bars {
     /// (see [`super::ingest::validate`]).
     pub fn from_bytes(b: &[u8]) -> Result<Bars, BlobError> {
         let r = Reader::open(b)?;
-        let _: Header = r.meta("bars")?;
+        let _: Header = r.meta("bars", VERSION)?;
         let timestamps = r.i64("timestamp", None)?.1;
         let n = timestamps.len();
         let col = |name: &str| r.f64(name, Some(&[n])).map(|(_, v)| v);
@@ -186,7 +205,7 @@ pub fn encode_feature_tables(tables: &[FeatureTable]) -> Vec<u8> {
 /// Decodes [`encode_feature_tables`] output, keeping the table order.
 pub fn decode_feature_tables(b: &[u8]) -> Result<Vec<FeatureTable>, BlobError> {
     let r = Reader::open(b)?;
-    let meta: FeaturesMeta = r.meta("features")?;
+    let meta: FeaturesMeta = r.meta("features", VERSION)?;
     let mut tables = Vec::with_capacity(meta.tables.len());
     for (i, t) in meta.tables.into_iter().enumerate() {
         let timestamps = r.i64(&format!("{i}/timestamp"), None)?.1;
@@ -207,23 +226,32 @@ pub fn decode_feature_tables(b: &[u8]) -> Result<Vec<FeatureTable>, BlobError> {
 }
 
 impl Dataset {
-    /// Encodes as a safetensors blob (see the module docs).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let (w, meta) = dataset_writer(self, false);
-        w.finish(&meta)
-    }
-
-    /// Decodes [`Dataset::to_bytes`] output, checking shapes, action codes and symbol indices.
+    /// Decodes the dataset stage's blob ([`super::dataset::build_encoded`]), checking shapes,
+    /// action codes, symbol indices and window ends, and rebuilds the windows.
     pub fn from_bytes(b: &[u8]) -> Result<Dataset, BlobError> {
         let r = Reader::open(b)?;
-        let meta: DatasetMeta = r.meta("dataset")?;
+        let meta: DatasetMeta = r.meta("dataset", DATASET_VERSION)?;
         let (s, p, k) = (
             meta.sequence_length,
             meta.prediction_horizon,
             meta.feature_names.len(),
         );
+        if s == 0 || meta.relative.len() != k {
+            return Err(BlobError::Metadata(format!(
+                "sequence_length {s} and {} relative flags for {k} features",
+                meta.relative.len()
+            )));
+        }
         let norm_mean = r.f64("norm_mean", Some(&[k]))?.1;
         let norm_std = r.f64("norm_std", Some(&[k]))?.1;
+        let rows = (0..meta.symbols.len())
+            .map(|i| {
+                let (shape, close) = r.f64(&format!("rows/{i}/close"), None)?;
+                let values = r.f64(&format!("rows/{i}/values"), Some(&[shape[0], k]))?.1;
+                Ok((values, close))
+            })
+            .collect::<Result<Vec<_>, BlobError>>()?;
+        let tiled = tiled_constants(&meta.relative, &norm_mean, &norm_std, s);
         let mut splits = Vec::with_capacity(3);
         for name in SPLITS {
             let tensor = |t: &str| format!("{name}/{t}");
@@ -236,21 +264,31 @@ impl Dataset {
                     format!("action code {bad} is not 0, 1 or 2"),
                 ));
             }
-            let symbol: Vec<u32> = r
-                .raw(&tensor("symbol"), Dtype::U32, Some(&[n]))?
-                .1
-                .chunks_exact(4)
-                .filter_map(|c| c.try_into().ok().map(u32::from_le_bytes))
-                .collect();
+            let symbol = r.u32(&tensor("symbol"), &[n])?;
             if let Some(bad) = symbol.iter().find(|v| **v as usize >= meta.symbols.len()) {
                 return Err(r.bad(
                     &tensor("symbol"),
                     format!("symbol index {bad} but only {} symbols", meta.symbols.len()),
                 ));
             }
+            let end = r.u32(&tensor("end"), &[n])?;
+            for (&e, &sym) in end.iter().zip(&symbol) {
+                let stored = rows[sym as usize].1.len();
+                if (e as usize) < s - 1 || e as usize >= stored {
+                    return Err(r.bad(
+                        &tensor("end"),
+                        format!(
+                            "a window of {s} rows ending at row {e} of symbol {sym}, which                              has {stored} stored rows"
+                        ),
+                    ));
+                }
+            }
+            let x = windows(&rows, &symbol, &end, &tiled, s, k).ok_or_else(|| {
+                r.bad(&tensor("end"), format!("{n} windows do not fit in memory"))
+            })?;
             splits.push(Split {
                 n,
-                x: r.f32(&tensor("x"), &[n, s, k])?,
+                x,
                 y: r.f32(&tensor("y"), &[n, p])?,
                 action,
                 symbol,
@@ -275,57 +313,79 @@ impl Dataset {
     }
 }
 
-/// The dataset blob's tensors. With `reserve_x`, every split's `x` is a zero region of shape
-/// `[n, S, k]` (whatever `Split::x` holds) for the caller to fill.
-fn dataset_writer(d: &Dataset, reserve_x: bool) -> (Writer<'_>, DatasetMeta) {
+/// The normalised windows `[n, S, k]` of a split from the stored rows (ends already checked
+/// against them), filled in parallel; `None` if they cannot be allocated.
+fn windows(
+    rows: &[(Vec<f64>, Vec<f64>)],
+    symbol: &[u32],
+    end: &[u32],
+    tiled: &[(bool, f64, f64)],
+    s: usize,
+    k: usize,
+) -> Option<Vec<f32>> {
+    let width = s * k;
+    let len = end.len().checked_mul(width)?;
+    let mut x = Vec::new();
+    x.try_reserve_exact(len).ok()?;
+    x.resize(len, 0.0);
+    if width > 0 {
+        x.par_chunks_mut(width)
+            .zip(end.par_iter().zip(symbol))
+            .with_min_len(64)
+            .for_each(|(out, (&e, &sym))| {
+                let (values, close) = &rows[sym as usize];
+                let e = e as usize;
+                let first = e + 1 - s;
+                normalise_window(&values[first * k..(e + 1) * k], close[e], tiled, out);
+            });
+    }
+    Some(x)
+}
+
+/// The dataset blob of `d` (labels, symbols, timestamps, normalisation: its `x` is not
+/// read) and the rows its windows are cut from.
+pub(super) fn encode_dataset(d: &Dataset, rows: &WindowRows<'_>) -> Vec<u8> {
     let meta = DatasetMeta {
         kind: "dataset".into(),
-        version: VERSION,
+        version: DATASET_VERSION,
         symbols: d.symbols.clone(),
         feature_names: d.feature_names.clone(),
         sequence_length: d.sequence_length,
         prediction_horizon: d.prediction_horizon,
         bar_seconds: d.bar_seconds,
+        relative: rows.relative.clone(),
     };
-    let (s, p, k) = (d.sequence_length, d.prediction_horizon, d.num_features());
+    let (p, k) = (d.prediction_horizon, d.num_features());
     let mut w = Writer::new();
     w.f64("norm_mean", &d.norm_mean, &[k]);
     w.f64("norm_std", &d.norm_std, &[k]);
-    for (name, split) in SPLITS.iter().zip([&d.train, &d.val, &d.test]) {
+    for (i, (values, close)) in rows.tables.iter().enumerate() {
+        w.f64(&format!("rows/{i}/values"), values, &[close.len(), k]);
+        w.f64(&format!("rows/{i}/close"), close, &[close.len()]);
+    }
+    for ((name, split), end) in SPLITS
+        .iter()
+        .zip([&d.train, &d.val, &d.test])
+        .zip(&rows.ends)
+    {
         let n = split.n;
-        if reserve_x {
-            w.reserve(&format!("{name}/x"), Dtype::F32, &[n, s, k]);
-        } else {
-            w.f32(&format!("{name}/x"), &split.x, &[n, s, k]);
-        }
+        w.u32(&format!("{name}/end"), end, &[n]);
         w.f32(&format!("{name}/y"), &split.y, &[n, p]);
         w.u8(&format!("{name}/action"), &split.action, &[n]);
         w.u32(&format!("{name}/symbol"), &split.symbol, &[n]);
         w.i64(&format!("{name}/timestamp"), &split.timestamp, &[n]);
     }
-    (w, meta)
+    w.finish(&meta)
 }
 
-/// The blob of `d` as [`Dataset::to_bytes`] writes it, except that each split's `x` (which
-/// `d` need not hold) is left zero: the bytes, and the byte range of train, val and test `x`
-/// (`n * S * k` little-endian f32 each) for the caller to fill.
-pub(super) fn encode_dataset_reserving_x(d: &Dataset) -> (Vec<u8>, [Range<usize>; 3]) {
-    let (w, meta) = dataset_writer(d, true);
-    let (bytes, mut slots) = w.finish_with_slots(&meta);
-    let x = SPLITS.map(|name| slots.remove(&format!("{name}/x")).unwrap_or(0..0));
-    (bytes, x)
-}
-
-/// Where a tensor's bytes come from: a borrowed slice (copied once, little-endian, straight
-/// into the output buffer) or a region the caller fills after [`Writer::finish_with_slots`].
+/// Where a tensor's bytes come from: a borrowed slice, copied once, little-endian, straight
+/// into the output buffer.
 enum Source<'a> {
     F64(&'a [f64]),
     F32(&'a [f32]),
     I64(&'a [i64]),
     U32(&'a [u32]),
     U8(&'a [u8]),
-    /// This many bytes, left zero for the caller to fill.
-    Reserved(usize),
 }
 
 impl Source<'_> {
@@ -336,7 +396,6 @@ impl Source<'_> {
             Source::I64(v) => v.len() * 8,
             Source::U32(v) => v.len() * 4,
             Source::U8(v) => v.len(),
-            Source::Reserved(n) => *n,
         }
     }
 
@@ -348,7 +407,6 @@ impl Source<'_> {
             Source::I64(v) => write_le(v, out, |x| x.to_le_bytes()),
             Source::U32(v) => write_le(v, out, |x| x.to_le_bytes()),
             Source::U8(v) => out.copy_from_slice(v),
-            Source::Reserved(_) => {}
         }
     }
 }
@@ -421,19 +479,8 @@ impl<'a> Writer<'a> {
         self.tensor(name, Dtype::U8, Source::U8(v), shape);
     }
 
-    /// A tensor of `shape` whose bytes the caller writes into the slot returned by
-    /// [`Writer::finish_with_slots`].
-    fn reserve(&mut self, name: &str, dtype: Dtype, shape: &[usize]) {
-        let bytes = shape.iter().product::<usize>() * (dtype.bitsize() / 8);
-        self.tensor(name, dtype, Source::Reserved(bytes), shape);
-    }
-
+    /// The blob.
     fn finish(self, meta: &impl Serialize) -> Vec<u8> {
-        self.finish_with_slots(meta).0
-    }
-
-    /// The blob, and the byte range of every tensor in it, by name.
-    fn finish_with_slots(self, meta: &impl Serialize) -> (Vec<u8>, HashMap<String, Range<usize>>) {
         // Serialising a struct of strings and integers cannot fail.
         let json = serde_json::to_string(meta).unwrap_or_default();
         let info = HashMap::from([(META_KEY.to_string(), json)]);
@@ -470,18 +517,14 @@ impl<'a> Writer<'a> {
         let mut buffer = vec![0u8; start + offset];
         buffer[..8].copy_from_slice(&(header.len() as u64).to_le_bytes());
         buffer[8..start].copy_from_slice(&header);
-        let mut slots = HashMap::with_capacity(tensors.len());
         let mut rest = &mut buffer[start..];
-        let mut at = start;
-        for (name, _, _, data) in &tensors {
+        for (_, _, _, data) in &tensors {
             let n = data.byte_len();
             let (here, tail) = rest.split_at_mut(n);
             data.write(here);
-            slots.insert(name.clone(), at..at + n);
-            at += n;
             rest = tail;
         }
-        (buffer, slots)
+        buffer
     }
 }
 
@@ -506,12 +549,17 @@ impl<'a> Reader<'a> {
     }
 
     /// Parses the metadata as `T` after checking its kind and version.
-    fn meta<T: for<'de> Deserialize<'de>>(&self, expected: &'static str) -> Result<T, BlobError> {
+    fn meta<T: for<'de> Deserialize<'de>>(
+        &self,
+        expected: &'static str,
+        expected_version: u32,
+    ) -> Result<T, BlobError> {
         let header: Header =
             serde_json::from_str(&self.meta).map_err(|e| BlobError::Metadata(e.to_string()))?;
-        if header.kind != expected || header.version != VERSION {
+        if header.kind != expected || header.version != expected_version {
             return Err(BlobError::Kind {
                 expected,
+                expected_version,
                 found: header.kind,
                 version: header.version,
             });
@@ -581,6 +629,14 @@ impl<'a> Reader<'a> {
         Ok((shape, v))
     }
 
+    fn u32(&self, name: &str, shape: &[usize]) -> Result<Vec<u32>, BlobError> {
+        let (_, data) = self.raw(name, Dtype::U32, Some(shape))?;
+        Ok(data
+            .chunks_exact(4)
+            .filter_map(|c| c.try_into().ok().map(u32::from_le_bytes))
+            .collect())
+    }
+
     fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, BlobError> {
         let (_, data) = self.raw(name, Dtype::F32, Some(shape))?;
         Ok(data
@@ -596,7 +652,8 @@ mod tests {
     use crate::data::synthetic::generate;
     use crate::data::{DatasetParams, dataset, features};
 
-    fn sample_dataset(bars: usize) -> Dataset {
+    /// A two-symbol dataset and its blob.
+    fn sample_dataset(bars: usize) -> (Dataset, Vec<u8>) {
         let names: Vec<String> = ["close", "rsi_14", "volume_ratio"]
             .iter()
             .map(|s| s.to_string())
@@ -616,7 +673,40 @@ mod tests {
             symbol_id: false,
             cross_sessions: true,
         };
-        dataset::build(&tables, &params).unwrap()
+        (
+            dataset::build(&tables, &params).unwrap(),
+            dataset::build_encoded(&tables, &params).unwrap().bytes,
+        )
+    }
+
+    /// `blob` re-serialised by the safetensors crate after `edit` changed its metadata
+    /// string or a tensor's bytes (by name).
+    fn rewrite(
+        blob: &[u8],
+        meta: impl Fn(String) -> String,
+        edit: impl Fn(&str, &mut Vec<u8>),
+    ) -> Vec<u8> {
+        let r = Reader::open(blob).unwrap();
+        let tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
+            r.st.tensors()
+                .into_iter()
+                .map(|(name, view)| {
+                    let mut bytes = view.data().to_vec();
+                    edit(&name, &mut bytes);
+                    (name, view.dtype(), view.shape().to_vec(), bytes)
+                })
+                .collect();
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+            .iter()
+            .map(|(n, d, s, b)| {
+                (
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+                )
+            })
+            .collect();
+        let info = HashMap::from([(META_KEY.to_string(), meta(r.meta.clone()))]);
+        safetensors::serialize(views, Some(info)).unwrap()
     }
 
     /// The encoder as it was before tensors were written straight into the output buffer:
@@ -628,8 +718,8 @@ mod tests {
 
         use safetensors::tensor::{Dtype, View};
 
-        use super::super::{DatasetMeta, FeaturesMeta, Header, META_KEY, SPLITS, TableMeta};
-        use crate::data::{Bars, Dataset, FeatureTable};
+        use super::super::{FeaturesMeta, Header, META_KEY, TableMeta};
+        use crate::data::{Bars, FeatureTable};
 
         struct Tensor {
             dtype: Dtype,
@@ -680,9 +770,6 @@ mod tests {
             fn f64(&mut self, name: &str, v: &[f64], shape: &[usize]) {
                 self.tensor(name, Dtype::F64, le(v, f64::to_le_bytes), shape);
             }
-            fn f32(&mut self, name: &str, v: &[f32], shape: &[usize]) {
-                self.tensor(name, Dtype::F32, le(v, f32::to_le_bytes), shape);
-            }
             fn i64(&mut self, name: &str, v: &[i64], shape: &[usize]) {
                 self.tensor(name, Dtype::I64, le(v, i64::to_le_bytes), shape);
             }
@@ -727,37 +814,6 @@ mod tests {
             }
             w.finish(&meta)
         }
-
-        pub fn dataset(d: &Dataset) -> Vec<u8> {
-            let meta = DatasetMeta {
-                kind: "dataset".into(),
-                version: 1,
-                symbols: d.symbols.clone(),
-                feature_names: d.feature_names.clone(),
-                sequence_length: d.sequence_length,
-                prediction_horizon: d.prediction_horizon,
-                bar_seconds: d.bar_seconds,
-            };
-            let (s, p, k) = (d.sequence_length, d.prediction_horizon, d.num_features());
-            let mut w = Writer::default();
-            w.f64("norm_mean", &d.norm_mean, &[k]);
-            w.f64("norm_std", &d.norm_std, &[k]);
-            for (name, split) in SPLITS.iter().zip([&d.train, &d.val, &d.test]) {
-                let n = split.n;
-                w.f32(&format!("{name}/x"), &split.x, &[n, s, k]);
-                w.f32(&format!("{name}/y"), &split.y, &[n, p]);
-                w.tensor(
-                    &format!("{name}/action"),
-                    Dtype::U8,
-                    split.action.clone(),
-                    &[n],
-                );
-                let symbol = le(&split.symbol, u32::to_le_bytes);
-                w.tensor(&format!("{name}/symbol"), Dtype::U32, symbol, &[n]);
-                w.i64(&format!("{name}/timestamp"), &split.timestamp, &[n]);
-            }
-            w.finish(&meta)
-        }
     }
 
     #[test]
@@ -781,16 +837,10 @@ mod tests {
             .unwrap();
         assert_eq!(encode_feature_tables(&tables), legacy::features(&tables));
         assert_eq!(encode_feature_tables(&[]), legacy::features(&[]));
+        // The dataset encoder against the crate's serialiser on the same tensors.
         for bars in [60, 300, 2000] {
-            let mut d = sample_dataset(bars);
-            assert_eq!(d.to_bytes(), legacy::dataset(&d), "{bars} bars");
-            d.train.x.pop();
-            d.val.symbol.push(0);
-            assert_eq!(
-                d.to_bytes(),
-                legacy::dataset(&d),
-                "{bars} bars, inconsistent"
-            );
+            let (_, blob) = sample_dataset(bars);
+            assert_eq!(rewrite(&blob, |m| m, |_, _| {}), blob, "{bars} bars");
         }
     }
 
@@ -833,14 +883,13 @@ mod tests {
 
     #[test]
     fn dataset_round_trip_with_empty_split() {
-        let d = sample_dataset(300);
+        let (d, bytes) = sample_dataset(300);
         assert_eq!(d.test.n, 0);
         assert!(d.train.n > 0 && d.val.n > 0);
-        let bytes = d.to_bytes();
-        assert_eq!(bytes, d.clone().to_bytes());
-        let back = Dataset::from_bytes(&bytes).unwrap();
-        assert_eq!(back, d);
-        assert_eq!(back.to_bytes(), bytes);
+        assert_eq!(Dataset::from_bytes(&bytes).unwrap(), d);
+        // Rows (f64) and labels, not the windows (8 rows of 3 f32 each).
+        let windows = 4 * 8 * 3 * (d.train.n + d.val.n);
+        assert!(bytes.len() < windows, "{} vs {windows}", bytes.len());
     }
 
     #[test]
@@ -849,10 +898,39 @@ mod tests {
         let e = Dataset::from_bytes(&bars.to_bytes()).unwrap_err();
         assert!(matches!(e, BlobError::Kind { .. }), "{e}");
         assert!(decode_feature_tables(&bars.to_bytes()).is_err());
-        let mut d = sample_dataset(300);
-        d.train.x.pop();
-        let e = Dataset::from_bytes(&d.to_bytes()).unwrap_err();
-        assert!(e.to_string().contains("train/x"), "{e}");
+        let (_, blob) = sample_dataset(300);
+        // A dataset blob of the layout that stored windows.
+        let old = rewrite(
+            &blob,
+            |m| m.replace(r#""version":2"#, r#""version":1"#),
+            |_, _| {},
+        );
+        let e = Dataset::from_bytes(&old).unwrap_err().to_string();
+        assert!(e.contains("version 1, expected 'dataset' version 2"), "{e}");
+        // A window that would read past its symbol's rows.
+        let past = rewrite(
+            &blob,
+            |m| m,
+            |name, bytes| {
+                if name == "val/end" {
+                    bytes[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+                }
+            },
+        );
+        let e = Dataset::from_bytes(&past).unwrap_err().to_string();
+        assert!(e.contains("val/end") && e.contains("stored rows"), "{e}");
+        // One that would start before them.
+        let before = rewrite(
+            &blob,
+            |m| m,
+            |name, bytes| {
+                if name == "train/end" {
+                    bytes[..4].copy_from_slice(&3u32.to_le_bytes());
+                }
+            },
+        );
+        let e = Dataset::from_bytes(&before).unwrap_err().to_string();
+        assert!(e.contains("train/end"), "{e}");
         let mut broken = bars.clone();
         broken.close.pop();
         assert!(Bars::from_bytes(&broken.to_bytes()).is_err());
@@ -862,7 +940,7 @@ mod tests {
     fn corrupt_bytes_never_panic() {
         let blobs = [
             generate(1, 20, 10.0, 86_400).to_bytes(),
-            sample_dataset(60).to_bytes(),
+            sample_dataset(60).1,
         ];
         let mut state = 0x2545_F491_4F6C_DD1D_u64;
         let mut next = move || {

@@ -190,16 +190,18 @@ pub fn build(tables: &[FeatureTable], params: &DatasetParams) -> Result<Dataset,
         .enumerate()
     {
         split.x = vec![0.0; split.n * width];
-        plan.fill_x(which, &mut split.x, |x, out| out.copy_from_slice(x));
+        plan.fill_x(which, &mut split.x);
     }
     Ok(d)
 }
 
-/// The dataset stage's blob, built without an intermediate [`Dataset`]: the windows are
-/// written straight into the blob, so the largest allocation is the blob itself.
+/// The dataset stage's blob (see `blob` for its layout): labels, the normalisation and the
+/// rows the windows read, not the windows themselves. A window overlaps the next one in all
+/// but one row, so the windows are `sequence_length` times larger than the rows they are
+/// cut from (60x at the usual settings); [`Dataset::from_bytes`] rebuilds them on load,
+/// value for value what [`build`] computes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EncodedDataset {
-    /// Exactly `build(tables, params)?.to_bytes()`.
     pub bytes: Vec<u8>,
     pub num_features: usize,
     pub sequence_length: usize,
@@ -208,8 +210,8 @@ pub struct EncodedDataset {
     pub n: [usize; 3],
 }
 
-/// [`build`] followed by [`Dataset::to_bytes`], bit for bit, without materialising the
-/// windows twice.
+/// The dataset blob of `tables`: `Dataset::from_bytes(&build_encoded(t, p)?.bytes)` equals
+/// `build(t, p)?`.
 pub fn build_encoded(
     tables: &[FeatureTable],
     params: &DatasetParams,
@@ -223,22 +225,60 @@ pub fn build_encoded(
     };
     let plan = Plan::new(tables, params)?;
     let d = plan.labels();
-    let (mut bytes, slots) = super::blob::encode_dataset_reserving_x(&d);
-    for (which, slot) in slots.into_iter().enumerate() {
-        let out = bytes.get_mut(slot).unwrap_or_default();
-        plan.fill_x(which, out, |x, out| {
-            for (dst, v) in out.chunks_exact_mut(4).zip(x) {
-                dst.copy_from_slice(&v.to_le_bytes());
-            }
-        });
-    }
+    let rows = plan.window_rows()?;
     Ok(EncodedDataset {
-        bytes,
+        bytes: super::blob::encode_dataset(&d, &rows),
         num_features: plan.k,
         sequence_length: plan.sequence_length,
         prediction_horizon: plan.horizon,
         n: [0, 1, 2].map(|which| plan.count(which)),
     })
+}
+
+/// What the dataset blob stores in place of its windows: per symbol, the rows any window
+/// reads; per split, each window's last row among them.
+pub(super) struct WindowRows<'a> {
+    /// Per symbol: its rows' values `[r, k]` and closes `[r]` (a contiguous run of its
+    /// table's rows; empty when it has no window).
+    pub tables: Vec<(&'a [f64], &'a [f64])>,
+    /// Per split, per window (in storage order): the window's last row, counted from the
+    /// first stored row of its symbol.
+    pub ends: [Vec<u32>; 3],
+    /// Per column: expressed relative to the window's last close.
+    pub relative: Vec<bool>,
+}
+
+/// `(relative, mean, std)` of column `i % k` at position `i` of a window's `S * k` values,
+/// for [`normalise_window`].
+pub(super) fn tiled_constants(
+    relative: &[bool],
+    mean: &[f64],
+    std: &[f64],
+    sequence_length: usize,
+) -> Vec<(bool, f64, f64)> {
+    let k = relative.len().min(mean.len()).min(std.len());
+    (0..sequence_length * k)
+        .map(|i| (relative[i % k], mean[i % k], std[i % k]))
+        .collect()
+}
+
+/// The normalised inputs of one window from its raw rows (`S * k` values) and the close of
+/// its last row: one flat pass against per-position copies of the column constants
+/// (vectorisable), each value computed exactly as `((v' - mean) / std) as f32`. The one
+/// definition both [`build`] and the blob's decoder use, so a window rebuilt on load is bit
+/// for bit the one built here.
+#[inline]
+pub(super) fn normalise_window(
+    rows: &[f64],
+    last_close: f64,
+    tiled: &[(bool, f64, f64)],
+    out: &mut [f32],
+) {
+    for ((o, &v), &(rel, m, sd)) in out.iter_mut().zip(rows).zip(tiled) {
+        let r = v / last_close - 1.0;
+        let v = if rel { r } else { v };
+        *o = ((v - m) / sd) as f32;
+    }
 }
 
 /// Everything [`build`] decides before writing windows: the window ends of each split and
@@ -258,9 +298,6 @@ struct Plan<'a> {
     /// (relative, mean, std) of column `i % k` at position `i` of a window's `S * k` values.
     tiled: Vec<(bool, f64, f64)>,
 }
-
-/// Columns summed side by side in one pass of the normalisation fit.
-const LANES: usize = 8;
 
 impl<'a> Plan<'a> {
     fn new(tables: &'a [FeatureTable], params: &'a DatasetParams) -> Result<Self, DataError> {
@@ -349,9 +386,7 @@ impl<'a> Plan<'a> {
             tiled: Vec::new(),
         };
         plan.fit_normalisation();
-        plan.tiled = (0..s * k)
-            .map(|i| (plan.relative[i % k], plan.mean[i % k], plan.std[i % k]))
-            .collect();
+        plan.tiled = tiled_constants(&plan.relative, &plan.mean, &plan.std, s);
         Ok(plan)
     }
 
@@ -360,118 +395,169 @@ impl<'a> Plan<'a> {
     }
 
     /// Mean and population standard deviation of every column over every row of every train
-    /// window, after the relative transform: two passes, each column summed in storage
-    /// order. Columns are independent sums: blocks of up to [`LANES`] columns are summed
-    /// side by side (one SIMD add per row) and blocks run in parallel, and every column's
-    /// additions happen in the same order whatever the blocking or thread count.
+    /// window, after the relative transform (a row counts once per window it lies in), in
+    /// f64. Columns are independent and fitted in parallel; each column's sums run in a fixed
+    /// order, so the result does not depend on the thread count.
     fn fit_normalisation(&mut self) {
-        let k = self.k;
         let total = (self.count(0) * self.sequence_length) as f64;
-        let blocks: Vec<Range<usize>> = (0..k.div_ceil(LANES))
-            .map(|b| b * LANES..((b + 1) * LANES).min(k))
-            .collect();
-        let stats: Vec<([f64; LANES], [f64; LANES])> = blocks
-            .par_iter()
-            .map(|cols| {
-                let mut sum = [0.0; LANES];
-                self.for_each_train_row(cols.clone(), |row| {
-                    for (acc, v) in sum.iter_mut().zip(row) {
-                        *acc += v;
-                    }
-                });
-                let mean = sum.map(|v| v / total);
-                let mut squares = [0.0; LANES];
-                self.for_each_train_row(cols.clone(), |row| {
-                    for ((acc, v), m) in squares.iter_mut().zip(row).zip(&mean) {
-                        *acc += (v - m) * (v - m);
-                    }
-                });
-                (mean, squares)
+        let moments: Vec<(f64, f64)> = (0..self.k)
+            .into_par_iter()
+            .map(|c| {
+                if self.relative[c] {
+                    self.relative_moments(c, total)
+                } else {
+                    self.weighted_moments(c, total)
+                }
             })
             .collect();
-        for ((mean, squares), cols) in stats.iter().zip(&blocks) {
-            let w = cols.len();
-            self.mean.extend_from_slice(&mean[..w]);
-            self.std.extend(squares[..w].iter().map(|sq| {
-                let sd = (sq / total).sqrt();
-                if sd.is_finite() && sd >= STD_FLOOR {
-                    sd
-                } else {
-                    1.0
-                }
-            }));
+        for (mean, variance) in moments {
+            self.mean.push(mean);
+            let sd = variance.sqrt();
+            self.std.push(if sd.is_finite() && sd >= STD_FLOOR {
+                sd
+            } else {
+                1.0
+            });
         }
     }
 
-    /// Calls `f` with columns `cols` (at most [`LANES`]; unused lanes are 0) of every input
-    /// row of every train window, in storage order, after the relative transform.
-    #[inline(always)]
-    fn for_each_train_row(&self, cols: Range<usize>, mut f: impl FnMut(&[f64; LANES])) {
-        let k = self.k;
-        let mut relative = [false; LANES];
-        relative[..cols.len()].copy_from_slice(&self.relative[cols.clone()]);
-        let mut row = [0.0; LANES];
-        for (sym, range) in &self.ends[0] {
-            let t = &self.tables[*sym];
-            for end in range.clone() {
-                let last_close = t.close[end];
-                let first = end + 1 - self.sequence_length;
-                let rows = &t.values[first * k..(end + 1) * k];
-                for values in rows.chunks_exact(k) {
-                    let mut raw = [0.0; LANES];
-                    raw[..cols.len()].copy_from_slice(&values[cols.clone()]);
-                    for ((out, &v), &rel) in row.iter_mut().zip(&raw).zip(&relative) {
-                        let r = v / last_close - 1.0;
-                        *out = if rel { r } else { v };
-                    }
-                    f(&row);
+    /// Mean and population variance of plain column `c`: a row's value is the same in every
+    /// window, so each row is visited once with its multiplicity (the number of train
+    /// windows it lies in) instead of once per window; two passes.
+    fn weighted_moments(&self, c: usize, total: f64) -> (f64, f64) {
+        let (k, s) = (self.k, self.sequence_length);
+        let visit = |f: &mut dyn FnMut(f64, f64)| {
+            for (sym, ends) in self.ends[0].iter().filter(|(_, e)| !e.is_empty()) {
+                let values = &self.tables[*sym].values;
+                let (a, last) = (ends.start, ends.end - 1);
+                // Windows ending at a..=last cover rows a+1-s..=last; row r lies in those
+                // ending at max(a, r)..=min(last, r+s-1).
+                for r in a + 1 - s..=last {
+                    let m = (last.min(r + s - 1) + 1 - a.max(r)) as f64;
+                    f(m, values[r * k + c]);
                 }
             }
-        }
+        };
+        let mut sum = 0.0;
+        visit(&mut |m, v| sum += m * v);
+        let mean = sum / total;
+        let mut squares = 0.0;
+        visit(&mut |m, v| squares += m * (v - mean) * (v - mean));
+        (mean, squares / total)
     }
 
-    /// Writes the normalised windows of split `which` into `out`, `S * k` values per window
-    /// in storage order, through `put(window, out_chunk)` (`out` holds `S * k * B` items for
-    /// an element size of `B` items). Windows are independent, so they are filled in
-    /// parallel; each value is computed exactly as in a sequential pass.
-    fn fill_x<T: Send>(&self, which: usize, out: &mut [T], put: impl Fn(&[f32], &mut [T]) + Sync) {
+    /// Mean and population variance of price-level column `c` relative to each window's
+    /// last close C: with `d = v - C` over a window's rows, the window contributes
+    /// `D1 / C` to the sum and `D2 / C^2 - 2 mean D1 / C + S mean^2` to the squared
+    /// deviations (`D1 = sum d`, `D2 = sum d^2`). The per-window sums are computed in
+    /// parallel, then added in window order.
+    fn relative_moments(&self, c: usize, total: f64) -> (f64, f64) {
+        let (k, s) = (self.k, self.sequence_length);
+        let mut per_window: Vec<(f64, f64)> = Vec::with_capacity(self.count(0));
+        for (sym, ends) in &self.ends[0] {
+            let t = &self.tables[*sym];
+            let mut part = Vec::new();
+            ends.clone()
+                .into_par_iter()
+                .with_min_len(1024)
+                .map(|end| {
+                    let close = t.close[end];
+                    let (mut d1, mut d2) = (0.0, 0.0);
+                    for r in end + 1 - s..=end {
+                        let d = t.values[r * k + c] - close;
+                        d1 += d;
+                        d2 += d * d;
+                    }
+                    (d1 / close, d2 / (close * close))
+                })
+                .collect_into_vec(&mut part);
+            per_window.extend(part);
+        }
+        let sum: f64 = per_window.iter().map(|(a, _)| a).sum();
+        let mean = sum / total;
+        let sm2 = s as f64 * mean * mean;
+        let squares: f64 = per_window
+            .iter()
+            .map(|(a, b)| b - 2.0 * mean * a + sm2)
+            .sum();
+        (mean, (squares / total).max(0.0))
+    }
+
+    /// Writes the normalised windows of split `which` into `out` (`S * k` values per
+    /// window, in storage order). Windows are independent, so they are filled in parallel;
+    /// each value is computed exactly as in a sequential pass.
+    fn fill_x(&self, which: usize, out: &mut [f32]) {
         let width = self.sequence_length * self.k;
-        let per_window = out.len() / self.count(which).max(1);
-        if width == 0 || per_window == 0 {
+        if width == 0 {
             return;
         }
         let mut rest = out;
         for (sym, range) in &self.ends[which] {
-            let (here, tail) = rest.split_at_mut((range.len() * per_window).min(rest.len()));
+            let (here, tail) = rest.split_at_mut((range.len() * width).min(rest.len()));
             rest = tail;
             let t = &self.tables[*sym];
-            here.par_chunks_mut(per_window)
+            here.par_chunks_mut(width)
                 .with_min_len(64)
                 .enumerate()
-                .for_each_init(
-                    || vec![0.0f32; width],
-                    |window, (i, chunk)| {
-                        self.window(t, range.start + i, window);
-                        put(window, chunk);
-                    },
-                );
+                .for_each(|(i, window)| self.window(t, range.start + i, window));
         }
     }
 
-    /// The normalised inputs of the window ending at row `end` of `t`: one flat pass over
-    /// the window's `S * k` values against per-position copies of the column constants
-    /// (vectorisable), each value computed exactly as `((v' - mean) / std) as f32`.
+    /// The normalised inputs of the window ending at row `end` of `t`.
     fn window(&self, t: &FeatureTable, end: usize, out: &mut [f32]) {
         let k = self.k;
-        let last_close = t.close[end];
         let first = end + 1 - self.sequence_length;
         let rows = &t.values[first * k..(end + 1) * k];
-        let consts = self.tiled.iter();
-        for ((o, &v), &(rel, m, sd)) in out.iter_mut().zip(rows).zip(consts) {
-            let r = v / last_close - 1.0;
-            let v = if rel { r } else { v };
-            *o = ((v - m) / sd) as f32;
+        normalise_window(rows, t.close[end], &self.tiled, out);
+    }
+
+    /// The rows the windows read and each window's end among them (for the blob).
+    fn window_rows(&self) -> Result<WindowRows<'a>, DataError> {
+        let (k, s) = (self.k, self.sequence_length);
+        // Per symbol, the span of rows read: from the first row of its earliest window to
+        // the last row of its latest one.
+        let mut span: Vec<Option<Range<usize>>> = vec![None; self.tables.len()];
+        for ends in &self.ends {
+            for (sym, range) in ends.iter().filter(|(_, r)| !r.is_empty()) {
+                let (lo, hi) = (range.start + 1 - s, range.end);
+                let slot = &mut span[*sym];
+                *slot = Some(match slot.take() {
+                    Some(r) => r.start.min(lo)..r.end.max(hi),
+                    None => lo..hi,
+                });
+            }
         }
+        let tables = self
+            .tables
+            .iter()
+            .zip(&span)
+            .map(|(t, r)| match r {
+                Some(r) => (&t.values[r.start * k..r.end * k], &t.close[r.clone()]),
+                None => (&t.values[..0], &t.close[..0]),
+            })
+            .collect();
+        let mut out: [Vec<u32>; 3] = Default::default();
+        for (which, ends) in self.ends.iter().enumerate() {
+            out[which].reserve(self.count(which));
+            for (sym, range) in ends {
+                let first = span[*sym].as_ref().map_or(0, |r| r.start);
+                for end in range.clone() {
+                    let end = u32::try_from(end - first).map_err(|_| {
+                        DataError::Dataset(format!(
+                            "symbol '{}' has over {} rows in its windows",
+                            self.tables[*sym].symbol,
+                            u32::MAX
+                        ))
+                    })?;
+                    out[which].push(end);
+                }
+            }
+        }
+        Ok(WindowRows {
+            tables,
+            ends: out,
+            relative: self.relative.clone(),
+        })
     }
 
     /// The dataset without inputs: labels, symbols, timestamps, window counts and the
@@ -707,7 +793,7 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(encoded.bytes, inside.to_bytes());
+        assert_eq!(Dataset::from_bytes(&encoded.bytes).unwrap(), inside);
     }
 
     #[test]
@@ -737,7 +823,7 @@ mod tests {
         assert_eq!(plain.train.n, d.train.n);
         assert_eq!(plain.train.y, d.train.y);
         let encoded = build_encoded(&tables, &with).unwrap();
-        assert_eq!(encoded.bytes, d.to_bytes());
+        assert_eq!(Dataset::from_bytes(&encoded.bytes).unwrap(), d);
         assert_eq!(encoded.num_features, 4);
     }
 
@@ -914,10 +1000,14 @@ mod tests {
         assert!(build(std::slice::from_ref(&t), &params(3, 0)).is_err());
     }
 
-    /// The normalisation and inputs exactly as the sequential implementation computed them:
-    /// one pass over all columns of every train row for the sums, one for the squares, one
-    /// over every split's rows for `x`.
-    fn sequential_reference(tables: &[FeatureTable], p: &DatasetParams) -> Dataset {
+    /// The normalisation and inputs by the definition, sequentially: one pass over all
+    /// columns of every row of every train window for the sums, one for the squares, one
+    /// over every split's rows for `x`. With `stats`, `x` is normalised with those instead.
+    fn sequential_reference(
+        tables: &[FeatureTable],
+        p: &DatasetParams,
+        stats: Option<(&[f64], &[f64])>,
+    ) -> Dataset {
         let (s, h) = (p.sequence_length, p.prediction_horizon);
         let k = tables[0].names.len();
         let rel: Vec<bool> = tables[0]
@@ -981,6 +1071,10 @@ mod tests {
                 }
             })
             .collect();
+        let (mean, std) = match stats {
+            Some((m, sd)) => (m.to_vec(), sd.to_vec()),
+            None => (mean, std),
+        };
         let mut d = build(tables, p).unwrap();
         for (which, split) in [&mut d.train, &mut d.val, &mut d.test]
             .into_iter()
@@ -1031,8 +1125,22 @@ mod tests {
             for relative_prices in [true, false] {
                 let mut p = params(37, 4);
                 p.relative_prices = relative_prices;
-                let expected = sequential_reference(&tables, &p);
-                let expected_bytes = expected.to_bytes();
+                let by_definition = sequential_reference(&tables, &p, None);
+                let fitted = build(&tables, &p).unwrap();
+                // The fit's closed forms agree with the definition to float precision...
+                for (c, name) in set.iter().enumerate() {
+                    let close = |a: f64, b: f64| (a - b).abs() <= 1e-11 * a.abs().max(1.0);
+                    let (m, sd) = (fitted.norm_mean[c], fitted.norm_std[c]);
+                    let (m0, sd0) = (by_definition.norm_mean[c], by_definition.norm_std[c]);
+                    assert!(
+                        close(m, m0) && close(sd, sd0),
+                        "{name}: {m} {sd} vs {m0} {sd0}"
+                    );
+                }
+                // ... and the windows are exactly the definition's with the fitted statistics.
+                let expected =
+                    sequential_reference(&tables, &p, Some((&fitted.norm_mean, &fitted.norm_std)));
+                let mut expected_bytes = None;
                 for threads in [1, 2, 3, 7] {
                     let pool = rayon::ThreadPoolBuilder::new()
                         .num_threads(threads)
@@ -1045,7 +1153,21 @@ mod tests {
                         )
                     });
                     assert_eq!(d, expected, "{threads} threads");
-                    assert!(e.bytes == expected_bytes, "{threads} threads: blob differs");
+                    // The blob rebuilds the windows bit for bit, and does not depend on
+                    // the thread count.
+                    assert!(
+                        Dataset::from_bytes(&e.bytes).unwrap() == expected,
+                        "{threads} threads: windows rebuilt from the blob differ"
+                    );
+                    let first = expected_bytes.get_or_insert_with(|| e.bytes.clone());
+                    assert!(e.bytes == *first, "{threads} threads: blob differs");
+                    // The rows, not the windows: far smaller than `S * k` floats a window.
+                    let windows = 4 * 37 * set.len() * (d.train.n + d.val.n + d.test.n);
+                    assert!(
+                        e.bytes.len() * 5 < windows,
+                        "blob {} bytes, windows {windows}",
+                        e.bytes.len()
+                    );
                     assert_eq!(e.n, [d.train.n, d.val.n, d.test.n]);
                     assert_eq!(
                         (e.num_features, e.sequence_length, e.prediction_horizon),
@@ -1062,6 +1184,7 @@ mod tests {
         let a = build(&tables, &params(10, 3)).unwrap();
         let b = build(&tables, &params(10, 3)).unwrap();
         assert_eq!(a, b);
-        assert_eq!(a.to_bytes(), b.to_bytes());
+        let encode = || build_encoded(&tables, &params(10, 3)).unwrap().bytes;
+        assert_eq!(encode(), encode());
     }
 }

@@ -1056,56 +1056,206 @@ fn validate_csv(path: &Path, bytes: &[u8], mode: BadRows) -> Result<Validated, D
         .iter()
         .map(|f| String::from_utf8_lossy(f).into_owned())
         .collect();
-    let name_of = |i: usize| names.get(i).map_or("?", String::as_str);
     let layout = Layout::from_names(&names)
         .map_err(|(column, message)| source.file_error(Some(&column), message))?;
 
-    // Data rows are roughly the same length: reserve from the first data line's length.
-    let line_len = |from: usize| {
-        let rest = bytes.get(from..).unwrap_or_default();
-        rest.iter()
-            .position(|&b| b == b'\n')
-            .map_or(rest.len(), |i| i + 1)
+    // Where the data rows start; the reader may point at the `\n` of a CRLF.
+    let data_start = (reader.position().byte() as usize).min(bytes.len());
+    let data = bytes.get(data_start..).unwrap_or_default();
+    let rows = CsvRows {
+        bytes,
+        width: header.len(),
+        layout: &layout,
+        names: &names,
+        mode,
     };
-    let first_row_len = line_len(line_len(0)).max(16);
-    let mut rows: Vec<Row> = Vec::with_capacity(bytes.len() / first_row_len + 1);
-    let mut problems = Vec::new();
-    let width = header.len();
-    let mut record = csv::ByteRecord::new();
-    let mut lines = LineCounter::new(bytes);
-    loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => return Err(csv_error(&file, &e)),
-        }
-        let line = record
-            .position()
-            .map_or(0, |p| lines.line_at(p.byte() as usize));
-        let result = if record.len() == width {
-            csv_row(&record, line, &layout).map_err(|(col, message)| Problem {
-                at: line,
-                column: Some(name_of(col).to_string()),
-                message,
-            })
-        } else if record.len() == 1 && record.get(0).is_some_and(<[u8]>::is_empty) {
-            // A line of blanks (the reader already skips empty ones).
-            continue;
-        } else {
-            Err(Problem {
-                at: line,
-                column: None,
-                message: format!("row has {} fields but the header has {width}", record.len()),
-            })
-        };
-        match result {
-            Ok(row) => rows.push(row),
-            Err(p) if mode == BadRows::Error => return Err(source.row_error(p)),
-            Err(p) => problems.push(p),
-        }
-    }
-    let time_column = name_of(layout.time_column()).to_string();
+    // Large files are parsed in chunks of whole lines in parallel. A quote could hide a
+    // line break inside a field, so a file with any quote is read in one pass.
+    let parsed = if data.len() >= 2 * PARALLEL_CSV_CHUNK && memchr::memchr(b'"', data).is_none() {
+        rows.parallel(data_start)
+    } else {
+        None
+    };
+    let (rows, problems) = match parsed {
+        Some(parsed) => parsed,
+        None => match rows.parse(&mut reader, 0, LineCounter::new(bytes)) {
+            Ok(parsed) => parsed,
+            Err(RowsError::Row(p)) => return Err(source.row_error(p)),
+            Err(RowsError::Csv(e)) => return Err(csv_error(&file, &e)),
+        },
+    };
+    let time_column = names
+        .get(layout.time_column())
+        .map_or("?", String::as_str)
+        .to_string();
     validate_rows(source, rows, problems, time_column, mode)
+}
+
+/// Bytes of CSV data rows per task when a large file is parsed in parallel. Tiny in unit
+/// tests, so that every test file of a few lines goes through the parallel path too.
+#[cfg(not(test))]
+const PARALLEL_CSV_CHUNK: usize = 4 << 20;
+#[cfg(test)]
+const PARALLEL_CSV_CHUNK: usize = 64;
+
+/// Rows in file order, and the row-level problems (under [`BadRows::Drop`]).
+type ParsedRows = (Vec<Row>, Vec<Problem>);
+
+/// Why parsing CSV rows stopped.
+enum RowsError {
+    /// The first bad row, under [`BadRows::Error`].
+    Row(Problem),
+    /// The csv reader itself failed.
+    Csv(csv::Error),
+}
+
+/// What parsing a file's data rows needs.
+struct CsvRows<'a> {
+    /// The whole file (after a BOM), which line numbers count in.
+    bytes: &'a [u8],
+    /// Fields in the header.
+    width: usize,
+    layout: &'a Layout,
+    names: &'a [String],
+    mode: BadRows,
+}
+
+impl CsvRows<'_> {
+    /// The rows `reader` yields, in file order, and (under [`BadRows::Drop`]) the problems.
+    /// Its byte offsets count from `base` in the file; `lines` is positioned at or before
+    /// `base`.
+    fn parse<R: std::io::Read>(
+        &self,
+        reader: &mut csv::Reader<R>,
+        base: usize,
+        mut lines: LineCounter<'_>,
+    ) -> Result<ParsedRows, RowsError> {
+        let name_of = |i: usize| self.names.get(i).map_or("?", String::as_str);
+        let mut rows: Vec<Row> = Vec::new();
+        let mut problems = Vec::new();
+        let mut record = csv::ByteRecord::new();
+        let mut first = true;
+        loop {
+            match reader.read_byte_record(&mut record) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return Err(RowsError::Csv(e)),
+            }
+            if first {
+                // Data rows are roughly the same length: reserve from the first one's.
+                let at = base + record.position().map_or(0, |p| p.byte() as usize);
+                let rest = self.bytes.get(at..).unwrap_or_default();
+                let len = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+                rows.reserve(rest.len() / len.max(16) + 1);
+                first = false;
+            }
+            let line = record
+                .position()
+                .map_or(0, |p| lines.line_at(base + p.byte() as usize));
+            let result = if record.len() == self.width {
+                csv_row(&record, line, self.layout).map_err(|(col, message)| Problem {
+                    at: line,
+                    column: Some(name_of(col).to_string()),
+                    message,
+                })
+            } else if record.len() == 1 && record.get(0).is_some_and(<[u8]>::is_empty) {
+                // A line of blanks (the reader already skips empty ones).
+                continue;
+            } else {
+                Err(Problem {
+                    at: line,
+                    column: None,
+                    message: format!(
+                        "row has {} fields but the header has {}",
+                        record.len(),
+                        self.width
+                    ),
+                })
+            };
+            match result {
+                Ok(row) => rows.push(row),
+                Err(p) if self.mode == BadRows::Error => return Err(RowsError::Row(p)),
+                Err(p) => problems.push(p),
+            }
+        }
+        Ok((rows, problems))
+    }
+
+    /// [`CsvRows::parse`] of the data rows from `data_start` on, in chunks of whole lines
+    /// in parallel, concatenated in file order: the same rows and problems, and under
+    /// [`BadRows::Error`] the same first bad row. `None` if a chunk's reader failed (the
+    /// caller reads the file in one pass for the message).
+    fn parallel(&self, data_start: usize) -> Option<ParsedRows> {
+        use rayon::prelude::*;
+        // Chunk boundaries just after a `\n`.
+        let mut bounds = vec![data_start];
+        let mut at = data_start;
+        while self.bytes.len() - at > PARALLEL_CSV_CHUNK {
+            let probe = at + PARALLEL_CSV_CHUNK;
+            match memchr::memchr(b'\n', self.bytes.get(probe..)?) {
+                Some(i) if probe + i + 1 < self.bytes.len() => {
+                    at = probe + i + 1;
+                    bounds.push(at);
+                }
+                _ => break,
+            }
+        }
+        bounds.push(self.bytes.len());
+        // The line each chunk starts on.
+        let newlines: Vec<u64> = bounds
+            .par_windows(2)
+            .map(|w| {
+                memchr::memchr_iter(b'\n', self.bytes.get(w[0]..w[1]).unwrap_or_default()).count()
+                    as u64
+            })
+            .collect();
+        let before = memchr::memchr_iter(b'\n', self.bytes.get(..data_start)?).count() as u64;
+        let start_lines: Vec<u64> = newlines
+            .iter()
+            .scan(before + 1, |line, n| {
+                let this = *line;
+                *line += n;
+                Some(this)
+            })
+            .collect();
+        let chunks: Vec<Result<ParsedRows, RowsError>> = bounds
+            .par_windows(2)
+            .zip(start_lines.par_iter())
+            .map(|(w, &line)| {
+                let chunk = self.bytes.get(w[0]..w[1]).unwrap_or_default();
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .flexible(true)
+                    .trim(csv::Trim::All)
+                    .from_reader(chunk);
+                let lines = LineCounter {
+                    bytes: self.bytes,
+                    at: w[0],
+                    line,
+                };
+                self.parse(&mut reader, w[0], lines)
+            })
+            .collect();
+        let mut rows = Vec::with_capacity(
+            chunks
+                .iter()
+                .map(|c| c.as_ref().map_or(0, |(r, _)| r.len()))
+                .sum(),
+        );
+        let mut problems = Vec::new();
+        for chunk in chunks {
+            match chunk {
+                Ok((mut r, mut p)) => {
+                    rows.append(&mut r);
+                    problems.append(&mut p);
+                }
+                // A bad row (under `BadRows::Error`) or a reader failure: the one-pass
+                // read finds and reports it exactly as for a small file.
+                Err(RowsError::Row(_)) | Err(RowsError::Csv(_)) => return None,
+            }
+        }
+        Some((rows, problems))
+    }
 }
 
 /// One CSV record (of the header's width) as a checked row; the error names the column
@@ -1405,6 +1555,59 @@ mod tests {
                 m.contains("data/TEST.csv:13:") || m.contains("data/TEST.csv:4:"),
                 "{m}"
             );
+        }
+    }
+
+    #[test]
+    fn large_files_parse_in_parallel_chunks_exactly_as_in_one_pass() {
+        // 3000 rows in 64-byte chunks (the test-build chunk size): a few hundred chunks,
+        // boundaries at every kind of place, blank lines and bad rows among them.
+        let mut lines = vec!["Date,Open,High,Low,Close,Volume".to_string()];
+        for i in 0..3000u32 {
+            let day = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap()
+                + chrono::Days::new(u64::from(i));
+            lines.push(match i {
+                500 => String::new(),
+                901 => "   ".to_string(),
+                1200 => format!("{day},10,11,9,x,100"),
+                2999 => format!("{day},10,11,9,10.5"),
+                _ => format!("{day},10.{},11.5,9,10.5,{}", i % 7, 100 + i),
+            });
+        }
+        for ending in ["\n", "\r\n"] {
+            let text = lines.join(ending) + ending;
+            let bytes = text.as_bytes();
+            let layout =
+                Layout::from_names(&lines[0].split(',').map(str::to_string).collect::<Vec<_>>())
+                    .unwrap();
+            let names: Vec<String> = lines[0].split(',').map(str::to_string).collect();
+            let rows = CsvRows {
+                bytes,
+                width: 6,
+                layout: &layout,
+                names: &names,
+                mode: BadRows::Drop,
+            };
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .trim(csv::Trim::All)
+                .from_reader(bytes);
+            let mut header = csv::ByteRecord::new();
+            assert!(reader.read_byte_record(&mut header).unwrap());
+            let start = reader.position().byte() as usize;
+            let Ok(one_pass) = rows.parse(&mut reader, 0, LineCounter::new(bytes)) else {
+                panic!("one pass failed");
+            };
+            let chunked = rows.parallel(start).unwrap();
+            assert_eq!(chunked.0, one_pass.0, "{ending:?}: rows");
+            assert_eq!(chunked.1, one_pass.1, "{ending:?}: problems");
+            assert_eq!(one_pass.0.len(), 2996);
+            let at: Vec<u64> = one_pass.1.iter().map(|p| p.at).collect();
+            assert_eq!(at, [1202, 3001], "{ending:?}");
+            // Under `error` the first bad row is reported, with its line.
+            let m = message(&text);
+            assert!(m.starts_with("data/TEST.csv:1202: column 'Close'"), "{m}");
         }
     }
 

@@ -122,7 +122,8 @@ impl StageKind {
         match self {
             StageKind::Ingest { .. } => 1,
             StageKind::Features => 1,
-            StageKind::Dataset => 1,
+            // 2: the blob stores the rows windows are cut from, not the windows.
+            StageKind::Dataset => 2,
             StageKind::Init => 1,
             // 2: lstm and gru gates as one GEMM per step, tanh through the sigmoid.
             StageKind::Train => 2,
@@ -386,8 +387,8 @@ impl StageKind {
                     symbol_id: d.symbol_id,
                     cross_sessions: d.cross_sessions,
                 };
-                // Windows are written straight into the blob's bytes: one copy of the
-                // (possibly multi-GB) window array, not two.
+                // The blob holds the rows the windows are cut from, S times smaller than
+                // the windows (see `data::blob`).
                 let encoded = data::dataset::build_encoded(&tables, &params)
                     .map_err(|err| StageError::BadInput(err.to_string()))?;
                 // Evaluation runs on the test split: without a test window, training would
