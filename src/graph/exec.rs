@@ -419,10 +419,12 @@ fn run_stage(
         }
     };
     let mut outputs = BTreeMap::new();
-    for (name, bytes) in &output.blobs {
-        match store.put_blob(bytes) {
+    let StageOutput { blobs, summary } = output;
+    for (name, bytes) in blobs {
+        // Kept in memory for the stages after this one in the same build.
+        match store.put_blob_owned(bytes) {
             Ok(r) => {
-                outputs.insert(name.clone(), r);
+                outputs.insert(name, r);
             }
             Err(e) => {
                 report.state = StageState::Failed(StageError::Failed(format!(
@@ -437,7 +439,7 @@ fn run_stage(
         key: key.clone(),
         stage: spec.id.clone(),
         outputs,
-        summary: output.summary,
+        summary,
         hft_version: env!("CARGO_PKG_VERSION").to_string(),
         wall_ms: (secs * 1000.0) as u64,
         created: now_unix(),
@@ -447,7 +449,7 @@ fn run_stage(
         return report;
     }
     if let Some(remote) = remote {
-        remote.push(&record, &output.blobs);
+        remote.push_from_store(store, &record);
     }
     report.state = StageState::Ran { secs };
     report.record = Some(record);

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::json;
 
@@ -79,7 +80,7 @@ pub struct StageInputs<'a> {
 
 impl StageInputs<'_> {
     /// The verified bytes of output `name` of dependency `i`.
-    pub fn blob(&self, i: usize, name: &str) -> Result<Vec<u8>, StageError> {
+    pub fn blob(&self, i: usize, name: &str) -> Result<Arc<Vec<u8>>, StageError> {
         let record = self
             .deps
             .get(i)
@@ -88,7 +89,7 @@ impl StageInputs<'_> {
             StageError::Failed(format!("input {} has no output `{name}`", record.stage))
         })?;
         self.store
-            .get_blob(&out.digest)
+            .get_blob_shared(&out.digest)
             .ok_or_else(|| StageError::Failed(corrupt_input(record, name)))
     }
 }

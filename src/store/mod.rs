@@ -19,7 +19,7 @@
 pub mod housekeeping;
 pub mod remote;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -158,6 +158,47 @@ pub struct Store {
     root: PathBuf,
     _lock: Arc<File>,
     exclusive: bool,
+    recent: Arc<Mutex<RecentBlobs>>,
+}
+
+/// Large blobs this process stored lately, so that the next stage of the same build takes
+/// its input from memory instead of reading it back and hashing it again. They are the very
+/// bytes their digest was computed from, so using them needs no verification.
+#[derive(Debug, Default)]
+struct RecentBlobs {
+    /// Oldest first.
+    entries: VecDeque<(Digest, Arc<Vec<u8>>)>,
+    bytes: usize,
+}
+
+/// Blobs smaller than this are cheap to read back and are not kept.
+const RECENT_MIN_BYTES: usize = 1 << 20;
+/// At most this many bytes of recent blobs are kept (the oldest go first).
+const RECENT_MAX_BYTES: usize = 512 << 20;
+
+impl RecentBlobs {
+    fn get(&self, d: &Digest) -> Option<Arc<Vec<u8>>> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(digest, _)| digest == d)
+            .map(|(_, bytes)| bytes.clone())
+    }
+
+    fn insert(&mut self, d: Digest, bytes: Arc<Vec<u8>>) {
+        let len = bytes.len();
+        if !(RECENT_MIN_BYTES..=RECENT_MAX_BYTES).contains(&len) || self.get(&d).is_some() {
+            return;
+        }
+        while self.bytes + len > RECENT_MAX_BYTES {
+            match self.entries.pop_front() {
+                Some((_, old)) => self.bytes -= old.len(),
+                None => break,
+            }
+        }
+        self.bytes += len;
+        self.entries.push_back((d, bytes));
+    }
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -186,6 +227,7 @@ impl Store {
             root: root.to_path_buf(),
             _lock: Arc::new(lock),
             exclusive: false,
+            recent: Arc::default(),
         };
         store.clean_stale_tmp();
         Ok(store)
@@ -232,6 +274,7 @@ impl Store {
             root: root.to_path_buf(),
             _lock: Arc::new(lock),
             exclusive: true,
+            recent: Arc::default(),
         };
         store.clean_stale_tmp();
         Ok(store)
@@ -274,6 +317,25 @@ impl Store {
             digest,
             size: bytes.len() as u64,
         })
+    }
+
+    /// [`Store::put_blob`], keeping a large blob in memory for [`Store::get_blob_shared`]
+    /// in this process.
+    pub fn put_blob_owned(&self, bytes: Vec<u8>) -> io::Result<OutputRef> {
+        let stored = self.put_blob(&bytes)?;
+        if let Ok(mut recent) = self.recent.lock() {
+            recent.insert(stored.digest, Arc::new(bytes));
+        }
+        Ok(stored)
+    }
+
+    /// The blob's bytes: from memory if this process stored it lately
+    /// ([`Store::put_blob_owned`]), else read and verified as by [`Store::get_blob`].
+    pub fn get_blob_shared(&self, d: &Digest) -> Option<Arc<Vec<u8>>> {
+        if let Some(bytes) = self.recent.lock().ok().and_then(|r| r.get(d)) {
+            return Some(bytes);
+        }
+        self.get_blob(d).map(Arc::new)
     }
 
     /// The blob's bytes, verified. A missing or corrupt blob is `None` (and a corrupt one is
@@ -723,6 +785,42 @@ mod tests {
         assert!(!path.exists(), "corrupt blob removed");
         store.put_blob(b"hello").unwrap();
         assert_eq!(store.get_blob(&r.digest).unwrap(), b"hello");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn large_blobs_stored_by_this_process_are_read_from_memory() {
+        let (dir, store) = temp_store();
+        let big = vec![7u8; RECENT_MIN_BYTES];
+        let r = store.put_blob_owned(big.clone()).unwrap();
+        assert_eq!(
+            fs::read(store.blob_path(&r.digest)).unwrap(),
+            big,
+            "stored on disk"
+        );
+        let first = store.get_blob_shared(&r.digest).unwrap();
+        // Another handle on the same store in this process shares the memory.
+        let again = store.clone().get_blob_shared(&r.digest).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(*first, big);
+        // Small blobs are read back from disk (and verified) as before.
+        let small = store.put_blob_owned(b"small".to_vec()).unwrap();
+        assert_eq!(*store.get_blob_shared(&small.digest).unwrap(), b"small");
+        assert!(store.recent.lock().unwrap().get(&small.digest).is_none());
+        // The oldest go first once the budget is full.
+        let mut recent = RecentBlobs::default();
+        let blob = |b: u8| {
+            (
+                Digest::of(&[b]),
+                Arc::new(vec![b; RECENT_MAX_BYTES / 3 + 1]),
+            )
+        };
+        let (a, b, c) = (blob(1), blob(2), blob(3));
+        for (d, bytes) in [&a, &b, &c] {
+            recent.insert(*d, bytes.clone());
+        }
+        assert!(recent.get(&a.0).is_none() && recent.get(&b.0).is_some());
+        assert!(recent.get(&c.0).is_some() && recent.bytes <= RECENT_MAX_BYTES);
         fs::remove_dir_all(dir).unwrap();
     }
 
