@@ -237,6 +237,41 @@ mod tests {
             .fold(0.0, f32::max)
     }
 
+    /// flex's sigmoid is the vectorised one of `vendor/burn-flex` (see ARCHITECTURE.md):
+    /// within 3e-7 relative of the libm formula everywhere, saturating cleanly, and the same
+    /// bits whether the tensor is owned (in place) or shared or strided (copied).
+    #[test]
+    fn sigmoid_is_accurate_and_the_same_on_every_path() {
+        let device = Device::flex();
+        let xs: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 0.025).collect();
+        let n = xs.len();
+        let owned: Tensor<1> = Tensor::from_data(TensorData::new(xs.clone(), [n]), &device);
+        let kept = owned.clone();
+        let shared = sigmoid(owned.clone()).into_data().try_to_vec::<f32>().unwrap();
+        let in_place = sigmoid(owned).into_data().try_to_vec::<f32>().unwrap();
+        let strided: Tensor<2> = kept.reshape([n / 3, 3]).transpose();
+        let strided = sigmoid(strided).transpose().reshape([n]);
+        let strided = strided.into_data().try_to_vec::<f32>().unwrap();
+        for (i, &x) in xs.iter().enumerate() {
+            let libm = if x >= 0.0 {
+                1.0 / (1.0 + (-x as f64).exp())
+            } else {
+                let e = (x as f64).exp();
+                e / (1.0 + e)
+            };
+            let got = in_place[i] as f64;
+            let tolerance = 3e-7 * libm + f32::MIN_POSITIVE as f64;
+            assert!(
+                (got - libm).abs() <= tolerance,
+                "sigmoid({x}) = {got}, not {libm}"
+            );
+            assert_eq!(in_place[i].to_bits(), shared[i].to_bits(), "{x}: shared");
+            assert_eq!(in_place[i].to_bits(), strided[i].to_bits(), "{x}: strided");
+        }
+        assert_eq!(in_place[n - 1], 1.0);
+        assert!(in_place[0] >= 0.0 && in_place[0] < 1e-38);
+    }
+
     /// The fused layer (one GEMM and one sigmoid over the gates per step, tanh by sigmoid)
     /// computes the textbook LSTM: outputs and every gradient agree to float tolerance.
     #[test]
