@@ -1,3 +1,18 @@
 fn main() -> std::process::ExitCode {
+    keep_freed_memory_for_reuse();
     hft::cli::main()
+}
+
+/// Training allocates and frees the same large tensors every step. glibc serves blocks over
+/// its mmap threshold (128 KiB to 32 MiB, adapting) with fresh mappings, so each step paid
+/// page faults and kernel page zeroing again: 15% of transformer-ref's training time in a
+/// profile. Served from the heap and not trimmed back, freed blocks are reused: 1.1x faster
+/// training, the same peak RSS (BENCHMARKS.md).
+fn keep_freed_memory_for_reuse() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
 }

@@ -247,7 +247,10 @@ mod tests {
         let n = xs.len();
         let owned: Tensor<1> = Tensor::from_data(TensorData::new(xs.clone(), [n]), &device);
         let kept = owned.clone();
-        let shared = sigmoid(owned.clone()).into_data().try_to_vec::<f32>().unwrap();
+        let shared = sigmoid(owned.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let in_place = sigmoid(owned).into_data().try_to_vec::<f32>().unwrap();
         let strided: Tensor<2> = kept.reshape([n / 3, 3]).transpose();
         let strided = sigmoid(strided).transpose().reshape([n]);
