@@ -13,9 +13,10 @@
 //! [`optim::schedule`], early stopping, an exponential moving average of the weights, and
 //! reduced precision (bf16/f16 working copies of f32 master weights, f16 loss scaling).
 //!
-//! burn's RNG is process-global, so a training holds `model::rng_lock` from start to end:
-//! trainings and initialisations in one process run one at a time. Loading and evaluating
-//! draw nothing and may run beside them.
+//! burn's RNG is process-global, so a training that draws from it (dropout above 0, the
+//! diffusion noise of `dit`) holds `model::rng_lock` from start to end: such trainings and
+//! initialisations in one process run one at a time. Trainings that draw nothing, loading
+//! and evaluating run beside them, each training on the cores `graph::exec` gives it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -334,7 +335,10 @@ pub fn train_resumable(
     };
 
     let compute = open_device(tcfg)?;
-    let _rng = model::rng_lock();
+    // Only a training that draws random numbers (dropout, diffusion noise) needs burn's
+    // process-global RNG to itself; the others run beside each other (parallel sweeps).
+    let draws = model::draws_while_training(model_cfg);
+    let _rng = draws.then(model::rng_lock);
     let device = compute.device.clone().autodiff();
     // The devices after the first of `training.devices`; empty on one device.
     let shard_devices: Vec<Device> = compute
@@ -452,9 +456,13 @@ pub fn train_resumable(
                 // step, of the step, as before accumulation existed.
                 let micro = (step * accum + j) as u64;
                 let dropout = stream(seed, DROPOUT_STREAM, micro);
-                device.seed(dropout);
-                for (k, further) in shard_devices.iter().enumerate() {
-                    further.seed(stream(dropout, SHARD_STREAM, k as u64 + 1));
+                // Seeding is drawing's business: a training that draws nothing must not
+                // reseed the RNG under one that does (it does not hold the lock).
+                if draws {
+                    device.seed(dropout);
+                    for (k, further) in shard_devices.iter().enumerate() {
+                        further.seed(stream(dropout, SHARD_STREAM, k as u64 + 1));
+                    }
                 }
                 let micro_batch = MicroBatch {
                     split: &dataset.train,

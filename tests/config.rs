@@ -210,6 +210,28 @@ matrix:
 }
 
 #[test]
+fn a_sweep_built_in_parallel_gives_the_sequential_results() {
+    // Trainings without dropout run beside each other, each on its share of the cores;
+    // those with dropout take burn's RNG in turn. Either way, the same bits as one at a time.
+    let sweep = "\
+extends: templates/tiny.yaml
+name: par
+matrix:
+  seed: [1, 2, 3]
+  model.dropout: [0.0, 0.2]
+  model.type: [mlp, lstm]
+";
+    let p = project(sweep);
+    let one = p.hft(&["build", "-j", "1", "--cache-dir", "one"]);
+    assert_eq!(one.code, 0, "{}", one.stderr);
+    assert_eq!(one.states().len(), 12 * 6, "{}", one.stdout);
+    // The lock the sequential build wrote: every key and output digest.
+    let four = p.hft(&["build", "-j", "4", "--locked", "--cache-dir", "four"]);
+    assert_eq!(four.code, 0, "{}\n{}", four.stdout, four.stderr);
+    assert!(four.ran().iter().any(|s| s.ends_with("/train")));
+}
+
+#[test]
 fn hft_new_writes_a_buildable_experiment_from_a_template() {
     let p = project("extends: templates/tiny.yaml\n");
     let run = p.hft(&["new", "fresh", "--template", "tiny"]);

@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -137,6 +138,7 @@ pub fn run_all_with_remote(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build();
+    TRAINING_CORES.set_width(training_width(threads, jobs.len()));
     let work = || {
         jobs.par_iter()
             .map(|job| {
@@ -152,14 +154,107 @@ pub fn run_all_with_remote(
     }
 }
 
+/// The CPU budget of training: the machine's cores, of which every executing train stage
+/// holds `width` while it runs on a rayon pool of `width` threads of its own. A sweep thus
+/// runs `cores / width` trainings at a time without oversubscribing the CPU, each on cores
+/// no other training's tasks are stolen onto. Results do not depend on the width (training
+/// is bit-identical across thread counts).
+pub struct CoreBudget {
+    free: Mutex<usize>,
+    freed: Condvar,
+    width: AtomicUsize,
+}
+
+/// The process's training budget.
+pub static TRAINING_CORES: CoreBudget = CoreBudget {
+    free: Mutex::new(usize::MAX),
+    freed: Condvar::new(),
+    width: AtomicUsize::new(0),
+};
+
+/// The cores of this machine.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Threads per training when `experiments` experiments are built `jobs` at a time: the
+/// cores shared by the trainings that can run at once (one training alone gets them all).
+pub fn training_width(jobs: usize, experiments: usize) -> usize {
+    (cores() / jobs.min(experiments).max(1)).max(1)
+}
+
+/// Cores held by one training; released on drop.
+pub struct CoreSlot<'a> {
+    budget: &'a CoreBudget,
+    held: usize,
+}
+
+impl CoreBudget {
+    /// Sets the threads per training (at most the cores).
+    pub fn set_width(&self, width: usize) {
+        self.width.store(width.clamp(1, cores()), Ordering::SeqCst);
+    }
+
+    /// Threads per training: as set, or every core.
+    pub fn width(&self) -> usize {
+        match self.width.load(Ordering::SeqCst) {
+            0 => cores(),
+            w => w,
+        }
+    }
+
+    /// Waits until `width` cores are free and holds them.
+    pub fn acquire(&self, width: usize) -> CoreSlot<'_> {
+        let total = cores();
+        let width = width.clamp(1, total);
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        if *free == usize::MAX {
+            *free = total;
+        }
+        while *free < width {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= width;
+        CoreSlot {
+            budget: self,
+            held: width,
+        }
+    }
+}
+
+impl Drop for CoreSlot<'_> {
+    fn drop(&mut self) {
+        let mut free = self.budget.free.lock().unwrap_or_else(|p| p.into_inner());
+        *free += self.held;
+        self.budget.freed.notify_all();
+    }
+}
+
 /// Executes a stage on a thread of its own, outside the experiment pool. Stage code may use
 /// rayon (burn does): on a pool worker, a parallel op waiting for its tasks could steal
 /// another experiment's job and block on a lock this very thread holds (trainings hold
 /// `model`'s RNG lock). Off the pool, its parallel ops use rayon's global pool and the pool's
 /// workers only wait. A panic in a stage fails that stage, not the whole build.
+///
+/// A train stage first takes its cores from [`TRAINING_CORES`] and runs on a pool of that
+/// many threads.
 pub fn execute_isolated(kind: &StageKind, inputs: &StageInputs) -> Result<StageOutput, StageError> {
+    let training = matches!(kind, StageKind::Train);
+    let width = TRAINING_CORES.width();
+    let _slot = training.then(|| TRAINING_CORES.acquire(width));
+    let pool = training
+        .then(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(width)
+                .build()
+                .ok()
+        })
+        .flatten();
     std::thread::scope(|scope| {
-        let handle = scope.spawn(|| kind.execute(inputs));
+        let handle = scope.spawn(|| match &pool {
+            Some(pool) => pool.install(|| kind.execute(inputs)),
+            None => kind.execute(inputs),
+        });
         handle.join().unwrap_or_else(|panic| {
             let message = panic
                 .downcast_ref::<String>()
@@ -604,4 +699,42 @@ pub fn explain_config_change(
         }
     }
     reasons
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn trainings_share_the_cores_and_never_exceed_them() {
+        let cores = cores();
+        assert_eq!(training_width(1, 10), cores, "one at a time: every core");
+        assert_eq!(training_width(64, 1), cores, "one experiment: every core");
+        assert_eq!(training_width(64, 64), 1);
+        assert_eq!(training_width(2, 8), (cores / 2).max(1));
+        let budget = CoreBudget {
+            free: Mutex::new(usize::MAX),
+            freed: Condvar::new(),
+            width: AtomicUsize::new(0),
+        };
+        assert_eq!(budget.width(), cores);
+        budget.set_width(1);
+        let (running, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|scope| {
+            for _ in 0..4 * cores {
+                scope.spawn(|| {
+                    let _slot = budget.acquire(budget.width());
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    running.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        assert!(most.load(Ordering::SeqCst) <= cores);
+        assert_eq!(*budget.free.lock().unwrap(), cores, "every slot returned");
+        // A width over the cores is held as all of them, never waited on forever.
+        drop(budget.acquire(cores + 5));
+    }
 }

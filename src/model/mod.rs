@@ -497,6 +497,12 @@ pub fn read_weights(blob: &[u8]) -> Result<(WeightsMeta, &[u8]), ModelError> {
 
 static RNG_LOCK: Mutex<()> = Mutex::new(());
 
+/// Whether training `cfg` draws from burn's RNG: dropout above 0 (burn's dropout draws
+/// nothing at 0) or the diffusion noise of `dit`.
+pub(crate) fn draws_while_training(cfg: &ModelConfig) -> bool {
+    cfg.dropout > 0.0 || cfg.kind == "dit"
+}
+
 /// Serialises users of burn's random number generator, which is process-global: two
 /// initialisations or trainings on threads of one process would interleave their draws.
 /// Held by [`build`] and for the whole of a training.
