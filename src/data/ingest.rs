@@ -1028,15 +1028,21 @@ pub fn parse_files(
     finish(&label, rows, dropped, notes, opts)
 }
 
+/// The reader every CSV path uses: no header handling (ours), rows of any width (reported
+/// by us with their line), fields trimmed.
+fn csv_reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(bytes)
+}
+
 /// The row checks and the order phase of a CSV file.
 fn validate_csv(path: &Path, bytes: &[u8], mode: BadRows) -> Result<Validated, DataError> {
     let file = path.display().to_string();
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(bytes);
+    let mut reader = csv_reader(bytes);
     // One record buffer, reused for every row (what `byte_records()` would allocate anew).
     let mut header = csv::ByteRecord::new();
     match reader.read_byte_record(&mut header) {
@@ -1223,11 +1229,7 @@ impl CsvRows<'_> {
             .zip(start_lines.par_iter())
             .map(|(w, &line)| {
                 let chunk = self.bytes.get(w[0]..w[1]).unwrap_or_default();
-                let mut reader = csv::ReaderBuilder::new()
-                    .has_headers(false)
-                    .flexible(true)
-                    .trim(csv::Trim::All)
-                    .from_reader(chunk);
+                let mut reader = csv_reader(chunk);
                 let lines = LineCounter {
                     bytes: self.bytes,
                     at: w[0],
@@ -1588,11 +1590,7 @@ mod tests {
                 names: &names,
                 mode: BadRows::Drop,
             };
-            let mut reader = csv::ReaderBuilder::new()
-                .has_headers(false)
-                .flexible(true)
-                .trim(csv::Trim::All)
-                .from_reader(bytes);
+            let mut reader = csv_reader(bytes);
             let mut header = csv::ByteRecord::new();
             assert!(reader.read_byte_record(&mut header).unwrap());
             let start = reader.position().byte() as usize;
