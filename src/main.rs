@@ -5,8 +5,8 @@ fn main() -> std::process::ExitCode {
 
 /// Training allocates and frees the same large tensors every step. glibc serves blocks over
 /// its mmap threshold (128 KiB to 32 MiB, adapting) with fresh mappings, so each step paid
-/// page faults and kernel page zeroing again: 15% of transformer-ref's training time in a
-/// profile. Served from the heap and not trimmed back, freed blocks are reused: 1.1x faster
+/// page faults and kernel page zeroing again: about 13% of transformer-ref's training time
+/// in a profile. Served from the heap and not trimmed back, freed blocks are reused: 1.1x faster
 /// training, the same peak RSS (BENCHMARKS.md).
 fn keep_freed_memory_for_reuse() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

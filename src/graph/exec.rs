@@ -232,8 +232,8 @@ impl Drop for CoreSlot<'_> {
 
 /// Executes a stage on a thread of its own, outside the experiment pool. Stage code may use
 /// rayon (burn does): on a pool worker, a parallel op waiting for its tasks could steal
-/// another experiment's job and block on a lock this very thread holds (trainings hold
-/// `model`'s RNG lock). Off the pool, its parallel ops use rayon's global pool and the pool's
+/// another experiment's job and block on a lock this very thread holds (a training with
+/// dropout holds `model`'s RNG lock). Off the pool, its parallel ops use rayon's global pool and the pool's
 /// workers only wait. A panic in a stage fails that stage, not the whole build.
 ///
 /// A train stage first takes its cores from [`TRAINING_CORES`] and runs on a pool of that

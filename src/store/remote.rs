@@ -267,16 +267,16 @@ impl Remote {
         Ok(Some(record))
     }
 
-    /// [`Remote::push`] for a stage whose outputs were written to the local store by someone
-    /// else (a Slurm job): reads (and verifies) each blob there first. A blob that cannot be
-    /// read is not pushed, and neither is the record.
+    /// [`Remote::push`] for a stage whose outputs are in the local store: a blob this process
+    /// just stored comes from memory, any other (one a Slurm job wrote) is read and verified.
+    /// A blob that cannot be read is not pushed, and neither is the record.
     pub fn push_from_store(&self, store: &Store, record: &ActionRecord) {
         if self.read_only || self.offline.load(Ordering::SeqCst) {
             return;
         }
         let mut blobs = std::collections::BTreeMap::new();
         for (name, output) in &record.outputs {
-            match store.get_blob(&output.digest) {
+            match store.get_blob_shared(&output.digest) {
                 Some(bytes) => {
                     blobs.insert(name.clone(), bytes);
                 }
@@ -289,7 +289,11 @@ impl Remote {
     /// Uploads an executed stage: each output blob the remote lacks, then the record. Does
     /// nothing on a read-only or unreachable remote; a failure is a warning (once) and stops
     /// using the remote, never a failed stage.
-    pub fn push(&self, record: &ActionRecord, blobs: &std::collections::BTreeMap<String, Vec<u8>>) {
+    pub fn push(
+        &self,
+        record: &ActionRecord,
+        blobs: &std::collections::BTreeMap<String, Arc<Vec<u8>>>,
+    ) {
         if self.read_only || self.offline.load(Ordering::SeqCst) {
             return;
         }
@@ -311,7 +315,7 @@ impl Remote {
                         Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
                         Err(e) => return Err((path, e)),
                     }
-                    let payload = PutPayload::from(bytes.clone());
+                    let payload = PutPayload::from(Vec::clone(bytes));
                     if let Err(e) = self.objects.put(&path, payload).await {
                         return Err((path, e));
                     }
