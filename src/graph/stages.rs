@@ -127,9 +127,11 @@ impl StageKind {
             StageKind::Dataset => 2,
             StageKind::Init => 1,
             // 2: lstm and gru gates as one GEMM per step, tanh through the sigmoid.
-            StageKind::Train => 2,
+            // 3: lstm on flex as one fused operation per layer (another rounding).
+            StageKind::Train => 3,
             // 2: metrics version 2 (per-symbol metrics).
-            StageKind::Evaluate => 2,
+            // 3: lstm forecasts by the fused layer.
+            StageKind::Evaluate => 3,
         }
     }
 

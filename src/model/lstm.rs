@@ -1,8 +1,10 @@
 //! `lstm`: stacked LSTM layers; the last hidden state of the top layer feeds the heads.
 //!
-//! Written here rather than stacking `burn::nn::Lstm`, and shaped by where flex spends its time
-//! (see `benches/ref/lstm_ref.yaml`): scalar `tanhf`, the sigmoid's `expf` and one autodiff node
-//! per elementwise op.
+//! In f32 on flex each layer is one fused operation with its own backward pass
+//! (`lstm_fused.rs`). Elsewhere (wgpu, cuda, reduced precision) the layer is composed of burn
+//! ops, written here rather than stacking `burn::nn::Lstm` and shaped by where flex spent its
+//! time before the fused layer (see `benches/ref/lstm_ref.yaml`): scalar `tanhf`, the sigmoid's
+//! `expf` and one autodiff node per elementwise op.
 //!
 //! - One GEMM per step: `[x_t, 1, h_{t-1}] · [W_in; b; W_h]`. The stacked weight is built once
 //!   per forward pass (a handful of small ops on the weights), so the bias add and the second
@@ -24,6 +26,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 
+use super::lstm_fused;
 use super::{Dims, Forecast, Forecaster, Heads, ModelError, Net};
 use crate::config::ModelConfig;
 
@@ -111,6 +114,14 @@ impl LstmLayer {
         (gate(3) * tanh_c, c)
     }
 
+    /// Runs the layer over a `[batch, seq, d_input]` window by the fused operation (only where
+    /// [`lstm_fused::supports`] it). Returns every step's hidden state `[batch, seq, hidden]`.
+    fn forward_fused(&self, x: Tensor<3>) -> Tensor<3> {
+        let zero_bias = || Tensor::zeros([4 * self.d_hidden], &x.device());
+        let bias = self.input.bias.as_ref().map_or_else(zero_bias, |b| b.val());
+        lstm_fused::lstm_sequence(x, self.input.weight.val(), bias, self.hidden.weight.val())
+    }
+
     /// Runs the layer over `[batch, d_input]` steps; `ones` is `[batch, 1]` of ones. Returns
     /// the hidden state of each step.
     fn forward(&self, steps: Vec<Tensor<2>>, ones: &Tensor<2>) -> Vec<Tensor<2>> {
@@ -158,6 +169,18 @@ impl Lstm {
     /// The top layer's last hidden state `[batch, hidden]`, before the final dropout.
     fn encode(&self, x: Tensor<3>) -> Tensor<2> {
         let [batch, seq, features] = x.dims();
+        if lstm_fused::supports(&x) && seq > 0 {
+            let mut sequence = x;
+            for (i, layer) in self.layers.iter().enumerate() {
+                if i > 0 {
+                    // Dropout between layers, as in PyTorch's `nn.LSTM`.
+                    sequence = self.dropout.forward(sequence);
+                }
+                sequence = layer.forward_fused(sequence);
+            }
+            let hidden = sequence.dims()[2];
+            return sequence.narrow(1, seq - 1, 1).reshape([batch, hidden]);
+        }
         let ones = x
             .clone()
             .narrow(1, 0, 1)
@@ -275,10 +298,11 @@ mod tests {
         assert!(in_place[0] >= 0.0 && in_place[0] < 1e-38);
     }
 
-    /// The fused layer (one GEMM and one sigmoid over the gates per step, tanh by sigmoid)
-    /// computes the textbook LSTM: outputs and every gradient agree to float tolerance.
-    #[test]
-    fn fused_layer_matches_the_textbook_cell_outputs_and_gradients() {
+    /// Checks `layer_under_test` (steps in, steps out) against the textbook cell: outputs and
+    /// every gradient agree to float tolerance.
+    fn assert_matches_the_textbook_cell(
+        layer_under_test: impl Fn(&LstmLayer, &Tensor<3>) -> Vec<Tensor<2>>,
+    ) {
         let device = Device::flex().autodiff();
         let (batch, seq, d_in, d) = (5, 7, 3, 6);
         let _rng = super::super::rng_lock();
@@ -296,7 +320,6 @@ mod tests {
                 .map(|t| x.clone().narrow(1, t, 1).reshape([batch, d_in]))
                 .collect()
         };
-        let ones = Tensor::ones([batch, 1], &device);
         // A loss that weighs every step and unit differently.
         let weights: Tensor<2> =
             Tensor::random([batch, d], Distribution::Normal(0.0, 1.0), &device);
@@ -307,13 +330,14 @@ mod tests {
                 .reduce(|a, b| a + b)
                 .unwrap()
         };
-        let fused_out = layer.forward(steps(&x), &ones);
+        let tested_out = layer_under_test(&layer, &x);
         let plain_out = reference_forward(&layer, steps(&x));
-        for (a, b) in fused_out.iter().zip(&plain_out) {
+        assert_eq!(tested_out.len(), plain_out.len());
+        for (a, b) in tested_out.iter().zip(&plain_out) {
             let diff = max_abs_diff(a.clone().inner(), b.clone().inner());
             assert!(diff < 1e-5, "forward differs by {diff}");
         }
-        let g_fused = loss(fused_out).backward();
+        let g_tested = loss(tested_out).backward();
         let g_plain = loss(plain_out).backward();
         let grads = |g: &burn::tensor::Gradients| {
             (
@@ -323,7 +347,7 @@ mod tests {
                 x.grad(g).unwrap(),
             )
         };
-        let (a, b) = (grads(&g_fused), grads(&g_plain));
+        let (a, b) = (grads(&g_tested), grads(&g_plain));
         let scale = max_abs_diff(b.0.clone(), b.0.zeros_like()).max(1.0);
         for (name, diff) in [
             ("input.weight", max_abs_diff(a.0, b.0)),
@@ -336,5 +360,45 @@ mod tests {
                 "gradient of {name} differs by {diff} (scale {scale})"
             );
         }
+    }
+
+    /// The composed layer (one GEMM and one sigmoid over the gates per step, tanh by sigmoid),
+    /// which devices other than flex run.
+    #[test]
+    fn composed_layer_matches_the_textbook_cell_outputs_and_gradients() {
+        assert_matches_the_textbook_cell(|layer, x| {
+            let [batch, seq, d_in] = x.dims();
+            let steps = (0..seq)
+                .map(|t| x.clone().narrow(1, t, 1).reshape([batch, d_in]))
+                .collect();
+            layer.forward(steps, &Tensor::ones([batch, 1], &x.device()))
+        });
+    }
+
+    /// The fused operation with its own backward pass (`lstm_fused.rs`).
+    #[test]
+    fn fused_layer_matches_the_textbook_cell_outputs_and_gradients() {
+        assert_matches_the_textbook_cell(|layer, x| {
+            assert!(lstm_fused::supports(x));
+            let out = layer.forward_fused(x.clone());
+            let [batch, seq, d] = out.dims();
+            (0..seq)
+                .map(|t| out.clone().narrow(1, t, 1).reshape([batch, d]))
+                .collect()
+        });
+    }
+
+    /// Inference (no autodiff) gives the same bits as a training forward pass.
+    #[test]
+    fn fused_layer_without_autodiff_gives_the_same_outputs() {
+        let device = Device::flex().autodiff();
+        let _rng = super::super::rng_lock();
+        device.seed(5);
+        let layer = LstmLayer::new(4, 8, &device);
+        let x: Tensor<3> = Tensor::random([3, 6, 4], Distribution::Normal(0.0, 1.0), &device);
+        let tracked = layer.forward_fused(x.clone().require_grad()).into_data();
+        let plain_x: Tensor<3> = Tensor::from_data(x.into_data(), &Device::flex());
+        let plain = layer.valid().forward_fused(plain_x).into_data();
+        assert_eq!(plain, tracked);
     }
 }

@@ -14,6 +14,7 @@ pub mod dit;
 pub mod gru;
 mod heads;
 pub mod lstm;
+mod lstm_fused;
 pub mod mlp;
 pub mod transformer;
 

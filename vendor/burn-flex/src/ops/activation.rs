@@ -173,15 +173,16 @@ impl ActivationOps<Flex> for Flex {
 // hft patch: a branchless sigmoid that the compiler vectorises (the upstream one calls
 // libm's scalar `expf` behind a branch, 40% of an LSTM's training time). Same result on every
 // x86 (plain IEEE operations, no FMA contraction), within 2e-7 relative of the libm one.
+// hft patch: public, so that hft's fused LSTM cell computes its gates with the same bits.
 #[inline(always)]
-fn sigmoid_f32(x: f32) -> f32 {
+pub fn sigmoid_f32(x: f32) -> f32 {
     1.0 / (1.0 + exp_f32(-x))
 }
 
 /// e^x in f32 without branches or calls: Cephes' `expf` (range reduction by ln 2 split in
 /// two constants, a degree-6 polynomial, the power of two from the exponent bits).
 #[inline(always)]
-fn exp_f32(x: f32) -> f32 {
+pub fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = core::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;

@@ -1,0 +1,738 @@
+//! The fused LSTM layer: a burn backend extension (`LstmOps`) with its own backward pass, for
+//! f32 on flex. Other devices and dtypes take the composed layer in `lstm.rs`.
+//!
+//! Why: composed of burn ops, one layer costs about fifteen autodiff nodes per time step, each
+//! allocating its output, plus the per-step slices and concatenations; on the reference LSTM
+//! that overhead was as large as the matrix products (BENCHMARKS.md). Here a whole layer over
+//! the whole window is one node:
+//!
+//! - forward: one GEMM projects the inputs of every step (`x · W_in + b`); then per step one
+//!   GEMM adds `h_{t-1} · W_h` in place and one pass computes the gates, cell and hidden state;
+//! - backward through time: per step one pass for the gate gradients and one GEMM
+//!   (`dgates_{t+1} · W_hᵀ`) for the recurrent part of `dh`; then the weight and input
+//!   gradients as three large GEMMs over all steps at once.
+//!
+//! Results do not depend on the thread count: the GEMMs split their output, never a sum, and
+//! every elementwise pass computes each element the same way on every SIMD width (plain IEEE
+//! operations, no FMA contraction). `tests` compare outputs and gradients with the textbook
+//! cell built from burn ops.
+
+use std::sync::Arc;
+
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension};
+use burn::tensor::{DType, Tensor, TensorData};
+use burn_flex::ops::activation::{exp_f32, sigmoid_f32};
+use rayon::prelude::*;
+
+#[backend_extension(Flex, Autodiff)]
+pub trait LstmOps: Backend {
+    /// One LSTM layer over a whole window, from a zero state: `x` `[batch, seq, input]`,
+    /// `w_in` `[input, 4 * hidden]`, `bias` `[4 * hidden]`, `w_h` `[hidden, 4 * hidden]` (gates
+    /// ordered input, forget, cell, output). Returns every step's hidden state
+    /// `[batch, seq, hidden]`.
+    fn lstm_sequence(
+        x: FloatTensor<Self>,
+        w_in: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        w_h: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+/// Whether [`lstm_sequence`] runs `x` (f32 on flex, with or without autodiff).
+pub fn supports(x: &Tensor<3>) -> bool {
+    x.dtype() == DType::F32 && matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
+}
+
+/// The layer through the fused operation; see [`LstmOps::lstm_sequence`]. Call only where
+/// [`supports`] holds.
+pub fn lstm_sequence(x: Tensor<3>, w_in: Tensor<2>, bias: Tensor<1>, w_h: Tensor<2>) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as LstmOps>::lstm_sequence(
+        x.into_dispatch(),
+        w_in.into_dispatch(),
+        bias.into_dispatch(),
+        w_h.into_dispatch(),
+    ))
+}
+
+impl LstmOps for Flex {
+    fn lstm_sequence(
+        x: FloatTensor<Flex>,
+        w_in: FloatTensor<Flex>,
+        bias: FloatTensor<Flex>,
+        w_h: FloatTensor<Flex>,
+    ) -> FloatTensor<Flex> {
+        let (x, w_in, bias, w_h) = (dense(x), dense(w_in), dense(bias), dense(w_h));
+        let dims = LayerDims::of(&x, &w_h);
+        let trace = forward(dims, f32s(&x), f32s(&w_in), f32s(&bias), f32s(&w_h));
+        from_f32s(trace.hidden, [dims.batch, dims.seq, dims.hidden])
+    }
+}
+
+impl<C: CheckpointStrategy> LstmOps for Autodiff<Flex, C> {
+    fn lstm_sequence(
+        x: FloatTensor<Self>,
+        w_in: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        w_h: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let nodes = [x.node(), w_in.node(), bias.node(), w_h.node()];
+        let (x, w_in, bias, w_h) = (
+            dense(x.into_primitive()),
+            dense(w_in.into_primitive()),
+            dense(bias.into_primitive()),
+            dense(w_h.into_primitive()),
+        );
+        let dims = LayerDims::of(&x, &w_h);
+        let trace = forward(dims, f32s(&x), f32s(&w_in), f32s(&bias), f32s(&w_h));
+        let hidden = from_f32s(trace.hidden, [dims.batch, dims.seq, dims.hidden]);
+        match LstmBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let state = LstmState {
+                    dims,
+                    x,
+                    w_in,
+                    w_h,
+                    hidden: hidden.clone(),
+                    gates: Arc::new(trace.gates),
+                    cells: Arc::new(trace.cells),
+                    tanh_cells: Arc::new(trace.tanh_cells),
+                };
+                prep.finish(state, hidden)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(hidden),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LstmBackward;
+
+/// What the backward pass reads: the inputs and the forward pass's activations.
+#[derive(Clone)]
+struct LstmState {
+    dims: LayerDims,
+    x: FloatTensor<Flex>,
+    w_in: FloatTensor<Flex>,
+    w_h: FloatTensor<Flex>,
+    hidden: FloatTensor<Flex>,
+    gates: Arc<Vec<f32>>,
+    cells: Arc<Vec<f32>>,
+    tanh_cells: Arc<Vec<f32>>,
+}
+
+impl std::fmt::Debug for LstmState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LstmState")
+            .field("dims", &self.dims)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backward<Flex, 4> for LstmBackward {
+    type State = LstmState;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 4>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_w_in, node_bias, node_w_h] = ops.parents;
+        let d_hidden = dense(grads.consume::<Flex>(&ops.node));
+        let s = ops.state;
+        let d = s.dims;
+        let trace = TraceView {
+            gates: &s.gates,
+            cells: &s.cells,
+            tanh_cells: &s.tanh_cells,
+            hidden: f32s(&s.hidden),
+        };
+        let g = backward(
+            d,
+            f32s(&s.x),
+            f32s(&s.w_in),
+            f32s(&s.w_h),
+            trace,
+            f32s(&d_hidden),
+            node_x.is_some(),
+        );
+        let gates = 4 * d.hidden;
+        if let (Some(node), Some(dx)) = (node_x, g.x) {
+            grads.register::<Flex>(node.id, from_f32s(dx, [d.batch, d.seq, d.input]));
+        }
+        if let Some(node) = node_w_in {
+            grads.register::<Flex>(node.id, from_f32s(g.w_in, [d.input, gates]));
+        }
+        if let Some(node) = node_bias {
+            grads.register::<Flex>(node.id, from_f32s(g.bias, [gates]));
+        }
+        if let Some(node) = node_w_h {
+            grads.register::<Flex>(node.id, from_f32s(g.w_h, [d.hidden, gates]));
+        }
+    }
+}
+
+fn dense(t: FloatTensor<Flex>) -> FloatTensor<Flex> {
+    assert_eq!(t.dtype(), DType::F32, "the fused LSTM computes in f32");
+    t.to_contiguous()
+}
+
+fn f32s(t: &FloatTensor<Flex>) -> &[f32] {
+    // Invariant: every tensor reaching here went through `dense` (contiguous f32).
+    #[allow(clippy::expect_used)]
+    t.as_slice::<f32>()
+        .expect("a contiguous f32 tensor (made so by `dense`)")
+}
+
+fn from_f32s<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FloatTensor<Flex> {
+    Flex::float_from_data(TensorData::new(values, shape), &Default::default())
+}
+
+/// The sizes of one layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LayerDims {
+    pub batch: usize,
+    pub seq: usize,
+    pub input: usize,
+    pub hidden: usize,
+}
+
+impl LayerDims {
+    fn of(x: &FloatTensor<Flex>, w_h: &FloatTensor<Flex>) -> Self {
+        let (xs, ws) = (x.shape(), w_h.shape());
+        assert!(
+            xs.len() == 3 && ws.len() == 2 && ws[1] == 4 * ws[0],
+            "lstm_sequence: x {xs:?}, w_h {ws:?}"
+        );
+        LayerDims {
+            batch: xs[0],
+            seq: xs[1],
+            input: xs[2],
+            hidden: ws[0],
+        }
+    }
+}
+
+/// The forward pass's activations, all row-major with rows `(batch, step)`.
+pub(crate) struct Trace {
+    /// `[batch, seq, 4 * hidden]`: σ(i), σ(f), tanh(g), σ(o).
+    pub gates: Vec<f32>,
+    /// `[batch, seq, hidden]`: the cell state c.
+    pub cells: Vec<f32>,
+    /// `[batch, seq, hidden]`: tanh(c).
+    pub tanh_cells: Vec<f32>,
+    /// `[batch, seq, hidden]`: the hidden state h = σ(o) tanh(c).
+    pub hidden: Vec<f32>,
+}
+
+/// A [`Trace`] borrowed, wherever its parts are kept.
+#[derive(Clone, Copy)]
+pub(crate) struct TraceView<'a> {
+    pub gates: &'a [f32],
+    pub cells: &'a [f32],
+    pub tanh_cells: &'a [f32],
+    pub hidden: &'a [f32],
+}
+
+#[cfg(test)]
+impl Trace {
+    pub fn view(&self) -> TraceView<'_> {
+        TraceView {
+            gates: &self.gates,
+            cells: &self.cells,
+            tanh_cells: &self.tanh_cells,
+            hidden: &self.hidden,
+        }
+    }
+}
+
+pub(crate) fn forward(d: LayerDims, x: &[f32], w_in: &[f32], bias: &[f32], w_h: &[f32]) -> Trace {
+    let (h, g) = (d.hidden, 4 * d.hidden);
+    let rows = d.batch * d.seq;
+    assert_eq!(x.len(), rows * d.input);
+    assert_eq!((w_in.len(), bias.len(), w_h.len()), (d.input * g, g, h * g));
+    // Pre-activations of every step: b + x_t · W_in, then + h_{t-1} · W_h step by step, then
+    // replaced by the activations in place.
+    let mut gates = vec![0.0f32; rows * g];
+    for row in gates.chunks_exact_mut(g) {
+        row.copy_from_slice(bias);
+    }
+    let mut trace = Trace {
+        gates: Vec::new(),
+        cells: vec![0.0; rows * h],
+        tanh_cells: vec![0.0; rows * h],
+        hidden: vec![0.0; rows * h],
+    };
+    if rows == 0 || h == 0 {
+        trace.gates = gates;
+        return trace;
+    }
+    matmul(
+        Out::new(&mut gates, rows, g, g, true),
+        Mat::rows(x, rows, d.input, d.input),
+        Mat::rows(w_in, d.input, g, g),
+    );
+    let (block, state_block) = (d.seq * g, d.seq * h);
+    for step in 0..d.seq {
+        if step > 0 {
+            matmul(
+                Out::new(&mut gates[step * g..], d.batch, g, block, true),
+                Mat::rows(&trace.hidden[(step - 1) * h..], d.batch, h, state_block),
+                Mat::rows(w_h, h, g, g),
+            );
+        }
+        gates
+            .par_chunks_mut(block)
+            .zip(trace.cells.par_chunks_mut(state_block))
+            .zip(trace.tanh_cells.par_chunks_mut(state_block))
+            .zip(trace.hidden.par_chunks_mut(state_block))
+            .with_min_len(elementwise_min_rows(g))
+            .for_each(|(((gates, cells), tanh_cells), hidden)| {
+                let (done, now) = cells.split_at_mut(step * h);
+                let previous = step.checked_sub(1).map(|_| &done[done.len() - h..]);
+                cell_forward(
+                    &mut gates[step * g..][..g],
+                    previous,
+                    &mut now[..h],
+                    &mut tanh_cells[step * h..][..h],
+                    &mut hidden[step * h..][..h],
+                );
+            });
+    }
+    trace.gates = gates;
+    trace
+}
+
+/// Gradients of one layer; `x` only when asked for.
+pub(crate) struct LayerGrads {
+    pub x: Option<Vec<f32>>,
+    pub w_in: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub w_h: Vec<f32>,
+}
+
+/// Backpropagation through time from `d_hidden`, the loss's gradient with respect to every
+/// step's hidden state `[batch, seq, hidden]`.
+pub(crate) fn backward(
+    d: LayerDims,
+    x: &[f32],
+    w_in: &[f32],
+    w_h: &[f32],
+    trace: TraceView<'_>,
+    d_hidden: &[f32],
+    want_x: bool,
+) -> LayerGrads {
+    let (h, g) = (d.hidden, 4 * d.hidden);
+    let rows = d.batch * d.seq;
+    assert_eq!(d_hidden.len(), rows * h);
+    let block = d.seq * g;
+    // Gradients of the pre-activations, rows (batch, step).
+    let mut d_gates = vec![0.0f32; rows * g];
+    // The recurrent part of dh_t: dgates_{t+1} · W_hᵀ.
+    let mut d_h_recurrent = vec![0.0f32; d.batch * h];
+    // dc_{t+1} · f_{t+1}, carried back a step.
+    let mut d_c_carry = vec![0.0f32; d.batch * h];
+    for step in (0..d.seq).rev() {
+        if step + 1 < d.seq && h > 0 {
+            matmul(
+                Out::new(&mut d_h_recurrent, d.batch, h, h, false),
+                Mat::rows(&d_gates[(step + 1) * g..], d.batch, g, block),
+                Mat::transposed(w_h, g, h, g),
+            );
+        }
+        d_gates
+            .par_chunks_mut(block.max(1))
+            .zip(d_c_carry.par_chunks_mut(h.max(1)))
+            .enumerate()
+            .with_min_len(elementwise_min_rows(g))
+            .for_each(|(b, (d_gates, d_c_carry))| {
+                let row = b * d.seq + step;
+                let previous = step
+                    .checked_sub(1)
+                    .map(|_| &trace.cells[(row - 1) * h..][..h]);
+                cell_backward(
+                    &mut d_gates[step * g..][..g],
+                    &trace.gates[row * g..][..g],
+                    previous,
+                    &trace.tanh_cells[row * h..][..h],
+                    &d_hidden[row * h..][..h],
+                    &d_h_recurrent[b * h..][..h],
+                    d_c_carry,
+                );
+            });
+    }
+    // h_{t-1} for every row (zero at the first step), for dW_h.
+    let mut previous_hidden = vec![0.0f32; rows * h];
+    for b in 0..d.batch {
+        let span = b * d.seq * h..(b + 1) * d.seq * h;
+        let (dst, src) = (&mut previous_hidden[span.clone()], &trace.hidden[span]);
+        if d.seq > 1 {
+            dst[h..].copy_from_slice(&src[..(d.seq - 1) * h]);
+        }
+    }
+    let mut grads = LayerGrads {
+        x: None,
+        w_in: vec![0.0; d.input * g],
+        bias: vec![0.0; g],
+        w_h: vec![0.0; h * g],
+    };
+    if rows == 0 || h == 0 {
+        grads.x = want_x.then(|| vec![0.0; x.len()]);
+        return grads;
+    }
+    matmul(
+        Out::new(&mut grads.w_in, d.input, g, g, false),
+        Mat::transposed(x, d.input, rows, d.input),
+        Mat::rows(&d_gates, rows, g, g),
+    );
+    matmul(
+        Out::new(&mut grads.w_h, h, g, g, false),
+        Mat::transposed(&previous_hidden, h, rows, h),
+        Mat::rows(&d_gates, rows, g, g),
+    );
+    for row in d_gates.chunks_exact(g) {
+        add_assign(&mut grads.bias, row);
+    }
+    if want_x {
+        let mut dx = vec![0.0f32; x.len()];
+        matmul(
+            Out::new(&mut dx, rows, d.input, d.input, false),
+            Mat::rows(&d_gates, rows, g, g),
+            Mat::transposed(w_in, g, d.input, g),
+        );
+        grads.x = Some(dx);
+    }
+    grads
+}
+
+/// Rows per parallel task in the elementwise passes: enough that a task outweighs rayon's
+/// cost of handing it out.
+fn elementwise_min_rows(gates: usize) -> usize {
+    (8192 / gates.max(1)).max(1)
+}
+
+/// A read-only `rows × cols` matrix in a slice: element (r, c) at `r * row_stride + c *
+/// col_stride`.
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// Row-major rows, `row_stride` apart.
+    fn rows(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+        Mat::checked(data, rows, cols, row_stride, 1)
+    }
+
+    /// The transpose of the row-major `cols × rows` matrix whose rows are `stride` apart.
+    fn transposed(data: &'a [f32], rows: usize, cols: usize, stride: usize) -> Self {
+        Mat::checked(data, rows, cols, 1, stride)
+    }
+
+    fn checked(
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Self {
+        assert!(rows > 0 && cols > 0, "empty matrix {rows} × {cols}");
+        let last = (rows - 1) * row_stride + (cols - 1) * col_stride;
+        assert!(
+            last < data.len(),
+            "matrix {rows} × {cols} outside its {} values",
+            data.len()
+        );
+        Mat {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
+}
+
+/// The destination of [`matmul`]: row-major rows `row_stride` apart, added to or overwritten.
+struct Out<'a> {
+    data: &'a mut [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    accumulate: bool,
+}
+
+impl<'a> Out<'a> {
+    fn new(
+        data: &'a mut [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        accumulate: bool,
+    ) -> Self {
+        assert!(rows > 0 && cols > 0, "empty output {rows} × {cols}");
+        assert!(
+            (rows - 1) * row_stride + cols <= data.len(),
+            "output outside its slice"
+        );
+        Out {
+            data,
+            rows,
+            cols,
+            row_stride,
+            accumulate,
+        }
+    }
+}
+
+/// `out (+)= lhs · rhs` by the `gemm` crate (flex's own), on the current rayon pool when the
+/// product is large enough to share.
+fn matmul(out: Out<'_>, lhs: Mat<'_>, rhs: Mat<'_>) {
+    let (m, n, k) = (out.rows, out.cols, lhs.cols);
+    assert!(
+        lhs.rows == m && rhs.rows == k && rhs.cols == n,
+        "matmul shapes"
+    );
+    let parallelism = if m * n * k >= 64 * 64 * 64 && rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: `Mat::checked` and `Out::new` proved every element the strides reach lies inside
+    // its slice; `out` is borrowed mutably, so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.data.as_mut_ptr(),
+            1,
+            out.row_stride as isize,
+            out.accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// tanh in f32 without branches or calls: Cephes' `tanhf` (an odd polynomial below 0.625,
+/// `1 - 2 / (e^{2|x|} + 1)` above), within 2 ulp-ish of libm.
+#[inline(always)]
+fn tanh_f32(x: f32) -> f32 {
+    let a = x.abs();
+    let z = x * x;
+    let small =
+        ((((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z
+            - 3.333_328e-1)
+            * z
+            * x
+            + x;
+    let large = 1.0 - 2.0 / (exp_f32(2.0 * a) + 1.0);
+    if a < 0.625 { small } else { large }.copysign(x)
+}
+
+/// Runs `$body` compiled for AVX-512 or AVX2 where the CPU has them (same bits: the body uses
+/// plain IEEE operations, which each width computes identically).
+macro_rules! widest_simd {
+    ($name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn avx512($($arg: $ty),*) { body($($arg),*) }
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($arg: $ty),*) { body($($arg),*) }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F (checked just above).
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2 (checked just above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+widest_simd!(cell_forward(
+    gates: &mut [f32],
+    previous_cell: Option<&[f32]>,
+    cell: &mut [f32],
+    tanh_cell: &mut [f32],
+    hidden: &mut [f32]
+) {
+    let h = cell.len();
+    let (i, rest) = gates.split_at_mut(h);
+    let (f, rest) = rest.split_at_mut(h);
+    let (g, o) = rest.split_at_mut(h);
+    let (o, tanh_cell, hidden) = (&mut o[..h], &mut tanh_cell[..h], &mut hidden[..h]);
+    // One pass: every value is read and written once. (A plain function, not a closure:
+    // closures do not inherit the caller's target features and stay scalar.)
+    #[inline(always)]
+    fn unit(i: f32, f: f32, g: f32, o: f32, previous: f32) -> [f32; 7] {
+        let (i, f, g, o) = (sigmoid_f32(i), sigmoid_f32(f), tanh_f32(g), sigmoid_f32(o));
+        let c = f * previous + i * g;
+        let tc = tanh_f32(c);
+        [i, f, g, o, c, tc, o * tc]
+    }
+    let zeros = [0.0f32; 0];
+    let previous = previous_cell.map_or(&zeros[..], |p| &p[..h]);
+    if previous.is_empty() {
+        // The first step starts from a zero cell.
+        for j in 0..h {
+            [i[j], f[j], g[j], o[j], cell[j], tanh_cell[j], hidden[j]] =
+                unit(i[j], f[j], g[j], o[j], 0.0);
+        }
+    } else {
+        let previous = &previous[..h];
+        for j in 0..h {
+            [i[j], f[j], g[j], o[j], cell[j], tanh_cell[j], hidden[j]] =
+                unit(i[j], f[j], g[j], o[j], previous[j]);
+        }
+    }
+});
+
+widest_simd!(cell_backward(
+    d_gates: &mut [f32],
+    gates: &[f32],
+    previous_cell: Option<&[f32]>,
+    tanh_cell: &[f32],
+    d_hidden: &[f32],
+    d_hidden_recurrent: &[f32],
+    d_cell_carry: &mut [f32]
+) {
+    let h = tanh_cell.len();
+    let (i, f, g, o) = (&gates[..h], &gates[h..2 * h], &gates[2 * h..3 * h], &gates[3 * h..4 * h]);
+    let (di, rest) = d_gates.split_at_mut(h);
+    let (df, rest) = rest.split_at_mut(h);
+    let (dg, d_o) = rest.split_at_mut(h);
+    let (d_o, d_hidden, d_hidden_recurrent, d_cell_carry) = (
+        &mut d_o[..h],
+        &d_hidden[..h],
+        &d_hidden_recurrent[..h],
+        &mut d_cell_carry[..h],
+    );
+    for j in 0..h {
+        let dh = d_hidden[j] + d_hidden_recurrent[j];
+        let tc = tanh_cell[j];
+        let dc = dh * o[j] * (1.0 - tc * tc) + d_cell_carry[j];
+        d_o[j] = dh * tc * o[j] * (1.0 - o[j]);
+        di[j] = dc * g[j] * i[j] * (1.0 - i[j]);
+        dg[j] = dc * i[j] * (1.0 - g[j] * g[j]);
+        // Reuses df for dc until the previous cell is known.
+        df[j] = dc;
+        d_cell_carry[j] = dc * f[j];
+    }
+    match previous_cell {
+        Some(previous) => {
+            let previous = &previous[..h];
+            for j in 0..h {
+                df[j] = df[j] * previous[j] * f[j] * (1.0 - f[j]);
+            }
+        }
+        None => df.fill(0.0),
+    }
+});
+
+widest_simd!(add_assign(sum: &mut [f32], row: &[f32]) {
+    for (s, r) in sum.iter_mut().zip(row) {
+        *s += r;
+    }
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pseudo_random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tanh_is_accurate_and_odd() {
+        for i in -4000..=4000 {
+            let x = i as f32 * 0.0025 * (1.0 + (i as f32).abs() * 0.01);
+            let got = tanh_f32(x) as f64;
+            let want = (x as f64).tanh();
+            assert!(
+                (got - want).abs() <= 3e-7 * want.abs() + 1e-38,
+                "tanh({x}) = {got}, not {want}"
+            );
+            assert_eq!(tanh_f32(-x).to_bits(), (-tanh_f32(x)).to_bits());
+        }
+        assert_eq!(tanh_f32(100.0), 1.0);
+        assert_eq!(tanh_f32(f32::MAX), 1.0);
+    }
+
+    /// The kernels give the same bits on a pool of one, two and three threads, with sizes
+    /// large enough that the GEMMs and the elementwise passes do split.
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let d = LayerDims {
+            batch: 96,
+            seq: 5,
+            input: 7,
+            hidden: 48,
+        };
+        let g = 4 * d.hidden;
+        let x = pseudo_random(d.batch * d.seq * d.input, 1, 1.0);
+        let w_in = pseudo_random(d.input * g, 2, 0.5);
+        let bias = pseudo_random(g, 3, 0.5);
+        let w_h = pseudo_random(d.hidden * g, 4, 0.3);
+        let d_hidden = pseudo_random(d.batch * d.seq * d.hidden, 5, 1.0);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let trace = forward(d, &x, &w_in, &bias, &w_h);
+                let grads = backward(d, &x, &w_in, &w_h, trace.view(), &d_hidden, true);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                (
+                    bits(&trace.hidden),
+                    bits(grads.x.as_ref().unwrap()),
+                    bits(&grads.w_in),
+                    bits(&grads.bias),
+                    bits(&grads.w_h),
+                )
+            })
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(3));
+    }
+}
