@@ -127,10 +127,11 @@ impl StageKind {
             StageKind::Dataset => 2,
             StageKind::Init => 1,
             // 2: lstm and gru gates as one GEMM per step, tanh through the sigmoid.
-            // 3: lstm on flex as one fused operation per layer (another rounding).
+            // 3: lstm on flex as one fused operation per layer, flex's GELU and exp
+            // vectorised (other roundings).
             StageKind::Train => 3,
             // 2: metrics version 2 (per-symbol metrics).
-            // 3: lstm forecasts by the fused layer.
+            // 3: forecasts by the fused lstm layer and the vectorised GELU and exp.
             StageKind::Evaluate => 3,
         }
     }

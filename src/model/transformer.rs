@@ -173,4 +173,66 @@ mod tests {
         assert!((t[4] - 1f32.sin()).abs() < 1e-7);
         assert!((t[7] - (1.0f64 / 100.0).cos() as f32).abs() < 1e-7);
     }
+
+    /// flex's GELU, its gradient and exp are the vectorised ones of `vendor/burn-flex`
+    /// (ARCHITECTURE.md): accurate against f64 references, saturating and overflowing like
+    /// IEEE, and the same bits whether computed in place or on a copy.
+    #[test]
+    fn vendored_gelu_and_exp_are_accurate() {
+        use burn::tensor::activation::gelu;
+        let device = Device::flex().autodiff();
+        let xs: Vec<f32> = (-2400..=2400).map(|i| i as f32 * 0.005).collect();
+        let n = xs.len();
+        let x: Tensor<1> = Tensor::from_data(TensorData::new(xs.clone(), [n]), &device);
+        let x = x.require_grad();
+        let y = gelu(x.clone());
+        let grads = y.clone().sum().backward();
+        let dy = x.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let y = y.into_data().try_to_vec::<f32>().unwrap();
+        let phi = |x: f64| 0.5 * libm::erfc(-x / std::f64::consts::SQRT_2);
+        for (i, &x) in xs.iter().enumerate() {
+            let x64 = x as f64;
+            let want = x64 * phi(x64);
+            let want_grad =
+                phi(x64) + x64 * (-0.5 * x64 * x64).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            assert!(
+                (y[i] as f64 - want).abs() <= 1e-6 * want.abs() + 1e-7,
+                "gelu({x}) = {}, not {want}",
+                y[i]
+            );
+            assert!(
+                (dy[i] as f64 - want_grad).abs() <= 1e-6 * want_grad.abs() + 1e-7,
+                "gelu'({x}) = {}, not {want_grad}",
+                dy[i]
+            );
+        }
+        let plain = Device::flex();
+        let e: Vec<f32> = (-1000..=1000).map(|i| i as f32 * 0.1).collect();
+        let t: Tensor<1> = Tensor::from_data(TensorData::new(e.clone(), [e.len()]), &plain);
+        let kept = t.clone();
+        let shared = kept.clone().exp().into_data().try_to_vec::<f32>().unwrap();
+        let in_place = t.exp().into_data().try_to_vec::<f32>().unwrap();
+        drop(kept);
+        for (i, &x) in e.iter().enumerate() {
+            let want = (x as f64).exp();
+            let got = in_place[i] as f64;
+            if x > 88.722_84 {
+                assert_eq!(got, f64::INFINITY, "exp({x})");
+            } else if x < -87.336_55 {
+                assert_eq!(got, 0.0, "exp({x})");
+            } else {
+                assert!(
+                    (got - want).abs() <= 3e-7 * want,
+                    "exp({x}) = {got}, not {want}"
+                );
+            }
+            assert_eq!(
+                in_place[i].to_bits(),
+                shared[i].to_bits(),
+                "exp({x}): shared"
+            );
+        }
+        let nan: Tensor<1> = Tensor::from_data(TensorData::new(vec![f32::NAN], [1]), &plain);
+        assert!(nan.exp().into_data().try_to_vec::<f32>().unwrap()[0].is_nan());
+    }
 }

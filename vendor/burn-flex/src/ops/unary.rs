@@ -237,7 +237,8 @@ where
 
 /// Exponential: e^x
 pub fn exp(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.exp(), |x| x.exp())
+    // hft patch: vectorised (softmax's exp was libm's scalar `expf`).
+    unary_op_dispatched(tensor, crate::ops::activation::exp_f32_ieee, |x| x.exp())
 }
 
 /// Natural logarithm: ln(x)
