@@ -187,7 +187,12 @@ mod tests {
         let x = x.require_grad();
         let y = gelu(x.clone());
         let grads = y.clone().sum().backward();
-        let dy = x.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let dy = x
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let y = y.into_data().try_to_vec::<f32>().unwrap();
         let phi = |x: f64| 0.5 * libm::erfc(-x / std::f64::consts::SQRT_2);
         for (i, &x) in xs.iter().enumerate() {
