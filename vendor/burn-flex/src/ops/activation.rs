@@ -194,32 +194,22 @@ pub fn normal_cdf_f32(x: f32) -> f32 {
     0.5 * erfc
 }
 
-/// hft patch: e^x for `float_exp`: [`exp_f32`] over the whole range, with IEEE overflow (inf above ln(f32::MAX))
-/// and underflow flushed to zero below the normal range (libm returns subnormals there).
-#[inline(always)]
-pub fn exp_f32_ieee(x: f32) -> f32 {
-    // `exp_f32` clamps its argument at 88.376; above, the square of e^(x/2) (x/2 is exact).
-    let half = exp_f32(0.5 * x);
-    let e = if x > 88.0 { half * half } else { exp_f32(x) };
-    if x > 88.722_84 {
-        f32::INFINITY
-    } else if x < -87.336_55 {
-        0.0
-    } else {
-        e
-    }
-}
-
 /// e^x in f32 without branches or calls: Cephes' `expf` (range reduction by ln 2 split in
 /// two constants, a degree-6 polynomial, the power of two from the exponent bits).
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
+    let (e, n) = exp_reduced(x.clamp(-87.336_55, 88.376_26));
+    e * pow2_f32(n as i32)
+}
+
+/// `(e^r, n)` with `x = n ln 2 + r`, |r| <= ln 2 / 2: the core of [`exp_f32`].
+#[inline(always)]
+fn exp_reduced(x: f32) -> (f32, f32) {
     const LOG2E: f32 = core::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.336_55, 88.376_26);
     let n = (x * LOG2E + ROUND) - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
@@ -227,8 +217,34 @@ pub fn exp_f32(x: f32) -> f32 {
         + 1.666_666_5e-1)
         * r
         + 5.000_000_1e-1;
-    let e = p * (r * r) + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    (p * (r * r) + r + 1.0, n)
+}
+
+/// 2^k for k in [-126, 127], from the exponent bits.
+#[inline(always)]
+fn pow2_f32(k: i32) -> f32 {
+    f32::from_bits(((k + 127) as u32) << 23)
+}
+
+/// hft patch: e^x for `float_exp` over the whole f32 range: [`exp_f32`]'s polynomial with
+/// the power of two applied in two halves, so results reach up to f32::MAX and down through
+/// the subnormals; inf above ln(f32::MAX), 0 below the smallest subnormal. In the normal
+/// range the bits are [`exp_f32`]'s (multiplying by powers of two is exact there).
+#[inline(always)]
+pub fn exp_f32_ieee(x: f32) -> f32 {
+    const HIGH: f32 = 88.722_84;
+    const LOW: f32 = -103.972_08;
+    let (e, n) = exp_reduced(x.clamp(LOW, HIGH));
+    let n = n as i32;
+    let half = n / 2;
+    let v = e * pow2_f32(half) * pow2_f32(n - half);
+    if x > HIGH {
+        f32::INFINITY
+    } else if x < LOW {
+        0.0
+    } else {
+        v
+    }
 }
 
 #[inline]
