@@ -129,10 +129,13 @@ impl StageKind {
             // 2: lstm and gru gates as one GEMM per step, tanh through the sigmoid.
             // 3: lstm on flex as one fused operation per layer, flex's GELU and exp
             // vectorised (other roundings).
-            StageKind::Train => 3,
+            // 4: transformer and dit linear layers as one row matmul over the batch (the
+            // weight gradient summed in another order).
+            StageKind::Train => 4,
             // 2: metrics version 2 (per-symbol metrics).
             // 3: forecasts by the fused lstm layer and the vectorised GELU and exp.
-            StageKind::Evaluate => 3,
+            // 4: transformer and dit forecasts through row matmuls.
+            StageKind::Evaluate => 4,
         }
     }
 

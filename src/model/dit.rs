@@ -17,12 +17,13 @@
 use std::f64::consts::PI;
 
 use burn::module::{Initializer, Module, Param};
-use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
-use burn::nn::transformer::{TransformerEncoder, TransformerEncoderInput};
+use burn::nn::attention::{MultiHeadAttention, MultiHeadAttentionConfig};
+use burn::nn::transformer::TransformerEncoder;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, silu};
 use burn::tensor::{DType, Device, Distribution, FloatDType, Tensor, TensorData};
 
+use super::encoder::{encode, linear_rows, self_attention};
 use super::heads::Head;
 use super::transformer::{EncoderParts, pool, positions};
 use super::{Dims, Forecast, Forecaster, ModelError, Net, PriceTerm, TrainForecast};
@@ -153,11 +154,9 @@ impl Dit {
     /// The context vector `[batch, d]` of windows `x`.
     fn encode(&self, x: Tensor<3>) -> Tensor<2> {
         let [batch, _, _] = x.dims();
-        let h = self.input.forward(x.clone())
+        let h = linear_rows(&self.input, x.clone())
             + positions(self.pos_embedding.as_ref(), &x, self.d_model);
-        let h = self
-            .encoder
-            .forward(TransformerEncoderInput::new(self.dropout.forward(h)));
+        let h = encode(&self.encoder, self.dropout.forward(h));
         let h = self.norm.forward(h);
         pool(h, self.pool_query.as_ref(), self.mean_pool).reshape([batch, self.d_model])
     }
@@ -242,7 +241,7 @@ impl Denoiser {
     fn forward(&self, path: Tensor<2>, t: Tensor<1>, context: Tensor<2>) -> Tensor<2> {
         let [rows, horizon] = path.dims();
         let d = self.d_model;
-        let tokens = self.path_in.forward(path.reshape([rows, horizon, 1]))
+        let tokens = linear_rows(&self.path_in, path.reshape([rows, horizon, 1]))
             + self.path_embedding.val().unsqueeze_dim(0);
         let time = self
             .time_out
@@ -257,7 +256,7 @@ impl Denoiser {
         }
         let m = self.final_modulation.forward(condition);
         let (shift, scale) = (chunk(&m, 0, d), chunk(&m, 1, d));
-        let out = self.final_out.forward(modulate(normalize(h), shift, scale));
+        let out = linear_rows(&self.final_out, modulate(normalize(h), shift, scale));
         out.reshape([rows, horizon])
     }
 }
@@ -267,20 +266,18 @@ impl DitBlock {
         let [_, _, d] = h.dims();
         let m = self.modulation.forward(condition);
         let part = |k: usize| chunk(&m, k, d);
-        let attended = self
-            .attention
-            .forward(MhaInput::self_attn(modulate(
-                normalize(h.clone()),
-                part(0),
-                part(1),
-            )))
-            .context;
+        let attended = self_attention(
+            &self.attention,
+            modulate(normalize(h.clone()), part(0), part(1)),
+        );
         let h = h + part(2) * self.dropout.forward(attended);
-        let fed = self.ff_out.forward(gelu(self.ff_in.forward(modulate(
-            normalize(h.clone()),
-            part(3),
-            part(4),
-        ))));
+        let fed = linear_rows(
+            &self.ff_out,
+            gelu(linear_rows(
+                &self.ff_in,
+                modulate(normalize(h.clone()), part(3), part(4)),
+            )),
+        );
         h + part(5) * self.dropout.forward(fed)
     }
 }

@@ -11,6 +11,7 @@
 
 mod blob;
 pub mod dit;
+mod encoder;
 pub mod gru;
 mod heads;
 pub mod lstm;

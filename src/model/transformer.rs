@@ -3,13 +3,12 @@
 //! a learned query) into the heads.
 
 use burn::module::{Initializer, Module, Param};
-use burn::nn::transformer::{
-    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
-};
+use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 
+use super::encoder::{encode, linear_rows};
 use super::{Dims, Forecast, Forecaster, Heads, ModelError, Net};
 use crate::config::sections::Positions;
 use crate::config::{ModelConfig, Pooling};
@@ -50,10 +49,8 @@ impl Forecaster for Transformer {
         let [batch, _, _] = x.dims();
         let d = self.d_model;
         let positions = positions(self.pos_embedding.as_ref(), &x, d);
-        let h = self.input.forward(x) + positions;
-        let h = self
-            .encoder
-            .forward(TransformerEncoderInput::new(self.dropout.forward(h)));
+        let h = linear_rows(&self.input, x) + positions;
+        let h = encode(&self.encoder, self.dropout.forward(h));
         let h = self.norm.forward(h);
         let pooled = pool(h, self.pool_query.as_ref(), self.mean_pool);
         self.heads.forward(pooled.reshape([batch, d]))
