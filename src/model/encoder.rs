@@ -154,11 +154,7 @@ mod tests {
             .map(|i| ((i as f32) * 0.618_034).fract() - 0.5)
             .collect();
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            crate::model::tests::on_threads(threads, || {
                 let x: Tensor<3> = Tensor::from_data(
                     burn::tensor::TensorData::new(values.clone(), [64, 40, 64]),
                     &device,

@@ -714,11 +714,7 @@ mod tests {
         let w_h = pseudo_random(d.hidden * g, 4, 0.3);
         let d_hidden = pseudo_random(d.batch * d.seq * d.hidden, 5, 1.0);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            crate::model::tests::on_threads(threads, || {
                 let trace = forward(d, &x, &w_in, &bias, &w_h);
                 let grads = backward(d, &x, &w_in, &w_h, trace.view(), &d_hidden, true);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

@@ -685,6 +685,16 @@ impl ModuleVisitor for ParamLister {
 pub(crate) mod tests {
     use super::*;
 
+    /// `f` run on a rayon pool of its own with `threads` threads (flex and the fused
+    /// kernels use the current pool), for tests that results keep their bits.
+    pub(crate) fn on_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(f)
+    }
+
     pub(crate) fn cfg(kind: &str) -> ModelConfig {
         ModelConfig {
             kind: kind.to_string(),
