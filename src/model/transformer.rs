@@ -234,6 +234,12 @@ mod tests {
                 "exp({x}): shared"
             );
         }
+        // A strided view (a transpose) gets the same values as its contiguous copy.
+        let grid: Tensor<2> =
+            Tensor::from_data(TensorData::new(e[..2100].to_vec(), [30, 70]), &plain);
+        let strided = grid.clone().transpose().exp().into_data();
+        let copied = grid.exp().transpose().into_data();
+        assert_eq!(strided, copied, "exp of a strided view");
         let tiny: Tensor<1> = Tensor::from_data(TensorData::new(vec![-104.0f32], [1]), &plain);
         assert_eq!(tiny.exp().into_data().try_to_vec::<f32>().unwrap()[0], 0.0);
         let nan: Tensor<1> = Tensor::from_data(TensorData::new(vec![f32::NAN], [1]), &plain);

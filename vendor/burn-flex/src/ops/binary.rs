@@ -59,9 +59,10 @@ where
 }
 
 /// hft patch: [`binary_op`] for a branchless `f32_op` that the compiler can vectorise, on
-/// same-shape contiguous f32 operands (others take [`binary_op`]). The loop is compiled for
-/// AVX-512 and AVX2 as well as the baseline and picked at run time; every path does the same
-/// operations per element, so the results are bit for bit the same.
+/// same-shape f32 operands (others take [`binary_op`]). The result is written over `rhs`'s
+/// values (in place when nothing else holds its buffer: a gradient, usually). The loop is
+/// compiled for AVX-512 and AVX2 as well as the baseline and picked at run time; every path
+/// does the same operations per element, so the results are bit for bit the same.
 pub fn binary_op_dispatched<F32Op, F64Op>(
     lhs: FlexTensor,
     rhs: FlexTensor,
@@ -72,65 +73,52 @@ where
     F32Op: Fn(f32, f32) -> f32 + Copy,
     F64Op: Fn(f64, f64) -> f64 + Copy,
 {
-    let plain = |t: &FlexTensor| {
-        t.dtype() == DType::F32 && t.layout().is_contiguous() && t.layout().start_offset() == 0
-    };
-    if !(plain(&lhs) && plain(&rhs) && lhs.layout().shape() == rhs.layout().shape()) {
+    let f32s = lhs.dtype() == DType::F32 && rhs.dtype() == DType::F32;
+    if !(f32s && lhs.layout().shape() == rhs.layout().shape()) {
         return binary_op(lhs, rhs, f32_op, f64_op, None);
     }
-    let layout = Layout::contiguous(lhs.layout().shape().clone());
-    let n = layout.num_elements();
-    let (a, b): (&[f32], &[f32]) = (&lhs.storage()[..n], &rhs.storage()[..n]);
-    let mut out = alloc::vec![0.0f32; n];
-    apply2_f32(&mut out, a, b, f32_op);
-    FlexTensor::new(Bytes::from_elems(out), layout, DType::F32)
+    let lhs = lhs.into_contiguous();
+    let mut out = rhs.into_contiguous();
+    let n = out.layout().num_elements();
+    apply2_f32(&mut out.storage_mut()[..n], &lhs.storage()[..n], f32_op);
+    out
 }
 
-/// `out[i] = op(a[i], b[i])`, on the widest vector units the CPU has.
-fn apply2_f32<Op: Fn(f32, f32) -> f32 + Copy>(out: &mut [f32], a: &[f32], b: &[f32], op: Op) {
+/// `b[i] = op(a[i], b[i])`, on the widest vector units the CPU has.
+fn apply2_f32<Op: Fn(f32, f32) -> f32 + Copy>(b: &mut [f32], a: &[f32], op: Op) {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     {
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports AVX-512F (checked just above).
-            unsafe { apply2_f32_avx512(out, a, b, op) };
+            unsafe { apply2_f32_avx512(b, a, op) };
             return;
         }
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { apply2_f32_avx2(out, a, b, op) };
+            unsafe { apply2_f32_avx2(b, a, op) };
             return;
         }
     }
-    apply2_f32_plain(out, a, b, op);
+    apply2_f32_plain(b, a, op);
 }
 
 #[inline(always)]
-fn apply2_f32_plain<Op: Fn(f32, f32) -> f32 + Copy>(out: &mut [f32], a: &[f32], b: &[f32], op: Op) {
-    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-        *o = op(x, y);
+fn apply2_f32_plain<Op: Fn(f32, f32) -> f32 + Copy>(b: &mut [f32], a: &[f32], op: Op) {
+    for (y, &x) in b.iter_mut().zip(a) {
+        *y = op(x, *y);
     }
 }
 
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 #[target_feature(enable = "avx512f")]
-unsafe fn apply2_f32_avx512<Op: Fn(f32, f32) -> f32 + Copy>(
-    out: &mut [f32],
-    a: &[f32],
-    b: &[f32],
-    op: Op,
-) {
-    apply2_f32_plain(out, a, b, op)
+unsafe fn apply2_f32_avx512<Op: Fn(f32, f32) -> f32 + Copy>(b: &mut [f32], a: &[f32], op: Op) {
+    apply2_f32_plain(b, a, op)
 }
 
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 #[target_feature(enable = "avx2")]
-unsafe fn apply2_f32_avx2<Op: Fn(f32, f32) -> f32 + Copy>(
-    out: &mut [f32],
-    a: &[f32],
-    b: &[f32],
-    op: Op,
-) {
-    apply2_f32_plain(out, a, b, op)
+unsafe fn apply2_f32_avx2<Op: Fn(f32, f32) -> f32 + Copy>(b: &mut [f32], a: &[f32], op: Op) {
+    apply2_f32_plain(b, a, op)
 }
 
 /// Specialized binary operation for f32 with SIMD fast path.

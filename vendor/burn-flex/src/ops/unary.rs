@@ -84,27 +84,12 @@ where
     if tensor.dtype() != DType::F32 {
         return unary_op(tensor, f32_op, f64_op);
     }
-    let contiguous = tensor.layout().is_contiguous() && tensor.layout().start_offset() == 0;
-    if contiguous && tensor.is_unique() {
-        let mut tensor = tensor;
-        let n = tensor.layout().num_elements();
-        let storage: &mut [f32] = tensor.storage_mut();
-        apply_f32(&mut storage[..n], f32_op);
-        return tensor;
-    }
-    // Shared (autodiff keeps its input) or strided: a fresh contiguous copy, then in place.
-    let layout = Layout::contiguous(tensor.layout().shape().clone());
-    let n = layout.num_elements();
-    let mut out: Vec<f32> = if contiguous {
-        let src: &[f32] = tensor.storage();
-        src[..n].to_vec()
-    } else {
-        let copy = tensor.to_contiguous();
-        let src: &[f32] = copy.storage();
-        src[..n].to_vec()
-    };
-    apply_f32(&mut out, f32_op);
-    FlexTensor::new(Bytes::from_elems(out), layout, DType::F32)
+    // A strided view becomes a fresh contiguous copy; `storage_mut` copies a buffer that is
+    // still shared (autodiff keeps its input) and works in place on one that is not.
+    let mut tensor = tensor.into_contiguous();
+    let n = tensor.layout().num_elements();
+    apply_f32(&mut tensor.storage_mut()[..n], f32_op);
+    tensor
 }
 
 /// `v[i] = op(v[i])`, on the widest vector units the CPU has.
