@@ -19,4 +19,5 @@ pub mod model;
 pub mod optim;
 pub mod report;
 pub mod store;
+pub mod term;
 pub mod train;

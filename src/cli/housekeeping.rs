@@ -7,7 +7,7 @@ use std::path::Path;
 use super::{Common, Outcome, fail, open_store_at, survey_in};
 use crate::catalog::Catalog;
 use crate::lock::{LOCK_FILE, Lockfile};
-use crate::report;
+use crate::term;
 use crate::store::Store;
 use crate::store::housekeeping::{self, GcOptions};
 
@@ -92,7 +92,7 @@ pub fn gc(
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
-                report::print_block(&r.lines());
+                term::print_block(&r.lines());
             }
             Outcome::Ok
         }
@@ -114,7 +114,7 @@ pub fn verify(cache_dir: Option<&Path>, json: bool) -> Outcome {
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
-                report::print_block(&r.lines());
+                term::print_block(&r.lines());
             }
             if r.problems.is_empty() {
                 Outcome::Ok
@@ -141,7 +141,7 @@ pub fn stats(cache_dir: Option<&Path>, json: bool) -> Outcome {
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
-                report::print_block(&r.lines());
+                term::print_block(&r.lines());
             }
             Outcome::Ok
         }

@@ -14,6 +14,7 @@ use super::{Common, Outcome, fail, survey};
 use crate::catalog::{Catalog, CatalogRow};
 use crate::graph::exec::{ExperimentJob, ExperimentReport, StageState};
 use crate::report;
+use crate::term;
 use crate::store::Store;
 
 /// The metrics `ls` and `compare` show unless told otherwise.
@@ -154,7 +155,7 @@ pub fn ls(common: &Common, json_out: bool) -> Outcome {
             };
             rows.push(vec![
                 job.plan.name.clone(),
-                report::paint(&state_text, colour),
+                term::paint(&state_text, colour),
                 job.experiment.model.kind.clone(),
                 job.experiment.optimizer.kind.clone(),
                 metric("train.best_val_loss"),
@@ -165,7 +166,7 @@ pub fn ls(common: &Common, json_out: bool) -> Outcome {
                     .unwrap_or_else(|| "never".to_string()),
             ]);
         }
-        report::print_block(&report::table(&rows));
+        term::print_block(&term::table(&rows));
         Outcome::Ok
     })
     .unwrap_or_else(|o| o)
@@ -281,7 +282,7 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
                 vec![format!("{k}:"), value]
             })
             .collect();
-        lines.extend(report::table(&config_rows));
+        lines.extend(term::table(&config_rows));
         lines.push(String::new());
         lines.push("## stages".to_string());
         let mut stage_rows = vec![
@@ -308,12 +309,12 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
                     })
                     .unwrap_or_default(),
                 record
-                    .map(|rec| report::duration(rec.wall_ms as f64 / 1000.0))
+                    .map(|rec| term::duration(rec.wall_ms as f64 / 1000.0))
                     .unwrap_or_default(),
                 record.map(|rec| age(rec.created)).unwrap_or_default(),
             ]);
         }
-        lines.extend(report::table(&stage_rows));
+        lines.extend(term::table(&stage_rows));
         if let Some(log) = &train_log {
             lines.push(String::new());
             lines.push("## training log".to_string());
@@ -332,7 +333,7 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
                     e["lr"].as_f64().map(|x| format!("{x:.2e}")).unwrap_or_default(),
                 ]);
             }
-            lines.extend(report::table(&rows));
+            lines.extend(term::table(&rows));
             if let Some(best) = log["best_epoch"].as_u64() {
                 lines.push(format!("best epoch {best}"));
             }
@@ -347,9 +348,9 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
                     vec![format!("{k}:"), text]
                 })
                 .collect();
-            lines.extend(report::table(&rows));
+            lines.extend(term::table(&rows));
         }
-        report::print_block(&lines);
+        term::print_block(&lines);
         Outcome::Ok
     })
     .unwrap_or_else(|o| o)
@@ -754,11 +755,11 @@ pub fn compare(args: &CompareArgs) -> Outcome {
                     r.iter().map(|h| esc(h)).collect::<Vec<_>>().join(" | ")
                 ));
             }
-            report::print_block(&lines);
+            term::print_block(&lines);
         }
         Format::Table => {
             let rows: Vec<Vec<String>> = std::iter::once(header).chain(table_rows()).collect();
-            report::print_block(&report::table(&rows));
+            term::print_block(&term::table(&rows));
         }
     }
     Outcome::Ok
@@ -874,7 +875,7 @@ pub fn explain(experiment: &str, common: &Common, json_out: bool) -> Outcome {
             };
             lines.push(format!("  {:width$}  {what}", s.id));
         }
-        report::print_block(&lines);
+        term::print_block(&lines);
         Outcome::Ok
     })
     .unwrap_or_else(|o| o)

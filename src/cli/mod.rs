@@ -16,11 +16,12 @@ use crate::graph::exec::{self, ExperimentJob, ExperimentReport, StageState};
 use crate::graph::stages::StageError;
 use crate::graph::{self, DataFile, Database, ExperimentSource, Parsed, Plan, memo};
 use crate::lock::{LOCK_FILE, Lockfile};
-use crate::report;
+use crate::term;
 use crate::store::{CACHE_DIR_ENV, StatCache, Store};
 
 mod exec_stage;
 mod housekeeping;
+mod results;
 pub mod inspect;
 
 /// Printed at the end of `hft --help`.
@@ -578,10 +579,10 @@ fn build(common: &Common, args: &BuildArgs) -> Outcome {
             .unwrap_or(1)
     });
     let quiet = common.quiet || json;
-    report::set_quiet(quiet);
+    term::set_quiet(quiet);
     let print = move |r: &ExperimentReport| {
         if !json {
-            report::print_block(&experiment_lines(r, dry_run, quiet))
+            term::print_block(&experiment_lines(r, dry_run, quiet))
         }
     };
     let reports = exec::run_all_with_remote(
@@ -605,7 +606,7 @@ fn build(common: &Common, args: &BuildArgs) -> Outcome {
             }
             _ => {
                 if let Err(e) = crate::lock::update(lock_path, &jobs_list, &reports) {
-                    report::warn(&format!("cannot write {LOCK_FILE}: {e}"));
+                    term::warn(&format!("cannot write {LOCK_FILE}: {e}"));
                 }
             }
         }
@@ -661,14 +662,14 @@ fn build(common: &Common, args: &BuildArgs) -> Outcome {
         if let Err(e) = crate::catalog::append(&store, &rows, &entry)
             && e.kind() != std::io::ErrorKind::ReadOnlyFilesystem
         {
-            report::warn(&format!("cannot update the experiment catalog: {e}"));
+            term::warn(&format!("cannot update the experiment catalog: {e}"));
         }
     }
     let summary = if dry_run {
         format!(
             "{} experiments: {stale} stages would run, {cached} up to date ({})",
             reports.len(),
-            report::duration(secs)
+            term::duration(secs)
         )
     } else {
         let pulled = match pulled {
@@ -678,7 +679,7 @@ fn build(common: &Common, args: &BuildArgs) -> Outcome {
         format!(
             "{} experiments: {ran} stages ran, {pulled}{cached} cached, {failed} failed ({})",
             reports.len(),
-            report::duration(secs)
+            term::duration(secs)
         )
     };
     if let Some(id) = &memo_id {
@@ -718,10 +719,10 @@ fn build(common: &Common, args: &BuildArgs) -> Outcome {
     {
         let experiments: Vec<&crate::config::Experiment> =
             jobs_list.iter().map(|j| j.experiment).collect();
-        report::print_block(&[String::new()]);
-        report::print_block(&report::results_table(&reports, &experiments));
+        term::print_block(&[String::new()]);
+        term::print_block(&results::results_table(&reports, &experiments));
     }
-    report::print_block(&[summary]);
+    term::print_block(&[summary]);
     outcome
 }
 
@@ -822,7 +823,7 @@ fn noop_memo(
         .any(|r| r.stages.iter().any(|s| s.id == "evaluate"));
     let results = if has_results {
         let configs: Vec<&crate::config::Experiment> = jobs.iter().map(|j| j.experiment).collect();
-        report::results_rows(&cached, &configs)
+        results::results_rows(&cached, &configs)
     } else {
         Vec::new()
     };
@@ -839,7 +840,7 @@ fn noop_memo(
 /// The output of a no-op build, from its memo.
 fn print_memo(store: &Store, m: &memo::Memo, quiet: bool, started: Instant) -> Outcome {
     for (verbose, quiet_lines) in &m.experiments {
-        report::print_block(if quiet { quiet_lines } else { verbose });
+        term::print_block(if quiet { quiet_lines } else { verbose });
     }
     // Hits count as uses for gc's least-recently-used order.
     for (rel, _) in &m.entries {
@@ -851,8 +852,8 @@ fn print_memo(store: &Store, m: &memo::Memo, quiet: bool, started: Instant) -> O
         }
     }
     if !m.results.is_empty() {
-        report::print_block(&[String::new()]);
-        report::print_block(&report::table(&m.results));
+        term::print_block(&[String::new()]);
+        term::print_block(&term::table(&m.results));
     }
     let secs = started.elapsed().as_secs_f64();
     let entry = crate::catalog::BuildEntry {
@@ -866,13 +867,13 @@ fn print_memo(store: &Store, m: &memo::Memo, quiet: bool, started: Instant) -> O
     if let Err(e) = crate::catalog::append(store, &[], &entry)
         && e.kind() != std::io::ErrorKind::ReadOnlyFilesystem
     {
-        report::warn(&format!("cannot update the experiment catalog: {e}"));
+        term::warn(&format!("cannot update the experiment catalog: {e}"));
     }
-    report::print_block(&[format!(
+    term::print_block(&[format!(
         "{} experiments: 0 stages ran, {} cached, 0 failed ({}; nothing changed since the last build)",
         m.experiments.len(),
         m.stages,
-        report::duration(secs)
+        term::duration(secs)
     )]);
     Outcome::Ok
 }
@@ -967,7 +968,7 @@ fn make_jobs<'a>(
         });
     }
     if let Err(e) = stat_cache.save(store) {
-        report::warn(&format!("cannot save the stat cache: {e}"));
+        term::warn(&format!("cannot save the stat cache: {e}"));
     }
     if !errors.is_empty() {
         return Err(config_errors(&errors));
@@ -1020,7 +1021,7 @@ fn fetch(common: &Common) -> Outcome {
         return fail("no experiment with `data.source: api` among the selected ones");
     }
     if !common.quiet {
-        report::print_block(&lines);
+        term::print_block(&lines);
     }
     outcome
 }
@@ -1112,7 +1113,7 @@ fn audit(common: &Common, args: &AuditArgs) -> Outcome {
     if let Some(path) = &args.junit
         && let Err(e) = std::fs::write(path, crate::audit::junit(&results))
     {
-        report::warn(&format!("cannot write {}: {e}", path.display()));
+        term::warn(&format!("cannot write {}: {e}", path.display()));
     }
     if args.json {
         println!(
@@ -1136,7 +1137,7 @@ fn audit(common: &Common, args: &AuditArgs) -> Outcome {
                 r.detail.clone(),
             ]);
         }
-        report::print_block(&report::table(&rows));
+        term::print_block(&term::table(&rows));
     }
     let bad: Vec<&crate::audit::StageAudit> =
         results.iter().filter(|r| r.status != "pass").collect();
@@ -1361,7 +1362,7 @@ fn config_show(experiment: &str, select: &Select) -> Outcome {
             rows.push(vec![format!("{path}:"), value, format!("# {from}")]);
         }
         println!("# {} ({})", l.plan.name, l.file.display());
-        report::print_block(&report::table(&rows));
+        term::print_block(&term::table(&rows));
     }
     Outcome::Ok
 }
@@ -1450,7 +1451,7 @@ fn experiment_lines(r: &ExperimentReport, dry_run: bool, quiet: bool) -> Vec<Str
                 let job = job
                     .map(|id| format!("  (slurm job {id})"))
                     .unwrap_or_default();
-                format!("ran      {key}  {}{job}", report::duration(*secs))
+                format!("ran      {key}  {}{job}", term::duration(*secs))
             }
             StageState::Stale { reason } => format!("stale    {reason}"),
             StageState::Skipped => "skipped  (an earlier stage failed)".to_string(),

@@ -589,7 +589,7 @@ fn save_build_record(
         return false;
     }
     if let Err(e) = store.put_build_record(&id, &record) {
-        crate::report::warn(&format!(
+        crate::term::warn(&format!(
             "cannot record the build of {}: {e}",
             job.file.display()
         ));

@@ -123,7 +123,7 @@ pub fn save(store: &Store, id: &str, memo: &Memo) {
     if let Err(e) = written
         && e.kind() != std::io::ErrorKind::ReadOnlyFilesystem
     {
-        crate::report::warn(&format!("cannot write the no-op memo: {e}"));
+        crate::term::warn(&format!("cannot write the no-op memo: {e}"));
     }
 }
 

@@ -305,7 +305,7 @@ impl StageKind {
                 };
                 if !ingested.dropped.is_empty() {
                     let first = &ingested.dropped[0];
-                    crate::report::warn(&format!(
+                    crate::term::warn(&format!(
                         "ingest:{symbol}: dropped {} bad row{} (data.on_bad_rows: drop); first: \
                          {}",
                         ingested.dropped.len(),
@@ -314,7 +314,7 @@ impl StageKind {
                     ));
                 }
                 for note in &ingested.notes {
-                    crate::report::warn(&format!("ingest:{symbol}: {note}"));
+                    crate::term::warn(&format!("ingest:{symbol}: {note}"));
                 }
                 let mut summary = bars_summary(symbol, &ingested.bars);
                 summary["dropped"] = json!(ingested.dropped.len());
@@ -446,7 +446,7 @@ impl StageKind {
             StageKind::Train => {
                 let weights = inputs.blob(0, "weights")?;
                 let dataset = load_dataset(inputs, 1)?;
-                let progress = crate::report::TrainingProgress::new(&e.name, 0);
+                let progress = crate::term::TrainingProgress::new(&e.name, 0);
                 let store = inputs.store;
                 let partial = inputs.key.map(|k| format!("partial-{k}"));
                 // A checkpoint left by an interrupted run, if its blob still verifies.

@@ -615,7 +615,7 @@ impl CacheStats {
                 b.cached,
                 b.failed,
                 plural(b.experiments, "experiment"),
-                crate::report::duration(b.secs)
+                crate::term::duration(b.secs)
             ));
         }
         lines

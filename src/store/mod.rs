@@ -215,7 +215,7 @@ impl Store {
         match lock.try_lock_shared() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
-                crate::report::warn(&format!(
+                crate::term::warn(&format!(
                     "the cache at {} is being garbage-collected; waiting for `hft gc` to finish",
                     root.display()
                 ));
@@ -258,7 +258,7 @@ impl Store {
                         ));
                     }
                     if !told {
-                        crate::report::warn(&format!(
+                        crate::term::warn(&format!(
                             "the cache at {} is in use by another hft process; waiting for it \
                              to finish",
                             root.display()
@@ -344,7 +344,7 @@ impl Store {
         let path = self.blob_path(d);
         let bytes = self.read_verified(&path, d);
         if bytes.is_none() && path.exists() {
-            crate::report::warn(&format!(
+            crate::term::warn(&format!(
                 "blob {} is corrupt (its bytes no longer hash to its name); discarding it",
                 d.short()
             ));
@@ -372,7 +372,7 @@ impl Store {
         let record: ActionRecord = match serde_json::from_slice(&bytes) {
             Ok(r) => r,
             Err(_) => {
-                crate::report::warn(&format!(
+                crate::term::warn(&format!(
                     "action record {} is unreadable; treating as a miss",
                     key.short()
                 ));
@@ -384,7 +384,7 @@ impl Store {
         }
         for (name, out) in &record.outputs {
             if !self.has_blob(out) {
-                crate::report::warn(&format!(
+                crate::term::warn(&format!(
                     "output `{name}` of {} ({}) is missing from the store; rebuilding",
                     record.stage,
                     key.short()

@@ -168,7 +168,7 @@ impl Remote {
     /// Stops using the remote for the rest of the build, saying so the first time.
     fn go_offline(&self, what: &str, error: &object_store::Error) {
         if !self.offline.swap(true, Ordering::SeqCst) {
-            crate::report::warn(&format!(
+            crate::term::warn(&format!(
                 "remote cache {}: cannot {what}: {error}; building locally without it for \
                  the rest of this build (check the URL, the network and the AWS_* credentials)",
                 self.url
@@ -208,7 +208,7 @@ impl Remote {
         let record: ActionRecord = match serde_json::from_slice(&bytes) {
             Ok(r) => r,
             Err(e) => {
-                crate::report::warn(&format!(
+                crate::term::warn(&format!(
                     "remote cache: {} is not an action record ({e}); building {} locally",
                     self.describe(&record_path),
                     key.short()
@@ -231,7 +231,7 @@ impl Remote {
             let object = self.object_path(&output.digest);
             let Some(blob) = self.get(&object) else {
                 if !self.offline.load(Ordering::SeqCst) {
-                    crate::report::warn(&format!(
+                    crate::term::warn(&format!(
                         "remote cache: output `{name}` of {key} ({}) is missing; building it \
                          locally",
                         self.describe(&object)
@@ -252,14 +252,14 @@ impl Remote {
                 )));
             }
             if let Err(e) = store.put_blob(&blob) {
-                crate::report::warn(&format!(
+                crate::term::warn(&format!(
                     "cannot store output `{name}` of {key} pulled from the remote cache: {e}"
                 ));
                 return Ok(None);
             }
         }
         if let Err(e) = store.put_action(&record) {
-            crate::report::warn(&format!(
+            crate::term::warn(&format!(
                 "cannot store the action record of {key} pulled from the remote cache: {e}"
             ));
             return Ok(None);

@@ -1,0 +1,235 @@
+//! The terminal: warnings, whole-block printing, tables fitted to the width, colours and the
+//! training progress bar.
+//!
+//! A leaf: it imports nothing of hft, so every layer (store, graph, train, cli) may print
+//! through it. Everything goes through one lock so that parallel stages never interleave
+//! half lines.
+
+use std::io::Write;
+use std::sync::Mutex;
+
+static OUTPUT: Mutex<()> = Mutex::new(());
+
+/// A warning on stderr (corrupt blob, unreadable record, ...): the build continues.
+pub fn warn(message: &str) {
+    let _guard = OUTPUT.lock();
+    let _ = writeln!(std::io::stderr(), "warning: {message}");
+}
+
+/// Prints a block of lines to stdout at once.
+pub fn print_block(lines: &[String]) {
+    let _guard = OUTPUT.lock();
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// Formats a duration for stage lines: `0.012s`, `3.4s`, `2m05s`.
+pub fn duration(secs: f64) -> String {
+    if secs < 1.0 {
+        format!("{secs:.3}s")
+    } else if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        let m = (secs / 60.0).floor();
+        format!("{}m{:02}s", m as u64, (secs - m * 60.0).round() as u64)
+    }
+}
+
+/// Whether progress goes to a live bar (a terminal, not `--quiet`) or to plain lines.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn live_progress() -> bool {
+    use std::io::IsTerminal;
+    !QUIET.load(std::sync::atomic::Ordering::Relaxed) && std::io::stderr().is_terminal()
+}
+
+/// Progress of one training run: a bar (epoch, step, loss, samples/s, ETA) on a terminal;
+/// one line per epoch in CI or with `--quiet`.
+pub struct TrainingProgress {
+    label: String,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl TrainingProgress {
+    pub fn new(label: &str, total_steps: u64) -> TrainingProgress {
+        let bar = live_progress().then(|| {
+            let bar = indicatif::ProgressBar::new(total_steps);
+            let style = indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} steps {msg} ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_prefix(label.to_string());
+            bar
+        });
+        TrainingProgress {
+            label: label.to_string(),
+            bar,
+        }
+    }
+
+    /// After each optimizer step.
+    pub fn step(&self, epoch: usize, step: u64, total_steps: u64, loss: f64, samples_per_sec: f64) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(total_steps);
+            bar.set_position(step);
+            bar.set_message(format!(
+                "epoch {epoch} loss {loss:.4} {samples_per_sec:.0} samples/s"
+            ));
+        }
+    }
+
+    /// After each epoch's validation.
+    pub fn epoch(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(format!("{}: {line}", self.label)),
+            None => print_err_line(&format!("{}: {line}", self.label)),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn print_err_line(line: &str) {
+    let _guard = OUTPUT.lock();
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Renders rows as an aligned text table (first row is the header). On a terminal the
+/// table is fitted to its width: the widest columns are narrowed and their cells cut with
+/// `…`; piped output keeps every character, for scripts.
+pub fn table(rows: &[Vec<String>]) -> Vec<String> {
+    table_within(rows, terminal_width())
+}
+
+/// The width of stdout when it is a terminal.
+pub fn terminal_width() -> Option<usize> {
+    console::Term::stdout()
+        .size_checked()
+        .map(|(_, cols)| cols as usize)
+}
+
+/// Whether to colour output: stdout is a terminal and `NO_COLOR` is unset or empty
+/// (<https://no-color.org>).
+pub fn colours() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && terminal_width().is_some()
+}
+
+/// `text` in a colour (`green`, `yellow`, `red`) when [`colours`] allows.
+pub fn paint(text: &str, colour: &str) -> String {
+    if !colours() {
+        return text.to_string();
+    }
+    let code = match colour {
+        "green" => 32,
+        "yellow" => 33,
+        "red" => 31,
+        _ => return text.to_string(),
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+/// [`table`] fitted to `max_width` columns of text, if given.
+pub fn table_within(rows: &[Vec<String>], max_width: Option<usize>) -> Vec<String> {
+    const GAP: usize = 2;
+    const NARROWEST: usize = 6;
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| visible_len(s)))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    if let Some(max) = max_width {
+        let total = |w: &[usize]| w.iter().sum::<usize>() + GAP * w.len().saturating_sub(1);
+        while total(&widths) > max {
+            let Some((widest, &w)) = widths.iter().enumerate().max_by_key(|(_, w)| **w) else {
+                break;
+            };
+            if w <= NARROWEST {
+                break;
+            }
+            widths[widest] = w - 1;
+        }
+    }
+    rows.iter()
+        .map(|r| {
+            r.iter()
+                .zip(&widths)
+                .map(|(cell, &w)| {
+                    let len = visible_len(cell);
+                    if len > w {
+                        let plain = console::strip_ansi_codes(cell);
+                        let cut: String = plain.chars().take(w.saturating_sub(1)).collect();
+                        format!("{cut}…")
+                    } else {
+                        format!("{cell}{}", " ".repeat(w - len))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(&" ".repeat(GAP))
+                .trim_end()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Characters a cell takes on screen: colour escapes take none.
+fn visible_len(s: &str) -> usize {
+    console::measure_text_width(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows() -> Vec<Vec<String>> {
+        vec![
+            vec!["experiment".into(), "model".into(), "note".into()],
+            vec![
+                "a-very-long-experiment-name".into(),
+                "lstm".into(),
+                "x".into(),
+            ],
+        ]
+    }
+
+    #[test]
+    fn tables_align_and_keep_everything_without_a_width() {
+        let t = table_within(&rows(), None);
+        assert_eq!(t[0], "experiment                   model  note");
+        assert_eq!(t[1], "a-very-long-experiment-name  lstm   x");
+    }
+
+    #[test]
+    fn tables_narrow_the_widest_column_to_fit() {
+        let t = table_within(&rows(), Some(24));
+        assert!(t.iter().all(|l| l.chars().count() <= 24), "{t:?}");
+        assert!(t[1].starts_with("a-very-lon…"), "{t:?}");
+        assert!(t[1].contains("lstm"));
+    }
+
+    #[test]
+    fn colour_escapes_take_no_width() {
+        let rows = vec![
+            vec!["state".into(), "x".into()],
+            vec!["\x1b[32mbuilt\x1b[0m".into(), "y".into()],
+        ];
+        let t = table_within(&rows, None);
+        assert_eq!(t[0], "state  x");
+        assert!(t[1].ends_with("built\x1b[0m  y"), "{t:?}");
+    }
+}
