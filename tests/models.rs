@@ -144,3 +144,72 @@ fn keys_hold_exactly_what_the_selected_types_read() {
         key("model: {type: dit, num_heads: 2, dit: {samples: 64}}\n")
     );
 }
+
+/// The stage-key JSON of every model, optimizer and schedule type with non-default options,
+/// pinned byte for byte: moving the options into the registries must not move a key.
+#[test]
+fn key_values_are_pinned_for_every_type() {
+    let cases: &[(&str, &str)] = &[
+        ("model: {type: mlp, hidden_size: 12, num_layers: 3, dropout: 0.2}", "{\"dropout\":0.2,\"hidden_size\":12,\"num_layers\":3,\"type\":\"mlp\"}"),
+        ("model: {type: lstm, hidden_size: 12, num_layers: 3, dropout: 0.0}", "{\"dropout\":0.0,\"hidden_size\":12,\"num_layers\":3,\"type\":\"lstm\"}"),
+        ("model: {type: gru, hidden_size: 16, num_layers: 1, dropout: 0.3}", "{\"dropout\":0.3,\"hidden_size\":16,\"num_layers\":1,\"type\":\"gru\"}"),
+        ("model: {type: transformer, hidden_size: 16, num_heads: 2}", "{\"dropout\":0.1,\"ff_size\":64,\"hidden_size\":16,\"num_heads\":2,\"num_layers\":2,\"pooling\":\"last\",\"type\":\"transformer\"}"),
+        (
+            "model: {type: transformer, hidden_size: 16, num_heads: 8, ff_size: 24, pooling: mean, positions: learned}",
+            "{\"dropout\":0.1,\"ff_size\":24,\"hidden_size\":16,\"num_heads\":8,\"num_layers\":2,\"pooling\":\"mean\",\"positions\":\"learned\",\"type\":\"transformer\"}",
+        ),
+        ("model: {type: transformer, hidden_size: 8, num_heads: 2, pooling: attention}", "{\"dropout\":0.1,\"ff_size\":32,\"hidden_size\":8,\"num_heads\":2,\"num_layers\":2,\"pooling\":\"attention\",\"type\":\"transformer\"}"),
+        ("model: {type: dit, hidden_size: 16, num_heads: 4}", "{\"dit\":{\"diffusion_steps\":100,\"samples\":16,\"sampling_steps\":10,\"seed\":0},\"dropout\":0.1,\"ff_size\":64,\"hidden_size\":16,\"num_heads\":4,\"num_layers\":2,\"pooling\":\"last\",\"type\":\"dit\"}"),
+        (
+            "model: {type: dit, hidden_size: 16, num_heads: 2, ff_size: 8, pooling: mean, positions: learned, dit: {diffusion_steps: 50, sampling_steps: 5, samples: 8, seed: 3}}",
+            "{\"dit\":{\"diffusion_steps\":50,\"samples\":8,\"sampling_steps\":5,\"seed\":3},\"dropout\":0.1,\"ff_size\":8,\"hidden_size\":16,\"num_heads\":2,\"num_layers\":2,\"pooling\":\"mean\",\"positions\":\"learned\",\"type\":\"dit\"}",
+        ),
+        ("optimizer: {type: adamw, lr: 0.002, weight_decay: 0.1, betas: [0.8, 0.95], eps: 1.0e-6}", "{\"betas\":[0.8,0.95],\"eps\":1e-6,\"lr\":0.002,\"type\":\"adamw\",\"weight_decay\":0.1}"),
+        ("optimizer: {type: sgd, lr: 0.1, weight_decay: 0.0, sgd: {momentum: 0.5, nesterov: true}}", "{\"lr\":0.1,\"sgd\":{\"momentum\":0.5,\"nesterov\":true},\"type\":\"sgd\",\"weight_decay\":0.0}"),
+        ("optimizer: {type: sgd}", "{\"lr\":0.001,\"sgd\":{\"momentum\":0.9,\"nesterov\":false},\"type\":\"sgd\",\"weight_decay\":0.01}"),
+        ("optimizer: {type: lion, lr: 0.0003, lion: {betas: [0.95, 0.98]}}", "{\"lion\":{\"betas\":[0.95,0.98]},\"lr\":0.0003,\"type\":\"lion\",\"weight_decay\":0.01}"),
+        (
+            "optimizer: {type: adafactor, adafactor: {decay_rate: -0.5, clip_threshold: 2.0, scale_parameter: true, relative_step: true}}",
+            "{\"adafactor\":{\"clip_threshold\":2.0,\"decay_rate\":-0.5,\"relative_step\":true,\"scale_parameter\":true},\"lr\":0.001,\"type\":\"adafactor\",\"weight_decay\":0.01}",
+        ),
+        (
+            "optimizer: {type: muon, lr: 0.02, betas: [0.9, 0.95], muon: {momentum: 0.9, nesterov: false, ns_steps: 3, adamw_lr: 0.001, adjust_lr: original}}",
+            "{\"betas\":[0.9,0.95],\"eps\":1e-8,\"lr\":0.02,\"muon\":{\"adamw_lr\":0.001,\"adjust_lr\":\"original\",\"momentum\":0.9,\"nesterov\":false,\"ns_steps\":3},\"type\":\"muon\",\"weight_decay\":0.01}",
+        ),
+        ("optimizer: {type: muon, lr: 0.02}", "{\"betas\":[0.9,0.999],\"eps\":1e-8,\"lr\":0.02,\"muon\":{\"adamw_lr\":0.02,\"adjust_lr\":\"match_rms_adamw\",\"momentum\":0.95,\"nesterov\":true,\"ns_steps\":5},\"type\":\"muon\",\"weight_decay\":0.01}"),
+        (
+            "optimizer: {type: shampoo, eps: 1.0e-7, shampoo: {momentum: 0.8, beta2: 0.99, epsilon: 1.0e-5, precondition_every: 5, max_precond_dim: 512}}",
+            "{\"betas\":[0.9,0.999],\"eps\":1e-7,\"lr\":0.001,\"shampoo\":{\"beta2\":0.99,\"epsilon\":0.00001,\"max_precond_dim\":512,\"momentum\":0.8,\"precondition_every\":5},\"type\":\"shampoo\",\"weight_decay\":0.01}",
+        ),
+        ("training: {schedule: constant, warmup_steps: 7}", "{\"batch_size\":32,\"device\":\"cpu\",\"ema_decay\":null,\"epochs\":10,\"grad_accum_steps\":1,\"grad_clip\":1.0,\"label_smoothing\":0.1,\"max_steps\":null,\"patience\":null,\"precision\":\"f32\",\"price_weight\":0.5,\"schedule\":\"constant\",\"warmup_steps\":7}"),
+        ("training: {schedule: warmup_cosine, warmup_steps: 7, min_lr_ratio: 0.2}", "{\"batch_size\":32,\"device\":\"cpu\",\"ema_decay\":null,\"epochs\":10,\"grad_accum_steps\":1,\"grad_clip\":1.0,\"label_smoothing\":0.1,\"max_steps\":null,\"min_lr_ratio\":0.2,\"patience\":null,\"precision\":\"f32\",\"price_weight\":0.5,\"schedule\":\"warmup_cosine\",\"warmup_steps\":7}"),
+        (
+            "training: {schedule: warmup_hold_cosine, min_lr_ratio: 0.0, warmup_hold_cosine: {hold_steps: 30}}",
+            "{\"batch_size\":32,\"device\":\"cpu\",\"ema_decay\":null,\"epochs\":10,\"grad_accum_steps\":1,\"grad_clip\":1.0,\"label_smoothing\":0.1,\"max_steps\":null,\"min_lr_ratio\":0.0,\"patience\":null,\"precision\":\"f32\",\"price_weight\":0.5,\"schedule\":\"warmup_hold_cosine\",\"warmup_hold_cosine\":{\"hold_steps\":30},\"warmup_steps\":50}",
+        ),
+        (
+            "training: {schedule: one_cycle, one_cycle: {pct_start: 0.25, div_factor: 10.0, final_div_factor: 100.0}}",
+            "{\"batch_size\":32,\"device\":\"cpu\",\"ema_decay\":null,\"epochs\":10,\"grad_accum_steps\":1,\"grad_clip\":1.0,\"label_smoothing\":0.1,\"max_steps\":null,\"one_cycle\":{\"div_factor\":10.0,\"final_div_factor\":100.0,\"pct_start\":0.25},\"patience\":null,\"precision\":\"f32\",\"price_weight\":0.5,\"schedule\":\"one_cycle\"}",
+        ),
+        ("training: {schedule: step, warmup_steps: 0, step: {step_size: 20, gamma: 0.7}}", "{\"batch_size\":32,\"device\":\"cpu\",\"ema_decay\":null,\"epochs\":10,\"grad_accum_steps\":1,\"grad_clip\":1.0,\"label_smoothing\":0.1,\"max_steps\":null,\"patience\":null,\"precision\":\"f32\",\"price_weight\":0.5,\"schedule\":\"step\",\"step\":{\"gamma\":0.7,\"step_size\":20},\"warmup_steps\":0}"),
+        (
+            "training: {schedule: plateau, min_lr_ratio: 0.05, plateau: {factor: 0.3, patience: 4, threshold: 0.001}, patience: 5, min_delta: 0.01, ema_decay: 0.99}",
+            "{\"batch_size\":32,\"device\":\"cpu\",\"ema_decay\":0.99,\"epochs\":10,\"grad_accum_steps\":1,\"grad_clip\":1.0,\"label_smoothing\":0.1,\"max_steps\":null,\"min_delta\":0.01,\"min_lr_ratio\":0.05,\"patience\":5,\"plateau\":{\"factor\":0.3,\"patience\":4,\"threshold\":0.001},\"precision\":\"f32\",\"price_weight\":0.5,\"schedule\":\"plateau\",\"warmup_steps\":50}",
+        ),
+    ];
+    let mut mismatches = Vec::new();
+    for (text, want) in cases {
+        let e = parse(&format!("{text}\n")).unwrap_or_else(|err| panic!("{text}: {err}"));
+        let got = if text.starts_with("model") {
+            canonical_json(&e.model.key_value())
+        } else if text.starts_with("optimizer") {
+            canonical_json(&e.optimizer.key_value())
+        } else {
+            canonical_json(&e.training.key_value())
+        };
+        if got != *want {
+            mismatches.push(format!("{text}\n  got  {got}\n  want {want}"));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
