@@ -2,11 +2,23 @@
 //! counting optimizer steps, not micro-batches) and the run's total steps; `plateau` also
 //! reads the validation loss at the end of each epoch. All arithmetic is in f64 on the host,
 //! so rates are the same on every machine.
+//!
+//! [`SCHEDULES`] (in `registry`) is the registry of `training.schedule`: each entry says
+//! whether it reads the shared `warmup_steps` and `min_lr_ratio`, and carries its options
+//! type (its sub-section of `training:`), their checks, its part of the train key and its
+//! curve ([`Kind`]).
+
+mod registry;
 
 use std::f64::consts::PI;
 
 use crate::config::TrainingConfig;
-use crate::config::sections::Schedule;
+
+pub use registry::{
+    ConstantSettings, CosineSettings, HoldOptions, HoldSettings, OneCycleOptions, OneCycleSettings,
+    PlateauOptions, PlateauSettings, SCHEDULES, ScheduleOptions, ScheduleSpec, StepOptions,
+    StepSettings, Warmup, resolve_options, spec,
+};
 
 /// The learning rate of every step of one run.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,8 +32,9 @@ pub struct Scheduler {
     plateau: PlateauState,
 }
 
+/// A schedule's curve, with its settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
+pub enum Kind {
     Constant,
     WarmupCosine,
     WarmupHoldCosine {
@@ -53,36 +66,11 @@ struct PlateauState {
 impl Scheduler {
     /// The schedule of `t` for peak rate `lr` over `total_steps` optimizer steps.
     pub fn new(lr: f64, t: &TrainingConfig, total_steps: usize) -> Scheduler {
-        let kind = match t.schedule {
-            Schedule::Constant => Kind::Constant,
-            Schedule::WarmupCosine => Kind::WarmupCosine,
-            Schedule::WarmupHoldCosine => Kind::WarmupHoldCosine {
-                hold: t.warmup_hold_cosine.clone().unwrap_or_default().hold_steps,
-            },
-            Schedule::OneCycle => {
-                let o = t.one_cycle.clone().unwrap_or_default();
-                Kind::OneCycle {
-                    pct_start: o.pct_start,
-                    div: o.div_factor,
-                    final_div: o.final_div_factor,
-                }
-            }
-            Schedule::Step => {
-                let o = t.step.clone().unwrap_or_default();
-                Kind::Step {
-                    size: o.step_size.max(1),
-                    gamma: o.gamma,
-                }
-            }
-            Schedule::Plateau => {
-                let o = t.plateau.clone().unwrap_or_default();
-                Kind::Plateau {
-                    factor: o.factor,
-                    patience: o.patience,
-                    threshold: o.threshold,
-                }
-            }
-        };
+        // Loaded configs name a registered schedule; one built in code that does not
+        // gets the default schedule, as an unset one would.
+        let kind = spec(&t.schedule)
+            .or_else(|| spec("warmup_cosine"))
+            .map_or(Kind::WarmupCosine, |s| s.kind(t));
         Scheduler {
             kind,
             lr,
@@ -233,7 +221,8 @@ fn one_cycle(step: usize, total: usize, lr: f64, pct_start: f64, div: f64, final
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::sections::{HoldOptions, OneCycleOptions, PlateauOptions, StepOptions};
+    use crate::model::tests::as_options;
+    use serde_json::{Value, json};
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-12 * b.abs().max(1.0)
@@ -243,10 +232,17 @@ mod tests {
         Scheduler::new(1.0, &t, total)
     }
 
-    fn training(schedule: Schedule) -> TrainingConfig {
+    fn training(schedule: &str) -> TrainingConfig {
         TrainingConfig {
-            schedule,
+            schedule: schedule.to_string(),
             ..TrainingConfig::default()
+        }
+    }
+
+    fn with(t: TrainingConfig, options: Value) -> TrainingConfig {
+        TrainingConfig {
+            options: as_options(options),
+            ..t
         }
     }
 
@@ -265,7 +261,7 @@ mod tests {
         let s = sched(
             TrainingConfig {
                 warmup_steps: Some(2),
-                ..training(Schedule::WarmupCosine)
+                ..training("warmup_cosine")
             },
             10,
         );
@@ -281,7 +277,7 @@ mod tests {
         let s = sched(
             TrainingConfig {
                 warmup_steps: Some(4),
-                ..training(Schedule::Constant)
+                ..training("constant")
             },
             100,
         );
@@ -295,8 +291,10 @@ mod tests {
         let t = TrainingConfig {
             warmup_steps: Some(2),
             min_lr_ratio: Some(0.0),
-            warmup_hold_cosine: Some(HoldOptions { hold_steps: 3 }),
-            ..training(Schedule::WarmupHoldCosine)
+            ..with(
+                training("warmup_hold_cosine"),
+                json!({"warmup_hold_cosine": {"hold_steps": 3}}),
+            )
         };
         let s = sched(t, 10);
         assert_eq!(s.lr(1), 1.0);
@@ -311,10 +309,7 @@ mod tests {
     fn one_cycle_matches_pytorch_values() {
         // torch.optim.lr_scheduler.OneCycleLR(max_lr=1, total_steps=10, pct_start=0.3,
         // div_factor=25, final_div_factor=1e4): peak at step 2 (0.3 * 10 - 1).
-        let t = TrainingConfig {
-            one_cycle: Some(OneCycleOptions::default()),
-            ..training(Schedule::OneCycle)
-        };
+        let t = with(training("one_cycle"), json!({"one_cycle": {}}));
         let s = sched(t, 10);
         assert!(close(s.lr(0), 0.04));
         assert!(close(s.lr(1), 0.52));
@@ -331,11 +326,10 @@ mod tests {
     fn step_decays_by_gamma_every_period_after_the_warmup() {
         let t = TrainingConfig {
             warmup_steps: Some(2),
-            step: Some(StepOptions {
-                step_size: 3,
-                gamma: 0.1,
-            }),
-            ..training(Schedule::Step)
+            ..with(
+                training("step"),
+                json!({"step": {"step_size": 3, "gamma": 0.1}}),
+            )
         };
         let s = sched(t, 100);
         assert_eq!(s.lr(0), 0.5);
@@ -352,12 +346,10 @@ mod tests {
         let t = TrainingConfig {
             warmup_steps: Some(0),
             min_lr_ratio: Some(0.2),
-            plateau: Some(PlateauOptions {
-                factor: 0.5,
-                patience: 1,
-                threshold: 0.0,
-            }),
-            ..training(Schedule::Plateau)
+            ..with(
+                training("plateau"),
+                json!({"plateau": {"factor": 0.5, "patience": 1, "threshold": 0.0}}),
+            )
         };
         let mut s = sched(t, 100);
         assert!(s.needs_validation());
