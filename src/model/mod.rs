@@ -3,7 +3,8 @@
 //! A model maps a window `[batch, sequence_length, features]` to a [`Forecast`]: predicted
 //! returns `[batch, horizon]` (in units of the train-split standard deviation of each horizon)
 //! and action logits `[batch, 3]` (buy, hold, sell). An architecture is one file with a
-//! `build` function plus one line in [`MODELS`]. Training and evaluation see a model only
+//! `build` function and its options type plus one line in [`MODELS`] (`registry`, which
+//! also owns the `model:` keys each type reads). Training and evaluation see a model only
 //! through [`Net`], an object-safe view of a burn module, so they have no per-model code.
 //!
 //! Weights are burn "burnpack" module records. Parameter ids are derived from module paths
