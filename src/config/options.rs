@@ -242,4 +242,29 @@ mod tests {
         assert_eq!(key, "s.n");
         assert_eq!(parse::<T>("s", &Options::new()).unwrap().n, 0);
     }
+
+    /// The field lists behind unknown-key messages are the sections' serde fields.
+    #[test]
+    fn section_field_lists_match_their_types() {
+        fn keys(v: impl Serialize) -> Vec<String> {
+            let mut keys: Vec<String> = to_options(&v).keys().cloned().collect();
+            keys.sort();
+            keys
+        }
+        fn sorted(fields: &[&str]) -> Vec<String> {
+            let mut v: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+            v.sort();
+            v
+        }
+        assert_eq!(keys(ModelConfig::default()), sorted(ModelConfig::FIELDS));
+        assert_eq!(
+            keys(OptimizerConfig::default()),
+            sorted(OptimizerConfig::FIELDS)
+        );
+        let training = TrainingConfig {
+            resources: Some(Default::default()),
+            ..TrainingConfig::default()
+        };
+        assert_eq!(keys(training), sorted(TrainingConfig::FIELDS));
+    }
 }
