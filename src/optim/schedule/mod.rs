@@ -6,24 +6,28 @@
 //! [`SCHEDULES`] (in `registry`) is the registry of `training.schedule`: each entry says
 //! whether it reads the shared `warmup_steps` and `min_lr_ratio`, and carries its options
 //! type (its sub-section of `training:`), their checks, its part of the train key and its
-//! curve ([`Kind`]).
+//! curve ([`Curve`]). The curves of the built-in schedules and the maths they share
+//! ([`lr_at`], [`cosine`], [`one_cycle`]) are here; a new schedule is a file of its own
+//! plus one line in `SCHEDULES`.
 
+mod builtin;
 mod registry;
 
 use std::f64::consts::PI;
+use std::sync::Arc;
 
 use crate::config::TrainingConfig;
 
-pub use registry::{
+pub use builtin::{
     ConstantSettings, CosineSettings, HoldOptions, HoldSettings, OneCycleOptions, OneCycleSettings,
-    PlateauOptions, PlateauSettings, SCHEDULES, ScheduleOptions, ScheduleSpec, StepOptions,
-    StepSettings, Warmup, resolve_options, spec,
+    PlateauOptions, PlateauSettings, StepOptions, StepSettings,
 };
+pub use registry::{SCHEDULES, ScheduleOptions, ScheduleSpec, Warmup, resolve_options, spec};
 
 /// The learning rate of every step of one run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Scheduler {
-    kind: Kind,
+    curve: Arc<dyn Curve>,
     lr: f64,
     total_steps: usize,
     warmup: usize,
@@ -32,28 +36,40 @@ pub struct Scheduler {
     plateau: PlateauState,
 }
 
-/// A schedule's curve, with its settings.
+/// What a curve is evaluated against: the run's shape and the shared settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Kind {
-    Constant,
-    WarmupCosine,
-    WarmupHoldCosine {
-        hold: usize,
-    },
-    OneCycle {
-        pct_start: f64,
-        div: f64,
-        final_div: f64,
-    },
-    Step {
-        size: usize,
-        gamma: f64,
-    },
-    Plateau {
-        factor: f64,
-        patience: usize,
-        threshold: f64,
-    },
+pub struct Run {
+    /// Peak learning rate.
+    pub lr: f64,
+    pub total_steps: usize,
+    /// Linear warm-up steps (0 for a schedule with a warm-up of its own); curves are asked
+    /// only for the steps after it.
+    pub warmup: usize,
+    /// `min_lr_ratio`, with its default.
+    pub min_ratio: f64,
+    /// The multiplier a `plateau` rule has reached (1 otherwise).
+    pub scale: f64,
+}
+
+/// A learning-rate curve: a schedule's options, read.
+pub trait Curve: std::fmt::Debug + Send + Sync {
+    /// The rate of optimizer step `step` (0-based, at or after `run.warmup`).
+    fn lr(&self, step: usize, run: &Run) -> f64;
+
+    /// The rule that lowers the rate when the validation loss stops improving, for a
+    /// schedule that reads it after every epoch.
+    fn plateau(&self) -> Option<PlateauRule> {
+        None
+    }
+}
+
+/// Multiply the rate by `factor` after `patience` epochs without a validation loss below
+/// `best * (1 - threshold)`, down to `lr * min_lr_ratio`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlateauRule {
+    pub factor: f64,
+    pub patience: usize,
+    pub threshold: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,11 +84,12 @@ impl Scheduler {
     pub fn new(lr: f64, t: &TrainingConfig, total_steps: usize) -> Scheduler {
         // Loaded configs name a registered schedule; one built in code that does not
         // gets the default schedule, as an unset one would.
-        let kind = spec(&t.schedule)
-            .or_else(|| spec("warmup_cosine"))
-            .map_or(Kind::WarmupCosine, |s| s.kind(t));
+        let curve = match spec(&t.schedule) {
+            Some(s) => s.curve(t),
+            None => Arc::new(CosineSettings {}),
+        };
         Scheduler {
-            kind,
+            curve,
             lr,
             total_steps,
             warmup: t.warmup_steps(),
@@ -87,42 +104,23 @@ impl Scheduler {
 
     /// Whether the schedule needs a validation loss after every epoch.
     pub fn needs_validation(&self) -> bool {
-        matches!(self.kind, Kind::Plateau { .. })
+        self.curve.plateau().is_some()
     }
 
     /// The learning rate of optimizer step `step` (0-based).
     pub fn lr(&self, step: usize) -> f64 {
-        let (lr, total, warmup) = (self.lr, self.total_steps, self.warmup);
-        if step < warmup && !matches!(self.kind, Kind::OneCycle { .. }) {
+        let (lr, warmup) = (self.lr, self.warmup);
+        if step < warmup {
             return lr * (step + 1) as f64 / warmup as f64;
         }
-        match self.kind {
-            Kind::Constant => lr,
-            Kind::WarmupCosine => lr_at(step, total, warmup, lr, self.min_ratio),
-            Kind::WarmupHoldCosine { hold } => {
-                let decay_from = warmup.saturating_add(hold);
-                if step < decay_from {
-                    lr
-                } else {
-                    cosine(
-                        step - decay_from,
-                        total.saturating_sub(decay_from),
-                        lr,
-                        self.min_ratio,
-                    )
-                }
-            }
-            Kind::OneCycle {
-                pct_start,
-                div,
-                final_div,
-            } => one_cycle(step, total, lr, pct_start, div, final_div),
-            Kind::Step { size, gamma } => {
-                let periods = (step - warmup) / size;
-                lr * gamma.powi(periods.min(i32::MAX as usize) as i32)
-            }
-            Kind::Plateau { .. } => lr * self.plateau.scale,
-        }
+        let run = Run {
+            lr,
+            total_steps: self.total_steps,
+            warmup,
+            min_ratio: self.min_ratio,
+            scale: self.plateau.scale,
+        };
+        self.curve.lr(step, &run)
     }
 
     /// `plateau`'s accumulated state `(scale, best, bad_epochs)`, for resumable checkpoints.
@@ -144,11 +142,11 @@ impl Scheduler {
     /// `patience` epochs without an improvement below `best * (1 - threshold)`, down to
     /// `min_lr_ratio`. Other schedules ignore it.
     pub fn end_epoch(&mut self, val_loss: Option<f64>) {
-        let Kind::Plateau {
+        let Some(PlateauRule {
             factor,
             patience,
             threshold,
-        } = self.kind
+        }) = self.curve.plateau()
         else {
             return;
         };
@@ -185,7 +183,7 @@ pub fn lr_at(step: usize, total_steps: usize, warmup: usize, lr: f64, min_ratio:
 }
 
 /// Cosine from `lr` at step 0 to `lr * min_ratio` at step `steps - 1` (and after).
-fn cosine(step: usize, steps: usize, lr: f64, min_ratio: f64) -> f64 {
+pub fn cosine(step: usize, steps: usize, lr: f64, min_ratio: f64) -> f64 {
     let last = steps.saturating_sub(1);
     let progress = if last == 0 {
         0.0
@@ -197,7 +195,14 @@ fn cosine(step: usize, steps: usize, lr: f64, min_ratio: f64) -> f64 {
 
 /// PyTorch's `OneCycleLR` with cosine annealing and two phases: from `lr / div` up to `lr`
 /// at step `pct_start * total - 1`, then down to `lr / (div * final_div)` at the last step.
-fn one_cycle(step: usize, total: usize, lr: f64, pct_start: f64, div: f64, final_div: f64) -> f64 {
+pub fn one_cycle(
+    step: usize,
+    total: usize,
+    lr: f64,
+    pct_start: f64,
+    div: f64,
+    final_div: f64,
+) -> f64 {
     let initial = lr / div;
     let min = initial / final_div;
     let peak_at = (pct_start * total as f64 - 1.0).max(0.0);

@@ -1,29 +1,29 @@
 //! The registry of `training.schedule`: each entry's name, whether it reads the shared
 //! `warmup_steps` and `min_lr_ratio`, and its options type (its sub-section of `training:`)
 //! with their checks, their part of the train key and the curve they describe. Separate from
-//! the curves (`mod.rs`) because this is where the config meets the schedules.
+//! the curves (`mod.rs`, `builtin.rs`) because this is where the config meets the
+//! schedules.
 
+use std::sync::Arc;
+
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::Kind;
+use super::{Curve, builtin};
 use crate::config::TrainingConfig;
-use crate::config::options::{self, Invalid, Options, Owner, check_unit, fail};
+use crate::config::options::{self, Invalid, Options, Owner, fail};
 use crate::config::sections::DEFAULT_WARMUP_STEPS;
 
 /// The options a schedule reads from `training:` besides the shared settings: its
 /// sub-section, named after it. Missing keys take the defaults.
-pub trait ScheduleOptions: Serialize + DeserializeOwned + Default {
+pub trait ScheduleOptions: Curve + Serialize + DeserializeOwned + Default + 'static {
     /// The keys of `training:` it reads.
     const KEYS: &'static [&'static str];
 
     fn validate(&self) -> Result<(), Invalid> {
         Ok(())
     }
-
-    /// The curve these options describe.
-    fn kind(&self) -> Kind;
 }
 
 /// How a schedule starts.
@@ -46,13 +46,13 @@ pub struct ScheduleSpec {
     pub keys: &'static [&'static str],
     resolve: fn(&TrainingConfig) -> Result<Options, Invalid>,
     key_value: fn(&TrainingConfig) -> Options,
-    kind: fn(&TrainingConfig) -> Kind,
+    curve: fn(&TrainingConfig) -> Arc<dyn Curve>,
 }
 
 impl ScheduleSpec {
     /// The curve of `t`'s settings (read as this schedule's).
-    pub fn kind(&self, t: &TrainingConfig) -> Kind {
-        (self.kind)(t)
+    pub fn curve(&self, t: &TrainingConfig) -> Arc<dyn Curve> {
+        (self.curve)(t)
     }
 
     const fn new<O: ScheduleOptions>(
@@ -67,19 +67,23 @@ impl ScheduleSpec {
             keys: O::KEYS,
             resolve: resolve_as::<O>,
             key_value: key_value_as::<O>,
-            kind: kind_as::<O>,
+            curve: curve_as::<O>,
         }
     }
 }
 
 /// The registry: `training.schedule` -> what it reads and its curve.
 pub const SCHEDULES: &[ScheduleSpec] = &[
-    ScheduleSpec::new::<ConstantSettings>("constant", Warmup::Linear, false),
-    ScheduleSpec::new::<CosineSettings>("warmup_cosine", Warmup::Linear, true),
-    ScheduleSpec::new::<HoldSettings>("warmup_hold_cosine", Warmup::Linear, true),
-    ScheduleSpec::new::<OneCycleSettings>("one_cycle", Warmup::Own("one_cycle.pct_start"), false),
-    ScheduleSpec::new::<StepSettings>("step", Warmup::Linear, false),
-    ScheduleSpec::new::<PlateauSettings>("plateau", Warmup::Linear, true),
+    ScheduleSpec::new::<builtin::ConstantSettings>("constant", Warmup::Linear, false),
+    ScheduleSpec::new::<builtin::CosineSettings>("warmup_cosine", Warmup::Linear, true),
+    ScheduleSpec::new::<builtin::HoldSettings>("warmup_hold_cosine", Warmup::Linear, true),
+    ScheduleSpec::new::<builtin::OneCycleSettings>(
+        "one_cycle",
+        Warmup::Own("one_cycle.pct_start"),
+        false,
+    ),
+    ScheduleSpec::new::<builtin::StepSettings>("step", Warmup::Linear, false),
+    ScheduleSpec::new::<builtin::PlateauSettings>("plateau", Warmup::Linear, true),
 ];
 
 /// Looks a schedule up in the registry.
@@ -159,10 +163,8 @@ fn key_value_as<O: ScheduleOptions>(t: &TrainingConfig) -> Options {
     options::to_options(&o)
 }
 
-fn kind_as<O: ScheduleOptions>(t: &TrainingConfig) -> Kind {
-    options::parse::<O>("training", &t.options)
-        .unwrap_or_default()
-        .kind()
+fn curve_as<O: ScheduleOptions>(t: &TrainingConfig) -> Arc<dyn Curve> {
+    Arc::new(options::parse::<O>("training", &t.options).unwrap_or_default())
 }
 
 impl TrainingConfig {
@@ -188,215 +190,6 @@ impl TrainingConfig {
             map.extend((spec.key_value)(self));
         }
         v
-    }
-}
-
-/// What `constant` reads of its own: nothing.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ConstantSettings {}
-
-impl ScheduleOptions for ConstantSettings {
-    const KEYS: &'static [&'static str] = &[];
-
-    fn kind(&self) -> Kind {
-        Kind::Constant
-    }
-}
-
-/// What `warmup_cosine` reads of its own: nothing.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct CosineSettings {}
-
-impl ScheduleOptions for CosineSettings {
-    const KEYS: &'static [&'static str] = &[];
-
-    fn kind(&self) -> Kind {
-        Kind::WarmupCosine
-    }
-}
-
-/// `training.warmup_hold_cosine`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HoldOptions {
-    /// Steps at the peak `lr` between the warm-up and the decay. Default 100.
-    pub hold_steps: usize,
-}
-
-impl Default for HoldOptions {
-    fn default() -> Self {
-        HoldOptions { hold_steps: 100 }
-    }
-}
-
-/// `training.one_cycle`; defaults as PyTorch's `OneCycleLR`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OneCycleOptions {
-    /// Share of the steps spent rising to `lr`. Default 0.3.
-    pub pct_start: f64,
-    /// The first step's rate is `lr / div_factor`. Default 25.
-    pub div_factor: f64,
-    /// The last step's rate is `lr / (div_factor * final_div_factor)`. Default 1e4.
-    pub final_div_factor: f64,
-}
-
-impl Default for OneCycleOptions {
-    fn default() -> Self {
-        OneCycleOptions {
-            pct_start: 0.3,
-            div_factor: 25.0,
-            final_div_factor: 1e4,
-        }
-    }
-}
-
-/// `training.step`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StepOptions {
-    /// Optimizer steps per decay period (counted after the warm-up). Default 100.
-    pub step_size: usize,
-    /// Multiplier per period. Default 0.5.
-    pub gamma: f64,
-}
-
-impl Default for StepOptions {
-    fn default() -> Self {
-        StepOptions {
-            step_size: 100,
-            gamma: 0.5,
-        }
-    }
-}
-
-/// `training.plateau`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PlateauOptions {
-    /// Multiplier applied on a plateau. Default 0.5.
-    pub factor: f64,
-    /// Epochs without improvement tolerated before reducing. Default 2.
-    pub patience: usize,
-    /// An improvement is a validation loss below `best * (1 - threshold)`. Default 1e-4.
-    pub threshold: f64,
-}
-
-impl Default for PlateauOptions {
-    fn default() -> Self {
-        PlateauOptions {
-            factor: 0.5,
-            patience: 2,
-            threshold: 1e-4,
-        }
-    }
-}
-
-/// What `warmup_hold_cosine` reads: its sub-section.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct HoldSettings {
-    pub warmup_hold_cosine: HoldOptions,
-}
-
-impl ScheduleOptions for HoldSettings {
-    const KEYS: &'static [&'static str] = &["warmup_hold_cosine"];
-
-    fn kind(&self) -> Kind {
-        Kind::WarmupHoldCosine {
-            hold: self.warmup_hold_cosine.hold_steps,
-        }
-    }
-}
-
-/// What `one_cycle` reads: its sub-section.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct OneCycleSettings {
-    pub one_cycle: OneCycleOptions,
-}
-
-impl ScheduleOptions for OneCycleSettings {
-    const KEYS: &'static [&'static str] = &["one_cycle"];
-
-    fn validate(&self) -> Result<(), Invalid> {
-        let o = &self.one_cycle;
-        if !(o.pct_start > 0.0 && o.pct_start < 1.0) {
-            return fail("training.one_cycle.pct_start", "must be in (0, 1)");
-        }
-        if !(o.div_factor.is_finite() && o.div_factor >= 1.0) {
-            return fail("training.one_cycle.div_factor", "must be >= 1");
-        }
-        if !(o.final_div_factor.is_finite() && o.final_div_factor >= 1.0) {
-            return fail("training.one_cycle.final_div_factor", "must be >= 1");
-        }
-        Ok(())
-    }
-
-    fn kind(&self) -> Kind {
-        let o = &self.one_cycle;
-        Kind::OneCycle {
-            pct_start: o.pct_start,
-            div: o.div_factor,
-            final_div: o.final_div_factor,
-        }
-    }
-}
-
-/// What `step` reads: its sub-section.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct StepSettings {
-    pub step: StepOptions,
-}
-
-impl ScheduleOptions for StepSettings {
-    const KEYS: &'static [&'static str] = &["step"];
-
-    fn validate(&self) -> Result<(), Invalid> {
-        let o = &self.step;
-        if o.step_size == 0 {
-            return fail("training.step.step_size", "must be at least 1");
-        }
-        if !(o.gamma.is_finite() && o.gamma > 0.0 && o.gamma <= 1.0) {
-            return fail("training.step.gamma", "must be in (0, 1]");
-        }
-        Ok(())
-    }
-
-    fn kind(&self) -> Kind {
-        Kind::Step {
-            size: self.step.step_size.max(1),
-            gamma: self.step.gamma,
-        }
-    }
-}
-
-/// What `plateau` reads: its sub-section.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct PlateauSettings {
-    pub plateau: PlateauOptions,
-}
-
-impl ScheduleOptions for PlateauSettings {
-    const KEYS: &'static [&'static str] = &["plateau"];
-
-    fn validate(&self) -> Result<(), Invalid> {
-        let o = &self.plateau;
-        if !(o.factor.is_finite() && o.factor > 0.0 && o.factor < 1.0) {
-            return fail("training.plateau.factor", "must be in (0, 1)");
-        }
-        check_unit("training.plateau.threshold", o.threshold)
-    }
-
-    fn kind(&self) -> Kind {
-        let o = &self.plateau;
-        Kind::Plateau {
-            factor: o.factor,
-            patience: o.patience,
-            threshold: o.threshold,
-        }
     }
 }
 
