@@ -58,6 +58,7 @@ pub fn config(data: &[u8]) {
         "fuzz",
         &overrides,
         &mut read_template,
+        &hft::model::REGISTRIES,
     );
     let all = match resolved {
         Ok(all) => all,

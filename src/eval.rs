@@ -689,13 +689,8 @@ mod tests {
             "{header}"
         );
         // Another sampling seed gives other samples.
-        let other = ModelConfig {
-            dit: Some(crate::config::sections::DitOptions {
-                seed: 1,
-                ..Default::default()
-            }),
-            ..model_cfg.clone()
-        };
+        let other =
+            crate::model::tests::with_options(&model_cfg, serde_json::json!({"dit": {"seed": 1}}));
         let c = predict(&data, &other, &out.checkpoint, &data.test).unwrap();
         assert_ne!(c.price, preds.price);
         assert_eq!(c.logits, preds.logits, "the action head does not sample");

@@ -1170,9 +1170,7 @@ impl SplitMix64 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::Pooling;
-    use crate::config::sections::Schedule;
-    use crate::model::tests::{cfg, label, variants};
+    use crate::model::tests::{cfg, label, pools_mean, variants};
     use crate::optim::OPTIMIZER_NAMES;
 
     /// A learnable toy dataset: 4 steps of 3 features, horizon 2, two symbols alternating,
@@ -1399,10 +1397,7 @@ pub(crate) mod tests {
                 (150, 0.02)
             };
             // The default sampler: the tests' few samples and steps average too coarsely.
-            let model_cfg = ModelConfig {
-                dit: model_cfg.dit.as_ref().map(|_| Default::default()),
-                ..model_cfg
-            };
+            let model_cfg = crate::model::tests::default_sampler(model_cfg);
             let t = TrainingConfig {
                 label_smoothing: 0.0,
                 grad_clip: 0.0,
@@ -1857,7 +1852,7 @@ pub(crate) mod tests {
     fn plateau_and_early_stopping_need_validation_windows() {
         let data = toy_dataset([16, 0, 0], 15);
         let t = TrainingConfig {
-            schedule: Schedule::Plateau,
+            schedule: "plateau".into(),
             ..tcfg(2, 8)
         };
         let err = run(&data, &cfg("mlp"), &opt(1e-3), &t, 1).err().unwrap();
@@ -1878,9 +1873,7 @@ pub(crate) mod tests {
     #[test]
     fn reduced_precision_trains_every_model_deterministically() {
         let data = toy_dataset([32, 8, 0], 16);
-        let models = variants()
-            .into_iter()
-            .filter(|m| m.pooling != Pooling::Mean);
+        let models = variants().into_iter().filter(|m| !pools_mean(m));
         for m in models {
             let m = quiet(m);
             let f32_run = run(&data, &m, &opt(1e-2), &tcfg(10, 8), 3).unwrap();
@@ -1988,7 +1981,7 @@ pub(crate) mod tests {
         let t = TrainingConfig {
             grad_accum_steps: 2,
             ema_decay: Some(0.9),
-            schedule: Schedule::Plateau,
+            schedule: "plateau".into(),
             checkpoint_every: Some(2),
             ..tcfg(4, 4)
         };

@@ -140,6 +140,8 @@ impl Case {
         self.executes = true;
         self
     }
+    /// No case is marked today; kept for the next bug found in code owned elsewhere.
+    #[allow(dead_code)]
     fn known_bug(mut self, why: &'static str) -> Case {
         self.known_bug = Some(why);
         self
@@ -395,12 +397,16 @@ fn malformed() -> Vec<Case> {
             ]),
         case(Config, "option_of_another_model", build)
             .config_replace("num_layers: 1}", "num_layers: 1, dit: {samples: 8}}")
-            .expect(&["experiments/exp.yaml:9:", "model.dit"])
-            .known_bug(
-                "model.dit under type: mlp is silently ignored (src/config/sections.rs \
-                 ModelConfig::validate), although the module promises that a setting the \
-                 selected type does not read is an error naming the key",
-            ),
+            .expect(&[
+                "experiments/exp.yaml:9:51: model.dit: read by dit, not by mlp; \
+                 remove it or set model.type",
+            ]),
+        case(Config, "option_of_another_model_type_flat", build)
+            .config_replace("num_layers: 1}", "num_layers: 1, num_heads: 2}")
+            .expect(&[
+                "experiments/exp.yaml:9:51: model.num_heads: read by transformer and dit, \
+                 not by mlp; remove it or set model.type",
+            ]),
         case(Config, "device_not_built", build)
             .config_replace(
                 "training: {max_steps: 2, batch_size: 8}",

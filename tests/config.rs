@@ -109,6 +109,39 @@ fn config_show_names_where_every_value_came_from() {
     assert!(line("evaluation.cost_bps").ends_with("# default"));
 }
 
+/// `config show` prints what the selected types read, their defaults filled in, and
+/// nothing of the other types; a setting of another type is an error naming its owners.
+#[test]
+fn config_show_prints_the_options_of_the_selected_types() {
+    let p = project("extends: templates/tiny.yaml\nmodel: {type: transformer, num_heads: 2}\n");
+    let run = p.hft(&["config", "show", "exp", "--set", "optimizer.type=lion"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let line = |key: &str| {
+        run.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{key}:")))
+            .unwrap_or_else(|| panic!("no {key} in\n{}", run.stdout))
+            .to_string()
+    };
+    assert!(line("model.num_heads").contains("# experiments/exp.yaml:2"));
+    let pooling = line("model.pooling");
+    assert!(
+        pooling.contains("\"last\"") && pooling.ends_with("# default"),
+        "{pooling}"
+    );
+    assert!(line("optimizer.lion.betas").contains("[0.9,0.99]"));
+    assert!(!run.stdout.contains("optimizer.betas"), "{}", run.stdout);
+    let plain = p.hft(&["config", "show", "exp", "--set", "model.type=mlp"]);
+    assert_eq!(plain.code, 2, "{}", plain.stdout);
+    assert!(
+        plain.stderr.contains(
+            "experiments/exp.yaml:2:28: model.num_heads: read by transformer and dit, not by mlp"
+        ),
+        "{}",
+        plain.stderr
+    );
+}
+
 #[test]
 fn overrides_rerun_what_they_change_and_bad_ones_are_clear_errors() {
     let p = project("extends: templates/tiny.yaml\n");

@@ -113,9 +113,17 @@ fn hidden_size_reruns_init_train_and_evaluate() {
 }
 
 #[test]
-fn settings_of_other_model_types_do_not_rerun_anything() {
+fn settings_of_other_model_types_are_errors() {
     // num_heads is a transformer setting; this experiment trains an LSTM.
-    assert!(reruns_after(("dropout: 0.1}", "dropout: 0.1, num_heads: 2}")).is_empty());
+    let p = project(&EXPERIMENT.replace("dropout: 0.1}", "dropout: 0.1, num_heads: 2}"));
+    let run = p.hft(&["build"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("model.num_heads: read by transformer and dit, not by lstm"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

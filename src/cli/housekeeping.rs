@@ -7,9 +7,9 @@ use std::path::Path;
 use super::{Common, Outcome, fail, open_store_at, survey_in};
 use crate::catalog::Catalog;
 use crate::lock::{LOCK_FILE, Lockfile};
-use crate::term;
 use crate::store::Store;
 use crate::store::housekeeping::{self, GcOptions};
+use crate::term;
 
 /// `500M`, `20G`, `1.5GiB`, `1048576`: bytes, with binary multiples.
 pub fn parse_size(text: &str) -> Result<u64, String> {

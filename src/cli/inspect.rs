@@ -14,8 +14,8 @@ use super::{Common, Outcome, fail, survey};
 use crate::catalog::{Catalog, CatalogRow};
 use crate::graph::exec::{ExperimentJob, ExperimentReport, StageState};
 use crate::report;
-use crate::term;
 use crate::store::Store;
+use crate::term;
 
 /// The metrics `ls` and `compare` show unless told otherwise.
 pub const HEADLINE_METRICS: [&str; 6] = [

@@ -16,13 +16,13 @@ use crate::graph::exec::{self, ExperimentJob, ExperimentReport, StageState};
 use crate::graph::stages::StageError;
 use crate::graph::{self, DataFile, Database, ExperimentSource, Parsed, Plan, memo};
 use crate::lock::{LOCK_FILE, Lockfile};
-use crate::term;
 use crate::store::{CACHE_DIR_ENV, StatCache, Store};
+use crate::term;
 
 mod exec_stage;
 mod housekeeping;
-mod results;
 pub mod inspect;
+mod results;
 
 /// Printed at the end of `hft --help`.
 const EXIT_CODES: &str = "Exit codes:\n  0    success\n  1    a stage failed while executing (I/O, a diverged training), an audit \

@@ -75,4 +75,3 @@ pub fn results_rows(
     }
     rows
 }
-

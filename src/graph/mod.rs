@@ -166,6 +166,7 @@ pub fn parse_experiments(
         &stem,
         source.overrides(db),
         &mut read_template,
+        &crate::model::REGISTRIES,
     )
 }
 

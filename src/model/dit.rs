@@ -23,11 +23,112 @@ use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, Linea
 use burn::tensor::activation::{gelu, silu};
 use burn::tensor::{DType, Device, Distribution, FloatDType, Tensor, TensorData};
 
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
 use super::encoder::{encode, linear_rows, self_attention};
 use super::heads::Head;
-use super::transformer::{EncoderParts, pool, positions};
+use super::registry::{ModelOptions, options_of};
+use super::transformer::{EncoderParts, Pooling, Positions, TransformerOptions, pool, positions};
 use super::{Dims, Forecast, Forecaster, ModelError, Net, PriceTerm, TrainForecast};
-use crate::config::{ModelConfig, Pooling};
+use crate::config::ModelConfig;
+use crate::config::options::{Invalid, Options, fail};
+
+/// `model.dit`: the diffusion settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DitOptions {
+    /// Steps T of the DDPM cosine noise schedule the denoiser is trained on. Default 100.
+    pub diffusion_steps: usize,
+    /// DDIM steps per sample when forecasting (evenly spaced over T). Default 10.
+    pub sampling_steps: usize,
+    /// Samples per forecast: the forecast is their mean, the band their 10% and 90%
+    /// quantiles. Default 16.
+    pub samples: usize,
+    /// Seed of the sampling noise (training noise follows the experiment seed). Default 0.
+    pub seed: u64,
+}
+
+impl Default for DitOptions {
+    fn default() -> Self {
+        DitOptions {
+            diffusion_steps: 100,
+            sampling_steps: 10,
+            samples: 16,
+            seed: 0,
+        }
+    }
+}
+
+/// The keys of `model:` a `dit` reads: its context encoder's (as a transformer's) and the
+/// `dit:` sub-section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DitModelOptions {
+    pub num_heads: usize,
+    pub ff_size: Option<usize>,
+    pub pooling: Pooling,
+    pub positions: Positions,
+    pub dit: DitOptions,
+}
+
+impl Default for DitModelOptions {
+    fn default() -> Self {
+        let t = TransformerOptions::default();
+        DitModelOptions {
+            num_heads: t.num_heads,
+            ff_size: t.ff_size,
+            pooling: t.pooling,
+            positions: t.positions,
+            dit: DitOptions::default(),
+        }
+    }
+}
+
+impl DitModelOptions {
+    /// The encoder's options.
+    pub fn encoder(&self) -> TransformerOptions {
+        TransformerOptions {
+            num_heads: self.num_heads,
+            ff_size: self.ff_size,
+            pooling: self.pooling,
+            positions: self.positions,
+        }
+    }
+}
+
+impl ModelOptions for DitModelOptions {
+    const KEYS: &'static [&'static str] = &["num_heads", "ff_size", "pooling", "positions", "dit"];
+
+    fn validate(&self, model: &ModelConfig) -> Result<(), Invalid> {
+        self.encoder().validate(model)?;
+        let o = &self.dit;
+        if !(1..=10_000).contains(&o.diffusion_steps) {
+            return fail("model.dit.diffusion_steps", "must be between 1 and 10000");
+        }
+        if !(1..=o.diffusion_steps).contains(&o.sampling_steps) {
+            return fail(
+                "model.dit.sampling_steps",
+                format!(
+                    "must be between 1 and diffusion_steps ({})",
+                    o.diffusion_steps
+                ),
+            );
+        }
+        if !(2..=1000).contains(&o.samples) {
+            return fail(
+                "model.dit.samples",
+                "must be between 2 and 1000 (quantiles need two)",
+            );
+        }
+        Ok(())
+    }
+
+    fn key_value(&self, model: &ModelConfig, key: &mut Options) {
+        self.encoder().key_value(model, key);
+        key.insert("dit".into(), json!(self.dit));
+    }
+}
 
 /// Offset of the cosine schedule (Nichol & Dhariwal's `s`), keeping early noise levels from
 /// being vanishingly small.
@@ -88,7 +189,9 @@ struct DitBlock {
 
 pub fn build(cfg: &ModelConfig, dims: Dims, device: &Device) -> Result<Box<dyn Net>, ModelError> {
     let d = cfg.hidden_size;
-    let o = cfg.dit();
+    let options: DitModelOptions = options_of(cfg)?;
+    let encoder = options.encoder();
+    let o = &options.dit;
     if o.diffusion_steps == 0
         || o.sampling_steps == 0
         || o.sampling_steps > o.diffusion_steps
@@ -99,8 +202,8 @@ pub fn build(cfg: &ModelConfig, dims: Dims, device: &Device) -> Result<Box<dyn N
             o.sampling_steps, o.diffusion_steps, o.samples
         )));
     }
-    let parts = EncoderParts::new(cfg, dims, device)?;
-    let d_ff = cfg.ff_size.unwrap_or(4 * d);
+    let parts = EncoderParts::new(cfg, &encoder, dims, device)?;
+    let d_ff = encoder.ff_size(cfg);
     let zeros = |d_in: usize, d_out: usize| {
         LinearConfig::new(d_in, d_out)
             .with_initializer(Initializer::Zeros)
@@ -108,7 +211,7 @@ pub fn build(cfg: &ModelConfig, dims: Dims, device: &Device) -> Result<Box<dyn N
     };
     let blocks = (0..cfg.num_layers)
         .map(|_| DitBlock {
-            attention: MultiHeadAttentionConfig::new(d, cfg.num_heads)
+            attention: MultiHeadAttentionConfig::new(d, encoder.num_heads)
                 .with_dropout(cfg.dropout)
                 .init(device),
             ff_in: LinearConfig::new(d, d_ff).init(device),
@@ -142,7 +245,7 @@ pub fn build(cfg: &ModelConfig, dims: Dims, device: &Device) -> Result<Box<dyn N
         heads: Head::new(d, 3, device),
         denoiser,
         d_model: d,
-        mean_pool: cfg.pooling == Pooling::Mean,
+        mean_pool: encoder.pooling == Pooling::Mean,
         diffusion_steps: o.diffusion_steps,
         sampling_steps: o.sampling_steps,
         samples: o.samples,

@@ -3,7 +3,8 @@
 //! A model maps a window `[batch, sequence_length, features]` to a [`Forecast`]: predicted
 //! returns `[batch, horizon]` (in units of the train-split standard deviation of each horizon)
 //! and action logits `[batch, 3]` (buy, hold, sell). An architecture is one file with a
-//! `build` function plus one line in [`MODELS`]. Training and evaluation see a model only
+//! `build` function and its options type plus one line in [`MODELS`] (`registry`, which
+//! also owns the `model:` keys each type reads). Training and evaluation see a model only
 //! through [`Net`], an object-safe view of a burn module, so they have no per-model code.
 //!
 //! Weights are burn "burnpack" module records. Parameter ids are derived from module paths
@@ -17,12 +18,14 @@ mod heads;
 pub mod lstm;
 mod lstm_fused;
 pub mod mlp;
+pub mod registry;
 pub mod transformer;
+mod visitors;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, ParamId};
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, FloatDType, Gradients, Tensor, TensorData};
@@ -33,42 +36,13 @@ use crate::data::{Dataset, Split};
 
 pub(crate) use blob::{decode as decode_blob, encode as encode_blob};
 pub use heads::Heads;
+use visitors::{
+    CastGradients, CastParams, Ema, FiniteCheck, FlatParams, ForceInit, ParamLister, PathIds,
+};
 
-/// A model's builder: hyper-parameters, dataset shapes and device in, the model out with its
-/// parameters still lazy (initialised or loaded by [`build`] and [`load`]).
-pub type BuildFn = fn(&ModelConfig, Dims, &Device) -> Result<Box<dyn Net>, ModelError>;
-
-/// One registry entry.
-pub struct ModelSpec {
-    /// The `model.type` value that selects it.
-    pub name: &'static str,
-    pub build: BuildFn,
-}
-
-impl ModelSpec {
-    const fn new(name: &'static str, build: BuildFn) -> Self {
-        ModelSpec { name, build }
-    }
-}
-
-/// The registry: `model.type` -> builder.
-pub const MODELS: &[ModelSpec] = &[
-    ModelSpec::new("mlp", mlp::build),
-    ModelSpec::new("lstm", lstm::build),
-    ModelSpec::new("gru", gru::build),
-    ModelSpec::new("transformer", transformer::build),
-    ModelSpec::new("dit", dit::build),
-];
-
-/// Names accepted by `model.type`, in registry order.
-pub const MODEL_NAMES: &[&str] = &{
-    let mut names = [""; MODELS.len()];
-    let mut i = 0;
-    while i < MODELS.len() {
-        names[i] = MODELS[i].name;
-        i += 1;
-    }
-    names
+pub use registry::{
+    BuildFn, MODEL_NAMES, MODELS, ModelOptions, ModelSpec, REGISTRIES, implementation_version,
+    resolve_options, spec,
 };
 
 /// A model, training data or weights blob that cannot be used.
@@ -379,14 +353,6 @@ impl<M: Forecaster> Net for M {
     }
 }
 
-/// Looks a model type up in the registry.
-pub fn spec(kind: &str) -> Result<&'static ModelSpec, ModelError> {
-    MODELS
-        .iter()
-        .find(|m| m.name == kind)
-        .ok_or_else(|| ModelError::UnknownModel(kind.to_string()))
-}
-
 /// Builds a model with fresh parameters drawn from burn's RNG seeded with `seed`.
 pub fn build(
     cfg: &ModelConfig,
@@ -513,177 +479,10 @@ pub(crate) fn rng_lock() -> MutexGuard<'static, ()> {
     RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Tracks the module path during a traversal.
-#[derive(Default)]
-struct PathStack(Vec<String>);
-
-impl PathStack {
-    fn enter(&mut self, name: &str) {
-        self.0.push(name.to_string());
-    }
-    fn exit(&mut self) {
-        self.0.pop();
-    }
-    fn path(&self) -> String {
-        self.0.join(".")
-    }
-}
-
-/// Sets each parameter's id from a hash of its module path.
-#[derive(Default)]
-struct PathIds(PathStack);
-
-impl ModuleMapper for PathIds {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.0.enter(name);
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.0.exit();
-    }
-    fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        param.id = path_id(&self.0.path());
-        param
-    }
-}
-
-fn path_id(path: &str) -> ParamId {
-    let hash = blake3::hash(path.as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&hash.as_bytes()[..8]);
-    ParamId::from(u64::from_le_bytes(first))
-}
-
-/// Reads every float parameter, which initialises lazy ones.
-struct ForceInit;
-
-impl ModuleVisitor for ForceInit {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let _ = param.val();
-    }
-}
-
-#[derive(Default)]
-struct FiniteCheck {
-    path: PathStack,
-    first_bad: Option<String>,
-}
-
-impl ModuleVisitor for FiniteCheck {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.enter(name);
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.exit();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if self.first_bad.is_none() && !param.val().is_finite().all().into_scalar::<bool>() {
-            self.first_bad = Some(self.path.path());
-        }
-    }
-}
-
-/// Casts every parameter to a float dtype, keeping its id and whether it is trainable.
-struct CastParams(FloatDType);
-
-impl ModuleMapper for CastParams {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let (id, value, mapper) = param.consume();
-        let tracked = value.is_autodiff();
-        let require_grad = value.is_require_grad();
-        let cast = value.inner().cast(self.0);
-        let value = if tracked {
-            let value = Tensor::from_inner(cast);
-            if require_grad {
-                value.require_grad()
-            } else {
-                value
-            }
-        } else {
-            cast
-        };
-        Param::from_mapped_value(id, value, mapper)
-    }
-}
-
-/// Converts gradients to a dtype and scales them, parameter by parameter.
-struct CastGradients<'a> {
-    grads: &'a mut GradientsParams,
-    dtype: FloatDType,
-    scale: f64,
-}
-
-impl ModuleVisitor for CastGradients<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if let Some(grad) = self.grads.remove::<D>(param.id) {
-            let mut grad = grad.cast(self.dtype);
-            if self.scale != 1.0 {
-                grad = grad.mul_scalar(self.scale);
-            }
-            self.grads.register(param.id, grad);
-        }
-    }
-}
-
-/// Collects detached, flattened parameter values by id.
-#[derive(Default)]
-struct FlatParams(HashMap<ParamId, Tensor<1>>);
-
-impl ModuleVisitor for FlatParams {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let value = param.val().inner();
-        let n = value.shape().num_elements();
-        self.0.insert(param.id, value.reshape([n]));
-    }
-}
-
-/// One step of an exponential moving average towards `raw`'s values.
-struct Ema {
-    raw: HashMap<ParamId, Tensor<1>>,
-    decay: f64,
-}
-
-impl ModuleMapper for Ema {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let Some(raw) = self.raw.remove(&param.id) else {
-            return param;
-        };
-        let decay = self.decay;
-        param.map(|ema| {
-            let dims = ema.dims();
-            if raw.dims()[0] != ema.shape().num_elements() {
-                return ema;
-            }
-            ema.mul_scalar(decay) + raw.reshape(dims).mul_scalar(1.0 - decay)
-        })
-    }
-}
-
-#[derive(Default)]
-struct ParamLister {
-    path: PathStack,
-    params: Vec<ParamMeta>,
-}
-
-impl ModuleVisitor for ParamLister {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.enter(name);
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.exit();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.params.push(ParamMeta {
-            id: param.id,
-            path: self.path.path(),
-            rank: D,
-            shape: param.val().dims().to_vec(),
-        });
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use serde_json::json;
 
     /// `f` run on a rayon pool of its own with `threads` threads (flex and the fused
     /// kernels use the current pool), for tests that results keep their bits.
@@ -696,45 +495,78 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn cfg(kind: &str) -> ModelConfig {
+        let options = match kind {
+            "transformer" => json!({"num_heads": 2}),
+            // Few samples and steps keep the tests fast; the defaults are checked in `dit`.
+            "dit" => json!({
+                "num_heads": 2,
+                "dit": {"diffusion_steps": 50, "sampling_steps": 5, "samples": 4, "seed": 0},
+            }),
+            _ => json!({}),
+        };
         ModelConfig {
             kind: kind.to_string(),
             hidden_size: 8,
             num_layers: 2,
             dropout: 0.1,
-            num_heads: 2,
-            ff_size: None,
-            pooling: crate::config::Pooling::Last,
-            positions: crate::config::sections::Positions::Sinusoidal,
-            // Few samples and steps keep the tests fast; the defaults are checked in `dit`.
-            dit: (kind == "dit").then_some(crate::config::sections::DitOptions {
-                diffusion_steps: 50,
-                sampling_steps: 5,
-                samples: 4,
-                seed: 0,
-            }),
+            options: as_options(options),
         }
+    }
+
+    pub(crate) fn as_options(v: serde_json::Value) -> crate::config::Options {
+        match v {
+            serde_json::Value::Object(map) => map,
+            _ => crate::config::Options::new(),
+        }
+    }
+
+    /// `c` with its options `changes` merged in.
+    pub(crate) fn with_options(c: &ModelConfig, changes: serde_json::Value) -> ModelConfig {
+        let mut c = c.clone();
+        c.options.extend(as_options(changes));
+        c
+    }
+
+    /// `c` with `dit`'s default sampler (where it has `dit` settings).
+    pub(crate) fn default_sampler(mut c: ModelConfig) -> ModelConfig {
+        if let Some(dit) = c.options.get_mut("dit") {
+            *dit = json!({});
+        }
+        c
+    }
+
+    /// Whether `c` pools by the mean (the transformer variant some tests skip).
+    pub(crate) fn pools_mean(c: &ModelConfig) -> bool {
+        c.options.get("pooling") == Some(&json!("mean"))
     }
 
     /// Every registered model, plus the transformer's non-default pooling and positions.
     pub(crate) fn variants() -> Vec<ModelConfig> {
-        use crate::config::sections::Positions;
         let mut all: Vec<ModelConfig> = MODEL_NAMES.iter().map(|k| cfg(k)).collect();
-        all.push(ModelConfig {
-            pooling: crate::config::Pooling::Attention,
-            positions: Positions::Learned,
-            ..cfg("transformer")
-        });
-        all.push(ModelConfig {
-            pooling: crate::config::Pooling::Mean,
-            ..cfg("transformer")
-        });
+        let t = cfg("transformer");
+        all.push(with_options(
+            &t,
+            json!({"pooling": "attention", "positions": "learned"}),
+        ));
+        all.push(with_options(&t, json!({"pooling": "mean"})));
         all
     }
 
     /// A short name for test messages.
     pub(crate) fn label(c: &ModelConfig) -> String {
         if c.kind == "transformer" {
-            format!("transformer/{:?}/{:?}", c.pooling, c.positions)
+            let get = |k: &str, default: &str| {
+                c.options
+                    .get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or(default)
+                    .to_string()
+            };
+            format!(
+                "transformer/{}/{}",
+                get("pooling", "last"),
+                get("positions", "sinusoidal")
+            )
         } else {
             c.kind.clone()
         }
@@ -745,12 +577,6 @@ pub(crate) mod tests {
         sequence_length: 5,
         horizon: 2,
     };
-
-    #[test]
-    fn registry_names_match_the_config_list() {
-        let names: Vec<&str> = MODELS.iter().map(|m| m.name).collect();
-        assert_eq!(names, MODEL_NAMES);
-    }
 
     #[test]
     fn every_model_maps_windows_to_both_heads() {
@@ -824,8 +650,7 @@ pub(crate) mod tests {
 
     #[test]
     fn bad_configs_are_errors_not_panics() {
-        let mut c = cfg("transformer");
-        c.num_heads = 3;
+        let c = with_options(&cfg("transformer"), json!({"num_heads": 3}));
         assert!(init_weights(&c, 1, 3, 5, 2).is_err());
         assert!(init_weights(&cfg("gruu"), 1, 3, 5, 2).is_err());
         assert!(init_weights(&cfg("mlp"), 1, 0, 5, 2).is_err());

@@ -8,10 +8,97 @@ use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, Linea
 use burn::tensor::activation::softmax;
 use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
 use super::encoder::{encode, linear_rows};
+use super::registry::{ModelOptions, options_of};
 use super::{Dims, Forecast, Forecaster, Heads, ModelError, Net};
-use crate::config::sections::Positions;
-use crate::config::{ModelConfig, Pooling};
+use crate::config::ModelConfig;
+use crate::config::options::{Invalid, Options, fail};
+
+/// How the encoder summarises the sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    Last,
+    Mean,
+    /// A learned query attends over the steps.
+    Attention,
+}
+
+/// Position encoding of the encoder's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Positions {
+    /// Fixed.
+    Sinusoidal,
+    /// One trained vector per step of the window.
+    Learned,
+}
+
+/// The keys of `model:` a `transformer` reads (and `dit` for its context encoder).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TransformerOptions {
+    /// Attention heads; must divide hidden_size. Default 4.
+    pub num_heads: usize,
+    /// Feed-forward width. Default: 4 * hidden_size.
+    pub ff_size: Option<usize>,
+    /// `last`, `mean` or `attention`. Default `last`.
+    pub pooling: Pooling,
+    /// `sinusoidal` or `learned`. Default `sinusoidal`.
+    pub positions: Positions,
+}
+
+impl Default for TransformerOptions {
+    fn default() -> Self {
+        TransformerOptions {
+            num_heads: 4,
+            ff_size: None,
+            pooling: Pooling::Last,
+            positions: Positions::Sinusoidal,
+        }
+    }
+}
+
+impl TransformerOptions {
+    /// `ff_size` with its default.
+    pub fn ff_size(&self, model: &ModelConfig) -> usize {
+        self.ff_size.unwrap_or(4 * model.hidden_size)
+    }
+}
+
+impl ModelOptions for TransformerOptions {
+    const KEYS: &'static [&'static str] = &["num_heads", "ff_size", "pooling", "positions"];
+
+    fn validate(&self, model: &ModelConfig) -> Result<(), Invalid> {
+        if self.num_heads == 0 || !model.hidden_size.is_multiple_of(self.num_heads) {
+            return fail(
+                "model.num_heads",
+                format!(
+                    "must divide hidden_size ({} is not a multiple of {})",
+                    model.hidden_size, self.num_heads
+                ),
+            );
+        }
+        if self.ff_size == Some(0) {
+            return fail("model.ff_size", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    fn key_value(&self, model: &ModelConfig, key: &mut Options) {
+        key.insert("num_heads".into(), json!(self.num_heads));
+        key.insert("ff_size".into(), json!(self.ff_size(model)));
+        key.insert("pooling".into(), json!(self.pooling));
+        // Added after the first release: the old default is left out so that existing
+        // transformer keys (and caches) stay valid.
+        if self.positions != Positions::Sinusoidal {
+            key.insert("positions".into(), json!(self.positions));
+        }
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct Transformer {
@@ -30,7 +117,8 @@ pub struct Transformer {
 
 pub fn build(cfg: &ModelConfig, dims: Dims, device: &Device) -> Result<Box<dyn Net>, ModelError> {
     let d = cfg.hidden_size;
-    let parts = EncoderParts::new(cfg, dims, device)?;
+    let o: TransformerOptions = options_of(cfg)?;
+    let parts = EncoderParts::new(cfg, &o, dims, device)?;
     Ok(Box::new(Transformer {
         input: LinearConfig::new(dims.num_features, d).init(device),
         pos_embedding: parts.pos_embedding,
@@ -40,7 +128,7 @@ pub fn build(cfg: &ModelConfig, dims: Dims, device: &Device) -> Result<Box<dyn N
         dropout: DropoutConfig::new(cfg.dropout).init(),
         heads: Heads::new(d, dims.horizon, device),
         d_model: d,
-        mean_pool: cfg.pooling == Pooling::Mean,
+        mean_pool: o.pooling == Pooling::Mean,
     }))
 }
 
@@ -66,24 +154,29 @@ pub(super) struct EncoderParts {
 }
 
 impl EncoderParts {
-    pub fn new(cfg: &ModelConfig, dims: Dims, device: &Device) -> Result<Self, ModelError> {
+    pub fn new(
+        cfg: &ModelConfig,
+        o: &TransformerOptions,
+        dims: Dims,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
         let d = cfg.hidden_size;
-        if cfg.num_heads == 0 || !d.is_multiple_of(cfg.num_heads) {
+        if o.num_heads == 0 || !d.is_multiple_of(o.num_heads) {
             return Err(ModelError::Config(format!(
                 "num_heads ({}) must divide hidden_size ({d})",
-                cfg.num_heads
+                o.num_heads
             )));
         }
-        let d_ff = cfg.ff_size.unwrap_or(4 * d);
+        let d_ff = o.ff_size(cfg);
         if d_ff == 0 {
             return Err(ModelError::Config("ff_size must be at least 1".into()));
         }
-        let encoder = TransformerEncoderConfig::new(d, d_ff, cfg.num_heads, cfg.num_layers)
+        let encoder = TransformerEncoderConfig::new(d, d_ff, o.num_heads, cfg.num_layers)
             .with_dropout(cfg.dropout)
             .with_norm_first(true)
             .init(device);
         // Small random positions (GPT-2's 0.02), drawn lazily like every other parameter.
-        let pos_embedding = (cfg.positions == Positions::Learned).then(|| {
+        let pos_embedding = (o.positions == Positions::Learned).then(|| {
             Initializer::Normal {
                 mean: 0.0,
                 std: 0.02,
@@ -93,7 +186,7 @@ impl EncoderParts {
         // A zero query starts as mean pooling; its gradient is not zero (it is the
         // score-weighted spread of the steps), so it learns which steps to read.
         let pool_query =
-            (cfg.pooling == Pooling::Attention).then(|| Initializer::Zeros.init([d], device));
+            (o.pooling == Pooling::Attention).then(|| Initializer::Zeros.init([d], device));
         Ok(EncoderParts {
             encoder,
             pos_embedding,

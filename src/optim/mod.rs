@@ -1,4 +1,5 @@
-//! Optimizers: the registry, learning-rate schedules and global-norm gradient clipping.
+//! Optimizers: the registry (`registry`: each entry owns its options), learning-rate
+//! schedules and global-norm gradient clipping.
 //!
 //! An optimizer is a burn [`ModuleOptimizer`], so any burn optimizer (or a custom
 //! `burn::optim::Optimizer`, like [`shampoo`]) fits; its builder sees every parameter's path,
@@ -6,60 +7,28 @@
 //! Shampoo on matrices only, AdamW on the rest). A group's optimizer is chosen once per
 //! parameter, on its first step, by burn's "last matching group wins" rule.
 
+mod builtin;
+pub mod registry;
 pub mod schedule;
 pub mod shampoo;
 
-use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{
-    AdafactorConfig, AdamWConfig, AdjustLrFn, GradientsParams, LionConfig, ModuleOptimizer,
-    MuonConfig, Optimizer, SgdConfig,
-};
+use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
+use burn::optim::{GradientsParams, ModuleOptimizer, Optimizer};
 use burn::tensor::{Device, Tensor};
 
 use crate::config::OptimizerConfig;
-use crate::config::sections::MuonLrAdjust;
 use crate::model::ParamMeta;
 
-pub use schedule::{Scheduler, lr_at};
-
-/// Builds an optimizer for a model's parameters.
-pub type BuildFn = fn(&OptimizerConfig, &[ParamMeta]) -> Result<ModuleOptimizer, OptimError>;
-
-/// One registry entry.
-pub struct OptimizerSpec {
-    /// The `optimizer.type` value that selects it.
-    pub name: &'static str,
-    pub build: BuildFn,
-}
-
-impl OptimizerSpec {
-    const fn new(name: &'static str, build: BuildFn) -> Self {
-        OptimizerSpec { name, build }
-    }
-}
-
-/// The registry: `optimizer.type` -> builder.
-pub const OPTIMIZERS: &[OptimizerSpec] = &[
-    OptimizerSpec::new("adamw", adamw),
-    OptimizerSpec::new("sgd", sgd),
-    OptimizerSpec::new("lion", lion),
-    OptimizerSpec::new("adafactor", adafactor),
-    OptimizerSpec::new("muon", muon),
-    OptimizerSpec::new("shampoo", shampoo::build),
-];
-
-/// Names accepted by `optimizer.type`, in registry order.
-pub const OPTIMIZER_NAMES: &[&str] = &{
-    let mut names = [""; OPTIMIZERS.len()];
-    let mut i = 0;
-    while i < OPTIMIZERS.len() {
-        names[i] = OPTIMIZERS[i].name;
-        i += 1;
-    }
-    names
+pub use builtin::{
+    AdafactorOptions, AdafactorSettings, AdamwSettings, DEFAULT_BETAS, DEFAULT_EPS, LionOptions,
+    LionSettings, Moments, MuonLrAdjust, MuonOptions, MuonSettings, SgdOptions, SgdSettings,
+    muon_handles,
 };
+pub use registry::{
+    BuildFn, OPTIMIZER_NAMES, OPTIMIZERS, OptimizerOptions, OptimizerSpec, resolve_options,
+};
+pub use schedule::{Scheduler, lr_at};
+pub use shampoo::{ShampooOptions, ShampooSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OptimError {
@@ -72,10 +41,7 @@ pub enum OptimError {
 /// Looks the optimizer up and builds it for `params`. The config is checked again here
 /// (the loader already did), so a config built in code cannot reach a burn assertion.
 pub fn build(cfg: &OptimizerConfig, params: &[ParamMeta]) -> Result<ModuleOptimizer, OptimError> {
-    let spec = OPTIMIZERS
-        .iter()
-        .find(|o| o.name == cfg.kind)
-        .ok_or_else(|| OptimError::Unknown(cfg.kind.clone()))?;
+    let spec = registry::spec(&cfg.kind).ok_or_else(|| OptimError::Unknown(cfg.kind.clone()))?;
     cfg.validate()
         .map_err(|(key, message)| OptimError::Config(key, message))?;
     (spec.build)(cfg, params)
@@ -94,111 +60,12 @@ fn no_decay_group(params: &[ParamMeta]) -> ParamGroup {
 
 /// `optim` with weight decay `wd` on [`decays`] parameters and none on the others: `make`
 /// builds the optimizer for a given decay.
-fn with_decay_groups<O: Optimizer>(
+pub(crate) fn with_decay_groups<O: Optimizer>(
     params: &[ParamMeta],
     wd: f64,
     make: impl Fn(f64) -> O,
 ) -> ModuleOptimizer {
     ModuleOptimizer::from(make(wd)).with_group(no_decay_group(params), make(0.0), None)
-}
-
-fn adamw_config(cfg: &OptimizerConfig) -> AdamWConfig {
-    let [b1, b2] = cfg.betas();
-    AdamWConfig::new()
-        .with_beta_1(b1 as f32)
-        .with_beta_2(b2 as f32)
-        .with_epsilon(cfg.eps() as f32)
-}
-
-/// AdamW, with weight decay on [`decays`] parameters only.
-fn adamw(cfg: &OptimizerConfig, params: &[ParamMeta]) -> Result<ModuleOptimizer, OptimError> {
-    let base = adamw_config(cfg);
-    Ok(with_decay_groups(params, cfg.weight_decay, |wd| {
-        base.clone().with_weight_decay(wd as f32).build()
-    }))
-}
-
-/// SGD with heavy-ball or Nesterov momentum (no dampening, as PyTorch's default) and an L2
-/// penalty as weight decay.
-fn sgd(cfg: &OptimizerConfig, params: &[ParamMeta]) -> Result<ModuleOptimizer, OptimError> {
-    let o = cfg.sgd();
-    let momentum = (o.momentum > 0.0).then_some(MomentumConfig {
-        momentum: o.momentum,
-        dampening: 0.0,
-        nesterov: o.nesterov,
-    });
-    Ok(with_decay_groups(params, cfg.weight_decay, |wd| {
-        SgdConfig::new()
-            .with_momentum(momentum.clone())
-            .with_weight_decay((wd > 0.0).then(|| WeightDecayConfig::new(wd as f32)))
-            .build()
-    }))
-}
-
-/// Lion: the sign of an interpolated momentum, with decoupled weight decay.
-fn lion(cfg: &OptimizerConfig, params: &[ParamMeta]) -> Result<ModuleOptimizer, OptimError> {
-    let [b1, b2] = cfg.lion().betas;
-    Ok(with_decay_groups(params, cfg.weight_decay, |wd| {
-        LionConfig::new()
-            .with_beta_1(b1 as f32)
-            .with_beta_2(b2 as f32)
-            .with_weight_decay(wd as f32)
-            .build()
-    }))
-}
-
-/// burn's Adafactor (factored second moments for matrices), with decoupled weight decay.
-fn adafactor(cfg: &OptimizerConfig, params: &[ParamMeta]) -> Result<ModuleOptimizer, OptimError> {
-    let o = cfg.adafactor();
-    Ok(with_decay_groups(params, cfg.weight_decay, |wd| {
-        AdafactorConfig::new()
-            .with_decay_rate(o.decay_rate)
-            .with_clip_threshold(o.clip_threshold as f32)
-            .with_scale_parameter(o.scale_parameter)
-            .with_relative_step(o.relative_step)
-            .with_weight_decay(wd as f32)
-            .build()
-    }))
-}
-
-/// Whether Muon handles this parameter: a 2-D weight of the model's body. Biases and norms
-/// (rank 1), embeddings and the output heads stay with AdamW, as in Jordan et al. (2024):
-/// orthogonalising a head or an embedding table is not what Muon's argument covers.
-pub fn muon_handles(p: &ParamMeta) -> bool {
-    p.rank == 2 && !p.path.starts_with("heads.") && !p.path.contains("embedding")
-}
-
-/// Muon on [`muon_handles`] matrices; AdamW (at `muon.adamw_lr`, scheduled like `lr`) on the
-/// rest, without decay on rank-1 parameters.
-fn muon(cfg: &OptimizerConfig, params: &[ParamMeta]) -> Result<ModuleOptimizer, OptimError> {
-    let o = cfg.muon();
-    let factor = cfg.muon_adamw_lr() / cfg.lr;
-    let base = adamw_config(cfg);
-    let adamw = with_decay_groups(params, cfg.weight_decay, |wd| ScaledLr {
-        inner: base.clone().with_weight_decay(wd as f32).build(),
-        factor,
-    });
-    let matrices: Vec<ParamId> = params
-        .iter()
-        .filter(|p| muon_handles(p))
-        .map(|p| p.id)
-        .collect();
-    let muon = MuonConfig::new()
-        .with_momentum(MomentumConfig {
-            momentum: o.momentum,
-            dampening: 0.0,
-            nesterov: o.nesterov,
-        })
-        .with_ns_steps(o.ns_steps)
-        .with_adjust_lr_fn(match o.adjust_lr {
-            MuonLrAdjust::MatchRmsAdamw => AdjustLrFn::MatchRmsAdamW,
-            MuonLrAdjust::Original => AdjustLrFn::Original,
-        })
-        .with_weight_decay(
-            (cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32)),
-        )
-        .build();
-    Ok(adamw.with_group(ParamGroup::from_ids(matrices), muon, None))
 }
 
 /// An optimizer run at a fixed multiple of the scheduled learning rate: a second peak rate
@@ -280,6 +147,7 @@ impl ModuleVisitor for Scale<'_> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use burn::module::ParamId;
     use burn::nn::{Linear, LinearConfig};
     use burn::tensor::TensorData;
 
@@ -362,11 +230,9 @@ pub(crate) mod tests {
             kind: "muon".into(),
             lr,
             weight_decay: wd,
-            muon: Some(crate::config::sections::MuonOptions {
-                adamw_lr: Some(adamw_lr),
-                ..Default::default()
-            }),
-            ..OptimizerConfig::default()
+            options: crate::model::tests::as_options(
+                serde_json::json!({"muon": {"adamw_lr": adamw_lr}}),
+            ),
         };
         let mut optim = build(&cfg, &params).unwrap();
 
@@ -456,11 +322,9 @@ pub(crate) mod tests {
             kind: "sgd".into(),
             lr: 0.1,
             weight_decay: 0.5,
-            sgd: Some(crate::config::sections::SgdOptions {
-                momentum: 0.9,
-                nesterov: true,
-            }),
-            ..OptimizerConfig::default()
+            options: crate::model::tests::as_options(
+                serde_json::json!({"sgd": {"momentum": 0.9, "nesterov": true}}),
+            ),
         };
         let mut optim = build(&cfg, &params).unwrap();
         let mut grads = GradientsParams::new();
@@ -477,12 +341,6 @@ pub(crate) mod tests {
         }
         let bias = host(stepped.body.bias.unwrap().val());
         assert!((bias[0] - (0.5 - 0.1 * 1.9)).abs() < 1e-6, "{bias:?}");
-    }
-
-    #[test]
-    fn registry_names_match_the_config_list() {
-        let names: Vec<&str> = OPTIMIZERS.iter().map(|o| o.name).collect();
-        assert_eq!(names, OPTIMIZER_NAMES);
     }
 
     #[test]

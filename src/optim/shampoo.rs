@@ -23,9 +23,101 @@ use burn::optim::{ModuleOptimizer, Optimizer, RecordState, StateSink, StateSourc
 use burn::tensor::{Device, Tensor, TensorData};
 use nalgebra::DMatrix;
 
-use super::{OptimError, adamw_config, with_decay_groups};
+use serde::{Deserialize, Serialize};
+
+use super::builtin::{DEFAULT_BETAS, DEFAULT_EPS, Moments};
+use super::registry::{OptimizerOptions, options_of};
+use super::{OptimError, with_decay_groups};
 use crate::config::OptimizerConfig;
+use crate::config::options::{Invalid, check_positive, check_unit, fail};
 use crate::model::ParamMeta;
+
+/// `optimizer.shampoo` (Gupta et al., 2018), with AdamW grafting (Agarwal et al., 2020).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShampooOptions {
+    /// Momentum of the grafted update. Default 0.9.
+    pub momentum: f64,
+    /// Decay of the statistics `L = b2 L + (1 - b2) G G^T` (and `R`). Default 0.999.
+    pub beta2: f64,
+    /// Damping added to the statistics' eigenvalues before the inverse fourth root, relative
+    /// to the largest eigenvalue. Default 1e-6.
+    pub epsilon: f64,
+    /// Recompute the inverse roots every this many steps (and at the first). Default 10.
+    pub precondition_every: usize,
+    /// Weights with a dimension above this use AdamW instead. Default 1024.
+    pub max_precond_dim: usize,
+}
+
+impl Default for ShampooOptions {
+    fn default() -> Self {
+        ShampooOptions {
+            momentum: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-6,
+            precondition_every: 10,
+            max_precond_dim: 1024,
+        }
+    }
+}
+
+fn default_betas() -> [f64; 2] {
+    DEFAULT_BETAS
+}
+
+fn default_eps() -> f64 {
+    DEFAULT_EPS
+}
+
+/// What `shampoo` reads: the AdamW moments (grafting, and the AdamW group) and its
+/// sub-section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShampooSettings {
+    #[serde(default = "default_betas")]
+    pub betas: [f64; 2],
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+    #[serde(default)]
+    pub shampoo: ShampooOptions,
+}
+
+impl Default for ShampooSettings {
+    fn default() -> Self {
+        ShampooSettings {
+            betas: DEFAULT_BETAS,
+            eps: DEFAULT_EPS,
+            shampoo: ShampooOptions::default(),
+        }
+    }
+}
+
+impl ShampooSettings {
+    pub fn moments(&self) -> Moments {
+        Moments {
+            betas: self.betas,
+            eps: self.eps,
+        }
+    }
+}
+
+impl OptimizerOptions for ShampooSettings {
+    const KEYS: &'static [&'static str] = &["betas", "eps", "shampoo"];
+
+    fn validate(&self, _: &OptimizerConfig) -> Result<(), Invalid> {
+        self.moments().validate()?;
+        let o = &self.shampoo;
+        check_unit("optimizer.shampoo.momentum", o.momentum)?;
+        check_unit("optimizer.shampoo.beta2", o.beta2)?;
+        check_positive("optimizer.shampoo.epsilon", o.epsilon)?;
+        if o.precondition_every == 0 {
+            return fail("optimizer.shampoo.precondition_every", "must be at least 1");
+        }
+        if o.max_precond_dim == 0 {
+            return fail("optimizer.shampoo.max_precond_dim", "must be at least 1");
+        }
+        Ok(())
+    }
+}
 
 /// The optimizer for [`handles`] parameters.
 #[derive(Debug, Clone)]
@@ -57,8 +149,10 @@ fn matrix_view(shape: &[usize]) -> (usize, usize) {
 
 /// Shampoo on [`handles`] weights; AdamW on the rest, without decay on rank-1 parameters.
 pub fn build(cfg: &OptimizerConfig, params: &[ParamMeta]) -> Result<ModuleOptimizer, OptimError> {
-    let o = cfg.shampoo();
-    let base = adamw_config(cfg);
+    let settings: ShampooSettings = options_of(cfg)?;
+    let moments = settings.moments();
+    let o = settings.shampoo;
+    let base = moments.adamw_config();
     let adamw = with_decay_groups(params, cfg.weight_decay, |wd| {
         base.clone().with_weight_decay(wd as f32).build()
     });
@@ -72,8 +166,8 @@ pub fn build(cfg: &OptimizerConfig, params: &[ParamMeta]) -> Result<ModuleOptimi
         beta2: o.beta2,
         epsilon: o.epsilon,
         precondition_every: o.precondition_every.max(1),
-        betas: cfg.betas(),
-        eps: cfg.eps(),
+        betas: moments.betas,
+        eps: moments.eps,
         weight_decay: cfg.weight_decay,
     };
     Ok(adamw.with_group(ParamGroup::from_ids(matrices), shampoo, None))
@@ -326,12 +420,9 @@ mod tests {
             kind: "shampoo".into(),
             lr,
             weight_decay: wd,
-            shampoo: Some(crate::config::sections::ShampooOptions {
-                beta2: b2,
-                epsilon: 1e-12,
-                ..Default::default()
-            }),
-            ..OptimizerConfig::default()
+            options: crate::model::tests::as_options(
+                serde_json::json!({"shampoo": {"beta2": b2, "epsilon": 1e-12}}),
+            ),
         };
         let mut optim = super::super::build(&cfg, &params).unwrap();
         let g = [0.5, -1.0, 2.0, 0.25];
@@ -377,10 +468,9 @@ mod tests {
         let params = metas(&model);
         let cfg = OptimizerConfig {
             kind: "shampoo".into(),
-            shampoo: Some(crate::config::sections::ShampooOptions {
-                precondition_every: 2,
-                ..Default::default()
-            }),
+            options: crate::model::tests::as_options(
+                serde_json::json!({"shampoo": {"precondition_every": 2}}),
+            ),
             ..OptimizerConfig::default()
         };
         let grads = |scale: f64| {

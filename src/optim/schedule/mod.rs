@@ -2,16 +2,32 @@
 //! counting optimizer steps, not micro-batches) and the run's total steps; `plateau` also
 //! reads the validation loss at the end of each epoch. All arithmetic is in f64 on the host,
 //! so rates are the same on every machine.
+//!
+//! [`SCHEDULES`] (in `registry`) is the registry of `training.schedule`: each entry says
+//! whether it reads the shared `warmup_steps` and `min_lr_ratio`, and carries its options
+//! type (its sub-section of `training:`), their checks, its part of the train key and its
+//! curve ([`Curve`]). The curves of the built-in schedules and the maths they share
+//! ([`lr_at`], [`cosine`], [`one_cycle`]) are here; a new schedule is a file of its own
+//! plus one line in `SCHEDULES`.
+
+mod builtin;
+mod registry;
 
 use std::f64::consts::PI;
+use std::sync::Arc;
 
 use crate::config::TrainingConfig;
-use crate::config::sections::Schedule;
+
+pub use builtin::{
+    ConstantSettings, CosineSettings, HoldOptions, HoldSettings, OneCycleOptions, OneCycleSettings,
+    PlateauOptions, PlateauSettings, StepOptions, StepSettings,
+};
+pub use registry::{SCHEDULES, ScheduleOptions, ScheduleSpec, Warmup, resolve_options, spec};
 
 /// The learning rate of every step of one run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Scheduler {
-    kind: Kind,
+    curve: Arc<dyn Curve>,
     lr: f64,
     total_steps: usize,
     warmup: usize,
@@ -20,27 +36,40 @@ pub struct Scheduler {
     plateau: PlateauState,
 }
 
+/// What a curve is evaluated against: the run's shape and the shared settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
-    Constant,
-    WarmupCosine,
-    WarmupHoldCosine {
-        hold: usize,
-    },
-    OneCycle {
-        pct_start: f64,
-        div: f64,
-        final_div: f64,
-    },
-    Step {
-        size: usize,
-        gamma: f64,
-    },
-    Plateau {
-        factor: f64,
-        patience: usize,
-        threshold: f64,
-    },
+pub struct Run {
+    /// Peak learning rate.
+    pub lr: f64,
+    pub total_steps: usize,
+    /// Linear warm-up steps (0 for a schedule with a warm-up of its own); curves are asked
+    /// only for the steps after it.
+    pub warmup: usize,
+    /// `min_lr_ratio`, with its default.
+    pub min_ratio: f64,
+    /// The multiplier a `plateau` rule has reached (1 otherwise).
+    pub scale: f64,
+}
+
+/// A learning-rate curve: a schedule's options, read.
+pub trait Curve: std::fmt::Debug + Send + Sync {
+    /// The rate of optimizer step `step` (0-based, at or after `run.warmup`).
+    fn lr(&self, step: usize, run: &Run) -> f64;
+
+    /// The rule that lowers the rate when the validation loss stops improving, for a
+    /// schedule that reads it after every epoch.
+    fn plateau(&self) -> Option<PlateauRule> {
+        None
+    }
+}
+
+/// Multiply the rate by `factor` after `patience` epochs without a validation loss below
+/// `best * (1 - threshold)`, down to `lr * min_lr_ratio`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlateauRule {
+    pub factor: f64,
+    pub patience: usize,
+    pub threshold: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -53,38 +82,14 @@ struct PlateauState {
 impl Scheduler {
     /// The schedule of `t` for peak rate `lr` over `total_steps` optimizer steps.
     pub fn new(lr: f64, t: &TrainingConfig, total_steps: usize) -> Scheduler {
-        let kind = match t.schedule {
-            Schedule::Constant => Kind::Constant,
-            Schedule::WarmupCosine => Kind::WarmupCosine,
-            Schedule::WarmupHoldCosine => Kind::WarmupHoldCosine {
-                hold: t.warmup_hold_cosine.clone().unwrap_or_default().hold_steps,
-            },
-            Schedule::OneCycle => {
-                let o = t.one_cycle.clone().unwrap_or_default();
-                Kind::OneCycle {
-                    pct_start: o.pct_start,
-                    div: o.div_factor,
-                    final_div: o.final_div_factor,
-                }
-            }
-            Schedule::Step => {
-                let o = t.step.clone().unwrap_or_default();
-                Kind::Step {
-                    size: o.step_size.max(1),
-                    gamma: o.gamma,
-                }
-            }
-            Schedule::Plateau => {
-                let o = t.plateau.clone().unwrap_or_default();
-                Kind::Plateau {
-                    factor: o.factor,
-                    patience: o.patience,
-                    threshold: o.threshold,
-                }
-            }
+        // Loaded configs name a registered schedule; one built in code that does not
+        // gets the default schedule, as an unset one would.
+        let curve = match spec(&t.schedule) {
+            Some(s) => s.curve(t),
+            None => Arc::new(CosineSettings {}),
         };
         Scheduler {
-            kind,
+            curve,
             lr,
             total_steps,
             warmup: t.warmup_steps(),
@@ -99,42 +104,23 @@ impl Scheduler {
 
     /// Whether the schedule needs a validation loss after every epoch.
     pub fn needs_validation(&self) -> bool {
-        matches!(self.kind, Kind::Plateau { .. })
+        self.curve.plateau().is_some()
     }
 
     /// The learning rate of optimizer step `step` (0-based).
     pub fn lr(&self, step: usize) -> f64 {
-        let (lr, total, warmup) = (self.lr, self.total_steps, self.warmup);
-        if step < warmup && !matches!(self.kind, Kind::OneCycle { .. }) {
+        let (lr, warmup) = (self.lr, self.warmup);
+        if step < warmup {
             return lr * (step + 1) as f64 / warmup as f64;
         }
-        match self.kind {
-            Kind::Constant => lr,
-            Kind::WarmupCosine => lr_at(step, total, warmup, lr, self.min_ratio),
-            Kind::WarmupHoldCosine { hold } => {
-                let decay_from = warmup.saturating_add(hold);
-                if step < decay_from {
-                    lr
-                } else {
-                    cosine(
-                        step - decay_from,
-                        total.saturating_sub(decay_from),
-                        lr,
-                        self.min_ratio,
-                    )
-                }
-            }
-            Kind::OneCycle {
-                pct_start,
-                div,
-                final_div,
-            } => one_cycle(step, total, lr, pct_start, div, final_div),
-            Kind::Step { size, gamma } => {
-                let periods = (step - warmup) / size;
-                lr * gamma.powi(periods.min(i32::MAX as usize) as i32)
-            }
-            Kind::Plateau { .. } => lr * self.plateau.scale,
-        }
+        let run = Run {
+            lr,
+            total_steps: self.total_steps,
+            warmup,
+            min_ratio: self.min_ratio,
+            scale: self.plateau.scale,
+        };
+        self.curve.lr(step, &run)
     }
 
     /// `plateau`'s accumulated state `(scale, best, bad_epochs)`, for resumable checkpoints.
@@ -156,11 +142,11 @@ impl Scheduler {
     /// `patience` epochs without an improvement below `best * (1 - threshold)`, down to
     /// `min_lr_ratio`. Other schedules ignore it.
     pub fn end_epoch(&mut self, val_loss: Option<f64>) {
-        let Kind::Plateau {
+        let Some(PlateauRule {
             factor,
             patience,
             threshold,
-        } = self.kind
+        }) = self.curve.plateau()
         else {
             return;
         };
@@ -197,7 +183,7 @@ pub fn lr_at(step: usize, total_steps: usize, warmup: usize, lr: f64, min_ratio:
 }
 
 /// Cosine from `lr` at step 0 to `lr * min_ratio` at step `steps - 1` (and after).
-fn cosine(step: usize, steps: usize, lr: f64, min_ratio: f64) -> f64 {
+pub fn cosine(step: usize, steps: usize, lr: f64, min_ratio: f64) -> f64 {
     let last = steps.saturating_sub(1);
     let progress = if last == 0 {
         0.0
@@ -209,7 +195,14 @@ fn cosine(step: usize, steps: usize, lr: f64, min_ratio: f64) -> f64 {
 
 /// PyTorch's `OneCycleLR` with cosine annealing and two phases: from `lr / div` up to `lr`
 /// at step `pct_start * total - 1`, then down to `lr / (div * final_div)` at the last step.
-fn one_cycle(step: usize, total: usize, lr: f64, pct_start: f64, div: f64, final_div: f64) -> f64 {
+pub fn one_cycle(
+    step: usize,
+    total: usize,
+    lr: f64,
+    pct_start: f64,
+    div: f64,
+    final_div: f64,
+) -> f64 {
     let initial = lr / div;
     let min = initial / final_div;
     let peak_at = (pct_start * total as f64 - 1.0).max(0.0);
@@ -233,7 +226,8 @@ fn one_cycle(step: usize, total: usize, lr: f64, pct_start: f64, div: f64, final
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::sections::{HoldOptions, OneCycleOptions, PlateauOptions, StepOptions};
+    use crate::model::tests::as_options;
+    use serde_json::{Value, json};
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-12 * b.abs().max(1.0)
@@ -243,10 +237,17 @@ mod tests {
         Scheduler::new(1.0, &t, total)
     }
 
-    fn training(schedule: Schedule) -> TrainingConfig {
+    fn training(schedule: &str) -> TrainingConfig {
         TrainingConfig {
-            schedule,
+            schedule: schedule.to_string(),
             ..TrainingConfig::default()
+        }
+    }
+
+    fn with(t: TrainingConfig, options: Value) -> TrainingConfig {
+        TrainingConfig {
+            options: as_options(options),
+            ..t
         }
     }
 
@@ -265,7 +266,7 @@ mod tests {
         let s = sched(
             TrainingConfig {
                 warmup_steps: Some(2),
-                ..training(Schedule::WarmupCosine)
+                ..training("warmup_cosine")
             },
             10,
         );
@@ -281,7 +282,7 @@ mod tests {
         let s = sched(
             TrainingConfig {
                 warmup_steps: Some(4),
-                ..training(Schedule::Constant)
+                ..training("constant")
             },
             100,
         );
@@ -295,8 +296,10 @@ mod tests {
         let t = TrainingConfig {
             warmup_steps: Some(2),
             min_lr_ratio: Some(0.0),
-            warmup_hold_cosine: Some(HoldOptions { hold_steps: 3 }),
-            ..training(Schedule::WarmupHoldCosine)
+            ..with(
+                training("warmup_hold_cosine"),
+                json!({"warmup_hold_cosine": {"hold_steps": 3}}),
+            )
         };
         let s = sched(t, 10);
         assert_eq!(s.lr(1), 1.0);
@@ -311,10 +314,7 @@ mod tests {
     fn one_cycle_matches_pytorch_values() {
         // torch.optim.lr_scheduler.OneCycleLR(max_lr=1, total_steps=10, pct_start=0.3,
         // div_factor=25, final_div_factor=1e4): peak at step 2 (0.3 * 10 - 1).
-        let t = TrainingConfig {
-            one_cycle: Some(OneCycleOptions::default()),
-            ..training(Schedule::OneCycle)
-        };
+        let t = with(training("one_cycle"), json!({"one_cycle": {}}));
         let s = sched(t, 10);
         assert!(close(s.lr(0), 0.04));
         assert!(close(s.lr(1), 0.52));
@@ -331,11 +331,10 @@ mod tests {
     fn step_decays_by_gamma_every_period_after_the_warmup() {
         let t = TrainingConfig {
             warmup_steps: Some(2),
-            step: Some(StepOptions {
-                step_size: 3,
-                gamma: 0.1,
-            }),
-            ..training(Schedule::Step)
+            ..with(
+                training("step"),
+                json!({"step": {"step_size": 3, "gamma": 0.1}}),
+            )
         };
         let s = sched(t, 100);
         assert_eq!(s.lr(0), 0.5);
@@ -352,12 +351,10 @@ mod tests {
         let t = TrainingConfig {
             warmup_steps: Some(0),
             min_lr_ratio: Some(0.2),
-            plateau: Some(PlateauOptions {
-                factor: 0.5,
-                patience: 1,
-                threshold: 0.0,
-            }),
-            ..training(Schedule::Plateau)
+            ..with(
+                training("plateau"),
+                json!({"plateau": {"factor": 0.5, "patience": 1, "threshold": 0.0}}),
+            )
         };
         let mut s = sched(t, 100);
         assert!(s.needs_validation());
