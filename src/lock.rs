@@ -237,7 +237,7 @@ pub fn record(lock: &mut Lockfile, jobs: &[ExperimentJob], reports: &[Experiment
                 s.id.clone(),
                 LockedStage {
                     key: key.0.clone(),
-                    version: spec.kind.version(),
+                    version: spec.version,
                     config: spec.config.clone(),
                     inputs: s.inputs.clone(),
                     outputs: record

@@ -41,12 +41,22 @@ pub struct ExecutorArgs {
 }
 
 impl ExecutorArgs {
-    /// Sets up the Slurm executor for this process when asked for; bad input is exit 2.
+    /// Sets up the Slurm executor for this process when asked for (what
+    /// `exec::run_all_with_remote` then uses); bad input is exit 2.
     pub fn install(&self, common: &Common) -> Result<(), Outcome> {
+        match self.choose(common)? {
+            Some(executor) => slurm::install(executor).map_err(|m| fail(&m)),
+            None => Ok(()),
+        }
+    }
+
+    /// The executor asked for: `None` for local, else the Slurm executor, set up and
+    /// checked (`sbatch` on PATH); bad input is exit 2.
+    pub fn choose(&self, common: &Common) -> Result<Option<SlurmExecutor>, Outcome> {
         let from_env = std::env::var(EXECUTOR_ENV).ok().filter(|v| !v.is_empty());
         let executor = self.executor.clone().or(from_env);
         match executor.as_deref() {
-            None | Some("local") => return Ok(()),
+            None | Some("local") => return Ok(None),
             Some("slurm") => {}
             Some(other) => {
                 return Err(fail(&format!(
@@ -82,7 +92,7 @@ impl ExecutorArgs {
         };
         let mut stages = vec!["train".to_string()];
         stages.extend(self.slurm_stages.iter().filter(|s| *s != "train").cloned());
-        slurm::install(SlurmExecutor {
+        Ok(Some(SlurmExecutor {
             stages,
             exe,
             cache_dir,
@@ -90,8 +100,7 @@ impl ExecutorArgs {
             overrides: common.select.overrides.clone(),
             extra_args,
             max_poll,
-        })
-        .map_err(|m| fail(&m))
+        }))
     }
 }
 

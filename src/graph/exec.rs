@@ -4,21 +4,30 @@
 //! stages run in parallel too. Two experiments (or two processes) that need the same key
 //! serialise on the key's lock, and the second finds the first one's record: a stage key
 //! executes at most once at a time, and once in total unless its outputs get lost.
+//!
+//! What goes into a key: `graph::key`. The store protocol of one stage: [`run_stage`].
+//! Where a stage executes (this process, Slurm): `graph::executor`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
-use std::time::Instant;
+use std::path::PathBuf;
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::stages::{CORRUPT_INPUT_MARK, StageError, StageInputs, StageKind, StageOutput};
-use super::{Plan, StageSpec};
+use super::Plan;
+use super::executor::{Executed, Executor, LocalExecutor, StageJob};
+use super::explain::{explain, explain_config};
+use super::key::stage_key;
+use super::stages::{CORRUPT_INPUT_MARK, StageError, StageKind};
 use crate::config::{Experiment, LocationMap};
 use crate::store::remote::Remote;
-use crate::store::{ActionRecord, Digest, StageKey, Store, now_unix};
+use crate::store::{ActionRecord, Digest, StageKey, Store};
+
+// Their old paths, kept for callers.
+pub use super::executor::{CoreBudget, CoreSlot, TRAINING_CORES, execute_isolated, training_width};
+pub use super::explain::explain_config_change;
+pub use super::key::{key_from_inputs, source_facts};
 
 /// What one build (or dry run) does with one experiment.
 pub struct ExperimentJob<'a> {
@@ -29,21 +38,6 @@ pub struct ExperimentJob<'a> {
     /// Digests of each ingest stage's source (by stage index): its data files in order
     /// (from the stat cache), or its API snapshot.
     pub data_digests: BTreeMap<usize, Vec<Digest>>,
-}
-
-/// The key facts of an ingest stage's source: `data_file` (one file), `data_file.0`,
-/// `data_file.1`, ... (train/ then test/), or `snapshot` (an API source).
-pub fn source_facts(spec: &StageSpec, digests: &[Digest]) -> Vec<(String, String)> {
-    let name = |i: usize| match (spec.data_files.len(), spec.data_files.is_empty()) {
-        (_, true) => "snapshot".to_string(),
-        (1, _) => "data_file".to_string(),
-        _ => format!("data_file.{i}"),
-    };
-    digests
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (name(i), d.to_hex()))
-        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -126,8 +120,27 @@ pub fn run_all(
 }
 
 /// [`run_all`] with a remote cache: a local miss is looked up there (and pulled) before a
-/// stage executes, and what executes is pushed to it.
+/// stage executes, and what executes is pushed to it. Stages execute on the process's
+/// executor: Slurm once `slurm::install` has set it up (`--executor slurm`), else locally.
 pub fn run_all_with_remote(
+    store: &Store,
+    remote: Option<&Remote>,
+    jobs: &[ExperimentJob],
+    threads: usize,
+    dry_run: bool,
+    on_done: &(dyn Fn(&ExperimentReport) + Sync),
+) -> Vec<ExperimentReport> {
+    let executor: &dyn Executor = match super::slurm::installed() {
+        Some(slurm) => slurm,
+        None => &LocalExecutor,
+    };
+    run_all_on(executor, store, remote, jobs, threads, dry_run, on_done)
+}
+
+/// [`run_all_with_remote`] with the executor given: stages whose keys are missing from
+/// both caches execute on `executor`.
+pub fn run_all_on(
+    executor: &dyn Executor,
     store: &Store,
     remote: Option<&Remote>,
     jobs: &[ExperimentJob],
@@ -142,7 +155,7 @@ pub fn run_all_with_remote(
     let work = || {
         jobs.par_iter()
             .map(|job| {
-                let report = run_experiment(store, remote, job, dry_run);
+                let report = run_experiment(executor, store, remote, job, dry_run);
                 on_done(&report);
                 report
             })
@@ -154,122 +167,8 @@ pub fn run_all_with_remote(
     }
 }
 
-/// The CPU budget of training: the machine's cores, of which every executing train stage
-/// holds `width` while it runs on a rayon pool of `width` threads of its own. A sweep thus
-/// runs `cores / width` trainings at a time without oversubscribing the CPU, each on cores
-/// no other training's tasks are stolen onto. Results do not depend on the width (training
-/// is bit-identical across thread counts).
-pub struct CoreBudget {
-    free: Mutex<usize>,
-    freed: Condvar,
-    width: AtomicUsize,
-}
-
-/// The process's training budget.
-pub static TRAINING_CORES: CoreBudget = CoreBudget {
-    free: Mutex::new(usize::MAX),
-    freed: Condvar::new(),
-    width: AtomicUsize::new(0),
-};
-
-/// The cores of this machine.
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// Threads per training when `experiments` experiments are built `jobs` at a time: the
-/// cores shared by the trainings that can run at once (one training alone gets them all).
-pub fn training_width(jobs: usize, experiments: usize) -> usize {
-    (cores() / jobs.min(experiments).max(1)).max(1)
-}
-
-/// Cores held by one training; released on drop.
-pub struct CoreSlot<'a> {
-    budget: &'a CoreBudget,
-    held: usize,
-}
-
-impl CoreBudget {
-    /// Sets the threads per training (at most the cores).
-    pub fn set_width(&self, width: usize) {
-        self.width.store(width.clamp(1, cores()), Ordering::SeqCst);
-    }
-
-    /// Threads per training: as set, or every core.
-    pub fn width(&self) -> usize {
-        match self.width.load(Ordering::SeqCst) {
-            0 => cores(),
-            w => w,
-        }
-    }
-
-    /// Waits until `width` cores are free and holds them.
-    pub fn acquire(&self, width: usize) -> CoreSlot<'_> {
-        let total = cores();
-        let width = width.clamp(1, total);
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        if *free == usize::MAX {
-            *free = total;
-        }
-        while *free < width {
-            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
-        }
-        *free -= width;
-        CoreSlot {
-            budget: self,
-            held: width,
-        }
-    }
-}
-
-impl Drop for CoreSlot<'_> {
-    fn drop(&mut self) {
-        let mut free = self.budget.free.lock().unwrap_or_else(|p| p.into_inner());
-        *free += self.held;
-        self.budget.freed.notify_all();
-    }
-}
-
-/// Executes a stage on a thread of its own, outside the experiment pool. Stage code may use
-/// rayon (burn does): on a pool worker, a parallel op waiting for its tasks could steal
-/// another experiment's job and block on a lock this very thread holds (a training with
-/// dropout holds `model`'s RNG lock). Off the pool, its parallel ops use rayon's global pool and the pool's
-/// workers only wait. A panic in a stage fails that stage, not the whole build.
-///
-/// A train stage first takes its cores from [`TRAINING_CORES`] and runs on a pool of that
-/// many threads.
-pub fn execute_isolated(kind: &StageKind, inputs: &StageInputs) -> Result<StageOutput, StageError> {
-    let training = matches!(kind, StageKind::Train);
-    let width = TRAINING_CORES.width();
-    let _slot = training.then(|| TRAINING_CORES.acquire(width));
-    let pool = training
-        .then(|| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(width)
-                .build()
-                .ok()
-        })
-        .flatten();
-    std::thread::scope(|scope| {
-        let handle = scope.spawn(|| match &pool {
-            Some(pool) => pool.install(|| kind.execute(inputs)),
-            None => kind.execute(inputs),
-        });
-        handle.join().unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".to_string());
-            Err(StageError::Failed(format!(
-                "internal error in stage {}: {message}",
-                kind.name()
-            )))
-        })
-    })
-}
-
 fn run_experiment(
+    executor: &dyn Executor,
     store: &Store,
     remote: Option<&Remote>,
     job: &ExperimentJob,
@@ -284,7 +183,8 @@ fn run_experiment(
     let mut ran_before: BTreeMap<StageKey, f64> = BTreeMap::new();
     let mut pulled_before: std::collections::BTreeSet<StageKey> = Default::default();
     loop {
-        let mut report = run_experiment_once(store, remote, job, dry_run, previous.as_ref());
+        let mut report =
+            run_experiment_once(executor, store, remote, job, dry_run, previous.as_ref());
         for s in &mut report.stages {
             let Some(key) = &s.key else { continue };
             if s.pulled {
@@ -325,6 +225,7 @@ fn run_experiment(
 }
 
 fn run_experiment_once(
+    executor: &dyn Executor,
     store: &Store,
     remote: Option<&Remote>,
     job: &ExperimentJob,
@@ -338,7 +239,7 @@ fn run_experiment_once(
         .filter(|&i| stages[i].deps.is_empty())
         .collect();
     roots.par_iter().for_each(|&i| {
-        let r = run_stage(store, remote, job, i, &[], dry_run, previous);
+        let r = run_stage(executor, store, remote, job, i, &[], dry_run, previous);
         if let Ok(mut slot) = slots[i].lock() {
             *slot = Some(r);
         }
@@ -356,7 +257,7 @@ fn run_experiment_once(
             .iter()
             .filter_map(|&d| done[d].as_ref())
             .collect();
-        let r = run_stage(store, remote, job, i, &deps, dry_run, previous);
+        let r = run_stage(executor, store, remote, job, i, &deps, dry_run, previous);
         done[i] = Some(r);
     }
     ExperimentReport {
@@ -367,35 +268,26 @@ fn run_experiment_once(
     }
 }
 
-/// The key of a stage given its dependencies' records (and data file digest), with the
-/// input facts that went into it.
-fn stage_key(
-    spec: &StageSpec,
-    deps: &[&ActionRecord],
-    data: &[Digest],
-) -> (StageKey, Vec<(String, String)>) {
-    let mut inputs = spec.kind.key_inputs(deps);
-    inputs.extend(source_facts(spec, data));
-    (key_from_inputs(spec, &inputs), inputs)
-}
-
-/// The key of a stage from its config and input facts (`hft build --locked` recomputes keys
-/// from the facts recorded in the lock).
-pub fn key_from_inputs(spec: &StageSpec, inputs: &[(String, String)]) -> StageKey {
-    let version = spec.kind.version().to_le_bytes();
-    let mut parts: Vec<&[u8]> = vec![
-        spec.kind.name().as_bytes(),
-        &version,
-        spec.config.as_bytes(),
-    ];
-    for (name, value) in inputs {
-        parts.push(name.as_bytes());
-        parts.push(value.as_bytes());
-    }
-    StageKey::compute(&parts)
-}
-
+/// One stage: complete its key, then the store protocol. Every step is as it has always
+/// been; the lock file, the lockfile (`hft.lock`) and the remote cache rely on its order.
+///
+/// 1. Key: from the dependencies' records and the source digests (`graph::key`). A missing
+///    input (failed upstream, or not built in a dry run) skips the stage.
+/// 2. Hit: the key's action record in the store, every output blob present at its size
+///    (contents verify when read): done. A dry run stops here with why the stage would run.
+/// 3. Lock the key (`Store::lock_stage`, shared by every build and process on this store),
+///    then look again: another build may have produced it while this one waited.
+/// 4. Remote cache: if someone else built it, its blobs are pulled and verified, then its
+///    record stored; a poisoned entry fails the stage.
+/// 5. Execute on the executor, which stores every output blob and then the action record
+///    (a record never points at a missing blob), then push it to the remote cache.
+///
+/// A stage that finds an input blob corrupt or missing fails with [`CORRUPT_INPUT_MARK`];
+/// `run_experiment` then forgets every record whose blobs do not verify and runs the
+/// experiment again, which rebuilds the producer.
+#[allow(clippy::too_many_arguments)]
 fn run_stage(
+    executor: &dyn Executor,
     store: &Store,
     remote: Option<&Remote>,
     job: &ExperimentJob,
@@ -480,74 +372,24 @@ fn run_stage(
             }
         }
     }
-    // `--executor slurm`: the stage runs as a job while this thread holds the key's lock.
-    if let Some(slurm) = super::slurm::executor_for(&spec.kind) {
-        let started = Instant::now();
-        match slurm.run_stage(store, job, spec, &key) {
-            Ok(record) => {
-                if let Some(r) = remote {
-                    r.push_from_store(store, &record);
-                }
-                report.state = StageState::Ran {
-                    secs: started.elapsed().as_secs_f64(),
-                };
-                report.record = Some(record);
-            }
-            Err(e) => report.state = StageState::Failed(e),
-        }
-        return report;
-    }
-    let started = Instant::now();
-    let stage_inputs = StageInputs {
-        experiment: job.experiment,
-        store,
+    // Local, or (`--executor slurm`) a job while this thread holds the key's lock.
+    let stage = StageJob {
+        job,
+        spec,
         deps: dep_records,
-        data_files: &spec.data_files,
         data_digests: digests,
-        key: Some(&key),
+        key: &key,
     };
-    let output = match execute_isolated(&spec.kind, &stage_inputs) {
-        Ok(o) => o,
-        Err(e) => {
-            report.state = StageState::Failed(e);
-            return report;
-        }
-    };
-    let mut outputs = BTreeMap::new();
-    let StageOutput { blobs, summary } = output;
-    for (name, bytes) in blobs {
-        // Kept in memory for the stages after this one in the same build.
-        match store.put_blob_owned(bytes) {
-            Ok(r) => {
-                outputs.insert(name, r);
+    match executor.run(store, stage) {
+        Ok(Executed { record, secs }) => {
+            if let Some(remote) = remote {
+                remote.push_from_store(store, &record);
             }
-            Err(e) => {
-                report.state = StageState::Failed(StageError::Failed(format!(
-                    "cannot store output `{name}`: {e}"
-                )));
-                return report;
-            }
+            report.state = StageState::Ran { secs };
+            report.record = Some(record);
         }
+        Err(e) => report.state = StageState::Failed(e),
     }
-    let secs = started.elapsed().as_secs_f64();
-    let record = ActionRecord {
-        key: key.clone(),
-        stage: spec.id.clone(),
-        outputs,
-        summary,
-        hft_version: env!("CARGO_PKG_VERSION").to_string(),
-        wall_ms: (secs * 1000.0) as u64,
-        created: now_unix(),
-    };
-    if let Err(e) = store.put_action(&record) {
-        report.state = StageState::Failed(StageError::Failed(e.to_string()));
-        return report;
-    }
-    if let Some(remote) = remote {
-        remote.push_from_store(store, &record);
-    }
-    report.state = StageState::Ran { secs };
-    report.record = Some(record);
     report
 }
 
@@ -568,7 +410,7 @@ fn save_build_record(
         }
         let snapshot = StageSnapshot {
             id: spec.id.clone(),
-            version: spec.kind.version(),
+            version: spec.version,
             key: key.clone(),
             config: spec.config.clone(),
             inputs: stage.inputs.clone(),
@@ -597,144 +439,69 @@ fn save_build_record(
     true
 }
 
-/// Why `spec` (whose key is known and not cached) must run.
-fn explain(
-    spec: &StageSpec,
-    key: &StageKey,
-    inputs: &[(String, String)],
-    job: &ExperimentJob,
-    previous: Option<&BuildRecord>,
-) -> String {
-    let Some(prev) = previous.and_then(|p| p.stages.iter().find(|s| s.id == spec.id)) else {
-        return "never built".to_string();
-    };
-    if prev.key == *key {
-        return "its outputs are gone from the cache (deleted or corrupt)".to_string();
-    }
-    let mut reasons = explain_config(spec, job, previous);
-    for (name, value) in inputs {
-        let before = prev.inputs.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-        if before != Some(value) {
-            let file_index = match name.strip_prefix("data_file") {
-                Some("") => Some(0),
-                Some(n) => n.strip_prefix('.').and_then(|i| i.parse::<usize>().ok()),
-                None => None,
-            };
-            reasons.push(if let Some(i) = file_index {
-                let file = spec
-                    .data_files
-                    .get(i)
-                    .map_or(Path::new("?"), PathBuf::as_path);
-                format!("data file {} changed", file.display())
-            } else if name == "snapshot" {
-                "API snapshot refreshed (hft fetch)".to_string()
-            } else if before.is_none() {
-                format!("input {name} added")
-            } else {
-                format!("input {name} changed")
-            });
-        }
-    }
-    let names = |v: &[(String, String)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
-    let (now, before) = (names(inputs), names(&prev.inputs));
-    for gone in before.iter().filter(|n| !now.contains(n)) {
-        reasons.push(format!("input {gone} removed"));
-    }
-    if reasons.is_empty() && now != before {
-        reasons.push(format!(
-            "inputs reordered: [{}] -> [{}]",
-            before.join(", "),
-            now.join(", ")
-        ));
-    }
-    if reasons.is_empty() {
-        reasons.push("its key changed".to_string());
-    }
-    reasons.join("; ")
-}
-
-/// Config and version differences against the last build, naming keys and positions.
-fn explain_config(
-    spec: &StageSpec,
-    job: &ExperimentJob,
-    previous: Option<&BuildRecord>,
-) -> Vec<String> {
-    match previous.and_then(|p| p.stages.iter().find(|s| s.id == spec.id)) {
-        Some(prev) => explain_config_change(spec, job, prev),
-        None => vec![],
-    }
-}
-
-/// Config and version differences between a recorded stage and the current one:
-/// `optimizer.lr 0.001 -> 0.002 (experiments/a.yaml:7)`.
-pub fn explain_config_change(
-    spec: &StageSpec,
-    job: &ExperimentJob,
-    prev: &StageSnapshot,
-) -> Vec<String> {
-    let mut reasons = Vec::new();
-    if prev.version != spec.kind.version() {
-        reasons.push(format!(
-            "stage version {} -> {}",
-            prev.version,
-            spec.kind.version()
-        ));
-    }
-    let before: serde_json::Value = serde_json::from_str(&prev.config).unwrap_or_default();
-    let after: serde_json::Value = serde_json::from_str(&spec.config).unwrap_or_default();
-    let leaves = |v: &serde_json::Value| -> BTreeMap<String, String> {
-        crate::config::json_leaves(v, false)
-            .into_iter()
-            .map(|(k, v)| (k, v.to_string()))
-            .collect()
-    };
-    let (a, b) = (leaves(&before), leaves(&after));
-    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    for k in keys {
-        let (old, new) = (a.get(k), b.get(k));
-        if old != new {
-            let origin = job.locations.find(k);
-            let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(unset)".to_string());
-            reasons.push(format!("{k} {} -> {} ({origin})", show(old), show(new)));
-        }
-    }
-    reasons
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use crate::config::SourceKind;
+    use crate::data::layout::SymbolFiles;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Runs every stage locally, counting them.
+    struct Counting(AtomicUsize);
+
+    impl Executor for Counting {
+        fn run(&self, store: &Store, stage: StageJob) -> Result<Executed, StageError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            LocalExecutor.run(store, stage)
+        }
+    }
 
     #[test]
-    fn trainings_share_the_cores_and_never_exceed_them() {
-        let cores = cores();
-        assert_eq!(training_width(1, 10), cores, "one at a time: every core");
-        assert_eq!(training_width(64, 1), cores, "one experiment: every core");
-        assert_eq!(training_width(64, 64), 1);
-        assert_eq!(training_width(2, 8), (cores / 2).max(1));
-        let budget = CoreBudget {
-            free: Mutex::new(usize::MAX),
-            freed: Condvar::new(),
-            width: AtomicUsize::new(0),
+    fn missing_stages_execute_on_the_executor_given_and_only_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("cache")).unwrap();
+        let mut e = Experiment::default();
+        e.name = "e".to_string();
+        e.data.source = SourceKind::Synthetic;
+        let symbols = [SymbolFiles {
+            symbol: "SYNTH".to_string(),
+            files: vec![],
+        }];
+        let plan = super::super::plan(&e, &symbols).until("dataset");
+        let locations = LocationMap::default();
+        let job = ExperimentJob {
+            file: dir.path().join("e.yaml"),
+            experiment: &e,
+            locations: &locations,
+            plan: &plan,
+            data_digests: BTreeMap::new(),
         };
-        assert_eq!(budget.width(), cores);
-        budget.set_width(1);
-        let (running, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
-        std::thread::scope(|scope| {
-            for _ in 0..4 * cores {
-                scope.spawn(|| {
-                    let _slot = budget.acquire(budget.width());
-                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                    most.fetch_max(now, Ordering::SeqCst);
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                    running.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
-        });
-        assert!(most.load(Ordering::SeqCst) <= cores);
-        assert_eq!(*budget.free.lock().unwrap(), cores, "every slot returned");
-        // A width over the cores is held as all of them, never waited on forever.
-        drop(budget.acquire(cores + 5));
+        let counting = Counting(AtomicUsize::new(0));
+        let jobs = std::slice::from_ref(&job);
+        let first = run_all_on(&counting, &store, None, jobs, 1, false, &|_| {});
+        assert_eq!(first[0].error(), None);
+        assert_eq!(
+            counting.0.load(Ordering::SeqCst),
+            3,
+            "ingest, features, dataset"
+        );
+        assert!(
+            first[0]
+                .stages
+                .iter()
+                .all(|s| matches!(s.state, StageState::Ran { .. }))
+        );
+        let second = run_all_on(&counting, &store, None, jobs, 1, false, &|_| {});
+        assert_eq!(counting.0.load(Ordering::SeqCst), 3, "every key is found");
+        assert!(
+            second[0]
+                .stages
+                .iter()
+                .all(|s| s.state == StageState::Cached)
+        );
+        let keys = |r: &[ExperimentReport]| -> Vec<Option<StageKey>> {
+            r[0].stages.iter().map(|s| s.key.clone()).collect()
+        };
+        assert_eq!(keys(&first), keys(&second));
     }
 }

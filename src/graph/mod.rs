@@ -6,8 +6,15 @@
 //! one reads (canonical JSON) and which stages feed it. Keys need the output digests of
 //! upstream stages, which exist only once those are built or found in the cache, so the
 //! executor (`exec`) completes each key just before it looks the stage up.
+//!
+//! The stage kinds: `stages` (one file each). What goes into a key: `key`. The store
+//! protocol of one stage: `exec::run_stage`. Where stages execute (this process, Slurm):
+//! `executor`, `slurm`. Why a stage must run: `explain`.
 
 pub mod exec;
+pub mod executor;
+pub mod explain;
+pub mod key;
 pub mod memo;
 pub mod slurm;
 pub mod stages;
@@ -176,6 +183,8 @@ pub struct StageSpec {
     /// Unique within the experiment: `ingest:AAPL`, `features`, ...
     pub id: String,
     pub kind: StageKind,
+    /// The stage's version for this experiment (`Stage::version`): part of its key.
+    pub version: u32,
     /// Canonical JSON of the config this stage reads, rooted at the experiment's top-level
     /// keys (`{"data":{"sequence_length":30}}`), so a diff of two of them names real keys.
     pub config: String,
@@ -323,6 +332,7 @@ pub fn plan(e: &Experiment, symbols: &[crate::data::layout::SymbolFiles]) -> Pla
         };
         stages.push(StageSpec {
             id: format!("ingest:{symbol}"),
+            version: kind.version(e),
             config: kind.config(e),
             kind,
             deps: vec![],
@@ -333,6 +343,7 @@ pub fn plan(e: &Experiment, symbols: &[crate::data::layout::SymbolFiles]) -> Pla
     let mut push = |kind: StageKind, deps: Vec<usize>| -> usize {
         stages.push(StageSpec {
             id: kind.name().to_string(),
+            version: kind.version(e),
             config: kind.config(e),
             kind,
             deps,

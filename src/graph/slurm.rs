@@ -19,6 +19,10 @@
 //!
 //! The store must be the same folder on the submitting host and on the compute nodes (a
 //! shared filesystem path): the job reads the upstream records from it and writes into it.
+//!
+//! [`SlurmExecutor`] is an [`Executor`]: the stages it is not asked to send run locally.
+//! `--executor slurm` installs one for the process ([`install`]), which
+//! `exec::run_all_with_remote` then uses; `exec::run_all_on` takes one explicitly.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -27,7 +31,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::StageSpec;
-use super::exec::{ExperimentJob, execute_isolated};
+use super::exec::ExperimentJob;
+use super::executor::{Executed, Executor, LocalExecutor, StageJob, execute_isolated};
 use super::stages::{StageError, StageInputs, StageKind};
 use crate::config::sections::Resources;
 use crate::store::{ActionRecord, StageKey, Store, now_unix};
@@ -82,11 +87,14 @@ pub fn install(executor: SlurmExecutor) -> Result<(), String> {
         .map_err(|_| "the Slurm executor is already set".to_string())
 }
 
+/// The executor installed for this process, if any.
+pub fn installed() -> Option<&'static SlurmExecutor> {
+    EXECUTOR.get()
+}
+
 /// The executor to use for a stage of this kind, if it goes to Slurm.
 pub fn executor_for(kind: &StageKind) -> Option<&'static SlurmExecutor> {
-    EXECUTOR
-        .get()
-        .filter(|e| e.stages.iter().any(|s| s == kind.name()))
+    EXECUTOR.get().filter(|e| e.sends(kind))
 }
 
 /// The Slurm job that executed `key` in this build, if one did.
@@ -109,7 +117,27 @@ pub fn check_available() -> Result<(), String> {
     }
 }
 
+impl Executor for SlurmExecutor {
+    /// Stages of the kinds in `stages` run as jobs; the others locally.
+    fn run(&self, store: &Store, stage: StageJob) -> Result<Executed, StageError> {
+        if !self.sends(&stage.spec.kind) {
+            return LocalExecutor.run(store, stage);
+        }
+        let started = Instant::now();
+        let record = self.run_stage(store, stage.job, stage.spec, stage.key)?;
+        Ok(Executed {
+            record,
+            secs: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
 impl SlurmExecutor {
+    /// Whether stages of this kind go to Slurm.
+    pub fn sends(&self, kind: &StageKind) -> bool {
+        self.stages.iter().any(|s| s == kind.name())
+    }
+
     /// Executes stage `spec` of `job` (key `key`, locked by the caller, not in the store) as
     /// one Slurm job and returns the action record the job stored.
     pub fn run_stage(

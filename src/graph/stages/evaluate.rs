@@ -1,0 +1,69 @@
+//! The `evaluate` stage: test-split metrics and predictions. Like training, its version is
+//! the model implementation's (forecasts change with the model's kernels).
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::{Stage, StageError, StageInputs, StageOutput, load_dataset, output_digests};
+use crate::config::Experiment;
+use crate::store::ActionRecord;
+
+/// Test-split metrics and predictions.
+pub struct Evaluate {
+    /// The version of a model type's implementation (`model.type`).
+    pub model_version: fn(&str) -> u32,
+}
+
+/// The evaluate stage with the model registry's versions.
+pub const EVALUATE: Evaluate = Evaluate { model_version };
+
+/// The version of evaluating with the implementation of `model_type`.
+/// 2: metrics version 2 (per-symbol metrics).
+/// 3: forecasts by the fused lstm layer and the vectorised GELU and exp.
+/// 4: transformer and dit forecasts through row matmuls.
+// wired to the model registry at merge
+fn model_version(_model_type: &str) -> u32 {
+    4
+}
+
+impl Stage for Evaluate {
+    fn name(&self) -> &'static str {
+        "evaluate"
+    }
+
+    fn version(&self, e: &Experiment) -> u32 {
+        (self.model_version)(&e.model.kind)
+    }
+
+    fn config(&self, e: &Experiment) -> serde_json::Value {
+        json!({
+            "model": e.model.key_value(),
+            "evaluation": e.evaluation.key_value(),
+        })
+    }
+
+    /// The training log is for people; evaluation needs only the checkpoint.
+    fn key_inputs(&self, deps: &[&ActionRecord]) -> Vec<(String, String)> {
+        output_digests(deps, |name| name != "log")
+    }
+
+    fn execute(&self, inputs: &StageInputs) -> Result<StageOutput, StageError> {
+        let e = inputs.experiment;
+        let checkpoint = inputs.blob(0, "checkpoint")?;
+        let dataset = load_dataset(inputs, 1)?;
+        let out = crate::eval::evaluate(&dataset, &e.model, &checkpoint, &e.evaluation)
+            .map_err(|err| StageError::Failed(err.to_string()))?;
+        let metrics = serde_json::to_value(&out.metrics)
+            .map_err(|err| StageError::Failed(err.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(&metrics)
+            .map_err(|err| StageError::Failed(err.to_string()))?;
+        Ok(StageOutput {
+            summary: metrics,
+            blobs: BTreeMap::from([
+                ("metrics".to_string(), bytes),
+                ("predictions".to_string(), out.predictions),
+            ]),
+        })
+    }
+}

@@ -1,0 +1,58 @@
+//! The `init` stage: the model's initial weights, keyed on the dataset's shape only.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::{Stage, StageError, StageInputs, StageOutput};
+use crate::config::Experiment;
+use crate::store::ActionRecord;
+
+/// The model's initial weights.
+pub struct Init;
+
+/// The dataset summary facts the weights' shape depends on.
+const SHAPE: [&str; 3] = ["num_features", "sequence_length", "prediction_horizon"];
+
+impl Stage for Init {
+    fn name(&self) -> &'static str {
+        "init"
+    }
+
+    fn version(&self, _: &Experiment) -> u32 {
+        1
+    }
+
+    fn config(&self, e: &Experiment) -> serde_json::Value {
+        json!({"model": e.model.key_value(), "seed": e.seed})
+    }
+
+    /// Initial weights depend on the dataset's shape only, not on its values.
+    fn key_inputs(&self, deps: &[&ActionRecord]) -> Vec<(String, String)> {
+        deps.iter()
+            .flat_map(|r| SHAPE.map(|k| (format!("{}.{k}", r.stage), r.summary[k].to_string())))
+            .collect()
+    }
+
+    fn execute(&self, inputs: &StageInputs) -> Result<StageOutput, StageError> {
+        let e = inputs.experiment;
+        let shape = &inputs
+            .deps
+            .first()
+            .ok_or_else(|| StageError::Failed("init has no dataset input".to_string()))?
+            .summary;
+        let dim = |k: &str| shape[k].as_u64().unwrap_or(0) as usize;
+        let weights = crate::model::init_weights(
+            &e.model,
+            e.seed,
+            dim("num_features"),
+            dim("sequence_length"),
+            dim("prediction_horizon"),
+        )
+        .map_err(|err| StageError::Failed(err.to_string()))?;
+        Ok(StageOutput {
+            summary: json!({"model": e.model.kind, "bytes": weights.len()}),
+            blobs: BTreeMap::from([("weights".to_string(), weights)]),
+        })
+    }
+}

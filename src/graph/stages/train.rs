@@ -1,0 +1,209 @@
+//! The `train` stage: the trained checkpoint and the training log, with the partial
+//! checkpoints an interrupted training resumes from. Its version is the model
+//! implementation's, so a kernel change to one model re-runs that model's trainings only.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::{Stage, StageError, StageInputs, StageOutput, load_dataset};
+use crate::config::Experiment;
+use crate::store::Digest;
+
+/// The trained checkpoint and the training log.
+pub struct Train {
+    /// The version of a model type's implementation (`model.type`).
+    pub model_version: fn(&str) -> u32,
+}
+
+/// The train stage with the model registry's versions.
+pub const TRAIN: Train = Train { model_version };
+
+/// The version of the implementation of `model_type`: bumped whenever its training would
+/// produce different outputs from equal inputs.
+/// 2: lstm and gru gates as one GEMM per step, tanh through the sigmoid.
+/// 3: lstm on flex as one fused operation per layer, flex's GELU and exp vectorised (other
+/// roundings).
+/// 4: transformer and dit linear layers as one row matmul over the batch (the weight
+/// gradient summed in another order).
+// wired to the model registry at merge
+fn model_version(_model_type: &str) -> u32 {
+    4
+}
+
+/// `builds/partial-<key>.json`: the latest resumable checkpoint of an unfinished training.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Partial {
+    step: usize,
+    digest: String,
+}
+
+impl Stage for Train {
+    fn name(&self) -> &'static str {
+        "train"
+    }
+
+    fn version(&self, e: &Experiment) -> u32 {
+        (self.model_version)(&e.model.kind)
+    }
+
+    /// The model config is read again to rebuild the architecture the weights fit.
+    fn config(&self, e: &Experiment) -> serde_json::Value {
+        json!({
+            "model": e.model.key_value(),
+            "optimizer": e.optimizer.key_value(),
+            "training": e.training.key_value(),
+            "seed": e.seed,
+        })
+    }
+
+    fn execute(&self, inputs: &StageInputs) -> Result<StageOutput, StageError> {
+        let e = inputs.experiment;
+        let weights = inputs.blob(0, "weights")?;
+        let dataset = load_dataset(inputs, 1)?;
+        let progress = crate::term::TrainingProgress::new(&e.name, 0);
+        let store = inputs.store;
+        let partial = inputs.key.map(|k| format!("partial-{k}"));
+        // A checkpoint left by an interrupted run, if its blob still verifies.
+        let from = partial
+            .as_deref()
+            .and_then(|id| store.get_build_record::<Partial>(id))
+            .and_then(|p| Digest::from_hex(&p.digest))
+            .and_then(|d| store.get_blob(&d));
+        let mut save = |step: usize, bytes: Vec<u8>| -> Result<(), String> {
+            let Some(id) = &partial else { return Ok(()) };
+            let blob = store.put_blob(&bytes).map_err(|e| e.to_string())?;
+            let digest = blob.digest.to_hex();
+            store
+                .put_build_record(id, &Partial { step, digest })
+                .map_err(|e| e.to_string())
+        };
+        let output = crate::train::train_resumable(
+            &dataset,
+            &e.model,
+            &e.optimizer,
+            &e.training,
+            e.seed,
+            &weights,
+            &mut |p: &crate::train::Progress| match &p.finished_epoch {
+                Some(log) => progress.epoch(&epoch_line(log, p.epochs)),
+                None => progress.step(
+                    p.epoch,
+                    p.step as u64,
+                    p.total_steps as u64,
+                    p.loss,
+                    p.samples_per_sec,
+                ),
+            },
+            Some(crate::train::Resume {
+                from,
+                save: &mut save,
+            }),
+        );
+        progress.finish();
+        let output = output.map_err(|err| StageError::Failed(err.to_string()))?;
+        if let Some(id) = &partial {
+            store.remove_build_record(id);
+        }
+        // Outputs must be pure functions of the key, so wall-clock figures stay out of the
+        // log blob and go to the action record's summary instead.
+        let mut log =
+            serde_json::to_value(&output.log).map_err(|err| StageError::Failed(err.to_string()))?;
+        if let Some(epochs) = log["epochs"].as_array_mut() {
+            for epoch in epochs {
+                if let Some(o) = epoch.as_object_mut() {
+                    o.remove("samples_per_sec");
+                }
+            }
+        }
+        let log =
+            serde_json::to_vec_pretty(&log).map_err(|err| StageError::Failed(err.to_string()))?;
+        let speeds: Vec<f64> = output
+            .log
+            .epochs
+            .iter()
+            .map(|l| l.samples_per_sec)
+            .collect();
+        Ok(StageOutput {
+            summary: json!({
+                // Steps that ran: early stopping or skipped f16 steps end short.
+                "steps": output.log.epochs.last().map(|l| l.step).unwrap_or(0),
+                "planned_steps": output.log.total_steps,
+                "stopped_early": output.log.stopped_early,
+                "best_epoch": output.log.best_epoch,
+                "best_val_loss": output.log.best_val_loss,
+                "final_val_loss": output.log.final_val_loss,
+                "samples_per_sec": speeds,
+            }),
+            blobs: BTreeMap::from([
+                ("checkpoint".to_string(), output.checkpoint),
+                ("log".to_string(), log),
+            ]),
+        })
+    }
+}
+
+fn epoch_line(l: &crate::train::EpochLog, epochs: usize) -> String {
+    let val = l
+        .val_loss
+        .map(|v| format!("{v:.4}"))
+        .unwrap_or_else(|| "-".to_string());
+    format!(
+        "epoch {}/{epochs} step {} train loss {:.4} val loss {val} lr {:.2e} {:.0} samples/s",
+        l.epoch, l.step, l.train_loss, l.lr, l.samples_per_sec
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::exec::key_from_inputs;
+    use crate::graph::{StageKind, StageSpec};
+
+    fn experiment(model: &str) -> Experiment {
+        let mut e = Experiment::default();
+        e.name = format!("e-{model}");
+        e.model.kind = model.to_string();
+        e
+    }
+
+    /// The train stage's spec and key for `e`, under the train stage `train`.
+    fn train_key(e: &Experiment, train: &Train) -> crate::store::StageKey {
+        let plan = crate::graph::plan(e, &[]);
+        let planned = plan
+            .stages
+            .iter()
+            .find(|s| s.kind == StageKind::Train)
+            .unwrap();
+        let spec = StageSpec {
+            version: train.version(e),
+            ..planned.clone()
+        };
+        let inputs = vec![("init.weights".to_string(), "00".repeat(32))];
+        key_from_inputs(&spec, &inputs)
+    }
+
+    #[test]
+    fn bumping_one_model_implementation_changes_the_train_keys_of_that_model_only() {
+        let bumped = Train {
+            model_version: |m| {
+                if m == "lstm" {
+                    model_version(m) + 1
+                } else {
+                    model_version(m)
+                }
+            },
+        };
+        let (lstm, gru) = (experiment("lstm"), experiment("gru"));
+        // The plan uses the registry's versions: the same keys as `TRAIN`.
+        let plan = crate::graph::plan(&lstm, &[]);
+        let spec = plan
+            .stages
+            .iter()
+            .find(|s| s.kind == StageKind::Train)
+            .unwrap();
+        assert_eq!(spec.version, TRAIN.version(&lstm));
+        assert_ne!(train_key(&lstm, &TRAIN), train_key(&lstm, &bumped));
+        assert_eq!(train_key(&gru, &TRAIN), train_key(&gru, &bumped));
+    }
+}
