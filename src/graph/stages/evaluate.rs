@@ -18,13 +18,18 @@ pub struct Evaluate {
 /// The evaluate stage with the model registry's versions.
 pub const EVALUATE: Evaluate = Evaluate { model_version };
 
-/// The version of evaluating with the implementation of `model_type`.
-/// 2: metrics version 2 (per-symbol metrics).
-/// 3: forecasts by the fused lstm layer and the vectorised GELU and exp.
-/// 4: transformer and dit forecasts through row matmuls.
-// wired to the model registry at merge
-fn model_version(_model_type: &str) -> u32 {
-    4
+/// Evaluation's own version, added to the model implementation's: bumped when the metrics
+/// or the backtest change for every model. Both only ever increase, so the sum never comes
+/// back to an earlier value for one model type. History of the shared number before versions
+/// were per implementation: 2, metrics version 2 (per-symbol metrics); 3, forecasts by the
+/// fused lstm layer and the vectorised GELU and exp; 4, transformer and dit forecasts
+/// through row matmuls (now every model's registry version 4 plus 0 here).
+const OWN_VERSION: u32 = 0;
+
+/// The version of evaluating with the implementation of `model_type`: evaluation's own plus
+/// the model registry's ([`crate::model::ModelSpec::version`]).
+fn model_version(model_type: &str) -> u32 {
+    OWN_VERSION + crate::model::implementation_version(model_type).unwrap_or(0)
 }
 
 impl Stage for Evaluate {

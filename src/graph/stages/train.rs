@@ -19,16 +19,12 @@ pub struct Train {
 /// The train stage with the model registry's versions.
 pub const TRAIN: Train = Train { model_version };
 
-/// The version of the implementation of `model_type`: bumped whenever its training would
-/// produce different outputs from equal inputs.
-/// 2: lstm and gru gates as one GEMM per step, tanh through the sigmoid.
-/// 3: lstm on flex as one fused operation per layer, flex's GELU and exp vectorised (other
-/// roundings).
-/// 4: transformer and dit linear layers as one row matmul over the batch (the weight
-/// gradient summed in another order).
-// wired to the model registry at merge
-fn model_version(_model_type: &str) -> u32 {
-    4
+/// The version of the implementation of `model_type`, from the model registry
+/// ([`crate::model::ModelSpec::version`], where its history is kept): bumping one model's
+/// version re-runs that model's trainings only. A type the registry does not know never gets
+/// this far (config validation names it); 0 keeps the function total.
+fn model_version(model_type: &str) -> u32 {
+    crate::model::implementation_version(model_type).unwrap_or(0)
 }
 
 /// `builds/partial-<key>.json`: the latest resumable checkpoint of an unfinished training.
