@@ -72,6 +72,54 @@ pub struct BuildEntry {
     pub secs: f64,
 }
 
+/// How many builds `cache stats` summarises.
+pub const RECENT_BUILDS: usize = 10;
+
+/// One build as `hft cache stats` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BuildStats {
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    pub experiments: usize,
+    pub ran: usize,
+    pub cached: usize,
+    pub failed: usize,
+    pub secs: f64,
+    /// cached / (ran + cached); `None` when the build checked no stage.
+    pub hit_rate: Option<f64>,
+}
+
+/// What the catalog says for `hft cache stats`: its size and the hit rate of recent builds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CatalogStats {
+    pub catalog_rows: usize,
+    pub catalog_experiments: usize,
+    /// Builds the catalog remembers.
+    pub builds_recorded: usize,
+    /// The last [`RECENT_BUILDS`] builds, oldest first.
+    pub recent_builds: Vec<BuildStats>,
+    /// cached / (ran + cached) over `recent_builds`; `None` when they checked no stage.
+    pub hit_rate: Option<f64>,
+}
+
+impl From<&BuildEntry> for BuildStats {
+    fn from(b: &BuildEntry) -> BuildStats {
+        BuildStats {
+            at: b.at,
+            experiments: b.experiments,
+            ran: b.ran,
+            cached: b.cached,
+            failed: b.failed,
+            secs: b.secs,
+            hit_rate: hit_rate(b.ran, b.cached),
+        }
+    }
+}
+
+fn hit_rate(ran: usize, cached: usize) -> Option<f64> {
+    (ran + cached > 0).then(|| cached as f64 / (ran + cached) as f64)
+}
+
 impl CatalogRow {
     /// The row for one experiment's report. `None` when nothing of it was built.
     pub fn from_report(
@@ -199,6 +247,68 @@ impl Catalog {
     pub fn history(&self, id: &str) -> Vec<&CatalogRow> {
         self.rows.iter().rev().filter(|r| r.id == id).collect()
     }
+
+    /// Its size and the hit rate of the last [`RECENT_BUILDS`] builds.
+    pub fn stats(&self) -> CatalogStats {
+        let recent: Vec<BuildStats> = self.builds
+            [self.builds.len().saturating_sub(RECENT_BUILDS)..]
+            .iter()
+            .map(BuildStats::from)
+            .collect();
+        let ran: usize = recent.iter().map(|b| b.ran).sum();
+        let cached: usize = recent.iter().map(|b| b.cached).sum();
+        CatalogStats {
+            catalog_rows: self.rows.len(),
+            catalog_experiments: self.latest().len(),
+            builds_recorded: self.builds.len(),
+            recent_builds: recent,
+            hit_rate: hit_rate(ran, cached),
+        }
+    }
+}
+
+/// Rows and build entries made up for tests (here, in gc and in the cache commands).
+#[cfg(test)]
+impl CatalogRow {
+    /// Experiment `id` as built at `at`, with a `train` stage for each of `keys`.
+    pub(crate) fn for_test(id: &str, at: u64, keys: &[&str]) -> CatalogRow {
+        CatalogRow {
+            id: id.to_string(),
+            name: id.to_string(),
+            file: format!("experiments/{id}.yaml"),
+            built_at: at,
+            error: None,
+            model: "mlp".to_string(),
+            optimizer: "adamw".to_string(),
+            config: BTreeMap::from([("optimizer.lr".to_string(), at.to_string())]),
+            stages: keys
+                .iter()
+                .map(|k| CatalogStage {
+                    id: "train".to_string(),
+                    key: k.to_string(),
+                    outputs: BTreeMap::new(),
+                    wall_ms: 0,
+                    ran: true,
+                })
+                .collect(),
+            metrics: BTreeMap::from([("price.mse".to_string(), at as f64)]),
+        }
+    }
+}
+
+#[cfg(test)]
+impl BuildEntry {
+    /// A one-experiment build that ran `ran` stages and found `cached` in the cache.
+    pub(crate) fn for_test(ran: usize, cached: usize) -> BuildEntry {
+        BuildEntry {
+            at: 1_700_000_000,
+            experiments: 1,
+            ran,
+            cached,
+            failed: 0,
+            secs: 1.0,
+        }
+    }
 }
 
 /// Appends rows (one line each) and one build entry; compacts the catalog when history
@@ -307,29 +417,11 @@ mod tests {
     use super::*;
 
     fn row(id: &str, at: u64) -> CatalogRow {
-        CatalogRow {
-            id: id.to_string(),
-            name: id.to_string(),
-            file: format!("experiments/{id}.yaml"),
-            built_at: at,
-            error: None,
-            model: "mlp".to_string(),
-            optimizer: "adamw".to_string(),
-            config: BTreeMap::from([("optimizer.lr".to_string(), at.to_string())]),
-            stages: vec![],
-            metrics: BTreeMap::from([("price.mse".to_string(), at as f64)]),
-        }
+        CatalogRow::for_test(id, at, &[])
     }
 
     fn entry() -> BuildEntry {
-        BuildEntry {
-            at: 1,
-            experiments: 1,
-            ran: 1,
-            cached: 0,
-            failed: 0,
-            secs: 0.1,
-        }
+        BuildEntry::for_test(1, 0)
     }
 
     #[test]
@@ -377,5 +469,24 @@ mod tests {
         assert!(h.len() >= HISTORY);
         assert_eq!(h[0].built_at, 149);
         assert_eq!(c.latest()["b"].built_at, 7);
+    }
+
+    #[test]
+    fn stats_give_the_hit_rate_of_the_recent_builds() {
+        let build = BuildEntry::for_test;
+        let mut builds = vec![build(100, 0)];
+        builds.extend((0..RECENT_BUILDS).map(|i| build(1, i % 2 * 2)));
+        let catalog = Catalog {
+            rows: vec![row("a", 1), row("a", 2), row("b", 1)],
+            builds,
+        };
+        let s = catalog.stats();
+        assert_eq!((s.catalog_rows, s.catalog_experiments), (3, 2));
+        assert_eq!(s.recent_builds.len(), RECENT_BUILDS);
+        assert_eq!(s.builds_recorded, RECENT_BUILDS + 1);
+        // 10 ran, 10 cached over the last ten builds; the old 100-stage build is out.
+        assert_eq!(s.hit_rate, Some(0.5));
+        assert_eq!(s.recent_builds[0].hit_rate, Some(0.0));
+        assert_eq!(Catalog::default().stats().hit_rate, None);
     }
 }

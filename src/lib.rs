@@ -13,6 +13,7 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod fetch;
+pub mod gc;
 pub mod graph;
 pub mod lock;
 pub mod model;

@@ -1,0 +1,186 @@
+//! Blobs under `objects/`: written once under their digest, verified whenever read, and
+//! the large ones this process wrote lately kept in memory for the next stage. Separate
+//! from the action records that name them, which have their own life cycle.
+
+use std::collections::VecDeque;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{Digest, OutputRef, Store};
+
+/// Large blobs this process stored lately, so that the next stage of the same build takes
+/// its input from memory instead of reading it back and hashing it again. They are the very
+/// bytes their digest was computed from, so using them needs no verification.
+#[derive(Debug, Default)]
+pub(super) struct RecentBlobs {
+    /// Oldest first.
+    entries: VecDeque<(Digest, Arc<Vec<u8>>)>,
+    bytes: usize,
+}
+
+/// Blobs smaller than this are cheap to read back and are not kept.
+const RECENT_MIN_BYTES: usize = 1 << 20;
+/// At most this many bytes of recent blobs are kept (the oldest go first).
+const RECENT_MAX_BYTES: usize = 512 << 20;
+
+impl RecentBlobs {
+    fn get(&self, d: &Digest) -> Option<Arc<Vec<u8>>> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(digest, _)| digest == d)
+            .map(|(_, bytes)| bytes.clone())
+    }
+
+    fn insert(&mut self, d: Digest, bytes: Arc<Vec<u8>>) {
+        let len = bytes.len();
+        if !(RECENT_MIN_BYTES..=RECENT_MAX_BYTES).contains(&len) || self.get(&d).is_some() {
+            return;
+        }
+        while self.bytes + len > RECENT_MAX_BYTES {
+            match self.entries.pop_front() {
+                Some((_, old)) => self.bytes -= old.len(),
+                None => break,
+            }
+        }
+        self.bytes += len;
+        self.entries.push_back((d, bytes));
+    }
+}
+
+impl Store {
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        let hex = d.to_hex();
+        self.root.join("objects").join(&hex[..2]).join(&hex[2..])
+    }
+
+    /// Writes `bytes` as a blob (no-op when already present and intact).
+    pub fn put_blob(&self, bytes: &[u8]) -> io::Result<OutputRef> {
+        let digest = Digest::of(bytes);
+        let path = self.blob_path(&digest);
+        let present = fs::metadata(&path)
+            .map(|m| m.len() == bytes.len() as u64)
+            .unwrap_or(false);
+        if !present || self.read_verified(&path, &digest).is_none() {
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir).map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            self.write_atomic(&path, bytes, true)?;
+        }
+        Ok(OutputRef {
+            digest,
+            size: bytes.len() as u64,
+        })
+    }
+
+    /// [`Store::put_blob`], keeping a large blob in memory for [`Store::get_blob_shared`]
+    /// in this process.
+    pub fn put_blob_owned(&self, bytes: Vec<u8>) -> io::Result<OutputRef> {
+        let stored = self.put_blob(&bytes)?;
+        if let Ok(mut recent) = self.recent.lock() {
+            recent.insert(stored.digest, Arc::new(bytes));
+        }
+        Ok(stored)
+    }
+
+    /// The blob's bytes: from memory if this process stored it lately
+    /// ([`Store::put_blob_owned`]), else read and verified as by [`Store::get_blob`].
+    pub fn get_blob_shared(&self, d: &Digest) -> Option<Arc<Vec<u8>>> {
+        if let Some(bytes) = self.recent.lock().ok().and_then(|r| r.get(d)) {
+            return Some(bytes);
+        }
+        self.get_blob(d).map(Arc::new)
+    }
+
+    /// The blob's bytes, verified. A missing or corrupt blob is `None` (and a corrupt one is
+    /// removed so that the next write replaces it).
+    pub fn get_blob(&self, d: &Digest) -> Option<Vec<u8>> {
+        let path = self.blob_path(d);
+        let bytes = self.read_verified(&path, d);
+        if bytes.is_none() && path.exists() {
+            crate::term::warn(&format!(
+                "blob {} is corrupt (its bytes no longer hash to its name); discarding it",
+                d.short()
+            ));
+            let _ = fs::remove_file(&path);
+        }
+        bytes
+    }
+
+    fn read_verified(&self, path: &Path, d: &Digest) -> Option<Vec<u8>> {
+        let bytes = fs::read(path).ok()?;
+        (Digest::of(&bytes) == *d).then_some(bytes)
+    }
+
+    /// Cheap presence check used on cache hits: the blob exists with the recorded size.
+    /// Content is verified when the bytes are read.
+    pub fn has_blob(&self, r: &OutputRef) -> bool {
+        fs::metadata(self.blob_path(&r.digest))
+            .map(|m| m.len() == r.size)
+            .unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::temp_store;
+
+    #[test]
+    fn blobs_round_trip_and_corruption_is_a_miss() {
+        let (dir, store) = temp_store();
+        let r = store.put_blob(b"hello").unwrap();
+        assert_eq!(store.get_blob(&r.digest).unwrap(), b"hello");
+        let path = store.blob_path(&r.digest);
+        let mut perms = fs::metadata(&path).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        fs::set_permissions(&path, perms).unwrap();
+        fs::write(&path, b"hellp").unwrap();
+        assert!(store.get_blob(&r.digest).is_none());
+        assert!(!path.exists(), "corrupt blob removed");
+        store.put_blob(b"hello").unwrap();
+        assert_eq!(store.get_blob(&r.digest).unwrap(), b"hello");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn large_blobs_stored_by_this_process_are_read_from_memory() {
+        let (dir, store) = temp_store();
+        let big = vec![7u8; RECENT_MIN_BYTES];
+        let r = store.put_blob_owned(big.clone()).unwrap();
+        assert_eq!(
+            fs::read(store.blob_path(&r.digest)).unwrap(),
+            big,
+            "stored on disk"
+        );
+        let first = store.get_blob_shared(&r.digest).unwrap();
+        // Another handle on the same store in this process shares the memory.
+        let again = store.clone().get_blob_shared(&r.digest).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(*first, big);
+        // Small blobs are read back from disk (and verified) as before.
+        let small = store.put_blob_owned(b"small".to_vec()).unwrap();
+        assert_eq!(*store.get_blob_shared(&small.digest).unwrap(), b"small");
+        assert!(store.recent.lock().unwrap().get(&small.digest).is_none());
+        // The oldest go first once the budget is full.
+        let mut recent = RecentBlobs::default();
+        let blob = |b: u8| {
+            (
+                Digest::of(&[b]),
+                Arc::new(vec![b; RECENT_MAX_BYTES / 3 + 1]),
+            )
+        };
+        let (a, b, c) = (blob(1), blob(2), blob(3));
+        for (d, bytes) in [&a, &b, &c] {
+            recent.insert(*d, bytes.clone());
+        }
+        assert!(recent.get(&a.0).is_none() && recent.get(&b.0).is_some());
+        assert!(recent.get(&c.0).is_some() && recent.bytes <= RECENT_MAX_BYTES);
+        fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,111 @@
+//! The stat cache (`statcache.json`) and file hashing: data files are hashed once and
+//! then recognised by their stat fingerprint, so an unchanged large file is never re-read.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Digest, Store};
+
+/// The stat fingerprint of a data file: unchanged fingerprint means unchanged bytes is the
+/// usual build-tool bet (make, cargo, git, DVC); ctime catches edits that restore mtime. Touching a file changes mtime, which forces a
+/// re-hash, but the digest, and therefore every key, stays the same.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub size: u64,
+    pub mtime_ns: i128,
+    /// Changes on any write or metadata change, even when a tool restores the mtime.
+    pub ctime_ns: i128,
+    pub inode: u64,
+}
+
+impl Fingerprint {
+    pub fn of(meta: &fs::Metadata) -> Fingerprint {
+        use std::os::unix::fs::MetadataExt;
+        Fingerprint {
+            size: meta.len(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+            inode: meta.ino(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct StatCacheFile {
+    entries: BTreeMap<String, (Fingerprint, Digest)>,
+}
+
+/// Persisted map from data file to (fingerprint, digest), so that an unchanged large file
+/// is never re-hashed.
+#[derive(Debug, Default)]
+pub struct StatCache {
+    path: Option<PathBuf>,
+    file: StatCacheFile,
+    dirty: bool,
+}
+
+impl StatCache {
+    pub fn load(store: &Store) -> StatCache {
+        let path = store.root().join("statcache.json");
+        let file = fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        StatCache {
+            path: Some(path),
+            file,
+            dirty: false,
+        }
+    }
+
+    /// The digest of the file at `path`, from the cache when its fingerprint is unchanged.
+    pub fn digest(&mut self, path: &Path) -> io::Result<(Digest, Fingerprint)> {
+        let canonical = fs::canonicalize(path)?;
+        let key = canonical.to_string_lossy().into_owned();
+        let fp = Fingerprint::of(&fs::metadata(&canonical)?);
+        if let Some((cached_fp, digest)) = self.file.entries.get(&key)
+            && *cached_fp == fp
+        {
+            return Ok((*digest, fp));
+        }
+        let digest = hash_file(&canonical)?;
+        self.file.entries.insert(key, (fp.clone(), digest));
+        self.dirty = true;
+        Ok((digest, fp))
+    }
+
+    /// Writes the cache back if anything changed. Losing a race with another process only
+    /// costs a re-hash later: entries are validated by fingerprint on every use.
+    pub fn save(&mut self, store: &Store) -> io::Result<()> {
+        if let (true, Some(path)) = (self.dirty, &self.path) {
+            let bytes = serde_json::to_vec(&self.file).map_err(io::Error::other)?;
+            store.write_atomic(path, &bytes, false)?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+}
+
+/// blake3 of a file, memory-mapped and multi-threaded for large files.
+///
+/// The digest is the plain blake3 of the bytes whatever the strategy (blake3's tree makes a
+/// parallel hash equal to a sequential one). Below `PARALLEL_HASH_BYTES` a single-threaded
+/// read is cheaper than mapping the file and spreading it over threads; files that cannot be
+/// mapped (pipes, some special files) are read the ordinary way by blake3 itself.
+pub fn hash_file(path: &Path) -> io::Result<Digest> {
+    /// Below this size threads cost more than they save.
+    const PARALLEL_HASH_BYTES: u64 = 4 << 20;
+    let mut h = blake3::Hasher::new();
+    let file = File::open(path)?;
+    if file.metadata()?.len() >= PARALLEL_HASH_BYTES {
+        drop(file);
+        h.update_mmap_rayon(path)?;
+    } else {
+        h.update_reader(file)?;
+    }
+    Ok(Digest(*h.finalize().as_bytes()))
+}
