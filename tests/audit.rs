@@ -4,19 +4,13 @@ mod common;
 
 use common::Project;
 
-const EXPERIMENT: &str = "\
-name: exp
-data:
-  source: synthetic
-  symbols: [SYN]
-  synthetic: {bars: 300}
-  features: [close, log_return, rsi_14]
-  sequence_length: 8
-  prediction_horizon: 2
-model: {type: lstm, hidden_size: 6, num_layers: 1, dropout: 0.1}
-optimizer: {type: adamw, lr: 0.001}
-training: {max_steps: 6, batch_size: 16, warmup_steps: 1}
-";
+const EXPERIMENT: &str = concat!(
+    "name: exp\n",
+    common::synthetic_data!(),
+    "model: {type: lstm, hidden_size: 6, num_layers: 1, dropout: 0.1}\n",
+    "optimizer: {type: adamw, lr: 0.001}\n",
+    "training: {max_steps: 6, batch_size: 16, warmup_steps: 1}\n",
+);
 
 fn built() -> Project {
     let p = Project::new("audit");
