@@ -69,6 +69,44 @@ fn locked_builds_fail_before_executing_when_a_key_would_change() {
     );
 }
 
+/// `--locked` names each thing the lock lacks or disagrees on, before executing anything:
+/// an experiment the lock has never seen, an environment other than the locked one; and
+/// `--locked` without a lock says to build first.
+#[test]
+fn locked_builds_name_what_the_lock_lacks_or_disagrees_on() {
+    let p = built();
+    p.write(
+        "experiments/other.yaml",
+        &EXPERIMENT.replace("name: exp", "name: other"),
+    );
+    let run = p.hft(&["build", "--locked"]);
+    run.assert_user_error(&["error: --locked: other: not in hft.lock"]);
+    assert!(run.ran().is_empty(), "nothing executed: {}", run.stdout);
+    std::fs::remove_file(p.path("experiments/other.yaml")).unwrap();
+
+    let lock = std::fs::read_to_string(p.path("hft.lock")).unwrap();
+    assert!(lock.contains("burn = \"0.22\""), "{lock}");
+    p.write(
+        "hft.lock",
+        &lock.replace("burn = \"0.22\"", "burn = \"0.21\""),
+    );
+    let run = p.hft(&["build", "--locked"]);
+    run.assert_user_error(&["error: --locked: environment differs from the lock"]);
+    assert!(run.ran().is_empty(), "nothing executed: {}", run.stdout);
+
+    std::fs::remove_file(p.path("hft.lock")).unwrap();
+    p.hft(&["build", "--locked"])
+        .assert_user_error(&["--locked: there is no hft.lock; run `hft build` first"]);
+}
+
+/// A tolerance that does not parse is a usage error naming the option.
+#[test]
+fn audit_rejects_a_bad_tolerance() {
+    let p = built();
+    p.hft(&["audit", "--tolerance", "metric:-1"])
+        .assert_user_error(&["--tolerance: metric:-1: expected a number >= 0"]);
+}
+
 #[test]
 fn audit_reproduces_every_stage_and_writes_reports() {
     let p = built();
