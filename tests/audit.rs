@@ -99,6 +99,20 @@ fn locked_builds_name_what_the_lock_lacks_or_disagrees_on() {
         .assert_user_error(&["--locked: there is no hft.lock; run `hft build` first"]);
 }
 
+/// A data file edited after the lock was written: `--locked` names the stage and the file.
+#[test]
+fn locked_builds_name_a_data_file_changed_since_the_lock() {
+    let p = Project::with_local_data("audit-data", common::LOCAL_EXPERIMENT);
+    p.build();
+    p.write("trainingdata/AAA.csv", &common::csv_bars(120, 4));
+    let run = p.hft(&["build", "--locked"]);
+    run.assert_user_error(&[
+        "error: --locked: exp/ingest:AAA: data file ",
+        "AAA.csv changed since it was locked",
+    ]);
+    assert!(run.ran().is_empty(), "nothing executed: {}", run.stdout);
+}
+
 /// A tolerance that does not parse is a usage error naming the option.
 #[test]
 fn audit_rejects_a_bad_tolerance() {
