@@ -4,19 +4,13 @@ mod common;
 
 use common::Project;
 
-const EXPERIMENT: &str = "\
-name: exp
-data:
-  source: synthetic
-  symbols: [SYN]
-  synthetic: {bars: 300}
-  features: [close, log_return, rsi_14]
-  sequence_length: 8
-  prediction_horizon: 2
-model: {type: lstm, hidden_size: 6, num_layers: 1, dropout: 0.1}
-optimizer: {type: adamw, lr: 0.001}
-training: {max_steps: 6, batch_size: 16, warmup_steps: 1}
-";
+const EXPERIMENT: &str = concat!(
+    "name: exp\n",
+    common::synthetic_data!(),
+    "model: {type: lstm, hidden_size: 6, num_layers: 1, dropout: 0.1}\n",
+    "optimizer: {type: adamw, lr: 0.001}\n",
+    "training: {max_steps: 6, batch_size: 16, warmup_steps: 1}\n",
+);
 
 fn built() -> Project {
     let p = Project::new("audit");
@@ -73,6 +67,58 @@ fn locked_builds_fail_before_executing_when_a_key_would_change() {
         !lock_after.contains("0.004"),
         "--locked never rewrites the lock"
     );
+}
+
+/// `--locked` names each thing the lock lacks or disagrees on, before executing anything:
+/// an experiment the lock has never seen, an environment other than the locked one; and
+/// `--locked` without a lock says to build first.
+#[test]
+fn locked_builds_name_what_the_lock_lacks_or_disagrees_on() {
+    let p = built();
+    p.write(
+        "experiments/other.yaml",
+        &EXPERIMENT.replace("name: exp", "name: other"),
+    );
+    let run = p.hft(&["build", "--locked"]);
+    run.assert_user_error(&["error: --locked: other: not in hft.lock"]);
+    assert!(run.ran().is_empty(), "nothing executed: {}", run.stdout);
+    std::fs::remove_file(p.path("experiments/other.yaml")).unwrap();
+
+    let lock = std::fs::read_to_string(p.path("hft.lock")).unwrap();
+    assert!(lock.contains("burn = \"0.22\""), "{lock}");
+    p.write(
+        "hft.lock",
+        &lock.replace("burn = \"0.22\"", "burn = \"0.21\""),
+    );
+    let run = p.hft(&["build", "--locked"]);
+    run.assert_user_error(&["error: --locked: environment differs from the lock"]);
+    assert!(run.ran().is_empty(), "nothing executed: {}", run.stdout);
+
+    std::fs::remove_file(p.path("hft.lock")).unwrap();
+    p.hft(&["build", "--locked"])
+        .assert_user_error(&["--locked: there is no hft.lock; run `hft build` first"]);
+}
+
+/// A data file edited after the lock was written: `--locked` names the stage and the file.
+#[test]
+fn locked_builds_name_a_data_file_changed_since_the_lock() {
+    let p = Project::with_local_data("audit-data", common::LOCAL_EXPERIMENT);
+    p.build();
+    p.write("trainingdata/AAA.csv", &common::csv_bars(120, 4));
+    let run = p.hft(&["build", "--locked"]);
+    run.assert_user_error(&[
+        "error: --locked: exp/ingest:AAA: data file ",
+        "AAA.csv changed since it was locked",
+    ]);
+    assert!(run.ran().is_empty(), "nothing executed: {}", run.stdout);
+}
+
+/// A tolerance that does not parse is a usage error naming the option.
+#[test]
+fn audit_rejects_a_bad_tolerance() {
+    let p = built();
+    p.hft(&["audit", "--tolerance", "metric:-1"])
+        .assert_user_error(&["--tolerance: metric:-1: expected a number >= 0"]);
 }
 
 #[test]

@@ -5,35 +5,13 @@ mod common;
 
 use common::{Project, csv_bars};
 
-const GOOD: &str = "\
-name: exp
-data:
-  source: local
-  path: trainingdata
-  symbols: [AAA]
-  features: [close, log_return]
-  sequence_length: 5
-  prediction_horizon: 1
-model: {type: mlp, hidden_size: 4, num_layers: 1}
-training: {max_steps: 2, batch_size: 8}
-";
+const GOOD: &str = common::LOCAL_EXPERIMENT;
 
 /// Writes `text` as the only experiment and expects `hft build` to fail with exit code 2
 /// and every `needles` in stderr.
 fn expect_error(text: &str, needles: &[&str]) {
-    let p = Project::new("errors");
-    p.write("trainingdata/AAA.csv", &csv_bars(120, 3));
-    p.write("experiments/exp.yaml", text);
-    let run = p.hft(&["build"]);
-    assert_eq!(
-        run.code, 2,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
-    for n in needles {
-        assert!(run.stderr.contains(n), "expected `{n}` in:\n{}", run.stderr);
-    }
+    let p = Project::with_local_data("errors", text);
+    p.hft(&["build"]).assert_user_error(needles);
     assert!(
         p.path("cache/actions").read_dir().unwrap().next().is_none(),
         "nothing built"
@@ -42,10 +20,7 @@ fn expect_error(text: &str, needles: &[&str]) {
 
 #[test]
 fn good_config_builds() {
-    let p = Project::new("errors");
-    p.write("trainingdata/AAA.csv", &csv_bars(120, 3));
-    p.write("experiments/exp.yaml", GOOD);
-    p.build();
+    Project::with_local_data("errors", GOOD).build();
 }
 
 #[test]
@@ -147,9 +122,8 @@ fn missing_data_file_is_named() {
 
 #[test]
 fn duplicate_experiment_names_are_rejected() {
-    let p = Project::new("errors");
-    p.write("trainingdata/AAA.csv", &csv_bars(120, 3));
-    p.write("experiments/a.yaml", GOOD);
+    let p = Project::with_local_data("errors", GOOD);
+    std::fs::rename(p.path("experiments/exp.yaml"), p.path("experiments/a.yaml")).unwrap();
     p.write("experiments/b.yaml", GOOD);
     let run = p.hft(&["build"]);
     assert_eq!(run.code, 2);
@@ -201,4 +175,77 @@ fn garbage_files_never_panic() {
     let run = p.hft(&["build"]);
     assert_eq!(run.code, 2);
     assert!(!run.stderr.contains("panicked"));
+}
+
+/// Values out of range, one key at a time: each names its key and the rule it breaks (the
+/// validation paths of `config/sections.rs` and `config/mod.rs` that the coverage run
+/// found untested).
+#[test]
+fn out_of_range_values_name_the_key_and_the_rule() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "symbols: [AAA]",
+            "symbols: [AAA, AAA]",
+            "data.symbols[1]: `AAA` is listed twice",
+        ),
+        (
+            "symbols: [AAA]",
+            "symbols: []",
+            "data.symbols: needs at least one symbol",
+        ),
+        (
+            "[close, log_return]",
+            "[close, close]",
+            "data.features[1]: `close` is listed twice",
+        ),
+        (
+            "features: [close, log_return]",
+            "features: []",
+            "data.features: needs at least one feature",
+        ),
+        (
+            "  source: local\n  path: trainingdata\n",
+            "  source: synthetic\n  synthetic: {bars: 5}\n",
+            "data.synthetic.bars: must be at least 10",
+        ),
+        (
+            "num_layers: 1}",
+            "num_layers: 0}",
+            "model.num_layers: must be at least 1",
+        ),
+        (
+            "max_steps: 2,",
+            "max_steps: 0,",
+            "training.max_steps: must be at least 1",
+        ),
+        (
+            "batch_size: 8}",
+            "batch_size: 8, grad_clip: -1}",
+            "training.grad_clip: must be >= 0 (0 disables clipping)",
+        ),
+        (
+            "batch_size: 8}",
+            "batch_size: 8, label_smoothing: 1.0}",
+            "training.label_smoothing: must be in [0, 1)",
+        ),
+        (
+            "batch_size: 8}",
+            "batch_size: 8, patience: 0}",
+            "training.patience: must be at least 1",
+        ),
+        (
+            "batch_size: 8}\n",
+            "batch_size: 8}\nevaluation: {cost_bps: -1}\n",
+            "evaluation.cost_bps: must be >= 0",
+        ),
+        (
+            "batch_size: 8}\n",
+            "batch_size: 8}\noptimizer: {type: adamw, lr: 0.001, weight_decay: -1}\n",
+            "optimizer.weight_decay: must be >= 0",
+        ),
+    ];
+    for (from, to, needle) in cases {
+        assert!(GOOD.contains(from), "{from}");
+        expect_error(&GOOD.replace(from, to), &["experiments/exp.yaml:", needle]);
+    }
 }

@@ -12,21 +12,15 @@ use common::Project;
 use serde_json::Value;
 
 /// Small enough for a software Vulkan device (10-150x slower than flex).
-const EXPERIMENT: &str = "\
-name: exp
-seed: 11
-data:
-  source: synthetic
-  symbols: [SYN]
-  synthetic: {bars: 300}
-  features: [close, log_return, rsi_14]
-  sequence_length: 8
-  prediction_horizon: 2
-model: {type: MODEL, hidden_size: 8, num_layers: 1, dropout: 0.0}
-optimizer: {type: adamw, lr: 0.01}
-training: {epochs: 4, batch_size: 32, warmup_steps: 0, device: wgpu}
-evaluation: {cost_bps: 5.0}
-";
+const EXPERIMENT: &str = concat!(
+    "name: exp\n",
+    "seed: 11\n",
+    common::synthetic_data!(),
+    "model: {type: MODEL, hidden_size: 8, num_layers: 1, dropout: 0.0}\n",
+    "optimizer: {type: adamw, lr: 0.01}\n",
+    "training: {epochs: 4, batch_size: 32, warmup_steps: 0, device: wgpu}\n",
+    "evaluation: {cost_bps: 5.0}\n",
+);
 
 /// The JSON blob `output` of the action record of `stage` in `cache`.
 fn output(p: &Project, cache: &str, stage: &str, output: &str) -> Value {

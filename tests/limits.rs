@@ -9,23 +9,10 @@ use std::time::{Duration, Instant};
 
 use common::{Project, csv_bars};
 
-const EXPERIMENT: &str = "\
-data:
-  source: local
-  path: trainingdata
-  symbols: [AAA]
-  features: [close, log_return]
-  sequence_length: 5
-  prediction_horizon: 1
-model: {type: mlp, hidden_size: 4, num_layers: 1}
-training: {max_steps: 2, batch_size: 8}
-";
+const EXPERIMENT: &str = common::LOCAL_BODY;
 
 fn project(experiment: &str) -> Project {
-    let p = Project::new("limits");
-    p.write("trainingdata/AAA.csv", &csv_bars(120, 3));
-    p.write("experiments/exp.yaml", experiment);
-    p
+    Project::with_local_data("limits", experiment)
 }
 
 /// `hft build ARGS` must fail with exit 2, within `limit`, with every needle in stderr.
@@ -35,15 +22,7 @@ fn expect_error(p: &Project, args: &[&str], limit: Duration, needles: &[&str]) {
     all.extend_from_slice(args);
     let run = p.hft(&all);
     let took = started.elapsed();
-    assert_eq!(
-        run.code, 2,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
-    for n in needles {
-        assert!(run.stderr.contains(n), "expected `{n}` in:\n{}", run.stderr);
-    }
+    run.assert_user_error(needles);
     assert!(took < limit, "took {took:?}");
 }
 

@@ -1,12 +1,71 @@
-//! Helpers for tests that run the real `hft` binary in a scratch project.
-#![allow(dead_code)]
+//! Helpers for tests that run the real `hft` binary in a scratch project, and the small
+//! experiment fixtures that most test files share.
+//!
+//! The fixtures are macros expanding to string literals, so that a test file can still build
+//! its own `const` around them with `concat!` (the YAML text, and so every line number a
+//! test asserts, stays exactly what it was).
+#![allow(dead_code, unused_macros, unused_imports)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The `data:` block of a synthetic-data experiment: one symbol `SYN` of 300 generated bars,
+/// three features, windows of 8, horizon 2. No data file needed.
+macro_rules! synthetic_data {
+    () => {
+        "\
+data:
+  source: synthetic
+  symbols: [SYN]
+  synthetic: {bars: 300}
+  features: [close, log_return, rsi_14]
+  sequence_length: 8
+  prediction_horizon: 2
+"
+    };
+}
+pub(crate) use synthetic_data;
+
+/// The `data:` block of the smallest local-data experiment: `trainingdata/AAA.csv` (see
+/// [`Project::with_local_data`]), two features, windows of 5, horizon 1.
+macro_rules! local_data {
+    () => {
+        "\
+data:
+  source: local
+  path: trainingdata
+  symbols: [AAA]
+  features: [close, log_return]
+  sequence_length: 5
+  prediction_horizon: 1
+"
+    };
+}
+pub(crate) use local_data;
+
+/// [`local_data!`] with a tiny mlp trained for two steps: [`LOCAL_EXPERIMENT`] without its
+/// `name:` line (line 1 is `data:`).
+macro_rules! local_body {
+    () => {
+        concat!(
+            $crate::common::local_data!(),
+            "model: {type: mlp, hidden_size: 4, num_layers: 1}\n",
+            "training: {max_steps: 2, batch_size: 8}\n"
+        )
+    };
+}
+pub(crate) use local_body;
+
+/// The text of [`local_body!`].
+pub const LOCAL_BODY: &str = local_body!();
+
+/// The smallest valid local-data experiment, named `exp`: the "good" config that the error
+/// tests break one key at a time (line 1 `name:`, line 2 `data:`, line 9 `model:`).
+pub const LOCAL_EXPERIMENT: &str = concat!("name: exp\n", local_body!());
 
 /// A scratch project folder, removed when dropped.
 pub struct Project {
@@ -35,22 +94,37 @@ impl Project {
         std::fs::write(p, text).unwrap();
     }
 
-    pub fn hft(&self, args: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_hft"))
+    /// The `hft` binary with `args`, run in the project folder, with no `HFT_CACHE_DIR` from
+    /// the caller's environment: for tests that need a `Command` of their own (stdin, a
+    /// background child, extra environment).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hft"));
+        command
             .args(args)
             .current_dir(&self.dir)
-            .env_remove("HFT_CACHE_DIR")
-            .output()
-            .unwrap();
-        Run::from(out)
+            .env_remove("HFT_CACHE_DIR");
+        command
+    }
+
+    /// `hft ARGS` started in the background with its output discarded (a build to kill or to
+    /// race against).
+    pub fn spawn_quiet(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn hft(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().unwrap())
     }
 
     /// `hft ARGS` with extra environment variables set (e.g. `HFT_CACHE_DIR`).
     pub fn hft_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_hft"))
-            .args(args)
-            .current_dir(&self.dir)
-            .env_remove("HFT_CACHE_DIR")
+        let out = self
+            .command(args)
             .envs(env.iter().copied())
             .output()
             .unwrap();
@@ -73,6 +147,15 @@ impl Project {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// A project with `trainingdata/AAA.csv` (120 valid bars) and `experiments/exp.yaml`
+    /// holding `experiment`: the setting of [`LOCAL_EXPERIMENT`] and its variants.
+    pub fn with_local_data(tag: &str, experiment: &str) -> Project {
+        let p = Project::new(tag);
+        p.write("trainingdata/AAA.csv", &csv_bars(120, 3));
+        p.write("experiments/exp.yaml", experiment);
+        p
     }
 
     /// `hft build` that must succeed.
@@ -135,6 +218,29 @@ impl Run {
 
     pub fn ran(&self) -> Vec<String> {
         self.with_state("ran")
+    }
+
+    /// Exit code `code` and every `needles` in stderr.
+    pub fn assert_failed(&self, code: i32, needles: &[&str]) {
+        assert_eq!(
+            self.code, code,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        for n in needles {
+            assert!(
+                self.stderr.contains(n),
+                "expected `{n}` in:\n{}",
+                self.stderr
+            );
+        }
+    }
+
+    /// A user error: exit code 2, no panic, and every `needles` in stderr.
+    pub fn assert_user_error(&self, needles: &[&str]) {
+        self.assert_failed(2, &[]);
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        self.assert_failed(2, needles);
     }
 }
 
