@@ -165,10 +165,7 @@ fn filters_select_experiments_by_resolved_value() {
     req.select.filters = vec!["model.type=lstm".to_string()];
     let failure = build::build(&req, &|_| {}).unwrap_err();
     assert_eq!(failure.errors, ["no experiment matches the filters"]);
-    req.select.filters = vec![
-        "seed>=1".to_string(),
-        "model.type=mlp".to_string(),
-    ];
+    req.select.filters = vec!["seed>=1".to_string(), "model.type=mlp".to_string()];
     let b = built(build::build(&req, &|_| {}).unwrap());
     assert_eq!(b.reports.len(), 1);
     req.select.filters = vec!["model.type".to_string()];
