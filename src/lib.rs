@@ -22,3 +22,4 @@ pub mod report;
 pub mod store;
 pub mod term;
 pub mod train;
+pub mod usecase;

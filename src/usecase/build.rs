@@ -1,0 +1,318 @@
+//! The build use case: `hft build` (run stale stages, reuse cached ones, record the lock,
+//! the catalog and the no-op memo) and `hft status` (its dry run: what would run and why).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::inputs::make_jobs;
+use super::select::{load_experiments, watch_selection};
+use super::{Failure, Message, Outcome, Selection, noop, open_store};
+use crate::graph::exec::{self, ExperimentReport, StageState};
+use crate::graph::stages::StageError;
+use crate::graph::{self, Database, memo};
+use crate::lock::{LOCK_FILE, Lockfile};
+
+/// How a build was asked to run.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub select: Selection,
+    /// The store (already resolved: see [`super::cache_dir`]).
+    pub cache_dir: PathBuf,
+    /// The lockfile recorded after a build and checked by `locked` (`hft.lock`).
+    pub lock_file: PathBuf,
+    /// Classify every stage (what would run and why) and execute nothing.
+    pub dry_run: bool,
+    /// Experiments built in parallel (default: the number of CPUs).
+    pub jobs: Option<usize>,
+    /// Fail before executing if a stage key differs from the lock, after if an output does;
+    /// never rewrite the lock.
+    pub locked: bool,
+    /// Build only up to this stage.
+    pub until: Option<String>,
+    /// A remote cache URL, and whether only to pull from it.
+    pub remote: Option<String>,
+    pub remote_read_only: bool,
+    /// Keep the no-op memo (off with `HFT_NO_MEMO`).
+    pub memo: bool,
+    /// Let the memo answer a build where nothing changed (off for `--json`, whose document
+    /// the memo does not hold).
+    pub answer_from_memo: bool,
+}
+
+impl BuildRequest {
+    /// A build of `select` into the store at `cache_dir`, every option at its default.
+    pub fn new(select: Selection, cache_dir: PathBuf) -> BuildRequest {
+        BuildRequest {
+            select,
+            cache_dir,
+            lock_file: PathBuf::from(LOCK_FILE),
+            dry_run: false,
+            jobs: None,
+            locked: false,
+            until: None,
+            remote: None,
+            remote_read_only: false,
+            memo: true,
+            answer_from_memo: true,
+        }
+    }
+}
+
+/// Stages by what happened to them, over every experiment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub ran: usize,
+    pub cached: usize,
+    pub pulled: usize,
+    pub stale: usize,
+    pub failed: usize,
+}
+
+/// A build (or dry run) that planned and classified or executed every stage.
+#[derive(Debug)]
+pub struct Built {
+    pub dry_run: bool,
+    pub outcome: Outcome,
+    /// One report per experiment, in selection order.
+    pub reports: Vec<ExperimentReport>,
+    /// Each report's resolved config, for the results table.
+    pub experiments: Vec<crate::config::Experiment>,
+    pub counts: Counts,
+    pub secs: f64,
+    /// What went wrong after the stages ran (failed stages, a lock or catalog that could not
+    /// be written), in order.
+    pub messages: Vec<Message>,
+}
+
+/// A no-op build answered from the memo: the text the build it replays printed.
+#[derive(Debug)]
+pub struct Unchanged {
+    /// Each experiment's lines, verbose and quiet.
+    pub experiments: Vec<(Vec<String>, Vec<String>)>,
+    /// The results table's cells (empty when no experiment evaluates).
+    pub results: Vec<Vec<String>>,
+    /// Stages, all cached.
+    pub stages: usize,
+    pub secs: f64,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug)]
+pub enum BuildResult {
+    Unchanged(Unchanged),
+    Built(Built),
+}
+
+impl BuildResult {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            BuildResult::Unchanged(_) => Outcome::Ok,
+            BuildResult::Built(b) => b.outcome,
+        }
+    }
+}
+
+/// What `hft status` surveys.
+#[derive(Debug, Clone)]
+pub struct StatusRequest {
+    pub select: Selection,
+    pub cache_dir: PathBuf,
+}
+
+/// `hft status`: every selected experiment planned against the store, each stage cached or
+/// stale with its reason; nothing executes and nothing is recorded. `on_done` sees each
+/// experiment's report as soon as it is classified.
+pub fn status(
+    req: &StatusRequest,
+    on_done: &(dyn Fn(&ExperimentReport) + Sync),
+) -> Result<Built, Failure> {
+    let build_req = BuildRequest {
+        dry_run: true,
+        memo: false,
+        ..BuildRequest::new(req.select.clone(), req.cache_dir.clone())
+    };
+    match build(&build_req, on_done)? {
+        BuildResult::Built(b) => Ok(b),
+        // A dry run never consults the memo.
+        BuildResult::Unchanged(_) => Err(Failure {
+            outcome: Outcome::StageFailed,
+            errors: vec!["a dry run was answered from the no-op memo".to_string()],
+        }),
+    }
+}
+
+/// `hft build` (and, with `dry_run`, `hft status` / `hft build --dry-run`). `on_done` sees
+/// each experiment's report as soon as it is done (the command line prints it then).
+pub fn build(
+    req: &BuildRequest,
+    on_done: &(dyn Fn(&ExperimentReport) + Sync),
+) -> Result<BuildResult, Failure> {
+    let dry_run = req.dry_run;
+    let started = Instant::now();
+    let started_ns = memo::now_ns();
+    let store = open_store(&req.cache_dir)?;
+    // Checked before the no-op fast path, so that a malformed URL is always an error.
+    let remote = match req.remote.as_deref() {
+        Some(url) => Some(
+            crate::store::remote::Remote::open(url, req.remote_read_only)
+                .map_err(Failure::bad_input)?,
+        ),
+        None => None,
+    };
+    let lock_path = req.lock_file.as_path();
+    // The no-op fast path: nothing this build depends on changed since the last one.
+    let use_memo = !dry_run && req.memo;
+    let memo_id = use_memo.then(|| memo::invocation_id(&noop::invocation_parts(req)));
+    if let Some(id) = &memo_id
+        && req.answer_from_memo
+        && (!req.locked || lock_path.exists())
+        && let Some(m) = memo::check(&store, id)
+    {
+        return Ok(BuildResult::Unchanged(noop::replay(&store, m, started)));
+    }
+    // Fingerprints of the selection before anything is read, for the memo.
+    let mut watched = match memo_id {
+        Some(_) => watch_selection(&req.select.paths),
+        None => Vec::new(),
+    };
+    let db = Database::default();
+    let mut planned = load_experiments(&db, &req.select)?;
+    if let Some(until) = &req.until {
+        for l in &mut planned {
+            l.plan = l.plan.until(until);
+        }
+    }
+    let jobs_list = make_jobs(&db, &store, &planned, &mut watched, !dry_run)?;
+    watched.extend(db.templates_read());
+    watched.extend(db.data_folders_read());
+
+    let lock = Lockfile::load(lock_path).map_err(Failure::bad_input)?;
+    if req.locked {
+        let Some(existing) = &lock else {
+            return Err(Failure::bad_input(format!(
+                "--locked: there is no {LOCK_FILE}; run `hft build` first"
+            )));
+        };
+        let problems = crate::lock::check_keys(existing, &jobs_list);
+        if !problems.is_empty() {
+            return Err(Failure {
+                outcome: Outcome::BadInput,
+                errors: problems.iter().map(|p| format!("--locked: {p}")).collect(),
+            });
+        }
+    }
+
+    let threads = req.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let reports = exec::run_all_with_remote(
+        &store,
+        remote.as_ref(),
+        &jobs_list,
+        threads,
+        dry_run,
+        on_done,
+    );
+    let mut messages = Vec::new();
+    if !dry_run {
+        match (&lock, req.locked) {
+            (Some(existing), true) => {
+                let problems = crate::lock::check_outputs(existing, &reports);
+                if !problems.is_empty() {
+                    return Err(Failure {
+                        outcome: Outcome::StageFailed,
+                        errors: problems.iter().map(|p| format!("--locked: {p}")).collect(),
+                    });
+                }
+            }
+            _ => {
+                if let Err(e) = crate::lock::update(lock_path, &jobs_list, &reports) {
+                    messages.push(Message::Warning(format!("cannot write {LOCK_FILE}: {e}")));
+                }
+            }
+        }
+    }
+
+    let mut outcome = Outcome::Ok;
+    let mut counts = Counts::default();
+    for r in &reports {
+        for s in &r.stages {
+            match &s.state {
+                StageState::Ran { .. } => counts.ran += 1,
+                StageState::Cached if s.pulled => counts.pulled += 1,
+                StageState::Cached => counts.cached += 1,
+                StageState::Stale { .. } => counts.stale += 1,
+                StageState::Failed(e) => {
+                    counts.failed += 1;
+                    outcome = outcome.worst(match e {
+                        StageError::BadInput(_) => Outcome::BadInput,
+                        StageError::Failed(_) => Outcome::StageFailed,
+                    });
+                }
+                StageState::Skipped => {}
+            }
+        }
+    }
+    for r in &reports {
+        for s in &r.stages {
+            if let StageState::Failed(e) = &s.state {
+                messages.push(Message::Error(format!("{}/{}: {e}", r.name, s.id)));
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if !dry_run {
+        let rows: Vec<crate::catalog::CatalogRow> = reports
+            .iter()
+            .zip(&jobs_list)
+            .filter(|(r, _)| r.recorded || r.error().is_some())
+            .filter_map(|(r, j)| {
+                let id = graph::experiment_id(&j.file, &j.plan.name);
+                crate::catalog::CatalogRow::from_report(&id, j.experiment, r)
+            })
+            .collect();
+        let entry = crate::catalog::BuildEntry {
+            at: crate::store::now_unix(),
+            experiments: reports.len(),
+            ran: counts.ran,
+            cached: counts.cached + counts.pulled,
+            failed: counts.failed,
+            secs,
+        };
+        // A read-only (shared) cache serves hits; its derived data just stays as it is.
+        if let Err(e) = crate::catalog::append(&store, &rows, &entry)
+            && e.kind() != std::io::ErrorKind::ReadOnlyFilesystem
+        {
+            messages.push(Message::Warning(format!(
+                "cannot update the experiment catalog: {e}"
+            )));
+        }
+    }
+    if let Some(id) = &memo_id {
+        let all_built = reports
+            .iter()
+            .all(|r| r.stages.iter().all(|s| s.record.is_some()));
+        if outcome == Outcome::Ok && all_built && !memo::is_racy(&watched, started_ns) {
+            // Written after the lock: its fingerprint is the one the next build will see.
+            watched.push((lock_path.to_path_buf(), memo::fingerprint(lock_path)));
+            memo::save(
+                &store,
+                id,
+                &noop::noop_memo(&store, &jobs_list, &reports, watched),
+            );
+        } else {
+            memo::forget(&store, id);
+        }
+    }
+    Ok(BuildResult::Built(Built {
+        dry_run,
+        outcome,
+        experiments: jobs_list.iter().map(|j| j.experiment.clone()).collect(),
+        reports,
+        counts,
+        secs,
+        messages,
+    }))
+}

@@ -1,0 +1,126 @@
+//! The no-op memo of a build: its name (what decides a build's outcome besides the files it
+//! reads), what a no-op rerun of a fully built build looks like, and answering a rerun
+//! from it.
+
+use std::time::Instant;
+
+use super::build::{BuildRequest, Unchanged};
+use super::text::{experiment_lines, results_rows};
+use crate::graph::exec::{ExperimentJob, ExperimentReport, StageState};
+use crate::graph::memo;
+use crate::store::Store;
+
+/// What decides a build's outcome besides the files it reads: the memo's name.
+pub fn invocation_parts(req: &BuildRequest) -> Vec<String> {
+    let select = &req.select;
+    let mut parts = vec![
+        format!("cache={}", req.cache_dir.display()),
+        format!("until={:?}", req.until),
+        format!("locked={}", req.locked),
+    ];
+    parts.extend(select.paths.iter().map(|p| format!("path={}", p.display())));
+    parts.extend(select.overrides.iter().map(|o| format!("set={o}")));
+    parts.extend(select.filters.iter().map(|f| format!("filter={f}")));
+    parts
+}
+
+/// What a no-op rerun of this (fully built) build looks like.
+pub fn noop_memo(
+    store: &Store,
+    jobs: &[ExperimentJob],
+    reports: &[ExperimentReport],
+    watched: memo::Watched,
+) -> memo::Memo {
+    let mut entries = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let cached: Vec<ExperimentReport> = reports
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            for s in &mut r.stages {
+                s.state = StageState::Cached;
+            }
+            r
+        })
+        .collect();
+    for r in reports {
+        for s in &r.stages {
+            let Some(record) = &s.record else { continue };
+            let action = format!("actions/{}.json", record.key.0);
+            if seen.insert(action.clone())
+                && let Ok(m) = std::fs::metadata(store.root().join(&action))
+            {
+                entries.push((action, m.len()));
+            }
+            for out in record.outputs.values() {
+                let path = store.blob_path(&out.digest);
+                if let Ok(rel) = path.strip_prefix(store.root()) {
+                    let rel = rel.display().to_string();
+                    if seen.insert(rel.clone()) {
+                        entries.push((rel, out.size));
+                    }
+                }
+            }
+        }
+    }
+    let experiments = cached
+        .iter()
+        .map(|r| {
+            (
+                experiment_lines(r, false, false),
+                experiment_lines(r, false, true),
+            )
+        })
+        .collect();
+    let has_results = reports
+        .iter()
+        .any(|r| r.stages.iter().any(|s| s.id == "evaluate"));
+    let results = if has_results {
+        let configs: Vec<&crate::config::Experiment> = jobs.iter().map(|j| j.experiment).collect();
+        results_rows(&cached, &configs)
+    } else {
+        Vec::new()
+    };
+    memo::Memo {
+        version: memo::Memo::VERSION,
+        watched,
+        entries,
+        experiments,
+        results,
+        stages: reports.iter().map(|r| r.stages.len()).sum(),
+    }
+}
+
+/// A no-op build answered from its memo: its hits count as uses for gc's
+/// least-recently-used order, and the build is logged in the catalog.
+pub fn replay(store: &Store, m: memo::Memo, started: Instant) -> Unchanged {
+    for (rel, _) in &m.entries {
+        if let Some(key) = rel
+            .strip_prefix("actions/")
+            .and_then(|f| f.strip_suffix(".json"))
+        {
+            store.touch_action(&crate::store::StageKey(key.to_string()));
+        }
+    }
+    let mut warnings = Vec::new();
+    let entry = crate::catalog::BuildEntry {
+        at: crate::store::now_unix(),
+        experiments: m.experiments.len(),
+        ran: 0,
+        cached: m.stages,
+        failed: 0,
+        secs: started.elapsed().as_secs_f64(),
+    };
+    if let Err(e) = crate::catalog::append(store, &[], &entry)
+        && e.kind() != std::io::ErrorKind::ReadOnlyFilesystem
+    {
+        warnings.push(format!("cannot update the experiment catalog: {e}"));
+    }
+    Unchanged {
+        experiments: m.experiments,
+        results: m.results,
+        stages: m.stages,
+        secs: started.elapsed().as_secs_f64(),
+        warnings,
+    }
+}
