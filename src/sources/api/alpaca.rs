@@ -111,3 +111,40 @@ pub(super) fn fetch_alpaca(
          range has trading days",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alpaca_pages_parse_with_keys_in_errors() {
+        let body = br#"{"bars":[{"t":"2021-01-05T05:00:00Z","o":128.89,"h":131.74,"l":128.43,
+            "c":131.01,"v":97664898,"n":557694,"vw":130.399}],"symbol":"AAPL",
+            "next_page_token":"QUFQTA=="}"#;
+        let (bars, next) = parse_alpaca_page(body).unwrap();
+        assert_eq!(bars.len(), 1);
+        assert_eq!(bars[0].time, 1_609_822_800);
+        assert_eq!(bars[0].volume, 97_664_898.0);
+        assert_eq!(next.as_deref(), Some("QUFQTA=="));
+
+        let (bars, next) =
+            parse_alpaca_page(br#"{"bars":null,"symbol":"AAPL","next_page_token":null}"#).unwrap();
+        assert!(bars.is_empty() && next.is_none());
+
+        let err =
+            parse_alpaca_page(br#"{"bars":[{"t":"2021-01-05T05:00:00Z","o":"x"}]}"#).unwrap_err();
+        assert!(err.contains("bars[0].o"), "{err}");
+        let err =
+            parse_alpaca_page(br#"{"bars":[{"t":"yesterday","o":1,"h":1,"l":1,"c":1,"v":1}]}"#)
+                .unwrap_err();
+        assert!(
+            err.contains("bars[0].t") && err.contains("yesterday"),
+            "{err}"
+        );
+        assert!(
+            parse_alpaca_page(b"<html>")
+                .unwrap_err()
+                .contains("not Alpaca")
+        );
+    }
+}

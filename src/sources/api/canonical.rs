@@ -34,3 +34,33 @@ pub(super) fn canonical_csv(mut bars: Vec<Bar>) -> Result<Vec<u8>, String> {
     }
     Ok(out.into_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_csv_is_sorted_shortest_and_parses() {
+        let bar = |time, close| Bar {
+            time,
+            open: 1.5,
+            high: 2.0,
+            low: 0.1,
+            close,
+            volume: 143_301_887.0,
+        };
+        let csv = canonical_csv(vec![bar(1_609_822_800, 1.0), bar(1_609_736_400, 0.3)]).unwrap();
+        assert_eq!(
+            String::from_utf8(csv.clone()).unwrap(),
+            "timestamp,open,high,low,close,volume\n\
+             2021-01-04T05:00:00Z,1.5,2,0.1,0.3,143301887\n\
+             2021-01-05T05:00:00Z,1.5,2,0.1,1,143301887\n"
+        );
+        let parsed =
+            crate::data::ingest::parse_csv(std::path::Path::new("snapshot.csv"), &csv).unwrap();
+        assert_eq!(parsed.timestamps, vec![1_609_736_400, 1_609_822_800]);
+        assert_eq!(parsed.close, vec![0.3, 1.0]);
+        let err = canonical_csv(vec![bar(5, 1.0), bar(5, 1.0)]).unwrap_err();
+        assert!(err.contains("1970-01-01T00:00:05Z"), "{err}");
+    }
+}

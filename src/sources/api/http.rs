@@ -342,3 +342,34 @@ pub(super) fn printable(text: &str, max: usize) -> String {
 pub(super) fn shorten(text: &str) -> String {
     printable(text, 80)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_become_short_messages() {
+        assert_eq!(
+            error_message(
+                ApiProvider::Alpaca,
+                br#"{"code":40110000,"message":"request is not authorized"}"#
+            ),
+            "request is not authorized (code 40110000)"
+        );
+        assert_eq!(error_message(ApiProvider::Alpaca, b""), "(empty body)");
+        assert_eq!(
+            error_message(ApiProvider::Stooq, b"oops\r\nmore"),
+            "oops  more"
+        );
+        assert!(error_message(ApiProvider::Stooq, &[b'x'; 500]).ends_with("..."));
+    }
+
+    #[test]
+    fn backoff_doubles_and_saturates() {
+        let first = Duration::from_millis(10);
+        assert_eq!(backoff_delay(first, 1), Duration::from_millis(10));
+        assert_eq!(backoff_delay(first, 2), Duration::from_millis(20));
+        assert_eq!(backoff_delay(first, 4), Duration::from_millis(80));
+        assert_eq!(backoff_delay(first, 200), MAX_BACKOFF);
+    }
+}

@@ -33,8 +33,6 @@ mod canonical;
 mod http;
 mod request;
 mod stooq;
-#[cfg(test)]
-mod tests;
 
 use std::fmt;
 use std::time::Duration;
@@ -275,5 +273,83 @@ pub fn fetch(req: &ApiRequest, env: &dyn Fn(&str) -> Option<String>) -> Result<S
             let code = stooq_interval(interval).map_err(invalid)?;
             fetch_stooq(req, &client, base, code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) fn request(provider: ApiProvider) -> ApiRequest {
+        ApiRequest {
+            provider,
+            base_url: "https://example.test/".into(),
+            symbol: "AAPL".into(),
+            start: NaiveDate::from_ymd_opt(2021, 1, 1),
+            end: NaiveDate::from_ymd_opt(2021, 12, 31),
+            interval: "1d".into(),
+            timeout: Duration::from_secs(1),
+            retries: 0,
+            backoff: Duration::from_millis(1),
+        }
+    }
+
+    #[test]
+    fn credentials_are_checked_before_any_request() {
+        let req = request(ApiProvider::Alpaca);
+        let err = fetch(&req, &|_| None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("APCA_API_KEY_ID and APCA_API_SECRET_KEY"),
+            "{err}"
+        );
+        let only_id = |k: &str| (k == "APCA_API_KEY_ID").then(|| "id".to_string());
+        let err = fetch(&req, &only_id).unwrap_err();
+        assert_eq!(
+            err,
+            ApiError::MissingCredentials {
+                provider: ApiProvider::Alpaca,
+                symbol: "AAPL".into(),
+                vars: vec!["APCA_API_SECRET_KEY"],
+            }
+        );
+        let newline = |_: &str| Some("sentinel-SECRET\nx".to_string());
+        let err = fetch(&req, &newline).unwrap_err().to_string();
+        assert!(
+            !err.contains("sentinel-SECRET") && err.contains("HTTP header"),
+            "{err}"
+        );
+        assert!(credential_vars(ApiProvider::Stooq).is_empty());
+    }
+
+    #[test]
+    fn bad_requests_are_refused_up_front() {
+        let env = |_: &str| Some("k".to_string());
+        let req = ApiRequest {
+            start: NaiveDate::from_ymd_opt(2022, 1, 1),
+            ..request(ApiProvider::Alpaca)
+        };
+        assert!(
+            fetch(&req, &env)
+                .unwrap_err()
+                .to_string()
+                .contains("after end")
+        );
+        let req = ApiRequest {
+            interval: "5min".into(),
+            ..request(ApiProvider::Stooq)
+        };
+        let err = fetch(&req, &env).unwrap_err().to_string();
+        assert!(err.starts_with("stooq AAPL: interval 5min"), "{err}");
+        let req = ApiRequest {
+            symbol: " ".into(),
+            ..request(ApiProvider::Stooq)
+        };
+        assert!(
+            fetch(&req, &env)
+                .unwrap_err()
+                .to_string()
+                .contains("symbol is empty")
+        );
     }
 }

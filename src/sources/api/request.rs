@@ -184,3 +184,111 @@ pub(super) fn stooq_url(base: &str, req: &ApiRequest, code: &str) -> String {
     }
     url
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::api::tests::request;
+
+    #[test]
+    fn intervals_map_to_each_providers_spelling() {
+        let alpaca = |s: &str| parse_interval(s).and_then(alpaca_timeframe);
+        assert_eq!(alpaca("1d").unwrap(), "1Day");
+        assert_eq!(alpaca("1h").unwrap(), "1Hour");
+        assert_eq!(alpaca("5min").unwrap(), "5Min");
+        assert_eq!(alpaca("1MIN").unwrap(), "1Min");
+        assert_eq!(alpaca("15min").unwrap(), "15Min");
+        assert_eq!(alpaca("1w").unwrap(), "1Week");
+        assert_eq!(alpaca("1mo").unwrap(), "1Month");
+        assert_eq!(alpaca("day").unwrap(), "1Day");
+        assert!(alpaca("60min").unwrap_err().contains("1min to 59min"));
+        assert!(alpaca("2d").unwrap_err().contains("Alpaca serves"));
+
+        let stooq = |s: &str| parse_interval(s).and_then(stooq_interval);
+        assert_eq!(stooq("1d").unwrap(), "d");
+        assert_eq!(stooq("1w").unwrap(), "w");
+        assert_eq!(stooq("1mo").unwrap(), "m");
+        let err = stooq("5min").unwrap_err();
+        assert!(err.contains("5min") && err.contains("1d, 1w, 1mo"), "{err}");
+
+        assert!(parse_interval("1m").unwrap_err().contains("ambiguous"));
+        assert!(parse_interval("0d").unwrap_err().contains("zero"));
+        assert!(
+            parse_interval("fortnight")
+                .unwrap_err()
+                .contains("e.g. 1min")
+        );
+        assert!(
+            parse_interval("99999999999d")
+                .unwrap_err()
+                .contains("out-of-range")
+        );
+    }
+
+    #[test]
+    fn urls_follow_the_wire_formats() {
+        let req = request(ApiProvider::Alpaca);
+        assert_eq!(
+            alpaca_url("https://data.alpaca.markets", &req, "1Day", None),
+            "https://data.alpaca.markets/v2/stocks/AAPL/bars?timeframe=1Day&start=2021-01-01\
+             &end=2021-12-31&limit=10000&adjustment=raw"
+        );
+        assert!(
+            alpaca_url("https://x", &req, "1Day", Some("QUFQTHx8MjAyMQ=="))
+                .ends_with("&adjustment=raw&page_token=QUFQTHx8MjAyMQ%3D%3D")
+        );
+        let open = ApiRequest {
+            start: None,
+            end: None,
+            ..req.clone()
+        };
+        assert_eq!(
+            alpaca_url("https://x", &open, "1Day", None),
+            "https://x/v2/stocks/AAPL/bars?timeframe=1Day&start=2015-01-01&limit=10000\
+             &adjustment=raw"
+        );
+        let stooq = ApiRequest {
+            symbol: "aapl.us".into(),
+            ..request(ApiProvider::Stooq)
+        };
+        assert_eq!(
+            stooq_url("https://stooq.com", &stooq, "d"),
+            "https://stooq.com/q/d/l/?s=aapl.us&i=d&d1=20210101&d2=20211231"
+        );
+        let index = ApiRequest {
+            symbol: "^spx".into(),
+            start: None,
+            end: None,
+            ..stooq
+        };
+        assert_eq!(
+            stooq_url("https://stooq.com", &index, "w"),
+            "https://stooq.com/q/d/l/?s=%5Espx&i=w"
+        );
+        assert_eq!(encode("BRK/B a"), "BRK%2FB%20a");
+    }
+
+    #[test]
+    fn base_urls_are_checked_without_echoing_credentials() {
+        assert_eq!(
+            check_base_url("https://stooq.com/").unwrap(),
+            "https://stooq.com"
+        );
+        assert_eq!(
+            check_base_url("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        let err = check_base_url("https://user:hunter2@host").unwrap_err();
+        assert!(
+            !err.contains("hunter2") && err.contains("credentials"),
+            "{err}"
+        );
+        assert!(
+            check_base_url("ftp://host")
+                .unwrap_err()
+                .contains("https://")
+        );
+        assert!(check_base_url("https://host?x=1").is_err());
+        assert!(check_base_url("https://").is_err());
+    }
+}

@@ -152,3 +152,47 @@ pub(super) fn finish(
         url: url.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stooq_bodies_parse_or_say_why_not() {
+        let bars = parse_stooq(
+            b"Date,Open,High,Low,Close,Volume\r\n2021-01-05,128.89,131.74,128.43,131.01,97664898\r\n\
+              2021-01-04,133.52,133.61,126.76,129.41,143301887\r\n",
+        )
+        .unwrap();
+        assert_eq!(bars.len(), 2);
+        assert_eq!(bars[1].time, 1_609_718_400);
+        let index = parse_stooq(b"Date,Open,High,Low,Close\n2021-01-04,1,2,0.5,1.5\n").unwrap();
+        assert_eq!(index[0].volume, 0.0);
+
+        assert_eq!(parse_stooq(b"No data"), Err(StooqBody::NoData));
+        assert_eq!(
+            parse_stooq(b"Date,Open,High,Low,Close,Volume\n"),
+            Err(StooqBody::NoData)
+        );
+        assert!(matches!(
+            parse_stooq(b"Exceeded the daily hits limit"),
+            Err(StooqBody::Quota(m)) if m.contains("daily hits")
+        ));
+        let Err(StooqBody::Bad(m)) = parse_stooq(b"<html><body>Hello</body></html>") else {
+            panic!("html accepted");
+        };
+        assert!(m.contains("expected a CSV header"), "{m}");
+        let Err(StooqBody::Bad(m)) =
+            parse_stooq(b"Date,Open,High,Low,Close,Volume\n2021-01-04,1,2,x,1,5\n")
+        else {
+            panic!("bad number accepted");
+        };
+        assert!(m.contains("line 2") && m.contains("'Low'"), "{m}");
+        let Err(StooqBody::Bad(m)) =
+            parse_stooq(b"Date,Open,High,Low,Close,Volume\n04/01/2021,1,2,0.5,1,5\n")
+        else {
+            panic!("bad date accepted");
+        };
+        assert!(m.contains("line 2") && m.contains("'Date'"), "{m}");
+    }
+}
