@@ -21,8 +21,8 @@
 use std::path::{Path, PathBuf};
 
 use hft::config::{self, Experiment};
+use hft::data::ingest::parquet::parse_parquet;
 use hft::data::ingest::{self, BadRows, IngestOptions};
-use hft::data::parquet::parse_parquet;
 use hft::lock::Lockfile;
 
 /// Separates the parts of a `config` input.

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use hft::data::api::{ApiError, ApiRequest, Provider, credential_vars, fetch};
+use hft::sources::api::{ApiError, ApiProvider, ApiRequest, credential_vars, fetch};
 
 const KEY_ID: &str = "PKTEST1234567890";
 /// A value that must never appear in a message, a URL or a snapshot.
@@ -136,7 +136,7 @@ fn env_with_credentials(name: &str) -> Option<String> {
 
 fn alpaca(base: &str) -> ApiRequest {
     ApiRequest {
-        provider: Provider::Alpaca,
+        provider: ApiProvider::Alpaca,
         base_url: base.to_string(),
         symbol: "AAPL".into(),
         start: NaiveDate::from_ymd_opt(2021, 1, 1),
@@ -150,7 +150,7 @@ fn alpaca(base: &str) -> ApiRequest {
 
 fn stooq(base: &str) -> ApiRequest {
     ApiRequest {
-        provider: Provider::Stooq,
+        provider: ApiProvider::Stooq,
         symbol: "aapl.us".into(),
         ..alpaca(base)
     }
@@ -457,7 +457,7 @@ fn missing_credentials_fail_before_any_request() {
         "{err}"
     );
     assert_eq!(
-        credential_vars(Provider::Alpaca),
+        credential_vars(ApiProvider::Alpaca),
         ["APCA_API_KEY_ID", "APCA_API_SECRET_KEY"]
     );
     // Nobody connected.

@@ -3,15 +3,14 @@
 //! Three build stages live on top of this module (see `graph`):
 //! `ingest` (a source -> [`Bars`]), `features` ([`Bars`] -> [`FeatureTable`]) and
 //! `dataset` ([`FeatureTable`]s -> [`Dataset`]). Every function here is pure: the same
-//! inputs give bit-identical outputs, so their results can be cached by content.
+//! inputs give bit-identical outputs, so their results can be cached by content. Nothing
+//! here goes to the network: API downloads and their snapshots live in [`crate::sources`].
 
-pub mod api;
 pub mod blob;
 pub mod dataset;
 pub mod features;
 pub mod ingest;
 pub mod layout;
-pub mod parquet;
 pub mod synthetic;
 
 pub use blob::BlobError;

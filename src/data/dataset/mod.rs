@@ -52,13 +52,15 @@
 //! With `symbol_id`, each table gets one more column per symbol, `symbol=NAME`, 1 on that
 //! symbol's rows and 0 elsewhere, normalised like any other (non-price) column.
 
+mod windows;
+
+use std::borrow::Cow;
 use std::ops::Range;
 
-use rayon::prelude::*;
-
-use super::features::is_price_level;
 use super::ingest::DataError;
-use super::{Dataset, DatasetParams, FeatureTable, Split};
+use super::{Dataset, DatasetParams, FeatureTable};
+use windows::Plan;
+pub(super) use windows::{WindowRows, normalise_window, tiled_constants};
 
 /// Absorbs float error in `n * share` before flooring.
 const SHARE_EPS: f64 = 1e-9;
@@ -173,16 +175,22 @@ pub fn window_ends(r: &Range<usize>, sequence_length: usize, horizon: usize) -> 
     first..stop.max(first)
 }
 
+/// `tables`, with the symbol id columns appended when `params.symbol_id` asks for them.
+fn with_ids_if_asked<'t>(
+    tables: &'t [FeatureTable],
+    params: &DatasetParams,
+) -> Cow<'t, [FeatureTable]> {
+    if params.symbol_id {
+        Cow::Owned(with_symbol_ids(tables))
+    } else {
+        Cow::Borrowed(tables)
+    }
+}
+
 /// Builds the train/val/test windows of all `tables` (see the module docs for the rules).
 pub fn build(tables: &[FeatureTable], params: &DatasetParams) -> Result<Dataset, DataError> {
-    let with_ids;
-    let tables = if params.symbol_id {
-        with_ids = with_symbol_ids(tables);
-        &with_ids[..]
-    } else {
-        tables
-    };
-    let plan = Plan::new(tables, params)?;
+    let tables = with_ids_if_asked(tables, params);
+    let plan = Plan::new(&tables, params)?;
     let mut d = plan.labels();
     let width = plan.sequence_length * plan.k;
     for (which, split) in [&mut d.train, &mut d.val, &mut d.test]
@@ -216,14 +224,8 @@ pub fn build_encoded(
     tables: &[FeatureTable],
     params: &DatasetParams,
 ) -> Result<EncodedDataset, DataError> {
-    let with_ids;
-    let tables = if params.symbol_id {
-        with_ids = with_symbol_ids(tables);
-        &with_ids[..]
-    } else {
-        tables
-    };
-    let plan = Plan::new(tables, params)?;
+    let tables = with_ids_if_asked(tables, params);
+    let plan = Plan::new(&tables, params)?;
     let d = plan.labels();
     let rows = plan.window_rows()?;
     Ok(EncodedDataset {
@@ -233,382 +235,6 @@ pub fn build_encoded(
         prediction_horizon: plan.horizon,
         n: [0, 1, 2].map(|which| plan.count(which)),
     })
-}
-
-/// What the dataset blob stores in place of its windows: per symbol, the rows any window
-/// reads; per split, each window's last row among them.
-pub(super) struct WindowRows<'a> {
-    /// Per symbol: its rows' values `[r, k]` and closes `[r]` (a contiguous run of its
-    /// table's rows; empty when it has no window).
-    pub tables: Vec<(&'a [f64], &'a [f64])>,
-    /// Per split, per window (in storage order): the window's last row, counted from the
-    /// first stored row of its symbol.
-    pub ends: [Vec<u32>; 3],
-    /// Per column: expressed relative to the window's last close.
-    pub relative: Vec<bool>,
-}
-
-/// `(relative, mean, std)` of column `i % k` at position `i` of a window's `S * k` values,
-/// for [`normalise_window`].
-pub(super) fn tiled_constants(
-    relative: &[bool],
-    mean: &[f64],
-    std: &[f64],
-    sequence_length: usize,
-) -> Vec<(bool, f64, f64)> {
-    let k = relative.len().min(mean.len()).min(std.len());
-    (0..sequence_length * k)
-        .map(|i| (relative[i % k], mean[i % k], std[i % k]))
-        .collect()
-}
-
-/// The normalised inputs of one window from its raw rows (`S * k` values) and the close of
-/// its last row: one flat pass against per-position copies of the column constants
-/// (vectorisable), each value computed exactly as `((v' - mean) / std) as f32`. The one
-/// definition both [`build`] and the blob's decoder use, so a window rebuilt on load is bit
-/// for bit the one built here.
-#[inline]
-pub(super) fn normalise_window(
-    rows: &[f64],
-    last_close: f64,
-    tiled: &[(bool, f64, f64)],
-    out: &mut [f32],
-) {
-    for ((o, &v), &(rel, m, sd)) in out.iter_mut().zip(rows).zip(tiled) {
-        let r = v / last_close - 1.0;
-        let v = if rel { r } else { v };
-        *o = ((v - m) / sd) as f32;
-    }
-}
-
-/// Everything [`build`] decides before writing windows: the window ends of each split and
-/// the normalisation statistics.
-struct Plan<'a> {
-    tables: &'a [FeatureTable],
-    params: &'a DatasetParams,
-    sequence_length: usize,
-    horizon: usize,
-    k: usize,
-    /// Per column: expressed relative to the window's last close.
-    relative: Vec<bool>,
-    /// Per split: (symbol index, window end rows).
-    ends: [Vec<(usize, Range<usize>)>; 3],
-    mean: Vec<f64>,
-    std: Vec<f64>,
-    /// (relative, mean, std) of column `i % k` at position `i` of a window's `S * k` values.
-    tiled: Vec<(bool, f64, f64)>,
-}
-
-impl<'a> Plan<'a> {
-    fn new(tables: &'a [FeatureTable], params: &'a DatasetParams) -> Result<Self, DataError> {
-        let fail = |m: String| DataError::Dataset(m);
-        check_params(params)?;
-        let (s, p) = (params.sequence_length, params.prediction_horizon);
-        let first = tables
-            .first()
-            .ok_or_else(|| fail("no feature tables (no symbols)".into()))?;
-        let names = &first.names;
-        let k = names.len();
-        if k == 0 {
-            return Err(fail("no features selected".into()));
-        }
-        for (i, t) in tables.iter().enumerate() {
-            check_table(t, names)?;
-            if tables[..i].iter().any(|o| o.symbol == t.symbol) {
-                return Err(fail(format!("symbol '{}' appears twice", t.symbol)));
-            }
-        }
-        u32::try_from(tables.len()).map_err(|_| fail("too many symbols".into()))?;
-
-        // Window end rows per split, per symbol.
-        let mut ends: [Vec<(usize, Range<usize>)>; 3] = Default::default();
-        let mut ranges = Vec::with_capacity(tables.len());
-        for (sym, t) in tables.iter().enumerate() {
-            let r = split_ranges(t.timestamps.len(), params.split, p);
-            let session = (!params.cross_sessions).then(|| sessions(&t.timestamps));
-            for (which, range) in r.iter().enumerate() {
-                let all = window_ends(range, s, p);
-                match &session {
-                    None => ends[which].push((sym, all)),
-                    Some(session) => ends[which].extend(
-                        within_sessions(all, session, s, p)
-                            .into_iter()
-                            .map(|run| (sym, run)),
-                    ),
-                }
-            }
-            ranges.push(r);
-        }
-        if ends[0].iter().all(|(_, e)| e.is_empty()) {
-            let detail: Vec<String> = tables
-                .iter()
-                .zip(&ranges)
-                .map(|(t, [a, b, c])| {
-                    format!(
-                        "'{}': {} rows -> train {}, val {}, test {}",
-                        t.symbol,
-                        t.timestamps.len(),
-                        a.len(),
-                        b.len(),
-                        c.len()
-                    )
-                })
-                .collect();
-            return Err(fail(format!(
-                "the train split has no windows: a window needs sequence_length + \
-                 prediction_horizon = {} consecutive rows inside one split{} ({}; splits are \
-                 separated by {p}-row gaps, and features drop their warm-up rows first); \
-                 add bars, or lower data.sequence_length or data.prediction_horizon",
-                s + p,
-                if params.cross_sessions {
-                    ""
-                } else {
-                    " and one session (data.cross_sessions is false)"
-                },
-                detail.join("; ")
-            )));
-        }
-
-        let relative: Vec<bool> = names
-            .iter()
-            .map(|n| params.relative_prices && is_price_level(n))
-            .collect();
-        let mut plan = Plan {
-            tables,
-            params,
-            sequence_length: s,
-            horizon: p,
-            k,
-            relative,
-            ends,
-            mean: Vec::new(),
-            std: Vec::new(),
-            tiled: Vec::new(),
-        };
-        plan.fit_normalisation();
-        plan.tiled = tiled_constants(&plan.relative, &plan.mean, &plan.std, s);
-        Ok(plan)
-    }
-
-    fn count(&self, which: usize) -> usize {
-        self.ends[which].iter().map(|(_, e)| e.len()).sum()
-    }
-
-    /// Mean and population standard deviation of every column over every row of every train
-    /// window, after the relative transform (a row counts once per window it lies in), in
-    /// f64. Columns are independent and fitted in parallel; each column's sums run in a fixed
-    /// order, so the result does not depend on the thread count.
-    fn fit_normalisation(&mut self) {
-        let total = (self.count(0) * self.sequence_length) as f64;
-        let moments: Vec<(f64, f64)> = (0..self.k)
-            .into_par_iter()
-            .map(|c| {
-                if self.relative[c] {
-                    self.relative_moments(c, total)
-                } else {
-                    self.weighted_moments(c, total)
-                }
-            })
-            .collect();
-        for (mean, variance) in moments {
-            self.mean.push(mean);
-            let sd = variance.sqrt();
-            self.std.push(if sd.is_finite() && sd >= STD_FLOOR {
-                sd
-            } else {
-                1.0
-            });
-        }
-    }
-
-    /// Mean and population variance of plain column `c`: a row's value is the same in every
-    /// window, so each row is visited once with its multiplicity (the number of train
-    /// windows it lies in) instead of once per window; two passes.
-    fn weighted_moments(&self, c: usize, total: f64) -> (f64, f64) {
-        let (k, s) = (self.k, self.sequence_length);
-        let visit = |f: &mut dyn FnMut(f64, f64)| {
-            for (sym, ends) in self.ends[0].iter().filter(|(_, e)| !e.is_empty()) {
-                let values = &self.tables[*sym].values;
-                let (a, last) = (ends.start, ends.end - 1);
-                // Windows ending at a..=last cover rows a+1-s..=last; row r lies in those
-                // ending at max(a, r)..=min(last, r+s-1).
-                for r in a + 1 - s..=last {
-                    let m = (last.min(r + s - 1) + 1 - a.max(r)) as f64;
-                    f(m, values[r * k + c]);
-                }
-            }
-        };
-        let mut sum = 0.0;
-        visit(&mut |m, v| sum += m * v);
-        let mean = sum / total;
-        let mut squares = 0.0;
-        visit(&mut |m, v| squares += m * (v - mean) * (v - mean));
-        (mean, squares / total)
-    }
-
-    /// Mean and population variance of price-level column `c` relative to each window's
-    /// last close C: with `d = v - C` over a window's rows, the window contributes
-    /// `D1 / C` to the sum and `D2 / C^2 - 2 mean D1 / C + S mean^2` to the squared
-    /// deviations (`D1 = sum d`, `D2 = sum d^2`). The per-window sums are computed in
-    /// parallel, then added in window order.
-    fn relative_moments(&self, c: usize, total: f64) -> (f64, f64) {
-        let (k, s) = (self.k, self.sequence_length);
-        let mut per_window: Vec<(f64, f64)> = Vec::with_capacity(self.count(0));
-        for (sym, ends) in &self.ends[0] {
-            let t = &self.tables[*sym];
-            let mut part = Vec::new();
-            ends.clone()
-                .into_par_iter()
-                .with_min_len(1024)
-                .map(|end| {
-                    let close = t.close[end];
-                    let (mut d1, mut d2) = (0.0, 0.0);
-                    for r in end + 1 - s..=end {
-                        let d = t.values[r * k + c] - close;
-                        d1 += d;
-                        d2 += d * d;
-                    }
-                    (d1 / close, d2 / (close * close))
-                })
-                .collect_into_vec(&mut part);
-            per_window.extend(part);
-        }
-        let sum: f64 = per_window.iter().map(|(a, _)| a).sum();
-        let mean = sum / total;
-        let sm2 = s as f64 * mean * mean;
-        let squares: f64 = per_window
-            .iter()
-            .map(|(a, b)| b - 2.0 * mean * a + sm2)
-            .sum();
-        (mean, (squares / total).max(0.0))
-    }
-
-    /// Writes the normalised windows of split `which` into `out` (`S * k` values per
-    /// window, in storage order). Windows are independent, so they are filled in parallel;
-    /// each value is computed exactly as in a sequential pass.
-    fn fill_x(&self, which: usize, out: &mut [f32]) {
-        let width = self.sequence_length * self.k;
-        if width == 0 {
-            return;
-        }
-        let mut rest = out;
-        for (sym, range) in &self.ends[which] {
-            let (here, tail) = rest.split_at_mut((range.len() * width).min(rest.len()));
-            rest = tail;
-            let t = &self.tables[*sym];
-            here.par_chunks_mut(width)
-                .with_min_len(64)
-                .enumerate()
-                .for_each(|(i, window)| self.window(t, range.start + i, window));
-        }
-    }
-
-    /// The normalised inputs of the window ending at row `end` of `t`.
-    fn window(&self, t: &FeatureTable, end: usize, out: &mut [f32]) {
-        let k = self.k;
-        let first = end + 1 - self.sequence_length;
-        let rows = &t.values[first * k..(end + 1) * k];
-        normalise_window(rows, t.close[end], &self.tiled, out);
-    }
-
-    /// The rows the windows read and each window's end among them (for the blob).
-    fn window_rows(&self) -> Result<WindowRows<'a>, DataError> {
-        let (k, s) = (self.k, self.sequence_length);
-        // Per symbol, the span of rows read: from the first row of its earliest window to
-        // the last row of its latest one.
-        let mut span: Vec<Option<Range<usize>>> = vec![None; self.tables.len()];
-        for ends in &self.ends {
-            for (sym, range) in ends.iter().filter(|(_, r)| !r.is_empty()) {
-                let (lo, hi) = (range.start + 1 - s, range.end);
-                let slot = &mut span[*sym];
-                *slot = Some(match slot.take() {
-                    Some(r) => r.start.min(lo)..r.end.max(hi),
-                    None => lo..hi,
-                });
-            }
-        }
-        let tables = self
-            .tables
-            .iter()
-            .zip(&span)
-            .map(|(t, r)| match r {
-                Some(r) => (&t.values[r.start * k..r.end * k], &t.close[r.clone()]),
-                None => (&t.values[..0], &t.close[..0]),
-            })
-            .collect();
-        let mut out: [Vec<u32>; 3] = Default::default();
-        for (which, ends) in self.ends.iter().enumerate() {
-            out[which].reserve(self.count(which));
-            for (sym, range) in ends {
-                let first = span[*sym].as_ref().map_or(0, |r| r.start);
-                for end in range.clone() {
-                    let end = u32::try_from(end - first).map_err(|_| {
-                        DataError::Dataset(format!(
-                            "symbol '{}' has over {} rows in its windows",
-                            self.tables[*sym].symbol,
-                            u32::MAX
-                        ))
-                    })?;
-                    out[which].push(end);
-                }
-            }
-        }
-        Ok(WindowRows {
-            tables,
-            ends: out,
-            relative: self.relative.clone(),
-        })
-    }
-
-    /// The dataset without inputs: labels, symbols, timestamps, window counts and the
-    /// normalisation statistics (every split's `x` empty).
-    fn labels(&self) -> Dataset {
-        let p = self.horizon;
-        let theta = self.params.action_threshold;
-        let [train, val, test] = [0, 1, 2].map(|which| {
-            let n = self.count(which);
-            let mut split = Split {
-                n,
-                ..Split::default()
-            };
-            split.y.reserve(n * p);
-            split.action.reserve(n);
-            split.symbol.reserve(n);
-            split.timestamp.reserve(n);
-            for (sym, range) in &self.ends[which] {
-                let t = &self.tables[*sym];
-                for end in range.clone() {
-                    let c0 = t.close[end];
-                    let r1 = t.close[end + 1] / c0 - 1.0;
-                    split
-                        .y
-                        .extend((1..=p).map(|h| (t.close[end + h] / c0 - 1.0) as f32));
-                    split.action.push(if r1 > theta {
-                        0
-                    } else if r1 < -theta {
-                        2
-                    } else {
-                        1
-                    });
-                    split.symbol.push(*sym as u32);
-                    split.timestamp.push(t.timestamps[end]);
-                }
-            }
-            split
-        });
-        Dataset {
-            symbols: self.tables.iter().map(|t| t.symbol.clone()).collect(),
-            feature_names: self.tables[0].names.clone(),
-            sequence_length: self.sequence_length,
-            prediction_horizon: p,
-            bar_seconds: median_spacing(self.tables),
-            norm_mean: self.mean.clone(),
-            norm_std: self.std.clone(),
-            train,
-            val,
-            test,
-        }
-    }
 }
 
 fn check_params(p: &DatasetParams) -> Result<(), DataError> {
@@ -686,9 +312,10 @@ fn median_spacing(tables: &[FeatureTable]) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::Split;
 
     /// `rows` rows of two features: "close" (price level) and "volume"-like "index".
-    fn table(symbol: &str, rows: usize, offset: f64) -> FeatureTable {
+    pub(super) fn table(symbol: &str, rows: usize, offset: f64) -> FeatureTable {
         let close: Vec<f64> = (0..rows)
             .map(|i| offset + 100.0 + (i % 5) as f64 + i as f64 * 0.5)
             .collect();
@@ -706,7 +333,7 @@ mod tests {
         }
     }
 
-    fn params(s: usize, p: usize) -> DatasetParams {
+    pub(super) fn params(s: usize, p: usize) -> DatasetParams {
         DatasetParams {
             sequence_length: s,
             prediction_horizon: p,
@@ -998,184 +625,6 @@ mod tests {
         assert!(build(std::slice::from_ref(&t), &p).is_err());
         assert!(build(std::slice::from_ref(&t), &params(0, 1)).is_err());
         assert!(build(std::slice::from_ref(&t), &params(3, 0)).is_err());
-    }
-
-    /// The normalisation and inputs by the definition, sequentially: one pass over all
-    /// columns of every row of every train window for the sums, one for the squares, one
-    /// over every split's rows for `x`. With `stats`, `x` is normalised with those instead.
-    fn sequential_reference(
-        tables: &[FeatureTable],
-        p: &DatasetParams,
-        stats: Option<(&[f64], &[f64])>,
-    ) -> Dataset {
-        let (s, h) = (p.sequence_length, p.prediction_horizon);
-        let k = tables[0].names.len();
-        let rel: Vec<bool> = tables[0]
-            .names
-            .iter()
-            .map(|n| p.relative_prices && is_price_level(n))
-            .collect();
-        let ends: Vec<Vec<(usize, Range<usize>)>> = (0..3)
-            .map(|which| {
-                tables
-                    .iter()
-                    .enumerate()
-                    .map(|(sym, t)| {
-                        let r = split_ranges(t.timestamps.len(), p.split, h);
-                        (sym, window_ends(&r[which], s, h))
-                    })
-                    .collect()
-            })
-            .collect();
-        let rows = |which: usize| -> Vec<Vec<f64>> {
-            let mut out = Vec::new();
-            for (sym, range) in &ends[which] {
-                let t = &tables[*sym];
-                for end in range.clone() {
-                    for r in end + 1 - s..=end {
-                        out.push(
-                            (0..k)
-                                .map(|j| {
-                                    let v = t.values[r * k + j];
-                                    if rel[j] { v / t.close[end] - 1.0 } else { v }
-                                })
-                                .collect(),
-                        );
-                    }
-                }
-            }
-            out
-        };
-        let train = rows(0);
-        let mut sum = vec![0.0; k];
-        for row in &train {
-            for (a, v) in sum.iter_mut().zip(row) {
-                *a += v;
-            }
-        }
-        let mean: Vec<f64> = sum.iter().map(|v| v / train.len() as f64).collect();
-        let mut sq = vec![0.0; k];
-        for row in &train {
-            for ((a, v), m) in sq.iter_mut().zip(row).zip(&mean) {
-                *a += (v - m) * (v - m);
-            }
-        }
-        let std: Vec<f64> = sq
-            .iter()
-            .map(|q| {
-                let sd = (q / train.len() as f64).sqrt();
-                if sd.is_finite() && sd >= STD_FLOOR {
-                    sd
-                } else {
-                    1.0
-                }
-            })
-            .collect();
-        let (mean, std) = match stats {
-            Some((m, sd)) => (m.to_vec(), sd.to_vec()),
-            None => (mean, std),
-        };
-        let mut d = build(tables, p).unwrap();
-        for (which, split) in [&mut d.train, &mut d.val, &mut d.test]
-            .into_iter()
-            .enumerate()
-        {
-            split.x = rows(which)
-                .iter()
-                .flat_map(|row| {
-                    row.iter()
-                        .zip(&mean)
-                        .zip(&std)
-                        .map(|((v, m), sd)| ((v - m) / sd) as f32)
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-        }
-        d.norm_mean = mean;
-        d.norm_std = std;
-        d
-    }
-
-    #[test]
-    fn parallel_build_and_direct_blob_match_the_sequential_computation() {
-        use crate::data::{features, synthetic};
-        // One block of columns, and more columns than one block holds.
-        let small = ["close", "log_return", "ma_20", "rsi_14", "volume_ratio"];
-        let large = [
-            "close",
-            "log_return",
-            "ma_20",
-            "rsi_14",
-            "volume_ratio",
-            "open",
-            "high",
-            "ema_10",
-            "bb_position",
-            "macd",
-            "volatility",
-        ];
-        for set in [&small[..], &large[..]] {
-            let names: Vec<String> = set.iter().map(|s| s.to_string()).collect();
-            let tables: Vec<FeatureTable> = (0..3u64)
-                .map(|i| {
-                    let bars = synthetic::generate(i, 700 + 150 * i as usize, 30.0, 300);
-                    features::compute(&bars, &format!("S{i}"), &names).unwrap()
-                })
-                .collect();
-            for relative_prices in [true, false] {
-                let mut p = params(37, 4);
-                p.relative_prices = relative_prices;
-                let by_definition = sequential_reference(&tables, &p, None);
-                let fitted = build(&tables, &p).unwrap();
-                // The fit's closed forms agree with the definition to float precision...
-                for (c, name) in set.iter().enumerate() {
-                    let close = |a: f64, b: f64| (a - b).abs() <= 1e-11 * a.abs().max(1.0);
-                    let (m, sd) = (fitted.norm_mean[c], fitted.norm_std[c]);
-                    let (m0, sd0) = (by_definition.norm_mean[c], by_definition.norm_std[c]);
-                    assert!(
-                        close(m, m0) && close(sd, sd0),
-                        "{name}: {m} {sd} vs {m0} {sd0}"
-                    );
-                }
-                // ... and the windows are exactly the definition's with the fitted statistics.
-                let expected =
-                    sequential_reference(&tables, &p, Some((&fitted.norm_mean, &fitted.norm_std)));
-                let mut expected_bytes = None;
-                for threads in [1, 2, 3, 7] {
-                    let pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(threads)
-                        .build()
-                        .unwrap();
-                    let (d, e) = pool.install(|| {
-                        (
-                            build(&tables, &p).unwrap(),
-                            build_encoded(&tables, &p).unwrap(),
-                        )
-                    });
-                    assert_eq!(d, expected, "{threads} threads");
-                    // The blob rebuilds the windows bit for bit, and does not depend on
-                    // the thread count.
-                    assert!(
-                        Dataset::from_bytes(&e.bytes).unwrap() == expected,
-                        "{threads} threads: windows rebuilt from the blob differ"
-                    );
-                    let first = expected_bytes.get_or_insert_with(|| e.bytes.clone());
-                    assert!(e.bytes == *first, "{threads} threads: blob differs");
-                    // The rows, not the windows: far smaller than `S * k` floats a window.
-                    let windows = 4 * 37 * set.len() * (d.train.n + d.val.n + d.test.n);
-                    assert!(
-                        e.bytes.len() * 5 < windows,
-                        "blob {} bytes, windows {windows}",
-                        e.bytes.len()
-                    );
-                    assert_eq!(e.n, [d.train.n, d.val.n, d.test.n]);
-                    assert_eq!(
-                        (e.num_features, e.sequence_length, e.prediction_horizon),
-                        (set.len(), 37, 4)
-                    );
-                }
-            }
-        }
     }
 
     #[test]
