@@ -12,7 +12,6 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod eval;
-pub mod fetch;
 pub mod gc;
 pub mod graph;
 pub mod lock;

@@ -19,7 +19,7 @@ pub struct FetchRequest {
 #[derive(Debug, Clone)]
 pub struct Fetched {
     pub symbol: String,
-    pub record: crate::fetch::SnapshotRecord,
+    pub record: crate::sources::snapshot::SnapshotRecord,
     /// Whether the bars differ from the previous snapshot.
     pub changed: bool,
 }
@@ -48,11 +48,11 @@ pub fn fetch(req: &FetchRequest) -> Result<FetchReport, Failure> {
             continue;
         }
         for symbol in e.data.symbols.listed() {
-            let req = crate::fetch::request(e, symbol);
-            if !seen.insert(crate::fetch::record_id(&req)) {
+            let req = crate::sources::snapshot::request(e, symbol);
+            if !seen.insert(crate::sources::snapshot::record_id(&req)) {
                 continue;
             }
-            match crate::fetch::refresh(&store, &req) {
+            match crate::sources::snapshot::refresh(&store, &req) {
                 Ok((record, changed)) => report.fetched.push(Fetched {
                     symbol: symbol.clone(),
                     record,

@@ -42,11 +42,11 @@ pub fn make_jobs<'a>(
                 }
             };
             if e.data.source == crate::config::SourceKind::Api {
-                let req = crate::fetch::request(e, symbol);
-                let record = crate::fetch::record_path(store, &req);
-                let digest = match crate::fetch::recorded(store, &req) {
+                let req = crate::sources::snapshot::request(e, symbol);
+                let record = crate::sources::snapshot::record_path(store, &req);
+                let digest = match crate::sources::snapshot::recorded(store, &req) {
                     Some((_, digest)) => Ok(digest),
-                    None if allow_fetch => crate::fetch::snapshot_for_build(store, e, symbol),
+                    None if allow_fetch => crate::sources::snapshot::snapshot_for_build(store, e, symbol),
                     None => Err(format!(
                         "no snapshot of `{symbol}` from the API yet; run `hft fetch` (or `hft \
                          build`, which fetches it once)"
