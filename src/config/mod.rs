@@ -150,19 +150,11 @@ pub fn read_text(path: &Path) -> Result<String, ConfigError> {
     String::from_utf8(bytes).map_err(|e| {
         // Point at the first invalid byte: the line and column an editor shows.
         let valid = e.utf8_error().valid_up_to();
-        let before = e.as_bytes().get(..valid).unwrap_or_default();
-        let line_start = before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
-        let column = String::from_utf8_lossy(before.get(line_start..).unwrap_or_default())
-            .chars()
-            .count() as u64
-            + 1;
+        let (line, column) = located::line_column(e.as_bytes(), valid);
         ConfigError {
             pos: Pos {
-                line: before.iter().filter(|&&b| b == b'\n').count() as u64 + 1,
-                column,
+                line: line as u64,
+                column: column as u64,
             },
             ..whole_file(format!(
                 "not UTF-8 (invalid byte at offset {valid}); save the file as UTF-8"
