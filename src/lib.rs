@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod data;

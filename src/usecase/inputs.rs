@@ -46,7 +46,9 @@ pub fn make_jobs<'a>(
                 let record = crate::sources::snapshot::record_path(store, &req);
                 let digest = match crate::sources::snapshot::recorded(store, &req) {
                     Some((_, digest)) => Ok(digest),
-                    None if allow_fetch => crate::sources::snapshot::snapshot_for_build(store, e, symbol),
+                    None if allow_fetch => {
+                        crate::sources::snapshot::snapshot_for_build(store, e, symbol)
+                    }
                     None => Err(format!(
                         "no snapshot of `{symbol}` from the API yet; run `hft fetch` (or `hft \
                          build`, which fetches it once)"

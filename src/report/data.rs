@@ -1,0 +1,219 @@
+//! What the report's plots are drawn from: the loss curves of a train log, the rows of the
+//! predictions CSV, and the equity curves of the evaluate stage's backtest, recomputed with
+//! `eval`'s own position rule and portfolio so they end where its metrics do.
+
+use std::collections::BTreeMap;
+
+use crate::config::EvaluationConfig;
+use crate::eval;
+
+/// Per-epoch losses from a train log (`epochs[].{epoch, train_loss, val_loss}`). Read from
+/// the JSON rather than `TrainLog` because the stored log drops the wall-clock fields.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct LossCurves {
+    pub(super) train: Vec<(f64, f64)>,
+    pub(super) val: Vec<(f64, f64)>,
+    pub(super) best: Option<(f64, f64)>,
+}
+
+impl LossCurves {
+    pub(super) fn from_log(log: &serde_json::Value) -> LossCurves {
+        let mut curves = LossCurves::default();
+        let epochs = log["epochs"].as_array().map_or(&[][..], Vec::as_slice);
+        for (i, entry) in epochs.iter().enumerate() {
+            let epoch = entry["epoch"].as_f64().unwrap_or((i + 1) as f64);
+            let finite = |key: &str| entry[key].as_f64().filter(|v| v.is_finite());
+            if let Some(loss) = finite("train_loss") {
+                curves.train.push((epoch, loss));
+            }
+            if let Some(loss) = finite("val_loss") {
+                curves.val.push((epoch, loss));
+            }
+        }
+        curves.best = log["best_epoch"]
+            .as_f64()
+            .and_then(|best| curves.val.iter().copied().find(|(e, _)| *e == best));
+        curves
+    }
+}
+
+/// One row of the predictions CSV, as far as the report needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct PredictionRow {
+    pub(super) symbol: String,
+    pub(super) timestamp: i64,
+    pub(super) pred_r1: f32,
+    pub(super) actual_r1: f32,
+    /// 0 buy, 1 hold, 2 sell (the argmax of the action head).
+    pub(super) action: u8,
+}
+
+/// Parses `eval::predictions_csv` output (only the columns the plots use).
+pub(super) fn parse_predictions(bytes: &[u8]) -> Result<Vec<PredictionRow>, String> {
+    let mut reader = csv::ReaderBuilder::new().from_reader(bytes);
+    let headers = reader
+        .headers()
+        .map_err(|e| format!("unreadable predictions: {e}"))?
+        .clone();
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| format!("unreadable predictions: no `{name}` column"))
+    };
+    let (symbol, timestamp, pred, actual, action) = (
+        column("symbol")?,
+        column("timestamp")?,
+        column("pred_r1")?,
+        column("actual_r1")?,
+        column("action")?,
+    );
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = record.map_err(|e| format!("unreadable predictions: {e}"))?;
+        let field = |c: usize| record.get(c).unwrap_or("");
+        let bad = |c: usize| {
+            format!(
+                "unreadable predictions: line {line}: bad `{}` value `{}`",
+                headers.get(c).unwrap_or("?"),
+                field(c)
+            )
+        };
+        rows.push(PredictionRow {
+            symbol: field(symbol).to_string(),
+            timestamp: field(timestamp).parse().map_err(|_| bad(timestamp))?,
+            pred_r1: field(pred).parse().map_err(|_| bad(pred))?,
+            actual_r1: field(actual).parse().map_err(|_| bad(actual))?,
+            action: match field(action) {
+                "buy" => 0,
+                "hold" => 1,
+                "sell" => 2,
+                _ => return Err(bad(action)),
+            },
+        });
+    }
+    Ok(rows)
+}
+
+/// The evaluation settings from the resolved config leaves (`evaluation.*`), defaults for
+/// what is missing or unreadable, so the curve uses what the evaluate stage used.
+pub(super) fn evaluation_config(config: &BTreeMap<String, String>) -> EvaluationConfig {
+    let mut section = serde_json::Map::new();
+    for (key, value) in config {
+        if let Some(field) = key.strip_prefix("evaluation.")
+            && let Ok(v) = serde_json::from_str(value)
+        {
+            section.insert(field.to_string(), v);
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(section)).unwrap_or_default()
+}
+
+/// Equity of the strategy and of buy-and-hold after each portfolio bar of the test split,
+/// computed as the evaluate stage's backtest (`eval::portfolio`) computes its total return.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct EquityCurves {
+    /// The portfolio's bar times (window end, Unix seconds), ascending.
+    pub(super) timestamps: Vec<i64>,
+    pub(super) strategy: Vec<f64>,
+    pub(super) buy_and_hold: Vec<f64>,
+}
+
+pub(super) fn equity_curves(rows: &[PredictionRow], evaluation: &EvaluationConfig) -> EquityCurves {
+    // Symbol indices in order of first appearance: the CSV names symbols, the backtest
+    // groups by index.
+    let mut names: Vec<&str> = Vec::new();
+    let symbols: Vec<u32> = rows
+        .iter()
+        .map(|r| match names.iter().position(|n| *n == r.symbol) {
+            Some(i) => i as u32,
+            None => {
+                names.push(&r.symbol);
+                (names.len() - 1) as u32
+            }
+        })
+        .collect();
+    let timestamps: Vec<i64> = rows.iter().map(|r| r.timestamp).collect();
+    let returns: Vec<f64> = rows.iter().map(|r| f64::from(r.actual_r1)).collect();
+    let strategy: Vec<f64> = rows
+        .iter()
+        .map(|r| eval::position(evaluation.signal, r.action, r.pred_r1))
+        .collect();
+    let hold = vec![1.0; rows.len()];
+    let cost = evaluation.cost_bps;
+    let (times, strategy_bars, _) =
+        eval::portfolio_bars(&symbols, &timestamps, &strategy, &returns, cost);
+    let (_, hold_bars, _) = eval::portfolio_bars(&symbols, &timestamps, &hold, &returns, cost);
+    EquityCurves {
+        timestamps: times,
+        strategy: eval::equity(&strategy_bars),
+        buy_and_hold: eval::equity(&hold_bars),
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Signal;
+    use crate::report::html::tests::{CSV, experiment};
+
+    #[test]
+    fn equity_curve_ends_at_the_backtest_total_return() {
+        let rows = parse_predictions(CSV.as_bytes()).unwrap();
+        assert_eq!(rows.len(), 5);
+        assert_eq!(rows[1].action, 2);
+        let evaluation = evaluation_config(&experiment("a", "0.001").config);
+        assert_eq!(evaluation.cost_bps, 10.0);
+        assert_eq!(evaluation.signal, Signal::Action);
+        let curves = equity_curves(&rows, &evaluation);
+        assert_eq!(curves.timestamps, [100, 200, 300]);
+
+        // By hand, at 10 bps (0.001 per unit of position change):
+        // AAA positions +1, -1, +1 on 2%, -3%, 1%: 0.02 - 0.001, 0.03 - 0.002, 0.01 - 0.002.
+        // BBB positions -1, 0 on 1%, 4%: -0.01 - 0.001, 0 - 0.001.
+        // Portfolio: t100 mean(0.019, -0.011), t200 mean(0.028, -0.001), t300 0.008.
+        let bars = [(0.019 - 0.011) / 2.0, (0.028 - 0.001) / 2.0, 0.008];
+        let by_hand: f64 = bars.iter().map(|r| 1.0 + r).product();
+        let end = *curves.strategy.last().unwrap();
+        assert!((end - by_hand).abs() < 1e-7, "{end} vs {by_hand}");
+
+        // And exactly what the evaluate stage reports (same f32 inputs, same operations).
+        let symbols = [0, 1, 0, 1, 0];
+        let timestamps: Vec<i64> = rows.iter().map(|r| r.timestamp).collect();
+        let returns: Vec<f64> = rows.iter().map(|r| f64::from(r.actual_r1)).collect();
+        let positions = [1.0, -1.0, -1.0, 0.0, 1.0];
+        let stats =
+            crate::eval::portfolio(&symbols, &timestamps, &positions, &returns, 10.0, 252.0);
+        assert!((end - (1.0 + stats.total_return)).abs() < 1e-9);
+        let hold = crate::eval::portfolio(&symbols, &timestamps, &[1.0; 5], &returns, 10.0, 252.0);
+        let hold_end = *curves.buy_and_hold.last().unwrap();
+        assert!((hold_end - (1.0 + hold.total_return)).abs() < 1e-9);
+
+        // The price signal takes sign(pred_r1): +1, -1, -1, 0, +1 here.
+        let by_price = equity_curves(
+            &rows,
+            &EvaluationConfig {
+                signal: Signal::Price,
+                cost_bps: 0.0,
+            },
+        );
+        let stats = crate::eval::portfolio(
+            &symbols,
+            &timestamps,
+            &[1.0, -1.0, -1.0, 0.0, 1.0],
+            &returns,
+            0.0,
+            252.0,
+        );
+        let end = *by_price.strategy.last().unwrap();
+        assert!((end - (1.0 + stats.total_return)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn loss_curves_skip_missing_validation_and_find_the_best_epoch() {
+        let curves = LossCurves::from_log(experiment("a", "0").train_log.as_ref().unwrap());
+        assert_eq!(curves.train, [(1.0, 1.2), (2.0, 0.9), (3.0, 0.8)]);
+        assert_eq!(curves.val, [(1.0, 1.1), (2.0, 1.0)]);
+        assert_eq!(curves.best, Some((2.0, 1.0)));
+    }
+}

@@ -1,0 +1,270 @@
+//! The report's tables: the metrics of every experiment side by side (best of each column
+//! marked) and the config values that differ between experiments.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use super::html::{ReportExperiment, escape};
+
+#[derive(Clone, Copy)]
+enum Format {
+    Fixed(usize),
+    Scientific,
+    Percent,
+    SignedPercent,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Better {
+    Lower,
+    Higher,
+    /// A reference figure (buy-and-hold): nothing to rank.
+    Neither,
+}
+
+struct Column {
+    title: &'static str,
+    /// The first key an experiment has is shown.
+    keys: &'static [&'static str],
+    format: Format,
+    better: Better,
+}
+
+const COLUMNS: &[Column] = &[
+    Column {
+        title: "val loss",
+        keys: &["train.best_val_loss", "train.final_val_loss"],
+        format: Format::Fixed(4),
+        better: Better::Lower,
+    },
+    Column {
+        title: "MSE",
+        keys: &["price.mse"],
+        format: Format::Scientific,
+        better: Better::Lower,
+    },
+    Column {
+        title: "dir. acc.",
+        keys: &["price.directional_accuracy"],
+        format: Format::Percent,
+        better: Better::Higher,
+    },
+    Column {
+        title: "action acc.",
+        keys: &["action.accuracy"],
+        format: Format::Percent,
+        better: Better::Higher,
+    },
+    Column {
+        title: "return",
+        keys: &["backtest.strategy.total_return"],
+        format: Format::SignedPercent,
+        better: Better::Higher,
+    },
+    Column {
+        title: "Sharpe",
+        keys: &["backtest.strategy.sharpe"],
+        format: Format::Fixed(2),
+        better: Better::Higher,
+    },
+    Column {
+        title: "max drawdown",
+        keys: &["backtest.strategy.max_drawdown"],
+        format: Format::Percent,
+        better: Better::Lower,
+    },
+    Column {
+        title: "buy&amp;hold return",
+        keys: &["backtest.buy_and_hold.total_return"],
+        format: Format::SignedPercent,
+        better: Better::Neither,
+    },
+    Column {
+        title: "buy&amp;hold Sharpe",
+        keys: &["backtest.buy_and_hold.sharpe"],
+        format: Format::Fixed(2),
+        better: Better::Neither,
+    },
+];
+
+impl Column {
+    fn value(&self, e: &ReportExperiment) -> Option<f64> {
+        self.keys
+            .iter()
+            .find_map(|k| e.metrics.get(*k).copied())
+            .filter(|v| v.is_finite())
+    }
+
+    fn format(&self, v: f64) -> String {
+        match self.format {
+            Format::Fixed(decimals) => format!("{v:.decimals$}"),
+            Format::Scientific => format!("{v:.3e}"),
+            Format::Percent => format!("{:.1}%", 100.0 * v),
+            Format::SignedPercent => format!("{:+.2}%", 100.0 * v),
+        }
+    }
+
+    /// The best value among the experiments, when there are at least two to compare.
+    fn best(&self, experiments: &[ReportExperiment]) -> Option<f64> {
+        let values: Vec<f64> = experiments.iter().filter_map(|e| self.value(e)).collect();
+        if values.len() < 2 {
+            return None;
+        }
+        match self.better {
+            Better::Lower => values.into_iter().reduce(f64::min),
+            Better::Higher => values.into_iter().reduce(f64::max),
+            Better::Neither => None,
+        }
+    }
+}
+
+pub(super) fn metrics_section(html: &mut String, experiments: &[ReportExperiment]) {
+    html.push_str("<section id=\"metrics\">\n<h2>Metrics</h2>\n");
+    if experiments.is_empty() {
+        html.push_str("<p>No experiments.</p>\n</section>\n");
+        return;
+    }
+    html.push_str(
+        "<p class=\"meta\">Test split; returns and Sharpe from the backtest, best of each \
+         column in bold.</p>\n<div class=\"scroll\"><table class=\"metrics\">\n<tr>\
+         <th>experiment</th><th>model</th><th>optimizer</th>",
+    );
+    for c in COLUMNS {
+        let _ = write!(html, "<th>{}</th>", c.title);
+    }
+    html.push_str("</tr>\n");
+    let best: Vec<Option<f64>> = COLUMNS.iter().map(|c| c.best(experiments)).collect();
+    for (i, e) in experiments.iter().enumerate() {
+        let _ = write!(
+            html,
+            "<tr><td><a href=\"#exp-{i}\" title=\"{}\">{}</a></td><td>{}</td><td>{}</td>",
+            escape(&e.file),
+            escape(&e.name),
+            escape(&e.model),
+            escape(&e.optimizer)
+        );
+        for (c, best) in COLUMNS.iter().zip(&best) {
+            match c.value(e) {
+                Some(v) => {
+                    let class = if Some(v) == *best { "num best" } else { "num" };
+                    let _ = write!(html, "<td class=\"{class}\">{}</td>", c.format(v));
+                }
+                None => html.push_str("<td class=\"num\">-</td>"),
+            }
+        }
+        html.push_str("</tr>\n");
+    }
+    html.push_str("</table></div>\n</section>\n");
+}
+
+/// Keys that name or describe an experiment rather than configure it.
+const NOT_CONFIG: &[&str] = &["name", "description"];
+
+/// The config leaves whose values are not the same in every experiment (a leaf one
+/// experiment lacks counts as different), with each experiment's value, in key order.
+fn config_diff(experiments: &[ReportExperiment]) -> Vec<(&str, Vec<Option<&str>>)> {
+    let keys: BTreeSet<&str> = experiments
+        .iter()
+        .flat_map(|e| e.config.keys().map(String::as_str))
+        .filter(|k| !NOT_CONFIG.contains(k))
+        .collect();
+    keys.into_iter()
+        .filter_map(|key| {
+            let values: Vec<Option<&str>> = experiments
+                .iter()
+                .map(|e| e.config.get(key).map(String::as_str))
+                .collect();
+            let differs = values.windows(2).any(|w| w[0] != w[1]);
+            differs.then_some((key, values))
+        })
+        .collect()
+}
+
+/// A config value (JSON text) for display: strings without their quotes.
+pub(super) fn display_value(json: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => json.to_string(),
+    }
+}
+
+pub(super) fn config_diff_section(html: &mut String, experiments: &[ReportExperiment]) {
+    html.push_str("<section id=\"config-diff\">\n<h2>Config differences</h2>\n");
+    if experiments.len() < 2 {
+        html.push_str("<p>One experiment: nothing to compare.</p>\n</section>\n");
+        return;
+    }
+    let diff = config_diff(experiments);
+    if diff.is_empty() {
+        html.push_str("<p>The experiments share every config value.</p>\n</section>\n");
+        return;
+    }
+    html.push_str(
+        "<p class=\"meta\">Only the resolved config values that differ between \
+         experiments.</p>\n<div class=\"scroll\"><table class=\"config-diff\">\n<tr><th>key</th>",
+    );
+    for e in experiments {
+        let _ = write!(html, "<th>{}</th>", escape(&e.name));
+    }
+    html.push_str("</tr>\n");
+    for (key, values) in diff {
+        let _ = write!(html, "<tr><td><code>{}</code></td>", escape(key));
+        for v in values {
+            let text = v.map_or_else(|| "-".to_string(), display_value);
+            let _ = write!(html, "<td>{}</td>", escape(&text));
+        }
+        html.push_str("</tr>\n");
+    }
+    html.push_str("</table></div>\n</section>\n");
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::html::render;
+    use crate::report::html::tests::experiment;
+
+    #[test]
+    fn config_diff_lists_only_differing_keys() {
+        let a = experiment("a", "0.001");
+        let mut b = experiment("b", "0.01");
+        b.config
+            .insert("training.patience".to_string(), "3".to_string());
+        let c = experiment("c", "0.001");
+        let experiments = [a, b, c];
+        let diff = config_diff(&experiments);
+        let keys: Vec<&str> = diff.iter().map(|(k, _)| *k).collect();
+        // `name` and `description` differ too, but they are not config.
+        assert_eq!(keys, ["optimizer.lr", "training.patience"]);
+        assert_eq!(diff[0].1, [Some("0.001"), Some("0.01"), Some("0.001")]);
+        assert_eq!(diff[1].1, [None, Some("3"), None]);
+
+        let html = render(&experiments).unwrap();
+        let section = html
+            .split("<section id=\"config-diff\">")
+            .nth(1)
+            .and_then(|s| s.split("</section>").next())
+            .unwrap();
+        assert!(section.contains("<code>optimizer.lr</code>"));
+        assert!(section.contains("<code>training.patience</code>"));
+        assert!(!section.contains("optimizer.type"));
+        assert!(!section.contains("about a"));
+
+        let same = render(&[experiment("a", "0.001"), experiment("b", "0.001")]).unwrap();
+        assert!(same.contains("share every config value"));
+        assert_eq!(display_value("\"adamw\""), "adamw");
+        assert_eq!(display_value("[1,2]"), "[1,2]");
+    }
+
+    #[test]
+    fn best_values_are_marked_per_column() {
+        let a = experiment("a", "0.001");
+        let mut b = experiment("b", "0.01");
+        b.metrics
+            .insert("backtest.strategy.sharpe".to_string(), 2.5);
+        b.metrics.insert("price.mse".to_string(), 0.0009);
+        let html = render(&[a, b]).unwrap();
+        assert!(html.contains("<td class=\"num best\">2.50</td>"));
+        assert!(html.contains("<td class=\"num best\">4.000e-4</td>"));
+        assert!(html.contains("<td class=\"num\">1.25</td>"));
+    }
+}
