@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::graph::exec::{self, ExperimentJob, ExperimentReport};
 use crate::graph::stages::StageInputs;
 use crate::lock::Lockfile;
-use crate::store::{ActionRecord, Digest, Store};
+use crate::store::{ActionRecord, Digest, PinKind, Store};
 
 /// How equal a re-executed output must be to pass.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -188,8 +188,9 @@ fn record_divergence(store: &Store, record: &ActionRecord, name: &str, bytes: &[
     let Ok(blob) = store.put_blob(bytes) else {
         return;
     };
-    let id = format!("audit-{}", record.key.0);
-    let mut seen: BTreeMap<String, Vec<String>> = store.get_build_record(&id).unwrap_or_default();
+    let id = &record.key.0;
+    let mut seen: BTreeMap<String, Vec<String>> =
+        store.get_pin_record(PinKind::Audit, id).unwrap_or_default();
     let list = seen.entry(name.to_string()).or_default();
     for d in [
         record.outputs.get(name).map(|o| o.digest.to_hex()),
@@ -202,7 +203,7 @@ fn record_divergence(store: &Store, record: &ActionRecord, name: &str, bytes: &[
             list.push(d);
         }
     }
-    let _ = store.put_build_record(&id, &seen);
+    let _ = store.put_pin_record(PinKind::Audit, id, &seen);
 }
 
 /// Why `new` is not an acceptable reproduction of `old` under `tolerance`; `None` if it is.

@@ -61,9 +61,8 @@ fn violations_in(files: &[PathBuf], forbidden: &[&str]) -> Vec<String> {
     for file in files {
         for (n, line) in code_lines(file) {
             for f in forbidden {
-                let hit = if f.starts_with("crate::") {
+                let hit = if let Some(name) = f.strip_prefix("crate::") {
                     // `crate::x` also matches `crate::{x, ...}` imports.
-                    let name = &f["crate::".len()..];
                     line.contains(f)
                         || (line.contains("crate::{") && {
                             let after = line.split("crate::{").nth(1).unwrap_or("");

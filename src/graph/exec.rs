@@ -460,8 +460,10 @@ mod tests {
     fn missing_stages_execute_on_the_executor_given_and_only_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("cache")).unwrap();
-        let mut e = Experiment::default();
-        e.name = "e".to_string();
+        let mut e = Experiment {
+            name: "e".to_string(),
+            ..Default::default()
+        };
         e.data.source = SourceKind::Synthetic;
         let symbols = [SymbolFiles {
             symbol: "SYNTH".to_string(),

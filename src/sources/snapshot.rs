@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Experiment;
 use crate::sources::api::{self, ApiRequest};
-use crate::store::{Digest, Store, now_unix};
+use crate::store::{Digest, PinKind, Store, now_unix};
 
 /// `builds/snapshot-<id>.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,7 +61,7 @@ pub fn record_id(req: &ApiRequest) -> String {
         "snapshot v1\0{:?}\0{}\0{}\0{}\0{:?}\0{:?}",
         req.provider, req.base_url, req.symbol, req.interval, req.start, req.end
     );
-    format!("snapshot-{}", Digest::of(text.as_bytes()).short())
+    PinKind::Snapshot.record_id(&Digest::of(text.as_bytes()).short())
 }
 
 /// The path of a request's record (the no-op memo watches it: `hft fetch` rewrites it).

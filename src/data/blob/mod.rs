@@ -382,8 +382,6 @@ pub(super) fn encode_dataset(d: &Dataset, rows: &WindowRows<'_>) -> Vec<u8> {
     w.finish(&meta)
 }
 
-/// Where a tensor's bytes come from: a borrowed slice, copied once, little-endian, straight
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{Stage, StageError, StageInputs, StageOutput, load_dataset};
 use crate::config::Experiment;
-use crate::store::Digest;
+use crate::store::{Digest, PinKind};
 
 /// The trained checkpoint and the training log.
 pub struct Train {
@@ -59,11 +59,12 @@ impl Stage for Train {
         let dataset = load_dataset(inputs, 1)?;
         let progress = crate::term::TrainingProgress::new(&e.name, 0);
         let store = inputs.store;
-        let partial = inputs.key.map(|k| format!("partial-{k}"));
+        // The resumable checkpoint pins its blob until the training ends.
+        let partial = inputs.key.map(|k| k.0.clone());
         // A checkpoint left by an interrupted run, if its blob still verifies.
         let from = partial
             .as_deref()
-            .and_then(|id| store.get_build_record::<Partial>(id))
+            .and_then(|id| store.get_pin_record::<Partial>(PinKind::Checkpoint, id))
             .and_then(|p| Digest::from_hex(&p.digest))
             .and_then(|d| store.get_blob(&d));
         let mut save = |step: usize, bytes: Vec<u8>| -> Result<(), String> {
@@ -71,7 +72,7 @@ impl Stage for Train {
             let blob = store.put_blob(&bytes).map_err(|e| e.to_string())?;
             let digest = blob.digest.to_hex();
             store
-                .put_build_record(id, &Partial { step, digest })
+                .put_pin_record(PinKind::Checkpoint, id, &Partial { step, digest })
                 .map_err(|e| e.to_string())
         };
         let output = crate::train::train_resumable(
@@ -99,7 +100,7 @@ impl Stage for Train {
         progress.finish();
         let output = output.map_err(|err| StageError::Failed(err.to_string()))?;
         if let Some(id) = &partial {
-            store.remove_build_record(id);
+            store.remove_pin_record(PinKind::Checkpoint, id);
         }
         // Outputs must be pure functions of the key, so wall-clock figures stay out of the
         // log blob and go to the action record's summary instead.
@@ -157,8 +158,10 @@ mod tests {
     use crate::graph::{StageKind, StageSpec};
 
     fn experiment(model: &str) -> Experiment {
-        let mut e = Experiment::default();
-        e.name = format!("e-{model}");
+        let mut e = Experiment {
+            name: format!("e-{model}"),
+            ..Default::default()
+        };
         e.model.kind = model.to_string();
         e
     }
