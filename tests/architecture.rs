@@ -25,11 +25,14 @@ fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
-/// The code lines of a file (comments dropped, so prose may name any module), numbered.
+/// The code lines of a file (comments dropped, so prose may name any module), numbered, up
+/// to its `#[cfg(test)]` module: a test may use any module to set up what it checks (eval's
+/// tests train a toy model first).
 fn code_lines(path: &Path) -> Vec<(usize, String)> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
+        .take_while(|l| l.trim() != "#[cfg(test)]")
         .enumerate()
         .map(|(i, l)| (i + 1, l.split("//").next().unwrap_or("").to_string()))
         .filter(|(_, l)| !l.trim().is_empty())
@@ -200,13 +203,14 @@ fn the_rules_catch_what_they_claim_to() {
     std::fs::write(
         &f,
         "use crate::{graph, store};\n// crate::report in prose\nlet x = burn::T;\nlet y = \
-         sunburn::x; \"burn's\";\n",
+         sunburn::x; \"burn's\";\n#[cfg(test)]\nmod tests { use crate::cli; }\n",
     )
     .unwrap();
     let files = [f];
     assert_eq!(violations_in(&files, &["crate::store"]).len(), 1);
     assert_eq!(violations_in(&files, &["crate::graph"]).len(), 1);
     assert!(violations_in(&files, &["crate::report"]).is_empty());
+    assert!(violations_in(&files, &["crate::cli"]).is_empty(), "test modules are free");
     let burn = violations_in(&files, &["burn"]);
     assert_eq!(burn.len(), 1, "{burn:?}");
     assert!(burn[0].contains(":3:"), "{burn:?}");
