@@ -210,7 +210,10 @@ fn the_rules_catch_what_they_claim_to() {
     assert_eq!(violations_in(&files, &["crate::store"]).len(), 1);
     assert_eq!(violations_in(&files, &["crate::graph"]).len(), 1);
     assert!(violations_in(&files, &["crate::report"]).is_empty());
-    assert!(violations_in(&files, &["crate::cli"]).is_empty(), "test modules are free");
+    assert!(
+        violations_in(&files, &["crate::cli"]).is_empty(),
+        "test modules are free"
+    );
     let burn = violations_in(&files, &["burn"]);
     assert_eq!(burn.len(), 1, "{burn:?}");
     assert!(burn[0].contains(":3:"), "{burn:?}");

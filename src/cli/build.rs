@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use super::{Common, Outcome, print_messages, report_failure};
 use crate::graph::exec::{ExperimentReport, StageState};
+use crate::graph::slurm::SlurmExecutor;
 use crate::graph::{self, memo};
 use crate::lock::LOCK_FILE;
 use crate::term;
@@ -25,6 +26,8 @@ pub struct BuildArgs {
     /// `--remote` and `--remote-read-only`.
     pub remote: Option<String>,
     pub remote_read_only: bool,
+    /// `--executor slurm`, set up and checked.
+    pub executor: Option<SlurmExecutor>,
 }
 
 /// `hft build` and `hft build --dry-run`.
@@ -39,6 +42,7 @@ pub fn build(common: &Common, args: &BuildArgs) -> Outcome {
         until: args.until.clone(),
         remote: args.remote.clone(),
         remote_read_only: args.remote_read_only,
+        executor: args.executor.clone(),
         memo: std::env::var_os(memo::DISABLE_ENV).is_none(),
         answer_from_memo: !args.json,
     };

@@ -41,15 +41,6 @@ pub struct ExecutorArgs {
 }
 
 impl ExecutorArgs {
-    /// Sets up the Slurm executor for this process when asked for (what
-    /// `exec::run_all_with_remote` then uses); bad input is exit 2.
-    pub fn install(&self, common: &Common) -> Result<(), Outcome> {
-        match self.choose(common)? {
-            Some(executor) => slurm::install(executor).map_err(|m| fail(&m)),
-            None => Ok(()),
-        }
-    }
-
     /// The executor asked for: `None` for local, else the Slurm executor, set up and
     /// checked (`sbatch` on PATH); bad input is exit 2.
     pub fn choose(&self, common: &Common) -> Result<Option<SlurmExecutor>, Outcome> {

@@ -328,8 +328,8 @@ pub fn main() -> ExitCode {
             executor,
             remote,
             remote_read_only,
-        } => match executor.install(&common) {
-            Ok(()) => build::build(
+        } => match executor.choose(&common) {
+            Ok(executor) => build::build(
                 &common,
                 &build::BuildArgs {
                     dry_run,
@@ -339,6 +339,7 @@ pub fn main() -> ExitCode {
                     until,
                     remote,
                     remote_read_only,
+                    executor,
                 },
             ),
             Err(outcome) => outcome,

@@ -107,8 +107,8 @@ pub struct StageSnapshot {
     pub inputs: Vec<(String, String)>,
 }
 
-/// Runs (or, with `dry_run`, only classifies) every experiment. Returns one report each,
-/// in the order given.
+/// Runs (or, with `dry_run`, only classifies) every experiment locally, without a remote
+/// cache. Returns one report each, in the order given.
 pub fn run_all(
     store: &Store,
     jobs: &[ExperimentJob],
@@ -116,29 +116,12 @@ pub fn run_all(
     dry_run: bool,
     on_done: &(dyn Fn(&ExperimentReport) + Sync),
 ) -> Vec<ExperimentReport> {
-    run_all_with_remote(store, None, jobs, threads, dry_run, on_done)
+    run_all_on(&LocalExecutor, store, None, jobs, threads, dry_run, on_done)
 }
 
-/// [`run_all`] with a remote cache: a local miss is looked up there (and pulled) before a
-/// stage executes, and what executes is pushed to it. Stages execute on the process's
-/// executor: Slurm once `slurm::install` has set it up (`--executor slurm`), else locally.
-pub fn run_all_with_remote(
-    store: &Store,
-    remote: Option<&Remote>,
-    jobs: &[ExperimentJob],
-    threads: usize,
-    dry_run: bool,
-    on_done: &(dyn Fn(&ExperimentReport) + Sync),
-) -> Vec<ExperimentReport> {
-    let executor: &dyn Executor = match super::slurm::installed() {
-        Some(slurm) => slurm,
-        None => &LocalExecutor,
-    };
-    run_all_on(executor, store, remote, jobs, threads, dry_run, on_done)
-}
-
-/// [`run_all_with_remote`] with the executor given: stages whose keys are missing from
-/// both caches execute on `executor`.
+/// Runs (or classifies) every experiment: stages whose keys are missing locally are looked
+/// up in `remote` (and pulled) first, then execute on `executor` (and are pushed to
+/// `remote`). Returns one report each, in the order given.
 pub fn run_all_on(
     executor: &dyn Executor,
     store: &Store,

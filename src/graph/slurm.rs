@@ -21,13 +21,12 @@
 //! shared filesystem path): the job reads the upstream records from it and writes into it.
 //!
 //! [`SlurmExecutor`] is an [`Executor`]: the stages it is not asked to send run locally.
-//! `--executor slurm` installs one for the process ([`install`]), which
-//! `exec::run_all_with_remote` then uses; `exec::run_all_on` takes one explicitly.
+//! `--executor slurm` puts one in the build request, which hands it to `exec::run_all_on`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::StageSpec;
@@ -59,7 +58,6 @@ pub struct SlurmExecutor {
     pub max_poll: Duration,
 }
 
-static EXECUTOR: OnceLock<SlurmExecutor> = OnceLock::new();
 /// The Slurm job that executed each key in this process, for reports.
 static JOBS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 
@@ -77,24 +75,6 @@ pub fn cancel_in_flight() {
         eprintln!("cancelling Slurm jobs {}", ids.join(", "));
         let _ = Command::new("scancel").args(&ids).status();
     }
-}
-
-/// Sends this process's stages named in `executor.stages` to Slurm. Set once, before the
-/// build starts; a second call is refused.
-pub fn install(executor: SlurmExecutor) -> Result<(), String> {
-    EXECUTOR
-        .set(executor)
-        .map_err(|_| "the Slurm executor is already set".to_string())
-}
-
-/// The executor installed for this process, if any.
-pub fn installed() -> Option<&'static SlurmExecutor> {
-    EXECUTOR.get()
-}
-
-/// The executor to use for a stage of this kind, if it goes to Slurm.
-pub fn executor_for(kind: &StageKind) -> Option<&'static SlurmExecutor> {
-    EXECUTOR.get().filter(|e| e.sends(kind))
 }
 
 /// The Slurm job that executed `key` in this build, if one did.

@@ -8,6 +8,8 @@ use super::inputs::make_jobs;
 use super::select::{load_experiments, watch_selection};
 use super::{Failure, Message, Outcome, Selection, noop, open_store};
 use crate::graph::exec::{self, ExperimentReport, StageState};
+use crate::graph::executor::{Executor, LocalExecutor};
+use crate::graph::slurm::SlurmExecutor;
 use crate::graph::stages::StageError;
 use crate::graph::{self, Database, memo};
 use crate::lock::{LOCK_FILE, Lockfile};
@@ -32,6 +34,9 @@ pub struct BuildRequest {
     /// A remote cache URL, and whether only to pull from it.
     pub remote: Option<String>,
     pub remote_read_only: bool,
+    /// Where stages that must run execute: `None` in this process, or Slurm
+    /// (`--executor slurm`, which sends the stages it names and runs the rest here).
+    pub executor: Option<SlurmExecutor>,
     /// Keep the no-op memo (off with `HFT_NO_MEMO`).
     pub memo: bool,
     /// Let the memo answer a build where nothing changed (off for `--json`, whose document
@@ -52,6 +57,7 @@ impl BuildRequest {
             until: None,
             remote: None,
             remote_read_only: false,
+            executor: None,
             memo: true,
             answer_from_memo: true,
         }
@@ -207,7 +213,12 @@ pub fn build(
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    let reports = exec::run_all_with_remote(
+    let executor: &dyn Executor = match &req.executor {
+        Some(slurm) => slurm,
+        None => &LocalExecutor,
+    };
+    let reports = exec::run_all_on(
+        executor,
         &store,
         remote.as_ref(),
         &jobs_list,
