@@ -16,6 +16,7 @@ use crate::model::{self, Dims, ModelError, WeightsMeta};
 
 mod backtest;
 mod metrics;
+pub mod stats;
 
 pub use backtest::{
     BacktestStats, backtest, bar_returns, bars_per_year, equity, portfolio, portfolio_bars,
