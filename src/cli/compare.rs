@@ -23,6 +23,35 @@ pub const HEADLINE_METRICS: [&str; 6] = [
     "backtest.buy_and_hold.sharpe",
 ];
 
+/// The metric a column name stands for: `skill` is the pooled skill against persistence.
+pub fn metric_key(key: &str) -> &str {
+    match key {
+        "skill" => "skill.pooled",
+        other => other,
+    }
+}
+
+/// A metric of a row, by column name or alias ([`metric_key`]).
+fn metric(row: &CatalogRow, key: &str) -> Option<f64> {
+    row.metrics.get(metric_key(key)).copied()
+}
+
+/// A metric as the table shows it: a negative skill (worse than predicting no move) in
+/// red on a terminal, with a trailing `!` in plain text.
+pub fn shown(key: &str, x: f64) -> String {
+    let text = number(x);
+    let is_skill = metric_key(key) == "skill" || metric_key(key).ends_with("skill.pooled");
+    if is_skill && x < 0.0 {
+        if term::colours() {
+            term::paint(&text, "red")
+        } else {
+            format!("{text}!")
+        }
+    } else {
+        text
+    }
+}
+
 /// A value of a catalog row by column name: `name`, `file`, `model`, `optimizer`, a metric
 /// (`backtest.strategy.sharpe`) or a config leaf (`optimizer.lr`).
 fn cell(row: &CatalogRow, key: &str) -> Option<String> {
@@ -39,9 +68,7 @@ fn cell(row: &CatalogRow, key: &str) -> Option<String> {
             }
             .to_string(),
         ),
-        _ => row
-            .metrics
-            .get(key)
+        _ => metric(row, key)
             .map(|x| x.to_string())
             .or_else(|| row.config.get(key).cloned()),
     }
@@ -271,9 +298,8 @@ pub fn compare(args: &CompareArgs) -> Outcome {
                         .unwrap_or_else(|| "-".into())
                 }))
                 .chain(c.metric_columns.iter().map(|k| {
-                    r.metrics
-                        .get(k)
-                        .map(|&x| number(x))
+                    metric(r, k)
+                        .map(|x| shown(k, x))
                         .unwrap_or_else(|| "-".into())
                 }))
                 .collect::<Vec<String>>()
@@ -323,7 +349,7 @@ pub fn compare(args: &CompareArgs) -> Outcome {
                     .chain(
                         c.metric_columns
                             .iter()
-                            .map(|k| r.metrics.get(k).map(|x| x.to_string()).unwrap_or_default()),
+                            .map(|k| metric(r, k).map(|x| x.to_string()).unwrap_or_default()),
                     )
                     .collect::<Vec<String>>()
             });
@@ -382,7 +408,10 @@ mod tests {
                 ("model.type".to_string(), "\"lstm\"".to_string()),
             ]),
             stages: vec![],
-            metrics: BTreeMap::from([("backtest.strategy.sharpe".to_string(), sharpe)]),
+            metrics: BTreeMap::from([
+                ("backtest.strategy.sharpe".to_string(), sharpe),
+                ("skill.pooled".to_string(), sharpe / 10.0),
+            ]),
         }
     }
 
@@ -437,5 +466,25 @@ mod tests {
                 .len(),
             3
         );
+    }
+
+    #[test]
+    fn skill_is_a_metric_to_show_and_sort_by() {
+        let (c, files) = catalog();
+        let metrics = ["skill".to_string()];
+        let cmp = compare_rows(c.clone(), &files, &[], Some("skill"), false, &metrics);
+        assert_eq!(cmp.metric_columns, vec!["skill"]);
+        let names: Vec<&str> = cmp.rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, vec!["c", "a", "b"]);
+        assert_eq!(metric(&cmp.rows[0], "skill"), Some(-0.02));
+        let conds = [Condition::parse_for_catalog("skill>0").unwrap()];
+        assert_eq!(
+            compare_rows(c, &files, &conds, None, false, &[]).rows.len(),
+            2
+        );
+        // Negative skill is marked (tests run without a terminal: the plain mark).
+        assert!(shown("skill", -0.02).ends_with('!'));
+        assert!(!shown("skill", 0.02).ends_with('!'));
+        assert!(!shown("price.mse", -1.0).ends_with('!'));
     }
 }

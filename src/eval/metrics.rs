@@ -7,13 +7,16 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::backtest::{BacktestStats, portfolio};
+use super::baselines::{AlwaysUp, Baselines, Errors, Skill, sign};
 use super::{Band, Predictions};
 use crate::config::{EvaluationConfig, Signal};
 use crate::data::Split;
 
 /// Bumped whenever a metric is added, removed or redefined.
 /// 2: `per_symbol` (datasets of two or more symbols).
-pub const METRICS_VERSION: u32 = 2;
+/// 3: `skill` (against persistence, pooled and per horizon step) and `baselines`
+/// (persistence, ridge, always-up).
+pub const METRICS_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
@@ -25,6 +28,12 @@ pub struct Metrics {
     pub price: PriceMetrics,
     pub action: ActionMetrics,
     pub backtest: BacktestMetrics,
+    /// `1 - price.mse / price.persistence_mse`, pooled and per horizon step.
+    #[serde(default)]
+    pub skill: Skill,
+    /// The baselines on the same windows; absent from metrics before version 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baselines: Option<Baselines>,
     /// The same metrics over each symbol's test windows alone (the fields above are
     /// pooled over every symbol); empty for a single-symbol dataset.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -94,36 +103,37 @@ pub struct BacktestMetrics {
     pub buy_and_hold: BacktestStats,
 }
 
-/// All metrics of `preds` (from [`super::predict`] on `split`) against `split`'s targets.
+/// The ridge baseline's test predictions (`[n, horizon]`, as `Predictions::price`) and
+/// the strength chosen on val.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RidgeForecast {
+    pub price: Vec<f32>,
+    pub lambda: f64,
+}
+
+/// All metrics of `preds` (from [`super::predict`] on `split`) against `split`'s targets,
+/// with the baselines (`ridge`: its forecast on the same windows, when it was fit).
 pub(crate) fn metrics(
     split: &Split,
     preds: &Predictions,
+    ridge: Option<&RidgeForecast>,
     ecfg: &EvaluationConfig,
     bars_per_year: f64,
 ) -> Metrics {
     let p = preds.horizon;
     let n = split.n;
-    let (mut se, mut ae, mut pse, mut pae) = (0.0, 0.0, 0.0, 0.0);
-    for (&pred, &actual) in preds.price.iter().zip(&split.y) {
-        let (pred, actual) = (f64::from(pred), f64::from(actual));
-        se += (pred - actual).powi(2);
-        ae += (pred - actual).abs();
-        pse += actual.powi(2);
-        pae += actual.abs();
-    }
-    let values = (n * p).max(1) as f64;
+    let model = Errors::of(&preds.price, &split.y, p);
+    let zeros = vec![0.0f32; split.y.len()];
+    let persistence = Errors::of(&zeros, &split.y, p);
+    let ones = vec![1.0f32; split.y.len()];
+    let always_up = Errors::of(&ones, &split.y, p);
 
-    let (mut moved, mut right_way) = (0usize, 0usize);
     let mut correct = 0;
     let (mut predicted, mut actual) = (ClassCounts::default(), ClassCounts::default());
     let mut positions = Vec::with_capacity(n);
     let mut r1 = Vec::with_capacity(n);
     for i in 0..n {
         let (pred1, real1) = (preds.price[i * p], split.y[i * p]);
-        if real1 != 0.0 {
-            moved += 1;
-            right_way += usize::from(sign(pred1) == sign(real1));
-        }
         let action = preds.action(i);
         correct += usize::from(action == split.action[i]);
         predicted.add(action);
@@ -142,16 +152,26 @@ pub(crate) fn metrics(
             bars_per_year,
         )
     };
+    let buy_and_hold = run(&vec![1.0; n]);
+    let mut persistence_figures = persistence.baseline(&persistence, None);
+    // Predicting no move is never right about a direction: undefined, not 0.
+    persistence_figures.directional_accuracy = None;
+    let baselines = Baselines {
+        persistence: persistence_figures,
+        ridge: ridge
+            .map(|r| Errors::of(&r.price, &split.y, p).baseline(&persistence, Some(r.lambda))),
+        buy_and_hold: AlwaysUp::new(always_up.directional_accuracy, &buy_and_hold),
+    };
     Metrics {
         metrics_version: METRICS_VERSION,
         split: "test".into(),
         windows: n,
         price: PriceMetrics {
-            mse: se / values,
-            mae: ae / values,
-            directional_accuracy: (moved > 0).then(|| right_way as f64 / moved as f64),
-            persistence_mse: pse / values,
-            persistence_mae: pae / values,
+            mse: model.mse,
+            mae: model.mae,
+            directional_accuracy: model.directional_accuracy,
+            persistence_mse: persistence.mse,
+            persistence_mae: persistence.mae,
             band: preds.band.as_ref().map(|b| band_metrics(b, &split.y)),
         },
         action: ActionMetrics {
@@ -164,8 +184,10 @@ pub(crate) fn metrics(
             cost_bps: ecfg.cost_bps,
             bars_per_year,
             strategy: run(&positions),
-            buy_and_hold: run(&vec![1.0; n]),
+            buy_and_hold,
         },
+        skill: model.skill(&persistence),
+        baselines: Some(baselines),
         per_symbol: BTreeMap::new(),
     }
 }
@@ -196,15 +218,6 @@ pub fn position(signal: Signal, action: u8, pred_r1: f32) -> f64 {
     }
 }
 
-fn sign(v: f32) -> f64 {
-    if v > 0.0 {
-        1.0
-    } else if v < 0.0 {
-        -1.0
-    } else {
-        0.0
-    }
-}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,7 +255,7 @@ mod tests {
             cost_bps: 0.0,
             signal: Signal::Action,
         };
-        let m = metrics(&split, &preds, &ecfg, 252.0);
+        let m = metrics(&split, &preds, None, &ecfg, 252.0);
         assert_eq!(m.price.directional_accuracy, Some(0.5));
         let mse = 0.0001 + 0.0004 + 0.09; // f32 inputs: agree to ~1e-8
         assert!((m.price.mse - mse / 3.0).abs() < 1e-8, "{:?}", m.price);
@@ -257,6 +270,7 @@ mod tests {
         let by_price = metrics(
             &split,
             &preds,
+            None,
             &EvaluationConfig {
                 signal: Signal::Price,
                 ..ecfg

@@ -15,12 +15,16 @@ use crate::data::{Dataset, Split};
 use crate::model::{self, Dims, ModelError, WeightsMeta};
 
 mod backtest;
+mod baselines;
 mod metrics;
+pub mod ridge;
 pub mod stats;
 
 pub use backtest::{
     BacktestStats, backtest, bar_returns, bars_per_year, equity, portfolio, portfolio_bars,
 };
+pub use baselines::{AlwaysUp, Baselines, ForecastBaseline, Skill};
+use metrics::RidgeForecast;
 pub(crate) use metrics::metrics;
 pub use metrics::{
     ActionMetrics, BacktestMetrics, BandMetrics, ClassCounts, METRICS_VERSION, Metrics,
@@ -172,14 +176,24 @@ pub fn evaluate(
     }
     let preds = predict(dataset, model_cfg, checkpoint, test)?;
     let bpy = bars_per_year(dataset.bar_seconds);
-    let mut pooled = metrics(test, &preds, ecfg, bpy);
+    // The linear baseline: fit on train, strength chosen on val, scored on these windows.
+    let ridge = ridge::fit(&dataset.train, &dataset.val, preds.horizon).map(|r| RidgeForecast {
+        price: r.predict(test),
+        lambda: r.lambda,
+    });
+    let mut pooled = metrics(test, &preds, ridge.as_ref(), ecfg, bpy);
     if dataset.symbols.len() > 1 {
         for (index, name) in dataset.symbols.iter().enumerate() {
             let (split, sub) = symbol_subset(test, &preds, index as u32);
+            let sub_ridge = ridge.as_ref().map(|r| RidgeForecast {
+                price: gather_rows(test, index as u32, &r.price, preds.horizon),
+                lambda: r.lambda,
+            });
             if split.n > 0 {
-                pooled
-                    .per_symbol
-                    .insert(name.clone(), metrics(&split, &sub, ecfg, bpy));
+                pooled.per_symbol.insert(
+                    name.clone(),
+                    metrics(&split, &sub, sub_ridge.as_ref(), ecfg, bpy),
+                );
             }
         }
     }
@@ -220,6 +234,20 @@ fn symbol_subset(split: &Split, preds: &Predictions, symbol: u32) -> (Split, Pre
         }),
     };
     (sub_split, sub_preds)
+}
+
+/// The rows of `values` (`width` per window of `split`) of the windows of `symbol`.
+fn gather_rows(split: &Split, symbol: u32, values: &[f32], width: usize) -> Vec<f32> {
+    (0..split.n)
+        .filter(|&i| split.symbol[i] == symbol)
+        .flat_map(|i| {
+            values
+                .get(i * width..(i + 1) * width)
+                .unwrap_or(&[])
+                .iter()
+                .copied()
+        })
+        .collect()
 }
 
 /// Test-split predictions as CSV text, one row per window in split order:
@@ -318,7 +346,33 @@ mod tests {
             (m.backtest.buy_and_hold.bars, m.backtest.buy_and_hold.trades),
             (6, 2)
         );
-        assert_eq!(serde_json::to_value(m).unwrap()["metrics_version"], 2);
+        let json = serde_json::to_value(m).unwrap();
+        assert_eq!(json["metrics_version"], 3);
+        // Skill and the baselines, next to every earlier key.
+        for key in [
+            "price",
+            "action",
+            "backtest",
+            "per_symbol",
+            "skill",
+            "baselines",
+        ] {
+            assert!(json.get(key).is_some(), "{key}");
+        }
+        assert_eq!(json["skill"]["per_horizon"].as_array().unwrap().len(), 2);
+        let skill = m.skill.pooled.unwrap();
+        assert!((skill - (1.0 - m.price.mse / m.price.persistence_mse)).abs() < 1e-12);
+        let b = &json["baselines"];
+        assert_eq!(b["persistence"]["skill"]["pooled"], 0.0);
+        assert_eq!(b["persistence"]["mse"], json["price"]["persistence_mse"]);
+        assert!(b["ridge"]["lambda"].as_f64().unwrap() > 0.0);
+        assert!(b["ridge"]["mse"].as_f64().unwrap().is_finite());
+        assert!(b["ridge"]["skill"]["pooled"].is_number());
+        assert!(b["buy_and_hold"]["directional_accuracy"].is_number());
+        assert_eq!(
+            b["buy_and_hold"]["sharpe"],
+            json["backtest"]["buy_and_hold"]["sharpe"]
+        );
         // Per symbol: each symbol's windows alone, adding up to the pooled count; one
         // symbol's backtest is that symbol's own series.
         assert_eq!(m.per_symbol.len(), 2);

@@ -73,6 +73,7 @@ td { white-space: nowrap; }
 th { background: #f4f4f4; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.best { font-weight: bold; background: #eef7ee; }
+td.no-skill { color: #b00020; }
 td code, th code { font-size: 0.85rem; }
 .plots { display: grid; grid-template-columns: repeat(auto-fit, minmax(360px, 1fr)); gap: 1rem; }
 figure { margin: 0; border: 1px solid #e4e4e4; border-radius: 4px; padding: 0.5rem; }

@@ -44,6 +44,42 @@ const COLUMNS: &[Column] = &[
         better: Better::Lower,
     },
     Column {
+        title: "skill",
+        keys: &["skill.pooled"],
+        format: Format::Fixed(3),
+        better: Better::Higher,
+    },
+    Column {
+        title: "persistence MSE",
+        keys: &["price.persistence_mse"],
+        format: Format::Scientific,
+        better: Better::Neither,
+    },
+    Column {
+        title: "ridge MSE",
+        keys: &["baselines.ridge.mse"],
+        format: Format::Scientific,
+        better: Better::Neither,
+    },
+    Column {
+        title: "ridge skill",
+        keys: &["baselines.ridge.skill.pooled"],
+        format: Format::Fixed(3),
+        better: Better::Neither,
+    },
+    Column {
+        title: "ridge dir. acc.",
+        keys: &["baselines.ridge.directional_accuracy"],
+        format: Format::Percent,
+        better: Better::Neither,
+    },
+    Column {
+        title: "always-up dir. acc.",
+        keys: &["baselines.buy_and_hold.directional_accuracy"],
+        format: Format::Percent,
+        better: Better::Neither,
+    },
+    Column {
         title: "dir. acc.",
         keys: &["price.directional_accuracy"],
         format: Format::Percent,
@@ -126,7 +162,9 @@ pub(super) fn metrics_section(html: &mut String, experiments: &[ReportExperiment
     }
     html.push_str(
         "<p class=\"meta\">Test split; returns and Sharpe from the backtest, best of each \
-         column in bold.</p>\n<div class=\"scroll\"><table class=\"metrics\">\n<tr>\
+         column in bold. Skill is 1 - MSE / persistence MSE (persistence predicts no move); \
+         a negative skill is marked (no skill). Ridge: a linear baseline on the flattened \
+         window, fit on train, its strength chosen on val.</p>\n<div class=\"scroll\"><table class=\"metrics\">\n<tr>\
          <th>experiment</th><th>model</th><th>optimizer</th>",
     );
     for c in COLUMNS {
@@ -146,8 +184,14 @@ pub(super) fn metrics_section(html: &mut String, experiments: &[ReportExperiment
         for (c, best) in COLUMNS.iter().zip(&best) {
             match c.value(e) {
                 Some(v) => {
-                    let class = if Some(v) == *best { "num best" } else { "num" };
-                    let _ = write!(html, "<td class=\"{class}\">{}</td>", c.format(v));
+                    let mut class = if Some(v) == *best { "num best" } else { "num" }.to_string();
+                    let mut text = c.format(v);
+                    // A negative skill: worse than predicting no move.
+                    if c.title.ends_with("skill") && v < 0.0 {
+                        class.push_str(" no-skill");
+                        text.push_str(" (no skill)");
+                    }
+                    let _ = write!(html, "<td class=\"{class}\">{text}</td>");
                 }
                 None => html.push_str("<td class=\"num\">-</td>"),
             }
@@ -266,5 +310,32 @@ mod tests {
         assert!(html.contains("<td class=\"num best\">2.50</td>"));
         assert!(html.contains("<td class=\"num best\">4.000e-4</td>"));
         assert!(html.contains("<td class=\"num\">1.25</td>"));
+    }
+
+    #[test]
+    fn skill_and_baselines_are_in_the_metrics_table_negative_skill_marked() {
+        let mut a = experiment("a", "0.001");
+        a.metrics.insert("skill.pooled".to_string(), -0.25);
+        a.metrics
+            .insert("baselines.ridge.skill.pooled".to_string(), 0.01);
+        a.metrics.insert("baselines.ridge.mse".to_string(), 2e-4);
+        let mut b = experiment("b", "0.01");
+        b.metrics.insert("skill.pooled".to_string(), 0.125);
+        let html = render(&[a, b]).unwrap();
+        let section = html
+            .split("<section id=\"metrics\">")
+            .nth(1)
+            .and_then(|s| s.split("</section>").next())
+            .unwrap();
+        for title in [
+            "<th>skill</th>",
+            "<th>ridge MSE</th>",
+            "<th>ridge skill</th>",
+        ] {
+            assert!(section.contains(title), "{title}");
+        }
+        assert!(section.contains("<td class=\"num no-skill\">-0.250 (no skill)</td>"));
+        assert!(section.contains("<td class=\"num best\">0.125</td>"));
+        assert!(section.contains(">0.010</td>"));
     }
 }
