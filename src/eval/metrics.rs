@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::backtest::{BacktestStats, portfolio};
+use super::backtest::{BacktestStats, portfolio, portfolio_bars};
 use super::baselines::{AlwaysUp, Baselines, Errors, Skill, sign};
+use super::uncertainty::{DmTest, Intervals, uncertainty};
 use super::{Band, Predictions};
 use crate::config::{EvaluationConfig, Signal};
 use crate::data::Split;
@@ -34,6 +35,17 @@ pub struct Metrics {
     /// The baselines on the same windows; absent from metrics before version 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baselines: Option<Baselines>,
+    /// Confidence intervals of the headline figures (stationary block bootstrap); absent
+    /// from metrics before version 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci: Option<Intervals>,
+    /// Diebold-Mariano test of the forecast against persistence; absent where it is
+    /// undefined (fewer than two windows, equal losses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dm_test: Option<DmTest>,
+    /// Probabilistic Sharpe ratio of the strategy against 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probabilistic_sharpe: Option<f64>,
     /// The same metrics over each symbol's test windows alone (the fields above are
     /// pooled over every symbol); empty for a single-symbol dataset.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -153,6 +165,14 @@ pub(crate) fn metrics(
         )
     };
     let buy_and_hold = run(&vec![1.0; n]);
+    let (_, strategy_bars, _) = portfolio_bars(
+        &split.symbol,
+        &split.timestamp,
+        &positions,
+        &r1,
+        ecfg.cost_bps,
+    );
+    let sure = uncertainty(&preds.price, &split.y, p, &strategy_bars, bars_per_year);
     let mut persistence_figures = persistence.baseline(&persistence, None);
     // Predicting no move is never right about a direction: undefined, not 0.
     persistence_figures.directional_accuracy = None;
@@ -188,6 +208,9 @@ pub(crate) fn metrics(
         },
         skill: model.skill(&persistence),
         baselines: Some(baselines),
+        ci: Some(sure.ci),
+        dm_test: sure.dm_test,
+        probabilistic_sharpe: sure.probabilistic_sharpe,
         per_symbol: BTreeMap::new(),
     }
 }

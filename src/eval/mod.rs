@@ -19,11 +19,13 @@ mod baselines;
 mod metrics;
 pub mod ridge;
 pub mod stats;
+mod uncertainty;
 
 pub use backtest::{
     BacktestStats, backtest, bar_returns, bars_per_year, equity, portfolio, portfolio_bars,
 };
 pub use baselines::{AlwaysUp, Baselines, ForecastBaseline, Skill};
+pub use uncertainty::{BOOTSTRAP_SEED, CI_LEVEL, DmTest, Interval, Intervals, RESAMPLES};
 use metrics::RidgeForecast;
 pub(crate) use metrics::metrics;
 pub use metrics::{
