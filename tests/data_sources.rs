@@ -1,6 +1,6 @@
 //! Data sources through the real binary: the local layouts (`SYMBOL.csv`, `train/` +
 //! `test/`, dated exports), `symbols: all`, ambiguity errors, date filters, several symbols
-//! (per-symbol metrics, symbol id) and intraday bars.
+//! (per-symbol metrics, symbol id), intraday bars and planted synthetic signals.
 
 mod common;
 
@@ -343,4 +343,60 @@ fn appending_bars_computes_features_for_the_tail_only() {
     let redone = show(&p);
     let s = &stage(&redone, "features")["summary"];
     assert_eq!(s["computed_rows"], s["rows"], "{s}");
+}
+
+/// A synthetic experiment over one symbol with `signal` lines under `data.synthetic:`.
+fn synthetic(signal: &str) -> String {
+    format!(
+        "name: exp\n\
+         data:\n  source: synthetic\n  symbols: [AR]\n  synthetic:\n    bars: 300\n{signal}  \
+         features: [log_return]\n  sequence_length: 5\n  prediction_horizon: 1\n\
+         model: {{type: mlp, hidden_size: 4, num_layers: 1}}\n\
+         training: {{max_steps: 2, batch_size: 8}}\n"
+    )
+}
+
+#[test]
+fn planted_signals_change_the_bars_and_bad_ones_name_the_key() {
+    let p = Project::new("planted");
+    p.write("experiments/exp.yaml", &synthetic(""));
+    p.build();
+    let plain = digest(&show(&p), "ingest:AR", "bars");
+    p.write(
+        "experiments/exp.yaml",
+        &synthetic(
+            "    signal: {ar: [0.3], noise: 0.01, seasonal: {period: 5, amplitude: 0.002}}\n",
+        ),
+    );
+    let run = p.build();
+    assert!(run.ran().contains(&"exp/ingest:AR".to_string()));
+    let doc = show(&p);
+    assert_ne!(digest(&doc, "ingest:AR", "bars"), plain);
+    assert_eq!(ingest_rows(&doc, "AR"), 300);
+    // Without the signal the old bars come back from the cache.
+    p.write("experiments/exp.yaml", &synthetic(""));
+    p.build();
+    assert_eq!(digest(&show(&p), "ingest:AR", "bars"), plain);
+
+    for (signal, needle) in [
+        ("{ar: [0.7, 0.4], noise: 0.01}", "data.synthetic.signal.ar"),
+        ("{ar: [0.3], noise: 0}", "data.synthetic.signal.noise"),
+        (
+            "{noise: 0.01, seasonal: {period: 1, amplitude: 0.01}}",
+            "data.synthetic.signal.seasonal.period",
+        ),
+    ] {
+        p.write(
+            "experiments/exp.yaml",
+            &synthetic(&format!("    signal: {signal}\n")),
+        );
+        let run = p.hft(&["build"]);
+        assert_eq!(run.code, 2, "{signal}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(needle),
+            "`{needle}` in:\n{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    }
 }

@@ -230,6 +230,50 @@ pub struct SyntheticConfig {
     pub start_price: f64,
     /// Spacing of bars in seconds; 86400 gives weekday daily bars. Default 86400.
     pub bar_seconds: i64,
+    /// A planted signal with a known optimal forecast instead of the stylised generator.
+    /// Default none. Left out of the serialized config when absent, so the ingest keys of
+    /// configs without one do not move.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<SignalConfig>,
+}
+
+/// `data.synthetic.signal`: log returns follow AR(p) with Gaussian noise, plus an optional
+/// sinusoid (see [`crate::data::synthetic::Signal`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalConfig {
+    /// AR coefficients, lag 1 first (at most [`MAX_AR_ORDER`]; sum of |a| below 1). Default
+    /// none (white noise).
+    #[serde(default)]
+    pub ar: Vec<f64>,
+    /// Standard deviation of the innovations, per bar.
+    pub noise: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seasonal: Option<SeasonalConfig>,
+}
+
+/// `data.synthetic.signal.seasonal`: `amplitude * sin(2 pi i / period)` added to bar i's
+/// log return.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeasonalConfig {
+    /// Bars per cycle, at least 2.
+    pub period: f64,
+    pub amplitude: f64,
+}
+
+/// Largest accepted AR order in `data.synthetic.signal.ar`.
+pub const MAX_AR_ORDER: usize = 20;
+
+impl SignalConfig {
+    /// The generator's view of this signal.
+    pub fn signal(&self) -> crate::data::synthetic::Signal {
+        crate::data::synthetic::Signal {
+            ar: self.ar.clone(),
+            noise: self.noise,
+            seasonal: self.seasonal.as_ref().map(|s| (s.period, s.amplitude)),
+        }
+    }
 }
 
 impl Default for SyntheticConfig {
@@ -239,6 +283,7 @@ impl Default for SyntheticConfig {
             seed: 7,
             start_price: 100.0,
             bar_seconds: 86_400,
+            signal: None,
         }
     }
 }
@@ -410,6 +455,63 @@ pub fn validate_data(d: &DataConfig) -> Result<(), (String, String)> {
             "must be between 1 and 31536000 (one year)",
         );
     }
+    if let Some(sig) = &syn.signal {
+        validate_signal(sig)?;
+    }
+    Ok(())
+}
+
+/// Checks of `data.synthetic.signal`: a stationary AR part, a usable noise level and period.
+fn validate_signal(sig: &SignalConfig) -> Result<(), (String, String)> {
+    let fail = |key: &str, message: String| Err((format!("data.synthetic.signal.{key}"), message));
+    if sig.ar.len() > MAX_AR_ORDER {
+        return fail(
+            "ar",
+            format!("at most {MAX_AR_ORDER} coefficients (got {})", sig.ar.len()),
+        );
+    }
+    for (i, a) in sig.ar.iter().enumerate() {
+        if !a.is_finite() {
+            return fail(
+                &format!("ar[{i}]"),
+                format!("must be a finite number (got {a})"),
+            );
+        }
+    }
+    // A sufficient condition for stationarity (every root outside the unit circle).
+    let sum: f64 = sig.ar.iter().map(|a| a.abs()).sum();
+    if sum >= 1.0 {
+        return fail(
+            "ar",
+            format!(
+                "the sum of |coefficients| must be below 1 so the process is stationary (got {sum})"
+            ),
+        );
+    }
+    // Up to 1 (100% log-return noise per bar) keeps prices far from overflow for normal lengths.
+    if !(sig.noise.is_finite() && sig.noise > 0.0 && sig.noise <= 1.0) {
+        return fail(
+            "noise",
+            format!(
+                "must be a standard deviation above 0 and at most 1 (got {})",
+                sig.noise
+            ),
+        );
+    }
+    if let Some(s) = &sig.seasonal {
+        if !(s.period.is_finite() && s.period >= 2.0) {
+            return fail(
+                "seasonal.period",
+                format!("must be at least 2 bars (got {})", s.period),
+            );
+        }
+        if !(s.amplitude.is_finite() && s.amplitude.abs() <= 1.0) {
+            return fail(
+                "seasonal.amplitude",
+                format!("must be a number between -1 and 1 (got {})", s.amplitude),
+            );
+        }
+    }
     Ok(())
 }
 
@@ -441,5 +543,102 @@ impl DataConfig {
                 .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp() + plus)
         };
         (day(&self.start, 0), day(&self.end, 86_400))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{ConfigError, Experiment, Registries, canonical_json, parse_str};
+
+    fn parse(text: &str) -> Result<Experiment, ConfigError> {
+        parse_str(Path::new("exp.yaml"), text, "exp", &Registries::UNCHECKED)
+    }
+
+    #[test]
+    fn no_signal_serializes_as_before() {
+        let e = parse("data: {source: synthetic}").unwrap();
+        assert_eq!(e.data.synthetic.signal, None);
+        let json = canonical_json(&e.data.synthetic);
+        assert_eq!(
+            json,
+            r#"{"bar_seconds":86400,"bars":1500,"seed":7,"start_price":100.0}"#
+        );
+    }
+
+    #[test]
+    fn signal_parses_and_converts() {
+        let e = parse(
+            "data:\n  source: synthetic\n  synthetic:\n    signal: {ar: [0.3], noise: 0.01, \
+             seasonal: {period: 5, amplitude: 0.002}}\n",
+        )
+        .unwrap();
+        let sig = e.data.synthetic.signal.as_ref().unwrap().signal();
+        assert_eq!(sig.ar, vec![0.3]);
+        assert_eq!(sig.noise, 0.01);
+        assert_eq!(sig.seasonal, Some((5.0, 0.002)));
+        assert!(canonical_json(&e.data.synthetic).contains("\"signal\""));
+        // Without ar: white noise.
+        let e = parse("data: {synthetic: {signal: {noise: 0.02}}}").unwrap();
+        assert!(e.data.synthetic.signal.unwrap().ar.is_empty());
+    }
+
+    #[test]
+    fn bad_signals_name_the_key() {
+        let many = format!("[{}]", vec!["0.01"; 21].join(", "));
+        for (text, key, says) in [
+            (
+                "{ar: [0.6, -0.5], noise: 0.01}",
+                "data.synthetic.signal.ar",
+                "stationary",
+            ),
+            (
+                "{ar: [1.0], noise: 0.01}",
+                "data.synthetic.signal.ar",
+                "stationary",
+            ),
+            (
+                &format!("{{ar: {many}, noise: 0.01}}"),
+                "data.synthetic.signal.ar",
+                "at most 20",
+            ),
+            (
+                "{ar: [0.3], noise: 0}",
+                "data.synthetic.signal.noise",
+                "above 0",
+            ),
+            (
+                "{ar: [0.3], noise: -0.1}",
+                "data.synthetic.signal.noise",
+                "above 0",
+            ),
+            (
+                "{ar: [0.3], noise: 1.5}",
+                "data.synthetic.signal.noise",
+                "above 0",
+            ),
+            (
+                "{noise: 0.01, seasonal: {period: 1, amplitude: 0.1}}",
+                "data.synthetic.signal.seasonal.period",
+                "at least 2",
+            ),
+            (
+                "{noise: 0.01, seasonal: {period: 5, amplitude: 2}}",
+                "data.synthetic.signal.seasonal.amplitude",
+                "number",
+            ),
+        ] {
+            let err = parse(&format!(
+                "data: {{source: synthetic, synthetic: {{signal: {text}}}}}"
+            ))
+            .unwrap_err();
+            assert_eq!(err.key, key, "{text}: {}", err.message);
+            assert!(err.message.contains(says), "{text}: {}", err.message);
+        }
+        // Unknown and missing keys are errors too (the parser already rejects NaN).
+        assert!(parse("data: {synthetic: {signal: {ar: [.nan], noise: 0.01}}}").is_err());
+        assert!(parse("data: {synthetic: {signal: {noise: 0.01, ma: [0.2]}}}").is_err());
+        assert!(parse("data: {synthetic: {signal: {ar: [0.2]}}}").is_err());
     }
 }

@@ -19,7 +19,12 @@
 //! Randomness comes from `ChaCha8Rng::seed_from_u64(seed)` and is turned into uniforms and
 //! normals here (53-bit uniforms, Marsaglia's polar method), not by `rand`'s distributions, so
 //! the stream does not change with the `rand` version. Only IEEE arithmetic plus `ln`, `exp`
-//! and `sqrt` are used.
+//! and `sqrt` are used (and `sin` for a planted seasonal component).
+//!
+//! [`generate_planted`] replaces the stylised facts by a *planted* signal with a known
+//! optimum ([`Signal::forecast`]): log returns follow an AR(p) process with Gaussian noise,
+//! plus an optional sinusoid over bar indices, so tests and examples can compare a model with
+//! the best forecast there is.
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -149,6 +154,167 @@ pub fn generate(seed: u64, bars: usize, start_price: f64, bar_seconds: i64) -> B
     out
 }
 
+/// A planted signal (`data.synthetic.signal`): the log return of bar `i` (from the previous
+/// close, or from `start_price` for bar 0) is `r_i = s_i + x_i`, where
+/// `x_i = ar[0] x_{i-1} + ... + ar[p-1] x_{i-p} + noise * e_i` (`x` before bar 0 is 0,
+/// `e_i` standard normal) and `s_i = amplitude * sin(2 pi i / period)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    /// AR coefficients, lag 1 first; empty means white noise.
+    pub ar: Vec<f64>,
+    /// Standard deviation of the innovations `e_i`.
+    pub noise: f64,
+    /// `(period in bars, amplitude)` of the seasonal component.
+    pub seasonal: Option<(f64, f64)>,
+}
+
+impl Signal {
+    /// The seasonal component of bar `i` (0 without one).
+    pub fn seasonal_at(&self, i: usize) -> f64 {
+        match self.seasonal {
+            Some((period, amplitude)) => {
+                amplitude * (2.0 * std::f64::consts::PI * i as f64 / period).sin()
+            }
+            None => 0.0,
+        }
+    }
+
+    /// The optimal (minimum-MSE) forecasts of the next `horizon` log returns given all past
+    /// ones: `past` holds `r_0 .. r_{t-1}` from bar 0 on (its length fixes the seasonal
+    /// phase), and the result `r_t .. r_{t+horizon-1}`. Unknown lags before bar 0 count as 0,
+    /// as in the generator, so the one-step error is exactly the innovation `noise * e_t`.
+    pub fn forecast(&self, past: &[f64], horizon: usize) -> Vec<f64> {
+        let t = past.len();
+        // The AR part of the past, then extended by its own forecasts.
+        let mut x: Vec<f64> = past
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r - self.seasonal_at(i))
+            .collect();
+        let mut out = Vec::with_capacity(horizon);
+        for j in 0..horizon {
+            let i = t + j;
+            let x_hat: f64 = self
+                .ar
+                .iter()
+                .enumerate()
+                .filter(|(lag, _)| *lag < i)
+                .map(|(lag, a)| a * x[i - 1 - lag])
+                .sum();
+            x.push(x_hat);
+            out.push(self.seasonal_at(i) + x_hat);
+        }
+        out
+    }
+
+    /// The oracle's expected squared error of the `h`-step-ahead log-return forecast
+    /// (`h >= 1`; `h = 1` gives `noise^2`): `noise^2 * sum_{k<h} psi_k^2` with the MA(inf)
+    /// weights `psi` of the AR process (for a stationary process, after its start-up).
+    pub fn forecast_error_variance(&self, h: usize) -> f64 {
+        let mut psi: Vec<f64> = Vec::with_capacity(h);
+        for k in 0..h {
+            let p = if k == 0 {
+                1.0
+            } else {
+                self.ar
+                    .iter()
+                    .enumerate()
+                    .filter(|(lag, _)| *lag < k)
+                    .map(|(lag, a)| a * psi[k - 1 - lag])
+                    .sum()
+            };
+            psi.push(p);
+        }
+        self.noise * self.noise * psi.iter().map(|p| p * p).sum::<f64>()
+    }
+}
+
+/// Like [`generate`] (same timestamps, same fallbacks for odd arguments), but the closes
+/// follow the planted [`Signal`]: `close_i = start_price * exp(r_0 + ... + r_i)`. Open, high,
+/// low and volume are derived as in [`generate`], with `noise` as the bar's volatility, so
+/// OHLC stays consistent. The same arguments give bit-identical bars on every run.
+pub fn generate_planted(
+    seed: u64,
+    bars: usize,
+    start_price: f64,
+    bar_seconds: i64,
+    signal: &Signal,
+) -> Bars {
+    let bar_seconds = if bar_seconds > 0 { bar_seconds } else { DAY };
+    let start_price = if start_price.is_finite() && start_price > 0.0 {
+        start_price
+    } else {
+        100.0
+    };
+    let day_share = if bar_seconds >= DAY {
+        bar_seconds as f64 / DAY as f64
+    } else {
+        (bar_seconds as f64 / SESSION).min(1.0)
+    };
+    let base_volume = DAILY_VOLUME * day_share;
+    // The bar's volatility for gaps, wicks and volume; kept positive so volume stays finite.
+    let vol = signal.noise.abs().max(1e-12);
+
+    let mut rng = Source::new(seed);
+    let mut out = Bars {
+        timestamps: Vec::with_capacity(bars),
+        open: Vec::with_capacity(bars),
+        high: Vec::with_capacity(bars),
+        low: Vec::with_capacity(bars),
+        close: Vec::with_capacity(bars),
+        volume: Vec::with_capacity(bars),
+    };
+    let mut timestamp = if bar_seconds >= DAY {
+        DAILY_START
+    } else {
+        INTRADAY_START
+    };
+    let mut log_price = start_price.ln();
+    let mut prev_close = start_price;
+    // The AR state, most recent first.
+    let mut x_past: Vec<f64> = vec![0.0; signal.ar.len()];
+
+    for i in 0..bars {
+        if i > 0 {
+            timestamp = timestamp.saturating_add(bar_seconds);
+            if bar_seconds >= DAY {
+                while is_weekend(timestamp) {
+                    timestamp = timestamp.saturating_add(DAY);
+                }
+            }
+        }
+        let ar: f64 = signal.ar.iter().zip(&x_past).map(|(a, x)| a * x).sum();
+        let x = ar + signal.noise * rng.normal();
+        if !x_past.is_empty() {
+            x_past.rotate_right(1);
+            x_past[0] = x;
+        }
+        let r = signal.seasonal_at(i) + x;
+
+        let gap = 0.2 * vol * rng.normal();
+        let open = prev_close * gap.exp();
+        log_price += r;
+        let close = log_price.exp();
+        let wick_up = (0.5 * vol * rng.normal().abs()).exp();
+        let wick_down = (-0.5 * vol * rng.normal().abs()).exp();
+        let high = open.max(close) * wick_up;
+        let low = open.min(close) * wick_down;
+
+        let activity = 1.0 + 2.0 * r.abs() / vol;
+        let noise = (0.25 * rng.normal()).exp();
+        let volume = (base_volume * activity * noise).round();
+
+        out.timestamps.push(timestamp);
+        out.open.push(open);
+        out.high.push(high);
+        out.low.push(low);
+        out.close.push(close);
+        out.volume.push(volume);
+        prev_close = close;
+    }
+    out
+}
+
 fn is_weekend(ts: i64) -> bool {
     // 1970-01-01 was a Thursday: (days + 3) % 7 numbers Monday as 0, so 5 and 6 are the weekend.
     (ts.div_euclid(DAY) + 3).rem_euclid(7) >= 5
@@ -246,5 +412,113 @@ mod tests {
         let abs: Vec<f64> = r.iter().map(|x| x.abs()).collect();
         let c = corr(&abs, &b.volume[1..]);
         assert!(c > 0.2, "corr(|r|, volume) = {c}");
+    }
+
+    fn log_returns(b: &Bars, start_price: f64) -> Vec<f64> {
+        let mut prev = start_price;
+        b.close
+            .iter()
+            .map(|&c| {
+                let r = (c / prev).ln();
+                prev = c;
+                r
+            })
+            .collect()
+    }
+
+    fn ar1() -> Signal {
+        Signal {
+            ar: vec![0.3],
+            noise: 0.01,
+            seasonal: None,
+        }
+    }
+
+    #[test]
+    fn planted_is_deterministic_and_valid() {
+        let s = ar1();
+        let a = generate_planted(7, 500, 50.0, 86_400, &s);
+        assert_eq!(a, generate_planted(7, 500, 50.0, 86_400, &s));
+        assert_ne!(a.close, generate_planted(8, 500, 50.0, 86_400, &s).close);
+        let long = generate_planted(7, 800, 50.0, 86_400, &s);
+        assert_eq!(long.close[..500], a.close[..]);
+        validate(&a).unwrap();
+        // Same calendar as the stylised generator.
+        assert_eq!(a.timestamps, generate(7, 500, 50.0, 86_400).timestamps);
+        let intraday = generate_planted(2, 300, 20.0, 300, &s);
+        validate(&intraday).unwrap();
+        let seasonal = Signal {
+            seasonal: Some((5.0, 0.002)),
+            ..ar1()
+        };
+        validate(&generate_planted(3, 300, f64::NAN, 0, &seasonal)).unwrap();
+        assert!(generate_planted(3, 0, 1.0, 60, &s).timestamps.is_empty());
+    }
+
+    #[test]
+    fn planted_ar1_autocorrelation_matches_the_coefficient() {
+        let b = generate_planted(11, 50_000, 100.0, 86_400, &ar1());
+        let r = log_returns(&b, 100.0);
+        let acf = corr(&r[1..], &r[..r.len() - 1]);
+        assert!((acf - 0.3).abs() < 0.02, "lag-1 autocorrelation {acf}");
+        // Stationary variance of an AR(1): noise^2 / (1 - a^2).
+        let var = r.iter().map(|x| x * x).sum::<f64>() / r.len() as f64;
+        let want = 1e-4 / (1.0 - 0.09);
+        assert!((var / want - 1.0).abs() < 0.03, "variance {var} vs {want}");
+    }
+
+    #[test]
+    fn oracle_mse_is_the_noise_variance() {
+        for s in [
+            ar1(),
+            Signal {
+                ar: vec![0.5, -0.3, 0.1],
+                noise: 0.02,
+                seasonal: Some((5.0, 0.002)),
+            },
+        ] {
+            let b = generate_planted(5, 20_000, 100.0, 86_400, &s);
+            let r = log_returns(&b, 100.0);
+            let (mut se1, mut se3, mut n) = (0.0, 0.0, 0.0);
+            for t in 100..r.len() - 3 {
+                let f = s.forecast(&r[..t], 3);
+                se1 += (r[t] - f[0]).powi(2);
+                se3 += (r[t + 2] - f[2]).powi(2);
+                n += 1.0;
+            }
+            let (mse1, mse3) = (se1 / n, se3 / n);
+            let want1 = s.forecast_error_variance(1);
+            assert!((want1 - s.noise * s.noise).abs() < 1e-15);
+            assert!(
+                (mse1 / want1 - 1.0).abs() < 0.04,
+                "1-step {mse1} vs {want1}"
+            );
+            let want3 = s.forecast_error_variance(3);
+            assert!(
+                (mse3 / want3 - 1.0).abs() < 0.05,
+                "3-step {mse3} vs {want3}"
+            );
+            assert!(want3 > want1);
+        }
+    }
+
+    #[test]
+    fn oracle_forecast_by_hand() {
+        let s = Signal {
+            ar: vec![0.5, 0.2],
+            noise: 0.01,
+            seasonal: None,
+        };
+        assert_eq!(s.forecast(&[], 2), vec![0.0, 0.0]);
+        let f = s.forecast(&[0.1, 0.2], 2);
+        assert!((f[0] - (0.5 * 0.2 + 0.2 * 0.1)).abs() < 1e-15);
+        assert!((f[1] - (0.5 * f[0] + 0.2 * 0.2)).abs() < 1e-15);
+        let seasonal = Signal {
+            ar: vec![],
+            noise: 0.01,
+            seasonal: Some((4.0, 0.002)),
+        };
+        let f = seasonal.forecast(&[0.0], 2);
+        assert!((f[0] - 0.002).abs() < 1e-15 && f[1].abs() < 1e-15);
     }
 }

@@ -104,7 +104,16 @@ impl Stage for Ingest<'_> {
                             .try_into()
                             .unwrap_or([0; 8]),
                     );
-                let bars = data::synthetic::generate(seed, s.bars, s.start_price, s.bar_seconds);
+                let bars = match &s.signal {
+                    Some(signal) => data::synthetic::generate_planted(
+                        seed,
+                        s.bars,
+                        s.start_price,
+                        s.bar_seconds,
+                        &signal.signal(),
+                    ),
+                    None => data::synthetic::generate(seed, s.bars, s.start_price, s.bar_seconds),
+                };
                 let bars = filter_time(bars, opts.start, opts.end).ok_or_else(|| {
                     StageError::BadInput(format!(
                         "synthetic bars of {symbol}: none left between data.start and data.end"
