@@ -50,6 +50,10 @@ pub struct TrainingConfig {
     /// Keep an exponential moving average of the weights with this decay, validate and
     /// evaluate on it (the checkpoint carries both). Default: off.
     pub ema_decay: Option<f64>,
+    /// Which epoch's weights the checkpoint holds (and so what `evaluate` scores):
+    /// `best_val`, the epoch with the lowest validation loss (early stopping restores it), or
+    /// `last`. With no validation windows `best_val` falls back to `last`. Default `best_val`.
+    pub select: Select,
     /// Where to train: `cpu` (burn's flex backend), `wgpu`, `cuda` or `cuda:N` (GPU `N`).
     /// GPU backends need a build with the cargo feature of the same name. Default `cpu`.
     pub device: String,
@@ -74,6 +78,26 @@ pub struct TrainingConfig {
     /// its registry entry; after loading, with their defaults filled in.
     #[serde(flatten)]
     pub options: Options,
+}
+
+/// `training.select`: which epoch's weights a training keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Select {
+    /// The epoch with the lowest validation loss (earliest on ties).
+    #[default]
+    BestVal,
+    /// The last epoch trained.
+    Last,
+}
+
+impl Select {
+    pub fn name(self) -> &'static str {
+        match self {
+            Select::BestVal => "best_val",
+            Select::Last => "last",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -265,6 +289,7 @@ impl Default for TrainingConfig {
             patience: None,
             min_delta: None,
             ema_decay: None,
+            select: Select::BestVal,
             device: "cpu".to_string(),
             devices: Devices::default(),
             precision: Precision::F32,
@@ -291,6 +316,7 @@ impl TrainingConfig {
         "patience",
         "min_delta",
         "ema_decay",
+        "select",
         "device",
         "devices",
         "precision",
@@ -346,7 +372,9 @@ impl TrainingConfig {
             "label_smoothing": self.label_smoothing,
             "price_weight": self.price_weight,
             "patience": self.patience,
-            "ema_decay": self.ema_decay,
+        "ema_decay": self.ema_decay,
+            // Which epoch the checkpoint holds changes the checkpoint.
+            "select": self.select.name(),
             "device": self.backend().map_or("invalid", Backend::kind),
             "precision": self.precision,
         });
