@@ -217,6 +217,7 @@ mod tests {
         let t = TrainingConfig {
             checkpoint_every: Some(1),
             ema_decay: Some(0.5),
+            price_weight: 20.0,
             ..tcfg(4, 8)
         };
         let init = model::init_weights(&m, 5, 3, 4, 2).unwrap();
@@ -232,7 +233,7 @@ mod tests {
             let mut out = train_resumable(
                 &data,
                 &m,
-                &opt(1e-2),
+                &opt(5e-2),
                 &t,
                 5,
                 &init,
@@ -247,10 +248,11 @@ mod tests {
         };
         let mut saved = Vec::new();
         let reference = go(None, &mut saved);
-        assert_eq!(reference.log.selected_epoch, Some(1));
-        assert!(reference.checkpoint == run(&data, &m, &opt(1e-2), &t, 5).unwrap().checkpoint);
-        // Steps 4.. come after the best epoch (3 steps an epoch).
-        for (step, bytes) in saved.into_iter().filter(|(s, _)| *s > 3) {
+        let b = reference.log.selected_epoch.unwrap();
+        assert!(b < 4, "{:?}", reference.log.epochs);
+        assert!(reference.checkpoint == run(&data, &m, &opt(5e-2), &t, 5).unwrap().checkpoint);
+        // 3 steps an epoch: these come after the best epoch.
+        for (step, bytes) in saved.into_iter().filter(|(s, _)| *s > 3 * b) {
             let resumed = go(Some(bytes), &mut Vec::new());
             assert!(
                 resumed.checkpoint == reference.checkpoint,
