@@ -373,8 +373,6 @@ impl TrainingConfig {
             "price_weight": self.price_weight,
             "patience": self.patience,
         "ema_decay": self.ema_decay,
-            // Which epoch the checkpoint holds changes the checkpoint.
-            "select": self.select.name(),
             "device": self.backend().map_or("invalid", Backend::kind),
             "precision": self.precision,
         });
@@ -384,6 +382,12 @@ impl TrainingConfig {
         }
         if self.patience.is_some() {
             v["min_delta"] = json!(self.min_delta());
+        }
+        // Which epoch the checkpoint holds changes the checkpoint. Only when not the default
+        // `best_val`, so the pinned key values stay; the train stage's own version (1) is
+        // what separates default keys from those of before `select`, which kept `last`.
+        if self.select != Select::BestVal {
+            v["select"] = json!(self.select.name());
         }
         v
     }
@@ -586,5 +590,20 @@ mod tests {
             on.shared_key_value(),
             TrainingConfig::default().shared_key_value()
         );
+    }
+
+    #[test]
+    fn select_last_moves_the_key_and_the_default_is_best_val() {
+        let default = TrainingConfig::default();
+        assert_eq!(default.select, Select::BestVal);
+        assert!(default.shared_key_value().get("select").is_none());
+        let last = TrainingConfig {
+            select: Select::Last,
+            ..TrainingConfig::default()
+        };
+        assert_eq!(last.shared_key_value()["select"], json!("last"));
+        let parsed: TrainingConfig = serde_json::from_value(json!({"select": "last"})).unwrap();
+        assert_eq!(parsed.select, Select::Last);
+        assert!(serde_json::from_value::<TrainingConfig>(json!({"select": "best"})).is_err());
     }
 }
