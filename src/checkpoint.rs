@@ -1,6 +1,7 @@
 //! The checkpoint file formats: `HFT-CKPT` (a trained model: weights, optimizer state,
 //! step, seed, target scaling and, with a moving average, its weights) and `HFT-RSUM` (a
-//! mid-run checkpoint: an `HFT-CKPT` plus the training loop's cursor).
+//! mid-run checkpoint: an `HFT-CKPT` plus the training loop's cursor and, with
+//! `training.select: best_val`, the checkpoint of the best epoch so far).
 //!
 //! Separate from `train` because more than training reads them: evaluation loads the
 //! weights, the audit inspects them, and neither needs the training loop.
@@ -139,6 +140,9 @@ const RESUME_MAGIC: &[u8; 8] = b"HFT-RSUM";
 pub(crate) struct Resumable {
     pub(crate) checkpoint: Checkpoint,
     pub(crate) cursor: Cursor,
+    /// The state at the end of the best epoch so far, which becomes the run's checkpoint
+    /// with `training.select: best_val`: a resumed run must end with the same one.
+    pub(crate) best: Option<Checkpoint>,
 }
 
 /// Why a resumable checkpoint could not be read.
@@ -154,12 +158,18 @@ pub(crate) enum ResumableError {
 
 impl Resumable {
     /// Layout: the container of `model/blob.rs` with magic `HFT-RSUM` and sections `CKPT`
-    /// ([`Checkpoint::encode`] bytes) and `CURS` (JSON [`Cursor`]).
+    /// ([`Checkpoint::encode`] bytes), `CURS` (JSON [`Cursor`]) and, when there is one,
+    /// `BEST` (the best epoch's [`Checkpoint::encode`] bytes).
     pub(crate) fn encode(&self) -> Vec<u8> {
         // A struct of numbers: serialisation cannot fail.
         let cursor = serde_json::to_vec(&self.cursor).unwrap_or_default();
-        let sections: [([u8; 4], &[u8]); 2] =
-            [(*b"CKPT", &self.checkpoint.encode()), (*b"CURS", &cursor)];
+        let checkpoint = self.checkpoint.encode();
+        let best = self.best.as_ref().map(Checkpoint::encode);
+        let mut sections: Vec<([u8; 4], &[u8])> =
+            vec![(*b"CKPT", &checkpoint), (*b"CURS", &cursor)];
+        if let Some(best) = &best {
+            sections.push((*b"BEST", best));
+        }
         model::encode_blob(RESUME_MAGIC, &sections)
     }
 
@@ -168,7 +178,16 @@ impl Resumable {
         let checkpoint = Checkpoint::decode(sections.get(b"CKPT")?)?;
         let cursor = serde_json::from_slice(sections.get(b"CURS")?)
             .map_err(|e| ResumableError::Cursor(e.to_string()))?;
-        Ok(Resumable { checkpoint, cursor })
+        // Absent when no epoch had a validation loss yet (or with `select: last`).
+        let best = match sections.get(b"BEST") {
+            Ok(bytes) => Some(Checkpoint::decode(bytes)?),
+            Err(_) => None,
+        };
+        Ok(Resumable {
+            checkpoint,
+            cursor,
+            best,
+        })
     }
 }
 
@@ -244,11 +263,13 @@ mod tests {
         let resumable = Resumable {
             checkpoint: checkpoint(Some(b"average".to_vec())),
             cursor,
+            best: Some(checkpoint(None)),
         };
         let bytes = resumable.encode();
         assert_eq!(&bytes[..8], RESUME_MAGIC);
         let back = Resumable::decode(&bytes).unwrap();
         assert_eq!(back.checkpoint, resumable.checkpoint);
+        assert_eq!(back.best, resumable.best);
         assert_eq!(
             serde_json::to_string(&back.cursor).unwrap(),
             serde_json::to_string(&resumable.cursor).unwrap()

@@ -121,7 +121,7 @@ pub fn ls(common: &Common, json_out: bool) -> Outcome {
                 "state",
                 "model",
                 "optimizer",
-                "val loss",
+                "val loss (sel.)",
                 "dir acc",
                 "sharpe",
                 "buy&hold",
@@ -151,7 +151,16 @@ pub fn ls(common: &Common, json_out: bool) -> Outcome {
                 term::paint(&state_text, colour),
                 job.experiment.model.kind.clone(),
                 job.experiment.optimizer.kind.clone(),
-                metric("train.best_val_loss"),
+                // The selected epoch's: the weights evaluated (the last epoch's before
+                // `training.select` existed).
+                if row
+                    .as_ref()
+                    .is_some_and(|r| r.metrics.contains_key("train.selected_val_loss"))
+                {
+                    metric("train.selected_val_loss")
+                } else {
+                    metric("train.final_val_loss")
+                },
                 metric("price.directional_accuracy"),
                 metric("backtest.strategy.sharpe"),
                 metric("backtest.buy_and_hold.sharpe"),
@@ -311,6 +320,7 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
         if let Some(log) = &train_log {
             lines.push(String::new());
             lines.push("## training log".to_string());
+            let selected = log["selected_epoch"].as_u64();
             let mut rows = vec![
                 ["epoch", "step", "train loss", "val loss", "lr"]
                     .map(str::to_string)
@@ -318,8 +328,13 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
             ];
             for e in log["epochs"].as_array().into_iter().flatten() {
                 let num = |k: &str| e[k].as_f64().map(number).unwrap_or_else(|| "-".into());
+                let mark = if e["epoch"].as_u64().is_some_and(|n| Some(n) == selected) {
+                    " *"
+                } else {
+                    ""
+                };
                 rows.push(vec![
-                    e["epoch"].to_string(),
+                    format!("{}{mark}", e["epoch"]),
                     e["step"].to_string(),
                     num("train_loss"),
                     num("val_loss"),
@@ -329,6 +344,19 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
             lines.extend(term::table(&rows));
             if let Some(best) = log["best_epoch"].as_u64() {
                 lines.push(format!("best epoch {best}"));
+            }
+            if let Some(n) = selected {
+                let loss = log["selected_val_loss"]
+                    .as_f64()
+                    .map(|x| format!(", val loss (selected epoch {n}) {}", number(x)))
+                    .unwrap_or_default();
+                let rule = log["select"].as_str().unwrap_or("best_val");
+                lines.push(format!(
+                    "* selected epoch {n} ({rule}): the checkpoint's weights{loss}"
+                ));
+            }
+            if let Some(note) = log["select_note"].as_str() {
+                lines.push(format!("note: {note}"));
             }
         }
         if let Some(m) = &metrics {

@@ -50,6 +50,10 @@ pub struct TrainingConfig {
     /// Keep an exponential moving average of the weights with this decay, validate and
     /// evaluate on it (the checkpoint carries both). Default: off.
     pub ema_decay: Option<f64>,
+    /// Which epoch's weights the checkpoint holds (and so what `evaluate` scores):
+    /// `best_val`, the epoch with the lowest validation loss (early stopping restores it), or
+    /// `last`. With no validation windows `best_val` falls back to `last`. Default `best_val`.
+    pub select: Select,
     /// Where to train: `cpu` (burn's flex backend), `wgpu`, `cuda` or `cuda:N` (GPU `N`).
     /// GPU backends need a build with the cargo feature of the same name. Default `cpu`.
     pub device: String,
@@ -74,6 +78,26 @@ pub struct TrainingConfig {
     /// its registry entry; after loading, with their defaults filled in.
     #[serde(flatten)]
     pub options: Options,
+}
+
+/// `training.select`: which epoch's weights a training keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Select {
+    /// The epoch with the lowest validation loss (earliest on ties).
+    #[default]
+    BestVal,
+    /// The last epoch trained.
+    Last,
+}
+
+impl Select {
+    pub fn name(self) -> &'static str {
+        match self {
+            Select::BestVal => "best_val",
+            Select::Last => "last",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -265,6 +289,7 @@ impl Default for TrainingConfig {
             patience: None,
             min_delta: None,
             ema_decay: None,
+            select: Select::BestVal,
             device: "cpu".to_string(),
             devices: Devices::default(),
             precision: Precision::F32,
@@ -291,6 +316,7 @@ impl TrainingConfig {
         "patience",
         "min_delta",
         "ema_decay",
+        "select",
         "device",
         "devices",
         "precision",
@@ -346,7 +372,7 @@ impl TrainingConfig {
             "label_smoothing": self.label_smoothing,
             "price_weight": self.price_weight,
             "patience": self.patience,
-            "ema_decay": self.ema_decay,
+        "ema_decay": self.ema_decay,
             "device": self.backend().map_or("invalid", Backend::kind),
             "precision": self.precision,
         });
@@ -356,6 +382,12 @@ impl TrainingConfig {
         }
         if self.patience.is_some() {
             v["min_delta"] = json!(self.min_delta());
+        }
+        // Which epoch the checkpoint holds changes the checkpoint. Only when not the default
+        // `best_val`, so the pinned key values stay; the train stage's own version (1) is
+        // what separates default keys from those of before `select`, which kept `last`.
+        if self.select != Select::BestVal {
+            v["select"] = json!(self.select.name());
         }
         v
     }
@@ -558,5 +590,20 @@ mod tests {
             on.shared_key_value(),
             TrainingConfig::default().shared_key_value()
         );
+    }
+
+    #[test]
+    fn select_last_moves_the_key_and_the_default_is_best_val() {
+        let default = TrainingConfig::default();
+        assert_eq!(default.select, Select::BestVal);
+        assert!(default.shared_key_value().get("select").is_none());
+        let last = TrainingConfig {
+            select: Select::Last,
+            ..TrainingConfig::default()
+        };
+        assert_eq!(last.shared_key_value()["select"], json!("last"));
+        let parsed: TrainingConfig = serde_json::from_value(json!({"select": "last"})).unwrap();
+        assert_eq!(parsed.select, Select::Last);
+        assert!(serde_json::from_value::<TrainingConfig>(json!({"select": "best"})).is_err());
     }
 }

@@ -32,6 +32,7 @@ use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Resumable, optimizer_bytes};
+use crate::config::training::Select;
 use crate::config::{ModelConfig, OptimizerConfig, TrainingConfig};
 use crate::data::Dataset;
 use crate::model::{self, Dims, ModelError, Net};
@@ -99,9 +100,21 @@ pub struct TrainLog {
     /// The epoch with the lowest validation loss (earliest on ties), and that loss.
     pub best_epoch: Option<usize>,
     pub best_val_loss: Option<f64>,
-    /// Validation loss of the final weights, the ones in the checkpoint (the moving average
-    /// with `ema_decay`).
+    /// Validation loss of the last epoch's weights (the moving average with `ema_decay`).
     pub final_val_loss: Option<f64>,
+    /// The rule that chose the checkpoint's epoch (`training.select`): `best_val` or `last`;
+    /// `last` when `best_val` was asked for but the val split has no windows.
+    #[serde(default)]
+    pub select: String,
+    /// Why `select` is not what `training.select` asked for, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select_note: Option<String>,
+    /// The epoch whose weights the checkpoint holds (the ones evaluated), and its
+    /// validation loss.
+    #[serde(default)]
+    pub selected_epoch: Option<usize>,
+    #[serde(default)]
+    pub selected_val_loss: Option<f64>,
     /// The epoch after which early stopping ended the run, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_early: Option<usize>,
@@ -143,8 +156,8 @@ pub enum TrainError {
     },
 }
 
-/// Trains from `init_weights` (an [`model::init_weights`] blob) and returns the final
-/// checkpoint and the log. Validation runs after every epoch.
+/// Trains from `init_weights` (an [`model::init_weights`] blob) and returns the checkpoint
+/// of the selected epoch (`training.select`) and the log. Validation runs after every epoch.
 pub fn train(
     dataset: &Dataset,
     model_cfg: &ModelConfig,
@@ -245,12 +258,28 @@ pub fn train_resumable(
     let mut optim = optim::build(opt, &net.params())?;
     let mut ema = tcfg.ema_decay.map(|decay| (net.inference(), decay));
 
+    // `best_val` needs a validation loss; without val windows the last epoch is kept.
+    let keep_best = tcfg.select == Select::BestVal && dataset.val.n > 0;
     let mut log = TrainLog {
         epochs: Vec::with_capacity(epochs),
         total_steps,
         best_epoch: None,
         best_val_loss: None,
         final_val_loss: None,
+        select: if keep_best {
+            Select::BestVal
+        } else {
+            Select::Last
+        }
+        .name()
+        .to_string(),
+        select_note: (tcfg.select == Select::BestVal && !keep_best).then(|| {
+            "best_val needs validation windows and the val split has none: \
+             the last epoch is kept"
+                .to_string()
+        }),
+        selected_epoch: None,
+        selected_val_loss: None,
         stopped_early: None,
         skipped_steps: 0,
     };
@@ -259,6 +288,8 @@ pub fn train_resumable(
     let mut step = 0;
     let mut epochs_done = 0;
     let mut cursor = None;
+    // The state at the end of the best epoch so far (with `keep_best`).
+    let mut best: Option<Checkpoint> = None;
     // The checkpoint's META but for the step and epoch counts, which change as it runs.
     let meta = CheckpointMeta {
         model: model_cfg.kind.clone(),
@@ -275,7 +306,9 @@ pub fn train_resumable(
         let Resumable {
             checkpoint: ckpt,
             cursor: c,
+            best: b,
         } = Resumable::decode(&bytes)?;
+        best = b;
         let m = &ckpt.meta;
         if (
             m.model.as_str(),
@@ -406,6 +439,7 @@ pub fn train_resumable(
                         &schedule,
                         &loss_scale,
                     ),
+                    best: best.clone(),
                 };
                 (r.save)(step, state.encode()).map_err(TrainError::Resume)?;
                 if interrupted {
@@ -427,6 +461,16 @@ pub fn train_resumable(
         {
             log.best_epoch = Some(epoch);
             log.best_val_loss = Some(v);
+            if keep_best {
+                best = Some(snapshot(
+                    &meta,
+                    step,
+                    epochs_done,
+                    net.as_ref(),
+                    &optim,
+                    &ema,
+                )?);
+            }
         }
         log.final_val_loss = val_loss;
         schedule.end_epoch(val_loss);
@@ -464,7 +508,15 @@ pub fn train_resumable(
             what: format!("parameter `{path}` is not finite"),
         });
     }
-    let checkpoint = snapshot(&meta, step, epochs_done, net.as_ref(), &optim, &ema)?;
+    let checkpoint = match best {
+        Some(best) if keep_best => best,
+        _ => snapshot(&meta, step, epochs_done, net.as_ref(), &optim, &ema)?,
+    };
+    (log.selected_epoch, log.selected_val_loss) = if keep_best {
+        (log.best_epoch, log.best_val_loss)
+    } else {
+        (log.epochs.last().map(|l| l.epoch), log.final_val_loss)
+    };
     Ok(TrainOutput {
         checkpoint: checkpoint.encode(),
         log,

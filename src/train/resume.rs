@@ -145,7 +145,7 @@ mod tests {
     use crate::config::TrainingConfig;
     use crate::model;
     use crate::model::tests::cfg;
-    use crate::train::tests::{opt, run, tcfg, toy_dataset};
+    use crate::train::tests::{misleading_dataset, opt, quiet, run, tcfg, toy_dataset};
     use crate::train::train_resumable;
 
     /// Resuming from any mid-run checkpoint ends bit-identical to the uninterrupted run,
@@ -205,6 +205,60 @@ mod tests {
             );
             assert_eq!(resumed.log, reference.log, "resumed at step {step}");
             assert!(again.iter().all(|(s, _)| *s > step));
+        }
+    }
+
+    /// With `select: best_val` the best epoch's state is part of what a resumed run needs:
+    /// resuming at any step after the best epoch still ends with that epoch's bytes.
+    #[test]
+    fn resuming_after_the_best_epoch_keeps_the_best_epoch() {
+        let data = misleading_dataset([24, 8, 0], 16);
+        let m = quiet(cfg("mlp"));
+        let t = TrainingConfig {
+            checkpoint_every: Some(1),
+            ema_decay: Some(0.5),
+            price_weight: 20.0,
+            ..tcfg(4, 8)
+        };
+        let init = model::init_weights(&m, 5, 3, 4, 2).unwrap();
+        let go = |from: Option<Vec<u8>>, saved: &mut Vec<(usize, Vec<u8>)>| {
+            let mut save = |step: usize, bytes: Vec<u8>| {
+                saved.push((step, bytes));
+                Ok(())
+            };
+            let resume = Resume {
+                from,
+                save: &mut save,
+            };
+            let mut out = train_resumable(
+                &data,
+                &m,
+                &opt(5e-2),
+                &t,
+                5,
+                &init,
+                &mut |_| {},
+                Some(resume),
+            )
+            .unwrap();
+            for e in &mut out.log.epochs {
+                e.samples_per_sec = 0.0;
+            }
+            out
+        };
+        let mut saved = Vec::new();
+        let reference = go(None, &mut saved);
+        let b = reference.log.selected_epoch.unwrap();
+        assert!(b < 4, "{:?}", reference.log.epochs);
+        assert!(reference.checkpoint == run(&data, &m, &opt(5e-2), &t, 5).unwrap().checkpoint);
+        // 3 steps an epoch: these come after the best epoch.
+        for (step, bytes) in saved.into_iter().filter(|(s, _)| *s > 3 * b) {
+            let resumed = go(Some(bytes), &mut Vec::new());
+            assert!(
+                resumed.checkpoint == reference.checkpoint,
+                "resumed at step {step}"
+            );
+            assert_eq!(resumed.log, reference.log, "resumed at step {step}");
         }
     }
 }

@@ -7,6 +7,7 @@ use burn::tensor::{Device, Tensor};
 use super::batches::{Targets, target_std};
 use super::rng::SplitMix64;
 use super::*;
+use crate::config::training::Select;
 use crate::data::Split;
 use crate::model::tests::{cfg, label, variants};
 use crate::optim::OPTIMIZER_NAMES;
@@ -56,6 +57,19 @@ pub(crate) fn toy_windows(sizes: [usize; 3], seq: usize, k: usize, seed: u64) ->
         val: split(sizes[1]),
         test: split(sizes[2]),
     }
+}
+
+/// [`toy_dataset`] with the validation split's returns (and actions) reversed: what the
+/// model learns from train makes its validation loss worse, so the best epoch is the first.
+pub(crate) fn misleading_dataset(sizes: [usize; 3], seed: u64) -> Dataset {
+    let mut data = toy_dataset(sizes, seed);
+    for y in &mut data.val.y {
+        *y = -*y;
+    }
+    for a in &mut data.val.action {
+        *a = 2 - *a;
+    }
+    data
 }
 
 pub(crate) fn opt(lr: f64) -> OptimizerConfig {
@@ -263,6 +277,7 @@ fn checkpoint_records_the_final_state() {
     let data = toy_dataset([20, 4, 0], 4);
     let t = TrainingConfig {
         max_steps: Some(7),
+        select: Select::Last,
         ..tcfg(99, 8)
     };
     let init = model::init_weights(&cfg("mlp"), 11, 3, 4, 2).unwrap();
@@ -427,7 +442,19 @@ fn early_stopping_stops_after_patience_epochs_without_improvement() {
     assert_eq!(out.log.stopped_early, Some(3));
     assert_eq!(out.log.epochs.len(), 3);
     let ckpt = Checkpoint::decode(&out.checkpoint).unwrap();
+    // Early stopping restores the best epoch's state (`select: best_val`)...
+    let best = out.log.best_epoch.unwrap();
+    assert_eq!(out.log.selected_epoch, Some(best));
+    assert_eq!((ckpt.meta.epochs, ckpt.meta.step), (best, 3 * best));
+    // ...and `last` keeps the state it stopped in.
+    let last = TrainingConfig {
+        select: Select::Last,
+        ..t.clone()
+    };
+    let out = run(&data, &cfg("mlp"), &opt(1e-7), &last, 2).unwrap();
+    let ckpt = Checkpoint::decode(&out.checkpoint).unwrap();
     assert_eq!((ckpt.meta.epochs, ckpt.meta.step), (3, 9));
+    assert_eq!(out.log.selected_epoch, Some(3));
     // A run that keeps improving does not stop.
     let t = TrainingConfig {
         patience: Some(2),
@@ -512,7 +539,77 @@ fn ema_weights_differ_from_raw_and_are_the_ones_evaluated() {
         &Device::flex(),
     )
     .unwrap();
-    assert_eq!(out.log.final_val_loss, val);
+    assert_eq!(out.log.selected_val_loss, val);
+}
+
+/// With `best_val` the checkpoint is the state after the epoch with the lowest validation
+/// loss (here the first: validation rewards the opposite of what train teaches), the very
+/// bytes a run of that many epochs ends with; with `last`, the last epoch's.
+#[test]
+fn the_checkpoint_holds_the_selected_epoch() {
+    let data = misleading_dataset([24, 8, 0], 16);
+    let m = quiet(cfg("mlp"));
+    let with = |select: Select, epochs: usize| TrainingConfig {
+        select,
+        ema_decay: Some(0.5),
+        price_weight: 20.0,
+        ..tcfg(epochs, 8)
+    };
+    let best = run(&data, &m, &opt(5e-2), &with(Select::BestVal, 4), 5).unwrap();
+    let last = run(&data, &m, &opt(5e-2), &with(Select::Last, 4), 5).unwrap();
+    let losses: Vec<f64> = best.log.epochs.iter().filter_map(|l| l.val_loss).collect();
+    let b = best.log.best_epoch.unwrap();
+    assert!(b < 4, "val losses {losses:?}");
+    let losses_of = |log: &TrainLog| -> Vec<(f64, Option<f64>)> {
+        log.epochs
+            .iter()
+            .map(|l| (l.train_loss, l.val_loss))
+            .collect()
+    };
+    assert_eq!(
+        losses_of(&best.log),
+        losses_of(&last.log),
+        "the same training"
+    );
+    assert_eq!(
+        (best.log.select.as_str(), best.log.selected_epoch),
+        ("best_val", Some(b))
+    );
+    assert_eq!(best.log.selected_val_loss, Some(losses[b - 1]));
+    assert_eq!(
+        (last.log.select.as_str(), last.log.selected_epoch),
+        ("last", Some(4))
+    );
+    assert_eq!(last.log.selected_val_loss, Some(losses[3]));
+    // A constant learning rate: the first b epochs of four are a run of b epochs.
+    let short = run(&data, &m, &opt(5e-2), &with(Select::Last, b), 5).unwrap();
+    assert!(
+        best.checkpoint == short.checkpoint,
+        "best_val keeps epoch {b}"
+    );
+    let ckpt = Checkpoint::decode(&best.checkpoint).unwrap();
+    assert_eq!((ckpt.meta.epochs, ckpt.meta.step), (b, 3 * b));
+    assert!(ckpt.ema.is_some());
+    assert!(last.checkpoint != best.checkpoint);
+    assert_eq!(Checkpoint::decode(&last.checkpoint).unwrap().meta.epochs, 4);
+}
+
+/// Without validation windows `best_val` keeps the last epoch and the log says why.
+#[test]
+fn best_val_without_validation_windows_keeps_the_last_epoch() {
+    let data = toy_dataset([16, 0, 0], 17);
+    let m = quiet(cfg("mlp"));
+    let out = run(&data, &m, &opt(1e-2), &tcfg(2, 8), 1).unwrap();
+    let last = TrainingConfig {
+        select: Select::Last,
+        ..tcfg(2, 8)
+    };
+    assert!(out.checkpoint == run(&data, &m, &opt(1e-2), &last, 1).unwrap().checkpoint);
+    assert_eq!(
+        (out.log.select.as_str(), out.log.selected_epoch),
+        ("last", Some(2))
+    );
+    assert!(out.log.select_note.as_deref().unwrap().contains("no"));
 }
 
 #[test]

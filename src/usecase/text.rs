@@ -83,7 +83,7 @@ pub fn results_rows(
             "model",
             "optimizer",
             "ran/cached",
-            "val loss",
+            "val loss (sel.)",
             "dir acc",
             "sharpe",
             "buy&hold",
@@ -107,10 +107,12 @@ pub fn results_rows(
         let num = |v: &serde_json::Value, fmt: fn(f64) -> String| {
             v.as_f64().map(fmt).unwrap_or_else(|| "-".to_string())
         };
-        let val_loss = if train["best_val_loss"].is_null() {
+        // The selected epoch's loss: the weights `evaluate` scored. A record from before
+        // `training.select` holds the last epoch's weights, whose loss is `final_val_loss`.
+        let val_loss = if train["selected_val_loss"].is_null() {
             &train["final_val_loss"]
         } else {
-            &train["best_val_loss"]
+            &train["selected_val_loss"]
         };
         rows.push(vec![
             r.name.clone(),

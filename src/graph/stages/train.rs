@@ -1,6 +1,7 @@
 //! The `train` stage: the trained checkpoint and the training log, with the partial
 //! checkpoints an interrupted training resumes from. Its version is the model
-//! implementation's, so a kernel change to one model re-runs that model's trainings only.
+//! implementation's plus the stage's own, so a kernel change to one model re-runs that
+//! model's trainings only.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,11 @@ use serde_json::json;
 use super::{Stage, StageError, StageInputs, StageOutput, load_dataset};
 use crate::config::Experiment;
 use crate::store::{Digest, PinKind};
+
+/// The train stage's own version, added to the model implementation's.
+/// 1: the checkpoint holds the selected epoch's weights (`training.select`, default
+/// `best_val`) instead of the last epoch's, and the log records the selected epoch.
+const OWN_VERSION: u32 = 1;
 
 /// The trained checkpoint and the training log.
 pub struct Train {
@@ -40,7 +46,7 @@ impl Stage for Train {
     }
 
     fn version(&self, e: &Experiment) -> u32 {
-        (self.model_version)(&e.model.kind)
+        OWN_VERSION + (self.model_version)(&e.model.kind)
     }
 
     /// The model config is read again to rebuild the architecture the weights fit.
@@ -130,6 +136,10 @@ impl Stage for Train {
                 "best_epoch": output.log.best_epoch,
                 "best_val_loss": output.log.best_val_loss,
                 "final_val_loss": output.log.final_val_loss,
+                // The epoch whose weights the checkpoint holds (the ones evaluated).
+                "select": output.log.select,
+                "selected_epoch": output.log.selected_epoch,
+                "selected_val_loss": output.log.selected_val_loss,
                 "samples_per_sec": speeds,
             }),
             blobs: BTreeMap::from([
