@@ -14,8 +14,9 @@ use crate::term;
 pub use crate::usecase::filter::Condition;
 
 /// The metrics `ls` and `compare` show unless told otherwise.
-pub const HEADLINE_METRICS: [&str; 6] = [
-    "train.best_val_loss",
+pub const HEADLINE_METRICS: [&str; 7] = [
+    "train.selected_val_loss",
+    "skill.pooled",
     "price.mse",
     "price.directional_accuracy",
     "backtest.strategy.sharpe",

@@ -25,13 +25,13 @@ pub use backtest::{
     BacktestStats, backtest, bar_returns, bars_per_year, equity, portfolio, portfolio_bars,
 };
 pub use baselines::{AlwaysUp, Baselines, ForecastBaseline, Skill};
-pub use uncertainty::{BOOTSTRAP_SEED, CI_LEVEL, DmTest, Interval, Intervals, RESAMPLES};
 use metrics::RidgeForecast;
 pub(crate) use metrics::metrics;
 pub use metrics::{
     ActionMetrics, BacktestMetrics, BandMetrics, ClassCounts, METRICS_VERSION, Metrics,
     PriceMetrics, position,
 };
+pub use uncertainty::{BOOTSTRAP_SEED, CI_LEVEL, DmTest, Interval, Intervals, RESAMPLES};
 
 pub struct EvalOutput {
     pub metrics: Metrics,

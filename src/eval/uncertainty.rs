@@ -136,12 +136,11 @@ pub(crate) fn uncertainty(
         )),
     };
     let per_step = |se: &[f64]| se.iter().map(|s| s / p as f64).collect::<Vec<_>>();
-    let dm_test = diebold_mariano(&per_step(&model_se), &per_step(&persistence_se), p).map(
-        |t| DmTest {
+    let dm_test =
+        diebold_mariano(&per_step(&model_se), &per_step(&persistence_se), p).map(|t| DmTest {
             statistic: t.statistic,
             p_value: t.p_value,
-        },
-    );
+        });
     Uncertainty {
         ci,
         dm_test,

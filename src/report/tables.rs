@@ -33,7 +33,9 @@ struct Column {
 const COLUMNS: &[Column] = &[
     Column {
         title: "val loss",
-        keys: &["train.best_val_loss", "train.final_val_loss"],
+        // The selected epoch's loss (the weights evaluated); older records kept the last
+        // epoch's weights, whose loss is `final_val_loss`.
+        keys: &["train.selected_val_loss", "train.final_val_loss"],
         format: Format::Fixed(4),
         better: Better::Lower,
     },

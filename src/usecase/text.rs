@@ -84,6 +84,7 @@ pub fn results_rows(
             "optimizer",
             "ran/cached",
             "val loss (sel.)",
+            "skill",
             "dir acc",
             "sharpe",
             "buy&hold",
@@ -124,6 +125,15 @@ pub fn results_rows(
                 format!("{ran}/{cached}")
             },
             num(val_loss, |x| format!("{x:.4}")),
+            // Skill against persistence; `!` marks a forecast worse than predicting no move
+            // (plain text: the memo replays this table on any terminal).
+            num(&metrics["skill"]["pooled"], |x| {
+                if x < 0.0 {
+                    format!("{x:.3}!")
+                } else {
+                    format!("{x:.3}")
+                }
+            }),
             num(&metrics["price"]["directional_accuracy"], |x| {
                 format!("{:.1}%", 100.0 * x)
             }),
