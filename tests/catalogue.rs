@@ -704,7 +704,7 @@ fn malformed() -> Vec<Case> {
         case(Cache, "compare_sort_by_unknown_metric", &["compare", "--sort", "nosuch.metric"])
             .prebuilt()
             .expect(&[
-                "--sort nosuch.metric: no experiment has this value; metrics: train.best_val_loss",
+                "--sort nosuch.metric: no experiment has this value; metrics: train.selected_val_loss, skill.pooled",
             ]),
         case(Cache, "compare_filter_value_not_a_number", &["compare", "--filter", "backtest.strategy.sharpe>abc"])
             .prebuilt()

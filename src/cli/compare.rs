@@ -444,7 +444,10 @@ mod tests {
             &[],
         );
         assert_eq!(cmp.config_columns, vec!["optimizer.lr"]);
-        assert_eq!(cmp.metric_columns, vec!["backtest.strategy.sharpe"]);
+        assert_eq!(
+            cmp.metric_columns,
+            vec!["skill.pooled", "backtest.strategy.sharpe"]
+        );
         let names: Vec<&str> = cmp.rows.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, vec!["b", "a", "c"]);
     }

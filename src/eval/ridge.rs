@@ -34,7 +34,7 @@ fn row(split: &Split, i: usize, d: usize) -> &[f32] {
 /// Features per window in `split` (`None` when it has none or its layout is off).
 fn width(split: &Split, p: usize) -> Option<usize> {
     let n = split.n;
-    if n == 0 || split.x.len() % n != 0 || split.y.len() != n * p || p == 0 {
+    if n == 0 || !split.x.len().is_multiple_of(n) || split.y.len() != n * p || p == 0 {
         return None;
     }
     Some(split.x.len() / n)

@@ -19,7 +19,7 @@ pub const CI_LEVEL: f64 = 0.9;
 /// Bootstrap resamples per interval.
 pub const RESAMPLES: usize = 1000;
 /// The bootstrap's seed: fixed, so that intervals are a pure function of the predictions.
-pub const BOOTSTRAP_SEED: u64 = 0x5eed_c1;
+pub const BOOTSTRAP_SEED: u64 = 0x005e_edc1;
 
 /// A confidence interval; absent when the figure is undefined on the sample.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
