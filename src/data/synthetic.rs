@@ -45,6 +45,68 @@ const GARCH_BETA: f64 = 0.90;
 const STAY_TRENDING: f64 = 0.985;
 const STAY_REVERTING: f64 = 0.98;
 
+/// What both generators share: the arguments with their fallbacks (daily bars, a price of
+/// 100), the share of a trading day one bar covers, and the bar calendar.
+struct Calendar {
+    bar_seconds: i64,
+    start_price: f64,
+    /// Share of a trading day one bar covers, for the square-root-of-time scaling.
+    day_share: f64,
+    timestamp: i64,
+}
+
+impl Calendar {
+    fn new(start_price: f64, bar_seconds: i64) -> Calendar {
+        let bar_seconds = if bar_seconds > 0 { bar_seconds } else { DAY };
+        let start_price = if start_price.is_finite() && start_price > 0.0 {
+            start_price
+        } else {
+            100.0
+        };
+        let day_share = if bar_seconds >= DAY {
+            bar_seconds as f64 / DAY as f64
+        } else {
+            (bar_seconds as f64 / SESSION).min(1.0)
+        };
+        let timestamp = if bar_seconds >= DAY {
+            DAILY_START
+        } else {
+            INTRADAY_START
+        };
+        Calendar {
+            bar_seconds,
+            start_price,
+            day_share,
+            timestamp,
+        }
+    }
+
+    /// The timestamp of bar `i` (called for i = 0, 1, ... in order): daily bars skip
+    /// weekends, shorter ones follow each other.
+    fn timestamp_of(&mut self, i: usize) -> i64 {
+        if i > 0 {
+            self.timestamp = self.timestamp.saturating_add(self.bar_seconds);
+            if self.bar_seconds >= DAY {
+                while is_weekend(self.timestamp) {
+                    self.timestamp = self.timestamp.saturating_add(DAY);
+                }
+            }
+        }
+        self.timestamp
+    }
+}
+
+fn empty_bars(n: usize) -> Bars {
+    Bars {
+        timestamps: Vec::with_capacity(n),
+        open: Vec::with_capacity(n),
+        high: Vec::with_capacity(n),
+        low: Vec::with_capacity(n),
+        close: Vec::with_capacity(n),
+        volume: Vec::with_capacity(n),
+    }
+}
+
 /// Generates `bars` bars starting at `start_price`, one every `bar_seconds`.
 ///
 /// With `bar_seconds >= 86400` the bars start on 2015-01-02 and skip Saturdays and Sundays;
@@ -53,37 +115,14 @@ const STAY_REVERTING: f64 = 0.98;
 /// `start_price` means 100. The same arguments give bit-identical bars on every run; any
 /// `bars >= 1` output passes [`super::ingest::validate`].
 pub fn generate(seed: u64, bars: usize, start_price: f64, bar_seconds: i64) -> Bars {
-    let bar_seconds = if bar_seconds > 0 { bar_seconds } else { DAY };
-    let start_price = if start_price.is_finite() && start_price > 0.0 {
-        start_price
-    } else {
-        100.0
-    };
-    // Share of a trading day one bar covers, for the square-root-of-time volatility scaling.
-    let day_share = if bar_seconds >= DAY {
-        bar_seconds as f64 / DAY as f64
-    } else {
-        (bar_seconds as f64 / SESSION).min(1.0)
-    };
+    let mut calendar = Calendar::new(start_price, bar_seconds);
+    let (start_price, day_share) = (calendar.start_price, calendar.day_share);
     let sigma = DAILY_VOL * day_share.sqrt();
     let omega = sigma * sigma * (1.0 - GARCH_ALPHA - GARCH_BETA);
     let base_volume = DAILY_VOLUME * day_share;
 
     let mut rng = Source::new(seed);
-    let mut out = Bars {
-        timestamps: Vec::with_capacity(bars),
-        open: Vec::with_capacity(bars),
-        high: Vec::with_capacity(bars),
-        low: Vec::with_capacity(bars),
-        close: Vec::with_capacity(bars),
-        volume: Vec::with_capacity(bars),
-    };
-
-    let mut timestamp = if bar_seconds >= DAY {
-        DAILY_START
-    } else {
-        INTRADAY_START
-    };
+    let mut out = empty_bars(bars);
     let mut h = sigma * sigma; // conditional variance
     let mut log_price = start_price.ln();
     let mut prev_close = start_price;
@@ -93,14 +132,7 @@ pub fn generate(seed: u64, bars: usize, start_price: f64, bar_seconds: i64) -> B
     let mut anchor = log_price;
 
     for i in 0..bars {
-        if i > 0 {
-            timestamp = timestamp.saturating_add(bar_seconds);
-            if bar_seconds >= DAY {
-                while is_weekend(timestamp) {
-                    timestamp = timestamp.saturating_add(DAY);
-                }
-            }
-        }
+        let timestamp = calendar.timestamp_of(i);
 
         // Markov regime switch, drawn before the bar's return.
         let stay = if trending {
@@ -240,49 +272,21 @@ pub fn generate_planted(
     bar_seconds: i64,
     signal: &Signal,
 ) -> Bars {
-    let bar_seconds = if bar_seconds > 0 { bar_seconds } else { DAY };
-    let start_price = if start_price.is_finite() && start_price > 0.0 {
-        start_price
-    } else {
-        100.0
-    };
-    let day_share = if bar_seconds >= DAY {
-        bar_seconds as f64 / DAY as f64
-    } else {
-        (bar_seconds as f64 / SESSION).min(1.0)
-    };
-    let base_volume = DAILY_VOLUME * day_share;
+    let mut calendar = Calendar::new(start_price, bar_seconds);
+    let start_price = calendar.start_price;
+    let base_volume = DAILY_VOLUME * calendar.day_share;
     // The bar's volatility for gaps, wicks and volume; kept positive so volume stays finite.
     let vol = signal.noise.abs().max(1e-12);
 
     let mut rng = Source::new(seed);
-    let mut out = Bars {
-        timestamps: Vec::with_capacity(bars),
-        open: Vec::with_capacity(bars),
-        high: Vec::with_capacity(bars),
-        low: Vec::with_capacity(bars),
-        close: Vec::with_capacity(bars),
-        volume: Vec::with_capacity(bars),
-    };
-    let mut timestamp = if bar_seconds >= DAY {
-        DAILY_START
-    } else {
-        INTRADAY_START
-    };
+    let mut out = empty_bars(bars);
     let mut log_price = start_price.ln();
     let mut prev_close = start_price;
     // The AR state, most recent first.
     let mut x_past: Vec<f64> = vec![0.0; signal.ar.len()];
 
     for i in 0..bars {
-        if i > 0 {
-            timestamp = timestamp.saturating_add(bar_seconds);
-            if bar_seconds >= DAY {
-                while is_weekend(timestamp) {
-                    timestamp = timestamp.saturating_add(DAY);
-                }
-            }
-        }
+        let timestamp = calendar.timestamp_of(i);
         let ar: f64 = signal.ar.iter().zip(&x_past).map(|(a, x)| a * x).sum();
         let x = ar + signal.noise * rng.normal();
         if !x_past.is_empty() {

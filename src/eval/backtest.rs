@@ -76,18 +76,7 @@ fn summarize(bars: &[f64], bars_per_year: f64, trades: usize) -> BacktestStats {
         max_drawdown = max_drawdown.max((peak - e) / peak);
     }
     let equity = curve.last().copied().unwrap_or(1.0);
-    let n = bars.len() as f64;
-    let sharpe = if bars.len() >= 2 {
-        let mean = bars.iter().sum::<f64>() / n;
-        let var = bars.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0);
-        if var > 0.0 {
-            mean / var.sqrt() * bars_per_year.sqrt()
-        } else {
-            0.0
-        }
-    } else {
-        0.0
-    };
+    let sharpe = super::stats::sharpe(bars, bars_per_year);
     BacktestStats {
         total_return: equity - 1.0,
         sharpe,

@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::baselines::sign;
 use super::stats::{
     default_mean_block, diebold_mariano, probabilistic_sharpe_ratio_of, sharpe,
     stationary_bootstrap_ci, stationary_bootstrap_ci_indices,
@@ -145,16 +146,6 @@ pub(crate) fn uncertainty(
         ci,
         dm_test,
         probabilistic_sharpe: probabilistic_sharpe_ratio_of(bars, 0.0),
-    }
-}
-
-fn sign(x: f32) -> i8 {
-    if x > 0.0 {
-        1
-    } else if x < 0.0 {
-        -1
-    } else {
-        0
     }
 }
 
