@@ -68,7 +68,7 @@ pub fn equity(bars: &[f64]) -> Vec<f64> {
 }
 
 /// Total return, Sharpe and maximum drawdown of a series of bar returns.
-fn summarize(bars: &[f64], bars_per_year: f64, trades: usize) -> BacktestStats {
+pub(crate) fn summarize(bars: &[f64], bars_per_year: f64, trades: usize) -> BacktestStats {
     let curve = equity(bars);
     let (mut peak, mut max_drawdown) = (1.0f64, 0.0f64);
     for &e in &curve {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::backtest::{BacktestStats, portfolio, portfolio_bars};
+use super::backtest::{BacktestStats, portfolio, portfolio_bars, summarize};
 use super::baselines::{AlwaysUp, Baselines, Errors, Skill, sign};
 use super::uncertainty::{DmTest, Intervals, uncertainty};
 use super::{Band, Predictions};
@@ -165,7 +165,8 @@ pub(crate) fn metrics(
         )
     };
     let buy_and_hold = run(&vec![1.0; n]);
-    let (_, strategy_bars, _) = portfolio_bars(
+    // The strategy's bar returns: summarized for the backtest, resampled for its interval.
+    let (_, strategy_bars, strategy_trades) = portfolio_bars(
         &split.symbol,
         &split.timestamp,
         &positions,
@@ -203,7 +204,7 @@ pub(crate) fn metrics(
             signal: ecfg.signal,
             cost_bps: ecfg.cost_bps,
             bars_per_year,
-            strategy: run(&positions),
+            strategy: summarize(&strategy_bars, bars_per_year, strategy_trades),
             buy_and_hold,
         },
         skill: model.skill(&persistence),
