@@ -81,7 +81,7 @@ pub fn audit(
 ) -> Vec<StageAudit> {
     let mut out = Vec::new();
     for (job, report) in jobs.iter().zip(reports) {
-        for (i, spec) in job.plan.stages.iter().enumerate() {
+        for (i, spec) in report.plan.stages.iter().enumerate() {
             if only.is_some_and(|o| o != spec.kind.name() && o != spec.id) {
                 continue;
             }

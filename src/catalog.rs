@@ -149,9 +149,12 @@ impl CatalogRow {
                 wall_ms: record.wall_ms,
                 ran: matches!(s.state, StageState::Ran { .. }),
             });
+            // Walk-forward: the latest fold's training stands for the experiment's (folds
+            // come in time order, so it is the last one written).
             let prefix = match s.id.as_str() {
-                "evaluate" => "",
+                "evaluate" | "walk_forward" => "",
                 "train" => "train.",
+                id if id.starts_with("fold_train:") => "train.",
                 _ => continue,
             };
             for (path, value) in crate::config::json_leaves(&record.summary, false) {

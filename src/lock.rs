@@ -230,7 +230,7 @@ pub fn record(lock: &mut Lockfile, jobs: &[ExperimentJob], reports: &[Experiment
             continue;
         }
         let mut stages = BTreeMap::new();
-        for (s, spec) in report.stages.iter().zip(&job.plan.stages) {
+        for (s, spec) in report.stages.iter().zip(&report.plan.stages) {
             let (Some(key), Some(record)) = (&s.key, &s.record) else {
                 continue;
             };
@@ -353,7 +353,20 @@ pub fn check_outputs(lock: &Lockfile, reports: &[ExperimentReport]) -> Vec<Strin
             continue;
         };
         for s in &report.stages {
-            let (Some(record), Some(stage)) = (&s.record, locked.stages.get(&s.id)) else {
+            // Stages known only once executed (walk-forward folds) were not checked before.
+            let Some(stage) = locked.stages.get(&s.id) else {
+                if s.record.is_some() {
+                    problems.push(format!("{}/{}: not in {LOCK_FILE}", report.name, s.id));
+                }
+                continue;
+            };
+            if let Some(key) = s.key.as_ref().filter(|k| k.0 != stage.key) {
+                problems.push(format!(
+                    "{}/{}: key {key} differs from the locked {}",
+                    report.name, s.id, stage.key
+                ));
+            }
+            let Some(record) = &s.record else {
                 continue;
             };
             for (name, out) in &record.outputs {

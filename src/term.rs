@@ -25,6 +25,18 @@ pub fn print_block(lines: &[String]) {
     }
 }
 
+/// A bar's timestamp (Unix seconds, UTC) as a date, with the time of day when it has one.
+pub fn date(ts: i64) -> String {
+    let format = if ts.rem_euclid(86_400) == 0 {
+        "%Y-%m-%d"
+    } else {
+        "%Y-%m-%d %H:%M"
+    };
+    chrono::DateTime::from_timestamp(ts, 0)
+        .map(|d| d.format(format).to_string())
+        .unwrap_or_else(|| ts.to_string())
+}
+
 /// Formats a duration for stage lines: `0.012s`, `3.4s`, `2m05s`.
 pub fn duration(secs: f64) -> String {
     if secs < 1.0 {

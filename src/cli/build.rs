@@ -122,9 +122,11 @@ fn print_built(b: &Built, json: bool) -> Outcome {
         )
     };
     if !b.dry_run
-        && b.reports
-            .iter()
-            .any(|r| r.stages.iter().any(|s| s.id == "evaluate"))
+        && b.reports.iter().any(|r| {
+            r.stages
+                .iter()
+                .any(|s| s.id == "evaluate" || s.id == "walk_forward")
+        })
     {
         let experiments: Vec<&crate::config::Experiment> = b.experiments.iter().collect();
         term::print_block(&[String::new()]);

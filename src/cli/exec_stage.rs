@@ -153,7 +153,8 @@ pub fn run(args: &ExecStageArgs) -> Outcome {
     let (Some(job), Some(report)) = (jobs.first(), reports.first()) else {
         return fail("nothing was planned");
     };
-    let Some((index, spec)) = job
+    // The executed plan: walk-forward fold stages appear once their folds are counted.
+    let Some((index, spec)) = report
         .plan
         .stages
         .iter()
@@ -205,7 +206,7 @@ pub fn run(args: &ExecStageArgs) -> Outcome {
         .iter()
         .filter_map(|&d| report.stages.get(d).and_then(|s| s.record.as_ref()))
         .collect();
-    match slurm::execute_and_record(&store, job, index, deps, key) {
+    match slurm::execute_and_record(&store, job, spec, index, deps, key) {
         Ok(record) => {
             println!(
                 "{}/{}: stored {key} ({} outputs, {:.1}s)",

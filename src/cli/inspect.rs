@@ -258,6 +258,12 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
             .find(|s| s.id == "evaluate")
             .and_then(|s| s.record.as_ref())
             .map(|rec| rec.summary.clone());
+        let walk_forward = r
+            .stages
+            .iter()
+            .find(|s| s.id == "walk_forward")
+            .and_then(|s| s.record.as_ref())
+            .map(|rec| rec.summary.clone());
         if json_out {
             let doc = json!({
                 "name": job.plan.name,
@@ -266,6 +272,7 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
                 "stages": stages,
                 "train_log": train_log,
                 "metrics": metrics,
+                "walk_forward": walk_forward,
             });
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
             return Outcome::Ok;
@@ -359,22 +366,85 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
                 lines.push(format!("note: {note}"));
             }
         }
-        if let Some(m) = &metrics {
-            lines.push(String::new());
-            lines.push("## metrics (test split)".to_string());
-            let rows: Vec<Vec<String>> = crate::config::json_leaves(m, false)
+        let leaves = |m: &Value| -> Vec<Vec<String>> {
+            crate::config::json_leaves(m, false)
                 .into_iter()
+                .filter(|(k, _)| !k.starts_with("walk_forward."))
                 .map(|(k, v)| {
                     let text = v.as_f64().map(number).unwrap_or_else(|| v.to_string());
                     vec![format!("{k}:"), text]
                 })
-                .collect();
-            lines.extend(term::table(&rows));
+                .collect()
+        };
+        if let Some(wf) = &walk_forward {
+            lines.push(String::new());
+            lines.extend(fold_table(wf));
+            lines.push(String::new());
+            lines.push(format!(
+                "## metrics (walk-forward: every fold's test windows, out of sample, {} folds)",
+                wf["walk_forward"]["folds"]
+            ));
+            lines.extend(term::table(&leaves(wf)));
+        }
+        if let Some(m) = &metrics {
+            lines.push(String::new());
+            lines.push(if walk_forward.is_some() {
+                "## metrics (the single split's test windows)".to_string()
+            } else {
+                "## metrics (test split)".to_string()
+            });
+            lines.extend(term::table(&leaves(m)));
         }
         term::print_block(&lines);
         Outcome::Ok
     })
     .unwrap_or_else(|o| o)
+}
+
+/// The per-fold table of a `walk_forward` summary; a negative skill is marked `!`.
+fn fold_table(wf: &Value) -> Vec<String> {
+    let mut rows = vec![
+        [
+            "fold",
+            "test from",
+            "test to",
+            "windows",
+            "mse",
+            "persistence",
+            "skill",
+            "dir. acc.",
+            "sharpe",
+        ]
+        .map(str::to_string)
+        .to_vec(),
+    ];
+    for f in wf["walk_forward"]["per_fold"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let num = |k: &str| f[k].as_f64().map(number).unwrap_or_else(|| "-".into());
+        let day = |i: usize| f["test"][i].as_i64().map(term::date).unwrap_or_default();
+        let skill = match f["skill"].as_f64() {
+            Some(x) if x < 0.0 => format!("{} !", number(x)),
+            Some(x) => number(x),
+            None => "-".into(),
+        };
+        rows.push(vec![
+            f["index"].to_string(),
+            day(0),
+            day(1),
+            f["windows"].to_string(),
+            num("mse"),
+            num("persistence_mse"),
+            skill,
+            num("directional_accuracy"),
+            num("sharpe"),
+        ]);
+    }
+    let mut lines = vec!["## walk-forward folds (! = worse than persistence)".to_string()];
+    lines.extend(term::table(&rows));
+    lines
 }
 
 /// A JSON output blob of a built stage.
@@ -437,7 +507,7 @@ pub fn explain(experiment: &str, common: &Common, json_out: bool) -> Outcome {
                 StageState::Stale { .. } => {
                     let mut causes: Vec<String> = root_causes(r, k, &mut BTreeSet::new())
                         .into_iter()
-                        .map(|(origin, c)| detail_cause(store, job, origin, &c, previous.as_ref()))
+                        .map(|(origin, c)| detail_cause(store, r, origin, &c, previous.as_ref()))
                         .collect();
                     causes.dedup();
                     causes
@@ -507,12 +577,14 @@ pub fn explain(experiment: &str, common: &Common, json_out: bool) -> Outcome {
 /// version that built the previous output.
 fn detail_cause(
     store: &Store,
-    job: &ExperimentJob,
+    report: &ExperimentReport,
     stage: usize,
     cause: &str,
     previous: Option<&crate::graph::exec::BuildRecord>,
 ) -> String {
-    let spec = &job.plan.stages[stage];
+    let Some(spec) = report.plan.stages.get(stage) else {
+        return cause.to_string();
+    };
     let prev_record = previous
         .and_then(|p| p.stages.iter().find(|s| s.id == spec.id))
         .and_then(|s| store.get_action(&s.key));
@@ -576,8 +648,23 @@ pub fn html_report(common: &Common, output: &Path) -> Outcome {
                     .map(|(k, v)| (k, v.to_string()))
                     .collect(),
                 metrics: row.map(|r| r.metrics).unwrap_or_default(),
-                train_log: blob_json(store, r, "train", "log"),
-                predictions: blob(store, r, "evaluate", "predictions"),
+                // Walk-forward: the latest fold's training, every fold's test windows.
+                train_log: blob_json(store, r, "train", "log").or_else(|| {
+                    let latest = r
+                        .stages
+                        .iter()
+                        .rev()
+                        .find(|s| s.id.starts_with("fold_train:"))?;
+                    blob_json(store, r, &latest.id, "log")
+                }),
+                predictions: blob(store, r, "evaluate", "predictions")
+                    .or_else(|| blob(store, r, "walk_forward", "predictions")),
+                folds: r
+                    .stages
+                    .iter()
+                    .find(|s| s.id == "walk_forward")
+                    .and_then(|s| s.record.as_ref())
+                    .and_then(|rec| rec.summary["walk_forward"]["per_fold"].as_array().cloned()),
             });
         }
         let html = match report::html::render(&experiments) {

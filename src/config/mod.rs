@@ -31,7 +31,7 @@ pub use data::{
     ApiConfig, ApiProvider, DataConfig, MAX_HORIZON, MAX_SEQUENCE_LENGTH, OnBadRows, SourceKind,
     SplitConfig, Symbols, SyntheticConfig, default_features, is_symbol, parse_date_key,
 };
-pub use evaluation::{EvaluationConfig, Signal};
+pub use evaluation::{EvaluationConfig, Signal, WalkForwardConfig, WindowKind};
 pub use located::{LocationMap, Origin, Pos};
 pub use model::ModelConfig;
 pub use optimizer::OptimizerConfig;
@@ -317,6 +317,9 @@ pub fn validate(e: &mut Experiment, registries: &Registries) -> Result<(), (Stri
     e.training.validate()?;
     (registries.schedule)(&mut e.training)?;
     e.evaluation.validate()?;
+    if let Some(w) = &e.evaluation.walk_forward {
+        w.validate(e.data.sequence_length + e.data.prediction_horizon)?;
+    }
     Ok(())
 }
 

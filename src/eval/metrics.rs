@@ -142,17 +142,13 @@ pub(crate) fn metrics(
 
     let mut correct = 0;
     let (mut predicted, mut actual) = (ClassCounts::default(), ClassCounts::default());
-    let mut positions = Vec::with_capacity(n);
-    let mut r1 = Vec::with_capacity(n);
     for i in 0..n {
-        let (pred1, real1) = (preds.price[i * p], split.y[i * p]);
         let action = preds.action(i);
         correct += usize::from(action == split.action[i]);
         predicted.add(action);
         actual.add(split.action[i]);
-        positions.push(position(ecfg.signal, action, pred1));
-        r1.push(f64::from(real1));
     }
+    let (positions, r1) = positions_and_returns(split, preds, ecfg.signal);
 
     let run = |positions: &[f64]| {
         portfolio(
@@ -214,6 +210,38 @@ pub(crate) fn metrics(
         probabilistic_sharpe: sure.probabilistic_sharpe,
         per_symbol: BTreeMap::new(),
     }
+}
+
+/// Each window's backtest position and its realised next return.
+fn positions_and_returns(
+    split: &Split,
+    preds: &Predictions,
+    signal: Signal,
+) -> (Vec<f64>, Vec<f64>) {
+    let p = preds.horizon;
+    (0..split.n)
+        .map(|i| {
+            let position = position(signal, preds.action(i), preds.price[i * p]);
+            (position, f64::from(split.y[i * p]))
+        })
+        .unzip()
+}
+
+/// The strategy's per-bar returns on `split`, the series its backtest summarizes.
+pub(crate) fn strategy_bars(
+    split: &Split,
+    preds: &Predictions,
+    ecfg: &EvaluationConfig,
+) -> Vec<f64> {
+    let (positions, r1) = positions_and_returns(split, preds, ecfg.signal);
+    portfolio_bars(
+        &split.symbol,
+        &split.timestamp,
+        &positions,
+        &r1,
+        ecfg.cost_bps,
+    )
+    .1
 }
 
 /// Coverage and width of `band` against the actual returns `y` (same layout).
@@ -278,6 +306,7 @@ mod tests {
         let ecfg = EvaluationConfig {
             cost_bps: 0.0,
             signal: Signal::Action,
+            walk_forward: None,
         };
         let m = metrics(&split, &preds, None, &ecfg, 252.0);
         assert_eq!(m.price.directional_accuracy, Some(0.5));

@@ -20,6 +20,7 @@ mod metrics;
 pub mod ridge;
 pub mod stats;
 mod uncertainty;
+pub mod walk_forward;
 
 pub use backtest::{
     BacktestStats, backtest, bar_returns, bars_per_year, equity, portfolio, portfolio_bars,
@@ -48,7 +49,7 @@ pub enum EvalError {
 }
 
 /// A model's outputs on a split.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Predictions {
     pub horizon: usize,
     /// `[n, horizon]` predicted returns (head output times the train-split scale).
@@ -155,6 +156,20 @@ pub fn evaluate(
     checkpoint: &[u8],
     ecfg: &EvaluationConfig,
 ) -> Result<EvalOutput, EvalError> {
+    check_test(dataset, ecfg)?;
+    let test = &dataset.test;
+    let preds = predict(dataset, model_cfg, checkpoint, test)?;
+    let bpy = bars_per_year(dataset.bar_seconds);
+    let ridge = fit_ridge(dataset, preds.horizon);
+    let pooled = score(&dataset.symbols, test, &preds, ridge.as_ref(), ecfg, bpy);
+    Ok(EvalOutput {
+        metrics: pooled,
+        predictions: predictions_csv(dataset, test, &preds),
+    })
+}
+
+/// What evaluating `dataset`'s test split needs: a valid cost, test windows, known symbols.
+fn check_test(dataset: &Dataset, ecfg: &EvaluationConfig) -> Result<(), EvalError> {
     if !(ecfg.cost_bps.is_finite() && ecfg.cost_bps >= 0.0) {
         return Err(EvalError::Config(format!(
             "cost_bps must be a finite number >= 0 (got {})",
@@ -176,18 +191,33 @@ pub fn evaluate(
         ))
         .into());
     }
-    let preds = predict(dataset, model_cfg, checkpoint, test)?;
-    let bpy = bars_per_year(dataset.bar_seconds);
-    // The linear baseline: fit on train, strength chosen on val, scored on these windows.
-    let ridge = ridge::fit(&dataset.train, &dataset.val, preds.horizon).map(|r| RidgeForecast {
-        price: r.predict(test),
+    Ok(())
+}
+
+/// The linear baseline: fit on the train split, strength chosen on val, scored on the test
+/// windows.
+fn fit_ridge(dataset: &Dataset, horizon: usize) -> Option<RidgeForecast> {
+    ridge::fit(&dataset.train, &dataset.val, horizon).map(|r| RidgeForecast {
+        price: r.predict(&dataset.test),
         lambda: r.lambda,
-    });
-    let mut pooled = metrics(test, &preds, ridge.as_ref(), ecfg, bpy);
-    if dataset.symbols.len() > 1 {
-        for (index, name) in dataset.symbols.iter().enumerate() {
-            let (split, sub) = symbol_subset(test, &preds, index as u32);
-            let sub_ridge = ridge.as_ref().map(|r| RidgeForecast {
+    })
+}
+
+/// The metrics of `preds` on `test` (with the ridge forecast of the same windows), pooled
+/// and, with several symbols, per symbol.
+fn score(
+    symbols: &[String],
+    test: &Split,
+    preds: &Predictions,
+    ridge: Option<&RidgeForecast>,
+    ecfg: &EvaluationConfig,
+    bpy: f64,
+) -> Metrics {
+    let mut pooled = metrics(test, preds, ridge, ecfg, bpy);
+    if symbols.len() > 1 {
+        for (index, name) in symbols.iter().enumerate() {
+            let (split, sub) = symbol_subset(test, preds, index as u32);
+            let sub_ridge = ridge.map(|r| RidgeForecast {
                 price: gather_rows(test, index as u32, &r.price, preds.horizon),
                 lambda: r.lambda,
             });
@@ -199,10 +229,7 @@ pub fn evaluate(
             }
         }
     }
-    Ok(EvalOutput {
-        metrics: pooled,
-        predictions: predictions_csv(dataset, test, &preds),
-    })
+    pooled
 }
 
 /// The windows of one symbol (targets, labels, timestamps; no inputs) and their

@@ -74,6 +74,9 @@ pub struct StageReport {
 pub struct ExperimentReport {
     pub name: String,
     pub file: PathBuf,
+    /// The plan as executed: the job's, plus the walk-forward fold stages once `fold_plan`
+    /// has listed them (`stages::folds::expand`). `stages[i]` reports `plan.stages[i]`.
+    pub plan: Plan,
     pub stages: Vec<StageReport>,
     /// The build changed the experiment's build record (something new was built or a key
     /// moved): the catalog gets a new row.
@@ -215,14 +218,25 @@ fn run_experiment_once(
     dry_run: bool,
     previous: Option<&BuildRecord>,
 ) -> ExperimentReport {
-    let stages = &job.plan.stages;
+    let mut plan = job.plan.clone();
+    let stages = &plan.stages;
     let slots: Vec<Mutex<Option<StageReport>>> = stages.iter().map(|_| Mutex::new(None)).collect();
     // Ingest stages have no dependencies: run them side by side.
     let roots: Vec<usize> = (0..stages.len())
         .filter(|&i| stages[i].deps.is_empty())
         .collect();
     roots.par_iter().for_each(|&i| {
-        let r = run_stage(executor, store, remote, job, i, &[], dry_run, previous);
+        let r = run_stage(
+            executor,
+            store,
+            remote,
+            job,
+            &stages[i],
+            i,
+            &[],
+            dry_run,
+            previous,
+        );
         if let Ok(mut slot) = slots[i].lock() {
             *slot = Some(r);
         }
@@ -231,21 +245,32 @@ fn run_experiment_once(
         .into_iter()
         .map(|m| m.into_inner().unwrap_or(None))
         .collect();
-    for i in 0..stages.len() {
-        if done[i].is_some() {
-            continue;
+    let mut i = 0;
+    while i < plan.stages.len() {
+        if done[i].is_none() {
+            let spec = &plan.stages[i];
+            let deps: Vec<&StageReport> =
+                spec.deps.iter().filter_map(|&d| done[d].as_ref()).collect();
+            let r = run_stage(
+                executor, store, remote, job, spec, i, &deps, dry_run, previous,
+            );
+            done[i] = Some(r);
         }
-        let deps: Vec<&StageReport> = stages[i]
-            .deps
-            .iter()
-            .filter_map(|&d| done[d].as_ref())
-            .collect();
-        let r = run_stage(executor, store, remote, job, i, &deps, dry_run, previous);
-        done[i] = Some(r);
+        // The fold stages exist once the folds are counted.
+        if plan.stages[i].kind == StageKind::FoldPlan
+            && let Some(record) = done[i].as_ref().and_then(|r| r.record.as_ref())
+        {
+            let more =
+                super::stages::folds::expand(job.experiment, &plan.stages, i, &record.summary);
+            plan.stages.extend(more);
+            done.resize_with(plan.stages.len(), || None);
+        }
+        i += 1;
     }
     ExperimentReport {
         name: job.plan.name.clone(),
         file: job.file.clone(),
+        plan,
         stages: done.into_iter().flatten().collect(),
         recorded: false,
     }
@@ -274,12 +299,12 @@ fn run_stage(
     store: &Store,
     remote: Option<&Remote>,
     job: &ExperimentJob,
+    spec: &super::StageSpec,
     i: usize,
     deps: &[&StageReport],
     dry_run: bool,
     previous: Option<&BuildRecord>,
 ) -> StageReport {
-    let spec = &job.plan.stages[i];
     let mut report = StageReport {
         id: spec.id.clone(),
         kind: spec.kind.clone(),
@@ -386,7 +411,7 @@ fn save_build_record(
     let mut record = before.cloned().unwrap_or_default();
     record.file = job.file.display().to_string();
     record.name = report.name.clone();
-    for (spec, stage) in job.plan.stages.iter().zip(&report.stages) {
+    for (spec, stage) in report.plan.stages.iter().zip(&report.stages) {
         let Some(key) = &stage.key else { continue };
         if stage.record.is_none() {
             continue;
@@ -407,7 +432,7 @@ fn save_build_record(
     if !job.plan.truncated {
         record
             .stages
-            .retain(|s| job.plan.stages.iter().any(|p| p.id == s.id));
+            .retain(|s| report.plan.stages.iter().any(|p| p.id == s.id));
     }
     // A no-op build must stay cheap: no write (and no fsync) when nothing changed.
     if before == Some(&record) {

@@ -180,7 +180,7 @@ impl Drop for CoreSlot<'_> {
 /// A train stage first takes its cores from [`TRAINING_CORES`] and runs on a pool of that
 /// many threads.
 pub fn execute_isolated(kind: &StageKind, inputs: &StageInputs) -> Result<StageOutput, StageError> {
-    let training = matches!(kind, StageKind::Train);
+    let training = matches!(kind, StageKind::Train | StageKind::FoldTrain { .. });
     let width = TRAINING_CORES.width();
     let _slot = training.then(|| TRAINING_CORES.acquire(width));
     let pool = training

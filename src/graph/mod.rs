@@ -210,7 +210,14 @@ pub struct Plan {
 impl Plan {
     /// The plan up to and including the stages of kind `until` (`features`, `dataset`, ...).
     pub fn until(&self, until: &str) -> Plan {
-        let rank = |name: &str| STAGE_ORDER.iter().position(|k| *k == name);
+        // The walk-forward stages all rank as `walk_forward`, the last.
+        let rank = |name: &str| {
+            let name = match name {
+                "fold_plan" | "fold_dataset" | "fold_train" => "walk_forward",
+                other => other,
+            };
+            STAGE_ORDER.iter().position(|k| *k == name)
+        };
         let limit = rank(until).unwrap_or(STAGE_ORDER.len());
         let stages: Vec<StageSpec> = self
             .stages
@@ -227,8 +234,17 @@ impl Plan {
     }
 }
 
-/// Stage kinds in pipeline order (what `--until` accepts).
-pub const STAGE_ORDER: [&str; 6] = ["ingest", "features", "dataset", "init", "train", "evaluate"];
+/// Stage kinds in pipeline order (what `--until` accepts); `walk_forward` stands for every
+/// stage of walk-forward evaluation (`fold_plan`, `fold_dataset`, `fold_train`).
+pub const STAGE_ORDER: [&str; 7] = [
+    "ingest",
+    "features",
+    "dataset",
+    "init",
+    "train",
+    "evaluate",
+    "walk_forward",
+];
 
 #[salsa::tracked(returns(ref))]
 pub fn plan_experiments(db: &dyn Db, source: ExperimentSource) -> Result<Vec<Plan>, ConfigError> {
@@ -354,8 +370,14 @@ pub fn plan(e: &Experiment, symbols: &[crate::data::layout::SymbolFiles]) -> Pla
     let features = push(StageKind::Features, ingests);
     let dataset = push(StageKind::Dataset, vec![features]);
     let init = push(StageKind::Init, vec![dataset]);
-    let train = push(StageKind::Train, vec![init, dataset]);
-    push(StageKind::Evaluate, vec![train, dataset]);
+    if e.evaluation.walk_forward.is_some() {
+        // Walk-forward folds take the place of the one split's training and evaluation;
+        // the fold stages follow once `fold_plan` has counted the folds (`stages::folds`).
+        push(StageKind::FoldPlan, vec![features]);
+    } else {
+        let train = push(StageKind::Train, vec![init, dataset]);
+        push(StageKind::Evaluate, vec![train, dataset]);
+    }
     Plan {
         name: e.name.clone(),
         stages,

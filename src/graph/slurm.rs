@@ -115,7 +115,13 @@ impl Executor for SlurmExecutor {
 impl SlurmExecutor {
     /// Whether stages of this kind go to Slurm.
     pub fn sends(&self, kind: &StageKind) -> bool {
-        self.stages.iter().any(|s| s == kind.name())
+        // A walk-forward fold trains (and is scored) like the experiment's own model.
+        let name = match kind.name() {
+            "fold_train" => "train",
+            "walk_forward" => "evaluate",
+            other => other,
+        };
+        self.stages.iter().any(|s| s == name)
     }
 
     /// Executes stage `spec` of `job` (key `key`, locked by the caller, not in the store) as
@@ -448,21 +454,18 @@ pub fn log_tail(log: &Path, n: usize) -> String {
     }
 }
 
-/// Executes stage `i` of `job` from the records of its inputs and stores its outputs and
-/// action record under `key` (what `hft exec-stage` does inside the job). The caller has
-/// checked that `key` is the stage's key; no key lock is taken (the submitter holds it).
+/// Executes stage `spec` (index `i` of the executed plan) of `job` from the records of its
+/// inputs and stores its outputs and action record under `key` (what `hft exec-stage` does
+/// inside the job). The caller has checked that `key` is the stage's key; no key lock is
+/// taken (the submitter holds it).
 pub fn execute_and_record(
     store: &Store,
     job: &ExperimentJob,
+    spec: &StageSpec,
     i: usize,
     deps: Vec<&ActionRecord>,
     key: &StageKey,
 ) -> Result<ActionRecord, StageError> {
-    let spec = job
-        .plan
-        .stages
-        .get(i)
-        .ok_or_else(|| StageError::Failed(format!("no stage #{i} in {}", job.plan.name)))?;
     let digests = job.data_digests.get(&i).map_or(&[][..], Vec::as_slice);
     let started = Instant::now();
     let inputs = StageInputs {

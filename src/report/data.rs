@@ -195,6 +195,7 @@ mod tests {
             &EvaluationConfig {
                 signal: Signal::Price,
                 cost_bps: 0.0,
+                walk_forward: None,
             },
         );
         let stats = crate::eval::portfolio(

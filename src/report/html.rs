@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::data::{LossCurves, equity_curves, evaluation_config, parse_predictions};
-use super::plots::{Plot, equity_plot, loss_plot, scatter_plot};
-use super::tables::{config_diff_section, display_value, metrics_section};
+use super::plots::{Plot, equity_plot, fold_plot, loss_plot, scatter_plot};
+use super::tables::{config_diff_section, display_value, fold_table, metrics_section};
 
 /// What the report shows of one experiment, gathered by the CLI from the store.
 #[derive(Debug, Clone, Default)]
@@ -30,8 +30,12 @@ pub struct ReportExperiment {
     pub metrics: BTreeMap<String, f64>,
     /// The train stage's `log` blob, parsed (`train::TrainLog` as JSON); `None` if not built.
     pub train_log: Option<serde_json::Value>,
-    /// The evaluate stage's `predictions` blob (CSV bytes); `None` if not built.
+    /// The evaluate stage's `predictions` blob (CSV bytes), or with walk-forward the
+    /// `walk_forward` stage's (every fold's test windows); `None` if not built.
     pub predictions: Option<Vec<u8>>,
+    /// With walk-forward, the `walk_forward` stage's per-fold figures
+    /// (`walk_forward.per_fold` of its metrics); `None` otherwise.
+    pub folds: Option<Vec<serde_json::Value>>,
 }
 
 /// The whole HTML document.
@@ -143,7 +147,25 @@ fn experiment_section(html: &mut String, index: usize, e: &ReportExperiment) {
         "Predicted against actual next-bar return (r1) per test window",
         scatter,
     );
+    if let Some(folds) = &e.folds {
+        let points: Vec<(f64, Option<f64>, Option<f64>)> = folds
+            .iter()
+            .map(|f| {
+                let index = f["index"].as_f64().unwrap_or(0.0);
+                (index, f["skill"].as_f64(), f["ridge_skill"].as_f64())
+            })
+            .collect();
+        figure(
+            html,
+            "folds",
+            "Skill against persistence per walk-forward fold (out of sample)",
+            Some(fold_plot(&points)),
+        );
+    }
     html.push_str("</div>\n");
+    if let Some(folds) = &e.folds {
+        fold_table(html, folds);
+    }
 
     let _ = write!(
         html,
@@ -244,6 +266,7 @@ AAA,300,0.02,0.0,0.01,0.0,2,0,0,buy,buy
             ]),
             train_log: Some(log),
             predictions: Some(CSV.as_bytes().to_vec()),
+            folds: None,
         }
     }
 

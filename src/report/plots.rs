@@ -1,5 +1,6 @@
 //! The report's SVG plots (drawn by plotters): training and validation loss per epoch,
-//! the test split's equity curves, and predicted against actual returns.
+//! the test split's equity curves, predicted against actual returns, and the skill of each
+//! walk-forward fold.
 
 use plotters::backend::SVGBackend;
 use plotters::chart::MeshStyle;
@@ -170,6 +171,71 @@ pub(super) fn loss_plot(curves: &LossCurves) -> Result<Plot, String> {
         ),
         _ => format!("{} epochs", curves.val.len()),
     };
+    Ok(Plot { svg, note })
+}
+
+/// Skill against persistence per walk-forward fold (`(fold, model skill, ridge skill)`),
+/// with the zero line persistence scores.
+pub(super) fn fold_plot(folds: &[(f64, Option<f64>, Option<f64>)]) -> Result<Plot, String> {
+    let model: Vec<(f64, f64)> = folds.iter().filter_map(|f| Some((f.0, f.1?))).collect();
+    let ridge: Vec<(f64, f64)> = folds.iter().filter_map(|f| Some((f.0, f.2?))).collect();
+    let Some((x0, x1)) = padded(folds.iter().map(|f| f.0)) else {
+        return Err("no folds".to_string());
+    };
+    let values = model.iter().chain(&ridge).map(|p| p.1).chain([0.0]);
+    let Some((y0, y1)) = padded(values) else {
+        return Err("no skill figures".to_string());
+    };
+    let y_decimals = decimals(y1 - y0);
+    let svg = svg(|root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .x_label_area_size(46)
+            .y_label_area_size(66)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(draw_err)?;
+        draw_mesh(
+            chart
+                .configure_mesh()
+                .x_desc("fold")
+                .y_desc("skill vs persistence")
+                .x_labels(8)
+                .x_label_formatter(&|x| {
+                    if (x - x.round()).abs() < 1e-9 {
+                        format!("{}", x.round() as i64)
+                    } else {
+                        String::new()
+                    }
+                })
+                .y_label_formatter(&|y| format!("{y:.y_decimals$}")),
+        )?;
+        chart
+            .draw_series(LineSeries::new(
+                [(x0, 0.0), (x1, 0.0)],
+                GREY.stroke_width(1),
+            ))
+            .map_err(draw_err)?
+            .label("persistence")
+            .legend(line_key(GREY.stroke_width(1)));
+        for (points, color, label) in [(&model, BLUE_, "model"), (&ridge, ORANGE, "ridge")] {
+            if points.is_empty() {
+                continue;
+            }
+            chart
+                .draw_series(
+                    LineSeries::new(points.iter().copied(), color.stroke_width(2)).point_size(3),
+                )
+                .map_err(draw_err)?
+                .label(label)
+                .legend(line_key(color.stroke_width(2)));
+        }
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)
+    })?;
+    let below = model.iter().filter(|p| p.1 < 0.0).count();
+    let note = format!(
+        "{} folds; the model is worse than persistence in {below} of them",
+        folds.len()
+    );
     Ok(Plot { svg, note })
 }
 

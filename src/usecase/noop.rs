@@ -72,9 +72,11 @@ pub fn noop_memo(
             )
         })
         .collect();
-    let has_results = reports
-        .iter()
-        .any(|r| r.stages.iter().any(|s| s.id == "evaluate"));
+    let has_results = reports.iter().any(|r| {
+        r.stages
+            .iter()
+            .any(|s| s.id == "evaluate" || s.id == "walk_forward")
+    });
     let results = if has_results {
         let configs: Vec<&crate::config::Experiment> = jobs.iter().map(|j| j.experiment).collect();
         results_rows(&cached, &configs)

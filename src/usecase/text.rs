@@ -104,7 +104,22 @@ pub fn results_rows(
                 .map(|rec| rec.summary.clone())
                 .unwrap_or_default()
         };
-        let (train, metrics) = (summary("train"), summary("evaluate"));
+        // With walk-forward, the folds' out-of-sample figures and the latest fold's training
+        // take the place of the one split's.
+        let walk_forward = summary("walk_forward");
+        let (metrics, train) = if walk_forward.is_null() {
+            (summary("evaluate"), summary("train"))
+        } else {
+            let latest = r
+                .stages
+                .iter()
+                .rev()
+                .find(|s| s.id.starts_with("fold_train:"))
+                .and_then(|s| s.record.as_ref())
+                .map(|rec| rec.summary.clone())
+                .unwrap_or_default();
+            (walk_forward, latest)
+        };
         let num = |v: &serde_json::Value, fmt: fn(f64) -> String| {
             v.as_f64().map(fmt).unwrap_or_else(|| "-".to_string())
         };

@@ -79,9 +79,53 @@ pub(super) struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
+    /// The plan of the usual split: each symbol's rows cut by `params.split` (see the module
+    /// docs of `dataset`).
     pub(super) fn new(
         tables: &'a [FeatureTable],
         params: &'a DatasetParams,
+    ) -> Result<Self, DataError> {
+        check_params(params)?;
+        let (s, p) = (params.sequence_length, params.prediction_horizon);
+        let ranges: Vec<[Range<usize>; 3]> = tables
+            .iter()
+            .map(|t| split_ranges(t.timestamps.len(), params.split, p))
+            .collect();
+        let layout = ranges
+            .iter()
+            .map(|r| r.clone().map(|range| window_ends(&range, s, p)))
+            .collect();
+        Plan::with_layout(tables, params, layout, || {
+            let detail: Vec<String> = tables
+                .iter()
+                .zip(&ranges)
+                .map(|(t, [a, b, c])| {
+                    format!(
+                        "'{}': {} rows -> train {}, val {}, test {}",
+                        t.symbol,
+                        t.timestamps.len(),
+                        a.len(),
+                        b.len(),
+                        c.len()
+                    )
+                })
+                .collect();
+            format!(
+                "({}; splits are separated by {p}-row gaps, and features drop their warm-up \
+                 rows first)",
+                detail.join("; ")
+            )
+        })
+    }
+
+    /// The plan of explicit window ends: per symbol, the ends of its train, val and test
+    /// windows (every window's rows inside the table), before the session filter.
+    /// `why_no_train` details the error when no train window is left.
+    pub(super) fn with_layout(
+        tables: &'a [FeatureTable],
+        params: &'a DatasetParams,
+        layout: Vec<[Range<usize>; 3]>,
+        why_no_train: impl FnOnce() -> String,
     ) -> Result<Self, DataError> {
         let fail = |m: String| DataError::Dataset(m);
         check_params(params)?;
@@ -104,12 +148,13 @@ impl<'a> Plan<'a> {
 
         // Window end rows per split, per symbol.
         let mut ends: [Vec<(usize, Range<usize>)>; 3] = Default::default();
-        let mut ranges = Vec::with_capacity(tables.len());
-        for (sym, t) in tables.iter().enumerate() {
-            let r = split_ranges(t.timestamps.len(), params.split, p);
+        for (sym, (t, splits)) in tables.iter().zip(layout).enumerate() {
+            let rows = t.timestamps.len();
             let session = (!params.cross_sessions).then(|| sessions(&t.timestamps));
-            for (which, range) in r.iter().enumerate() {
-                let all = window_ends(range, s, p);
+            for (which, all) in splits.into_iter().enumerate() {
+                // Every row a window reads must exist.
+                let all = all.start.max(s.saturating_sub(1))..all.end.min(rows.saturating_sub(p));
+                let all = all.start..all.end.max(all.start);
                 match &session {
                     None => ends[which].push((sym, all)),
                     Some(session) => ends[which].extend(
@@ -119,27 +164,11 @@ impl<'a> Plan<'a> {
                     ),
                 }
             }
-            ranges.push(r);
         }
         if ends[0].iter().all(|(_, e)| e.is_empty()) {
-            let detail: Vec<String> = tables
-                .iter()
-                .zip(&ranges)
-                .map(|(t, [a, b, c])| {
-                    format!(
-                        "'{}': {} rows -> train {}, val {}, test {}",
-                        t.symbol,
-                        t.timestamps.len(),
-                        a.len(),
-                        b.len(),
-                        c.len()
-                    )
-                })
-                .collect();
             return Err(fail(format!(
                 "the train split has no windows: a window needs sequence_length + \
-                 prediction_horizon = {} consecutive rows inside one split{} ({}; splits are \
-                 separated by {p}-row gaps, and features drop their warm-up rows first); \
+                 prediction_horizon = {} consecutive rows inside one split{} {}; \
                  add bars, or lower data.sequence_length or data.prediction_horizon",
                 s + p,
                 if params.cross_sessions {
@@ -147,7 +176,7 @@ impl<'a> Plan<'a> {
                 } else {
                     " and one session (data.cross_sessions is false)"
                 },
-                detail.join("; ")
+                why_no_train()
             )));
         }
 

@@ -7,10 +7,70 @@ use serde_json::json;
 
 use super::{Stage, StageError, StageInputs, StageOutput};
 use crate::config::Experiment;
+use crate::data::dataset::EncodedDataset;
 use crate::data::{self, DatasetParams};
 
 /// Windowed, split, normalised dataset.
 pub struct Dataset;
+
+/// The `data` settings windowing reads (this stage's and the walk-forward folds').
+pub(super) fn dataset_config(e: &Experiment) -> serde_json::Value {
+    let d = &e.data;
+    let mut v = json!({"data": {
+        "sequence_length": d.sequence_length,
+        "prediction_horizon": d.prediction_horizon,
+        "action_threshold": d.action_threshold,
+        "split": d.split,
+        "relative_prices": d.relative_prices,
+    }});
+    // Added after the first release: left out at their defaults, so existing keys (and
+    // caches) stay valid.
+    if d.symbol_id {
+        v["data"]["symbol_id"] = json!(true);
+    }
+    if !d.cross_sessions {
+        v["data"]["cross_sessions"] = json!(false);
+    }
+    v
+}
+
+/// The windowing parameters of `e`.
+pub(super) fn dataset_params(e: &Experiment) -> DatasetParams {
+    let d = &e.data;
+    DatasetParams {
+        sequence_length: d.sequence_length,
+        prediction_horizon: d.prediction_horizon,
+        action_threshold: d.action_threshold,
+        split: [d.split.train, d.split.val, d.split.test],
+        relative_prices: d.relative_prices,
+        symbol_id: d.symbol_id,
+        cross_sessions: d.cross_sessions,
+    }
+}
+
+/// The feature tables of dependency `i` (a features stage).
+pub(super) fn feature_tables(
+    inputs: &StageInputs,
+    i: usize,
+) -> Result<Vec<data::FeatureTable>, StageError> {
+    data::blob::decode_feature_tables(&inputs.blob(i, "features")?)
+        .map_err(|err| StageError::Failed(format!("features: {err}")))
+}
+
+/// The stage output of a dataset blob: the blob and its shape.
+pub(super) fn dataset_output(encoded: EncodedDataset) -> StageOutput {
+    StageOutput {
+        summary: json!({
+            "num_features": encoded.num_features,
+            "sequence_length": encoded.sequence_length,
+            "prediction_horizon": encoded.prediction_horizon,
+            "train": encoded.n[0],
+            "val": encoded.n[1],
+            "test": encoded.n[2],
+        }),
+        blobs: BTreeMap::from([("dataset".to_string(), encoded.bytes)]),
+    }
+}
 
 impl Stage for Dataset {
     fn name(&self) -> &'static str {
@@ -23,38 +83,13 @@ impl Stage for Dataset {
     }
 
     fn config(&self, e: &Experiment) -> serde_json::Value {
-        let d = &e.data;
-        let mut v = json!({"data": {
-            "sequence_length": d.sequence_length,
-            "prediction_horizon": d.prediction_horizon,
-            "action_threshold": d.action_threshold,
-            "split": d.split,
-            "relative_prices": d.relative_prices,
-        }});
-        // Added after the first release: left out at their defaults, so existing keys (and
-        // caches) stay valid.
-        if d.symbol_id {
-            v["data"]["symbol_id"] = json!(true);
-        }
-        if !d.cross_sessions {
-            v["data"]["cross_sessions"] = json!(false);
-        }
-        v
+        dataset_config(e)
     }
 
     fn execute(&self, inputs: &StageInputs) -> Result<StageOutput, StageError> {
-        let tables = data::blob::decode_feature_tables(&inputs.blob(0, "features")?)
-            .map_err(|err| StageError::Failed(format!("features: {err}")))?;
+        let tables = feature_tables(inputs, 0)?;
+        let params = dataset_params(inputs.experiment);
         let d = &inputs.experiment.data;
-        let params = DatasetParams {
-            sequence_length: d.sequence_length,
-            prediction_horizon: d.prediction_horizon,
-            action_threshold: d.action_threshold,
-            split: [d.split.train, d.split.val, d.split.test],
-            relative_prices: d.relative_prices,
-            symbol_id: d.symbol_id,
-            cross_sessions: d.cross_sessions,
-        };
         // The blob holds the rows the windows are cut from, S times smaller than the
         // windows (see `data::blob`).
         let encoded = data::dataset::build_encoded(&tables, &params)
@@ -72,16 +107,6 @@ impl Stage for Dataset {
                 d.sequence_length + d.prediction_horizon
             )));
         }
-        Ok(StageOutput {
-            summary: json!({
-                "num_features": encoded.num_features,
-                "sequence_length": encoded.sequence_length,
-                "prediction_horizon": encoded.prediction_horizon,
-                "train": encoded.n[0],
-                "val": encoded.n[1],
-                "test": encoded.n[2],
-            }),
-            blobs: BTreeMap::from([("dataset".to_string(), encoded.bytes)]),
-        })
+        Ok(dataset_output(encoded))
     }
 }

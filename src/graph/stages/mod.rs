@@ -10,6 +10,7 @@
 pub mod dataset;
 pub mod evaluate;
 pub mod features;
+pub mod folds;
 pub mod ingest;
 pub mod init;
 pub mod train;
@@ -73,6 +74,14 @@ pub enum StageKind {
     Train,
     /// Test-split metrics and predictions.
     Evaluate,
+    /// The walk-forward folds the data holds (`evaluation.walk_forward`).
+    FoldPlan,
+    /// One walk-forward fold's dataset.
+    FoldDataset { fold: usize },
+    /// One walk-forward fold's training.
+    FoldTrain { fold: usize },
+    /// Every fold scored, and all folds' test windows together.
+    WalkForward { folds: Vec<usize> },
 }
 
 impl StageKind {
@@ -85,6 +94,13 @@ impl StageKind {
             StageKind::Init => Box::new(init::Init),
             StageKind::Train => Box::new(train::TRAIN),
             StageKind::Evaluate => Box::new(evaluate::EVALUATE),
+            StageKind::FoldPlan => Box::new(folds::FoldPlan),
+            StageKind::FoldDataset { fold } => Box::new(folds::FoldDataset { fold: *fold }),
+            StageKind::FoldTrain { fold } => Box::new(train::fold_train(*fold)),
+            StageKind::WalkForward { folds: list } => Box::new(folds::WalkForward {
+                folds: list,
+                model_version: folds::walk_forward_version,
+            }),
         }
     }
 

@@ -20,10 +20,27 @@ const OWN_VERSION: u32 = 1;
 pub struct Train {
     /// The version of a model type's implementation (`model.type`).
     pub model_version: fn(&str) -> u32,
+    /// `train`, or `fold_train` for a walk-forward fold (`fold`).
+    pub name: &'static str,
+    pub fold: Option<usize>,
 }
 
 /// The train stage with the model registry's versions.
-pub const TRAIN: Train = Train { model_version };
+pub const TRAIN: Train = Train {
+    model_version,
+    name: "train",
+    fold: None,
+};
+
+/// The training of walk-forward fold `fold` (`graph::stages::folds`): the train stage on
+/// the fold's dataset, under its own name.
+pub fn fold_train(fold: usize) -> Train {
+    Train {
+        model_version,
+        name: "fold_train",
+        fold: Some(fold),
+    }
+}
 
 /// The version of the implementation of `model_type`, from the model registry
 /// ([`crate::model::ModelSpec::version`], where its history is kept): bumping one model's
@@ -42,7 +59,7 @@ struct Partial {
 
 impl Stage for Train {
     fn name(&self) -> &'static str {
-        "train"
+        self.name
     }
 
     fn version(&self, e: &Experiment) -> u32 {
@@ -63,7 +80,11 @@ impl Stage for Train {
         let e = inputs.experiment;
         let weights = inputs.blob(0, "weights")?;
         let dataset = load_dataset(inputs, 1)?;
-        let progress = crate::term::TrainingProgress::new(&e.name, 0);
+        let label = match self.fold {
+            Some(k) => format!("{} fold {k}", e.name),
+            None => e.name.clone(),
+        };
+        let progress = crate::term::TrainingProgress::new(&label, 0);
         let store = inputs.store;
         // The resumable checkpoint pins its blob until the training ends.
         let partial = inputs.key.map(|k| k.0.clone());
@@ -195,6 +216,8 @@ mod tests {
     #[test]
     fn bumping_one_model_implementation_changes_the_train_keys_of_that_model_only() {
         let bumped = Train {
+            name: "train",
+            fold: None,
             model_version: |m| {
                 if m == "lstm" {
                     model_version(m) + 1
