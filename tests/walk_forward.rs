@@ -7,7 +7,7 @@ mod common;
 
 use common::{Project, csv_bars};
 use hft::graph::exec::{ExperimentReport, StageState};
-use hft::usecase::build::{self, BuildRequest, BuildResult, Built};
+use hft::usecase::build::{self, BuildRequest, BuildResult, Built, StatusRequest};
 use hft::usecase::{Outcome, Selection};
 
 const EXPERIMENT: &str = "\
@@ -115,6 +115,30 @@ fn folds_are_stages_and_appended_bars_train_only_the_new_fold() {
     // A rebuild executes nothing.
     let again = built(&req);
     assert!(ids(&again.reports, ran).is_empty());
+
+    // `status` sees the folds through the cached `fold_plan`: a new learning rate makes
+    // every fold's training and the scoring stale, nothing before them.
+    let text = std::fs::read_to_string(p.path("experiments/wf.yaml")).unwrap();
+    p.write(
+        "experiments/wf.yaml",
+        &text.replace("seed: 3\n", "seed: 3\noptimizer: {lr: 0.002}\n"),
+    );
+    let status = build::status(
+        &StatusRequest {
+            select: req.select.clone(),
+            cache_dir: req.cache_dir.clone(),
+        },
+        &|_| {},
+    )
+    .unwrap();
+    let stale = ids(&status.reports, |s| matches!(s, StageState::Stale { .. }));
+    assert_eq!(stale.len(), 6, "{stale:?}");
+    assert!(
+        stale[..5].iter().all(|id| id.starts_with("fold_train:")),
+        "{stale:?}"
+    );
+    assert_eq!(stale[5], "walk_forward");
+    p.write("experiments/wf.yaml", &text);
 
     // One fold's worth of bars appended: one new fold, and its training the only one.
     p.write("trainingdata/AAA.csv", &csv_bars(220, 1));

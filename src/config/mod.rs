@@ -417,6 +417,71 @@ mod tests {
     }
 
     #[test]
+    fn walk_forward_settings_are_checked_with_their_key() {
+        let ok = parse(
+            "evaluation:\n  walk_forward: {train_bars: 200, test_bars: 40, window: rolling}\n",
+        )
+        .unwrap();
+        let w = ok.evaluation.walk_forward.clone().unwrap();
+        assert_eq!((w.val_bars(), w.step(), w.embargo), (40, 40, 0));
+        assert_eq!(w.window, WindowKind::Rolling);
+        // The evaluate key does not read walk-forward settings.
+        assert_eq!(
+            ok.evaluation.key_value(),
+            EvaluationConfig::default().key_value()
+        );
+        // Defaults: sequence_length 30 + prediction_horizon 5 rows per window.
+        let cases = [
+            (
+                "{train_bars: 200, test_bars: 40, val_bars: 20}",
+                "walk_forward.val_bars",
+                "35",
+            ),
+            (
+                "{train_bars: 60, test_bars: 40}",
+                "walk_forward.train_bars",
+                "no training window",
+            ),
+            (
+                "{train_bars: 200, test_bars: 0}",
+                "walk_forward.test_bars",
+                "between 1",
+            ),
+            (
+                "{train_bars: 200, test_bars: 40, folds: 0}",
+                "walk_forward.folds",
+                "between 1",
+            ),
+            (
+                "{train_bars: 200, test_bars: 40, step: 0}",
+                "walk_forward.step",
+                "between 1",
+            ),
+            (
+                "{train_bars: 200, test_bar: 40}",
+                "walk_forward",
+                "test_bars",
+            ),
+            (
+                "{train_bars: 200, test_bars: 40, window: growing}",
+                "walk_forward",
+                "expanding",
+            ),
+        ];
+        for (value, key, says) in cases {
+            let err = parse(&format!("evaluation:\n  walk_forward: {value}\n")).unwrap_err();
+            assert!(
+                err.key.contains(key),
+                "{value}: {} {}",
+                err.key,
+                err.message
+            );
+            assert!(err.message.contains(says), "{value}: {}", err.message);
+            assert_eq!(err.pos.line, 2, "{value}");
+        }
+    }
+
+    #[test]
     fn wrong_type_names_line_and_key() {
         let err = parse("data:\n  sequence_length: ten\n").unwrap_err();
         assert_eq!(err.key, "data.sequence_length");

@@ -304,6 +304,29 @@ AAA,300,0.02,0.0,0.01,0.0,2,0,0,buy,buy
     }
 
     #[test]
+    fn walk_forward_experiments_get_a_fold_plot_and_table() {
+        let mut e = experiment("wf", "0.001");
+        e.folds = Some(vec![
+            serde_json::json!({"index": 0, "test": [1_699_920_000, 1_700_784_000], "windows": 20,
+                "mse": 0.0004, "persistence_mse": 0.0005, "skill": 0.2, "ridge_skill": 0.1,
+                "directional_accuracy": 0.55, "sharpe": 1.0}),
+            serde_json::json!({"index": 1, "test": [1_700_950_400, 1_701_814_400], "windows": 20,
+                "mse": 0.0006, "persistence_mse": 0.0005, "skill": -0.2, "ridge_skill": null,
+                "directional_accuracy": 0.45, "sharpe": -0.5}),
+        ]);
+        let html = render(&[e, experiment("plain", "0.01")]).unwrap();
+        assert_eq!(html.matches("<figure class=\"plot folds\">").count(), 1);
+        assert!(html.contains("the model is worse than persistence in 1 of them"));
+        assert_eq!(html.matches("<table class=\"metrics folds\">").count(), 1);
+        assert!(
+            html.contains("<td>2023-11-14</td><td>2023-11-24</td>"),
+            "dates"
+        );
+        assert!(html.contains("<td class=\"num no-skill\">-0.2000 (no skill)</td>"));
+        assert_eq!(external_references(&html), Vec::<&str>::new());
+    }
+
+    #[test]
     fn user_text_is_escaped() {
         let mut e = experiment("<script>alert('x')</script>", "0.001");
         e.file = "a&b\".yaml".to_string();
