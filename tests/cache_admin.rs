@@ -214,3 +214,46 @@ fn verify_names_a_planted_corruption_and_stats_show_the_hit_rate() {
     let rate = count("cached") / (count("cached") + count("ran"));
     assert!((s["hit_rate"].as_f64().unwrap() - rate).abs() < 1e-12);
 }
+
+/// A folder that is not an hft store is never used as one: its files (a `tmp/` among them,
+/// which a store's start-up would clean) survive every command; a store written before the
+/// marker is adopted; a read-only command on a mistyped path creates nothing.
+#[test]
+fn foreign_folders_are_refused_and_left_alone() {
+    let p = project();
+    p.write("notes/tmp/draft.tmp", "my notes");
+    p.write("notes/objects/keep.txt", "mine");
+    for args in [
+        vec!["build", "-q", "--cache-dir", "notes"],
+        vec!["status", "--cache-dir", "notes"],
+        vec!["cache", "stats", "--cache-dir", "notes"],
+    ] {
+        let run = p.hft(&args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("notes is not an hft cache"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(p.path("notes/tmp/draft.tmp")).unwrap(),
+        "my notes"
+    );
+    assert!(!p.path("notes/HFT-STORE").exists());
+
+    let run = p.hft(&["cache", "verify", "--cache-dir", "cahce"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        !p.path("cahce").exists(),
+        "a read-only command created the folder"
+    );
+
+    // A store from before the marker: adopted, and its results still hit.
+    assert_eq!(p.hft(&["build", "-q"]).code, 0);
+    std::fs::remove_file(p.path("cache/HFT-STORE")).unwrap();
+    let again = p.hft(&["build", "--json"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(p.path("cache/HFT-STORE").is_file());
+    assert_eq!(json(&again)["ran"], 0, "{}", again.stdout);
+}

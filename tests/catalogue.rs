@@ -59,6 +59,8 @@ struct Case {
     edits: Vec<(&'static str, Edit)>,
     /// Store folders whose every file is overwritten with garbage after the prebuild.
     damaged: Vec<&'static str>,
+    /// Store folders whose every file is rewritten after the prebuild.
+    rewrites: Vec<(&'static str, Edit)>,
     /// Written over the base project: (path, bytes).
     writes: Vec<(String, Vec<u8>)>,
     args: Vec<&'static str>,
@@ -80,6 +82,7 @@ fn case(kind: Kind, name: &'static str, args: &[&'static str]) -> Case {
         prebuild: false,
         edits: Vec::new(),
         damaged: Vec::new(),
+        rewrites: Vec::new(),
         writes: Vec::new(),
         args: args.to_vec(),
         env: Vec::new(),
@@ -122,6 +125,10 @@ impl Case {
     }
     fn damage(mut self, folder: &'static str) -> Case {
         self.damaged.push(folder);
+        self
+    }
+    fn rewrite_all(mut self, folder: &'static str, f: Edit) -> Case {
+        self.rewrites.push((folder, f));
         self
     }
     fn env(mut self, key: &'static str, value: &'static str) -> Case {
@@ -701,6 +708,18 @@ fn malformed() -> Vec<Case> {
         case(Cache, "cache_verify_on_a_file", &["cache", "verify", "--cache-dir", "cfile"])
             .write("cfile", "not a folder\n")
             .expect(&["cfile is a file, not a folder"]),
+        case(Cache, "cache_dir_is_the_project_folder", &["status", "--cache-dir", "."])
+            .expect(&["is not an hft cache (no HFT-STORE file) and is not empty"]),
+        case(Cache, "cache_dir_is_a_data_folder", &["build", "--cache-dir", "trainingdata"])
+            .expect(&["trainingdata is not an hft cache"]),
+        case(Cache, "cache_env_is_empty", build)
+            .env("HFT_CACHE_DIR", "")
+            .expect(&["the cache path is empty (is HFT_CACHE_DIR set to an empty value?)"]),
+        case(Cache, "cache_verify_on_a_mistyped_folder", &["cache", "verify", "--cache-dir", "cahce"])
+            .expect(&["there is no cache at cahce"]),
+        case(Cache, "cache_of_a_newer_format", build)
+            .write("cache/HFT-STORE", "hft store, format 9\n")
+            .expect(&["a store format this hft", "does not know"]),
         case(Cache, "compare_sort_by_unknown_metric", &["compare", "--sort", "nosuch.metric"])
             .prebuilt()
             .expect(&[
@@ -821,7 +840,13 @@ fn accepted() -> Vec<Case> {
         case(Cache, "corrupt_blobs", build)
             .prebuilt()
             .damage("cache/objects")
-            .expect(&["rebuilding"]),
+            .expect(&["is damaged in the store", "`hft build` rebuilds it"]),
+        case(Cache, "edited_action_records_rebuild", build)
+            .prebuilt()
+            .rewrite_all("cache/actions", |t| {
+                t.replace("\"summary\": {", "\"summary\": {\"edited\": 1,")
+            })
+            .expect(&["was changed after it was written"]),
         case(Cache, "garbage_stat_cache", build)
             .prebuilt()
             .edit("cache/statcache.json", |_| "{{{ not json".to_string()),
@@ -839,6 +864,36 @@ fn accepted() -> Vec<Case> {
 }
 
 /// Overwrites every file under `dir` (recursively) with bytes that are not what was stored.
+/// Damaged caches that commands must report, exit 1, instead of printing stale results.
+fn damaged() -> Vec<Case> {
+    use Kind::*;
+    vec![
+        case(
+            Cache,
+            "edited_action_record_fails_verify",
+            &["cache", "verify"],
+        )
+        .prebuilt()
+        .rewrite_all("cache/actions", |t| {
+            t.replace("\"summary\": {", "\"summary\": {\"edited\": 1,")
+        })
+        .code(1)
+        .expect(&["problems (listed above)"]),
+        case(
+            Cache,
+            "report_over_damaged_blobs",
+            &["report", "-o", "r.html"],
+        )
+        .prebuilt()
+        .damage("cache/objects")
+        .code(1)
+        .expect(&[
+            "is damaged in the store",
+            "cached stage result(s) are damaged",
+        ]),
+    ]
+}
+
 fn damage_every_file(dir: &std::path::Path, bytes: &[u8]) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -870,6 +925,13 @@ fn run_case(c: &Case) -> Result<(), String> {
     }
     for folder in &c.damaged {
         damage_every_file(&p.path(folder), b"{ damaged");
+    }
+    for (folder, f) in &c.rewrites {
+        for entry in std::fs::read_dir(p.path(folder)).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, f(&text)).unwrap();
+        }
     }
     for (path, bytes) in &c.writes {
         p.write_bytes(path, bytes);
@@ -989,6 +1051,13 @@ fn per_kind(cases: &[Case]) -> BTreeMap<Kind, usize> {
         *counts.entry(c.kind).or_default() += 1;
     }
     counts
+}
+
+#[test]
+fn damaged_caches_are_reported_with_exit_1() {
+    let cases = damaged();
+    assert!(cases.iter().all(|c| c.code == 1));
+    run_table(&cases);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{Common, Outcome, fail, open_store_at, survey_in};
+use super::{Common, Outcome, fail, open_existing_store_at, survey_in};
 use crate::catalog::{Catalog, CatalogStats};
 use crate::gc::{self, GcOptions, GcReason, GcReport};
 use crate::lock::{LOCK_FILE, Lockfile};
@@ -110,7 +110,7 @@ pub fn gc(
 
 /// `hft cache verify`: exit 1 when anything is corrupt or missing.
 pub fn verify(cache_dir: Option<&Path>, json: bool) -> Outcome {
-    let store = match open_store_at(cache_dir) {
+    let store = match open_existing_store_at(cache_dir) {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -124,6 +124,11 @@ pub fn verify(cache_dir: Option<&Path>, json: bool) -> Outcome {
             if r.problems.is_empty() {
                 Outcome::Ok
             } else {
+                eprintln!(
+                    "error: the cache at {} has {} (listed above)",
+                    store.root().display(),
+                    plural(r.problems.len(), "problem")
+                );
                 Outcome::StageFailed
             }
         }
@@ -136,7 +141,7 @@ pub fn verify(cache_dir: Option<&Path>, json: bool) -> Outcome {
 
 /// `hft cache stats`.
 pub fn stats(cache_dir: Option<&Path>, json: bool) -> Outcome {
-    let store = match open_store_at(cache_dir) {
+    let store = match open_existing_store_at(cache_dir) {
         Ok(s) => s,
         Err(o) => return o,
     };
@@ -235,6 +240,7 @@ fn verify_lines(r: &VerifyReport) -> Vec<String> {
             (r.missing_blobs, "missing"),
             (r.size_mismatches, "of the wrong size"),
             (r.bad_actions, "unreadable records"),
+            (r.edited_actions, "edited records"),
             (r.stray_files, "stray files"),
         ]
         .iter()

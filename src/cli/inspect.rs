@@ -684,6 +684,15 @@ pub fn html_report(common: &Common, output: &Path) -> Outcome {
             output.display(),
             experiments.len()
         );
+        // Results lost to a damaged cache are not "not built": say so, and fail.
+        let damaged = store.damaged_records();
+        if damaged > 0 {
+            eprintln!(
+                "error: {damaged} cached stage result(s) are damaged (see the warnings above), \
+                 so the report leaves them out; `hft build` rebuilds them"
+            );
+            return Outcome::StageFailed;
+        }
         Outcome::Ok
     })
     .unwrap_or_else(|o| o)

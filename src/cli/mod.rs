@@ -496,6 +496,15 @@ fn open_store_at(flag: Option<&Path>) -> Result<Store, Outcome> {
     crate::usecase::open_store(&cache_dir(flag)).map_err(report_failure)
 }
 
+/// [`open_store_at`] for commands that only read a store: a missing folder is an error.
+fn open_existing_store_at(flag: Option<&Path>) -> Result<Store, Outcome> {
+    let dir = cache_dir(flag);
+    Store::open_existing(&dir).map_err(|e| {
+        eprintln!("error: cannot open the cache: {e}");
+        store_error_outcome(&e)
+    })
+}
+
 pub(crate) use crate::usecase::store_error_outcome;
 
 /// Plans the selected experiments against the store without executing anything (what

@@ -86,6 +86,7 @@ impl Executor for LocalExecutor {
             hft_version: env!("CARGO_PKG_VERSION").to_string(),
             wall_ms: (secs * 1000.0) as u64,
             created: now_unix(),
+            digest: None,
         };
         store
             .put_action(&record)

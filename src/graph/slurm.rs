@@ -492,6 +492,7 @@ pub fn execute_and_record(
         hft_version: env!("CARGO_PKG_VERSION").to_string(),
         wall_ms: started.elapsed().as_millis() as u64,
         created: now_unix(),
+        digest: None,
     };
     store
         .put_action(&record)

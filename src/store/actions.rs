@@ -14,9 +14,19 @@ impl Store {
         self.root.join("actions").join(format!("{}.json", key.0))
     }
 
-    /// The action record for `key`, if present, parseable and all its blobs present.
+    /// The action record for `key`, if present, parseable, unedited and all its blobs
+    /// present.
     pub fn get_action(&self, key: &StageKey) -> Option<ActionRecord> {
         let bytes = fs::read(self.action_path(key)).ok()?;
+        if seal_intact(&bytes) == Some(false) {
+            crate::term::warn(&format!(
+                "action record {} was changed after it was written (its digest does not \
+                 match); treating it as a miss",
+                key.short()
+            ));
+            self.note_damaged();
+            return None;
+        }
         let record: ActionRecord = match serde_json::from_slice(&bytes) {
             Ok(r) => r,
             Err(_) => {
@@ -32,11 +42,17 @@ impl Store {
         }
         for (name, out) in &record.outputs {
             if !self.has_blob(out) {
+                // Read-only commands see this too: say what is wrong, not what happens next.
+                let state = match fs::metadata(self.blob_path(&out.digest)) {
+                    Ok(m) => format!("damaged in the store ({} of {} bytes)", m.len(), out.size),
+                    Err(_) => "missing from the store".to_string(),
+                };
                 crate::term::warn(&format!(
-                    "output `{name}` of {} ({}) is missing from the store; rebuilding",
+                    "output `{name}` of {} ({}) is {state}; `hft build` rebuilds it",
                     record.stage,
                     key.short()
                 ));
+                self.note_damaged();
                 return None;
             }
         }
@@ -54,8 +70,9 @@ impl Store {
             .and_then(|f| f.set_modified(SystemTime::now()));
     }
 
+    /// Writes `record`, sealed with the digest of its bytes (see [`seal_intact`]).
     pub fn put_action(&self, record: &ActionRecord) -> io::Result<()> {
-        let bytes = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
+        let bytes = sealed_bytes(record)?;
         self.write_atomic(&self.action_path(&record.key), &bytes, false)
     }
 
@@ -65,6 +82,37 @@ impl Store {
     }
 }
 
+/// What precedes the seal in a record file: the last field of the pretty-printed object.
+const SEAL_FIELD: &str = ",\n  \"digest\": \"";
+
+/// The record's file: its pretty JSON without `digest`, then `digest`, the blake3 of those
+/// bytes, as the last field. The digest is of bytes, not of parsed values, because a parsed
+/// float may differ from the written one in its last bit.
+fn sealed_bytes(record: &ActionRecord) -> io::Result<Vec<u8>> {
+    let unsealed = ActionRecord {
+        digest: None,
+        ..record.clone()
+    };
+    let mut bytes = serde_json::to_vec_pretty(&unsealed).map_err(io::Error::other)?;
+    if !bytes.ends_with(b"\n}") {
+        return Err(io::Error::other("an action record is not a JSON object"));
+    }
+    let digest = super::Digest::of(&bytes).to_hex();
+    bytes.truncate(bytes.len() - 2);
+    bytes.extend_from_slice(format!("{SEAL_FIELD}{digest}\"\n}}").as_bytes());
+    Ok(bytes)
+}
+
+/// Whether a record file is as [`sealed_bytes`] wrote it: `None` when it has no seal
+/// (written before records were sealed, or the seal itself was removed).
+pub(crate) fn seal_intact(bytes: &[u8]) -> Option<bool> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let at = text.rfind(SEAL_FIELD)?;
+    let digest = text[at + SEAL_FIELD.len()..].strip_suffix("\"\n}")?;
+    let unsealed = format!("{}\n}}", &text[..at]);
+    Some(super::Digest::of(unsealed.as_bytes()).to_hex() == digest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +120,42 @@ mod tests {
     use std::collections::BTreeMap;
     use std::fs::File;
     use std::time::Duration;
+
+    #[test]
+    fn a_record_is_sealed_and_an_edit_breaks_the_seal() {
+        let (_dir, store) = temp_store();
+        let key = StageKey::compute(&[b"sealed"]);
+        let record = ActionRecord {
+            key: key.clone(),
+            stage: "evaluate".into(),
+            outputs: BTreeMap::new(),
+            // A float whose parse may differ in its last bit: the seal is over bytes.
+            summary: serde_json::json!({"sharpe": 0.1 + 0.2, "n": 3}),
+            hft_version: "0".into(),
+            wall_ms: 1,
+            created: 0,
+            digest: None,
+        };
+        store.put_action(&record).unwrap();
+        let bytes = fs::read(store.action_path(&key)).unwrap();
+        assert_eq!(seal_intact(&bytes), Some(true));
+        assert!(store.get_action(&key).is_some());
+        let edited = String::from_utf8(bytes.clone())
+            .unwrap()
+            .replace("\"n\": 3", "\"n\": 4");
+        assert_eq!(seal_intact(edited.as_bytes()), Some(false));
+        fs::write(store.action_path(&key), &edited).unwrap();
+        assert!(
+            store.get_action(&key).is_none(),
+            "an edited record is a miss"
+        );
+        assert_eq!(store.damaged_records(), 1);
+        // A record from before seals: accepted as it is.
+        let unsealed = serde_json::to_vec_pretty(&record).unwrap();
+        assert_eq!(seal_intact(&unsealed), None);
+        fs::write(store.action_path(&key), &unsealed).unwrap();
+        assert!(store.get_action(&key).is_some());
+    }
 
     #[test]
     fn a_cache_hit_marks_the_action_record_used() {
@@ -87,6 +171,7 @@ mod tests {
                 hft_version: "test".to_string(),
                 wall_ms: 0,
                 created: 0,
+                digest: None,
             })
             .unwrap();
         let path = store.action_path(&key);

@@ -175,6 +175,12 @@ pub struct ActionRecord {
     pub wall_ms: u64,
     /// Seconds since the Unix epoch when the record was written.
     pub created: u64,
+    /// blake3 of the record's file as written without this field, set by
+    /// [`Store::put_action`] (see `actions::seal_intact`): a record edited after it was
+    /// written is a miss, and `cache verify` names it. Absent in records written before hft
+    /// sealed them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// A handle on one cache directory.
@@ -190,6 +196,9 @@ pub struct Store {
     _lock: Arc<File>,
     exclusive: bool,
     recent: Arc<Mutex<RecentBlobs>>,
+    /// Action records found damaged (a missing or truncated blob, an edited record) through
+    /// this handle: read-only commands report them instead of printing stale results.
+    damaged: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Store {
@@ -214,6 +223,7 @@ impl Store {
             _lock: Arc::new(lock),
             exclusive: false,
             recent: Arc::default(),
+            damaged: Arc::default(),
         };
         store.clean_stale_tmp();
         Ok(store)
@@ -261,6 +271,7 @@ impl Store {
             _lock: Arc::new(lock),
             exclusive: true,
             recent: Arc::default(),
+            damaged: Arc::default(),
         };
         store.clean_stale_tmp();
         Ok(store)
@@ -274,18 +285,63 @@ impl Store {
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    /// How many damaged action records this handle has come across (see `get_action`).
+    pub fn damaged_records(&self) -> usize {
+        self.damaged.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn note_damaged(&self) {
+        self.damaged
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// [`Store::open`] for commands that only read a store (`cache verify`, `cache
+    /// stats`): a folder that does not exist is an error (a mistyped path), not a new,
+    /// empty store.
+    pub fn open_existing(root: &Path) -> io::Result<Store> {
+        if !root.as_os_str().is_empty() && !root.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "there is no cache at {} (hft creates one on the first build); check \
+                     --cache-dir or HFT_CACHE_DIR",
+                    root.display()
+                ),
+            ));
+        }
+        Store::open(root)
+    }
 }
 
-/// Creates the store's folders. A file where a folder belongs (`--cache-dir` naming a
-/// regular file, or a `cache/objects` file) is the user's input, not the environment, so
-/// it is an `InvalidInput` error that says what to point at instead.
+/// The file that marks a folder as an hft store, holding the store's format. hft writes
+/// into its cache folder and deletes stale temporary files from it, so a folder without it
+/// that holds anything is never taken for one.
+pub const STORE_MARKER: &str = "HFT-STORE";
+/// The folders of a store.
+const STORE_FOLDERS: [&str; 5] = ["objects", "actions", "builds", "locks", "tmp"];
+/// The marker's text: the store layout's format version.
+const STORE_FORMAT: &str = "hft store, format 1\n";
+
+/// Creates the store's folders and marker. A file where a folder belongs (`--cache-dir`
+/// naming a regular file, or a `cache/objects` file), an empty path, or a folder with
+/// other contents and no marker (`--cache-dir .`, `~`) is the user's input, not the
+/// environment, so it is an `InvalidInput` error that says what to point at instead.
 fn create_layout(root: &Path) -> io::Result<()> {
+    let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
     let not_a_folder = |path: &Path, what: &str| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} is a file, not a folder; {what}", path.display()),
-        )
+        invalid(format!(
+            "{} is a file, not a folder; {what}",
+            path.display()
+        ))
     };
+    if root.as_os_str().is_empty() {
+        return Err(invalid(
+            "the cache path is empty (is HFT_CACHE_DIR set to an empty value?); unset it for \
+             the default `cache/`, or name a folder"
+                .to_string(),
+        ));
+    }
     if root.exists() && !root.is_dir() {
         return Err(not_a_folder(
             root,
@@ -293,7 +349,7 @@ fn create_layout(root: &Path) -> io::Result<()> {
              HFT_CACHE_DIR at one",
         ));
     }
-    for sub in ["objects", "actions", "builds", "locks", "tmp"] {
+    for sub in STORE_FOLDERS {
         let path = root.join(sub);
         if path.exists() && !path.is_dir() {
             return Err(not_a_folder(
@@ -301,14 +357,80 @@ fn create_layout(root: &Path) -> io::Result<()> {
                 "this is not an hft cache; point --cache-dir or HFT_CACHE_DIR at another folder",
             ));
         }
-        fs::create_dir_all(&path).map_err(|e| {
+    }
+    let marker = root.join(STORE_MARKER);
+    let marked = match fs::read_to_string(&marker) {
+        Ok(text) if text == STORE_FORMAT => true,
+        Ok(text) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} says `{}`, a store format this hft ({}) does not know: a newer hft \
+                     wrote it; use that version or another cache folder",
+                    marker.display(),
+                    text.trim(),
+                    env!("CARGO_PKG_VERSION")
+                ),
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("{}: {e}", marker.display()),
+            ));
+        }
+    };
+    if !marked && root.is_dir() && !is_empty_or_legacy_store(root)? {
+        return Err(invalid(format!(
+            "{} is not an hft cache (no {STORE_MARKER} file) and is not empty: hft writes \
+             into its cache folder and deletes stale temporary files there, so it will not \
+             use this one; point --cache-dir or HFT_CACHE_DIR at a new or empty folder",
+            root.display()
+        )));
+    }
+    for sub in STORE_FOLDERS {
+        fs::create_dir_all(root.join(sub)).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("cannot create {}: {e}", root.join(sub).display()),
             )
         })?;
     }
+    if !marked {
+        fs::write(&marker, STORE_FORMAT).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot write {}: {e}", marker.display()))
+        })?;
+    }
     Ok(())
+}
+
+/// An empty folder (placeholders for git aside), or a store written before the marker existed (its `objects` and
+/// `actions` folders, and nothing a store does not hold).
+fn is_empty_or_legacy_store(root: &Path) -> io::Result<bool> {
+    const STORE_ENTRIES: [&str; 11] = [
+        "objects",
+        "actions",
+        "builds",
+        "locks",
+        "tmp",
+        "memo",
+        "builds.jsonl",
+        "catalog.jsonl",
+        "statcache.json",
+        ".gitignore",
+        ".gitkeep",
+    ];
+    let mut names = Vec::new();
+    for entry in fs::read_dir(root)? {
+        names.push(entry?.file_name().to_string_lossy().into_owned());
+    }
+    let legacy = root.join("objects").is_dir()
+        && root.join("actions").is_dir()
+        && names.iter().all(|n| STORE_ENTRIES.contains(&n.as_str()));
+    // A project's `cache/` may hold only a placeholder for git.
+    let empty = names.iter().all(|n| n == ".gitkeep" || n == ".gitignore");
+    Ok(empty || legacy)
 }
 
 /// Seconds since the Unix epoch.
@@ -354,6 +476,7 @@ pub(crate) fn test_action(store: &Store, stage: &str, outputs: &[&[u8]]) -> Stag
             hft_version: "test".to_string(),
             wall_ms: 1,
             created: 1,
+            digest: None,
         })
         .unwrap();
     key

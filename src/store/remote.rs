@@ -398,6 +398,7 @@ mod tests {
             hft_version: "test".to_string(),
             wall_ms: 0,
             created: 0,
+            digest: None,
         };
         remote.push_from_store(&a, &record);
         assert_eq!(remote.fetch(&b, &key).unwrap(), Some(record));

@@ -35,6 +35,8 @@ pub struct ActionFile {
     pub mtime: SystemTime,
     /// The parsed record, or why it does not parse.
     pub record: Result<ActionRecord, String>,
+    /// Whether the file is as written (`actions::seal_intact`); `None`: unsealed.
+    pub sealed: Option<bool>,
 }
 
 /// Every action record, and the files under `actions/` whose names the store never writes.
@@ -115,8 +117,10 @@ impl Store {
                     continue;
                 }
             };
+            let mut sealed = None;
             let record = match fs::read(&path) {
                 Ok(bytes) => {
+                    sealed = super::actions::seal_intact(&bytes);
                     serde_json::from_slice::<ActionRecord>(&bytes).map_err(|e| e.to_string())
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -129,6 +133,7 @@ impl Store {
                     size: meta.len(),
                     mtime: meta.modified().unwrap_or(UNIX_EPOCH),
                     record,
+                    sealed,
                 },
             );
         }

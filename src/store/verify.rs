@@ -24,6 +24,8 @@ pub struct VerifyReport {
     pub size_mismatches: usize,
     /// Action records that do not parse or whose key is not their file name.
     pub bad_actions: usize,
+    /// Action records changed after they were written (their digest does not match).
+    pub edited_actions: usize,
     /// Files under `objects/` or `actions/` whose names the store never writes.
     pub stray_files: usize,
     /// Problems, one line each, naming the file (`corrupt blob /…/objects/1a/2b…: …`).
@@ -78,6 +80,14 @@ pub fn verify(store: &Store) -> io::Result<VerifyReport> {
                 record.key
             ));
             continue;
+        }
+        if action.sealed == Some(false) {
+            report.edited_actions += 1;
+            report.problems.push(format!(
+                "action record {} was changed after it was written (its digest does not match \
+                 its content): builds treat it as a miss; `hft gc` or a rebuild replaces it",
+                action.path.display()
+            ));
         }
         for (name, out) in &record.outputs {
             users
