@@ -332,7 +332,7 @@ fn malformed() -> Vec<Case> {
             ]),
         case(Config, "zero_batch_size", build)
             .config_replace("batch_size: 8", "batch_size: 0")
-            .expect(&["experiments/exp.yaml:10:26: training.batch_size: must be at least 1"]),
+            .expect(&["experiments/exp.yaml:10:26: training.batch_size: must be between 1 and 1048576 (got 0)"]),
         case(Config, "negative_learning_rate", build)
             .config_plus("optimizer: {type: adamw, lr: -1}\n")
             .expect(&[
@@ -488,7 +488,7 @@ fn malformed() -> Vec<Case> {
             ]),
         case(Config, "matrix_value_out_of_range", build)
             .config_plus("matrix:\n  model.hidden_size: [4, 0]\n")
-            .expect(&["experiments/exp.yaml:12:26: model.hidden_size: must be at least 1"]),
+            .expect(&["experiments/exp.yaml:12:26: model.hidden_size: must be between 1 and 65536 (got 0)"]),
         case(Config, "matrix_include_not_a_list", build)
             .config_plus("matrix:\n  model.hidden_size: [4]\n  include: 5\n")
             .expect(&[
@@ -694,6 +694,32 @@ fn malformed() -> Vec<Case> {
             .expect(&[
                 "--locked: exp/train: key would change from the lock: model.hidden_size 4 -> 8 (experiments/exp.yaml:9)",
             ]),
+        // ---- sizes that would exhaust the machine
+        case(Config, "hidden_size_absurd", build)
+            .config_replace("hidden_size: 4", "hidden_size: 100000000")
+            .expect(&["experiments/exp.yaml:9", "model.hidden_size", "between 1 and 65536"]),
+        case(Config, "num_layers_absurd", build)
+            .config_replace("num_layers: 1", "num_layers: 100000")
+            .expect(&["model.num_layers", "between 1 and 1024"]),
+        case(Config, "ff_size_absurd", build)
+            .config_replace("type: mlp", "type: transformer, num_heads: 2, ff_size: 4611686018427387904")
+            .expect(&["model.ff_size", "between 1 and 1048576"]),
+        case(Config, "epochs_absurd", build)
+            .config_replace("max_steps: 2", "epochs: 100000000000, patience: 3")
+            .expect(&["training.epochs", "at most 1000000"]),
+        case(Config, "max_steps_absurd", build)
+            .config_replace("max_steps: 2", "max_steps: 1000000000000, patience: 3")
+            .expect(&["training.max_steps", "between 1 and 1000000000"]),
+        case(Config, "max_steps_u64_max", build)
+            .config_replace("max_steps: 2", "max_steps: 18446744073709551615")
+            .expect(&["training.max_steps"]),
+        case(Config, "batch_size_absurd", build)
+            .config_replace("batch_size: 8", "batch_size: 1000000000")
+            .expect(&["training.batch_size", "between 1 and 1048576"]),
+        case(Config, "model_too_big_for_memory", build)
+            .config_replace("hidden_size: 4, num_layers: 1", "hidden_size: 60000, num_layers: 8")
+            .executes()
+            .expect(&["exp/init", "would need about", "of memory available"]),
         // ---- cache entries
         case(Cache, "cache_dir_is_a_file", &["build", "--cache-dir", "cfile"])
             .write("cfile", "not a folder\n")
@@ -802,6 +828,7 @@ fn accepted() -> Vec<Case> {
     use Kind::*;
     let build: &[&str] = &["build", "-j", "2"];
     vec![
+        case(CommandLine, "jobs_100000", &["build", "-q", "-j", "100000"]),
         case(Data, "byte_order_mark", build).data(format!("\u{feff}{}", csv_bars(BARS, 3))),
         case(Data, "windows_line_endings", build).data(join(&bar_lines(), "\r\n")),
         case(Data, "bom_and_windows_line_endings", build)
@@ -1082,4 +1109,27 @@ fn real_world_shapes_and_damaged_cache_entries_build() {
     let cases = accepted();
     eprintln!("accepted cases: {:?}", per_kind(&cases));
     run_table(&cases);
+}
+
+/// A data file that is a link to `/dev/zero` would be read forever: it is refused by what
+/// it is, before anything reads it.
+#[cfg(unix)]
+#[test]
+fn a_data_file_linked_to_a_device_is_refused() {
+    let p = Project::new("catalogue-dev-zero");
+    p.write(EXPERIMENT, GOOD);
+    std::fs::create_dir_all(p.path("trainingdata")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", p.path(DATA)).unwrap();
+    let run = p.hft(&["build"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("is not a regular file"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("experiments/exp.yaml:5"),
+        "{}",
+        run.stderr
+    );
 }

@@ -211,12 +211,12 @@ fn out_of_range_values_name_the_key_and_the_rule() {
         (
             "num_layers: 1}",
             "num_layers: 0}",
-            "model.num_layers: must be at least 1",
+            "model.num_layers: must be between 1 and 1024 (got 0)",
         ),
         (
             "max_steps: 2,",
             "max_steps: 0,",
-            "training.max_steps: must be at least 1",
+            "training.max_steps: must be between 1 and 1000000000 (got 0)",
         ),
         (
             "batch_size: 8}",

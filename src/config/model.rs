@@ -37,17 +37,37 @@ impl Default for ModelConfig {
     }
 }
 
+/// Upper bounds of the sizes every model reads: far above any model that fits a machine
+/// (the init stage refuses those by their memory; see `model::check_fits`), low enough that
+/// no size arithmetic overflows.
+pub const MAX_HIDDEN_SIZE: usize = 1 << 16;
+pub const MAX_NUM_LAYERS: usize = 1024;
+/// Upper bound of a transformer's feed-forward width (`model.ff_size`).
+pub const MAX_FF_SIZE: usize = 1 << 20;
+
 impl ModelConfig {
     /// The section's own keys, in order (for unknown-key messages).
     pub const FIELDS: &'static [&'static str] = &["type", "hidden_size", "num_layers", "dropout"];
 
     /// Range checks of the shared settings (the registry checks the type and its options).
     pub fn validate_shared(&self) -> Result<(), Invalid> {
-        if self.hidden_size == 0 {
-            return fail("model.hidden_size", "must be at least 1");
+        if !(1..=MAX_HIDDEN_SIZE).contains(&self.hidden_size) {
+            return fail(
+                "model.hidden_size",
+                format!(
+                    "must be between 1 and {MAX_HIDDEN_SIZE} (got {})",
+                    self.hidden_size
+                ),
+            );
         }
-        if self.num_layers == 0 {
-            return fail("model.num_layers", "must be at least 1");
+        if !(1..=MAX_NUM_LAYERS).contains(&self.num_layers) {
+            return fail(
+                "model.num_layers",
+                format!(
+                    "must be between 1 and {MAX_NUM_LAYERS} (got {})",
+                    self.num_layers
+                ),
+            );
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return fail(

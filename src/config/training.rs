@@ -10,6 +10,12 @@ use serde_json::json;
 use super::options::{Invalid, Options, fail};
 use super::resources::Resources;
 
+/// Upper bounds that keep per-epoch and per-step bookkeeping far from overflow or an
+/// allocation abort.
+pub const MAX_EPOCHS: usize = 1_000_000;
+pub const MAX_STEPS: usize = 1_000_000_000;
+pub const MAX_BATCH_SIZE: usize = 1 << 20;
+
 /// `warmup_steps` when not given.
 pub const DEFAULT_WARMUP_STEPS: usize = 50;
 /// `min_lr_ratio` when not given.
@@ -396,11 +402,28 @@ impl TrainingConfig {
         if self.epochs == 0 && self.max_steps.is_none() {
             return fail("training.epochs", "must be at least 1 (or set max_steps)");
         }
-        if self.max_steps == Some(0) {
-            return fail("training.max_steps", "must be at least 1");
+        if self.epochs > MAX_EPOCHS {
+            return fail(
+                "training.epochs",
+                format!("must be at most {MAX_EPOCHS} (got {})", self.epochs),
+            );
         }
-        if self.batch_size == 0 {
-            return fail("training.batch_size", "must be at least 1");
+        if let Some(steps) = self.max_steps
+            && !(1..=MAX_STEPS).contains(&steps)
+        {
+            return fail(
+                "training.max_steps",
+                format!("must be between 1 and {MAX_STEPS} (got {steps})"),
+            );
+        }
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            return fail(
+                "training.batch_size",
+                format!(
+                    "must be between 1 and {MAX_BATCH_SIZE} (got {})",
+                    self.batch_size
+                ),
+            );
         }
         if !(1..=1_000_000).contains(&self.grad_accum_steps) {
             return fail("training.grad_accum_steps", "must be between 1 and 1000000");

@@ -56,6 +56,9 @@ pub enum ModelError {
     Blob(String),
     #[error("dataset: {0}")]
     Data(String),
+    /// The model would not fit in memory: the user's config, refused before allocating.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// Shapes a model is built for, fixed by the dataset.
@@ -202,6 +205,8 @@ pub trait Net: Send {
     fn inference(&self) -> Box<dyn Net>;
     /// Parameters in module order.
     fn params(&self) -> Vec<ParamMeta>;
+    /// How many numbers the parameters hold, without initialising lazy ones.
+    fn param_count(&self) -> usize;
     /// The path of the first parameter holding a NaN or infinity, if any.
     fn non_finite_param(&self) -> Option<String>;
     /// Gradients of this model's parameters from a backward pass.
@@ -262,6 +267,10 @@ impl<M: Forecaster> Net for M {
         let mut v = ParamLister::default();
         self.visit(&mut v);
         v.params
+    }
+
+    fn param_count(&self) -> usize {
+        Module::num_params(self)
     }
 
     fn non_finite_param(&self) -> Option<String> {
@@ -454,6 +463,61 @@ pub fn init_weights(
         WEIGHTS_MAGIC,
         &[(*b"META", &meta.to_json()), (*b"BPK ", &record)],
     ))
+}
+
+/// Refuses, before a parameter is allocated, a model whose training would not fit in
+/// `available` bytes of memory: f32 weights, their gradients and up to three optimizer
+/// states (Adam's two moments, an EMA copy), plus the activations a batch keeps for the
+/// backward pass (about eight floats per hidden unit, time step and layer). The estimate is
+/// rough on purpose: it tells a typo (`hidden_size: 100000000`) from a big model, and says
+/// by how much.
+pub fn check_fits(
+    cfg: &ModelConfig,
+    dims: Dims,
+    batch_size: usize,
+    available: u64,
+) -> Result<(), ModelError> {
+    let net = construct(cfg, dims, &Device::flex())?;
+    let params = net.param_count() as u128;
+    let weights = params * 4 * 5;
+    // A transformer's feed-forward layer is its widest.
+    let ff = cfg
+        .options
+        .get("ff_size")
+        .and_then(serde_json::Value::as_u64);
+    let width = (cfg.hidden_size as u128).max(ff.map_or(0, u128::from));
+    let activations =
+        batch_size as u128 * dims.sequence_length as u128 * width * cfg.num_layers as u128 * 8 * 4;
+    let needed = weights + activations;
+    if needed <= u128::from(available) {
+        return Ok(());
+    }
+    let gib = |b: u128| b as f64 / f64::from(1u32 << 30);
+    Err(ModelError::TooLarge(format!(
+        "training this {} would need about {:.1} GiB ({params} parameters with their gradients \
+         and optimizer state: {:.1} GiB; activations of a batch of {batch_size}: {:.1} GiB), \
+         {:.0}x the {:.1} GiB of memory available; lower model.hidden_size, model.num_layers, \
+         model.ff_size or training.batch_size",
+        cfg.kind,
+        gib(needed),
+        gib(weights),
+        gib(activations),
+        needed as f64 / available.max(1) as f64,
+        gib(u128::from(available)),
+    )))
+}
+
+/// The memory this process may use: the machine's available memory (`MemAvailable` of
+/// /proc/meminfo), or 16 GiB where that cannot be read.
+pub fn available_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            kib.checked_mul(1024)
+        })
+        .unwrap_or(16 << 30)
 }
 
 /// Splits a weights blob into its header and burnpack record.

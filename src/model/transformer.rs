@@ -82,8 +82,16 @@ impl ModelOptions for TransformerOptions {
                 ),
             );
         }
-        if self.ff_size == Some(0) {
-            return fail("model.ff_size", "must be at least 1");
+        if let Some(ff) = self.ff_size
+            && !(1..=crate::config::model::MAX_FF_SIZE).contains(&ff)
+        {
+            return fail(
+                "model.ff_size",
+                format!(
+                    "must be between 1 and {} (got {ff})",
+                    crate::config::model::MAX_FF_SIZE
+                ),
+            );
         }
         Ok(())
     }

@@ -66,7 +66,9 @@ impl StatCache {
     pub fn digest(&mut self, path: &Path) -> io::Result<(Digest, Fingerprint)> {
         let canonical = fs::canonicalize(path)?;
         let key = canonical.to_string_lossy().into_owned();
-        let fp = Fingerprint::of(&fs::metadata(&canonical)?);
+        let meta = fs::metadata(&canonical)?;
+        check_data_file(&canonical, &meta)?;
+        let fp = Fingerprint::of(&meta);
         if let Some((cached_fp, digest)) = self.file.entries.get(&key)
             && *cached_fp == fp
         {
@@ -88,6 +90,38 @@ impl StatCache {
         }
         Ok(())
     }
+}
+
+/// The largest data file hft reads: far above any OHLCV file (a year of one-second bars of
+/// one symbol is about 2 GB as CSV), and a bound on what a mistaken path can make it read.
+pub const MAX_DATA_FILE_BYTES: u64 = 64 << 30;
+
+/// Data files are regular files (a link to `/dev/zero` or a FIFO would be read forever)
+/// of at most [`MAX_DATA_FILE_BYTES`].
+pub fn check_data_file(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
+    let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
+    if meta.is_dir() {
+        return Err(invalid(format!(
+            "{} is a folder, not a data file",
+            path.display()
+        )));
+    }
+    if !meta.is_file() {
+        return Err(invalid(format!(
+            "{} is not a regular file (a device, a pipe or a socket); data files must be \
+             regular files",
+            path.display()
+        )));
+    }
+    if meta.len() > MAX_DATA_FILE_BYTES {
+        return Err(invalid(format!(
+            "{} is {} bytes, over hft's limit of {MAX_DATA_FILE_BYTES} bytes (64 GiB) for one \
+             data file; split it by symbol or period",
+            path.display(),
+            meta.len()
+        )));
+    }
+    Ok(())
 }
 
 /// blake3 of a file, memory-mapped and multi-threaded for large files.

@@ -261,7 +261,8 @@ pub fn train_resumable(
     // `best_val` needs a validation loss; without val windows the last epoch is kept.
     let keep_best = tcfg.select == Select::BestVal && dataset.val.n > 0;
     let mut log = TrainLog {
-        epochs: Vec::with_capacity(epochs),
+        // Bounded: `max_steps` can make `epochs` large, and the log grows as it runs.
+        epochs: Vec::with_capacity(epochs.min(1024)),
         total_steps,
         best_epoch: None,
         best_val_loss: None,

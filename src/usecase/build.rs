@@ -208,11 +208,10 @@ pub fn build(
         }
     }
 
-    let threads = req.jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let threads = jobs_width(req.jobs, cores, jobs_list.len(), req.executor.is_some());
     let executor: &dyn Executor = match &req.executor {
         Some(slurm) => slurm,
         None => &LocalExecutor,
@@ -326,4 +325,39 @@ pub fn build(
         secs,
         messages,
     }))
+}
+
+/// The experiments built side by side: `-j` (default: the cores), but never more than there
+/// are experiments, nor (executing locally) more than four per core: `-j 100000` would
+/// otherwise start that many threads. A Slurm build's threads only wait for their jobs.
+fn jobs_width(asked: Option<usize>, cores: usize, experiments: usize, slurm: bool) -> usize {
+    let wanted = asked.unwrap_or(cores).max(1);
+    let mut width = wanted.min(experiments.max(1));
+    if !slurm {
+        width = width.min(4 * cores.max(1));
+    }
+    if let Some(asked) = asked
+        && width < asked
+        && width < experiments
+    {
+        crate::term::warn(&format!(
+            "-j {asked}: building {width} experiments at a time (four per core on {cores} cores)"
+        ));
+    }
+    width
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jobs_width;
+
+    #[test]
+    fn the_pool_is_capped_by_experiments_and_cores() {
+        assert_eq!(jobs_width(Some(100_000), 2, 3, false), 3);
+        assert_eq!(jobs_width(Some(100_000), 2, 50, false), 8);
+        assert_eq!(jobs_width(Some(100_000), 2, 50, true), 50);
+        assert_eq!(jobs_width(None, 16, 2, false), 2);
+        assert_eq!(jobs_width(Some(1), 16, 20, false), 1);
+        assert_eq!(jobs_width(None, 4, 0, false), 1);
+    }
 }

@@ -76,10 +76,20 @@ pub fn make_jobs<'a>(
                     }
                     Err(err) => {
                         let key = symbol_key();
-                        let what = if err.kind() == std::io::ErrorKind::NotFound {
-                            "does not exist".to_string()
-                        } else {
-                            format!("cannot be read: {err}")
+                        let what = match err.kind() {
+                            std::io::ErrorKind::NotFound => "does not exist".to_string(),
+                            // Already names the path and what is wrong with it.
+                            std::io::ErrorKind::InvalidInput => {
+                                let message = format!(
+                                    "no data file for `{symbol}`: {err} (data.path is `{}`)",
+                                    e.data.path
+                                );
+                                let key = symbol_key();
+                                let at = parsed.locations.find(&key);
+                                errors.push(ConfigError::at(&at, &key, message));
+                                continue;
+                            }
+                            _ => format!("cannot be read: {err}"),
                         };
                         let message = format!(
                             "no data file for `{symbol}`: {} {what} (data.path is `{}`)",

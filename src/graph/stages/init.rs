@@ -42,6 +42,19 @@ impl Stage for Init {
             .ok_or_else(|| StageError::Failed("init has no dataset input".to_string()))?
             .summary;
         let dim = |k: &str| shape[k].as_u64().unwrap_or(0) as usize;
+        let dims = crate::model::Dims {
+            num_features: dim("num_features"),
+            sequence_length: dim("sequence_length"),
+            horizon: dim("prediction_horizon"),
+        };
+        // A model too big for this machine is the config's fault: refused before allocating.
+        let available = crate::model::available_memory();
+        crate::model::check_fits(&e.model, dims, e.training.batch_size, available).map_err(
+            |err| match err {
+                crate::model::ModelError::TooLarge(m) => StageError::BadInput(m),
+                other => StageError::Failed(other.to_string()),
+            },
+        )?;
         let weights = crate::model::init_weights(
             &e.model,
             e.seed,
