@@ -164,7 +164,78 @@ impl Lockfile {
                 ),
             ));
         }
+        lock.validate(text)?;
         Ok(lock)
+    }
+
+    /// What parsing cannot check: every digest is 64 hex digits, every key has the key
+    /// scheme, and every stage's key is the key of its recorded version, config and inputs
+    /// (so a hand edit of any of them is found here, not trusted later). Errors point at the
+    /// offending text.
+    fn validate(&self, text: &str) -> Result<(), (usize, String)> {
+        // The offset of the first occurrence of `needle` at or after `from` (0 if absent).
+        let at = |needle: &str, from: usize| {
+            text.get(from..)
+                .and_then(|t| t.find(needle))
+                .map_or(from, |i| from + i)
+        };
+        let is_digest = |d: &str| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit());
+        for (path, digest) in &self.data {
+            if !is_digest(digest) {
+                return Err((
+                    at(&format!("\"{digest}\""), at("[data]", 0)),
+                    format!("data.\"{path}\": `{digest}` is not a blake3 digest (64 hex digits)"),
+                ));
+            }
+        }
+        for (name, experiment) in &self.experiments {
+            for (id, stage) in &experiment.stages {
+                let table = format!("stages.{}]", toml_key(id));
+                let here = at(&format!("[experiments.{}.{table}", toml_key(name)), 0);
+                let path = format!("experiments.{name}.stages.{id}");
+                let key_ok = stage
+                    .key
+                    .strip_prefix(&format!("{}-", crate::store::KEY_SCHEME))
+                    .is_some_and(is_digest);
+                if !key_ok {
+                    return Err((
+                        at("key", here),
+                        format!(
+                            "{path}.key: `{}` is not a stage key (k1- and 64 hex digits)",
+                            stage.key
+                        ),
+                    ));
+                }
+                for (output, digest) in &stage.outputs {
+                    if !is_digest(digest) {
+                        return Err((
+                            at(&format!("\"{digest}\""), here),
+                            format!(
+                                "{path}.outputs.{output}: `{digest}` is not a blake3 digest \
+                                 (64 hex digits)"
+                            ),
+                        ));
+                    }
+                }
+                let kind = id.split(':').next().unwrap_or(id);
+                let expected = crate::graph::key::key_from_parts(
+                    kind,
+                    stage.version,
+                    &stage.config,
+                    &stage.inputs,
+                );
+                if expected.0 != stage.key {
+                    return Err((
+                        here,
+                        format!(
+                            "{path}: its key is not the key of its version, config and inputs: \
+                             the entry was edited by hand"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn to_text(&self) -> String {
@@ -186,6 +257,19 @@ impl Lockfile {
         std::fs::write(&tmp, &text)?;
         std::fs::rename(&tmp, path)?;
         Ok(true)
+    }
+}
+
+/// A TOML key as the lock writes it in a table header: bare when it can be, else quoted.
+fn toml_key(key: &str) -> String {
+    if !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        key.to_string()
+    } else {
+        format!("\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\""))
     }
 }
 
@@ -271,12 +355,44 @@ pub fn record(lock: &mut Lockfile, jobs: &[ExperimentJob], reports: &[Experiment
 /// must have their locked digests. Returns one message per difference.
 pub fn check_keys(lock: &Lockfile, jobs: &[ExperimentJob]) -> Vec<String> {
     let mut problems = Vec::new();
-    if lock.environment != Environment::current() {
+    let now = Environment::current();
+    if lock.environment != now {
+        let locked = &lock.environment;
+        let differences: Vec<String> = [
+            ("hft", &locked.hft, &now.hft),
+            ("burn", &locked.burn, &now.burn),
+            ("backend", &locked.backend, &now.backend),
+            ("device", &locked.device, &now.device),
+            ("precision", &locked.precision, &now.precision),
+        ]
+        .iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(what, a, b)| format!("{what} {a} in the lock, {b} here"))
+        .collect();
         problems.push(format!(
-            "environment differs from the lock: locked {:?}, now {:?}",
-            lock.environment,
-            Environment::current()
+            "the environment differs from the lock's: {}; results are compared only within one \
+             environment (rebuild without --locked to write a new lock)",
+            differences.join(", ")
         ));
+    }
+    // The [data] table is checked against the files as they are now.
+    for job in jobs {
+        for (i, spec) in job.plan.stages.iter().enumerate() {
+            let Some(digests) = job.data_digests.get(&i) else {
+                continue;
+            };
+            for (path, digest) in spec.data_files.iter().zip(digests) {
+                let shown = path.display().to_string();
+                match lock.data.get(&shown) {
+                    Some(locked) if *locked != digest.to_hex() => problems.push(format!(
+                        "data file {shown}: its digest is {} but {LOCK_FILE}'s [data] has {}",
+                        digest.short(),
+                        &locked[..locked.len().min(12)]
+                    )),
+                    _ => {}
+                }
+            }
+        }
     }
     for job in jobs {
         let name = &job.plan.name;
@@ -398,13 +514,15 @@ mod tests {
         lock.data
             .insert("trainingdata/A.csv".to_string(), "ab".repeat(32));
         let mut stages = BTreeMap::new();
+        let config = "{\"optimizer\":{\"lr\":0.001}}".to_string();
+        let inputs = vec![("init.weights".to_string(), "cd".repeat(32))];
         stages.insert(
             "train".to_string(),
             LockedStage {
-                key: "k1-00".to_string(),
+                key: crate::graph::key::key_from_parts("train", 1, &config, &inputs).0,
                 version: 1,
-                config: "{\"optimizer\":{\"lr\":0.001}}".to_string(),
-                inputs: vec![("init.weights".to_string(), "cd".repeat(32))],
+                config,
+                inputs,
                 outputs: BTreeMap::from([("checkpoint".to_string(), "ef".repeat(32))]),
             },
         );
@@ -424,6 +542,42 @@ mod tests {
         let text = lock.to_text();
         assert_eq!(Lockfile::parse(&text).unwrap(), lock);
         assert_eq!(Lockfile::parse(&text).unwrap().to_text(), text);
+    }
+
+    #[test]
+    fn hand_edits_are_found_with_their_line() {
+        let text = sample().to_text();
+        let edits = [
+            // (from, to, what the message names)
+            (
+                "\"lr\":0.001",
+                "\"lr\":0.002",
+                "the entry was edited by hand",
+            ),
+            (
+                "version = 1\nconfig",
+                "version = 2\nconfig",
+                "the entry was edited by hand",
+            ),
+            (
+                &"ef".repeat(32),
+                "not-a-digest",
+                "outputs.checkpoint: `not-a-digest` is not a blake3",
+            ),
+            (
+                &"ab".repeat(32),
+                "xyz",
+                "data.\"trainingdata/A.csv\": `xyz`",
+            ),
+            ("key = \"k1-", "key = \"k2-", "is not a stage key"),
+        ];
+        for (from, to, says) in edits {
+            assert!(text.contains(from), "{from} not in\n{text}");
+            let edited = text.replacen(from, to, 1);
+            let err = Lockfile::parse(&edited).unwrap_err();
+            assert!(err.contains(says), "{from} -> {to}: {err}");
+            assert!(err.starts_with("line "), "{err}");
+        }
     }
 
     #[test]

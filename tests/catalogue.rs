@@ -688,6 +688,31 @@ fn malformed() -> Vec<Case> {
             .expect(&["--locked: there is no hft.lock; run `hft build` first"]),
         case(Lockfile, "lock_missing_audit", &["audit", "--locked"])
             .expect(&["--locked: there is no hft.lock"]),
+        case(Lockfile, "lock_config_edited_by_hand", &["build", "--locked"])
+            .prebuilt()
+            .edit(LOCK, |t| t.replacen("\"hidden_size\":4", "\"hidden_size\":5", 1))
+            .expect(&["hft.lock:", "its key is not the key of its version, config and inputs"]),
+        case(Lockfile, "lock_version_edited_by_hand", &["audit", "--locked"])
+            .prebuilt()
+            .edit(LOCK, |t| t.replacen("version = 2\n", "version = 7\n", 1))
+            .expect(&["hft.lock:", "the entry was edited by hand"]),
+        case(Lockfile, "lock_digest_not_hex", &["build", "--locked"])
+            .prebuilt()
+            .edit(LOCK, |t| {
+                let at = t.find("dataset = \"").unwrap() + "dataset = \"".len();
+                format!("{}zz{}", &t[..at], &t[at + 2..])
+            })
+            .expect(&["hft.lock:", "is not a blake3 digest (64 hex digits)"]),
+        case(Lockfile, "lock_data_digest_edited", &["build", "--locked"])
+            .prebuilt()
+            .edit(LOCK, |t| {
+                let at = t.find("\"trainingdata/AAA.csv\" = \"").unwrap()
+                    + "\"trainingdata/AAA.csv\" = \"".len();
+                let old = &t[at..at + 64];
+                let flipped = if old.starts_with('0') { "1" } else { "0" };
+                format!("{}{flipped}{}", &t[..at], &t[at + 1..])
+            })
+            .expect(&["data file trainingdata/AAA.csv: its digest is", "hft.lock's [data] has"]),
         case(Lockfile, "lock_key_would_change", &["build", "--locked"])
             .prebuilt()
             .edit(EXPERIMENT, |t| t.replace("hidden_size: 4", "hidden_size: 8"))

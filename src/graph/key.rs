@@ -61,12 +61,19 @@ pub fn stage_key(
 /// The key of a stage from its config and input facts (`hft build --locked` recomputes keys
 /// from the facts recorded in the lock).
 pub fn key_from_inputs(spec: &StageSpec, inputs: &[(String, String)]) -> StageKey {
-    let version = spec.version.to_le_bytes();
-    let mut parts: Vec<&[u8]> = vec![
-        spec.kind.name().as_bytes(),
-        &version,
-        spec.config.as_bytes(),
-    ];
+    key_from_parts(spec.kind.name(), spec.version, &spec.config, inputs)
+}
+
+/// The key of a stage named `name` at `version` reading `config` (canonical JSON), with its
+/// input facts: what a lock entry's key must be (the lock's own consistency check).
+pub fn key_from_parts(
+    name: &str,
+    version: u32,
+    config: &str,
+    inputs: &[(String, String)],
+) -> StageKey {
+    let version = version.to_le_bytes();
+    let mut parts: Vec<&[u8]> = vec![name.as_bytes(), &version, config.as_bytes()];
     for (name, value) in inputs {
         parts.push(name.as_bytes());
         parts.push(value.as_bytes());
