@@ -104,4 +104,40 @@ fn killed_trainings_resume_to_the_uninterrupted_checkpoint() {
     p.build();
     assert_eq!(checkpoint_digest(&p), want, "resumed after {kills} kills");
     assert_eq!(partial_step(&p), None, "success removes the partial record");
+    // The resumable checkpoints go with it: every blob left is an output of a record.
+    for project in [&reference, &p] {
+        assert_eq!(
+            orphan_checkpoints(project),
+            Vec::<String>::new(),
+            "{}",
+            project.dir.display()
+        );
+    }
+}
+
+/// Checkpoint blobs under `cache/objects` that no action record names (the features'
+/// pinned state blobs are not checkpoints).
+fn orphan_checkpoints(p: &Project) -> Vec<String> {
+    let mut named = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(p.path("cache/actions")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for out in record["outputs"].as_object().unwrap().values() {
+            named.insert(out["digest"].as_str().unwrap().to_string());
+        }
+    }
+    let mut left = Vec::new();
+    for shard in std::fs::read_dir(p.path("cache/objects")).unwrap() {
+        let shard = shard.unwrap();
+        let prefix = shard.file_name().to_string_lossy().into_owned();
+        for blob in std::fs::read_dir(shard.path()).unwrap() {
+            let blob = blob.unwrap();
+            let digest = format!("{prefix}{}", blob.file_name().to_string_lossy());
+            let checkpoint = std::fs::read(blob.path()).unwrap().starts_with(b"HFT-CKPT");
+            if checkpoint && !named.contains(&digest) {
+                left.push(digest);
+            }
+        }
+    }
+    left
 }

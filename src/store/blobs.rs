@@ -48,9 +48,28 @@ impl RecentBlobs {
         self.bytes += len;
         self.entries.push_back((d, bytes));
     }
+
+    fn remove(&mut self, d: &Digest) {
+        if let Some(i) = self.entries.iter().position(|(digest, _)| digest == d)
+            && let Some((_, old)) = self.entries.remove(i)
+        {
+            self.bytes -= old.len();
+        }
+    }
 }
 
 impl Store {
+    /// Deletes the blob of a superseded resumable checkpoint, by the training that wrote it
+    /// (which holds its stage key's lock). Only for such blobs: no action record names them,
+    /// and their bytes (weights, optimizer state and step of one training) are written by
+    /// nothing else. A failure only leaves the blob for `hft gc`.
+    pub fn discard_checkpoint_blob(&self, d: &Digest) {
+        let _ = std::fs::remove_file(self.blob_path(d));
+        if let Ok(mut recent) = self.recent.lock() {
+            recent.remove(d);
+        }
+    }
+
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
         let hex = d.to_hex();
         self.root.join("objects").join(&hex[..2]).join(&hex[2..])

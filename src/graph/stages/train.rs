@@ -94,13 +94,25 @@ impl Stage for Train {
             .and_then(|id| store.get_pin_record::<Partial>(PinKind::Checkpoint, id))
             .and_then(|p| Digest::from_hex(&p.digest))
             .and_then(|d| store.get_blob(&d));
+        // The pinned resumable checkpoint: each new one supersedes it, and the finished
+        // training supersedes the last.
+        let mut pinned: Option<Digest> = partial
+            .as_deref()
+            .and_then(|id| store.get_pin_record::<Partial>(PinKind::Checkpoint, id))
+            .and_then(|p| Digest::from_hex(&p.digest));
         let mut save = |step: usize, bytes: Vec<u8>| -> Result<(), String> {
             let Some(id) = &partial else { return Ok(()) };
             let blob = store.put_blob(&bytes).map_err(|e| e.to_string())?;
             let digest = blob.digest.to_hex();
             store
                 .put_pin_record(PinKind::Checkpoint, id, &Partial { step, digest })
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            if let Some(old) = pinned.replace(blob.digest)
+                && old != blob.digest
+            {
+                store.discard_checkpoint_blob(&old);
+            }
+            Ok(())
         };
         let output = crate::train::train_resumable(
             &dataset,
@@ -128,6 +140,11 @@ impl Stage for Train {
         let output = output.map_err(|err| StageError::Failed(err.to_string()))?;
         if let Some(id) = &partial {
             store.remove_pin_record(PinKind::Checkpoint, id);
+            // The final checkpoint is an output of its own: the resumable one is dead weight
+            // and goes now, not at the next gc.
+            if let Some(last) = &pinned {
+                store.discard_checkpoint_blob(last);
+            }
         }
         // Outputs must be pure functions of the key, so wall-clock figures stay out of the
         // log blob and go to the action record's summary instead.
