@@ -719,6 +719,23 @@ fn malformed() -> Vec<Case> {
             .expect(&[
                 "--locked: exp/train: key would change from the lock: model.hidden_size 4 -> 8 (experiments/exp.yaml:9)",
             ]),
+        // ---- small things a hostile user tried
+        case(Config, "experiment_file_empty", build)
+            .config("# nothing here yet\n\n")
+            .expect(&["experiments/exp.yaml:1:1: the file is empty"]),
+        case(Config, "name_with_a_newline", build)
+            .config_replace("name: exp", "name: \"two\\nlines\"")
+            .expect(&["name: must be one line of printable text"]),
+        case(Config, "seed_two_to_the_64", build)
+            .config_plus("seed: 18446744073709551616\n")
+            .expect(&["seed: 1.8446744073709552e+19 is out of range: a whole number from 0 to 18446744073709551615"]),
+        case(CommandLine, "set_a_matrix", &["build", "--set", "matrix.model.hidden_size=8"])
+            .expect(&["--set matrix.model.hidden_size=8: matrix.model.hidden_size: a matrix cannot come from the command line"]),
+        case(CommandLine, "set_an_unknown_key_names_the_set", &["build", "--set", "model.nosuch=8"])
+            .expect(&["--set model.nosuch=8: model.nosuch: unknown field `nosuch`"]),
+        case(Cache, "compare_unknown_metric", &["compare", "--metric", "nosuch"])
+            .prebuilt()
+            .expect(&["--metric nosuch: no experiment has this metric"]),
         // ---- sizes that would exhaust the machine
         case(Config, "hidden_size_absurd", build)
             .config_replace("hidden_size: 4", "hidden_size: 100000000")

@@ -247,6 +247,26 @@ pub fn compare(args: &CompareArgs) -> Outcome {
             c.metric_columns.join(", ")
         ));
     }
+    // A metric no experiment has is a typo, as with --sort.
+    if let Some(m) = args
+        .metrics
+        .iter()
+        .find(|m| *m != "all" && !c.rows.iter().any(|r| cell(r, m).is_some()))
+        && !c.rows.is_empty()
+    {
+        let known: BTreeSet<&str> = c
+            .rows
+            .iter()
+            .flat_map(|r| r.metrics.keys().map(String::as_str))
+            .collect();
+        let hint = match crate::config::did_you_mean(m, known.iter().copied()) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None => "`--metric all` lists every one".to_string(),
+        };
+        return fail(&format!(
+            "--metric {m}: no experiment has this metric; {hint}"
+        ));
+    }
     if c.rows.is_empty()
         && let Some(catalog) = unfiltered
     {

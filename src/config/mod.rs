@@ -202,6 +202,20 @@ pub fn resolve_file(
     read_template: &mut resolve::TemplateReader,
     registries: &Registries,
 ) -> Result<Vec<Resolved>, ConfigError> {
+    let blank = text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    if blank {
+        return Err(ConfigError::at(
+            &located::Origin::new(
+                &file.display().to_string(),
+                located::Pos { line: 1, column: 1 },
+            ),
+            "",
+            "the file is empty: an experiment needs at least a `data` section \
+             (templates/base.yaml lists every key with its default)",
+        ));
+    }
     let points = resolve::resolve(file, text, overrides, read_template)
         .map_err(|e| ConfigError::at(&e.origin, &e.key, e.message))?;
     points
@@ -217,6 +231,16 @@ pub fn resolve_file(
                 })?;
             if experiment.name.is_empty() {
                 experiment.name = default_name.to_string();
+            }
+            if let Some(c) = experiment.name.chars().find(|c| c.is_control()) {
+                return Err(ConfigError::at(
+                    &locations.find("name"),
+                    "name",
+                    format!(
+                        "must be one line of printable text (it holds {c:?}): names label \
+                         files, tables and the lockfile"
+                    ),
+                ));
             }
             experiment.name.push_str(&point.suffix);
             if let Err((key, message)) = validate(&mut experiment, registries) {
@@ -274,6 +298,21 @@ pub(crate) fn json_path(path: &serde_path_to_error::Path) -> String {
 
 /// Adds "did you mean" to serde's unknown-field / unknown-variant messages.
 pub(crate) fn explain_serde_error(message: &str) -> String {
+    // A whole number too big for its type reaches serde as a float: say what it is.
+    if let Some(rest) = message.strip_prefix("invalid type: floating point `")
+        && let Some((number, expected)) = rest.split_once("`, expected ")
+        && let Some(max) = match expected {
+            "u64" | "usize" => Some(u64::MAX.to_string()),
+            "u32" => Some(u32::MAX.to_string()),
+            "i64" => Some(i64::MAX.to_string()),
+            _ => None,
+        }
+        && number
+            .parse::<f64>()
+            .is_ok_and(|x| x.fract() == 0.0 && x.abs() >= 9.0e15)
+    {
+        return format!("{number} is out of range: a whole number from 0 to {max}");
+    }
     if message.contains("expected a string") {
         // YAML reads `ON`, `NO` or `0700` as a bool or number; tickers need quotes.
         return format!("{message}; quote the value if it is text (e.g. \"ON\")");
@@ -398,8 +437,10 @@ mod tests {
     }
 
     #[test]
-    fn empty_file_is_all_defaults_named_after_the_file() {
-        let e = parse("").unwrap();
+    fn an_empty_file_is_an_error_and_defaults_fill_the_rest() {
+        let err = parse("# to do\n\n").unwrap_err();
+        assert!(err.message.contains("the file is empty"), "{}", err.message);
+        let e = parse("seed: 1\n").unwrap();
         assert_eq!(e.name, "exp");
         assert_eq!(e.data, DataConfig::default());
     }

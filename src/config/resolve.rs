@@ -300,8 +300,10 @@ fn set_path(tree: &mut Node, path: &str, value: Node) -> Result<(), ResolveError
             format!("key paths are limited to {MAX_DEPTH} parts"),
         ));
     }
+    // Maps created on the way come from the value's source (a `--set`): an error about
+    // them names it.
+    let origin = value.origin.clone();
     for (i, part) in parts.iter().enumerate() {
-        let origin = node.origin.clone();
         let NodeValue::Map(entries) = &mut node.value else {
             return Err(error(
                 &value.origin,
@@ -316,7 +318,7 @@ fn set_path(tree: &mut Node, path: &str, value: Node) -> Result<(), ResolveError
         let pos = match entries.iter().position(|(k, _)| k == part) {
             Some(p) => p,
             None => {
-                entries.push((part.to_string(), Node::empty_map(origin)));
+                entries.push((part.to_string(), Node::empty_map(origin.clone())));
                 entries.len() - 1
             }
         };
@@ -347,6 +349,15 @@ fn parse_override(text: &str) -> Result<(String, Node), ResolveError> {
             .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
     if !valid {
         return Err(error(&origin, path, "not a key path like optimizer.lr"));
+    }
+    if path == "matrix" || path.starts_with("matrix.") {
+        return Err(error(
+            &origin,
+            path,
+            "a matrix cannot come from the command line: `--set` applies to every point \
+             after the file's matrix is expanded; put the matrix in the file, or give one \
+             value per build (--set model.hidden_size=8)",
+        ));
     }
     let mut node = located::parse(value, &label).map_err(|(_, m)| error(&origin, path, m))?;
     node.set_origin(&origin);
