@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::{Common, Outcome, fail, survey};
-use crate::catalog::{Catalog, CatalogRow};
+use crate::catalog::{Catalog, CatalogRow, Trials};
+use crate::eval::deflated::{Deflated, deflate, insert_deflated};
 use crate::graph::exec::{ExperimentJob, ExperimentReport, StageState};
 use crate::report;
 use crate::store::Store;
@@ -252,6 +253,7 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
             })
             .collect();
         let train_log = blob_json(store, r, "train", "log");
+        let deflated = deflated_sharpe(store, job, r);
         let metrics = r
             .stages
             .iter()
@@ -266,6 +268,7 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
                 "stages": stages,
                 "train_log": train_log,
                 "metrics": metrics,
+                "deflated_sharpe": deflated,
             });
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
             return Outcome::Ok;
@@ -370,11 +373,29 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
                 })
                 .collect();
             lines.extend(term::table(&rows));
+            if let Some(d) = deflated {
+                lines.push(format!(
+                    "deflated Sharpe {} over {} trials on this dataset (the catalog's; \
+                     variance of their per-bar Sharpe {})",
+                    number(d.value),
+                    d.trials,
+                    number(d.sharpe_variance)
+                ));
+            }
         }
         term::print_block(&lines);
         Outcome::Ok
     })
     .unwrap_or_else(|o| o)
+}
+
+/// The deflated Sharpe ratio of an experiment's current evaluation over the trials the
+/// catalog has seen on its dataset (this one counted); `None` when it is not evaluated or
+/// its metrics predate the one-trial figure.
+fn deflated_sharpe(store: &Store, job: &ExperimentJob, r: &ExperimentReport) -> Option<Deflated> {
+    let id = crate::graph::experiment_id(&job.file, &job.plan.name);
+    let row = CatalogRow::from_report(&id, job.experiment, r)?;
+    deflate(&row.metrics, Trials::load(store).count_for(&row)?)
 }
 
 /// A JSON output blob of a built stage.
@@ -561,10 +582,16 @@ fn count_rows(path: &Path) -> Option<usize> {
 /// `hft report -o FILE`.
 pub fn html_report(common: &Common, output: &Path) -> Outcome {
     survey(common, |store, jobs, reports| {
+        let trials = Trials::load(store);
         let mut experiments = Vec::new();
         for (job, r) in jobs.iter().zip(reports) {
             let id = crate::graph::experiment_id(&job.file, &job.plan.name);
-            let row = CatalogRow::from_report(&id, job.experiment, r);
+            let mut row = CatalogRow::from_report(&id, job.experiment, r);
+            if let Some(row) = &mut row
+                && let Some(count) = trials.count_for(row)
+            {
+                insert_deflated(&mut row.metrics, count);
+            }
             let json = serde_json::to_value(job.experiment).unwrap_or_default();
             experiments.push(report::html::ReportExperiment {
                 name: job.plan.name.clone(),
@@ -578,6 +605,12 @@ pub fn html_report(common: &Common, output: &Path) -> Outcome {
                 metrics: row.map(|r| r.metrics).unwrap_or_default(),
                 train_log: blob_json(store, r, "train", "log"),
                 predictions: blob(store, r, "evaluate", "predictions"),
+                walk_forward_folds: blob(
+                    store,
+                    r,
+                    crate::eval::overfitting::WALK_FORWARD_STAGE,
+                    crate::eval::overfitting::FOLDS_OUTPUT,
+                ),
             });
         }
         let html = match report::html::render(&experiments) {
