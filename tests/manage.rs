@@ -162,6 +162,7 @@ fn compare_deflates_each_sharpe_by_the_trials_on_its_dataset() {
     p.build();
     let deflated = |trials: u64| {
         let rows = json(&p.hft(&["compare", "--json", "--metric", "deflated_sharpe"]));
+        assert_eq!(rows.as_array().unwrap().len(), 2);
         for r in rows.as_array().unwrap() {
             let (d, m) = (&r["deflated_sharpe"], &r["metrics"]);
             // Two evaluations of one dataset: each Sharpe is deflated as one of them.

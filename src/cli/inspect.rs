@@ -605,7 +605,7 @@ pub fn html_report(common: &Common, output: &Path) -> Outcome {
                 metrics: row.map(|r| r.metrics).unwrap_or_default(),
                 train_log: blob_json(store, r, "train", "log"),
                 predictions: blob(store, r, "evaluate", "predictions"),
-                walk_forward_folds: blob(
+                folds_blob: blob(
                     store,
                     r,
                     crate::eval::overfitting::WALK_FORWARD_STAGE,

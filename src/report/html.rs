@@ -33,8 +33,9 @@ pub struct ReportExperiment {
     pub train_log: Option<serde_json::Value>,
     /// The evaluate stage's `predictions` blob (CSV bytes); `None` if not built.
     pub predictions: Option<Vec<u8>>,
-    /// The `walk_forward` stage's `folds` blob (JSON); `None` without walk-forward.
-    pub walk_forward_folds: Option<Vec<u8>>,
+    /// The `walk_forward` stage's `folds` output (JSON bytes: each fold's strategy returns,
+    /// for the PBO section); `None` without walk-forward.
+    pub folds_blob: Option<Vec<u8>>,
 }
 
 /// The whole HTML document.
@@ -111,7 +112,7 @@ pub(super) fn escape(text: &str) -> String {
 fn pbo_section(html: &mut String, experiments: &[ReportExperiment]) {
     let with: Vec<(&ReportExperiment, &Vec<u8>)> = experiments
         .iter()
-        .filter_map(|e| Some((e, e.walk_forward_folds.as_ref()?)))
+        .filter_map(|e| Some((e, e.folds_blob.as_ref()?)))
         .collect();
     if with.is_empty() {
         return;
@@ -148,7 +149,7 @@ fn pbo_section(html: &mut String, experiments: &[ReportExperiment]) {
             escape(
                 &experiments
                     .iter()
-                    .filter(|e| e.walk_forward_folds.is_none())
+                    .filter(|e| e.folds_blob.is_none())
                     .map(|e| e.name.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
@@ -300,7 +301,7 @@ AAA,300,0.02,0.0,0.01,0.0,2,0,0,buy,buy
             ]),
             train_log: Some(log),
             predictions: Some(CSV.as_bytes().to_vec()),
-            walk_forward_folds: None,
+            folds_blob: None,
         }
     }
 
@@ -396,7 +397,7 @@ AAA,300,0.02,0.0,0.01,0.0,2,0,0,buy,buy
             .map(|t| {
                 let mut e = experiment(&format!("lr{t}"), "0.001");
                 let folds: Vec<_> = (0..6).map(|f| (f, returns(t, f, 0.004))).collect();
-                e.walk_forward_folds = Some(blob(&folds));
+                e.folds_blob = Some(blob(&folds));
                 e
             })
             .collect();
