@@ -48,8 +48,10 @@ impl Trials {
     }
 
     /// The trials of the whole catalog of `store`, parsing of each row only its stage keys
-    /// and the three metrics a trial's Sharpe ratio needs (so `compare` stays fast).
+    /// and the three metrics a trial's Sharpe ratio needs, lines in parallel (so `compare`
+    /// stays fast); merged in file order.
     pub fn load(store: &Store) -> Trials {
+        use rayon::prelude::*;
         #[derive(Deserialize)]
         struct Stage {
             id: String,
@@ -73,29 +75,28 @@ impl Trials {
         let Ok(text) = fs::read_to_string(store.root().join(ROWS_FILE)) else {
             return t;
         };
-        for row in text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Row>(l).ok())
-        {
-            let key = |id: &str| row.stages.iter().find(|s| s.id == id).map(|s| &s.key);
-            let Some(dataset) = key(DATASET_STAGE) else {
-                continue;
-            };
-            let Some(trial) = TRIAL_STAGES.iter().find_map(|s| key(s)) else {
-                continue;
-            };
-            let m = &row.metrics;
-            let metrics: BTreeMap<String, f64> = [
-                ("deflated_sharpe.sharpe", m.sharpe),
-                ("backtest.strategy.sharpe", m.annual),
-                ("backtest.bars_per_year", m.bars_per_year),
-            ]
-            .into_iter()
-            .filter_map(|(k, v)| Some((k.to_string(), v?)))
+        let lines: Vec<&str> = text.lines().collect();
+        let found: Vec<(String, String, f64)> = lines
+            .par_iter()
+            .filter_map(|line| {
+                let row = serde_json::from_str::<Row>(line).ok()?;
+                let key = |id: &str| row.stages.iter().find(|s| s.id == id).map(|s| &s.key);
+                let dataset = key(DATASET_STAGE)?;
+                let trial = TRIAL_STAGES.iter().find_map(|s| key(s))?;
+                let m = &row.metrics;
+                let metrics: BTreeMap<String, f64> = [
+                    ("deflated_sharpe.sharpe", m.sharpe),
+                    ("backtest.strategy.sharpe", m.annual),
+                    ("backtest.bars_per_year", m.bars_per_year),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.to_string(), v?)))
+                .collect();
+                Some((dataset.clone(), trial.clone(), trial_sharpe(&metrics)?))
+            })
             .collect();
-            if let Some(sr) = trial_sharpe(&metrics) {
-                t.add(dataset, trial, sr);
-            }
+        for (dataset, trial, sr) in &found {
+            t.add(dataset, trial, *sr);
         }
         t
     }
