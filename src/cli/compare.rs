@@ -462,13 +462,19 @@ fn fold_returns(
         .map_err(|e| format!("{}: {e}", row.name))
 }
 
-/// The PBO of `rows` as a sweep, and the names of the experiments left out for lack of
-/// walk-forward folds.
-fn pbo_of(store: &Store, rows: &[CatalogRow]) -> Result<(SweepPbo, Vec<String>), String> {
-    let (mut folds, mut without) = (Vec::new(), Vec::new());
+/// A sweep's PBO, the names of its trials, and those of the experiments left out.
+type PboOfRows = (SweepPbo, Vec<String>, Vec<String>);
+
+/// The PBO of `rows` as a sweep; experiments without walk-forward folds are left out, and
+/// none with them is an error naming `evaluation.walk_forward`.
+fn pbo_of(store: &Store, rows: &[CatalogRow]) -> Result<PboOfRows, String> {
+    let (mut folds, mut with, mut without) = (Vec::new(), Vec::new(), Vec::new());
     for r in rows {
         match fold_returns(store, r)? {
-            Some(f) => folds.push(f),
+            Some(f) => {
+                folds.push(f);
+                with.push(r.name.clone());
+            }
             None => without.push(r.name.clone()),
         }
     }
@@ -478,28 +484,26 @@ fn pbo_of(store: &Store, rows: &[CatalogRow]) -> Result<(SweepPbo, Vec<String>),
             n => format!("{NEEDS_FOLDS} (none of the {n} experiments compared has them)"),
         });
     }
-    Ok((sweep_pbo(&folds)?, without))
+    Ok((sweep_pbo(&folds)?, with, without))
 }
 
 /// `hft compare --pbo`.
 fn print_pbo(store: &Store, rows: &[CatalogRow], format: Format) -> Outcome {
-    let (pbo, without) = match pbo_of(store, rows) {
+    let (pbo, with, without) = match pbo_of(store, rows) {
         Ok(p) => p,
         Err(e) => return fail(&e),
     };
     if format == Format::Json {
         let mut doc = serde_json::to_value(&pbo).unwrap_or_default();
-        doc["experiments"] = json!(
-            rows.iter()
-                .map(|r| r.name.as_str())
-                .filter(|n| !without.iter().any(|w| w == n))
-                .collect::<Vec<_>>()
-        );
+        doc["experiments"] = json!(with);
         doc["without_folds"] = json!(without);
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Outcome::Ok;
     }
-    let mut lines = vec![format!("{}.", pbo.sentence())];
+    let mut lines = vec![
+        format!("{}.", pbo.sentence()),
+        format!("trials: {}", with.join(", ")),
+    ];
     if let Some(note) = pbo.fold_note() {
         lines.push(format!("note: {note}"));
     }
@@ -710,10 +714,11 @@ mod tests {
             .map(|t| walk_forward_row(&store, &format!("lr{t}"), t, 0.004, 8))
             .collect();
         rows.push(row("plain", "0.1", 0.3));
-        let (pbo, without) = pbo_of(&store, &rows).unwrap();
+        let (pbo, with, without) = pbo_of(&store, &rows).unwrap();
         assert_eq!((pbo.trials, pbo.blocks, pbo.combinations), (5, 8, 70));
         assert!(pbo.pbo < 0.05, "trial 0 has an edge: {pbo:?}");
-        assert_eq!(without, vec!["plain"]);
+        assert_eq!(with, ["lr0", "lr1", "lr2", "lr3", "lr4"]);
+        assert_eq!(without, ["plain"]);
         // The same computation as on the folds themselves.
         let direct: Vec<_> = (0..5)
             .map(|t| {
