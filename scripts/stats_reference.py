@@ -14,7 +14,16 @@ Definitions (textbook, written out here rather than shared with the Rust code):
   autocovariances gamma_k = 1/n sum (d_t - dbar)(d_{t-k} - dbar) for k < h,
   V = (gamma_0 + 2 sum_{k=1}^{h-1} gamma_k) / n, DM = dbar / sqrt(V),
   DM* = DM sqrt((n + 1 - 2h + h(h-1)/n) / n), p = 2 P(T_{n-1} > |DM*|).
+- PBO by CSCV (Bailey, Borwein, Lopez de Prado & Zhu 2017), for src/eval/stats/pbo.rs:
+  returns[trial][block]; an odd block count drops its first block, more than 16 blocks are
+  grouped into 16 runs of adjacent ones (run g: blocks g*S//16 .. (g+1)*S//16); for every
+  choice of half the blocks as in-sample (itertools.combinations order), the trial with the
+  best in-sample Sharpe (first on ties) is ranked out of sample (scipy rankdata, ties
+  averaged), w = rank / (N + 1), logit ln(w / (1 - w)); PBO = share of logits <= 0. The
+  degradation slope is np.polyfit(in-sample SR, out-of-sample SR, 1)[0] of the selected
+  trials; the probability of loss the share of negative out-of-sample SRs.
 """
+import itertools
 import json
 import os
 
@@ -39,7 +48,74 @@ def make_inputs():
         "returns": [float(v) for v in returns],
         "loss_a": [float(v) for v in loss_a],
         "loss_b": [float(v) for v in loss_b],
+        "pbo": make_pbo_inputs(),
     }
+
+
+def make_pbo_inputs():
+    """Sweeps of per-bar returns, trial x block x bar (a separate generator, so the series
+    above keep their values)."""
+    rng = np.random.default_rng(2017)
+
+    def sweep(trials, blocks, bars, drift=None):
+        r = rng.normal(0.0, 0.01, (trials, blocks, bars))
+        if drift is not None:
+            r += np.asarray(drift)[:, None, None]
+        return [[[float(v) for v in b] for b in t] for t in r]
+
+    return {
+        # No trial has an edge: selection is noise.
+        "no_skill": sweep(10, 8, 25),
+        # Trial 3 earns 0.5 sd a bar more than the others: it is selected and stays best.
+        "one_skilled": sweep(10, 8, 25, [0.005 if i == 3 else 0.0 for i in range(10)]),
+        # Odd blocks (the first is dropped) and a mild, graded edge.
+        "odd_blocks": sweep(4, 7, 12, [0.0, 0.001, 0.002, 0.003]),
+        # More than 16 blocks: grouped into 16 runs.
+        "many_blocks": sweep(3, 19, 4),
+    }
+
+
+def pbo_sharpe(r):
+    r = np.asarray(r)
+    if len(r) < 2:
+        return 0.0
+    sd = np.std(r, ddof=1)
+    return float(np.mean(r) / sd) if sd > 0 else 0.0
+
+
+def pbo_cscv(m):
+    n_trials, s = len(m), len(m[0])
+    first = s % 2
+    se = s - first
+    if se <= 16:
+        groups = [list(range(b, b + 1)) for b in range(first, s)]
+    else:
+        groups = [list(range(first + g * se // 16, first + (g + 1) * se // 16)) for g in range(16)]
+    blocks = [[np.concatenate([m[t][b] for b in g]) for g in groups] for t in range(n_trials)]
+    nb = len(groups)
+    logits, sel_is, sel_oos = [], [], []
+    for combo in itertools.combinations(range(nb), nb // 2):
+        rest = [b for b in range(nb) if b not in combo]
+        is_sr = [pbo_sharpe(np.concatenate([blocks[t][b] for b in combo])) for t in range(n_trials)]
+        oos_sr = [pbo_sharpe(np.concatenate([blocks[t][b] for b in rest])) for t in range(n_trials)]
+        best = int(np.argmax(is_sr))
+        rank = stats.rankdata(oos_sr)[best]
+        w = rank / (n_trials + 1)
+        logits.append(float(np.log(w / (1 - w))))
+        sel_is.append(is_sr[best])
+        sel_oos.append(oos_sr[best])
+    out = {
+        "trials": n_trials,
+        "blocks": nb,
+        "combinations": len(logits),
+        "pbo": float(np.mean(np.asarray(logits) <= 0)),
+        "degradation_slope": float(np.polyfit(sel_is, sel_oos, 1)[0]),
+        "probability_of_loss": float(np.mean(np.asarray(sel_oos) < 0)),
+    }
+    # Each logit only for small cases (12,870 of them would swamp the fixture).
+    if len(logits) <= 100:
+        out["logits"] = logits
+    return out
 
 
 def sharpe(r, ppy):
@@ -103,6 +179,7 @@ def main():
             ]
         ],
         "dm": [dm(inp["loss_a"], inp["loss_b"], h) for h in [1, 2, 5]],
+        "pbo": {name: pbo_cscv(m) for name, m in inp["pbo"].items()},
         "t_cdf": [
             {"t": t, "df": df, "cdf": float(stats.t.cdf(t, df)), "sf": float(stats.t.sf(t, df))}
             for df in [1.0, 2.5, 5.0, 30.0, 59.0, 371.0]

@@ -6,7 +6,8 @@
 //! - `catalog.jsonl`: one [`CatalogRow`] per experiment whose build record changed in a
 //!   build (or which failed): resolved config leaves, stage keys and output digests, timings,
 //!   flattened metrics. The last row of an id is its current state; earlier rows are its
-//!   history (kept up to [`HISTORY`] per experiment when the file is compacted).
+//!   history (kept up to [`HISTORY`] per experiment when the file is compacted, and the
+//!   newest row of every trial: [`Trials`]).
 //! - `builds.jsonl`: one [`BuildEntry`] per build: how many stages ran, hit or failed.
 //!
 //! Appends are one `write` each under an flock, so concurrent builds interleave whole lines;
@@ -23,6 +24,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::Experiment;
 use crate::graph::exec::{ExperimentReport, StageState};
 use crate::store::{Store, now_unix};
+
+mod trials;
+pub use trials::Trials;
 
 pub const ROWS_FILE: &str = "catalog.jsonl";
 pub const BUILDS_FILE: &str = "builds.jsonl";
@@ -335,24 +339,24 @@ pub fn append(store: &Store, rows: &[CatalogRow], build: &BuildEntry) -> io::Res
     Ok(())
 }
 
-/// Rewrites the catalog keeping the last [`HISTORY`] rows of each experiment, and the last
-/// 1000 build entries; only when that would at least halve it.
+/// Rewrites the catalog keeping the last [`HISTORY`] rows of each experiment, the newest row
+/// of every trial (a distinct evaluation on a dataset: the trial count of the deflated
+/// Sharpe ratio must not shrink), and the last 1000 build entries; only when that would at
+/// least halve it.
 fn compact_if_needed(store: &Store) -> io::Result<()> {
     let rows: Vec<CatalogRow> = read_lines(&store.root().join(ROWS_FILE));
-    let mut per_id: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in &rows {
-        *per_id.entry(r.id.as_str()).or_default() += 1;
-    }
-    let kept: usize = per_id.values().map(|&n| n.min(HISTORY)).sum();
-    if rows.len() < 2 * kept + 100 {
-        return Ok(());
-    }
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut trials_seen = std::collections::HashSet::new();
     let mut keep = vec![false; rows.len()];
     for (i, r) in rows.iter().enumerate().rev() {
         let n = seen.entry(r.id.as_str()).or_default();
         *n += 1;
-        keep[i] = *n <= HISTORY;
+        let newest_of_trial = trials::trial_id(r).is_some_and(|t| trials_seen.insert(t));
+        keep[i] = *n <= HISTORY || newest_of_trial;
+    }
+    let kept = keep.iter().filter(|k| **k).count();
+    if rows.len() < 2 * kept + 100 {
+        return Ok(());
     }
     let mut text = String::new();
     for (r, _) in rows.iter().zip(&keep).filter(|(_, k)| **k) {

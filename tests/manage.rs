@@ -151,6 +151,59 @@ fn compare_lists_differing_config_and_metrics_in_every_format() {
 }
 
 #[test]
+fn compare_deflates_each_sharpe_by_the_trials_on_its_dataset() {
+    let p = Project::new("manage-dsr");
+    p.write("trainingdata/AAA.csv", &csv_bars(200, 1));
+    // Positions from the predicted sign: the bar returns vary, so each Sharpe is defined.
+    let priced =
+        |name: &str, lr: &str| format!("{}evaluation: {{signal: price}}\n", experiment(name, lr));
+    p.write("experiments/slow.yaml", &priced("slow", "0.0001"));
+    p.write("experiments/fast.yaml", &priced("fast", "0.01"));
+    p.build();
+    let deflated = |trials: u64| {
+        let rows = json(&p.hft(&["compare", "--json", "--metric", "deflated_sharpe"]));
+        assert_eq!(rows.as_array().unwrap().len(), 2);
+        for r in rows.as_array().unwrap() {
+            let (d, m) = (&r["deflated_sharpe"], &r["metrics"]);
+            // Two evaluations of one dataset: each Sharpe is deflated as one of them.
+            assert_eq!(d["trials"], trials, "{r}");
+            assert_eq!(m["dsr.trials"], trials as f64, "{r}");
+            assert_eq!(m["dsr"], d["value"], "{r}");
+            // metrics.json holds the figure as one trial; more trials only lower it.
+            assert_eq!(m["deflated_sharpe.trials"], 1.0, "{r}");
+            let one = m["deflated_sharpe.value"].as_f64().unwrap();
+            assert!(d["value"].as_f64().unwrap() <= one, "{r}");
+        }
+    };
+    deflated(2);
+    let table = p.hft(&["compare"]);
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    assert!(table.stdout.contains("dsr"), "{}", table.stdout);
+    assert!(table.stdout.contains("(N=2)"), "{}", table.stdout);
+
+    // A learning rate tried and abandoned is still a trial: the catalog remembers it.
+    p.write("experiments/fast.yaml", &priced("fast", "0.02"));
+    p.build();
+    deflated(3);
+    let show = json(&p.hft(&["show", "fast", "--json"]));
+    assert_eq!(show["deflated_sharpe"]["trials"], 3, "{show}");
+    let report = p.hft(&["report", "-o", "r.html"]);
+    assert_eq!(report.code, 0, "{}", report.stderr);
+    let html = std::fs::read_to_string(p.path("r.html")).unwrap();
+    assert!(html.contains("deflated Sharpe (N trials)") && html.contains("(N=3)"));
+
+    // No walk-forward folds: --pbo says what to set.
+    let pbo = p.hft(&["compare", "--pbo"]);
+    assert_eq!(pbo.code, 2, "{}", pbo.stdout);
+    assert!(
+        pbo.stderr
+            .contains("PBO needs walk-forward folds: set evaluation.walk_forward"),
+        "{}",
+        pbo.stderr
+    );
+}
+
+#[test]
 fn explain_names_the_edit_and_what_it_reruns() {
     let p = project();
     p.build();

@@ -190,7 +190,7 @@ fn build_prints_results_and_stores_metrics() {
     let blob =
         std::fs::read(p.path(&format!("cache/objects/{}/{}", &digest[..2], &digest[2..]))).unwrap();
     let m: serde_json::Value = serde_json::from_slice(&blob).unwrap();
-    assert_eq!(m["metrics_version"], 3);
+    assert_eq!(m["metrics_version"], 4);
     for path in [
         "/price/mse",
         "/price/mae",

@@ -1,6 +1,9 @@
 //! `hft compare`: the last builds of the selected experiments side by side, the config
 //! values that differ between them and their metrics, filtered and sorted. It reads only
-//! the catalog (never plans), so it stays fast on thousands of experiments.
+//! the catalog (never plans), so it stays fast on thousands of experiments. Each Sharpe
+//! ratio is also shown deflated (`dsr`) by the trials the catalog has seen on the same
+//! dataset; `--pbo` gives the probability of backtest overfitting of the compared sweep
+//! from its walk-forward folds instead of the table.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -9,26 +12,56 @@ use serde_json::{Value, json};
 
 use super::inspect::number;
 use super::{Outcome, fail};
-use crate::catalog::{Catalog, CatalogRow};
+use crate::catalog::{Catalog, CatalogRow, Trials};
+use crate::eval::deflated::{DSR_METRIC, DSR_TRIALS_METRIC, deflate, insert_deflated};
+use crate::eval::overfitting::{
+    FOLDS_OUTPUT, NEEDS_FOLDS, SweepPbo, WALK_FORWARD_STAGE, parse_fold_returns, sweep_pbo,
+};
+use crate::store::{Digest, Store};
 use crate::term;
 pub use crate::usecase::filter::Condition;
 
-/// The metrics `ls` and `compare` show unless told otherwise.
-pub const HEADLINE_METRICS: [&str; 7] = [
+/// The metrics `ls` and `compare` show unless told otherwise. `dsr` is derived when
+/// comparing: the strategy's Sharpe ratio deflated by the catalog's trials on its dataset.
+pub const HEADLINE_METRICS: [&str; 8] = [
     "train.selected_val_loss",
     "skill.pooled",
     "price.mse",
     "price.directional_accuracy",
     "backtest.strategy.sharpe",
+    DSR_METRIC,
     "backtest.strategy.total_return",
     "backtest.buy_and_hold.sharpe",
 ];
 
-/// The metric a column name stands for: `skill` is the pooled skill against persistence.
+/// The metric a column name stands for: `skill` is the pooled skill against persistence,
+/// `deflated_sharpe` the deflated Sharpe ratio over the catalog's trials (`dsr`; the
+/// one-trial figure of `metrics.json` is `deflated_sharpe.value`).
 pub fn metric_key(key: &str) -> &str {
     match key {
         "skill" => "skill.pooled",
+        "deflated_sharpe" => DSR_METRIC,
         other => other,
+    }
+}
+
+/// A metric's cell: [`shown`], and the trial count after a deflated Sharpe ratio.
+fn metric_text(row: &CatalogRow, key: &str) -> Option<String> {
+    let x = metric(row, key)?;
+    let text = shown(key, x);
+    Some(match row.metrics.get(DSR_TRIALS_METRIC) {
+        Some(n) if metric_key(key) == DSR_METRIC => format!("{text} (N={n})"),
+        _ => text,
+    })
+}
+
+/// Adds the derived deflated Sharpe ratio ([`DSR_METRIC`], with its trial count) to every
+/// row that has the one-trial figure, from the trials of the whole catalog.
+pub fn add_deflated_sharpe(rows: &mut [CatalogRow], trials: &Trials) {
+    for row in rows {
+        if let Some(count) = trials.count_for(row) {
+            insert_deflated(&mut row.metrics, count);
+        }
     }
 }
 
@@ -84,6 +117,8 @@ pub struct CompareArgs {
     pub filters: Vec<String>,
     pub metrics: Vec<String>,
     pub format: Format,
+    /// Print the probability of backtest overfitting instead of the table.
+    pub pbo: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,7 +262,9 @@ pub fn compare(args: &CompareArgs) -> Outcome {
         Ok(s) => s,
         Err(o) => return o,
     };
-    let catalog = Catalog::load_latest(&store);
+    let mut catalog = Catalog::load_latest(&store);
+    let trials = Trials::load(&store);
+    add_deflated_sharpe(&mut catalog.rows, &trials);
     // Kept for diagnosing a filter that matches nothing.
     let unfiltered = (!conditions.is_empty()).then(|| catalog.clone());
     let c = compare_rows(
@@ -295,11 +332,14 @@ pub fn compare(args: &CompareArgs) -> Outcome {
                     cond.key
                 ));
             }
-            if args.format == Format::Table {
+            if args.format == Format::Table && !args.pbo {
                 eprintln!("no built experiment matches the filters");
                 return Outcome::Ok;
             }
         }
+    }
+    if args.pbo {
+        return print_pbo(&store, &c.rows, args.format);
     }
     if c.rows.is_empty() && args.format == Format::Table {
         eprintln!("no built experiment matches (build them first: `hft build`)");
@@ -318,11 +358,11 @@ pub fn compare(args: &CompareArgs) -> Outcome {
                         .map(|v| v.trim_matches('"').to_string())
                         .unwrap_or_else(|| "-".into())
                 }))
-                .chain(c.metric_columns.iter().map(|k| {
-                    metric(r, k)
-                        .map(|x| shown(k, x))
-                        .unwrap_or_else(|| "-".into())
-                }))
+                .chain(
+                    c.metric_columns
+                        .iter()
+                        .map(|k| metric_text(r, k).unwrap_or_else(|| "-".into())),
+                )
                 .collect::<Vec<String>>()
         })
     };
@@ -342,6 +382,9 @@ pub fn compare(args: &CompareArgs) -> Outcome {
                             (k, v.unwrap_or(Value::Null))
                         })
                         .collect();
+                    let deflated = trials
+                        .count_for(r)
+                        .and_then(|count| deflate(&r.metrics, count));
                     json!({
                         "name": r.name,
                         "file": r.file,
@@ -349,6 +392,7 @@ pub fn compare(args: &CompareArgs) -> Outcome {
                         "built_at": r.built_at,
                         "config": config,
                         "metrics": r.metrics,
+                        "deflated_sharpe": deflated,
                     })
                 })
                 .collect();
@@ -407,6 +451,89 @@ pub fn compare(args: &CompareArgs) -> Outcome {
             term::print_block(&term::table(&rows));
         }
     }
+    Outcome::Ok
+}
+
+/// The walk-forward fold returns of a compared experiment: `None` when it has no
+/// `walk_forward` stage; an error when its folds blob is missing or unreadable.
+fn fold_returns(
+    store: &Store,
+    row: &CatalogRow,
+) -> Result<Option<BTreeMap<usize, Vec<f64>>>, String> {
+    let Some(hex) = row
+        .stages
+        .iter()
+        .find(|s| s.id == WALK_FORWARD_STAGE)
+        .and_then(|s| s.outputs.get(FOLDS_OUTPUT))
+    else {
+        return Ok(None);
+    };
+    let digest = Digest::from_hex(hex)
+        .ok_or_else(|| format!("{}: the catalog names a bad folds digest `{hex}`", row.name))?;
+    let bytes = store.get_blob(&digest).ok_or_else(|| {
+        format!(
+            "{}: its walk-forward folds ({}) are not in the store; rebuild it (`hft build`)",
+            row.name,
+            digest.short()
+        )
+    })?;
+    parse_fold_returns(&bytes)
+        .map(Some)
+        .map_err(|e| format!("{}: {e}", row.name))
+}
+
+/// A sweep's PBO, the names of its trials, and those of the experiments left out.
+type PboOfRows = (SweepPbo, Vec<String>, Vec<String>);
+
+/// The PBO of `rows` as a sweep; experiments without walk-forward folds are left out, and
+/// none with them is an error naming `evaluation.walk_forward`.
+fn pbo_of(store: &Store, rows: &[CatalogRow]) -> Result<PboOfRows, String> {
+    let (mut folds, mut with, mut without) = (Vec::new(), Vec::new(), Vec::new());
+    for r in rows {
+        match fold_returns(store, r)? {
+            Some(f) => {
+                folds.push(f);
+                with.push(r.name.clone());
+            }
+            None => without.push(r.name.clone()),
+        }
+    }
+    if folds.is_empty() {
+        return Err(match rows.len() {
+            0 => format!("{NEEDS_FOLDS} (no built experiment matches)"),
+            n => format!("{NEEDS_FOLDS} (none of the {n} experiments compared has them)"),
+        });
+    }
+    Ok((sweep_pbo(&folds)?, with, without))
+}
+
+/// `hft compare --pbo`.
+fn print_pbo(store: &Store, rows: &[CatalogRow], format: Format) -> Outcome {
+    let (pbo, with, without) = match pbo_of(store, rows) {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    if format == Format::Json {
+        let mut doc = serde_json::to_value(&pbo).unwrap_or_default();
+        doc["experiments"] = json!(with);
+        doc["without_folds"] = json!(without);
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return Outcome::Ok;
+    }
+    let mut lines = vec![
+        format!("{}.", pbo.sentence()),
+        format!("trials: {}", with.join(", ")),
+    ];
+    if let Some(note) = pbo.fold_note() {
+        lines.push(format!("note: {note}"));
+    }
+    if !without.is_empty() {
+        lines.push(format!(
+            "note: left out, without walk-forward folds: {}",
+            without.join(", ")
+        ));
+    }
+    term::print_block(&lines);
     Outcome::Ok
 }
 
@@ -510,5 +637,126 @@ mod tests {
         assert!(shown("skill", -0.02).ends_with('!'));
         assert!(!shown("skill", 0.02).ends_with('!'));
         assert!(!shown("price.mse", -1.0).ends_with('!'));
+    }
+
+    /// `row` trying evaluation `trial` on dataset `d` with per-bar Sharpe `sr`, its
+    /// one-trial deflated figure included.
+    fn trial(name: &str, trial: &str, sr: f64) -> CatalogRow {
+        let mut r = row(name, "0.001", sr * 15.87);
+        for (id, key) in [("dataset", "d"), ("evaluate", trial)] {
+            r.stages.push(crate::catalog::CatalogStage {
+                id: id.to_string(),
+                key: key.to_string(),
+                outputs: BTreeMap::new(),
+                wall_ms: 0,
+                ran: true,
+            });
+        }
+        for (k, v) in [
+            ("trials", 1.0),
+            ("value", 0.9),
+            ("sharpe", sr),
+            ("observations", 250.0),
+            ("skewness", 0.0),
+            ("kurtosis", 3.0),
+        ] {
+            r.metrics.insert(format!("deflated_sharpe.{k}"), v);
+        }
+        r
+    }
+
+    #[test]
+    fn the_deflated_sharpe_counts_every_trial_on_the_dataset() {
+        let old = trial("a", "e0", 0.02);
+        let mut rows = vec![trial("a", "e1", 0.1), trial("b", "e2", 0.05)];
+        // `a`'s earlier evaluation is in the history, not among the compared rows.
+        let trials = Trials::from_rows(rows.iter().chain([&old]));
+        add_deflated_sharpe(&mut rows, &trials);
+        let a = &rows[0];
+        assert_eq!(a.metrics[DSR_TRIALS_METRIC], 3.0);
+        let variance = {
+            let m = (0.1 + 0.05 + 0.02) / 3.0;
+            [0.1f64, 0.05, 0.02]
+                .iter()
+                .map(|x| (x - m).powi(2))
+                .sum::<f64>()
+                / 2.0
+        };
+        let want = crate::eval::stats::deflated_sharpe_ratio(0.1, 250, 0.0, 3.0, 3, variance);
+        assert!((a.metrics[DSR_METRIC] - want.unwrap()).abs() < 1e-12);
+        // Below the one-trial figure: selection from three is penalised.
+        let one = crate::eval::stats::probabilistic_sharpe_ratio(0.1, 250, 0.0, 3.0, 0.0);
+        assert!(a.metrics[DSR_METRIC] < one.unwrap());
+        // `deflated_sharpe` names the derived column; the cell gives the trial count.
+        let files = rows.iter().map(|r| PathBuf::from(&r.file)).collect();
+        let catalog = Catalog {
+            rows: rows.clone(),
+            builds: vec![],
+        };
+        let metrics = ["deflated_sharpe".to_string()];
+        let cmp = compare_rows(catalog, &files, &[], Some("dsr"), true, &metrics);
+        assert_eq!(cmp.rows[0].name, "a");
+        let text = metric_text(&cmp.rows[0], "deflated_sharpe").unwrap();
+        assert!(text.ends_with(" (N=3)"), "{text}");
+        assert!(HEADLINE_METRICS.contains(&DSR_METRIC));
+    }
+
+    fn walk_forward_row(
+        store: &Store,
+        name: &str,
+        t: usize,
+        edge: f64,
+        folds: usize,
+    ) -> CatalogRow {
+        use crate::eval::overfitting::tests::{blob, returns};
+        let blob = blob(
+            &(0..folds)
+                .map(|f| (f, returns(t, f, edge)))
+                .collect::<Vec<_>>(),
+        );
+        let digest = store.put_blob(&blob).unwrap().digest;
+        let mut r = row(name, "0.001", 1.0);
+        r.stages.push(crate::catalog::CatalogStage {
+            id: WALK_FORWARD_STAGE.to_string(),
+            key: format!("k1-{name}"),
+            outputs: BTreeMap::from([(FOLDS_OUTPUT.to_string(), digest.to_hex())]),
+            wall_ms: 0,
+            ran: true,
+        });
+        r
+    }
+
+    #[test]
+    fn pbo_reads_each_experiments_walk_forward_folds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut rows: Vec<CatalogRow> = (0..5)
+            .map(|t| walk_forward_row(&store, &format!("lr{t}"), t, 0.004, 8))
+            .collect();
+        rows.push(row("plain", "0.1", 0.3));
+        let (pbo, with, without) = pbo_of(&store, &rows).unwrap();
+        assert_eq!((pbo.trials, pbo.blocks, pbo.combinations), (5, 8, 70));
+        assert!(pbo.pbo < 0.05, "trial 0 has an edge: {pbo:?}");
+        assert_eq!(with, ["lr0", "lr1", "lr2", "lr3", "lr4"]);
+        assert_eq!(without, ["plain"]);
+        // The same computation as on the folds themselves.
+        let direct: Vec<_> = (0..5)
+            .map(|t| {
+                (0..8)
+                    .map(|f| (f, crate::eval::overfitting::tests::returns(t, f, 0.004)))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(sweep_pbo(&direct).unwrap(), pbo);
+
+        // No experiment with folds: the message says what to set.
+        let err = pbo_of(&store, &rows[5..]).unwrap_err();
+        assert!(err.starts_with(NEEDS_FOLDS), "{err}");
+        // A folds blob gone from the store is named.
+        let gone = walk_forward_row(&store, "gone", 0, 0.0, 8);
+        let hex = &gone.stages[0].outputs[FOLDS_OUTPUT];
+        std::fs::remove_file(store.blob_path(&Digest::from_hex(hex).unwrap())).unwrap();
+        let err = pbo_of(&store, &[rows[0].clone(), gone]).unwrap_err();
+        assert!(err.starts_with("gone: its walk-forward folds"), "{err}");
     }
 }

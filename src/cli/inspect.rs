@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::{Common, Outcome, fail, survey};
-use crate::catalog::{Catalog, CatalogRow};
+use crate::catalog::{Catalog, CatalogRow, Trials};
+use crate::eval::deflated::{Deflated, deflate, insert_deflated};
 use crate::graph::exec::{ExperimentJob, ExperimentReport, StageState};
 use crate::report;
 use crate::store::Store;
@@ -252,6 +253,7 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
             })
             .collect();
         let train_log = blob_json(store, r, "train", "log");
+        let deflated = deflated_sharpe(store, job, r);
         let metrics = r
             .stages
             .iter()
@@ -273,6 +275,7 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
                 "train_log": train_log,
                 "metrics": metrics,
                 "walk_forward": walk_forward,
+                "deflated_sharpe": deflated,
             });
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
             return Outcome::Ok;
@@ -395,6 +398,15 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
             });
             lines.extend(term::table(&leaves(m)));
         }
+        if let Some(d) = deflated {
+            lines.push(format!(
+                "deflated Sharpe {} over {} trials on this dataset (the catalog's; \
+                 variance of their per-bar Sharpe {})",
+                number(d.value),
+                d.trials,
+                number(d.sharpe_variance)
+            ));
+        }
         term::print_block(&lines);
         Outcome::Ok
     })
@@ -445,6 +457,15 @@ fn fold_table(wf: &Value) -> Vec<String> {
     let mut lines = vec!["## walk-forward folds (! = worse than persistence)".to_string()];
     lines.extend(term::table(&rows));
     lines
+}
+
+/// The deflated Sharpe ratio of an experiment's current evaluation over the trials the
+/// catalog has seen on its dataset (this one counted); `None` when it is not evaluated or
+/// its metrics predate the one-trial figure.
+fn deflated_sharpe(store: &Store, job: &ExperimentJob, r: &ExperimentReport) -> Option<Deflated> {
+    let id = crate::graph::experiment_id(&job.file, &job.plan.name);
+    let row = CatalogRow::from_report(&id, job.experiment, r)?;
+    deflate(&row.metrics, Trials::load(store).count_for(&row)?)
 }
 
 /// A JSON output blob of a built stage.
@@ -633,10 +654,16 @@ fn count_rows(path: &Path) -> Option<usize> {
 /// `hft report -o FILE`.
 pub fn html_report(common: &Common, output: &Path) -> Outcome {
     survey(common, |store, jobs, reports| {
+        let trials = Trials::load(store);
         let mut experiments = Vec::new();
         for (job, r) in jobs.iter().zip(reports) {
             let id = crate::graph::experiment_id(&job.file, &job.plan.name);
-            let row = CatalogRow::from_report(&id, job.experiment, r);
+            let mut row = CatalogRow::from_report(&id, job.experiment, r);
+            if let Some(row) = &mut row
+                && let Some(count) = trials.count_for(row)
+            {
+                insert_deflated(&mut row.metrics, count);
+            }
             let json = serde_json::to_value(job.experiment).unwrap_or_default();
             experiments.push(report::html::ReportExperiment {
                 name: job.plan.name.clone(),
@@ -665,6 +692,12 @@ pub fn html_report(common: &Common, output: &Path) -> Outcome {
                     .find(|s| s.id == "walk_forward")
                     .and_then(|s| s.record.as_ref())
                     .and_then(|rec| rec.summary["walk_forward"]["per_fold"].as_array().cloned()),
+                folds_blob: blob(
+                    store,
+                    r,
+                    crate::eval::overfitting::WALK_FORWARD_STAGE,
+                    crate::eval::overfitting::FOLDS_OUTPUT,
+                ),
             });
         }
         let html = match report::html::render(&experiments) {

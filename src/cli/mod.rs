@@ -165,8 +165,14 @@ pub enum Command {
         #[arg(long = "filter", value_name = "EXPR")]
         filters: Vec<String>,
         /// Metric columns (repeatable; `all` for every metric). Default: headline metrics.
+        /// `dsr` (alias `deflated_sharpe`) is the Sharpe ratio deflated by the trials the
+        /// catalog has seen on the same dataset, `dsr.trials` their count.
         #[arg(long = "metric", value_name = "KEY")]
         metrics: Vec<String>,
+        /// Print the probability of backtest overfitting (CSCV) of the compared experiments
+        /// as a sweep, from their walk-forward folds, instead of the table.
+        #[arg(long, conflicts_with_all = ["csv", "md"])]
+        pbo: bool,
         #[arg(long, conflicts_with_all = ["csv", "md"])]
         json: bool,
         #[arg(long, conflicts_with = "md")]
@@ -388,6 +394,7 @@ pub fn main() -> ExitCode {
             reverse,
             filters,
             metrics,
+            pbo,
             json,
             csv,
             md,
@@ -405,6 +412,7 @@ pub fn main() -> ExitCode {
                 (_, _, true) => compare::Format::Markdown,
                 _ => compare::Format::Table,
             },
+            pbo,
         })
         .into(),
         Command::Explain {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::backtest::{BacktestStats, portfolio, portfolio_bars, summarize};
 use super::baselines::{AlwaysUp, Baselines, Errors, Skill, sign};
+use super::deflated::DeflatedSharpe;
 use super::uncertainty::{DmTest, Intervals, uncertainty};
 use super::{Band, Predictions};
 use crate::config::{EvaluationConfig, Signal};
@@ -17,7 +18,9 @@ use crate::data::Split;
 /// 2: `per_symbol` (datasets of two or more symbols).
 /// 3: `skill` (against persistence, pooled and per horizon step) and `baselines`
 /// (persistence, ridge, always-up).
-pub const METRICS_VERSION: u32 = 3;
+/// 4: `deflated_sharpe` (the strategy's deflated Sharpe ratio as one trial, with what a
+/// deflation by the catalog's trial count needs).
+pub const METRICS_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
@@ -46,6 +49,12 @@ pub struct Metrics {
     /// Probabilistic Sharpe ratio of the strategy against 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probabilistic_sharpe: Option<f64>,
+    /// The deflated Sharpe ratio (Bailey and López de Prado, 2014) as one trial: the
+    /// evaluation cannot know how many trials exist, so `hft compare`, `show` and the report
+    /// deflate it by the catalog's count of trials on the same dataset. Absent before
+    /// version 4, or where it is undefined (constant bar returns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deflated_sharpe: Option<DeflatedSharpe>,
     /// The same metrics over each symbol's test windows alone (the fields above are
     /// pooled over every symbol); empty for a single-symbol dataset.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -208,6 +217,7 @@ pub(crate) fn metrics(
         ci: Some(sure.ci),
         dm_test: sure.dm_test,
         probabilistic_sharpe: sure.probabilistic_sharpe,
+        deflated_sharpe: DeflatedSharpe::of_returns(&strategy_bars),
         per_symbol: BTreeMap::new(),
     }
 }

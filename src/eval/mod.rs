@@ -16,7 +16,9 @@ use crate::model::{self, Dims, ModelError, WeightsMeta};
 
 mod backtest;
 mod baselines;
+pub mod deflated;
 mod metrics;
+pub mod overfitting;
 pub mod ridge;
 pub mod stats;
 mod uncertainty;
@@ -26,6 +28,7 @@ pub use backtest::{
     BacktestStats, backtest, bar_returns, bars_per_year, equity, portfolio, portfolio_bars,
 };
 pub use baselines::{AlwaysUp, Baselines, ForecastBaseline, Skill};
+pub use deflated::DeflatedSharpe;
 use metrics::RidgeForecast;
 pub(crate) use metrics::metrics;
 pub use metrics::{
@@ -376,7 +379,7 @@ mod tests {
             (6, 2)
         );
         let json = serde_json::to_value(m).unwrap();
-        assert_eq!(json["metrics_version"], 3);
+        assert_eq!(json["metrics_version"], 4);
         // Skill and the baselines, next to every earlier key.
         for key in [
             "price",
@@ -389,6 +392,12 @@ mod tests {
             assert!(json.get(key).is_some(), "{key}");
         }
         assert_eq!(json["skill"]["per_horizon"].as_array().unwrap().len(), 2);
+        // The deflated Sharpe as one trial is the probabilistic Sharpe (both undefined
+        // together, on constant bar returns).
+        assert_eq!(
+            m.deflated_sharpe.map(|d| (d.trials, d.value)),
+            m.probabilistic_sharpe.map(|p| (1, p))
+        );
         let skill = m.skill.pooled.unwrap();
         assert!((skill - (1.0 - m.price.mse / m.price.persistence_mse)).abs() < 1e-12);
         let b = &json["baselines"];

@@ -1,14 +1,16 @@
 //! Uncertainty of the headline figures (issue 17, part 4): the stationary block bootstrap,
-//! the Sharpe ratio with its probabilistic and deflated versions, and the Diebold-Mariano
-//! test. Pure f64 functions of the test predictions, deterministic for a given seed; the
+//! the Sharpe ratio with its probabilistic and deflated versions, the Diebold-Mariano
+//! test, and the probability of backtest overfitting of a sweep (`pbo`). Pure f64 functions of the test predictions, deterministic for a given seed; the
 //! evaluate stage and `compare` call them. Reference values for the tests come from
 //! `scripts/stats_reference.py` (numpy/scipy), committed in `tests/fixtures/stats/`.
 
 mod bootstrap;
 mod dist;
+mod pbo;
 
 pub use bootstrap::{default_mean_block, stationary_bootstrap_ci, stationary_bootstrap_ci_indices};
 pub use dist::{normal_cdf, normal_quantile, student_t_cdf, student_t_sf};
+pub use pbo::{MAX_BLOCKS, Pbo, block_groups, pbo_cscv};
 
 /// The Euler-Mascheroni constant.
 const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;

@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use super::data::{LossCurves, equity_curves, evaluation_config, parse_predictions};
 use super::plots::{Plot, equity_plot, fold_plot, loss_plot, scatter_plot};
 use super::tables::{config_diff_section, display_value, fold_table, metrics_section};
+use crate::eval::overfitting::{parse_fold_returns, sweep_pbo};
 
 /// What the report shows of one experiment, gathered by the CLI from the store.
 #[derive(Debug, Clone, Default)]
@@ -36,6 +37,9 @@ pub struct ReportExperiment {
     /// With walk-forward, the `walk_forward` stage's per-fold figures
     /// (`walk_forward.per_fold` of its metrics); `None` otherwise.
     pub folds: Option<Vec<serde_json::Value>>,
+    /// The `walk_forward` stage's `folds` output (JSON bytes: each fold's strategy returns,
+    /// for the PBO section); `None` without walk-forward.
+    pub folds_blob: Option<Vec<u8>>,
 }
 
 /// The whole HTML document.
@@ -51,6 +55,7 @@ pub fn render(experiments: &[ReportExperiment]) -> Result<String, String> {
     };
     let _ = writeln!(html, "<h1>hft report</h1>\n<p class=\"sub\">{count}</p>");
     metrics_section(&mut html, experiments);
+    pbo_section(&mut html, experiments);
     config_diff_section(&mut html, experiments);
     for (i, e) in experiments.iter().enumerate() {
         experiment_section(&mut html, i, e);
@@ -104,6 +109,58 @@ pub(super) fn escape(text: &str) -> String {
         }
     }
     out
+}
+
+/// The probability of backtest overfitting of the reported experiments as a sweep, when
+/// some have walk-forward folds: one sentence (the figures `hft compare --pbo` prints).
+fn pbo_section(html: &mut String, experiments: &[ReportExperiment]) {
+    let with: Vec<(&ReportExperiment, &Vec<u8>)> = experiments
+        .iter()
+        .filter_map(|e| Some((e, e.folds_blob.as_ref()?)))
+        .collect();
+    if with.is_empty() {
+        return;
+    }
+    html.push_str("<section id=\"pbo\">\n<h2>Probability of backtest overfitting</h2>\n");
+    let folds: Result<Vec<_>, String> = with
+        .iter()
+        .map(|(e, b)| parse_fold_returns(b).map_err(|err| format!("{}: {err}", e.name)))
+        .collect();
+    match folds.and_then(|f| sweep_pbo(&f)) {
+        Ok(p) => {
+            let _ = writeln!(
+                html,
+                "<p>{}.</p>\n<p class=\"meta\">Combinatorially symmetric cross-validation \
+                 (Bailey, Borwein, López de Prado and Zhu, 2017) over the walk-forward folds' \
+                 strategy returns, the experiments as trials: the share of splits of the folds \
+                 into halves in which the best experiment in-sample ranks at or below the \
+                 median out of sample. Near 0, picking the best carries over; near 0.5, it is \
+                 picking noise.{}</p>",
+                escape(&p.sentence()),
+                p.fold_note()
+                    .map(|n| format!(" Note: {}.", escape(&n)))
+                    .unwrap_or_default()
+            );
+        }
+        Err(why) => {
+            let _ = writeln!(html, "<p>{}</p>", escape(&why));
+        }
+    }
+    if with.len() < experiments.len() {
+        let _ = writeln!(
+            html,
+            "<p class=\"meta\">Without walk-forward folds, not counted: {}.</p>",
+            escape(
+                &experiments
+                    .iter()
+                    .filter(|e| e.folds_blob.is_none())
+                    .map(|e| e.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        );
+    }
+    html.push_str("</section>\n");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -267,6 +324,7 @@ AAA,300,0.02,0.0,0.01,0.0,2,0,0,buy,buy
             train_log: Some(log),
             predictions: Some(CSV.as_bytes().to_vec()),
             folds: None,
+            folds_blob: None,
         }
     }
 
@@ -374,5 +432,32 @@ AAA,300,0.02,0.0,0.01,0.0,2,0,0,buy,buy
         );
 
         assert!(render(&[]).unwrap().contains("No experiments."));
+    }
+
+    #[test]
+    fn a_sweep_with_walk_forward_folds_gets_a_pbo_sentence() {
+        use crate::eval::overfitting::tests::{blob, returns};
+        let without = render(&[experiment("a", "0.001"), experiment("b", "0.01")]).unwrap();
+        assert!(!without.contains("id=\"pbo\""));
+        let mut experiments: Vec<ReportExperiment> = (0..4)
+            .map(|t| {
+                let mut e = experiment(&format!("lr{t}"), "0.001");
+                let folds: Vec<_> = (0..6).map(|f| (f, returns(t, f, 0.004))).collect();
+                e.folds_blob = Some(blob(&folds));
+                e
+            })
+            .collect();
+        experiments.push(experiment("plain", "0.1"));
+        let html = render(&experiments).unwrap();
+        let section = html.split("<section id=\"pbo\">").nth(1).unwrap();
+        let section = section.split("</section>").next().unwrap();
+        assert!(
+            section.contains("<p>PBO 0.00 over 4 trials, 6 folds, 20 combinations"),
+            "{section}"
+        );
+        assert!(section.contains("not counted: plain."), "{section}");
+        // One experiment with folds: no sweep, said so.
+        let one = render(&experiments[3..]).unwrap();
+        assert!(one.contains("at least two experiments with walk-forward folds (found 1)"));
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::html::{ReportExperiment, escape};
+use crate::eval::deflated::{DSR_METRIC, DSR_TRIALS_METRIC};
 
 #[derive(Clone, Copy)]
 enum Format {
@@ -106,6 +107,13 @@ const COLUMNS: &[Column] = &[
         better: Better::Higher,
     },
     Column {
+        // Derived by the CLI from the catalog: deflated by the trials on the dataset.
+        title: "deflated Sharpe (N trials)",
+        keys: &[DSR_METRIC],
+        format: Format::Fixed(2),
+        better: Better::Higher,
+    },
+    Column {
         title: "max drawdown",
         keys: &["backtest.strategy.max_drawdown"],
         format: Format::Percent,
@@ -166,7 +174,9 @@ pub(super) fn metrics_section(html: &mut String, experiments: &[ReportExperiment
         "<p class=\"meta\">Test split; returns and Sharpe from the backtest, best of each \
          column in bold. Skill is 1 - MSE / persistence MSE (persistence predicts no move); \
          a negative skill is marked (no skill). Ridge: a linear baseline on the flattened \
-         window, fit on train, its strength chosen on val.</p>\n<div class=\"scroll\"><table class=\"metrics\">\n<tr>\
+         window, fit on train, its strength chosen on val. Deflated Sharpe: the probability \
+         that the strategy's true Sharpe ratio beats the best of N trials' by luck, N the \
+         evaluations the catalog has seen on the same dataset.</p>\n<div class=\"scroll\"><table class=\"metrics\">\n<tr>\
          <th>experiment</th><th>model</th><th>optimizer</th>",
     );
     for c in COLUMNS {
@@ -192,6 +202,11 @@ pub(super) fn metrics_section(html: &mut String, experiments: &[ReportExperiment
                     if c.title.ends_with("skill") && v < 0.0 {
                         class.push_str(" no-skill");
                         text.push_str(" (no skill)");
+                    }
+                    if c.keys == [DSR_METRIC]
+                        && let Some(n) = e.metrics.get(DSR_TRIALS_METRIC)
+                    {
+                        let _ = write!(text, " (N={n})");
                     }
                     let _ = write!(html, "<td class=\"{class}\">{text}</td>");
                 }
@@ -339,6 +354,18 @@ mod tests {
         assert!(section.contains("<td class=\"num no-skill\">-0.250 (no skill)</td>"));
         assert!(section.contains("<td class=\"num best\">0.125</td>"));
         assert!(section.contains(">0.010</td>"));
+    }
+
+    #[test]
+    fn the_deflated_sharpe_shows_its_trial_count() {
+        let mut a = experiment("a", "0.001");
+        a.metrics.insert(DSR_METRIC.to_string(), 0.9);
+        a.metrics.insert(DSR_TRIALS_METRIC.to_string(), 3.0);
+        let b = experiment("b", "0.01");
+        let html = render(&[a, b]).unwrap();
+        assert!(html.contains("<th>deflated Sharpe (N trials)</th>"));
+        // One experiment has it: nothing to rank.
+        assert!(html.contains("<td class=\"num\">0.90 (N=3)</td>"), "{html}");
     }
 }
 
