@@ -168,3 +168,36 @@ fn too_little_data_for_one_fold_is_a_clear_error() {
     assert!(error.contains("evaluation.walk_forward"), "{error}");
     assert!(error.contains("holds no fold"), "{error}");
 }
+
+/// `hft compare --pbo` over a real walk-forward sweep: every point's folds line up, and the
+/// probability of backtest overfitting comes out of their strategy returns.
+#[test]
+fn a_walk_forward_sweep_has_a_probability_of_backtest_overfitting() {
+    let p = Project::new("wf-pbo");
+    p.write("trainingdata/AAA.csv", &csv_bars(200, 2));
+    p.write(
+        "experiments/wf.yaml",
+        &format!("{EXPERIMENT}matrix:\n  optimizer.lr: [0.001, 0.01, 0.1]\n"),
+    );
+    let built = p.hft(&["build", "-q"]);
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    let run = p.hft(&["compare", "--pbo", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let pbo: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(pbo["trials"], 3, "{pbo}");
+    assert_eq!(pbo["folds"].as_array().unwrap().len(), 5, "{pbo}");
+    // Five folds: the first is dropped for an even split, C(4, 2) = 6 combinations.
+    assert_eq!(
+        (pbo["blocks"].as_u64(), pbo["combinations"].as_u64()),
+        (Some(4), Some(6))
+    );
+    let value = pbo["pbo"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&value), "{pbo}");
+    // The deflated Sharpe counts the three trials on the one dataset.
+    let compare = p.hft(&["compare", "--json"]);
+    assert!(
+        compare.stdout.contains("\"trials\": 3"),
+        "{}",
+        compare.stdout
+    );
+}
