@@ -12,9 +12,11 @@ pub mod features;
 pub mod ingest;
 pub mod layout;
 pub mod synthetic;
+pub mod windows;
 
 pub use blob::BlobError;
 pub use ingest::DataError;
+pub use windows::{RowSource, Windows};
 
 /// One symbol's bars, oldest first, timestamps unique.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,8 +67,9 @@ pub struct DatasetParams {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Split {
     pub n: usize,
-    /// `[n, sequence_length, k]`, z-scored with train statistics.
-    pub x: Vec<f32>,
+    /// `[n, sequence_length, k]`, z-scored with train statistics: in memory, or cut per
+    /// batch from the rows they read (see [`Windows`]).
+    pub x: Windows,
     /// `[n, prediction_horizon]`: r[h] = C[t+h] / C[t] - 1 from raw closes.
     pub y: Vec<f32>,
     /// `[n]`: 0 buy, 1 hold, 2 sell.

@@ -301,7 +301,7 @@ mod tests {
     fn metrics_count_directions_actions_and_errors() {
         let split = Split {
             n: 3,
-            x: vec![],
+            x: Default::default(),
             y: vec![0.02, -0.01, 0.0],
             action: vec![0, 2, 1],
             symbol: vec![0; 3],

@@ -249,7 +249,7 @@ fn symbol_subset(split: &Split, preds: &Predictions, symbol: u32) -> (Split, Pre
     };
     let sub_split = Split {
         n: rows.len(),
-        x: Vec::new(),
+        x: crate::data::Windows::default(),
         y: gather(&split.y, p),
         action: rows.iter().map(|&i| split.action[i]).collect(),
         symbol: rows.iter().map(|&i| split.symbol[i]).collect(),

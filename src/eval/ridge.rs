@@ -27,17 +27,21 @@ pub struct Ridge {
 }
 
 /// Window `i`'s flattened inputs (`d` values).
-fn row(split: &Split, i: usize, d: usize) -> &[f32] {
-    split.x.get(i * d..(i + 1) * d).unwrap_or(&[])
+fn row(split: &Split, i: usize, d: usize) -> std::borrow::Cow<'_, [f32]> {
+    split.x.window(i, d)
 }
 
 /// Features per window in `split` (`None` when it has none or its layout is off).
 fn width(split: &Split, p: usize) -> Option<usize> {
     let n = split.n;
-    if n == 0 || !split.x.len().is_multiple_of(n) || split.y.len() != n * p || p == 0 {
+    if n == 0 || split.y.len() != n * p || p == 0 {
         return None;
     }
-    Some(split.x.len() / n)
+    let d = match &split.x {
+        crate::data::Windows::Dense(v) => v.len().is_multiple_of(n).then(|| v.len() / n)?,
+        crate::data::Windows::Rows { source, .. } => source.sequence_length * source.features,
+    };
+    (split.x.count(d) == Some(n)).then_some(d)
 }
 
 /// Fits on `train` for every strength of [`LAMBDA_GRID`] and keeps the one with the lowest
@@ -49,7 +53,7 @@ pub fn fit(train: &Split, val: &Split, p: usize) -> Option<Ridge> {
     let mut mean_x = vec![0.0; d];
     let mut mean_y = vec![0.0; p];
     for i in 0..n {
-        for (m, v) in mean_x.iter_mut().zip(row(train, i, d)) {
+        for (m, v) in mean_x.iter_mut().zip(row(train, i, d).iter()) {
             *m += f64::from(*v);
         }
         for (m, v) in mean_y.iter_mut().zip(&train.y[i * p..(i + 1) * p]) {
@@ -64,6 +68,7 @@ pub fn fit(train: &Split, val: &Split, p: usize) -> Option<Ridge> {
                 .iter()
                 .zip(&mean_x)
                 .map(|(v, m)| f64::from(*v) - m)
+                .collect::<Vec<_>>()
         })
         .collect();
     let yc: Vec<f64> = (0..n)
@@ -272,7 +277,7 @@ mod tests {
         }
         Split {
             n,
-            x,
+            x: crate::data::Windows::Dense(x),
             y,
             action: vec![1; n],
             symbol: vec![0; n],
@@ -317,7 +322,7 @@ mod tests {
         // No val windows: strength 1, no val MSE.
         let empty = Split {
             n: 0,
-            x: vec![],
+            x: Default::default(),
             y: vec![],
             action: vec![],
             symbol: vec![],
@@ -338,9 +343,10 @@ mod tests {
         let xc: Vec<f64> = (0..n)
             .flat_map(|i| {
                 row(train, i, d)
-                    .iter()
+                    .to_vec()
+                    .into_iter()
                     .zip(&all.mean_x)
-                    .map(|(v, m)| f64::from(*v) - m)
+                    .map(|(v, m)| f64::from(v) - m)
                     .collect::<Vec<_>>()
             })
             .collect();

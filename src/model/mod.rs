@@ -100,7 +100,7 @@ impl Dims {
 pub fn check_split(split: &Split, dims: Dims, name: &str) -> Result<(), ModelError> {
     let n = split.n;
     let lengths = [
-        ("x", split.x.len(), n.checked_mul(dims.window_len())),
+        ("x", split.x.value_count(), n.checked_mul(dims.window_len())),
         ("y", split.y.len(), n.checked_mul(dims.horizon)),
         ("action", split.action.len(), Some(n)),
         ("symbol", split.symbol.len(), Some(n)),
@@ -125,9 +125,11 @@ pub fn check_split(split: &Split, dims: Dims, name: &str) -> Result<(), ModelErr
 /// Windows `indices` of `split` as a `[len, sequence_length, features]` tensor.
 pub fn windows(split: &Split, indices: &[usize], dims: Dims, device: &Device) -> Tensor<3> {
     let w = dims.window_len();
-    let mut x = Vec::with_capacity(indices.len() * w);
-    for &i in indices {
-        x.extend_from_slice(&split.x[i * w..(i + 1) * w]);
+    let mut x = vec![0.0; indices.len() * w];
+    if w > 0 {
+        for (&i, out) in indices.iter().zip(x.chunks_mut(w)) {
+            split.x.fill(i, out);
+        }
     }
     let shape = [indices.len(), dims.sequence_length, dims.num_features];
     Tensor::from_data(TensorData::new(x, shape), device)

@@ -32,7 +32,7 @@ pub(crate) fn toy_windows(sizes: [usize; 3], seq: usize, k: usize, seed: u64) ->
             let signal = window[(seq - 1) * k];
             let r1 = 0.02 * signal;
             s.y.extend([r1, 0.03 * signal + 0.002 * unit()]);
-            s.x.extend(window);
+            s.x.dense_mut().unwrap().extend(window);
             s.action.push(if r1 > 0.01 {
                 0
             } else if r1 < -0.01 {
@@ -351,7 +351,7 @@ fn bad_inputs_are_clear_errors() {
     );
 
     let mut short = toy_dataset([8, 0, 0], 5);
-    short.train.x.pop();
+    short.train.x.dense_mut().unwrap().pop();
     let err = run(&short, &cfg("mlp"), &opt(1e-3), &tcfg(1, 8), 1)
         .err()
         .unwrap();

@@ -63,12 +63,12 @@
 
 mod tensors;
 
-use rayon::prelude::*;
 use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 
-use super::dataset::{WindowRows, normalise_window, tiled_constants};
-use super::{Bars, Dataset, FeatureTable, Split};
+use super::dataset::{WindowRows, tiled_constants};
+use super::{Bars, Dataset, FeatureTable, RowSource, Split, Windows};
+use std::sync::Arc;
 
 use tensors::{Reader, Writer};
 
@@ -256,6 +256,13 @@ impl Dataset {
             })
             .collect::<Result<Vec<_>, BlobError>>()?;
         let tiled = tiled_constants(&meta.relative, &norm_mean, &norm_std, s);
+        // The windows stay rows: each is cut when a batch asks for it (`data::windows`).
+        let source = Arc::new(RowSource {
+            rows,
+            tiled,
+            sequence_length: s,
+            features: k,
+        });
         let mut splits = Vec::with_capacity(3);
         for name in SPLITS {
             let tensor = |t: &str| format!("{name}/{t}");
@@ -277,7 +284,7 @@ impl Dataset {
             }
             let end = r.u32(&tensor("end"), &[n])?;
             for (&e, &sym) in end.iter().zip(&symbol) {
-                let stored = rows[sym as usize].1.len();
+                let stored = source.rows[sym as usize].1.len();
                 if (e as usize) < s - 1 || e as usize >= stored {
                     return Err(r.bad(
                         &tensor("end"),
@@ -287,9 +294,11 @@ impl Dataset {
                     ));
                 }
             }
-            let x = windows(&rows, &symbol, &end, &tiled, s, k).ok_or_else(|| {
-                r.bad(&tensor("end"), format!("{n} windows do not fit in memory"))
-            })?;
+            let x = Windows::Rows {
+                source: Arc::clone(&source),
+                symbol: symbol.clone(),
+                end,
+            };
             splits.push(Split {
                 n,
                 x,
@@ -318,33 +327,6 @@ impl Dataset {
 }
 
 /// The normalised windows `[n, S, k]` of a split from the stored rows (ends already checked
-/// against them), filled in parallel; `None` if they cannot be allocated.
-fn windows(
-    rows: &[(Vec<f64>, Vec<f64>)],
-    symbol: &[u32],
-    end: &[u32],
-    tiled: &[(bool, f64, f64)],
-    s: usize,
-    k: usize,
-) -> Option<Vec<f32>> {
-    let width = s * k;
-    let len = end.len().checked_mul(width)?;
-    let mut x = Vec::new();
-    x.try_reserve_exact(len).ok()?;
-    x.resize(len, 0.0);
-    if width > 0 {
-        x.par_chunks_mut(width)
-            .zip(end.par_iter().zip(symbol))
-            .with_min_len(64)
-            .for_each(|(out, (&e, &sym))| {
-                let (values, close) = &rows[sym as usize];
-                let e = e as usize;
-                let first = e + 1 - s;
-                normalise_window(&values[first * k..(e + 1) * k], close[e], tiled, out);
-            });
-    }
-    Some(x)
-}
 
 /// The dataset blob of `d` (labels, symbols, timestamps, normalisation: its `x` is not
 /// read) and the rows its windows are cut from.

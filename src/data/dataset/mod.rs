@@ -198,8 +198,9 @@ pub fn build(tables: &[FeatureTable], params: &DatasetParams) -> Result<Dataset,
         .into_iter()
         .enumerate()
     {
-        split.x = vec![0.0; split.n * width];
-        plan.fill_x(which, &mut split.x);
+        let mut x = vec![0.0; split.n * width];
+        plan.fill_x(which, &mut x);
+        split.x = super::Windows::Dense(x);
     }
     Ok(d)
 }
@@ -439,7 +440,7 @@ mod tests {
         let k = d.feature_names.len();
         // Equal windows from each symbol: the column is +1 / -1 after z-scoring.
         for (i, &sym) in d.train.symbol.iter().enumerate() {
-            let row = &d.train.x[i * 4 * k..(i * 4 + 1) * k];
+            let row = &d.train.x.values()[i * 4 * k..(i * 4 + 1) * k];
             let (own, other) = if sym == 0 {
                 (row[2], row[3])
             } else {
@@ -507,7 +508,7 @@ mod tests {
         }
         // Symbol-major order.
         assert!(d.train.symbol.windows(2).all(|w| w[0] <= w[1]));
-        assert_eq!(d.train.x.len(), d.train.n * 10 * 2);
+        assert_eq!(d.train.x.values().len(), d.train.n * 10 * 2);
         assert_eq!(d.train.y.len(), d.train.n * 3);
     }
 
@@ -566,15 +567,15 @@ mod tests {
         assert!((d.norm_mean[1] - m1).abs() < 1e-9 && (d.norm_std[1] - s1).abs() < 1e-9);
         // The first train window's last row: close relative to itself is 0.
         let last = 3 * 2;
-        assert_eq!(d.train.x[last], ((0.0 - m0) / s0) as f32);
+        assert_eq!(d.train.x.values()[last], ((0.0 - m0) / s0) as f32);
         // Val is normalised with the train statistics: its own mean differs from 0.
         let val_idx: Vec<f64> = (0..d.val.n * 4)
-            .map(|i| d.val.x[i * 2 + 1] as f64)
+            .map(|i| d.val.x.values()[i * 2 + 1] as f64)
             .collect();
         assert!(stats(&val_idx).0 > 1.0);
         let first_val_end = row_of(&t, d.val.timestamp[0]);
         let expected = ((first_val_end as f64 - 3.0 - m1) / s1) as f32;
-        assert_eq!(d.val.x[1], expected);
+        assert_eq!(d.val.x.values()[1], expected);
 
         // Without the transform the raw close is z-scored.
         let mut p = params(4, 1);
@@ -598,7 +599,7 @@ mod tests {
         assert_eq!(d.norm_std[1], 1.0);
         assert_eq!(d.norm_mean[1], 5.0);
         assert_eq!(d.val.n, 0);
-        assert!(d.val.x.is_empty() && d.test.timestamp.is_empty());
+        assert!(d.val.x.values().is_empty() && d.test.timestamp.is_empty());
     }
 
     #[test]
