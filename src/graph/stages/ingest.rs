@@ -49,6 +49,15 @@ impl Stage for Ingest<'_> {
         if let Some(end) = &d.end {
             v["data"]["end"] = json!(end.trim());
         }
+        // How the file is read (local files and snapshots alike), when declared.
+        if d.source != SourceKind::Synthetic {
+            if !d.columns.is_empty() {
+                v["data"]["columns"] = json!(d.columns);
+            }
+            if !d.format.is_empty() {
+                v["data"]["format"] = json!(d.format);
+            }
+        }
         v
     }
 
@@ -123,6 +132,7 @@ impl Stage for Ingest<'_> {
                     bars,
                     dropped: vec![],
                     notes: vec![],
+                    layouts: vec![],
                 }
             }
         };
@@ -140,6 +150,11 @@ impl Stage for Ingest<'_> {
         }
         let mut summary = bars_summary(symbol, &ingested.bars);
         summary["dropped"] = json!(ingested.dropped.len());
+        // Which layout each file was read as, when not plain CSV (left out otherwise, so
+        // plain files' summaries are as before).
+        if !ingested.layouts.is_empty() {
+            summary["layout"] = json!(ingested.layouts);
+        }
         if !ingested.notes.is_empty() {
             summary["notes"] = json!(ingested.notes);
         }
@@ -160,6 +175,8 @@ pub fn ingest_options(d: &crate::config::DataConfig) -> data::ingest::IngestOpti
         },
         start,
         end,
+        columns: d.columns.clone(),
+        format: d.format.clone(),
     }
 }
 

@@ -79,8 +79,7 @@ fn err(bytes: &[u8]) -> String {
 
 const DROP: IngestOptions = IngestOptions {
     on_bad_rows: BadRows::Drop,
-    start: None,
-    end: None,
+    ..IngestOptions::DEFAULT
 };
 
 fn days(n: i64) -> Vec<i64> {
