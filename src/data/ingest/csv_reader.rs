@@ -187,16 +187,15 @@ impl CsvRows<'_> {
     /// What to do when every row's width differs from the header's.
     fn width_advice(&self) -> String {
         format!(
-            "; the header names {} columns{}: add the missing name to the header, or map the \
-             columns by position in `data.columns` (1 is the first column)",
-            self.width,
-            if self.plan.delimiter == b',' {
-                String::new()
-            } else {
-                format!(
+            "; every row needs one value per name in the header: fix the header (a name \
+             missing or one too many){}, or map the columns by position in `data.columns` (1 \
+             is the first column)",
+            match self.plan.delimiter {
+                b',' => String::new(),
+                d => format!(
                     " (read as separated by '{}')",
-                    char::from(self.plan.delimiter).escape_default()
-                )
+                    char::from(d).escape_default()
+                ),
             }
         )
     }

@@ -111,9 +111,15 @@ fn four_digit_year(s: &str, date: NaiveDate) -> Result<NaiveDate, String> {
         return Ok(date);
     }
     Err(format!(
-        "'{}' has a {}-digit year; write four-digit years, or declare the spelling as          `data.format.date` (e.g. \"%m/%d/%y\": `%y` reads 00-68 as 2000-2068 and 69-99 as          1969-1999)",
+        "'{}' has a {} year; write four-digit years, or declare the spelling as \
+         `data.format.date` (e.g. \"%m/%d/%y\": `%y` reads 00-68 as 2000-2068 and 69-99 as \
+         1969-1999)",
         shorten(s),
-        date.year().max(0).to_string().len()
+        match date.year().max(0).to_string().len() {
+            1 => "one-digit",
+            2 => "two-digit",
+            _ => "three-digit",
+        }
     ))
 }
 
@@ -247,7 +253,7 @@ fn parse_stamp(s: &str, allow_unix: bool) -> Result<(i64, bool), String> {
         return Ok((midnight(d), zulu.is_some()));
     }
     if let Err(m) = parse_date(plain.split(' ').next().unwrap_or(&plain))
-        && m.contains("-digit year")
+        && m.contains("-digit year;")
     {
         return Err(m);
     }

@@ -49,8 +49,8 @@ impl Stage for Ingest<'_> {
         if let Some(end) = &d.end {
             v["data"]["end"] = json!(end.trim());
         }
-        // How the file is read (local files and snapshots alike), when declared.
-        if d.source != SourceKind::Synthetic {
+        // How a local file is read, when declared (API snapshots are hft's own CSV).
+        if d.source == SourceKind::Local {
             if !d.columns.is_empty() {
                 v["data"]["columns"] = json!(d.columns);
             }
@@ -101,6 +101,13 @@ impl Stage for Ingest<'_> {
                     ))
                 })?;
                 let name = format!("snapshot of {symbol} ({})", digest.short());
+                // The snapshot is hft's canonical CSV: `data.columns` / `data.format`
+                // describe local files only.
+                let opts = data::ingest::IngestOptions {
+                    columns: data::ingest::ColumnMap::NONE,
+                    format: data::ingest::FileFormat::NONE,
+                    ..opts
+                };
                 data::ingest::parse_csv_with(Path::new(&name), &bytes, &opts)
                     .map_err(|err| StageError::BadInput(err.to_string()))?
             }
