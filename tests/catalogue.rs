@@ -733,6 +733,24 @@ fn malformed() -> Vec<Case> {
             .config_replace("symbols: [AAA]", "symbols: [AAA, BBB]")
             .write("trainingdata/BBB.csv/readme.txt", "not data")
             .expect(&["experiments/exp.yaml:5:", "`BBB.csv` is a folder, not a data file"]),
+        case(Data, "yfinance_several_tickers_in_one_file", build)
+            .data(rows_as(
+                "Price,Close,Close,High,High,Low,Low,Open,Open,Volume,Volume\n\
+                 Ticker,AAA,BBB,AAA,BBB,AAA,BBB,AAA,BBB,AAA,BBB\nDate,,,,,,,,,,\n",
+                |_, f| {
+                    format!(
+                        "{0},{4},{4},{2},{2},{3},{3},{1},{1},{5},{5}",
+                        f[0], f[1], f[2], f[3], f[4], f[5]
+                    )
+                },
+            ))
+            .expect(&["trainingdata/AAA.csv:1:", "yfinance download of 2 tickers"]),
+        case(Data, "intraday_times_lost", build)
+            .data(rows_as("Date,Open,High,Low,Close,Volume\n", |i, f| {
+                let day = bar_lines()[1 + i / 6].split(',').next().unwrap().to_string();
+                format!("{day},{}", f[1..].join(","))
+            }))
+            .expect(&["trainingdata/AAA.csv:3:", "duplicate timestamp", "times of day"]),
         case(Config, "data_columns_position_zero", build)
             .config_replace(
                 "  prediction_horizon: 1",

@@ -793,3 +793,48 @@ fn a_declared_format_builds_to_the_dataset_of_the_plain_file() {
     assert_eq!(digests[0], digests[1], "plain vs nasdaq");
     assert_eq!(digests[0], digests[2], "plain vs declared");
 }
+
+#[test]
+fn a_file_that_cannot_be_read_names_its_layout_and_the_setting() {
+    let read = |text: &str| {
+        parse_file(
+            Path::new("d.csv"),
+            text.as_bytes(),
+            &IngestOptions::default(),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    // Several tickers in one yfinance download.
+    let m = read(
+        "Price,Close,Close,High,High\nTicker,AAPL,MSFT,AAPL,MSFT\nDate,,,,\n2022-05-02,1,2,3,4\n",
+    );
+    assert!(
+        m.starts_with("d.csv:1: column 'Ticker': a yfinance download of 2 tickers (AAPL, MSFT)"),
+        "{m}"
+    );
+    // A bad value in a recognised layout says which layout the file was read as.
+    let m = read("Date,Close/Last,Volume,Open,High,Low\n05/27/2022,$10,5,$10,$11,N/A\n");
+    assert!(
+        m.starts_with("d.csv:2: column 'Low': cannot parse 'N/A'"),
+        "{m}"
+    );
+    assert!(
+        m.ends_with("[read as: nasdaq.com export (Close/Last, prices as $173.07)]"),
+        "{m}"
+    );
+    // The header's line is counted after leading empty lines.
+    let m = read("\n\nDay,Open,High,Low,Close\n2022-05-02,1,2,1,2\n");
+    assert!(
+        m.starts_with("d.csv:3: column 'date': missing required column"),
+        "{m}"
+    );
+    // UTF-16 without a byte-order mark is read too.
+    let mut bytes = Vec::new();
+    for u in "Date,Open,High,Low,Close\n2022-05-02,1,2,1,2\n".encode_utf16() {
+        bytes.extend(u.to_le_bytes());
+    }
+    let got = parse_file(Path::new("d.csv"), &bytes, &IngestOptions::default()).unwrap();
+    assert_eq!(got.bars.close, vec![2.0]);
+    assert!(got.layouts[0].contains("UTF-16"), "{:?}", got.layouts);
+}

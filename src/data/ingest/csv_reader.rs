@@ -51,7 +51,13 @@ pub(super) fn validate_csv(
                 .into(),
         ));
     }
-    let source = Source::csv(path, 1);
+    // The header is on the first line that is not empty (the reader skips empty ones).
+    let leading = bytes
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(0);
+    let header_line = 1 + memchr::memchr_iter(b'\n', &bytes[..leading]).count() as u64;
+    let source = Source::csv(path, header_line);
     let plan = plan(bytes, &opts.format, &opts.columns)
         .map_err(|(column, message)| source.file_error(Some(&column), message))?;
     let mut reader = csv_reader(bytes, plan.delimiter);
@@ -86,11 +92,31 @@ pub(super) fn validate_csv(
     } else {
         None
     };
+    // A row that cannot be read in a recognised layout says which layout it was read as.
+    let in_layout = |e: DataError| match (e, &plan.layout) {
+        (
+            DataError::Source {
+                file,
+                line,
+                column,
+                message,
+            },
+            Some(layout),
+        ) => DataError::Source {
+            file,
+            line,
+            column,
+            message: format!("{message} [read as: {layout}]"),
+        },
+        (e, _) => e,
+    };
     let (rows_read, problems) = match parsed {
         Some(parsed) => parsed,
         None => match rows.parse(&mut reader, 0, LineCounter::new(bytes), usize::MAX) {
             Ok(parsed) => parsed,
-            Err(RowsError::Row(p)) => return Err(rows.first_bad_row(&source, data_start, p)),
+            Err(RowsError::Row(p)) => {
+                return Err(in_layout(rows.first_bad_row(&source, data_start, p)));
+            }
             Err(RowsError::Csv(e)) => return Err(csv_error(&file, &e)),
         },
     };

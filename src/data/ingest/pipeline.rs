@@ -334,6 +334,28 @@ pub(super) fn validate_rows(
             ),
         ));
     }
+    // Most rows repeating a timestamp is the file's layout (intraday bars whose time of
+    // day was lost), not a few bad rows: dropping them is not offered.
+    let duplicates = order_problems.len() - out_of_order;
+    if mode == BadRows::Error
+        && duplicates >= 2
+        && duplicates * 2 > n
+        && let Some(first) = order_problems
+            .iter()
+            .filter(|p| p.message.starts_with("duplicate"))
+            .min_by_key(|p| p.at)
+    {
+        return Err(source.error_at(
+            first.at,
+            first.column.as_deref(),
+            format!(
+                "{}; {duplicates} of {n} rows repeat an earlier timestamp, so the times of day \
+                 are probably missing: read them from a `Time` column (or map one with \
+                 `data.columns.time`)",
+                first.message
+            ),
+        ));
+    }
     if mode == BadRows::Error
         && let Some(first) = order_problems.iter().min_by_key(|p| p.at)
     {
@@ -648,6 +670,26 @@ mod tests {
              (data.start / data.end) (the data runs from 2020-01-01 00:00:00 to 2020-01-03 \
              00:00:00); widen the date range"
         );
+    }
+
+    #[test]
+    fn timestamps_repeated_by_most_rows_are_the_layout_not_bad_rows() {
+        let mut text = HEAD.to_string();
+        for day in 1..=4 {
+            for bar in 0..5 {
+                text.push_str(&format!("2020-01-{day:02},10,11,9,10,{bar}\n"));
+            }
+        }
+        let m = message(&text);
+        assert!(
+            m.starts_with("data/TEST.csv:3: column 'Date': duplicate timestamp"),
+            "{m}"
+        );
+        assert!(
+            m.contains("16 of 20 rows repeat") && m.contains("Time"),
+            "{m}"
+        );
+        assert!(!m.contains("on_bad_rows"), "{m}");
     }
 
     #[test]

@@ -222,6 +222,28 @@ pub(super) fn plan(
             .and_then(|r| r.first())
             .is_some_and(|f| normalise(f) == "ticker")
     {
+        let tickers: std::collections::BTreeSet<&str> = records
+            .get(1)
+            .map(|r| {
+                r.iter()
+                    .skip(1)
+                    .map(String::as_str)
+                    .filter(|t| !t.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if tickers.len() > 1 {
+            return Err((
+                "Ticker".into(),
+                format!(
+                    "a yfinance download of {} tickers ({}) in one file; hft reads one symbol \
+                     per file: download each ticker on its own (or save \
+                     `df.xs(ticker, axis=1, level=1)` per ticker)",
+                    tickers.len(),
+                    tickers.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
         let third = records.get(2).and_then(|r| r.first()).map(|f| normalise(f));
         let date_row = matches!(third.as_deref(), Some("date" | "datetime"));
         skip = if date_row { 3 } else { 2 };
