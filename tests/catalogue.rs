@@ -1144,6 +1144,13 @@ fn accepted() -> Vec<Case> {
             .write("trainingdata/._AAA.csv", b"\x00\x05\x16\x07Mac OS X")
             .write("trainingdata/~$AAA.csv", "lock")
             .write("trainingdata/.#AAA.csv", "lock"),
+        case(
+            Config,
+            "junk_files_beside_experiments",
+            &["build", "-j", "2", "experiments"],
+        )
+        .write("experiments/._exp.yaml", b"\x00\x05\x16\x07Mac OS X")
+        .write("experiments/~$exp.yaml", "lock: [unclosed"),
         case(Cache, "unreadable_action_records", build)
             .prebuilt()
             .damage("cache/actions")
@@ -1416,4 +1423,21 @@ fn a_data_file_linked_to_a_device_is_refused() {
         "{}",
         run.stderr
     );
+}
+
+/// Emacs's lock file beside an experiment is a dangling link (`.#exp.yaml` ->
+/// `user@host.pid`): the build skips it instead of failing to follow it.
+#[cfg(unix)]
+#[test]
+fn an_editor_lock_link_beside_an_experiment_is_skipped() {
+    let p = Project::new("catalogue-lock-link");
+    p.write(EXPERIMENT, GOOD);
+    p.write(DATA, &csv_bars(BARS, 3));
+    std::os::unix::fs::symlink(
+        "user@host.4242:1700000000",
+        p.path("experiments/.#exp.yaml"),
+    )
+    .unwrap();
+    let run = p.hft(&["build", "-q", "experiments"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
 }
