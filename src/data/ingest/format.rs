@@ -183,8 +183,10 @@ impl FileFormat {
         if d == "tab" || d == "\\t" {
             return Some(b'\t');
         }
-        let b = d.as_bytes();
-        (b.len() == 1 && b[0].is_ascii() && !b[0].is_ascii_alphanumeric()).then(|| b[0])
+        match d.as_bytes() {
+            [c] if c.is_ascii() && !c.is_ascii_alphanumeric() && *c != b'"' => Some(*c),
+            _ => None,
+        }
     }
 
     pub(super) fn decimal_byte(&self) -> Option<u8> {
