@@ -144,6 +144,11 @@ fn cannot_parse(s: &str, format: &NumberFormat) -> String {
              point, or set `data.format.thousands: \",\"`"
                 .to_string()
         }
+    } else if format.decimal == b',' && s.contains('.') {
+        ": this file's numbers are read with a decimal comma (its numbers have commas) and \
+         a dot only between groups of three digits; set `data.format.decimal` and \
+         `data.format.thousands` to say how it writes them"
+            .to_string()
     } else {
         String::new()
     };
@@ -181,7 +186,8 @@ mod tests {
         };
         assert_eq!(parse_number("1.234,56", &european), Ok(1234.56));
         assert_eq!(parse_number("12,5", &european), Ok(12.5));
-        assert!(parse_number("1.23,5", &european).is_err());
+        let m = parse_number("1.5", &european).unwrap_err();
+        assert!(m.contains("decimal comma"), "{m}");
         assert!(parse_number("abc", &european).is_err());
         assert!(parse_number("", &european).is_err());
         let m = parse_number("12,5", &NumberFormat::PLAIN).unwrap_err();
