@@ -89,8 +89,7 @@ pub fn config(data: &[u8]) {
 
 const DROP: IngestOptions = IngestOptions {
     on_bad_rows: BadRows::Drop,
-    start: None,
-    end: None,
+    ..IngestOptions::DEFAULT
 };
 
 /// What both loaders must satisfy: accepted bars are valid; under `Drop` everything that

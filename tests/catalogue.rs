@@ -223,6 +223,28 @@ fn investing_export() -> String {
     format!("\u{feff}{}", join(&quoted, "\r\n"))
 }
 
+/// The base bars rewritten row by row: `row(i, [date, open, high, low, close, volume])`
+/// after `header` (a header of several lines, or none, is fine).
+fn rows_as(header: &str, row: impl Fn(usize, &[&str]) -> String) -> String {
+    let mut out = header.to_string();
+    for (i, line) in bar_lines()[1..].iter().enumerate() {
+        let f: Vec<&str> = line.split(',').collect();
+        out.push_str(&row(i, &f));
+        out.push('\n');
+    }
+    out
+}
+
+/// Unix seconds of midnight of an ISO date.
+fn unix(date: &str) -> i64 {
+    chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp()
+}
+
 // ---------------------------------------------------------------------------------------
 // configs
 
@@ -616,9 +638,6 @@ fn malformed() -> Vec<Case> {
                 "\n",
             ))
             .expect(&["trainingdata/AAA.csv:1:", "close"]),
-        case(Data, "semicolon_separated", build)
-            .data(join(&map_lines(|_, l| l.replace(',', ";")), "\n"))
-            .expect(&["trainingdata/AAA.csv:1:", "date"]),
         case(Data, "binary_garbage", build)
             .data(b"\x00\x01\x02garbage\xff\xfe\n\"unterminated")
             .expect(&["trainingdata/AAA.csv:1:"]),
@@ -643,6 +662,119 @@ fn malformed() -> Vec<Case> {
             .expect(&[
                 "experiments/exp.yaml:4:3: data.path: the folder `nodata` does not exist",
             ]),
+        // ---- data in the formats people download (issue 19): never silently wrong, and
+        // a file that cannot be read names the setting that would read it
+        case(Data, "eight_digits_that_are_no_date_in_timestamp", build)
+            .data(rows_as("timestamp,Open,High,Low,Close,Volume\n", |i, f| {
+                format!("1999{:02}{:02},{}", 13 + i % 80, 1 + i % 28, f[1..].join(","))
+            }))
+            .expect(&["trainingdata/AAA.csv:2:", "column 'timestamp'", "data.format.date"]),
+        case(Data, "two_digit_years", build)
+            .data(rows_as("Date,Open,High,Low,Close,Volume\n", |_, f| {
+                let us = us_date(f[0]);
+                format!("{}{},{}", &us[..us.len() - 4], &us[us.len() - 2..], f[1..].join(","))
+            }))
+            .expect(&["trainingdata/AAA.csv:2:", "two-digit year", "%m/%d/%y"]),
+        case(Data, "absurd_high_price", build)
+            .data(with_field(9, 2, "1e308"))
+            .expect(&["trainingdata/AAA.csv:11:", "column 'high'", "not a plausible price"]),
+        case(Data, "vanishing_low_price", build)
+            .data(with_field(9, 3, "1e-300"))
+            .expect(&["trainingdata/AAA.csv:11:", "column 'low'", "not a plausible price"]),
+        case(Data, "absurd_volume", build)
+            .data(with_field(9, 5, "1e300"))
+            .expect(&["trainingdata/AAA.csv:11:", "column 'volume'", "not plausible"]),
+        case(Data, "currency_prefix_names_the_setting", build)
+            .data(rows_as("Date,Open,High,Low,Close,Volume\n", |_, f| {
+                format!("{},${},${},${},${},{}", f[0], f[1], f[2], f[3], f[4], f[5])
+            }))
+            .expect(&[
+                "trainingdata/AAA.csv:2:",
+                "data.format.currency: \"$\"",
+                "every one of the first 20 data rows",
+            ]),
+        case(Data, "quoted_decimal_commas", build)
+            .data(rows_as("Date,Open,High,Low,Close,Volume\n", |_, f| {
+                let q = |x: &str| format!("\"{}\"", x.replace('.', ","));
+                format!("{},{},{},{},{},{}", f[0], q(f[1]), q(f[2]), q(f[3]), q(f[4]), f[5])
+            }))
+            .expect(&["trainingdata/AAA.csv:2:", "data.format.decimal: \",\""]),
+        case(Data, "header_short_of_one_column_names_the_fix", build)
+            .data(rows_as("Date,Open,High,Low,Close\n", |_, f| f.join(",")))
+            .expect(&[
+                "trainingdata/AAA.csv:2:",
+                "fix the header (a name missing or one too many)",
+                "data.columns",
+                "every one of the first 20 data rows",
+            ]),
+        case(Data, "utf16_truncated", build)
+            .data({
+                let mut b = vec![0xFF, 0xFE];
+                for u in csv_bars(BARS, 3).encode_utf16() {
+                    b.extend(u.to_le_bytes());
+                }
+                b.push(b'x');
+                b
+            })
+            .expect(&["trainingdata/AAA.csv:1:", "UTF-16", "odd number of bytes"]),
+        case(Data, "first_line_is_data", build)
+            .data(join(&bar_lines()[1..], "\n"))
+            .expect(&["trainingdata/AAA.csv:1:", "looks like data", "data.format.header"]),
+        case(Data, "unknown_header_names", build)
+            .data(rows_as("Datum;Eroeffnung;Hoch;Tief;Schluss;Umsatz\n", |_, f| f.join(";")))
+            .expect(&["trainingdata/AAA.csv:1:", "semicolon-separated", "data.columns"]),
+        case(Data, "data_columns_names_a_missing_column", build)
+            .config_replace(
+                "  prediction_horizon: 1",
+                "  prediction_horizon: 1\n  columns: {close: Schluss}",
+            )
+            .expect(&["trainingdata/AAA.csv:1:", "data.columns.close names a column"]),
+        case(Data, "data_file_is_a_folder", build)
+            .config_replace("symbols: [AAA]", "symbols: [AAA, BBB]")
+            .write("trainingdata/BBB.csv/readme.txt", "not data")
+            .expect(&["experiments/exp.yaml:5:", "`BBB.csv` is a folder, not a data file"]),
+        case(Data, "yfinance_several_tickers_in_one_file", build)
+            .data(rows_as(
+                "Price,Close,Close,High,High,Low,Low,Open,Open,Volume,Volume\n\
+                 Ticker,AAA,BBB,AAA,BBB,AAA,BBB,AAA,BBB,AAA,BBB\nDate,,,,,,,,,,\n",
+                |_, f| {
+                    format!(
+                        "{0},{4},{4},{2},{2},{3},{3},{1},{1},{5},{5}",
+                        f[0], f[1], f[2], f[3], f[4], f[5]
+                    )
+                },
+            ))
+            .expect(&["trainingdata/AAA.csv:1:", "yfinance download of 2 tickers"]),
+        case(Data, "intraday_times_lost", build)
+            .data(rows_as("Date,Open,High,Low,Close,Volume\n", |i, f| {
+                let day = bar_lines()[1 + i / 6].split(',').next().unwrap().to_string();
+                format!("{day},{}", f[1..].join(","))
+            }))
+            .expect(&["trainingdata/AAA.csv:3:", "duplicate timestamp", "times of day"]),
+        case(Config, "data_columns_position_zero", build)
+            .config_replace(
+                "  prediction_horizon: 1",
+                "  prediction_horizon: 1\n  columns: {close: 0}",
+            )
+            .expect(&["experiments/exp.yaml:", "data.columns.close: positions count from 1"]),
+        case(Config, "data_format_named_time_zone", build)
+            .config_replace(
+                "  prediction_horizon: 1",
+                "  prediction_horizon: 1\n  format: {time_zone: Europe/Berlin}",
+            )
+            .expect(&["experiments/exp.yaml:", "data.format.time_zone:", "fixed offset"]),
+        case(Config, "data_format_bad_delimiter", build)
+            .config_replace(
+                "  prediction_horizon: 1",
+                "  prediction_horizon: 1\n  format: {delimiter: ab}",
+            )
+            .expect(&["experiments/exp.yaml:", "data.format.delimiter:"]),
+        case(Config, "data_format_date_without_a_day", build)
+            .config_replace(
+                "  prediction_horizon: 1",
+                "  prediction_horizon: 1\n  format: {date: \"%H:%M\"}",
+            )
+            .expect(&["experiments/exp.yaml:", "data.format.date:", "a year, a month and a day"]),
         // ---- lockfiles
         case(Lockfile, "lock_not_toml", &["build", "--locked"])
             .write(LOCK, "this is = = not toml\n")
@@ -902,6 +1034,165 @@ fn accepted() -> Vec<Case> {
             }),
             "\n",
         )),
+        // ---- the formats people download (issue 19), recognised by their headers
+        case(Data, "semicolon_separated_decimal_point", build)
+            .data(join(&map_lines(|_, l| l.replace(',', ";")), "\n")),
+        case(Data, "semicolons_with_decimal_commas", build)
+            .data(rows_as("Date;Open;High;Low;Close;Volume\n", |_, f| {
+                f.join(";").replace('.', ",")
+            })),
+        case(Data, "nasdaq_export", build).data(rows_as(
+            "Date,Close/Last,Volume,Open,High,Low\n",
+            |_, f| {
+                format!(
+                    "{},${},{},${},${},${}",
+                    us_date(f[0]),
+                    f[4],
+                    f[5],
+                    f[1],
+                    f[2],
+                    f[3]
+                )
+            },
+        )),
+        case(Data, "yfinance_three_header_rows", build).data(rows_as(
+            "Price,Close,High,Low,Open,Volume\nTicker,AAA,AAA,AAA,AAA,AAA\nDate,,,,,\n",
+            |_, f| format!("{},{},{},{},{},{}", f[0], f[4], f[2], f[3], f[1], f[5]),
+        )),
+        case(Data, "binance_klines_headerless", build).data(rows_as("", |_, f| {
+            let ms = unix(f[0]) * 1000;
+            format!(
+                "{ms},{},{},{},{},{},{},1.0,10,1.0,1.0,0",
+                f[1],
+                f[2],
+                f[3],
+                f[4],
+                f[5],
+                ms + 86_399_999
+            )
+        })),
+        case(Data, "binance_klines_open_time_header", build).data(rows_as(
+            "open_time,open,high,low,close,volume,close_time\n",
+            |_, f| {
+                let ms = unix(f[0]) * 1000;
+                format!("{ms},{},{ms}", f[1..].join(","))
+            },
+        )),
+        case(Data, "stooq_bulk_file", build).data(rows_as(
+            "<TICKER>,<PER>,<DATE>,<TIME>,<OPEN>,<HIGH>,<LOW>,<CLOSE>,<VOL>,<OPENINT>\n",
+            |_, f| {
+                format!(
+                    "AAA.US,D,{},000000,{},0",
+                    f[0].replace('-', ""),
+                    f[1..].join(",")
+                )
+            },
+        )),
+        case(Data, "investing_com_price_and_vol_suffixes", build).data(rows_as(
+            "\"Date\",\"Price\",\"Open\",\"High\",\"Low\",\"Vol.\",\"Change %\"\n",
+            |_, f| {
+                let v: f64 = f[5].parse().unwrap();
+                format!(
+                    "\"{}\",\"{}\",\"{}\",\"{}\",\"{}\",\"{}M\",\"0.50%\"",
+                    us_date(f[0]),
+                    f[4],
+                    f[1],
+                    f[2],
+                    f[3],
+                    v / 1e6
+                )
+            },
+        )),
+        case(Data, "mt5_tab_separated", build).data(rows_as(
+            "<DATE>\t<TIME>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>\t<SPREAD>\n",
+            |_, f| {
+                format!(
+                    "{}\t00:00:00\t{}\t{}\t{}\t{}\t100\t{}\t3",
+                    f[0].replace('-', "."),
+                    f[1],
+                    f[2],
+                    f[3],
+                    f[4],
+                    f[5]
+                )
+            },
+        )),
+        case(Data, "intraday_header_without_time", build)
+            .data(rows_as("Date,Open,High,Low,Close,Volume\n", |_, f| {
+                format!("{},09:30,{}", f[0], f[1..].join(","))
+            })),
+        case(Data, "utf16_with_bom", build).data({
+            let mut b = vec![0xFF, 0xFE];
+            for u in csv_bars(BARS, 3).encode_utf16() {
+                b.extend(u.to_le_bytes());
+            }
+            b
+        }),
+        case(Data, "float_unix_seconds", build)
+            .data(rows_as("timestamp,Open,High,Low,Close,Volume\n", |_, f| {
+                format!("{}.0,{}", unix(f[0]), f[1..].join(","))
+            })),
+        case(Data, "yyyymmdd_in_timestamp_column", build)
+            .data(rows_as("timestamp,Open,High,Low,Close,Volume\n", |_, f| {
+                format!("{},{}", f[0].replace('-', ""), f[1..].join(","))
+            })),
+        case(Data, "two_digit_years_with_declared_pivot", build)
+            .config_replace(
+                "  prediction_horizon: 1",
+                "  prediction_horizon: 1\n  format: {date: \"%m/%d/%y\"}",
+            )
+            .data(rows_as("Date,Open,High,Low,Close,Volume\n", |_, f| {
+                let us = us_date(f[0]);
+                format!(
+                    "{}{},{}",
+                    &us[..us.len() - 4],
+                    &us[us.len() - 2..],
+                    f[1..].join(",")
+                )
+            })),
+        case(Data, "declared_columns_and_format", build)
+            .config_replace(
+                "  prediction_horizon: 1",
+                "  prediction_horizon: 1\n  columns: {date: Datum, open: 2, high: Hoch, low: Tief, \
+                 close: Schluss, volume: Umsatz}\n  format: {delimiter: \"|\", date: \"%d.%m.%Y\", \
+                 time_zone: \"+01:00\"}",
+            )
+            .data(rows_as(
+                "Datum|Eroeffnung|Hoch|Tief|Schluss|Umsatz\n",
+                |_, f| {
+                    let d = chrono::NaiveDate::parse_from_str(f[0], "%Y-%m-%d").unwrap();
+                    format!("{}|{}", d.format("%d.%m.%Y"), f[1..].join("|"))
+                },
+            )),
+        case(Data, "unadjusted_split_warns", build)
+            .data(rows_as("Date,Open,High,Low,Close,Volume\n", |i, f| {
+                let x = |s: &str| {
+                    let v: f64 = s.parse().unwrap();
+                    format!("{:.4}", if i >= 60 { v * 4.0 } else { v })
+                };
+                format!(
+                    "{},{},{},{},{},{}",
+                    f[0],
+                    x(f[1]),
+                    x(f[2]),
+                    x(f[3]),
+                    x(f[4]),
+                    f[5]
+                )
+            }))
+            .expect(&["trainingdata/AAA.csv:62:", "unadjusted split", "Adj Close"]),
+        case(Data, "symbols_all_skips_junk_files", build)
+            .config_replace("symbols: [AAA]", "symbols: all")
+            .write("trainingdata/._AAA.csv", b"\x00\x05\x16\x07Mac OS X")
+            .write("trainingdata/~$AAA.csv", "lock")
+            .write("trainingdata/.#AAA.csv", "lock"),
+        case(
+            Config,
+            "junk_files_beside_experiments",
+            &["build", "-j", "2", "experiments"],
+        )
+        .write("experiments/._exp.yaml", b"\x00\x05\x16\x07Mac OS X")
+        .write("experiments/~$exp.yaml", "lock: [unclosed"),
         case(Cache, "unreadable_action_records", build)
             .prebuilt()
             .damage("cache/actions")
@@ -1174,4 +1465,21 @@ fn a_data_file_linked_to_a_device_is_refused() {
         "{}",
         run.stderr
     );
+}
+
+/// Emacs's lock file beside an experiment is a dangling link (`.#exp.yaml` ->
+/// `user@host.pid`): the build skips it instead of failing to follow it.
+#[cfg(unix)]
+#[test]
+fn an_editor_lock_link_beside_an_experiment_is_skipped() {
+    let p = Project::new("catalogue-lock-link");
+    p.write(EXPERIMENT, GOOD);
+    p.write(DATA, &csv_bars(BARS, 3));
+    std::os::unix::fs::symlink(
+        "user@host.4242:1700000000",
+        p.path("experiments/.#exp.yaml"),
+    )
+    .unwrap();
+    let run = p.hft(&["build", "-q", "experiments"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
 }

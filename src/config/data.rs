@@ -7,6 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::did_you_mean;
+pub use crate::data::ingest::{ColumnMap, ColumnRef, FileFormat};
 
 /// Largest accepted `data.sequence_length`.
 pub const MAX_SEQUENCE_LENGTH: usize = 100_000;
@@ -170,6 +171,14 @@ pub struct DataConfig {
     pub split: SplitConfig,
     /// Express price-level features relative to each window's last close. Default true.
     pub relative_prices: bool,
+    /// Which column holds each role (`date`, `close`, ...), by name or position (from 1).
+    /// Default: found by the usual names and the recognised layouts.
+    #[serde(skip_serializing_if = "ColumnMap::is_empty")]
+    pub columns: ColumnMap,
+    /// How a CSV file spells its values (delimiter, decimal mark, thousands separator,
+    /// currency, date, time zone, header). Default: found from the file.
+    #[serde(skip_serializing_if = "FileFormat::is_empty")]
+    pub format: FileFormat,
 }
 
 impl Default for DataConfig {
@@ -191,6 +200,8 @@ impl Default for DataConfig {
             action_threshold: 0.01,
             split: SplitConfig::default(),
             relative_prices: true,
+            columns: ColumnMap::NONE,
+            format: FileFormat::NONE,
         }
     }
 }
@@ -412,6 +423,8 @@ pub fn validate_data(d: &DataConfig) -> Result<(), (String, String)> {
     {
         return fail("data.end", format!("{b} is before data.start {a}"));
     }
+    d.columns.check()?;
+    d.format.check()?;
     if d.source == SourceKind::Api {
         let api = &d.api;
         if !(api.timeout_secs.is_finite() && api.timeout_secs > 0.0 && api.timeout_secs <= 3600.0) {

@@ -10,6 +10,11 @@
 //! `train/S.csv`, or two files of one date) are an error listing both: hft never guesses
 //! which file a user meant. This module only looks at a listing of names (the graph takes
 //! it from the folder), so it is pure and the listing can be a salsa input.
+//!
+//! Names no one means as data are not in the listing: macOS resource forks (`._AAPL.csv`),
+//! editor and office lock files (`.#AAPL.csv`, `~$AAPL.csv`) and other hidden files. A
+//! folder with a data file's name (`AAPL.csv/`) is listed with a trailing `/`, so that the
+//! error for its symbol says it is a folder.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -45,8 +50,17 @@ impl Candidate {
     }
 }
 
+/// Whether a file name is one no one means as data: hidden files, macOS resource forks
+/// (`._NAME`), editor lock files (`.#NAME`) and office lock files (`~$NAME`).
+fn is_junk(name: &str) -> bool {
+    name.starts_with('.') || name.starts_with("~$")
+}
+
 /// `(stem, extension)` of a data file name, or `None` for any other file.
 fn data_stem(name: &str) -> Option<&str> {
+    if is_junk(name) || name.ends_with('/') {
+        return None;
+    }
     let (stem, ext) = name.rsplit_once('.')?;
     DATA_EXTENSIONS
         .contains(&ext.to_ascii_lowercase().as_str())
@@ -124,7 +138,20 @@ fn candidates(listing: &[String], symbol: &str) -> Vec<Vec<Candidate>> {
 pub fn resolve(listing: &[String], symbol: &str) -> Result<SymbolFiles, String> {
     let layouts = candidates(listing, symbol);
     let all: Vec<Candidate> = layouts.iter().flatten().cloned().collect();
+    let folders: Vec<&str> = listing
+        .iter()
+        .filter_map(|n| n.strip_suffix('/'))
+        .filter(|n| {
+            let file = n.rsplit('/').next().unwrap_or(n);
+            data_stem(file).is_some_and(|stem| stem == symbol)
+        })
+        .collect();
     match all.as_slice() {
+        [] if !folders.is_empty() => Err(format!(
+            "`{}` is a folder, not a data file; the data of `{symbol}` is a file such as \
+             {symbol}.csv or {symbol}.parquet",
+            folders.join("`, `")
+        )),
         [] => Err(format!(
             "no data file for `{symbol}` (looked for {symbol}.csv, {symbol}.parquet, \
              train/{symbol}.csv with test/{symbol}.csv, and {symbol}-YYYY-MM-DD.csv)"
@@ -179,16 +206,24 @@ pub fn list_folder(dir: &std::path::Path) -> Vec<String> {
             return;
         };
         for entry in entries.flatten() {
-            let is_file = entry
-                .file_type()
-                .is_ok_and(|t| t.is_file() || t.is_symlink());
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
             let name = entry.file_name().to_string_lossy().into_owned();
-            if is_file && data_stem(&name).is_some() {
-                out.push(match sub {
-                    Some(s) => format!("{s}/{name}"),
-                    None => name,
-                });
+            if data_stem(&name).is_none() {
+                continue;
             }
+            let shown = if kind.is_dir() {
+                format!("{name}/")
+            } else if kind.is_file() || kind.is_symlink() {
+                name
+            } else {
+                continue;
+            };
+            out.push(match sub {
+                Some(s) => format!("{s}/{shown}"),
+                None => shown,
+            });
         }
     };
     scan(None);
@@ -295,14 +330,47 @@ mod tests {
     }
 
     #[test]
+    fn junk_files_are_not_data_and_folders_are_named() {
+        let l = listing(&[
+            "AAPL.csv",
+            "._AAPL.csv",
+            "._MSFT.csv",
+            ".#NVDA.csv",
+            "~$TSLA.csv",
+            ".hidden.csv",
+            "train/._AMD.csv",
+            "IBM.csv/",
+        ]);
+        assert_eq!(all_symbols(&l), ["AAPL"]);
+        assert_eq!(resolve(&l, "AAPL").unwrap().files, ["AAPL.csv"]);
+        assert!(resolve(&l, "MSFT").unwrap_err().contains("no data file"));
+        let err = resolve(&l, "IBM").unwrap_err();
+        assert!(
+            err.starts_with("`IBM.csv` is a folder, not a data file"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn lists_a_folder_with_its_split_folders() {
         let dir = std::env::temp_dir().join(format!("hft-layout-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("train")).unwrap();
-        for f in ["A.csv", "b.txt", "train/A.csv", "C.PARQUET"] {
+        for f in [
+            "A.csv",
+            "b.txt",
+            "train/A.csv",
+            "C.PARQUET",
+            "._A.csv",
+            "~$C.csv",
+        ] {
             std::fs::write(dir.join(f), "x").unwrap();
         }
-        assert_eq!(list_folder(&dir), ["A.csv", "C.PARQUET", "train/A.csv"]);
+        std::fs::create_dir_all(dir.join("D.csv")).unwrap();
+        assert_eq!(
+            list_folder(&dir),
+            ["A.csv", "C.PARQUET", "D.csv/", "train/A.csv"]
+        );
         assert!(list_folder(&dir.join("missing")).is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -40,12 +40,24 @@ fn is_yaml(path: &Path) -> bool {
     path.extension().is_some_and(|x| x == "yaml" || x == "yml")
 }
 
-/// Everything under `root` (itself included), following links, in file-name order.
-fn walk(root: &Path) -> walkdir::IntoIter {
+/// Names no one means as an experiment: macOS resource forks (`._exp.yaml`), editor lock
+/// files (`.#exp.yaml`, often a dangling link) and office lock files (`~$exp.yaml`).
+fn is_junk(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name.starts_with("._") || name.starts_with(".#") || name.starts_with("~$")
+}
+
+/// Everything under `root` (itself included), following links, in file-name order, without
+/// junk files ([`is_junk`]).
+fn walk(root: &Path) -> walkdir::FilterEntry<walkdir::IntoIter, fn(&walkdir::DirEntry) -> bool> {
+    fn keep(entry: &walkdir::DirEntry) -> bool {
+        entry.depth() == 0 || !is_junk(entry.file_name())
+    }
     walkdir::WalkDir::new(root)
         .follow_links(true)
         .sort_by_file_name()
         .into_iter()
+        .filter_entry(keep as fn(&walkdir::DirEntry) -> bool)
 }
 
 /// Every `*.yaml` / `*.yml` under the given paths (files are taken as they are), sorted.
@@ -61,7 +73,12 @@ pub fn find_experiments(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
             return Err(format!("{}: no such file or directory", p.display()));
         }
         for entry in walk(p) {
-            let entry = entry.map_err(|e| format!("{}: {e}", p.display()))?;
+            let entry = match entry {
+                Ok(entry) => entry,
+                // A lock file that is a dangling link cannot be followed: it is no experiment.
+                Err(e) if e.path().and_then(Path::file_name).is_some_and(is_junk) => continue,
+                Err(e) => return Err(format!("{}: {e}", p.display())),
+            };
             if entry.file_type().is_file() && is_yaml(entry.path()) {
                 files.push(entry.into_path());
             }

@@ -1,10 +1,11 @@
 //! Column roles: which header (CSV) or schema (Parquet) column is the date, the time,
 //! each price and the volume, found by name the same way in every format.
 
+use super::format::{ColumnMap, ColumnRef};
 use super::rows::Field;
 
 /// Header names reduced to what identifies them: lowercase letters and digits only.
-fn normalise(name: &str) -> String {
+pub(super) fn normalise(name: &str) -> String {
     name.chars()
         .filter(|c| c.is_alphanumeric())
         .flat_map(char::to_lowercase)
@@ -13,7 +14,7 @@ fn normalise(name: &str) -> String {
 
 /// The role of a header column, after [`normalise`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
+pub(super) enum Role {
     DateTime,
     Date,
     Time,
@@ -25,7 +26,7 @@ enum Role {
     Volume,
 }
 
-fn role(normalised: &str) -> Option<Role> {
+pub(super) fn role(normalised: &str) -> Option<Role> {
     Some(match normalised {
         "datetime" | "timestamp" => Role::DateTime,
         "date" => Role::Date,
@@ -62,17 +63,30 @@ pub(super) struct Layout {
 }
 
 impl Layout {
-    /// Finds each role among the column names. The error names the column to blame (as
-    /// written, or the role's name when it is missing) and what is wrong.
-    pub(super) fn from_names(names: &[String]) -> Result<Layout, (String, String)> {
+    /// Finds each role among the column names, after the roles already `mapped` to a
+    /// column (by `data.columns` or a recognised layout), which those columns then keep.
+    /// The error names the column to blame (as written, or the role's name when it is
+    /// missing) and what is wrong.
+    pub(super) fn from_names(
+        names: &[String],
+        mapped: &[(Role, usize)],
+    ) -> Result<Layout, (String, String)> {
         let name_of = |i: usize| names.get(i).map_or("?", String::as_str);
-        let mut found: Vec<(Role, usize)> = Vec::new();
+        let mut found: Vec<(Role, usize)> = mapped.to_vec();
         let get =
             |found: &[(Role, usize)], r: Role| found.iter().find(|(x, _)| *x == r).map(|&(_, i)| i);
+        // A mapped full date-time stands for the date and time roles too, and the reverse.
+        let time_mapped = mapped
+            .iter()
+            .any(|(r, _)| matches!(r, Role::DateTime | Role::Date | Role::Time));
         for (i, name) in names.iter().enumerate() {
             let Some(r) = role(&normalise(name)) else {
                 continue;
             };
+            let is_time = matches!(r, Role::DateTime | Role::Date | Role::Time);
+            if mapped.iter().any(|&(m, c)| m == r || c == i) || (is_time && time_mapped) {
+                continue;
+            }
             if let Some(prev) = get(&found, r) {
                 return Err((
                     name.clone(),
@@ -139,6 +153,16 @@ impl Layout {
             })?;
         }
         let [open, high, low, close] = required;
+        if let Some(&(_, c)) = found.iter().find(|&&(_, c)| c >= names.len()) {
+            return Err((
+                format!("column {}", c + 1),
+                format!(
+                    "data.columns names column {} but the file has {} columns",
+                    c + 1,
+                    names.len()
+                ),
+            ));
+        }
         Ok(Layout {
             time,
             open,
@@ -183,4 +207,61 @@ impl Layout {
         out.dedup();
         out
     }
+}
+
+/// `data.columns` as roles at column indexes of `names`. The error names the mapped
+/// column and what is wrong.
+pub(super) fn resolve_map(
+    map: &ColumnMap,
+    names: &[String],
+) -> Result<Vec<(Role, usize)>, (String, String)> {
+    let mut out = Vec::new();
+    for (key, col) in map.entries() {
+        let r = match key {
+            "timestamp" => Role::DateTime,
+            "date" => Role::Date,
+            "time" => Role::Time,
+            "open" => Role::Open,
+            "high" => Role::High,
+            "low" => Role::Low,
+            "close" => Role::Close,
+            "adj_close" => Role::AdjClose,
+            _ => Role::Volume,
+        };
+        let index = match col {
+            ColumnRef::Position(p) => p.saturating_sub(1),
+            ColumnRef::Name(n) => {
+                let exact = names.iter().position(|x| x == n);
+                let loose = || {
+                    let want = normalise(n);
+                    names.iter().position(|x| normalise(x) == want)
+                };
+                exact.or_else(loose).ok_or_else(|| {
+                    (
+                        n.clone(),
+                        format!(
+                            "data.columns.{key} names a column the file does not have; found {}",
+                            names
+                                .iter()
+                                .map(|n| format!("'{n}'"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                })?
+            }
+        };
+        if index >= names.len() {
+            return Err((
+                format!("column {}", index + 1),
+                format!(
+                    "data.columns.{key} is column {} but the file has {} columns",
+                    index + 1,
+                    names.len()
+                ),
+            ));
+        }
+        out.push((r, index));
+    }
+    Ok(out)
 }

@@ -1,21 +1,25 @@
-//! The CSV reader: header to column layout, data rows to checked rows (large files in
-//! parallel chunks of whole lines), with physical line numbers for every message.
+//! The CSV reader: the layout of the file ([`super::sniff`]), then data rows to checked
+//! rows (large files in parallel chunks of whole lines), with physical line numbers for
+//! every message.
 
 use std::path::Path;
 
+use super::DataError;
 use super::columns::{Layout, TimeSource};
-use super::dates::{parse_date, parse_datetime, parse_time};
-use super::pipeline::{BadRows, Problem, Source, Validated, validate_rows};
+use super::dates::TimeFormat;
+use super::numbers::{NumberFormat, parse_number};
+use super::pipeline::{BadRows, IngestOptions, Problem, Source, Validated, validate_rows};
 use super::rows::{RawBar, Row, make_row};
-use super::{DataError, shorten};
+use super::sniff::{Plan, decode, plan};
 
 /// The reader every CSV path uses: no header handling (ours), rows of any width (reported
 /// by us with their line). Fields are trimmed where they are read ([`field`]): the csv
 /// crate's own trimming builds a new record, two allocations per row.
-fn csv_reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
+fn csv_reader(bytes: &[u8], delimiter: u8) -> csv::Reader<&[u8]> {
     csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
+        .delimiter(delimiter)
         .from_reader(bytes)
 }
 
@@ -25,46 +29,61 @@ fn field(record: &csv::ByteRecord, col: usize) -> &[u8] {
     record.get(col).unwrap_or_default().trim_ascii()
 }
 
+/// Data rows looked at to tell a problem of every row (the file's layout) from a problem
+/// of some rows.
+const SAME_PROBLEM_SAMPLE: usize = 20;
+
 /// The row checks and the order phase of a CSV file.
 pub(super) fn validate_csv(
     path: &Path,
     bytes: &[u8],
-    mode: BadRows,
+    opts: &IngestOptions,
 ) -> Result<Validated, DataError> {
+    let mode = opts.on_bad_rows;
     let file = path.display().to_string();
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let mut reader = csv_reader(bytes);
+    let (text, encoding) = decode(bytes).map_err(|m| Source::csv(path, 1).file_error(None, m))?;
+    let bytes: &[u8] = &text;
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(Source::csv(path, 1).file_error(
+            None,
+            "the file is empty (no header row); a data file starts with a header such \
+             as Date,Open,High,Low,Close,Volume"
+                .into(),
+        ));
+    }
+    // The header is on the first line that is not empty (the reader skips empty ones).
+    let leading = bytes
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(0);
+    let header_line = 1 + memchr::memchr_iter(b'\n', &bytes[..leading]).count() as u64;
+    let source = Source::csv(path, header_line);
+    let plan = plan(bytes, &opts.format, &opts.columns)
+        .map_err(|(column, message)| source.file_error(Some(&column), message))?;
+    let mut reader = csv_reader(bytes, plan.delimiter);
     // One record buffer, reused for every row (what `byte_records()` would allocate anew).
     let mut header = csv::ByteRecord::new();
-    match reader.read_byte_record(&mut header) {
-        Ok(false) => {
-            return Err(Source::csv(path, 1).file_error(
-                None,
-                "the file is empty (no header row); a data file starts with a header such \
-                 as Date,Open,High,Low,Close,Volume"
-                    .into(),
-            ));
+    for _ in 0..plan.skip {
+        match reader.read_byte_record(&mut header) {
+            Ok(_) => {}
+            Err(e) => return Err(csv_error(&file, &e)),
         }
-        Err(e) => return Err(csv_error(&file, &e)),
-        Ok(true) => {}
     }
-    let source = Source::csv(path, header.position().map_or(1, |p| p.line()));
-    let names: Vec<String> = header
-        .iter()
-        .map(|f| String::from_utf8_lossy(f.trim_ascii()).into_owned())
-        .collect();
-    let layout = Layout::from_names(&names)
-        .map_err(|(column, message)| source.file_error(Some(&column), message))?;
+    let names = &plan.names;
+    let layout = Layout::from_names(names, &plan.mapped).map_err(|(column, message)| {
+        source.file_error(Some(&column), format!("{message}{}", plan.header_hint))
+    })?;
 
     // Where the data rows start; the reader may point at the `\n` of a CRLF.
     let data_start = (reader.position().byte() as usize).min(bytes.len());
     let data = bytes.get(data_start..).unwrap_or_default();
     let rows = CsvRows {
         bytes,
-        width: header.len(),
+        width: names.len(),
         layout: &layout,
-        names: &names,
+        names,
         mode,
+        plan: &plan,
     };
     // Large files are parsed in chunks of whole lines in parallel. A quote could hide a
     // line break inside a field, so a file with any quote is read in one pass.
@@ -73,11 +92,31 @@ pub(super) fn validate_csv(
     } else {
         None
     };
-    let (rows, problems) = match parsed {
+    // A row that cannot be read in a recognised layout says which layout it was read as.
+    let in_layout = |e: DataError| match (e, &plan.layout) {
+        (
+            DataError::Source {
+                file,
+                line,
+                column,
+                message,
+            },
+            Some(layout),
+        ) => DataError::Source {
+            file,
+            line,
+            column,
+            message: format!("{message} [read as: {layout}]"),
+        },
+        (e, _) => e,
+    };
+    let (rows_read, problems) = match parsed {
         Some(parsed) => parsed,
-        None => match rows.parse(&mut reader, 0, LineCounter::new(bytes)) {
+        None => match rows.parse(&mut reader, 0, LineCounter::new(bytes), usize::MAX) {
             Ok(parsed) => parsed,
-            Err(RowsError::Row(p)) => return Err(source.row_error(p)),
+            Err(RowsError::Row(p)) => {
+                return Err(in_layout(rows.first_bad_row(&source, data_start, p)));
+            }
             Err(RowsError::Csv(e)) => return Err(csv_error(&file, &e)),
         },
     };
@@ -85,7 +124,13 @@ pub(super) fn validate_csv(
         .get(layout.time_column())
         .map_or("?", String::as_str)
         .to_string();
-    validate_rows(source, rows, problems, time_column, mode)
+    let mut v = validate_rows(source, rows_read, problems, time_column, mode)?;
+    v.layout = match (encoding, plan.layout) {
+        (None, layout) => layout,
+        (Some(e), None) => Some(e.to_string()),
+        (Some(e), Some(l)) => Some(format!("{e}; {l}")),
+    };
+    Ok(v)
 }
 
 /// Bytes of CSV data rows per task when a large file is parsed in parallel. Tiny in unit
@@ -115,9 +160,72 @@ struct CsvRows<'a> {
     layout: &'a Layout,
     names: &'a [String],
     mode: BadRows,
+    plan: &'a Plan,
 }
 
 impl CsvRows<'_> {
+    /// The error for the first bad row under [`BadRows::Error`]. When every data row looked
+    /// at has a problem in the same place, the problem is the file's layout, not some rows:
+    /// skipping rows (`data.on_bad_rows: drop`) would skip them all, so it is not offered.
+    fn first_bad_row(&self, source: &Source, data_start: usize, p: Problem) -> DataError {
+        let sample = CsvRows {
+            mode: BadRows::Drop,
+            ..*self
+        };
+        let data = self.bytes.get(data_start..).unwrap_or_default();
+        let mut reader = csv_reader(data, self.plan.delimiter);
+        let lines = LineCounter {
+            bytes: self.bytes,
+            at: data_start,
+            line: 1 + memchr::memchr_iter(b'\n', self.bytes.get(..data_start).unwrap_or_default())
+                .count() as u64,
+        };
+        let Ok((rows, problems)) =
+            sample.parse(&mut reader, data_start, lines, SAME_PROBLEM_SAMPLE)
+        else {
+            return source.row_error(p);
+        };
+        let same = problems.len() >= 2
+            && rows.is_empty()
+            && problems
+                .iter()
+                .all(|q| q.column == p.column && same_kind(&q.message, &p.message));
+        if !same {
+            return source.row_error(p);
+        }
+        let extra = if p.column.is_none() && p.message.starts_with("row has ") {
+            self.width_advice()
+        } else {
+            String::new()
+        };
+        source.error_at(
+            p.at,
+            p.column.as_deref(),
+            format!(
+                "{}{extra} (every one of the first {} data rows has this problem, so it is the \
+                 file's layout, not a few bad rows)",
+                p.message,
+                problems.len()
+            ),
+        )
+    }
+
+    /// What to do when every row's width differs from the header's.
+    fn width_advice(&self) -> String {
+        format!(
+            "; every row needs one value per name in the header: fix the header (a name \
+             missing or one too many){}, or map the columns by position in `data.columns` (1 \
+             is the first column)",
+            match self.plan.delimiter {
+                b',' => String::new(),
+                d => format!(
+                    " (read as separated by '{}')",
+                    char::from(d).escape_default()
+                ),
+            }
+        )
+    }
+
     /// The rows `reader` yields, in file order, and (under [`BadRows::Drop`]) the problems.
     /// Its byte offsets count from `base` in the file; `lines` is positioned at or before
     /// `base`.
@@ -126,13 +234,14 @@ impl CsvRows<'_> {
         reader: &mut csv::Reader<R>,
         base: usize,
         mut lines: LineCounter<'_>,
+        limit: usize,
     ) -> Result<ParsedRows, RowsError> {
         let name_of = |i: usize| self.names.get(i).map_or("?", String::as_str);
         let mut rows: Vec<Row> = Vec::new();
         let mut problems = Vec::new();
         let mut record = csv::ByteRecord::new();
         let mut first = true;
-        loop {
+        while rows.len() + problems.len() < limit {
             match reader.read_byte_record(&mut record) {
                 Ok(true) => {}
                 Ok(false) => break,
@@ -150,7 +259,14 @@ impl CsvRows<'_> {
                 .position()
                 .map_or(0, |p| lines.line_at(base + p.byte() as usize));
             let result = if record.len() == self.width {
-                csv_row(&record, line, self.layout).map_err(|(col, message)| Problem {
+                csv_row(
+                    &record,
+                    line,
+                    self.layout,
+                    &self.plan.numbers,
+                    &self.plan.time,
+                )
+                .map_err(|(col, message)| Problem {
                     at: line,
                     column: Some(name_of(col).to_string()),
                     message,
@@ -220,13 +336,13 @@ impl CsvRows<'_> {
             .zip(start_lines.par_iter())
             .map(|(w, &line)| {
                 let chunk = self.bytes.get(w[0]..w[1]).unwrap_or_default();
-                let mut reader = csv_reader(chunk);
+                let mut reader = csv_reader(chunk, self.plan.delimiter);
                 let lines = LineCounter {
                     bytes: self.bytes,
                     at: w[0],
                     line,
                 };
-                self.parse(&mut reader, w[0], lines)
+                self.parse(&mut reader, w[0], lines, usize::MAX)
             })
             .collect();
         let mut rows = Vec::with_capacity(
@@ -253,23 +369,30 @@ impl CsvRows<'_> {
 
 /// One CSV record (of the header's width) as a checked row; the error names the column
 /// index to blame.
-fn csv_row(record: &csv::ByteRecord, line: u64, layout: &Layout) -> Result<Row, (usize, String)> {
+fn csv_row(
+    record: &csv::ByteRecord,
+    line: u64,
+    layout: &Layout,
+    numbers: &NumberFormat,
+    time: &TimeFormat,
+) -> Result<Row, (usize, String)> {
     let text = |col: usize| -> Result<&str, (usize, String)> {
         std::str::from_utf8(field(record, col))
             .map_err(|_| (col, "invalid UTF-8 in value".to_string()))
     };
     let number = |col: usize| -> Result<f64, (usize, String)> {
-        parse_number(text(col)?).map_err(|m| (col, m))
+        parse_number(text(col)?, numbers).map_err(|m| (col, m))
     };
     let timestamp = match layout.time {
         TimeSource::Single { col, allow_unix } => {
-            parse_datetime(text(col)?, allow_unix).map_err(|m| (col, m))?
+            time.stamp(text(col)?, allow_unix).map_err(|m| (col, m))?
         }
-        TimeSource::DateAndTime { date, time } => {
-            let d = parse_date(text(date)?).map_err(|m| (date, m))?;
-            let t = parse_time(text(time)?).map_err(|m| (time, m))?;
-            d.and_time(t).and_utc().timestamp()
-        }
+        TimeSource::DateAndTime {
+            date,
+            time: time_col,
+        } => time
+            .date_and_time(text(date)?, text(time_col)?)
+            .map_err(|(is_date, m)| (if is_date { date } else { time_col }, m))?,
     };
     let raw = RawBar {
         open: number(layout.open)?,
@@ -285,23 +408,24 @@ fn csv_row(record: &csv::ByteRecord, line: u64, layout: &Layout) -> Result<Row, 
     make_row(line, timestamp, raw).map_err(|(field, m)| (layout.column(field), m))
 }
 
-/// A price or volume as written in a CSV cell.
-fn parse_number(s: &str) -> Result<f64, String> {
-    if s.is_empty() {
-        return Err("empty value".to_string());
+/// Whether two problems are the same kind (the same message up to the values quoted in
+/// it and the numbers, which differ from row to row).
+/// Quoted values are left out whole.
+fn same_kind(a: &str, b: &str) -> bool {
+    fn shape(s: &str) -> String {
+        let mut out = String::new();
+        let mut quoted = false;
+        for c in s.chars() {
+            if c == '\'' {
+                quoted = !quoted;
+                out.push(c);
+            } else if !quoted && !c.is_ascii_digit() && c != '.' && c != '-' {
+                out.push(c);
+            }
+        }
+        out
     }
-    s.parse::<f64>().map_err(|_| {
-        let advice = if s.starts_with(['$', '€', '£', '¥']) || s.ends_with(['$', '€', '£', '¥'])
-        {
-            ": remove the currency symbol"
-        } else if s.contains(',') && s.bytes().any(|b| b.is_ascii_digit()) {
-            ": remove the thousands separator (write 1234.50, not 1,234.50) and use a \
-             decimal point"
-        } else {
-            ""
-        };
-        format!("cannot parse '{}' as a number{advice}", shorten(s))
-    })
+    shape(a) == shape(b)
 }
 
 /// Physical line numbers from byte offsets. The csv crate's own line count is one short on
@@ -403,9 +527,17 @@ mod tests {
         for ending in ["\n", "\r\n"] {
             let text = lines.join(ending) + ending;
             let bytes = text.as_bytes();
-            let layout =
-                Layout::from_names(&lines[0].split(',').map(str::to_string).collect::<Vec<_>>())
-                    .unwrap();
+            let layout = Layout::from_names(
+                &lines[0].split(',').map(str::to_string).collect::<Vec<_>>(),
+                &[],
+            )
+            .unwrap();
+            let plan = plan(
+                bytes,
+                &crate::data::ingest::FileFormat::NONE,
+                &crate::data::ingest::ColumnMap::NONE,
+            )
+            .unwrap();
             let names: Vec<String> = lines[0].split(',').map(str::to_string).collect();
             let rows = CsvRows {
                 bytes,
@@ -413,12 +545,14 @@ mod tests {
                 layout: &layout,
                 names: &names,
                 mode: BadRows::Drop,
+                plan: &plan,
             };
-            let mut reader = csv_reader(bytes);
+            let mut reader = csv_reader(bytes, b',');
             let mut header = csv::ByteRecord::new();
             assert!(reader.read_byte_record(&mut header).unwrap());
             let start = reader.position().byte() as usize;
-            let Ok(one_pass) = rows.parse(&mut reader, 0, LineCounter::new(bytes)) else {
+            let Ok(one_pass) = rows.parse(&mut reader, 0, LineCounter::new(bytes), usize::MAX)
+            else {
                 panic!("one pass failed");
             };
             let chunked = rows.parallel(start).unwrap();

@@ -1,7 +1,7 @@
 //! Dates, times and date-times as written in data files, to Unix seconds: the common
 //! ISO shapes on a fast path, everything else through chrono's formats.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime};
 
 use super::shorten;
 
@@ -9,7 +9,9 @@ use super::shorten;
 pub(super) const MIN_UNIX: i64 = -2_208_988_800;
 pub(super) const MAX_UNIX: i64 = 7_258_118_400;
 
-pub(super) const DATE_FORMATS: &[&str] = &["%Y-%m-%d", "%m/%d/%Y", "%Y/%m/%d"];
+/// `%Y.%m.%d` is MetaTrader's, `%b %d, %Y` Investing.com's older exports' (`May 27, 2022`).
+pub(super) const DATE_FORMATS: &[&str] =
+    &["%Y-%m-%d", "%m/%d/%Y", "%Y/%m/%d", "%Y.%m.%d", "%b %d, %Y"];
 pub(super) const DATETIME_FORMATS: &[&str] = &[
     "%Y-%m-%d %H:%M:%S%.f",
     "%Y-%m-%d %H:%M",
@@ -17,6 +19,14 @@ pub(super) const DATETIME_FORMATS: &[&str] = &[
     "%m/%d/%Y %H:%M",
     "%Y/%m/%d %H:%M:%S%.f",
     "%Y/%m/%d %H:%M",
+    "%Y.%m.%d %H:%M:%S%.f",
+    "%Y.%m.%d %H:%M",
+];
+
+/// Patterns suggested (as `data.format.date`) when a date matches none of the formats above,
+/// in order of preference.
+const SUGGESTED: &[&str] = &[
+    "%d.%m.%Y", "%d/%m/%Y", "%d-%m-%Y", "%d %b %Y", "%d-%b-%Y", "%m-%d-%Y", "%b %d %Y",
 ];
 
 /// The value of `N` ASCII digits at `b[at..]`, if they are all digits.
@@ -81,20 +91,74 @@ pub(super) fn parse_date(s: &str) -> Result<NaiveDate, String> {
     {
         return Ok(d);
     }
-    DATE_FORMATS
+    let date = DATE_FORMATS
         .iter()
         .find_map(|f| NaiveDate::parse_from_str(s, f).ok())
         .ok_or_else(|| {
             format!(
-                "cannot parse '{}' as a date (expected YYYY-MM-DD, MM/DD/YYYY or YYYYMMDD)",
-                shorten(s)
+                "cannot parse '{}' as a date (expected YYYY-MM-DD, MM/DD/YYYY or YYYYMMDD){}",
+                shorten(s),
+                suggestion(s)
+            )
+        })?;
+    four_digit_year(s, date)
+}
+
+/// chrono's `%Y` takes `22` as the year 22: a year below 1000 is a two-digit year, never
+/// read silently.
+fn four_digit_year(s: &str, date: NaiveDate) -> Result<NaiveDate, String> {
+    if date.year() >= 1000 {
+        return Ok(date);
+    }
+    Err(format!(
+        "'{}' has a {} year; write four-digit years, or declare the spelling as \
+         `data.format.date` (e.g. \"%m/%d/%y\": `%y` reads 00-68 as 2000-2068 and 69-99 as \
+         1969-1999)",
+        shorten(s),
+        match date.year().max(0).to_string().len() {
+            1 => "one-digit",
+            2 => "two-digit",
+            _ => "three-digit",
+        }
+    ))
+}
+
+/// `; set data.format.date: "..."` for the first suggested pattern that reads `s`.
+fn suggestion(s: &str) -> String {
+    let date_part = s.split([' ', 'T']).next().unwrap_or(s);
+    SUGGESTED
+        .iter()
+        .find(|p| {
+            NaiveDate::parse_from_str(s, p).is_ok()
+                || NaiveDate::parse_from_str(date_part, p).is_ok()
+        })
+        .map(|p| {
+            format!(
+                "; if it is {}, set `data.format.date: \"{p}\"`",
+                describe(p)
             )
         })
+        .unwrap_or_default()
+}
+
+fn describe(pattern: &str) -> &'static str {
+    if pattern.starts_with("%d") {
+        "day first"
+    } else {
+        "this spelling"
+    }
 }
 
 /// A time of day: `HH:MM` or `HH:MM:SS`.
 pub(super) fn parse_time(s: &str) -> Result<NaiveTime, String> {
     if let Some(t) = fast_hms(s.as_bytes()) {
+        return Ok(t);
+    }
+    // Stooq writes `093000` (and `000000` on daily bars).
+    if s.len() == 6
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(t) = NaiveTime::parse_from_str(s, "%H%M%S")
+    {
         return Ok(t);
     }
     NaiveTime::parse_from_str(s, "%H:%M:%S")
@@ -110,44 +174,216 @@ pub(super) fn parse_time(s: &str) -> Result<NaiveTime, String> {
 /// A full timestamp in Unix seconds. Fractional seconds are dropped (bars are at least a
 /// second apart; two bars in one second are reported as duplicates).
 pub(super) fn parse_datetime(s: &str, allow_unix: bool) -> Result<i64, String> {
+    parse_stamp(s, allow_unix).map(|(t, _)| t)
+}
+
+/// Unix seconds `t` checked against the years 1900..2200.
+fn unix_in_range(t: i64, what: &str) -> Result<i64, String> {
+    if (MIN_UNIX..=MAX_UNIX).contains(&t) {
+        Ok(t)
+    } else {
+        Err(format!(
+            "Unix timestamp {t} is outside the years 1900..2200 ({what})"
+        ))
+    }
+}
+
+fn midnight(d: NaiveDate) -> i64 {
+    d.and_time(NaiveTime::MIN).and_utc().timestamp()
+}
+
+/// [`parse_datetime`], and whether the value fixed its own instant (Unix seconds, an
+/// offset), so that `data.format.time_zone` does not apply to it.
+fn parse_stamp(s: &str, allow_unix: bool) -> Result<(i64, bool), String> {
     if let Some(ts) = fast_datetime(s) {
-        return Ok(ts);
+        return Ok((ts, false));
     }
     let digits = s.strip_prefix('-').unwrap_or(s);
     if allow_unix && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        // `20220527` is a date: the date spellings win over Unix seconds, which would put
+        // it in 1970. Eight digits that are no date are refused rather than guessed.
+        if s.len() == 8 {
+            return match NaiveDate::parse_from_str(s, "%Y%m%d") {
+                Ok(d) if d.year() >= 1900 => Ok((midnight(d), false)),
+                _ => Err(format!(
+                    "'{s}' is neither a YYYYMMDD date nor plausible Unix seconds (eight digits \
+                     are 1970-1973); declare the column's spelling with `data.format.date` \
+                     (`unix` for Unix seconds, or a pattern such as \"%Y%m%d\")"
+                )),
+            };
+        }
         let ts: i64 = s
             .parse()
             .map_err(|_| format!("Unix timestamp '{}' is out of range", shorten(s)))?;
-        if !(MIN_UNIX..=MAX_UNIX).contains(&ts) {
+        return unix_in_range(ts, "seconds are expected, not milliseconds").map(|t| (t, true));
+    }
+    // `1653609600.0`: Unix seconds written as a float.
+    if allow_unix
+        && let Some((whole, frac)) = digits.split_once('.')
+        && !whole.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        let ts = s
+            .parse::<f64>()
+            .map_err(|_| format!("Unix timestamp '{}' is out of range", shorten(s)))?
+            .floor();
+        if !(MIN_UNIX as f64..=MAX_UNIX as f64).contains(&ts) {
             return Err(format!(
-                "Unix timestamp {ts} is outside the years 1900..2200 (seconds are expected, not \
-                 milliseconds)"
+                "Unix timestamp {} is outside the years 1900..2200 (seconds are expected, not \
+                 milliseconds)",
+                shorten(s)
             ));
         }
-        return Ok(ts);
+        return Ok((ts as i64, true));
     }
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
-        return Ok(dt.timestamp());
+        return Ok((dt.timestamp(), true));
     }
-    let plain = s
-        .strip_suffix(['Z', 'z'])
-        .unwrap_or(s)
-        .replacen('T', " ", 1);
+    let zulu = s.strip_suffix(['Z', 'z']);
+    let plain = zulu.unwrap_or(s).replacen('T', " ", 1);
     if let Some(dt) = DATETIME_FORMATS
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(&plain, f).ok())
     {
-        return Ok(dt.and_utc().timestamp());
+        four_digit_year(s, dt.date())?;
+        return Ok((dt.and_utc().timestamp(), zulu.is_some()));
     }
     if let Ok(d) = parse_date(&plain) {
-        return Ok(d.and_time(NaiveTime::MIN).and_utc().timestamp());
+        return Ok((midnight(d), zulu.is_some()));
+    }
+    if let Err(m) = parse_date(plain.split(' ').next().unwrap_or(&plain))
+        && m.contains("-digit year;")
+    {
+        return Err(m);
     }
     Err(format!(
         "cannot parse '{}' as a date or date-time (expected e.g. 2020-01-31, \
-         2020-01-31 09:30:00, 2020-01-31T09:30:00Z, 01/31/2020{})",
+         2020-01-31 09:30:00, 2020-01-31T09:30:00Z, 01/31/2020{}){}",
         shorten(s),
-        if allow_unix { " or Unix seconds" } else { "" }
+        if allow_unix { " or Unix seconds" } else { "" },
+        suggestion(s)
     ))
+}
+
+/// How a file spells its timestamps beyond what [`parse_datetime`] finds by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Spelling {
+    /// Every spelling hft knows.
+    Auto,
+    /// Unix seconds, integer or float (`data.format.date: unix`).
+    UnixSeconds,
+    /// Unix milliseconds (`unix_ms`, Binance klines); sixteen digits or more are
+    /// microseconds (Binance spot files since 2025).
+    UnixMillis,
+    /// A strftime pattern (`data.format.date`).
+    Pattern(String),
+}
+
+/// A file's timestamps: their spelling, and the offset east of UTC of times written
+/// without one (`data.format.time_zone`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct TimeFormat {
+    pub spelling: Spelling,
+    pub offset: i64,
+}
+
+impl TimeFormat {
+    pub const AUTO: TimeFormat = TimeFormat {
+        spelling: Spelling::Auto,
+        offset: 0,
+    };
+
+    /// From `data.format.date` (checked by the config) and the offset.
+    pub(super) fn declared(date: Option<&str>, offset: i64) -> TimeFormat {
+        let spelling = match date {
+            None => Spelling::Auto,
+            Some("unix") => Spelling::UnixSeconds,
+            Some("unix_ms") => Spelling::UnixMillis,
+            Some(p) => Spelling::Pattern(p.to_string()),
+        };
+        TimeFormat { spelling, offset }
+    }
+
+    /// A full timestamp from one column.
+    pub(super) fn stamp(&self, s: &str, allow_unix: bool) -> Result<i64, String> {
+        let (t, absolute) = match &self.spelling {
+            Spelling::Auto => parse_stamp(s, allow_unix)?,
+            Spelling::UnixSeconds => {
+                let digits = s.strip_prefix('-').unwrap_or(s);
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                    return Err(format!(
+                        "cannot parse '{}' as Unix seconds (data.format.date: unix)",
+                        shorten(s)
+                    ));
+                }
+                let t = s
+                    .parse::<f64>()
+                    .map_err(|_| format!("Unix timestamp '{}' is out of range", shorten(s)))?
+                    .floor();
+                if !(MIN_UNIX as f64..=MAX_UNIX as f64).contains(&t) {
+                    return Err(format!(
+                        "Unix timestamp {} is outside the years 1900..2200",
+                        shorten(s)
+                    ));
+                }
+                (t as i64, true)
+            }
+            Spelling::UnixMillis => {
+                let v: i64 = s.parse().map_err(|_| {
+                    format!(
+                        "cannot parse '{}' as Unix milliseconds (an integer)",
+                        shorten(s)
+                    )
+                })?;
+                let digits = s.trim_start_matches('-').len();
+                let t = if digits >= 15 {
+                    v.div_euclid(1_000_000)
+                } else {
+                    v.div_euclid(1_000)
+                };
+                (unix_in_range(t, "milliseconds are expected")?, true)
+            }
+            Spelling::Pattern(p) => (pattern_stamp(s, p)?, false),
+        };
+        Ok(if absolute { t } else { t - self.offset })
+    }
+
+    /// A date column and a time-of-day column; the error says which of the two is to
+    /// blame (`true`: the date).
+    pub(super) fn date_and_time(&self, date: &str, time: &str) -> Result<i64, (bool, String)> {
+        let d = match &self.spelling {
+            Spelling::Pattern(p) => NaiveDate::parse_from_str(date, p)
+                .map_err(|_| pattern_error(date, p))
+                .and_then(|d| four_digit_year(date, d)),
+            _ => parse_date(date),
+        }
+        .map_err(|m| (true, m))?;
+        let t = parse_time(time).map_err(|m| (false, m))?;
+        Ok(d.and_time(t).and_utc().timestamp() - self.offset)
+    }
+}
+
+fn pattern_error(s: &str, p: &str) -> String {
+    format!("cannot parse '{}' as `{p}` (data.format.date)", shorten(s))
+}
+
+/// `s` read with the strftime pattern `p`: a date-time if `p` has a time of day, else
+/// midnight of the date.
+fn pattern_stamp(s: &str, p: &str) -> Result<i64, String> {
+    if ["%H", "%I", "%M", "%S", "%T", "%R", "%s"]
+        .iter()
+        .any(|spec| p.contains(spec))
+    {
+        if let Ok(dt) = DateTime::parse_from_str(s, p) {
+            return Ok(dt.timestamp());
+        }
+        let dt = NaiveDateTime::parse_from_str(s, p).map_err(|_| pattern_error(s, p))?;
+        four_digit_year(s, dt.date())?;
+        return Ok(dt.and_utc().timestamp());
+    }
+    let d = NaiveDate::parse_from_str(s, p).map_err(|_| pattern_error(s, p))?;
+    Ok(midnight(four_digit_year(s, d)?))
 }
 
 #[cfg(test)]

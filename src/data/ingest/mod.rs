@@ -43,9 +43,12 @@ mod columns;
 mod csv_reader;
 mod dates;
 mod error;
+mod format;
+mod numbers;
 pub mod parquet;
 mod pipeline;
 mod rows;
+mod sniff;
 #[cfg(test)]
 mod testutil;
 
@@ -55,6 +58,7 @@ use crate::data::Bars;
 
 pub use error::DataError;
 use error::shorten;
+pub use format::{ColumnMap, ColumnRef, FileFormat};
 pub use pipeline::{BadRows, DroppedRow, IngestOptions, Ingested};
 pub(crate) use rows::fmt_ts;
 pub use rows::{OHLC_TOLERANCE, validate};
@@ -78,10 +82,7 @@ pub fn parse_csv_with(
     bytes: &[u8],
     opts: &IngestOptions,
 ) -> Result<Ingested, DataError> {
-    finish_one(
-        validate_csv(path_for_messages, bytes, opts.on_bad_rows)?,
-        opts,
-    )
+    finish_one(validate_csv(path_for_messages, bytes, opts)?, opts)
 }
 
 /// Reads a data file of bars, CSV or Parquet: Parquet when the bytes start and end with
@@ -92,10 +93,7 @@ pub fn parse_file(
     bytes: &[u8],
     opts: &IngestOptions,
 ) -> Result<Ingested, DataError> {
-    finish_one(
-        validate_file(path_for_messages, bytes, opts.on_bad_rows)?,
-        opts,
-    )
+    finish_one(validate_file(path_for_messages, bytes, opts)?, opts)
 }
 
 /// Whether [`parse_file`] reads these bytes as Parquet.
@@ -109,11 +107,11 @@ fn is_parquet(path: &Path, bytes: &[u8]) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("parquet") || e.eq_ignore_ascii_case("pq"))
 }
 
-fn validate_file(path: &Path, bytes: &[u8], mode: BadRows) -> Result<Validated, DataError> {
+fn validate_file(path: &Path, bytes: &[u8], opts: &IngestOptions) -> Result<Validated, DataError> {
     if is_parquet(path, bytes) {
-        parquet::validate_parquet(path, bytes, mode)
+        parquet::validate_parquet(path, bytes, opts)
     } else {
-        validate_csv(path, bytes, mode)
+        validate_csv(path, bytes, opts)
     }
 }
 
@@ -129,7 +127,7 @@ pub fn parse_files(
     // Every file in parallel; the first error in the given order is the one reported.
     let results: Vec<Result<Validated, DataError>> = files
         .par_iter()
-        .map(|(path, bytes)| validate_file(path, bytes, mode))
+        .map(|(path, bytes)| validate_file(path, bytes, opts))
         .collect();
     let mut validated = Vec::with_capacity(results.len());
     for r in results {
@@ -192,11 +190,15 @@ pub fn parse_files(
     }
     let mut dropped = Vec::new();
     let mut notes = Vec::new();
+    let mut layouts = Vec::new();
     for v in validated {
+        if let Some(l) = &v.layout {
+            layouts.push(format!("{}: {l}", v.source.file));
+        }
         dropped.extend(dropped_rows(&v.source, v.problems));
         notes.extend(v.notes);
     }
-    finish(&label, rows, dropped, notes, opts)
+    finish(&label, rows, dropped, notes, layouts, opts)
 }
 
 #[cfg(test)]

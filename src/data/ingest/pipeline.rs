@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::DataError;
 use super::error::ColumnPrefix;
+use super::format::{ColumnMap, FileFormat};
 use super::rows::{Row, fmt_ts};
 use crate::data::Bars;
 
@@ -31,6 +32,21 @@ pub struct IngestOptions {
     pub start: Option<i64>,
     /// Keep bars with timestamp < end (Unix seconds; the caller passes the day after `data.end`).
     pub end: Option<i64>,
+    /// `data.columns`: roles mapped to columns by name or position.
+    pub columns: ColumnMap,
+    /// `data.format`: how the file spells its values (CSV).
+    pub format: FileFormat,
+}
+
+impl IngestOptions {
+    /// The defaults: bad rows are errors, no date window, nothing declared.
+    pub const DEFAULT: IngestOptions = IngestOptions {
+        on_bad_rows: BadRows::Error,
+        start: None,
+        end: None,
+        columns: ColumnMap::NONE,
+        format: FileFormat::NONE,
+    };
 }
 
 /// A row skipped under [`BadRows::Drop`].
@@ -52,6 +68,9 @@ pub struct Ingested {
     pub dropped: Vec<DroppedRow>,
     /// Things the user should know that are not errors ("rows were in descending order; sorted").
     pub notes: Vec<String>,
+    /// The layouts recognised (`AAA.csv: nasdaq.com export ...`), one per file read in a
+    /// layout other than plain UTF-8 comma-separated CSV with a one-line header.
+    pub layouts: Vec<String>,
 }
 
 /// A row-level problem, before it becomes an error (under [`BadRows::Error`]) or a
@@ -167,6 +186,8 @@ pub(super) struct Validated {
     pub notes: Vec<String>,
     /// The time column's name, for duplicates across files.
     pub time_column: String,
+    /// The layout recognised, when not the plain one.
+    pub layout: Option<String>,
 }
 
 /// The order phase of every format: `rows` as read (each already checked) become a
@@ -220,6 +241,7 @@ pub(super) fn validate_rows(
             problems,
             notes,
             time_column,
+            layout: None,
         });
     }
     let reversed = descending > ascending;
@@ -312,6 +334,28 @@ pub(super) fn validate_rows(
             ),
         ));
     }
+    // Most rows repeating a timestamp is the file's layout (intraday bars whose time of
+    // day was lost), not a few bad rows: dropping them is not offered.
+    let duplicates = order_problems.len() - out_of_order;
+    if mode == BadRows::Error
+        && duplicates >= 2
+        && duplicates * 2 > n
+        && let Some(first) = order_problems
+            .iter()
+            .filter(|p| p.message.starts_with("duplicate"))
+            .min_by_key(|p| p.at)
+    {
+        return Err(source.error_at(
+            first.at,
+            first.column.as_deref(),
+            format!(
+                "{}; {duplicates} of {n} rows repeat an earlier timestamp, so the times of day \
+                 are probably missing: read them from a `Time` column (or map one with \
+                 `data.columns.time`)",
+                first.message
+            ),
+        ));
+    }
     if mode == BadRows::Error
         && let Some(first) = order_problems.iter().min_by_key(|p| p.at)
     {
@@ -330,6 +374,7 @@ pub(super) fn validate_rows(
         problems,
         notes,
         time_column,
+        layout: None,
     })
 }
 
@@ -339,7 +384,8 @@ pub(super) fn finish(
     label: &str,
     mut rows: Vec<Row>,
     dropped: Vec<DroppedRow>,
-    notes: Vec<String>,
+    mut notes: Vec<String>,
+    layouts: Vec<String>,
     opts: &IngestOptions,
 ) -> Result<Ingested, DataError> {
     if opts.start.is_some() || opts.end.is_some() {
@@ -372,6 +418,7 @@ pub(super) fn finish(
             });
         }
     }
+    notes.extend(split_note(label, &rows));
     let n = rows.len();
     let mut bars = Bars {
         timestamps: Vec::with_capacity(n),
@@ -393,7 +440,43 @@ pub(super) fn finish(
         bars,
         dropped,
         notes,
+        layouts,
     })
+}
+
+/// A close-to-close move larger than this between consecutive bars (|log return| > ln 3:
+/// a tripling, or a fall to a third) is almost always a split the prices were not adjusted
+/// for, not a market move.
+pub(super) const SPLIT_JUMP: f64 = 3.0;
+
+/// The warning for unadjusted splits: the first jump (file and line) and how many there are.
+fn split_note(label: &str, rows: &[Row]) -> Option<String> {
+    let limit = SPLIT_JUMP.ln();
+    let mut jumps = rows
+        .windows(2)
+        .filter(|w| (w[1].close / w[0].close).ln().abs() > limit);
+    let first = jumps.next()?;
+    let more = jumps.count();
+    let (a, b) = (first[0], first[1]);
+    Some(format!(
+        "{label}:{}: the close goes from {:?} to {:?} ({} to {}, a {:.2}x move){}: an \
+         unadjusted split? Read split-adjusted prices (an `Adj Close` column, or \
+         `data.columns.adj_close`), or the model learns the split as a return",
+        b.at,
+        a.close,
+        b.close,
+        fmt_ts(a.timestamp),
+        fmt_ts(b.timestamp),
+        b.close / a.close,
+        if more == 0 {
+            String::new()
+        } else {
+            format!(
+                " and {more} more such move{}",
+                if more == 1 { "" } else { "s" }
+            )
+        }
+    ))
 }
 
 /// The problems of a file as dropped rows, in file order.
@@ -405,7 +488,12 @@ pub(super) fn dropped_rows(source: &Source, mut problems: Vec<Problem>) -> Vec<D
 /// One file's [`Validated`] through the date window.
 pub(super) fn finish_one(v: Validated, opts: &IngestOptions) -> Result<Ingested, DataError> {
     let dropped = dropped_rows(&v.source, v.problems);
-    finish(&v.source.file, v.rows, dropped, v.notes, opts)
+    let layouts = v
+        .layout
+        .iter()
+        .map(|l| format!("{}: {l}", v.source.file))
+        .collect();
+    finish(&v.source.file, v.rows, dropped, v.notes, layouts, opts)
 }
 
 #[cfg(test)]
@@ -550,6 +638,7 @@ mod tests {
             on_bad_rows: BadRows::Error,
             start: Some(ts("2020-01-02 00:00:00")),
             end: Some(ts("2020-01-03 00:00:00")),
+            ..IngestOptions::DEFAULT
         };
         // The bad row outside the window still fails the ingest.
         let m = with(&text, &window).unwrap_err().to_string();
@@ -581,6 +670,26 @@ mod tests {
              (data.start / data.end) (the data runs from 2020-01-01 00:00:00 to 2020-01-03 \
              00:00:00); widen the date range"
         );
+    }
+
+    #[test]
+    fn timestamps_repeated_by_most_rows_are_the_layout_not_bad_rows() {
+        let mut text = HEAD.to_string();
+        for day in 1..=4 {
+            for bar in 0..5 {
+                text.push_str(&format!("2020-01-{day:02},10,11,9,10,{bar}\n"));
+            }
+        }
+        let m = message(&text);
+        assert!(
+            m.starts_with("data/TEST.csv:3: column 'Date': duplicate timestamp"),
+            "{m}"
+        );
+        assert!(
+            m.contains("16 of 20 rows repeat") && m.contains("Time"),
+            "{m}"
+        );
+        assert!(!m.contains("on_bad_rows"), "{m}");
     }
 
     #[test]

@@ -10,6 +10,19 @@ use crate::data::Bars;
 /// round each column separately produce violations around 1e-15; real errors are far larger.
 pub const OHLC_TOLERANCE: f64 = 1e-9;
 
+/// Prices outside `MIN_PRICE..=MAX_PRICE` are data errors, not prices: a `High` of 1e308
+/// or a close of 1e-300 overflows or underflows the features and the loss long after
+/// ingest, where it would look like a training problem.
+pub const MIN_PRICE: f64 = 1e-12;
+pub const MAX_PRICE: f64 = 1e12;
+/// Volumes above this are data errors (sums over a window would overflow).
+pub const MAX_VOLUME: f64 = 1e18;
+
+/// Whether `x` is a price hft accepts.
+fn price_in_range(x: f64) -> bool {
+    (MIN_PRICE..=MAX_PRICE).contains(&x)
+}
+
 /// The bar columns whose values [`check_row`] and [`make_row`] validate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Field {
@@ -52,6 +65,16 @@ fn check_row(o: f64, h: f64, l: f64, c: f64, v: f64) -> Result<(), (Field, Strin
                 ),
             ));
         }
+        if !price_in_range(x) {
+            return Err((
+                field,
+                format!(
+                    "{} {x:?} is not a plausible price (hft reads prices from {MIN_PRICE:e} to \
+                     {MAX_PRICE:e}); fix the value",
+                    field.name()
+                ),
+            ));
+        }
     }
     let top = o.max(c);
     if h < top * (1.0 - OHLC_TOLERANCE) {
@@ -72,6 +95,12 @@ fn check_row(o: f64, h: f64, l: f64, c: f64, v: f64) -> Result<(), (Field, Strin
     }
     if v < 0.0 {
         return Err((Field::Volume, format!("volume {v:?} is negative")));
+    }
+    if v > MAX_VOLUME {
+        return Err((
+            Field::Volume,
+            format!("volume {v:?} is not plausible (above {MAX_VOLUME:e}); fix the value"),
+        ));
     }
     Ok(())
 }
@@ -185,7 +214,7 @@ pub(super) fn make_row(at: u64, timestamp: i64, raw: RawBar) -> Result<Row, (Fie
         c = adj;
         // An adjustment factor far outside any real split or dividend can overflow (or
         // flush to zero) the scaled prices.
-        if let Some(bad) = [o, h, l].into_iter().find(|x| !x.is_finite() || *x <= 0.0) {
+        if let Some(bad) = [o, h, l, c].into_iter().find(|x| !price_in_range(*x)) {
             return Err((
                 Field::AdjClose,
                 format!(
@@ -222,11 +251,29 @@ mod tests {
     fn an_adjusted_close_that_overflows_the_prices_is_an_error() {
         let e = parse(
             "Date,Open,High,Low,Close,Adj Close,Volume\n\
-             2020-01-02,1e-300,1e-300,1e-300,1e-300,1e300,1\n",
+             2020-01-02,1e-12,2e-12,1e-12,1e-12,1e12,1\n",
         )
         .unwrap_err()
         .to_string();
         assert!(e.contains(":2: column 'Adj Close': adjusted close"), "{e}");
+    }
+
+    #[test]
+    fn absurd_values_are_errors_naming_row_and_column() {
+        for (row, column) in [
+            ("2020-01-02,10,1e308,9,10,1", "High"),
+            ("2020-01-02,1e-300,11,1e-300,10,1", "Open"),
+            ("2020-01-02,10,11,9,10,1e300", "Volume"),
+        ] {
+            let e = parse(&format!("Date,Open,High,Low,Close,Volume\n{row}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("data/TEST.csv:2: column '{column}'")),
+                "{e}"
+            );
+            assert!(e.contains("plausible"), "{e}");
+        }
     }
 
     #[test]

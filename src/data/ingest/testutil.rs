@@ -31,8 +31,7 @@ pub(crate) fn with(text: &str, opts: &IngestOptions) -> Result<Ingested, DataErr
 
 pub(crate) const DROP: IngestOptions = IngestOptions {
     on_bad_rows: BadRows::Drop,
-    start: None,
-    end: None,
+    ..IngestOptions::DEFAULT
 };
 
 pub(crate) const HEAD: &str = "Date,Open,High,Low,Close,Volume\n";

@@ -49,6 +49,15 @@ impl Stage for Ingest<'_> {
         if let Some(end) = &d.end {
             v["data"]["end"] = json!(end.trim());
         }
+        // How a local file is read, when declared (API snapshots are hft's own CSV).
+        if d.source == SourceKind::Local {
+            if !d.columns.is_empty() {
+                v["data"]["columns"] = json!(d.columns);
+            }
+            if !d.format.is_empty() {
+                v["data"]["format"] = json!(d.format);
+            }
+        }
         v
     }
 
@@ -92,6 +101,13 @@ impl Stage for Ingest<'_> {
                     ))
                 })?;
                 let name = format!("snapshot of {symbol} ({})", digest.short());
+                // The snapshot is hft's canonical CSV: `data.columns` / `data.format`
+                // describe local files only.
+                let opts = data::ingest::IngestOptions {
+                    columns: data::ingest::ColumnMap::NONE,
+                    format: data::ingest::FileFormat::NONE,
+                    ..opts
+                };
                 data::ingest::parse_csv_with(Path::new(&name), &bytes, &opts)
                     .map_err(|err| StageError::BadInput(err.to_string()))?
             }
@@ -123,6 +139,7 @@ impl Stage for Ingest<'_> {
                     bars,
                     dropped: vec![],
                     notes: vec![],
+                    layouts: vec![],
                 }
             }
         };
@@ -140,6 +157,11 @@ impl Stage for Ingest<'_> {
         }
         let mut summary = bars_summary(symbol, &ingested.bars);
         summary["dropped"] = json!(ingested.dropped.len());
+        // Which layout each file was read as, when not plain CSV (left out otherwise, so
+        // plain files' summaries are as before).
+        if !ingested.layouts.is_empty() {
+            summary["layout"] = json!(ingested.layouts);
+        }
         if !ingested.notes.is_empty() {
             summary["notes"] = json!(ingested.notes);
         }
@@ -160,6 +182,8 @@ pub fn ingest_options(d: &crate::config::DataConfig) -> data::ingest::IngestOpti
         },
         start,
         end,
+        columns: d.columns.clone(),
+        format: d.format.clone(),
     }
 }
 

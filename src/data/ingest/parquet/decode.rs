@@ -357,6 +357,15 @@ pub(super) fn midnight(d: NaiveDate) -> i64 {
 
 /// An integer timestamp, checked as CSV checks a Unix-seconds column.
 pub(super) fn unix_seconds(ts: i64) -> Result<i64, String> {
+    // `20220527` in a timestamp column is a date, not 1970-08-23 (as in CSV).
+    if (10_000_000..=99_999_999).contains(&ts) {
+        return yyyymmdd(ts).map_err(|_| {
+            format!(
+                "{ts} is neither a YYYYMMDD date nor plausible Unix seconds (eight digits are \
+                 1970-1973); write the timestamps as dates or as Unix seconds of today's years"
+            )
+        });
+    }
     if (MIN_UNIX..=MAX_UNIX).contains(&ts) {
         Ok(ts)
     } else {

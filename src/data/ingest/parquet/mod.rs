@@ -30,7 +30,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use rayon::prelude::*;
 
-use super::columns::{Layout, TimeSource};
+use super::columns::{Layout, TimeSource, resolve_map};
 use super::pipeline::{
     BadRows, IngestOptions, Ingested, Source, Validated, finish_one, validate_rows,
 };
@@ -56,10 +56,7 @@ pub fn parse_parquet(
     bytes: &[u8],
     opts: &IngestOptions,
 ) -> Result<Ingested, DataError> {
-    finish_one(
-        validate_parquet(path_for_messages, bytes, opts.on_bad_rows)?,
-        opts,
-    )
+    finish_one(validate_parquet(path_for_messages, bytes, opts)?, opts)
 }
 
 /// How a time column is used in a [`Layout`].
@@ -112,8 +109,9 @@ fn number_type_ok(dt: &DataType) -> bool {
 pub(super) fn validate_parquet(
     path: &Path,
     bytes: &[u8],
-    mode: BadRows,
+    opts: &IngestOptions,
 ) -> Result<Validated, DataError> {
+    let mode = opts.on_bad_rows;
     let source = Source::parquet(path);
     if bytes.is_empty() {
         return Err(source.file_error(
@@ -161,7 +159,9 @@ pub(super) fn validate_parquet(
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        let layout = Layout::from_names(&names)
+        let mapped = resolve_map(&opts.columns, &names)
+            .map_err(|(column, message)| source.file_error(Some(&column), message))?;
+        let layout = Layout::from_names(&names, &mapped)
             .map_err(|(column, message)| source.file_error(Some(&column), message))?;
         match check_types(&source, &meta, &names, &layout) {
             Ok(()) => return read_rows(source, &data, &meta, &names, &layout, mode),

@@ -79,8 +79,7 @@ fn err(bytes: &[u8]) -> String {
 
 const DROP: IngestOptions = IngestOptions {
     on_bad_rows: BadRows::Drop,
-    start: None,
-    end: None,
+    ..IngestOptions::DEFAULT
 };
 
 fn days(n: i64) -> Vec<i64> {
@@ -444,4 +443,35 @@ fn corrupt_pages_never_panic() {
             }
         }
     }
+}
+
+#[test]
+fn data_columns_map_parquet_columns_and_yyyymmdd_integers_are_dates() {
+    // `when` is no time name hft knows; `data.columns.timestamp` names it.
+    let bytes = write(with_time("when", Arc::new(Int64Array::from(days(3))), 3), 2);
+    assert!(err(&bytes).contains("missing required column"));
+    let opts = IngestOptions {
+        columns: crate::data::ingest::ColumnMap {
+            timestamp: Some(crate::data::ingest::ColumnRef::Name("when".into())),
+            ..crate::data::ingest::ColumnMap::NONE
+        },
+        ..IngestOptions::DEFAULT
+    };
+    assert_eq!(parse(&bytes, &opts).unwrap().bars.timestamps, days(3));
+    // 20200101 in an integer timestamp column is a date, not 1970-08-22.
+    let ymd = Arc::new(Int64Array::from(vec![20200101, 20200102]));
+    let got = ok(&write(with_time("timestamp", ymd, 2), 2));
+    assert_eq!(got.bars.timestamps, days(2));
+    let m = err(&write(
+        with_time(
+            "timestamp",
+            Arc::new(Int64Array::from(vec![19991399, 19991400])),
+            2,
+        ),
+        2,
+    ));
+    assert!(
+        m.contains("column 'timestamp'") && m.contains("YYYYMMDD"),
+        "{m}"
+    );
 }
