@@ -91,7 +91,7 @@ fn locked_builds_name_what_the_lock_lacks_or_disagrees_on() {
         &lock.replace("burn = \"0.22\"", "burn = \"0.21\""),
     );
     let run = p.hft(&["build", "--locked"]);
-    run.assert_user_error(&["error: --locked: environment differs from the lock"]);
+    run.assert_user_error(&["error: --locked: the environment differs from the lock's: burn 0.21 in the lock, 0.22 here"]);
     assert!(run.ran().is_empty(), "nothing executed: {}", run.stdout);
 
     std::fs::remove_file(p.path("hft.lock")).unwrap();

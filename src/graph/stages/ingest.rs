@@ -21,8 +21,12 @@ impl Stage for Ingest<'_> {
         "ingest"
     }
 
+    /// 2: an all-digits `YYYYMMDD` timestamp is a date (was read as Unix seconds), a
+    /// two-digit year is refused (was year 00YY), absurd prices are errors: bars that read
+    /// wrongly before must not be found in a cache under their old key. Files read right
+    /// before give the same bars, so only the ingest keys move, not their outputs.
     fn version(&self, _: &Experiment) -> u32 {
-        1
+        2
     }
 
     fn config(&self, e: &Experiment) -> serde_json::Value {
