@@ -851,6 +851,9 @@ fn malformed() -> Vec<Case> {
             .expect(&[
                 "--locked: exp/train: key would change from the lock: model.hidden_size 4 -> 8 (experiments/exp.yaml:9)",
             ]),
+        case(Config, "data_path_is_a_file", build)
+            .config_replace("path: trainingdata", "path: trainingdata/AAA.csv")
+            .expect(&["`trainingdata/AAA.csv` is a file, not a folder", "data.path: trainingdata with symbols: [AAA]"]),
         // ---- small things a hostile user tried
         case(Config, "experiment_file_empty", build)
             .config("# nothing here yet\n\n")

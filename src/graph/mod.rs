@@ -279,11 +279,28 @@ fn data_files(
     let listing = folder.listing(db);
     let at = |key: &str, message: String| ConfigError::at(&p.locations.find(key), key, message);
     if !folder.exists(db) {
-        let message = format!(
-            "the folder `{}` does not exist (relative to the folder hft runs in); put the \
-             SYMBOL.csv files there or point data.path at them",
-            d.path
-        );
+        let message = if Path::new(&d.path).is_file() {
+            format!(
+                "`{}` is a file, not a folder: data.path names the folder that holds the \
+                 SYMBOL.csv files (this one would be data.path: {} with symbols: [{}])",
+                d.path,
+                Path::new(&d.path)
+                    .parent()
+                    .map(|p| p.display().to_string())
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| ".".to_string()),
+                Path::new(&d.path)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            )
+        } else {
+            format!(
+                "the folder `{}` does not exist (relative to the folder hft runs in); put the \
+                 SYMBOL.csv files there or point data.path at them",
+                d.path
+            )
+        };
         let files = without_files(d.symbols.listed());
         return (files, vec![at("data.path", message)]);
     }
