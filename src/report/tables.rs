@@ -278,6 +278,46 @@ pub(super) fn config_diff_section(html: &mut String, experiments: &[ReportExperi
     }
     html.push_str("</table></div>\n</section>\n");
 }
+/// The per-fold figures of a walk-forward experiment; a negative skill is marked.
+pub(super) fn fold_table(html: &mut String, folds: &[serde_json::Value]) {
+    html.push_str(
+        "<div class=\"scroll\"><table class=\"metrics folds\">\n<tr><th>fold</th>\
+         <th>test from</th><th>test to</th><th>windows</th><th>MSE</th>\
+         <th>persistence MSE</th><th>skill</th><th>ridge skill</th><th>dir. acc.</th>\
+         <th>Sharpe</th></tr>\n",
+    );
+    for f in folds {
+        let day = |i: usize| {
+            f["test"][i]
+                .as_i64()
+                .map(crate::term::date)
+                .unwrap_or_default()
+        };
+        let num = |k: &str| match f[k].as_f64() {
+            Some(x) if k.ends_with("skill") && x < 0.0 => {
+                format!("<td class=\"num no-skill\">{x:.4} (no skill)</td>")
+            }
+            Some(x) => format!("<td class=\"num\">{x:.4}</td>"),
+            None => "<td class=\"num\">-</td>".to_string(),
+        };
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>{}{}{}{}{}{}</tr>",
+            f["index"],
+            escape(&day(0)),
+            escape(&day(1)),
+            f["windows"],
+            num("mse"),
+            num("persistence_mse"),
+            num("skill"),
+            num("ridge_skill"),
+            num("directional_accuracy"),
+            num("sharpe"),
+        );
+    }
+    html.push_str("</table></div>\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,44 +407,4 @@ mod tests {
         // One experiment has it: nothing to rank.
         assert!(html.contains("<td class=\"num\">0.90 (N=3)</td>"), "{html}");
     }
-}
-
-/// The per-fold figures of a walk-forward experiment; a negative skill is marked.
-pub(super) fn fold_table(html: &mut String, folds: &[serde_json::Value]) {
-    html.push_str(
-        "<div class=\"scroll\"><table class=\"metrics folds\">\n<tr><th>fold</th>\
-         <th>test from</th><th>test to</th><th>windows</th><th>MSE</th>\
-         <th>persistence MSE</th><th>skill</th><th>ridge skill</th><th>dir. acc.</th>\
-         <th>Sharpe</th></tr>\n",
-    );
-    for f in folds {
-        let day = |i: usize| {
-            f["test"][i]
-                .as_i64()
-                .map(crate::term::date)
-                .unwrap_or_default()
-        };
-        let num = |k: &str| match f[k].as_f64() {
-            Some(x) if k.ends_with("skill") && x < 0.0 => {
-                format!("<td class=\"num no-skill\">{x:.4} (no skill)</td>")
-            }
-            Some(x) => format!("<td class=\"num\">{x:.4}</td>"),
-            None => "<td class=\"num\">-</td>".to_string(),
-        };
-        let _ = writeln!(
-            html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>{}{}{}{}{}{}</tr>",
-            f["index"],
-            escape(&day(0)),
-            escape(&day(1)),
-            f["windows"],
-            num("mse"),
-            num("persistence_mse"),
-            num("skill"),
-            num("ridge_skill"),
-            num("directional_accuracy"),
-            num("sharpe"),
-        );
-    }
-    html.push_str("</table></div>\n");
 }

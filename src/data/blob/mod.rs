@@ -326,8 +326,6 @@ impl Dataset {
     }
 }
 
-/// The normalised windows `[n, S, k]` of a split from the stored rows (ends already checked
-
 /// The dataset blob of `d` (labels, symbols, timestamps, normalisation: its `x` is not
 /// read) and the rows its windows are cut from.
 pub(super) fn encode_dataset(d: &Dataset, rows: &WindowRows<'_>) -> Vec<u8> {

@@ -302,9 +302,9 @@ fn check_date_pattern(p: &str) -> Result<(), String> {
         ));
     }
     let has = |specs: &[&str]| specs.iter().any(|s| p.contains(s));
-    if !(has(&["%Y", "%y", "%C"]) && has(&["%m", "%b", "%B", "%h"]) && has(&["%d", "%e"]))
-        && !has(&["%F", "%D", "%x", "%s"])
-    {
+    let full_date = has(&["%F", "%D", "%x", "%s"]);
+    let parts = has(&["%Y", "%y", "%C"]) && has(&["%m", "%b", "%B", "%h"]) && has(&["%d", "%e"]);
+    if !(full_date || parts) {
         return Err(format!(
             "`{p}` needs a year, a month and a day (e.g. \"%d.%m.%Y\"), or write `unix` / `unix_ms`"
         ));

@@ -4,7 +4,7 @@
 //! `data.columns` override what is found.
 //!
 //! Recognised by their headers: the nasdaq.com export (`Close/Last`, `$` prices), yfinance
-//! >= 0.2.51 `download()` files (three header rows: Price / Ticker / Date), Binance klines
+//! 0.2.51 and later `download()` files (three header rows: Price / Ticker / Date), Binance klines
 //! (an `open_time` header, or none: twelve columns, open time in milliseconds), Stooq bulk
 //! files (`<TICKER>,<PER>,<DATE>,<TIME>,...`), Investing.com exports (`Price`, `Vol.` as
 //! `80.44M`, `Change %`), MetaTrader 5 exports (`<DATE>\t<TIME>\t<OPEN>...`), files
@@ -181,7 +181,9 @@ pub(super) fn plan(
     let headerless = format.header == Some(false);
     // The delimiter under which the header names the most roles; without any, the one that
     // splits the first line the most (so a message lists the names), commas on a tie.
-    let mut best: Option<(u8, Vec<Vec<String>>, (usize, usize))> = None;
+    // (delimiter, sampled records, (roles named, fields of the first line)).
+    type Candidate = (u8, Vec<Vec<String>>, (usize, usize));
+    let mut best: Option<Candidate> = None;
     for &d in &candidates {
         let records = sample(bytes, d);
         let first = records.first().map(Vec::as_slice).unwrap_or_default();
