@@ -193,6 +193,8 @@ fn a_failed_job_is_reported_with_its_id_and_log_and_caches_nothing() {
     let run = p.hft(&["build", "--executor", "slurm"]);
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("FAILED   Slurm job "), "{}", run.stdout);
+    // The log's tail once, with the error, not again in the stage line.
+    assert!(!run.stdout.contains("    | "), "{}", run.stdout);
     assert!(
         run.stderr.contains("FAILED (exit code 1:0)"),
         "{}",

@@ -150,7 +150,7 @@ impl SlurmExecutor {
         );
         let args = sbatch_args(
             job.experiment.training.resources.as_ref(),
-            &format!("hft-{}", key.short()),
+            &job_name(&job.plan.name, &spec.id, key),
             &log_dir.join(format!("{}-%j.log", key.0)),
             &self.workdir,
             &self.extra_args,
@@ -193,8 +193,20 @@ impl SlurmExecutor {
         }
         let (state, exit_code) = ended.map_err(failed)?;
         if state != "COMPLETED" || exit_code != "0:0" {
+            // Out of time is the one failure with a known remedy.
+            let hint = if state == "TIMEOUT" {
+                if job.experiment.training.checkpoint_every.is_some() {
+                    "; the next build resumes it from its last checkpoint (or raise \
+                     training.resources.time)"
+                } else {
+                    "; raise training.resources.time, or set training.checkpoint_every so that \
+                     the next build resumes instead of starting over"
+                }
+            } else {
+                ""
+            };
             return Err(failed(format!(
-                "Slurm job {id} {state} (exit code {exit_code}); {}",
+                "Slurm job {id} {state} (exit code {exit_code}){hint}; {}",
                 log_tail(&log, LOG_TAIL_LINES)
             )));
         }
@@ -297,6 +309,32 @@ pub fn shell_quote(word: &str) -> String {
     } else {
         format!("'{}'", word.replace('\'', r"'\''"))
     }
+}
+
+/// A job's name as `squeue` shows it: the experiment and stage first (what a user looks
+/// for), then the key's short form (what tells two runs apart); other characters than
+/// letters, digits and `-_.:=` become `_`, and the experiment and stage are cut to 48 bytes.
+pub fn job_name(experiment: &str, stage: &str, key: &StageKey) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.:=".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let mut name = format!("hft:{}/{}", clean(experiment), clean(stage));
+    if name.len() > 48 {
+        let mut cut = 48;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name.truncate(cut);
+    }
+    format!("{name}:{}", key.short())
 }
 
 /// The arguments of `sbatch` for one stage job.
@@ -503,6 +541,19 @@ pub fn execute_and_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jobs_are_named_after_experiment_and_stage() {
+        let key = StageKey::compute(&[b"x"]);
+        let name = job_name("sweep[optimizer.lr=0.001]", "fold_train:3", &key);
+        assert_eq!(
+            name,
+            format!("hft:sweep_optimizer.lr=0.001_/fold_train:3:{}", key.short())
+        );
+        let long = job_name(&"é".repeat(40), "train", &key);
+        assert!(long.len() <= 48 + 1 + key.short().len(), "{long}");
+        assert!(!long.contains('é'));
+    }
 
     #[test]
     fn sbatch_args_carry_every_resource_and_the_command_last() {

@@ -52,7 +52,14 @@ pub fn experiment_lines(r: &ExperimentReport, dry_run: bool, quiet: bool) -> Vec
             }
             StageState::Stale { reason } => format!("stale    {reason}"),
             StageState::Skipped => "skipped  (an earlier stage failed)".to_string(),
-            StageState::Failed(e) => format!("FAILED   {e}"),
+            // A long message (a Slurm log's tail) is printed whole once, after the stages.
+            StageState::Failed(e) => {
+                let text = e.to_string();
+                match text.split_once('\n') {
+                    Some((first, _)) => format!("FAILED   {first} (the rest below)"),
+                    None => format!("FAILED   {text}"),
+                }
+            }
         };
         let what = if dry_run && matches!(s.state, StageState::Cached) {
             format!("fresh    {key}")
