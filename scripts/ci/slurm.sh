@@ -18,6 +18,10 @@ stop() {
 
 if [ "${1:-}" = "stop" ]; then
     stop
+    # munged too: `stop` leaves nothing of the cluster running.
+    if [ -s /run/munge/munged.pid ]; then
+        kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true
+    fi
     exit 0
 fi
 
@@ -51,6 +55,8 @@ fi
 node=$(hostname -s)
 cpus=$(nproc)
 mem_mb=$(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
+# A job that asks for no memory gets a share per CPU, not the whole node, so jobs overlap.
+mem_per_cpu=$(( mem_mb / cpus / 2 ))
 mkdir -p "$state_dir/state" "$state_dir/spool" /etc/slurm
 config=$(cat <<EOF
 # Written by scripts/ci/slurm.sh: one node on loopback for tests.
@@ -74,7 +80,7 @@ ReturnToService=2
 MpiDefault=none
 SchedulerType=sched/backfill
 NodeName=${node} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${mem_mb} State=UNKNOWN
-PartitionName=debug Nodes=${node} Default=YES MaxTime=INFINITE State=UP
+PartitionName=debug Nodes=${node} Default=YES MaxTime=INFINITE State=UP DefMemPerCPU=${mem_per_cpu}
 EOF
 )
 # A changed configuration (another machine size) restarts the daemons.
