@@ -284,7 +284,9 @@ fn build_and_status_speak_json() {
     let p = project();
     let plan = json(&p.hft(&["status", "--json"]));
     assert_eq!(plan["dry_run"], true);
-    assert_eq!(plan["stale"], 12, "{plan}");
+    // Two experiments sharing ingest, features, dataset and init: those count once, as
+    // they will run once (4 + 2 x train and evaluate).
+    assert_eq!(plan["stale"], 8, "{plan}");
     let built = json(&p.hft(&["build", "--json"]));
     // The two share every stage before train: those run once.
     assert_eq!(
@@ -306,4 +308,30 @@ fn build_and_status_speak_json() {
         (again["ran"].clone(), again["cached"].clone()),
         (0.into(), 12.into())
     );
+}
+
+/// `hft status` prints what would run and why; what is up to date only with `-v`.
+#[test]
+fn status_lists_what_would_run_and_counts_the_rest() {
+    let p = project();
+    p.hft(&["build", "-q"]);
+    let clean = p.hft(&["status"]);
+    assert!(
+        clean
+            .stdout
+            .contains("fast (experiments/fast.yaml): up to date (6 stages)"),
+        "{}",
+        clean.stdout
+    );
+    p.write("experiments/fast.yaml", &experiment("fast", "0.02"));
+    let edited = p.hft(&["status"]);
+    assert!(edited.stdout.contains("  train "), "{}", edited.stdout);
+    assert!(!edited.stdout.contains("  dataset "), "{}", edited.stdout);
+    assert!(
+        edited.stdout.contains("(4 up to date; -v lists them)"),
+        "{}",
+        edited.stdout
+    );
+    let verbose = p.hft(&["status", "-v"]);
+    assert!(verbose.stdout.contains("  dataset "), "{}", verbose.stdout);
 }

@@ -62,7 +62,7 @@ pub fn build(common: &Common, args: &BuildArgs) -> Outcome {
 }
 
 /// `hft status`: the dry run of `hft build`.
-pub fn status(common: &Common, json: bool) -> Outcome {
+pub fn status(common: &Common, json: bool, verbose: bool) -> Outcome {
     let req = StatusRequest {
         select: common.select.selection(),
         cache_dir: super::cache_dir(common.cache_dir.as_deref()),
@@ -70,8 +70,13 @@ pub fn status(common: &Common, json: bool) -> Outcome {
     let quiet = common.quiet || json;
     term::set_quiet(quiet);
     let print = move |r: &ExperimentReport| {
-        if !json {
+        if json {
+            return;
+        }
+        if quiet {
             term::print_block(&experiment_lines(r, true, quiet))
+        } else {
+            term::print_block(&crate::usecase::text::status_lines(r, verbose))
         }
     };
     match crate::usecase::build::status(&req, &print) {

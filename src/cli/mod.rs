@@ -85,6 +85,9 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// List the stages that are up to date too (by default only what would run).
+        #[arg(short, long)]
+        verbose: bool,
     },
     /// Re-execute built stages bypassing the cache and compare with what was recorded.
     Audit {
@@ -352,7 +355,11 @@ pub fn main() -> ExitCode {
         }
         .into(),
         Command::ExecStage(args) => exec_stage::run(&args).into(),
-        Command::Status { common, json } => build::status(&common, json).into(),
+        Command::Status {
+            common,
+            json,
+            verbose,
+        } => build::status(&common, json, verbose).into(),
         Command::Audit {
             common,
             stage,

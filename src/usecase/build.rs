@@ -247,13 +247,20 @@ pub fn build(
 
     let mut outcome = Outcome::Ok;
     let mut counts = Counts::default();
+    // A stale stage shared by several experiments (one dataset under a sweep) runs once.
+    let mut stale = std::collections::BTreeSet::new();
     for r in &reports {
-        for s in &r.stages {
+        let ids = stage_identities(r);
+        for (s, id) in r.stages.iter().zip(ids) {
             match &s.state {
                 StageState::Ran { .. } => counts.ran += 1,
                 StageState::Cached if s.pulled => counts.pulled += 1,
                 StageState::Cached => counts.cached += 1,
-                StageState::Stale { .. } => counts.stale += 1,
+                StageState::Stale { .. } => {
+                    if stale.insert(id) {
+                        counts.stale += 1;
+                    }
+                }
                 StageState::Failed(e) => {
                     counts.failed += 1;
                     outcome = outcome.worst(match e {
@@ -325,6 +332,36 @@ pub fn build(
         secs,
         messages,
     }))
+}
+
+/// What each stage of `r` computes: its key when known, else (upstream not built yet) a
+/// digest of its name, version, config and its dependencies' identities, so that a dry run
+/// recognises a stage several experiments share before any of it exists.
+fn stage_identities(r: &ExperimentReport) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::with_capacity(r.stages.len());
+    for (i, s) in r.stages.iter().enumerate() {
+        let id = match (&s.key, r.plan.stages.get(i)) {
+            (Some(key), _) => key.0.clone(),
+            (None, Some(spec)) => {
+                let version = spec.version.to_le_bytes();
+                let mut parts: Vec<&[u8]> = vec![
+                    spec.kind.name().as_bytes(),
+                    &version,
+                    spec.config.as_bytes(),
+                ];
+                let deps: Vec<&str> = spec
+                    .deps
+                    .iter()
+                    .filter_map(|&d| ids.get(d).map(String::as_str))
+                    .collect();
+                parts.extend(deps.iter().map(|d| d.as_bytes()));
+                crate::store::StageKey::compute(&parts).0
+            }
+            (None, None) => format!("{}/{}", r.name, s.id),
+        };
+        ids.push(id);
+    }
+    ids
 }
 
 /// The experiments built side by side: `-j` (default: the cores), but never more than there

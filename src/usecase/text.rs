@@ -71,6 +71,45 @@ pub fn experiment_lines(r: &ExperimentReport, dry_run: bool, quiet: bool) -> Vec
     lines
 }
 
+/// The lines `hft status` prints for one experiment: what would run and why; the stages
+/// that are up to date only with `verbose` (they are most of a big project's lines).
+pub fn status_lines(r: &ExperimentReport, verbose: bool) -> Vec<String> {
+    let all = experiment_lines(r, true, false);
+    if verbose {
+        return all;
+    }
+    let fresh = r
+        .stages
+        .iter()
+        .filter(|s| matches!(s.state, StageState::Cached))
+        .count();
+    if fresh == r.stages.len() {
+        return vec![format!(
+            "{} ({}): up to date ({} stages)",
+            r.name,
+            r.file.display(),
+            fresh
+        )];
+    }
+    let mut lines: Vec<String> = all
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            // Line 0 is the header; line i + 1 is stage i.
+            *i == 0
+                || !matches!(
+                    r.stages.get(i - 1).map(|s| &s.state),
+                    Some(StageState::Cached)
+                )
+        })
+        .map(|(_, l)| l)
+        .collect();
+    if fresh > 0 {
+        lines.push(format!("  ({fresh} up to date; -v lists them)"));
+    }
+    lines
+}
+
 /// The table printed after a build: one row per experiment with its headline results.
 pub fn results_table(
     reports: &[ExperimentReport],
