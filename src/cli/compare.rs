@@ -73,7 +73,30 @@ fn metric(row: &CatalogRow, key: &str) -> Option<f64> {
 /// A metric as the table shows it: a negative skill (worse than predicting no move) in
 /// red on a terminal, with a trailing `!` in plain text.
 pub fn shown(key: &str, x: f64) -> String {
-    let text = number(x);
+    let key = metric_key(key);
+    let last = key.rsplit('.').next().unwrap_or(key);
+    // Counts are whole numbers, and shares of windows print as percentages, as in the build
+    // table.
+    const COUNTS: [&str; 10] = [
+        "trades",
+        "bars",
+        "windows",
+        "steps",
+        "planned_steps",
+        "selected_epoch",
+        "best_epoch",
+        "trials",
+        "observations",
+        "resamples",
+    ];
+    let class_count = key.contains("action.actual.") || key.contains("action.predicted.");
+    let text = if (COUNTS.contains(&last) || class_count) && x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{x:.0}")
+    } else if last.ends_with("accuracy") && (0.0..=1.0).contains(&x) {
+        format!("{:.1}%", x * 100.0)
+    } else {
+        number(x)
+    };
     let is_skill = metric_key(key) == "skill" || metric_key(key).ends_with("skill.pooled");
     if is_skill && x < 0.0 {
         if term::colours() {

@@ -135,7 +135,7 @@ pub fn ls(common: &Common, json_out: bool) -> Outcome {
             let metric = |k: &str| {
                 row.as_ref()
                     .and_then(|r| r.metrics.get(k))
-                    .map(|&x| number(x))
+                    .map(|&x| super::compare::shown(k, x))
                     .unwrap_or_else(|| "-".to_string())
             };
             let state_text = match *state {
@@ -740,5 +740,15 @@ mod tests {
         assert_eq!(number(12.3456), "12.35");
         assert_eq!(number(0.0), "0");
         assert_eq!(number(1.5e-7), "1.500e-7");
+    }
+
+    #[test]
+    fn counts_are_whole_and_accuracies_percentages_in_tables() {
+        use super::super::compare::shown;
+        assert_eq!(shown("backtest.strategy.trades", 12.0), "12");
+        assert_eq!(shown("action.predicted.buy", 732.0), "732");
+        assert_eq!(shown("price.directional_accuracy", 0.46153), "46.2%");
+        assert_eq!(shown("action.accuracy", 0.652), "65.2%");
+        assert_eq!(shown("backtest.strategy.sharpe", 12.0), "12.00");
     }
 }
