@@ -334,4 +334,17 @@ fn status_lists_what_would_run_and_counts_the_rest() {
     );
     let verbose = p.hft(&["status", "-v"]);
     assert!(verbose.stdout.contains("  dataset "), "{}", verbose.stdout);
+    // `show` still has the last build's results, marked as such.
+    let show = p.hft(&["show", "fast", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(doc["results_stale"], true, "{}", show.stdout);
+    assert!(doc["metrics"]["skill"].is_object(), "{}", show.stdout);
+    assert!(doc["train_log"]["epochs"].is_array(), "{}", show.stdout);
+    let text = p.hft(&["show", "fast"]);
+    assert!(
+        text.stdout
+            .contains("the results below are the last build's"),
+        "{}",
+        text.stdout
+    );
 }

@@ -252,20 +252,27 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
                 })
             })
             .collect();
-        let train_log = blob_json(store, r, "train", "log");
         let deflated = deflated_sharpe(store, job, r);
-        let metrics = r
-            .stages
-            .iter()
-            .find(|s| s.id == "evaluate")
-            .and_then(|s| s.record.as_ref())
-            .map(|rec| rec.summary.clone());
-        let walk_forward = r
-            .stages
-            .iter()
-            .find(|s| s.id == "walk_forward")
-            .and_then(|s| s.record.as_ref())
-            .map(|rec| rec.summary.clone());
+        // A stage that is stale now still has the last build's results: shown, marked so.
+        let previous: Option<crate::graph::exec::BuildRecord> = store
+            .get_build_record(&crate::graph::experiment_id(&job.file, &job.plan.name));
+        let mut from_last_build = false;
+        let mut record_of = |id: &str| -> Option<crate::store::ActionRecord> {
+            let current = r.stages.iter().find(|s| s.id == id);
+            if let Some(rec) = current.and_then(|s| s.record.clone()) {
+                return Some(rec);
+            }
+            let last = previous.as_ref()?.stages.iter().find(|s| s.id == id)?;
+            let rec = store.get_action(&last.key)?;
+            from_last_build = true;
+            Some(rec)
+        };
+        let train_record = record_of("train");
+        let metrics = record_of("evaluate").map(|rec| rec.summary);
+        let walk_forward = record_of("walk_forward").map(|rec| rec.summary);
+        let train_log = train_record
+            .and_then(|rec| store.get_blob(&rec.outputs.get("log")?.digest))
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
         if json_out {
             let doc = json!({
                 "name": job.plan.name,
@@ -275,6 +282,8 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
                 "train_log": train_log,
                 "metrics": metrics,
                 "walk_forward": walk_forward,
+                // The results above are the last build's, and a stage is stale now.
+                "results_stale": from_last_build,
                 "deflated_sharpe": deflated,
             });
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
@@ -327,6 +336,14 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
             ]);
         }
         lines.extend(term::table(&stage_rows));
+        if from_last_build {
+            lines.push(String::new());
+            lines.push(
+                "note: the results below are the last build's; the config or data changed since \
+                 (stale stages above): `hft build` brings them up to date"
+                    .to_string(),
+            );
+        }
         if let Some(log) = &train_log {
             lines.push(String::new());
             lines.push("## training log".to_string());
