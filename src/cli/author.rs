@@ -109,12 +109,40 @@ pub fn config_show(experiment: &str, select: &Select) -> Outcome {
                 None if path == "name" => "the file name".to_string(),
                 None => "default".to_string(),
             };
-            rows.push(vec![format!("{path}:"), value, format!("# {from}")]);
+            // A long value (a feature list) wraps onto lines of its own, so one value does
+            // not widen every line to its length.
+            let mut pieces = wrap_value(&value, CONFIG_VALUE_WIDTH).into_iter();
+            let first = pieces.next().unwrap_or_default();
+            rows.push(vec![format!("{path}:"), first, format!("# {from}")]);
+            rows.extend(pieces.map(|p| vec![String::new(), p, String::new()]));
         }
         println!("# {} ({})", l.plan.name, l.file.display());
         term::print_block(&term::table(&rows));
     }
     Outcome::Ok
+}
+
+/// The widest value `config show` prints on one line.
+const CONFIG_VALUE_WIDTH: usize = 48;
+
+/// `value` cut into lines of at most `width` characters, after a `, ` where it can be (a
+/// single longer item gets a line of its own).
+fn wrap_value(value: &str, width: usize) -> Vec<String> {
+    if value.chars().count() <= width {
+        return vec![value.to_string()];
+    }
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for item in value.split_inclusive(", ") {
+        if !line.is_empty() && line.chars().count() + item.chars().count() > width {
+            lines.push(std::mem::take(&mut line).trim_end().to_string());
+        }
+        line.push_str(item);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 /// `hft man DIR`: roff pages generated from the clap definitions.
@@ -131,5 +159,20 @@ pub fn man_pages(dir: &Path) -> Outcome {
             eprintln!("error: cannot write man pages to {}: {e}", dir.display());
             Outcome::StageFailed
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap_value;
+
+    #[test]
+    fn long_values_wrap_after_commas() {
+        assert_eq!(wrap_value("[1, 2]", 48), ["[1, 2]"]);
+        let features = "[\"close\", \"log_return\", \"ma_20\", \"rsi_14\", \"bb_position\"]";
+        let lines = wrap_value(features, 24);
+        assert!(lines.iter().all(|l| l.chars().count() <= 24), "{lines:?}");
+        assert!(lines.len() > 1);
+        assert_eq!(lines.join(" "), features);
     }
 }
