@@ -142,6 +142,8 @@ pub struct CompareArgs {
     pub format: Format,
     /// Print the probability of backtest overfitting instead of the table.
     pub pbo: bool,
+    /// The table as wide as it is (no transposing).
+    pub wide: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -470,14 +472,69 @@ pub fn compare(args: &CompareArgs) -> Outcome {
             term::print_block(&lines);
         }
         Format::Table => {
+            let header = short_config_headers(&header, c.config_columns.len());
             let rows: Vec<Vec<String>> = std::iter::once(header).chain(table_rows()).collect();
-            term::print_block(&term::table(&rows));
+            let width = (!args.wide).then(|| term::terminal_width().unwrap_or(PIPED_WIDTH));
+            term::print_block(&fitted(&rows, width));
         }
     }
     Outcome::Ok
 }
 
-/// The walk-forward fold returns of a compared experiment: `None` when it has no
+/// The width a table printed to a pipe is fitted to.
+const PIPED_WIDTH: usize = 160;
+
+/// The header with each config column (after `experiment`, the first `config` columns) named
+/// by its last part when that is unique among them (`optimizer.lr` -> `lr`): the full path
+/// is in the config, and a narrow header keeps the values visible.
+fn short_config_headers(header: &[String], config: usize) -> Vec<String> {
+    let lasts: Vec<&str> = header
+        .iter()
+        .skip(1)
+        .take(config)
+        .map(|h| h.rsplit('.').next().unwrap_or(h))
+        .collect();
+    header
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let last = h.rsplit('.').next().unwrap_or(h);
+            let config_column = (1..=config).contains(&i);
+            if config_column && lasts.iter().filter(|l| **l == last).count() == 1 {
+                last.to_string()
+            } else {
+                h.clone()
+            }
+        })
+        .collect()
+}
+
+/// A table never cuts a value: one that does not fit `width` is printed transposed (one
+/// line per column, one column per experiment), as wide as that takes.
+fn fitted(rows: &[Vec<String>], width: Option<usize>) -> Vec<String> {
+    let lines = term::table_within(rows, None);
+    let widest = lines
+        .iter()
+        .map(|l| console::measure_text_width(l))
+        .max()
+        .unwrap_or(0);
+    match width {
+        Some(w) if widest > w && rows.len() > 1 => {
+            let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+            let transposed: Vec<Vec<String>> = (0..columns)
+                .map(|c| {
+                    rows.iter()
+                        .map(|r| r.get(c).cloned().unwrap_or_default())
+                        .collect()
+                })
+                .collect();
+            term::table_within(&transposed, None)
+        }
+        _ => lines,
+    }
+}
+
+/// The walk-forward fold returns of a compared experiment/// The walk-forward fold returns of a compared experiment: `None` when it has no
 /// `walk_forward` stage; an error when its folds blob is missing or unreadable.
 fn fold_returns(
     store: &Store,
@@ -600,6 +657,46 @@ mod tests {
             },
             files,
         )
+    }
+
+    #[test]
+    fn tables_never_cut_a_value_and_turn_when_too_wide() {
+        let header: Vec<String> = [
+            "experiment",
+            "optimizer.lr",
+            "model.lr",
+            "model.hidden_size",
+            "skill.pooled",
+        ]
+        .map(String::from)
+        .to_vec();
+        // `lr` is ambiguous: both keep their paths; `hidden_size` is not.
+        assert_eq!(
+            short_config_headers(&header, 3),
+            [
+                "experiment",
+                "optimizer.lr",
+                "model.lr",
+                "hidden_size",
+                "skill.pooled"
+            ]
+        );
+        let rows = vec![
+            vec!["experiment".to_string(), "skill.pooled".to_string()],
+            vec![
+                "a-long-experiment-name".to_string(),
+                "-0.123456789".to_string(),
+            ],
+        ];
+        let wide = fitted(&rows, None);
+        assert_eq!(wide.len(), 2);
+        assert!(wide[1].contains("-0.123456789"));
+        let turned = fitted(&rows, Some(20));
+        assert_eq!(
+            turned[0].split_whitespace().collect::<Vec<_>>(),
+            ["experiment", "a-long-experiment-name"]
+        );
+        assert!(turned[1].ends_with("-0.123456789"), "{turned:?}");
     }
 
     #[test]

@@ -183,6 +183,10 @@ pub enum Command {
         /// Markdown table.
         #[arg(long)]
         md: bool,
+        /// The whole table on one line per experiment however wide (by default a table
+        /// wider than the terminal, or 160 columns when piped, is printed transposed).
+        #[arg(long, conflicts_with_all = ["json", "csv", "md", "pbo"])]
+        wide: bool,
         /// The store (default `$HFT_CACHE_DIR`, else `cache/`).
         #[arg(long)]
         cache_dir: Option<PathBuf>,
@@ -405,6 +409,7 @@ pub fn main() -> ExitCode {
             json,
             csv,
             md,
+            wide,
             cache_dir,
         } => compare::compare(&compare::CompareArgs {
             paths,
@@ -420,6 +425,7 @@ pub fn main() -> ExitCode {
                 _ => compare::Format::Table,
             },
             pbo,
+            wide,
         })
         .into(),
         Command::Explain {
