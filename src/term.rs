@@ -62,53 +62,80 @@ fn live_progress() -> bool {
 }
 
 /// Progress of one training run: a bar (epoch, step, loss, samples/s, ETA) on a terminal;
-/// one line per epoch in CI or with `--quiet`.
+/// one line per epoch in CI or with `--quiet`. Trainings that run side by side each have a
+/// live bar of their own in one [`indicatif::MultiProgress`]; a bar appears with the first
+/// step (when its length is known) and is cleared when its training ends, so the scrollback
+/// keeps the epoch lines, not frozen bars.
 pub struct TrainingProgress {
     label: String,
-    bar: Option<indicatif::ProgressBar>,
+    live: bool,
+    bar: Mutex<Option<indicatif::ProgressBar>>,
+}
+
+/// The bars of every running training.
+fn bars() -> &'static indicatif::MultiProgress {
+    static BARS: std::sync::OnceLock<indicatif::MultiProgress> = std::sync::OnceLock::new();
+    BARS.get_or_init(indicatif::MultiProgress::new)
 }
 
 impl TrainingProgress {
-    pub fn new(label: &str, total_steps: u64) -> TrainingProgress {
-        let bar = live_progress().then(|| {
-            let bar = indicatif::ProgressBar::new(total_steps);
+    /// `total_steps` is taken from the first step (0: not known yet).
+    pub fn new(label: &str, _total_steps: u64) -> TrainingProgress {
+        TrainingProgress {
+            label: label.to_string(),
+            live: live_progress(),
+            bar: Mutex::new(None),
+        }
+    }
+
+    /// After each optimizer step.
+    pub fn step(&self, epoch: usize, step: u64, total_steps: u64, loss: f64, samples_per_sec: f64) {
+        if !self.live {
+            return;
+        }
+        let Ok(mut slot) = self.bar.lock() else {
+            return;
+        };
+        let bar = slot.get_or_insert_with(|| {
+            // Hidden until the group owns it: a bar drawn on its own first would leave a
+            // frozen copy in the scrollback.
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(total_steps),
+                indicatif::ProgressDrawTarget::hidden(),
+            );
             let style = indicatif::ProgressStyle::with_template(
                 "{prefix} [{bar:30}] {pos}/{len} steps {msg} ETA {eta}",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> ");
             bar.set_style(style);
-            bar.set_prefix(label.to_string());
-            bar
+            bar.set_prefix(self.label.clone());
+            bars().add(bar)
         });
-        TrainingProgress {
-            label: label.to_string(),
-            bar,
-        }
-    }
-
-    /// After each optimizer step.
-    pub fn step(&self, epoch: usize, step: u64, total_steps: u64, loss: f64, samples_per_sec: f64) {
-        if let Some(bar) = &self.bar {
-            bar.set_length(total_steps);
-            bar.set_position(step);
-            bar.set_message(format!(
-                "epoch {epoch} loss {loss:.4} {samples_per_sec:.0} samples/s"
-            ));
-        }
+        bar.set_length(total_steps);
+        bar.set_position(step);
+        bar.set_message(format!(
+            "epoch {epoch} loss {loss:.4} {samples_per_sec:.0} samples/s"
+        ));
     }
 
     /// After each epoch's validation.
     pub fn epoch(&self, line: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(format!("{}: {line}", self.label)),
-            None => print_err_line(&format!("{}: {line}", self.label)),
+        let line = format!("{}: {line}", self.label);
+        if self.live {
+            let _guard = OUTPUT.lock();
+            // Above the live bars, which are redrawn below it.
+            if bars().println(&line).is_ok() {
+                return;
+            }
         }
+        print_err_line(&line);
     }
 
     pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
+        if let Some(bar) = self.bar.lock().ok().and_then(|mut slot| slot.take()) {
             bar.finish_and_clear();
+            bars().remove(&bar);
         }
     }
 }
