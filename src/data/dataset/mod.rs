@@ -52,6 +52,7 @@
 //! With `symbol_id`, each table gets one more column per symbol, `symbol=NAME`, 1 on that
 //! symbol's rows and 0 elsewhere, normalised like any other (non-price) column.
 
+pub mod inference;
 mod windows;
 
 use std::borrow::Cow;
