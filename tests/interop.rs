@@ -144,10 +144,13 @@ fn numpy_reproduces_hft_predict_from_the_export() {
                     .max(1e-12)
             })
             .collect();
+        let (mut worst, mut pure) = (0f64, 0f64);
         for (key, ours) in &hft {
             let theirs = &numpy[key];
             for c in 0..width {
                 let err = (ours[c] - theirs[c]).abs() / ours[c].abs().max(scale[c]);
+                worst = worst.max(err);
+                pure = pure.max((ours[c] - theirs[c]).abs() / ours[c].abs().max(1e-30));
                 assert!(
                     err <= 1e-5,
                     "{name} {key:?} column {c}: hft {} numpy {} ({err:e})",
@@ -156,5 +159,9 @@ fn numpy_reproduces_hft_predict_from_the_export() {
                 );
             }
         }
+        eprintln!(
+            "{name}: {} windows, largest difference {worst:.1e} of the column scale, {pure:.1e} of the value",
+            hft.len()
+        );
     }
 }
