@@ -1,7 +1,7 @@
 //! Using a trained model: `hft predict` and `hft export` (the use cases are
 //! `crate::usecase::predict` and `crate::usecase::export`).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -110,7 +110,10 @@ pub fn run_predict(args: &PredictArgs) -> Outcome {
                 if n == 1 { "" } else { "s" }
             );
         }
-        None => print!("{text}"),
+        None => {
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        }
     }
     Outcome::Ok
 }

@@ -299,11 +299,80 @@ fn predict_key(trained: &Trained, sources: &[Source], range: &WindowRange) -> St
     StageKey::compute(&refs)
 }
 
+/// The stored form of [`Forecasts`]: JSON with every float as its bits, since a JSON
+/// number read back need not be the same float, and a cached answer must be the same bytes.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    horizon: usize,
+    band_levels: Option<[u64; 2]>,
+    rows: Vec<StoredRow>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredRow {
+    symbol: String,
+    timestamp: i64,
+    close: u64,
+    returns: Vec<u32>,
+    band: Option<[Vec<u32>; 2]>,
+    logits: [u32; 3],
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn floats(v: &[u32]) -> Vec<f32> {
+    v.iter().map(|x| f32::from_bits(*x)).collect()
+}
+
+impl Stored {
+    fn of(f: &Forecasts) -> Stored {
+        Stored {
+            horizon: f.horizon,
+            band_levels: f.band_levels.map(|l| l.map(f64::to_bits)),
+            rows: f
+                .rows
+                .iter()
+                .map(|r| StoredRow {
+                    symbol: r.symbol.clone(),
+                    timestamp: r.timestamp,
+                    close: r.close.to_bits(),
+                    returns: bits(&r.returns),
+                    band: r.band.as_ref().map(|[lo, hi]| [bits(lo), bits(hi)]),
+                    logits: r.logits.map(f32::to_bits),
+                })
+                .collect(),
+        }
+    }
+
+    fn forecasts(self) -> Forecasts {
+        Forecasts {
+            horizon: self.horizon,
+            band_levels: self.band_levels.map(|l| l.map(f64::from_bits)),
+            rows: self
+                .rows
+                .into_iter()
+                .map(|r| Forecast {
+                    symbol: r.symbol,
+                    timestamp: r.timestamp,
+                    close: f64::from_bits(r.close),
+                    returns: floats(&r.returns),
+                    band: r.band.map(|[lo, hi]| [floats(&lo), floats(&hi)]),
+                    logits: r.logits.map(f32::from_bits),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The forecasts under `key`, if the store has them intact.
 fn cached(store: &Store, key: &StageKey) -> Option<Forecasts> {
     let record = store.get_action(key)?;
     let bytes = store.get_blob(&record.outputs.get(FORECASTS)?.digest)?;
-    serde_json::from_slice(&bytes).ok()
+    serde_json::from_slice::<Stored>(&bytes)
+        .ok()
+        .map(Stored::forecasts)
 }
 
 /// Stores the forecasts (blob first, then the record that names it).
@@ -313,7 +382,7 @@ fn remember(
     forecasts: &Forecasts,
     started: Instant,
 ) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec(forecasts).map_err(std::io::Error::other)?;
+    let bytes = serde_json::to_vec(&Stored::of(forecasts)).map_err(std::io::Error::other)?;
     let out: OutputRef = store.put_blob(&bytes)?;
     store.put_action(&ActionRecord {
         key: key.clone(),
@@ -617,6 +686,16 @@ pub fn forecasts_csv(f: &Forecasts) -> String {
     out
 }
 
+/// An f32 as the f64 of its shortest decimal text, so that JSON shows `0.0330583`, not
+/// `0.033058300614356995` (both read back as the same f32).
+fn short(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(f64::from(v))
+}
+
+fn shorts(v: &[f32]) -> Vec<f64> {
+    v.iter().copied().map(short).collect()
+}
+
 /// The forecasts as one JSON document (for `--json`).
 pub fn forecasts_json(p: &Predicted) -> serde_json::Value {
     let rows: Vec<serde_json::Value> = p
@@ -624,19 +703,19 @@ pub fn forecasts_json(p: &Predicted) -> serde_json::Value {
         .rows
         .iter()
         .map(|r| {
-            let [buy, hold, sell] = r.probabilities();
+            let [buy, hold, sell] = r.probabilities().map(short);
             let mut v = serde_json::json!({
                 "symbol": r.symbol,
                 "timestamp": iso_time(r.timestamp),
                 "close": r.close,
-                "returns": r.returns,
+                "returns": shorts(&r.returns),
                 "prices": r.prices(),
                 "probabilities": {"buy": buy, "hold": hold, "sell": sell},
                 "action": r.action(),
             });
             if let (Some([lower, upper]), Some(levels)) = (&r.band, p.forecasts.band_levels) {
                 v["band"] = serde_json::json!({
-                    "levels": levels, "lower": lower, "upper": upper,
+                    "levels": levels, "lower": shorts(lower), "upper": shorts(upper),
                 });
             }
             v
