@@ -175,6 +175,12 @@ fn symbols_without_an_id_are_refused_and_exports_are_byte_stable() {
     assert_eq!(both.code, 0, "{}", both.stderr);
     let text = std::fs::read_to_string(p.path("out.csv")).unwrap();
     assert!(text.contains("\nBBB,") && text.contains("\nAAA,"));
+    let one = p.hft(&["predict", "exp", "--symbols", "BBB", "-o", "bbb.csv"]);
+    assert_eq!(one.code, 0, "{}", one.stderr);
+    let text = std::fs::read_to_string(p.path("bbb.csv")).unwrap();
+    assert!(text.contains("\nBBB,") && !text.contains("\nAAA,"));
+    p.hft(&["predict", "exp", "--symbols", "ZZZ"])
+        .assert_user_error(&["--symbols ZZZ", "AAA, BBB"]);
 
     for dir in ["one", "two"] {
         let run = p.hft(&["export", "exp", "-o", dir]);

@@ -22,6 +22,9 @@ pub struct PredictArgs {
     /// name is its symbol: `AAPL.csv`).
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
+    /// Score only these symbols (`--symbols AAPL,MSFT`).
+    #[arg(long, value_name = "SYMBOLS", value_delimiter = ',')]
+    pub symbols: Vec<String>,
     /// Only windows whose last bar is at or after this date (2024-01-31) or time (RFC 3339).
     #[arg(long, value_name = "DATE")]
     pub from: Option<String>,
@@ -65,6 +68,7 @@ pub fn run_predict(args: &PredictArgs) -> Outcome {
         cache_dir: cache_dir(args.common.cache_dir.as_deref()),
         experiment: args.experiment.clone(),
         data: args.data.clone(),
+        symbols: args.symbols.clone(),
         from: args.from.clone(),
         to: args.to.clone(),
     };

@@ -42,6 +42,8 @@ pub struct PredictRequest {
     pub experiment: String,
     /// A data file or folder to score instead of the experiment's own source.
     pub data: Option<PathBuf>,
+    /// Score only these symbols (empty: every symbol of the data).
+    pub symbols: Vec<String>,
     /// Score only windows whose last bar is at or after this (a date or an RFC 3339 time).
     pub from: Option<String>,
     /// ... and at or before this (a date means the whole day).
@@ -126,7 +128,17 @@ pub fn predict(req: &PredictRequest) -> Result<Predicted, Failure> {
         let i = pick(&req.experiment, jobs)?;
         let (job, report) = (&jobs[i], &reports[i]);
         let trained = resolve(store, job, report, &["dataset", "train"])?;
-        let sources = sources(job, report, &trained, req.data.as_deref())?;
+        let mut sources = sources(job, report, &trained, req.data.as_deref())?;
+        if !req.symbols.is_empty() {
+            let known: Vec<String> = sources.iter().map(|s| s.symbol().to_string()).collect();
+            if let Some(missing) = req.symbols.iter().find(|s| !known.contains(s)) {
+                return Err(Failure::bad_input(format!(
+                    "--symbols {missing}: not in the data scored (it has {})",
+                    known.join(", ")
+                )));
+            }
+            sources.retain(|s| req.symbols.iter().any(|w| w == s.symbol()));
+        }
         let key = predict_key(&trained, &sources, &range);
         let mut warnings = trained.warnings.clone();
         let forecasts = match cached(store, &key) {
