@@ -234,3 +234,36 @@ fn symbols_without_an_id_are_refused_and_exports_are_byte_stable() {
     let csv = std::fs::read_to_string(p.path("one/predictions.csv")).unwrap();
     assert!(csv.lines().nth(1).unwrap().contains("T00:00:00Z"), "{csv}");
 }
+
+/// The use case as a library: a request in, forecasts out; the second request for the same
+/// bars is answered from the store with the same values.
+#[test]
+fn the_use_case_answers_without_the_binary() {
+    use hft::usecase::Selection;
+    use hft::usecase::predict::{PredictRequest, predict};
+    let p = Project::with_local_data("predict-usecase", LOCAL_EXPERIMENT);
+    p.build();
+    let req = PredictRequest {
+        select: Selection {
+            paths: vec![p.path("experiments/exp.yaml")],
+            overrides: vec![format!("data.path={}", p.path("trainingdata").display())],
+            filters: vec![],
+        },
+        cache_dir: p.path("cache"),
+        experiment: "exp".to_string(),
+        data: None,
+        symbols: vec![],
+        from: Some("2015-04-01".to_string()),
+        to: None,
+    };
+    let first = predict(&req).unwrap();
+    assert!(!first.cached && first.warnings.is_empty());
+    assert_eq!((first.model.as_str(), first.forecasts.horizon), ("mlp", 1));
+    assert_eq!(first.forecasts.rows.len(), 30);
+    let second = predict(&req).unwrap();
+    assert!(second.cached);
+    assert_eq!((second.forecasts, second.key), (first.forecasts, first.key));
+    let mut later = req.clone();
+    later.from = Some("2015-04-30".to_string());
+    assert_eq!(predict(&later).unwrap().forecasts.rows.len(), 1);
+}
