@@ -48,21 +48,27 @@ const MODELS: [(&str, &str); 5] = [
     ),
 ];
 
-/// The feature rows `forward.py` reads: `symbol,timestamp,close,<features>`.
+/// Appends the feature rows of `bars` (hft's own feature code) as `forward.py` reads them:
+/// `symbol,timestamp,close,<features>`, floats in shortest round-trip form.
+fn append_rows(out: &mut String, bars: &hft::data::Bars, symbol: &str, names: &[String]) {
+    let table = hft::data::features::compute(bars, symbol, names).unwrap();
+    for (r, ts) in table.timestamps.iter().enumerate() {
+        let _ = write!(out, "{symbol},{ts},{}", table.close[r]);
+        for v in &table.values[r * names.len()..(r + 1) * names.len()] {
+            let _ = write!(out, ",{v}");
+        }
+        out.push('\n');
+    }
+}
+
+/// The feature rows `forward.py` reads, of both symbols.
 fn features_csv(p: &Project, names: &[String]) -> String {
     let mut out = format!("symbol,timestamp,close,{}\n", names.join(","));
     for symbol in ["AAA", "BBB"] {
         let path = p.path(&format!("trainingdata/{symbol}.csv"));
         let bytes = std::fs::read(&path).unwrap();
         let bars = hft::data::ingest::parse_csv(&path, &bytes).unwrap();
-        let table = hft::data::features::compute(&bars, symbol, names).unwrap();
-        for (r, ts) in table.timestamps.iter().enumerate() {
-            let _ = write!(out, "{symbol},{ts},{}", table.close[r]);
-            for v in &table.values[r * names.len()..(r + 1) * names.len()] {
-                let _ = write!(out, ",{v}");
-            }
-            out.push('\n');
-        }
+        append_rows(&mut out, &bars, symbol, names);
     }
     out
 }
@@ -164,4 +170,32 @@ fn numpy_reproduces_hft_predict_from_the_export() {
             hft.len()
         );
     }
+}
+
+/// For `scripts/predict_bench.py`: the feature rows `forward.py` and the PyTorch peer read,
+/// of every CSV in `HFT_BENCH_DATA` (its stem the symbol) under the comma-separated
+/// `HFT_BENCH_FEATURES`, written to `HFT_BENCH_OUT`.
+#[test]
+#[ignore = "a benchmark helper: needs HFT_BENCH_DATA, HFT_BENCH_FEATURES, HFT_BENCH_OUT"]
+fn bench_feature_rows() {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
+    let dir = std::path::PathBuf::from(var("HFT_BENCH_DATA"));
+    let names: Vec<String> = var("HFT_BENCH_FEATURES")
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+        .collect();
+    files.sort();
+    let mut out = format!("symbol,timestamp,close,{}\n", names.join(","));
+    for path in files {
+        let symbol = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let bytes = std::fs::read(&path).unwrap();
+        let bars = hft::data::ingest::parse_csv(&path, &bytes).unwrap();
+        append_rows(&mut out, &bars, &symbol, &names);
+    }
+    std::fs::write(var("HFT_BENCH_OUT"), out).unwrap();
 }
