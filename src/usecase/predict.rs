@@ -90,8 +90,8 @@ impl Forecast {
     /// The chosen action: the largest logit, the first on ties.
     pub fn action(&self) -> &'static str {
         let mut best = 0;
-        for i in 1..3 {
-            if self.logits[i] > self.logits[best] {
+        for (i, v) in self.logits.iter().enumerate() {
+            if *v > self.logits[best] {
                 best = i;
             }
         }
