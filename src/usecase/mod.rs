@@ -13,6 +13,7 @@ pub mod build;
 pub mod export;
 pub mod fetch;
 pub mod filter;
+pub mod forecasts;
 pub mod inputs;
 mod noop;
 pub mod predict;
