@@ -200,4 +200,18 @@ fn a_walk_forward_sweep_has_a_probability_of_backtest_overfitting() {
         "{}",
         compare.stdout
     );
+    // The model of a walk-forward experiment is its latest fold's: predict and export use it.
+    let point = "wf[optimizer.lr=0.01]";
+    let predicted = p.hft(&["predict", point, "-o", "forecasts.csv"]);
+    assert_eq!(predicted.code, 0, "{}", predicted.stderr);
+    let csv = std::fs::read_to_string(p.path("forecasts.csv")).unwrap();
+    assert!(csv.starts_with("symbol,timestamp,"), "{csv}");
+    assert!(csv.lines().count() > 100, "{csv}");
+    let exported = p.hft(&["export", point, "-o", "export"]);
+    assert_eq!(exported.code, 0, "{}", exported.stderr);
+    let card = std::fs::read_to_string(p.path("export/model.json")).unwrap();
+    assert!(
+        card.contains("fold_train:4"),
+        "the latest fold's training: {card}"
+    );
 }

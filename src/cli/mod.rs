@@ -22,6 +22,7 @@ pub mod compare;
 mod exec_stage;
 mod housekeeping;
 pub mod inspect;
+mod predict;
 
 pub use crate::usecase::select::find_experiments;
 pub use crate::usecase::{Loaded, Outcome};
@@ -152,6 +153,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Score bars with an experiment's trained model, without retraining: its features,
+    /// normalisation and windows; the experiment's own data by default (the latest bars
+    /// included). CSV (symbol, ISO timestamp, returns, prices, action probabilities).
+    Predict(predict::PredictArgs),
+    /// Write an experiment's trained model to DIR: model.safetensors, model.json (the model
+    /// card), config.yaml, metrics.json, predictions.csv.
+    Export(predict::ExportArgs),
     /// Compare the last builds of experiments: the config values that differ between them
     /// and their metrics, one row each (reads the catalog only: fast on thousands).
     Compare {
@@ -399,6 +407,8 @@ pub fn main() -> ExitCode {
             common,
             json,
         } => inspect::show(&experiment, &common, json).into(),
+        Command::Predict(args) => predict::run_predict(&args).into(),
+        Command::Export(args) => predict::run_export(&args).into(),
         Command::Compare {
             paths,
             sort,

@@ -1,5 +1,6 @@
 //! The use cases of hft as a library: `build` (and `status`, its dry run), the survey that
-//! `ls`, `show`, `explain`, `report` and `gc` share, `audit` and `fetch`.
+//! `ls`, `show`, `explain`, `report` and `gc` share, `audit`, `fetch`, and `predict` and
+//! `export` (using a trained model, found through `trained`).
 //!
 //! Each takes a request (which experiments, which store, which options) and returns values:
 //! per-experiment reports, an [`Outcome`] (the exit category) and the messages to show. The
@@ -9,13 +10,17 @@
 
 pub mod audit;
 pub mod build;
+pub mod export;
 pub mod fetch;
 pub mod filter;
+pub mod forecasts;
 pub mod inputs;
 mod noop;
+pub mod predict;
 pub mod select;
 pub mod survey;
 pub mod text;
+pub mod trained;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

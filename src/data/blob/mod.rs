@@ -229,6 +229,48 @@ pub fn decode_feature_tables(b: &[u8]) -> Result<Vec<FeatureTable>, BlobError> {
     Ok(tables)
 }
 
+/// What a trained model needs of the dataset stage's blob to score new bars: the feature
+/// columns, the window shape and the train-split normalisation, without the windows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetHeader {
+    pub symbols: Vec<String>,
+    /// In column order, `symbol=NAME` columns included.
+    pub feature_names: Vec<String>,
+    pub sequence_length: usize,
+    pub prediction_horizon: usize,
+    pub bar_seconds: i64,
+    /// Per column: divided by the window's last close, minus 1, before normalising.
+    pub relative: Vec<bool>,
+    pub norm_mean: Vec<f64>,
+    pub norm_std: Vec<f64>,
+}
+
+impl DatasetHeader {
+    /// Reads the header and the normalisation of a dataset blob (no rows, no windows).
+    pub fn from_bytes(b: &[u8]) -> Result<DatasetHeader, BlobError> {
+        let r = Reader::open(b)?;
+        let meta: DatasetMeta = r.meta("dataset", DATASET_VERSION)?;
+        let k = meta.feature_names.len();
+        if meta.sequence_length == 0 || meta.relative.len() != k {
+            return Err(BlobError::Metadata(format!(
+                "sequence_length {} and {} relative flags for {k} features",
+                meta.sequence_length,
+                meta.relative.len()
+            )));
+        }
+        Ok(DatasetHeader {
+            norm_mean: r.f64("norm_mean", Some(&[k]))?.1,
+            norm_std: r.f64("norm_std", Some(&[k]))?.1,
+            symbols: meta.symbols,
+            feature_names: meta.feature_names,
+            sequence_length: meta.sequence_length,
+            prediction_horizon: meta.prediction_horizon,
+            bar_seconds: meta.bar_seconds,
+            relative: meta.relative,
+        })
+    }
+}
+
 impl Dataset {
     /// Decodes the dataset stage's blob ([`super::dataset::build_encoded`]), checking shapes,
     /// action codes, symbol indices and window ends, and rebuilds the windows.

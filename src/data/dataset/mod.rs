@@ -53,6 +53,7 @@
 //! symbol's rows and 0 elsewhere, normalised like any other (non-price) column.
 
 pub mod folds;
+pub mod inference;
 mod windows;
 
 use std::borrow::Cow;
