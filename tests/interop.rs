@@ -96,9 +96,32 @@ fn values(csv: &str, iso: bool) -> BTreeMap<(String, i64), Vec<f64>> {
         .collect()
 }
 
+/// The first Python with numpy among `$HFT_PYTHON`, `python3` on PATH and Debian's
+/// `/usr/bin/python3` (what `.ci/run` installs python3-numpy into, while a version manager's
+/// `python3` may come first on PATH). None is a failure, not a skip.
+fn python() -> String {
+    let candidates = std::env::var("HFT_PYTHON")
+        .ok()
+        .into_iter()
+        .chain(["python3".to_string(), "/usr/bin/python3".to_string()]);
+    for candidate in candidates {
+        let has_numpy = Command::new(&candidate)
+            .args(["-c", "import numpy"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if has_numpy {
+            return candidate;
+        }
+    }
+    panic!(
+        "the interop test needs python3 with numpy (Debian: apt-get install python3-numpy; \
+         or set HFT_PYTHON)"
+    );
+}
+
 fn python_forward(export: &Path, features: &Path) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/forward.py");
-    let out = Command::new("python3")
+    let out = Command::new(python())
         .arg(&script)
         .arg(export)
         .arg(features)
