@@ -24,3 +24,4 @@ pub mod store;
 pub mod term;
 pub mod train;
 pub mod usecase;
+pub mod waits;

@@ -68,6 +68,9 @@ pub struct StageReport {
     pub record: Option<ActionRecord>,
     /// `Cached` because it was pulled from the remote cache in this build.
     pub pulled: bool,
+    /// Seconds it waited for cores or the RNG before or while it ran: not in `Ran`'s
+    /// seconds, which are its work (`crate::waits`).
+    pub waited: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -313,6 +316,7 @@ fn run_stage(
         state: StageState::Skipped,
         record: None,
         pulled: false,
+        waited: 0.0,
     };
     let dep_records: Vec<&ActionRecord> = deps.iter().filter_map(|d| d.record.as_ref()).collect();
     if dep_records.len() != spec.deps.len() {
@@ -389,11 +393,18 @@ fn run_stage(
         key: &key,
     };
     match executor.run(store, stage) {
-        Ok(Executed { record, secs }) => {
+        Ok(Executed {
+            record,
+            secs,
+            waited,
+        }) => {
             if let Some(remote) = remote {
                 remote.push_from_store(store, &record);
             }
-            report.state = StageState::Ran { secs };
+            report.state = StageState::Ran {
+                secs: (secs - waited).max(0.0),
+            };
+            report.waited = waited;
             report.record = Some(record);
         }
         Err(e) => report.state = StageState::Failed(e),

@@ -31,8 +31,10 @@ pub struct StageJob<'a> {
 pub struct Executed {
     /// The action record, already in the store (its blobs first).
     pub record: ActionRecord,
-    /// How long it took, as reported (`StageState::Ran`).
+    /// How long it took, as reported (`StageState::Ran`), waiting included.
     pub secs: f64,
+    /// Of `secs`, the time it waited for cores or the RNG (`crate::waits`).
+    pub waited: f64,
 }
 
 /// Executes stages: stores a stage's output blobs, then its action record under its key.
@@ -61,7 +63,8 @@ impl Executor for LocalExecutor {
             data_digests,
             key: Some(key),
         };
-        let output = execute_isolated(&spec.kind, &stage_inputs)?;
+        let (output, waited) = execute_isolated_timed(&spec.kind, &stage_inputs);
+        let output = output?;
         let mut outputs = BTreeMap::new();
         let StageOutput { blobs, summary } = output;
         for (name, bytes) in blobs {
@@ -91,7 +94,11 @@ impl Executor for LocalExecutor {
         store
             .put_action(&record)
             .map_err(|e| StageError::Failed(e.to_string()))?;
-        Ok(Executed { record, secs })
+        Ok(Executed {
+            record,
+            secs,
+            waited,
+        })
     }
 }
 
@@ -181,9 +188,20 @@ impl Drop for CoreSlot<'_> {
 /// A train stage first takes its cores from [`TRAINING_CORES`] and runs on a pool of that
 /// many threads.
 pub fn execute_isolated(kind: &StageKind, inputs: &StageInputs) -> Result<StageOutput, StageError> {
+    execute_isolated_timed(kind, inputs).0
+}
+
+/// [`execute_isolated`], with the seconds the stage waited for its cores and for the RNG
+/// (`crate::waits`).
+pub fn execute_isolated_timed(
+    kind: &StageKind,
+    inputs: &StageInputs,
+) -> (Result<StageOutput, StageError>, f64) {
     let training = matches!(kind, StageKind::Train | StageKind::FoldTrain { .. });
     let width = TRAINING_CORES.width();
-    let _slot = training.then(|| TRAINING_CORES.acquire(width));
+    crate::waits::take();
+    let _slot = training.then(|| crate::waits::waited(|| TRAINING_CORES.acquire(width)));
+    let cores_wait = crate::waits::take();
     let pool = training
         .then(|| {
             rayon::ThreadPoolBuilder::new()
@@ -192,22 +210,30 @@ pub fn execute_isolated(kind: &StageKind, inputs: &StageInputs) -> Result<StageO
                 .ok()
         })
         .flatten();
+    // The stage runs on another thread (and a training on its pool's): its waits are
+    // collected there.
+    let run = || {
+        let output = kind.execute(inputs);
+        (output, crate::waits::take())
+    };
     std::thread::scope(|scope| {
         let handle = scope.spawn(|| match &pool {
-            Some(pool) => pool.install(|| kind.execute(inputs)),
-            None => kind.execute(inputs),
+            Some(pool) => pool.install(run),
+            None => run(),
         });
-        handle.join().unwrap_or_else(|panic| {
+        let (output, waited) = handle.join().unwrap_or_else(|panic| {
             let message = panic
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".to_string());
-            Err(StageError::Failed(format!(
+            let failed = Err(StageError::Failed(format!(
                 "internal error in stage {}: {message}",
                 kind.name()
-            )))
-        })
+            )));
+            (failed, 0.0)
+        });
+        (output, waited + cores_wait)
     })
 }
 

@@ -541,8 +541,9 @@ pub(crate) fn draws_while_training(cfg: &ModelConfig) -> bool {
 /// initialisations or trainings on threads of one process would interleave their draws.
 /// Held by [`build`] and for the whole of a training.
 pub(crate) fn rng_lock() -> MutexGuard<'static, ()> {
-    // A panic while holding the lock leaves nothing to repair: every user re-seeds.
-    RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    // A panic while holding the lock leaves nothing to repair: every user re-seeds. The
+    // wait for another training to release it is waiting, not the stage's work.
+    crate::waits::waited(|| RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 #[cfg(test)]

@@ -48,7 +48,13 @@ pub fn experiment_lines(r: &ExperimentReport, dry_run: bool, quiet: bool) -> Vec
                 let job = job
                     .map(|id| format!("  (slurm job {id})"))
                     .unwrap_or_default();
-                format!("ran      {key}  {}{job}", term::duration(*secs))
+                // Time spent waiting for cores or the RNG is not the stage's work.
+                let waited = if s.waited >= 0.05 {
+                    format!(" (waited {})", term::duration(s.waited))
+                } else {
+                    String::new()
+                };
+                format!("ran      {key}  {}{waited}{job}", term::duration(*secs))
             }
             StageState::Stale { reason } => format!("stale    {reason}"),
             StageState::Skipped => "skipped  (an earlier stage failed)".to_string(),
