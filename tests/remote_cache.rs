@@ -237,7 +237,36 @@ fn an_empty_cache_pulls_everything_and_tampering_is_rejected() {
     bytes[0] ^= 0xff;
     fs::write(&object, &bytes).unwrap();
     assert_tamper_rejected(&p, &remote, &digest, &[]);
-    fs::write(&object, &original).unwrap();
+
+    // A writer that executes the stage (its record is gone from the remote) finds the
+    // damaged object of the same size and replaces it.
+    let features_record = walk(&remote_dir.join("actions"))
+        .into_iter()
+        .find(|path| {
+            fs::read_to_string(path)
+                .unwrap()
+                .contains("\"stage\": \"features\"")
+        })
+        .unwrap();
+    fs::remove_file(&features_record).unwrap();
+    let writer = hft(&p, &p.path("cache-w"), &["--remote", &remote], &[]);
+    let stderr = String::from_utf8_lossy(&writer.stderr);
+    assert!(writer.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("did not hold the bytes its name promises; replacing it"),
+        "{stderr}"
+    );
+    assert_eq!(
+        fs::read(&object).unwrap(),
+        original,
+        "the object is repaired"
+    );
+    let stdout = String::from_utf8_lossy(&writer.stdout);
+    assert!(stdout.contains("remote cache: pulled "), "{stdout}");
+    assert!(
+        stdout.contains("pushed 2 ("),
+        "the blob and its record: {stdout}"
+    );
 
     // A record served under another key's name is rejected the same way.
     let stage_of = |path: &Path| -> String {

@@ -138,6 +138,15 @@ fn print_built(b: &Built, json: bool) -> Outcome {
         term::print_block(&results_table(&b.reports, &experiments));
     }
     term::print_block(&[summary]);
+    if let Some(((pulled, pulled_bytes), (pushed, pushed_bytes))) = b.transferred
+        && !b.dry_run
+    {
+        term::print_block(&[format!(
+            "remote cache: pulled {pulled} objects ({}), pushed {pushed} ({})",
+            super::housekeeping::human_bytes(pulled_bytes),
+            super::housekeeping::human_bytes(pushed_bytes)
+        )]);
+    }
     b.outcome
 }
 

@@ -43,6 +43,30 @@ pub struct Remote {
     read_only: bool,
     /// Set once the remote failed to answer: the rest of the build runs without it.
     offline: AtomicBool,
+    /// What this build moved: (objects, bytes) pulled and pushed, records included.
+    pulled: Transfers,
+    pushed: Transfers,
+}
+
+/// Objects and bytes moved one way.
+#[derive(Debug, Default)]
+struct Transfers {
+    objects: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+impl Transfers {
+    fn add(&self, bytes: usize) {
+        self.objects.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> (u64, u64) {
+        (
+            self.objects.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl std::fmt::Debug for Remote {
@@ -131,6 +155,8 @@ impl Remote {
             runtime,
             read_only,
             offline: AtomicBool::new(false),
+            pulled: Transfers::default(),
+            pushed: Transfers::default(),
         })
     }
 
@@ -205,6 +231,7 @@ impl Remote {
         let Some(bytes) = self.get(&record_path) else {
             return Ok(None);
         };
+        self.pulled.add(bytes.len());
         let record: ActionRecord = match serde_json::from_slice(&bytes) {
             Ok(r) => r,
             Err(e) => {
@@ -239,6 +266,7 @@ impl Remote {
                 }
                 return Ok(None);
             };
+            self.pulled.add(blob.len());
             let actual = Digest::of(&blob);
             if actual != output.digest || blob.len() as u64 != output.size {
                 return Err(Poisoned(format!(
@@ -265,6 +293,12 @@ impl Remote {
             return Ok(None);
         }
         Ok(Some(record))
+    }
+
+    /// What this build pulled and pushed: ((objects, bytes) pulled, (objects, bytes)
+    /// pushed), action records included.
+    pub fn transferred(&self) -> ((u64, u64), (u64, u64)) {
+        (self.pulled.get(), self.pushed.get())
     }
 
     /// [`Remote::push`] for a stage whose outputs are in the local store: a blob this process
@@ -308,10 +342,24 @@ impl Remote {
                         return Ok(());
                     };
                     let path = self.object_path(&output.digest);
-                    // Content-addressed: an object already there holds these bytes (a reader
-                    // verifies them anyway), so it is not sent again.
+                    // Content-addressed: an object already there of this size is read back
+                    // and kept only if it holds these bytes; a damaged or poisoned one (same
+                    // size, other bytes) is replaced, so writers repair the remote.
                     match self.objects.head(&path).await {
-                        Ok(meta) if meta.size == output.size => continue,
+                        Ok(meta) if meta.size == output.size => {
+                            let held = match self.objects.get(&path).await {
+                                Ok(got) => got.bytes().await.ok(),
+                                Err(_) => None,
+                            };
+                            if held.is_some_and(|b| Digest::of(&b) == output.digest) {
+                                continue;
+                            }
+                            crate::term::warn(&format!(
+                                "remote cache: {} did not hold the bytes its name promises; \
+                                 replacing it",
+                                self.describe(&path)
+                            ));
+                        }
                         Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
                         Err(e) => return Err((path, e)),
                     }
@@ -319,14 +367,19 @@ impl Remote {
                     if let Err(e) = self.objects.put(&path, payload).await {
                         return Err((path, e));
                     }
+                    self.pushed.add(bytes.len());
                 }
                 let path = self.action_path(&record.key);
+                let record_len = record_bytes.len();
                 match self
                     .objects
                     .put(&path, PutPayload::from(record_bytes))
                     .await
                 {
-                    Ok(_) => Ok(()),
+                    Ok(_) => {
+                        self.pushed.add(record_len);
+                        Ok(())
+                    }
                     Err(e) => Err((path, e)),
                 }
             });

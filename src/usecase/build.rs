@@ -88,6 +88,8 @@ pub struct Built {
     /// What went wrong after the stages ran (failed stages, a lock or catalog that could not
     /// be written), in order.
     pub messages: Vec<Message>,
+    /// With a remote cache: ((objects, bytes) pulled, (objects, bytes) pushed).
+    pub transferred: Option<((u64, u64), (u64, u64))>,
 }
 
 /// A no-op build answered from the memo: the text the build it replays printed.
@@ -331,6 +333,7 @@ pub fn build(
         counts,
         secs,
         messages,
+        transferred: remote.as_ref().map(|r| r.transferred()),
     }))
 }
 
