@@ -101,7 +101,14 @@ fn killed_trainings_resume_to_the_uninterrupted_checkpoint() {
         last.unwrap() >= 5 * kills,
         "killed {kills} times, last at {last:?}"
     );
-    p.build();
+    let last = p.build();
+    if last.ran().iter().any(|s| s.ends_with("/train")) {
+        assert!(
+            last.stderr.contains("resuming from the checkpoint of step"),
+            "{}",
+            last.stderr
+        );
+    }
     assert_eq!(checkpoint_digest(&p), want, "resumed after {kills} kills");
     assert_eq!(partial_step(&p), None, "success removes the partial record");
     // The resumable checkpoints go with it: every blob left is an output of a record.

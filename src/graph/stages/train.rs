@@ -89,11 +89,20 @@ impl Stage for Train {
         // The resumable checkpoint pins its blob until the training ends.
         let partial = inputs.key.map(|k| k.0.clone());
         // A checkpoint left by an interrupted run, if its blob still verifies.
-        let from = partial
+        let resumable = partial
             .as_deref()
-            .and_then(|id| store.get_pin_record::<Partial>(PinKind::Checkpoint, id))
+            .and_then(|id| store.get_pin_record::<Partial>(PinKind::Checkpoint, id));
+        let from = resumable
+            .as_ref()
             .and_then(|p| Digest::from_hex(&p.digest))
             .and_then(|d| store.get_blob(&d));
+        if let (Some(p), Some(_)) = (&resumable, &from) {
+            // Said where it shows: the build's output, or a Slurm job's log.
+            progress.epoch(&format!(
+                "resuming from the checkpoint of step {} (training.checkpoint_every)",
+                p.step
+            ));
+        }
         // The pinned resumable checkpoint: each new one supersedes it, and the finished
         // training supersedes the last.
         let mut pinned: Option<Digest> = partial
