@@ -175,27 +175,10 @@ pub fn ls(common: &Common, json_out: bool) -> Outcome {
     .unwrap_or_else(|o| o)
 }
 
-/// The index of the experiment called `name` (or defined in the file `name`).
+/// The index of the experiment called `name` (or defined in the file `name`); exit 2,
+/// with the closest name, when there is none.
 fn pick(name: &str, jobs: &[ExperimentJob]) -> Result<usize, Outcome> {
-    if let Some(i) = jobs.iter().position(|j| j.plan.name == name) {
-        return Ok(i);
-    }
-    let as_file = Path::new(name);
-    if as_file.is_file() {
-        let want = std::fs::canonicalize(as_file).ok();
-        if let Some(i) = jobs
-            .iter()
-            .position(|j| std::fs::canonicalize(&j.file).ok() == want)
-        {
-            return Ok(i);
-        }
-    }
-    let names = jobs.iter().map(|j| j.plan.name.as_str());
-    let hint = match crate::config::did_you_mean(name, names) {
-        Some(best) => format!("; did you mean `{best}`?"),
-        None => String::new(),
-    };
-    Err(fail(&format!("no experiment named `{name}`{hint}")))
+    crate::usecase::trained::pick(name, jobs).map_err(super::report_failure)
 }
 
 /// The selection for a one-experiment command: a file given as EXP is searched by itself.

@@ -98,6 +98,39 @@ fn decimals(span: f64) -> usize {
     (-(span / 5.0).log10()).ceil().clamp(0.0, 8.0) as usize
 }
 
+/// A chart whose x values are whole numbers (epochs, folds): only those are labelled.
+fn whole_x_chart<'a, 'b>(
+    root: &'a Area<'b>,
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>, String> {
+    let y_decimals = decimals(y1 - y0);
+    let mut chart = ChartBuilder::on(root)
+        .margin(12)
+        .x_label_area_size(46)
+        .y_label_area_size(66)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(draw_err)?;
+    draw_mesh(
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .x_labels(8)
+            .x_label_formatter(&|x| {
+                if (x - x.round()).abs() < 1e-9 {
+                    format!("{}", x.round() as i64)
+                } else {
+                    String::new()
+                }
+            })
+            .y_label_formatter(&|y| format!("{y:.y_decimals$}")),
+    )?;
+    Ok(chart)
+}
+
 pub(super) fn loss_plot(curves: &LossCurves) -> Result<Plot, String> {
     let Some((x0, x1)) = padded(curves.train.iter().chain(&curves.val).map(|p| p.0)) else {
         return Err("no epochs logged".to_string());
@@ -105,30 +138,8 @@ pub(super) fn loss_plot(curves: &LossCurves) -> Result<Plot, String> {
     let Some((y0, y1)) = padded(curves.train.iter().chain(&curves.val).map(|p| p.1)) else {
         return Err("no epochs logged".to_string());
     };
-    let y_decimals = decimals(y1 - y0);
     let svg = svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(12)
-            .x_label_area_size(46)
-            .y_label_area_size(66)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(draw_err)?;
-        draw_mesh(
-            chart
-                .configure_mesh()
-                .x_desc("epoch")
-                .y_desc("loss")
-                .x_labels(8)
-                .x_label_formatter(&|x| {
-                    // Epochs are whole numbers: label only those.
-                    if (x - x.round()).abs() < 1e-9 {
-                        format!("{}", x.round() as i64)
-                    } else {
-                        String::new()
-                    }
-                })
-                .y_label_formatter(&|y| format!("{y:.y_decimals$}")),
-        )?;
+        let mut chart = whole_x_chart(root, (x0, x1), (y0, y1), "epoch", "loss")?;
         for (points, color, label) in [
             (&curves.train, BLUE_, "train"),
             (&curves.val, ORANGE, "validation"),
@@ -186,29 +197,8 @@ pub(super) fn fold_plot(folds: &[(f64, Option<f64>, Option<f64>)]) -> Result<Plo
     let Some((y0, y1)) = padded(values) else {
         return Err("no skill figures".to_string());
     };
-    let y_decimals = decimals(y1 - y0);
     let svg = svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(12)
-            .x_label_area_size(46)
-            .y_label_area_size(66)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(draw_err)?;
-        draw_mesh(
-            chart
-                .configure_mesh()
-                .x_desc("fold")
-                .y_desc("skill vs persistence")
-                .x_labels(8)
-                .x_label_formatter(&|x| {
-                    if (x - x.round()).abs() < 1e-9 {
-                        format!("{}", x.round() as i64)
-                    } else {
-                        String::new()
-                    }
-                })
-                .y_label_formatter(&|y| format!("{y:.y_decimals$}")),
-        )?;
+        let mut chart = whole_x_chart(root, (x0, x1), (y0, y1), "fold", "skill vs persistence")?;
         chart
             .draw_series(LineSeries::new(
                 [(x0, 0.0), (x1, 0.0)],
