@@ -90,12 +90,14 @@ fn padded(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     Some((lo - pad, hi + pad))
 }
 
-/// Decimals that tell apart ticks about a fifth of `span` apart.
+/// Decimals that tell apart the ticks plotters draws over `span`: it may step by a
+/// twentieth of it (0.05 over 1.0), so the labels are sized for that, else neighbouring
+/// ticks print the same (`1.0, 1.0, 1.1`).
 fn decimals(span: f64) -> usize {
     if !(span.is_finite() && span > 0.0) {
         return 2;
     }
-    (-(span / 5.0).log10()).ceil().clamp(0.0, 8.0) as usize
+    (-(span / 20.0).log10()).ceil().clamp(0.0, 8.0) as usize
 }
 
 /// A chart whose x values are whole numbers (epochs, folds): only those are labelled.
@@ -404,4 +406,18 @@ fn correlation(points: &[(f64, f64)]) -> Option<f64> {
         syy += (y - my).powi(2);
     }
     (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimals;
+
+    #[test]
+    fn tick_labels_have_the_decimals_their_steps_need() {
+        // An equity axis from 0.95 to 1.3: ticks 0.05 apart need two decimals.
+        assert_eq!(decimals(0.35), 2);
+        assert_eq!(decimals(1.0), 2);
+        assert_eq!(decimals(40.0), 0);
+        assert_eq!(decimals(f64::NAN), 2);
+    }
 }
