@@ -150,9 +150,18 @@ impl Column {
         }
     }
 
-    /// The best value among the experiments, when there are at least two to compare.
-    fn best(&self, experiments: &[ReportExperiment]) -> Option<f64> {
-        let values: Vec<f64> = experiments.iter().filter_map(|e| self.value(e)).collect();
+    /// The best value among `experiments` (one dataset's), when there are at least two to
+    /// compare. A strategy that never traded has no drawdown to be best at.
+    fn best(&self, experiments: &[&ReportExperiment]) -> Option<f64> {
+        let traded = |e: &&&ReportExperiment| {
+            !self.keys.contains(&"backtest.strategy.max_drawdown")
+                || e.metrics.get("backtest.strategy.trades") != Some(&0.0)
+        };
+        let values: Vec<f64> = experiments
+            .iter()
+            .filter(traded)
+            .filter_map(|e| self.value(e))
+            .collect();
         if values.len() < 2 {
             return None;
         }
@@ -172,7 +181,7 @@ pub(super) fn metrics_section(html: &mut String, experiments: &[ReportExperiment
     }
     html.push_str(
         "<p class=\"meta\">Test split; returns and Sharpe from the backtest, best of each \
-         column in bold. Skill is 1 - MSE / persistence MSE (persistence predicts no move); \
+         column in bold among the experiments on the same data. Skill is 1 - MSE / persistence MSE (persistence predicts no move); \
          a negative skill is marked (no skill). Ridge: a linear baseline on the flattened \
          window, fit on train, its strength chosen on val. Deflated Sharpe: the probability \
          that the strategy's true Sharpe ratio beats the best of N trials' by luck, N the \
@@ -183,8 +192,22 @@ pub(super) fn metrics_section(html: &mut String, experiments: &[ReportExperiment
         let _ = write!(html, "<th>{}</th>", c.title);
     }
     html.push_str("</tr>\n");
-    let best: Vec<Option<f64>> = COLUMNS.iter().map(|c| c.best(experiments)).collect();
+    // "Best" only means something among experiments on the same data.
+    let dataset = |e: &ReportExperiment| -> Vec<(String, String)> {
+        e.config
+            .iter()
+            .filter(|(k, _)| k.starts_with("data."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let best_in_group = |e: &ReportExperiment| -> Vec<Option<f64>> {
+        let key = dataset(e);
+        let group: Vec<&ReportExperiment> =
+            experiments.iter().filter(|o| dataset(o) == key).collect();
+        COLUMNS.iter().map(|c| c.best(&group)).collect()
+    };
     for (i, e) in experiments.iter().enumerate() {
+        let best = best_in_group(e);
         let _ = write!(
             html,
             "<tr><td><a href=\"#exp-{i}\" title=\"{}\">{}</a></td><td>{}</td><td>{}</td>",
@@ -367,6 +390,40 @@ mod tests {
         assert!(html.contains("<td class=\"num best\">2.50</td>"));
         assert!(html.contains("<td class=\"num best\">4.000e-4</td>"));
         assert!(html.contains("<td class=\"num\">1.25</td>"));
+    }
+
+    #[test]
+    fn best_is_marked_among_experiments_on_the_same_data_that_traded() {
+        let mut a = experiment("a", "0.001");
+        a.metrics
+            .insert("backtest.strategy.max_drawdown".to_string(), 0.10);
+        a.metrics
+            .insert("backtest.strategy.trades".to_string(), 4.0);
+        let mut b = experiment("b", "0.01");
+        b.metrics
+            .insert("backtest.strategy.max_drawdown".to_string(), 0.0);
+        b.metrics
+            .insert("backtest.strategy.trades".to_string(), 0.0);
+        b.metrics
+            .insert("backtest.strategy.sharpe".to_string(), 9.0);
+        let mut c = experiment("c", "0.01");
+        c.metrics
+            .insert("backtest.strategy.max_drawdown".to_string(), 0.20);
+        c.metrics
+            .insert("backtest.strategy.trades".to_string(), 3.0);
+        // Another symbol: its Sharpe is not compared with the others'.
+        let mut d = experiment("d", "0.01");
+        d.config
+            .insert("data.symbols".to_string(), "[\"MSFT\"]".to_string());
+        d.metrics
+            .insert("backtest.strategy.sharpe".to_string(), 50.0);
+        let html = render(&[a, b, c, d]).unwrap();
+        // The 0% drawdown of a strategy that never traded is not "best"; 10% is.
+        assert!(html.contains("<td class=\"num best\">10.0%</td>"), "{html}");
+        assert!(!html.contains("<td class=\"num best\">0.0%</td>"));
+        // b's Sharpe is the best on its data; d is alone on its data: nothing to rank.
+        assert!(html.contains("<td class=\"num best\">9.00</td>"));
+        assert!(html.contains("<td class=\"num\">50.00</td>"));
     }
 
     #[test]
