@@ -9,8 +9,11 @@ use std::collections::BTreeMap;
 
 use common::{LOCAL_EXPERIMENT, Project, csv_bars};
 
+/// A CSV's rows by `(symbol, timestamp)`, its first two columns.
+type Rows = BTreeMap<(String, String), Vec<String>>;
+
 /// `(symbol, timestamp)` -> the cells of a CSV with that key in its first two columns.
-fn by_key(csv: &str) -> (Vec<String>, BTreeMap<(String, String), Vec<String>>) {
+fn by_key(csv: &str) -> (Vec<String>, Rows) {
     let mut lines = csv.lines();
     let header = lines
         .next()
