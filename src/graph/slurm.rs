@@ -104,12 +104,12 @@ impl Executor for SlurmExecutor {
             return LocalExecutor.run(store, stage);
         }
         let started = Instant::now();
-        let record = self.run_stage(store, stage.job, stage.spec, stage.key)?;
-        // The queue is not the stage's work either, but it is the job's to report.
+        let (record, queued) = self.run_stage(store, stage.job, stage.spec, stage.key)?;
+        // Time in the queue is waiting, shown apart from the job's run.
         Ok(Executed {
             record,
             secs: started.elapsed().as_secs_f64(),
-            waited: 0.0,
+            waited: queued.as_secs_f64(),
         })
     }
 }
@@ -127,14 +127,15 @@ impl SlurmExecutor {
     }
 
     /// Executes stage `spec` of `job` (key `key`, locked by the caller, not in the store) as
-    /// one Slurm job and returns the action record the job stored.
+    /// one Slurm job and returns the action record the job stored, and how long the job
+    /// waited in the queue.
     pub fn run_stage(
         &self,
         store: &Store,
         job: &ExperimentJob,
         spec: &StageSpec,
         key: &StageKey,
-    ) -> Result<ActionRecord, StageError> {
+    ) -> Result<(ActionRecord, Duration), StageError> {
         let failed = |m: String| StageError::Failed(m);
         let log_dir = self.cache_dir.join("slurm");
         std::fs::create_dir_all(&log_dir)
@@ -193,7 +194,7 @@ impl SlurmExecutor {
         if let Ok(mut in_flight) = IN_FLIGHT.lock() {
             in_flight.remove(&id);
         }
-        let (state, exit_code) = ended.map_err(failed)?;
+        let (state, exit_code, queued) = ended.map_err(failed)?;
         if state != "COMPLETED" || exit_code != "0:0" {
             // Out of time is the one failure with a known remedy.
             let hint = if state == "TIMEOUT" {
@@ -212,7 +213,7 @@ impl SlurmExecutor {
                 log_tail(&log, LOG_TAIL_LINES)
             )));
         }
-        store.get_action(key).ok_or_else(|| {
+        let record = store.get_action(key).ok_or_else(|| {
             failed(format!(
                 "Slurm job {id} completed but its result ({}) is not in the cache {}: the jobs \
                  must write to the same store as the build (a path shared by this host and the \
@@ -221,13 +222,17 @@ impl SlurmExecutor {
                 self.cache_dir.display(),
                 log_tail(&log, LOG_TAIL_LINES)
             ))
-        })
+        })?;
+        Ok((record, queued))
     }
 
-    /// Polls until job `id` has ended; returns its final state and exit code.
-    fn wait(&self, id: u64) -> Result<(String, String), String> {
+    /// Polls until job `id` has ended; returns its final state, its exit code and how long
+    /// it was PENDING (seen at the polls' resolution).
+    fn wait(&self, id: u64) -> Result<(String, String, Duration), String> {
         let mut pause = Duration::from_millis(250);
         let mut errors = 0;
+        let submitted = Instant::now();
+        let mut pending = Duration::ZERO;
         loop {
             std::thread::sleep(pause);
             pause = (pause * 3 / 2).min(self.max_poll);
@@ -243,14 +248,19 @@ impl SlurmExecutor {
                 }
             };
             errors = 0;
+            // The time spent PENDING is the queue's, not the stage's: counted as waiting
+            // (seen at the polls' resolution).
+            if queued.as_deref() == Some("PENDING") {
+                pending = submitted.elapsed();
+            }
             if queued.as_deref().is_some_and(|s| !is_terminal(s)) {
                 continue;
             }
             match final_state(id) {
-                Some((state, exit)) if is_terminal(&state) => return Ok((state, exit)),
+                Some((state, exit)) if is_terminal(&state) => return Ok((state, exit, pending)),
                 Some(_) => continue,
                 None => match queued {
-                    Some(state) => return Ok((state, "?".to_string())),
+                    Some(state) => return Ok((state, "?".to_string(), pending)),
                     None => {
                         return Err(format!(
                             "Slurm job {id} left the queue, but neither `scontrol show job` nor \

@@ -48,7 +48,8 @@ pub fn experiment_lines(r: &ExperimentReport, dry_run: bool, quiet: bool) -> Vec
                 let job = job
                     .map(|id| format!("  (slurm job {id})"))
                     .unwrap_or_default();
-                // Time spent waiting for cores or the RNG is not the stage's work.
+                // Time spent waiting (for cores, the RNG, a Slurm queue) is not the
+                // stage's work.
                 let waited = if s.waited >= 0.05 {
                     format!(" (waited {})", term::duration(s.waited))
                 } else {
