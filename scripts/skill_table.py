@@ -144,7 +144,10 @@ def main():
     oracle_row = None
     for model in MODELS:
         shown = show(hft, cache, "skill_%s_planted" % model, "benches/skill/planted")
-        m = shown["metrics"]
+        m = shown.get("metrics")
+        if not m:
+            print("| %s | not built | | | | | | | |" % model)
+            continue
         o = oracle(shown, cache)
         if abs(o["persistence_mse"] / m["price"]["persistence_mse"] - 1.0) > 1e-6:
             sys.exit("skill_table.py: the oracle's windows are not the ones evaluated")
@@ -161,6 +164,8 @@ def main():
                fmt(da * 100 if da is not None else None, ".1f"), fmt(oda * 100, ".1f"), checks)
         )
     o = oracle_row
+    if o is None:
+        return
     print(
         "| *oracle* | %.3f | | | %.4e | 1 | | %.1f | |"
         % (o["skill"], o["mse"], o["directional_accuracy"] * 100)
@@ -171,14 +176,20 @@ def main():
     print("| model | " + " | ".join(SYMBOLS) + " | checks |")
     print("| --- |" + " --- |" * (len(SYMBOLS) + 1))
     for model in MODELS:
-        cells, fails = [], 0
+        cells, fails, missing = [], 0, 0
         for symbol in SYMBOLS:
             name = 'skill_%s_daily[data.symbols=["%s"]]' % (model, symbol)
             shown = show(hft, cache, name, "benches/skill/daily", ("--set", "data.path=" + data))
+            if not shown.get("metrics"):
+                cells.append("not built")
+                missing += 1
+                continue
             skill, lo, hi, p = row_figures(shown["metrics"])
             fails += skill is None or skill < -0.02
             cells.append("%s [%s, %s] p=%s" % (fmt(skill), fmt(lo), fmt(hi), fmt(p, ".2f")))
         checks = "ok" if fails == 0 else "%d FAIL" % fails
+        if missing:
+            checks += " (%d not built)" % missing
         print("| %s | %s | %s |" % (model, " | ".join(cells), checks))
 
 
