@@ -134,7 +134,7 @@ def main():
     if len(sys.argv) != 4:
         sys.exit(__doc__)
     hft, cache, data = sys.argv[1:]
-    print("### Planted AR(1) returns (`templates/planted_ar1.yaml`: a = 0.3, noise 0.01)")
+    print("#### Planted AR(1) returns (`templates/planted_ar1.yaml`: a = 0.3, noise 0.01)")
     print()
     print(
         "| model | skill | 90% interval | DM p | test MSE | MSE / oracle's | dir. acc. "
@@ -171,7 +171,7 @@ def main():
         % (o["skill"], o["mse"], o["directional_accuracy"] * 100)
     )
     print()
-    print("### Real daily files (skill >= -0.02 is the check)")
+    print("#### Real daily files (skill >= -0.02 is the check)")
     print()
     print("| model | " + " | ".join(SYMBOLS) + " | checks |")
     print("| --- |" + " --- |" * (len(SYMBOLS) + 1))
