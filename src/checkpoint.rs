@@ -124,6 +124,9 @@ pub(crate) struct Cursor {
     pub(crate) lr: u64,
     /// `(epoch, step, train_loss, val_loss, lr, samples_per_sec)` of finished epochs.
     pub(crate) epochs: Vec<(usize, usize, u64, Option<u64>, u64, u64)>,
+    /// The initial weights' validation loss (epoch 0).
+    #[serde(default)]
+    pub(crate) initial_val_loss: Option<u64>,
     pub(crate) best_epoch: Option<usize>,
     pub(crate) best_val_loss: Option<u64>,
     pub(crate) final_val_loss: Option<u64>,
@@ -252,6 +255,7 @@ mod tests {
             seen: 8,
             lr: 1e-3f64.to_bits(),
             epochs: vec![(1, 4, 0.7f64.to_bits(), None, 1e-3f64.to_bits(), 0)],
+            initial_val_loss: None,
             best_epoch: None,
             best_val_loss: None,
             final_val_loss: None,

@@ -1,13 +1,17 @@
 //! The two output heads every model ends with.
 
-use burn::module::Module;
+use burn::module::{Initializer, Module};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor};
 
 use super::Forecast;
 
-/// A small MLP: `Linear(d, d) -> GELU -> Linear(d, out)`.
+/// A small MLP: `Linear(d, d) -> GELU -> Linear(d, out)`, its output layer zero-initialised:
+/// an untrained head outputs 0, so an untrained model forecasts no move (persistence: the
+/// price targets are returns scaled by their train std, not centred) and no preferred
+/// action (uniform logits). Training has to earn every departure from that null forecast,
+/// and `training.select: best_val` keeps it (epoch 0) when none is earned.
 #[derive(Module, Debug)]
 pub struct Head {
     hidden: Linear,
@@ -18,7 +22,9 @@ impl Head {
     pub(super) fn new(d: usize, out: usize, device: &Device) -> Self {
         Head {
             hidden: LinearConfig::new(d, d).init(device),
-            out: LinearConfig::new(d, out).init(device),
+            out: LinearConfig::new(d, out)
+                .with_initializer(Initializer::Zeros)
+                .init(device),
         }
     }
 

@@ -656,6 +656,24 @@ pub(crate) mod tests {
         }
     }
 
+    /// The heads' output layers start at zero: an untrained model forecasts no move (the
+    /// persistence forecast) and prefers no action. `dit` forecasts by sampling, so only its
+    /// action head is a plain head.
+    #[test]
+    fn an_untrained_model_forecasts_no_move_and_no_action() {
+        let device = Device::flex();
+        for c in variants() {
+            let net = build(&c, DIMS, 1, &device).unwrap().inference();
+            let x = Tensor::random([4, 5, 3], burn::tensor::Distribution::Default, &device);
+            let out = net.forward(x);
+            let zeros = |t: Tensor<2>| t.into_data().iter::<f32>().all(|v| v == 0.0);
+            assert!(zeros(out.action), "{}", label(&c));
+            if c.kind != "dit" {
+                assert!(zeros(out.price), "{}", label(&c));
+            }
+        }
+    }
+
     #[test]
     fn learned_positions_and_attention_pooling_are_parameters_of_their_own() {
         let device = Device::flex();

@@ -97,7 +97,12 @@ pub struct TrainLog {
     /// Optimizer steps planned (the schedule's length); fewer run when early stopping ends
     /// the run or f16 skips steps (see the last epoch's `step`).
     pub total_steps: usize,
-    /// The epoch with the lowest validation loss (earliest on ties), and that loss.
+    /// The validation loss of the initial weights: epoch 0, before any step. `best_val`
+    /// and early stopping count it, so a run that never beats its initialisation keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_val_loss: Option<f64>,
+    /// The epoch with the lowest validation loss (earliest on ties; 0 is the initial
+    /// weights), and that loss.
     pub best_epoch: Option<usize>,
     pub best_val_loss: Option<f64>,
     /// Validation loss of the last epoch's weights (the moving average with `ema_decay`).
@@ -264,6 +269,7 @@ pub fn train_resumable(
         // Bounded: `max_steps` can make `epochs` large, and the log grows as it runs.
         epochs: Vec::with_capacity(epochs.min(1024)),
         total_steps,
+        initial_val_loss: None,
         best_epoch: None,
         best_val_loss: None,
         final_val_loss: None,
@@ -335,6 +341,28 @@ pub fn train_resumable(
         epochs_done = m.epochs;
         resume::restore(&c, &mut log, &mut stopping, &mut schedule, &mut loss_scale);
         cursor = Some(c);
+    }
+    if cursor.is_none() {
+        // Epoch 0: the initial weights, scored before any step (a resumed run has this in
+        // its cursor). The heads start at zero, so this is the persistence forecast with
+        // no preferred action: an epoch must beat it to be selected.
+        let v0 = mean_loss(net.as_ref(), &dataset.val, dims, &targets, &compute.device)?;
+        if let Some(v) = v0.filter(|v| !v.is_finite()) {
+            return Err(TrainError::Diverged {
+                epoch: 0,
+                step: 0,
+                what: format!("the validation loss of the initial weights is {v}"),
+            });
+        }
+        if let Some(v) = v0 {
+            log.initial_val_loss = Some(v);
+            log.best_epoch = Some(0);
+            log.best_val_loss = Some(v);
+            stopping.best = Some(v);
+            if keep_best {
+                best = Some(snapshot(&meta, 0, 0, net.as_ref(), &optim, &ema)?);
+            }
+        }
     }
     let every = tcfg.checkpoint_every.filter(|&k| k > 0);
     let _running = resume.is_some().then(resume::RunningGuard::new);

@@ -72,6 +72,7 @@ pub(super) fn cursor(
                 )
             })
             .collect(),
+        initial_val_loss: bits(log.initial_val_loss),
         best_epoch: log.best_epoch,
         best_val_loss: bits(log.best_val_loss),
         final_val_loss: bits(log.final_val_loss),
@@ -106,6 +107,7 @@ pub(super) fn restore(
             samples_per_sec: f64::from_bits(sps),
         })
         .collect();
+    log.initial_val_loss = unbits(c.initial_val_loss);
     log.best_epoch = c.best_epoch;
     log.best_val_loss = unbits(c.best_val_loss);
     log.final_val_loss = unbits(c.final_val_loss);

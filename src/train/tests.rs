@@ -391,10 +391,12 @@ fn gradient_accumulation_matches_one_big_batch() {
     let data = toy_dataset([40, 8, 0], 12);
     for m in [cfg("mlp"), cfg("lstm")] {
         let m = quiet(m);
+        // `last`: the trained weights, whatever epoch 0 scored.
         let big = TrainingConfig {
             warmup_steps: Some(2),
             min_lr_ratio: Some(0.1),
             grad_clip: 0.0,
+            select: Select::Last,
             ..tcfg(2, 16)
         };
         let small = TrainingConfig {
@@ -431,16 +433,17 @@ fn gradient_accumulation_matches_one_big_batch() {
 #[test]
 fn early_stopping_stops_after_patience_epochs_without_improvement() {
     let data = toy_dataset([24, 8, 0], 13);
-    // A rate too small to move the validation loss by min_delta: epoch 1 sets the best,
-    // epochs 2 and 3 fail to beat it, patience 2 stops after epoch 3 of 20.
+    // A rate too small to move the validation loss by min_delta: the initial weights
+    // (epoch 0) set the best, epochs 1 and 2 fail to beat it, patience 2 stops after
+    // epoch 2 of 20.
     let t = TrainingConfig {
         patience: Some(2),
         min_delta: Some(0.01),
         ..tcfg(20, 8)
     };
     let out = run(&data, &cfg("mlp"), &opt(1e-7), &t, 2).unwrap();
-    assert_eq!(out.log.stopped_early, Some(3));
-    assert_eq!(out.log.epochs.len(), 3);
+    assert_eq!(out.log.stopped_early, Some(2));
+    assert_eq!(out.log.epochs.len(), 2);
     let ckpt = Checkpoint::decode(&out.checkpoint).unwrap();
     // Early stopping restores the best epoch's state (`select: best_val`)...
     let best = out.log.best_epoch.unwrap();
@@ -453,8 +456,8 @@ fn early_stopping_stops_after_patience_epochs_without_improvement() {
     };
     let out = run(&data, &cfg("mlp"), &opt(1e-7), &last, 2).unwrap();
     let ckpt = Checkpoint::decode(&out.checkpoint).unwrap();
-    assert_eq!((ckpt.meta.epochs, ckpt.meta.step), (3, 9));
-    assert_eq!(out.log.selected_epoch, Some(3));
+    assert_eq!((ckpt.meta.epochs, ckpt.meta.step), (2, 6));
+    assert_eq!(out.log.selected_epoch, Some(2));
     // A run that keeps improving does not stop.
     let t = TrainingConfig {
         patience: Some(2),
@@ -495,6 +498,7 @@ fn ema_weights_differ_from_raw_and_are_the_ones_evaluated() {
 
     let t = TrainingConfig {
         ema_decay: Some(decay),
+        select: Select::Last,
         ..tcfg(3, 8)
     };
     let out = run(&data, &m, &opt(1e-2), &t, 6).unwrap();
@@ -592,6 +596,44 @@ fn the_checkpoint_holds_the_selected_epoch() {
     assert!(ckpt.ema.is_some());
     assert!(last.checkpoint != best.checkpoint);
     assert_eq!(Checkpoint::decode(&last.checkpoint).unwrap().meta.epochs, 4);
+}
+
+/// Epoch 0 is the initial weights' validation loss: a run none of whose epochs beats it
+/// keeps the initial weights (whose heads forecast no move) with `best_val`, rather than an
+/// epoch that fitted what does not generalise; `last` keeps the last epoch regardless.
+#[test]
+fn a_run_that_never_beats_its_initial_weights_keeps_them() {
+    let data = misleading_dataset([24, 8, 0], 16);
+    let m = quiet(cfg("mlp"));
+    let t = TrainingConfig {
+        price_weight: 20.0,
+        ..tcfg(3, 8)
+    };
+    let out = run(&data, &m, &opt(5e-2), &t, 5).unwrap();
+    let log = &out.log;
+    let v0 = log.initial_val_loss.unwrap();
+    assert!(
+        log.epochs.iter().all(|e| e.val_loss.unwrap() > v0),
+        "{v0} {:?}",
+        log.epochs
+    );
+    assert_eq!((log.best_epoch, log.selected_epoch), (Some(0), Some(0)));
+    assert_eq!(
+        (log.best_val_loss, log.selected_val_loss),
+        (Some(v0), Some(v0))
+    );
+    let ckpt = Checkpoint::decode(&out.checkpoint).unwrap();
+    let init = model::init_weights(&m, 5, 3, 4, 2).unwrap();
+    assert!(ckpt.weights == model::read_weights(&init).unwrap().1);
+    assert_eq!((ckpt.meta.epochs, ckpt.meta.step), (0, 0));
+    let last = TrainingConfig {
+        select: Select::Last,
+        ..t
+    };
+    let last = run(&data, &m, &opt(5e-2), &last, 5).unwrap();
+    assert_eq!(last.log.selected_epoch, Some(3));
+    assert_eq!(last.log.initial_val_loss, Some(v0));
+    assert_eq!(Checkpoint::decode(&last.checkpoint).unwrap().meta.epochs, 3);
 }
 
 /// Without validation windows `best_val` keeps the last epoch and the log says why.

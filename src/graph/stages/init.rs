@@ -19,8 +19,9 @@ impl Stage for Init {
         "init"
     }
 
+    /// 2: the heads' output layers start at zero (an untrained model forecasts persistence).
     fn version(&self, _: &Experiment) -> u32 {
-        1
+        2
     }
 
     fn config(&self, e: &Experiment) -> serde_json::Value {

@@ -14,7 +14,9 @@ use crate::store::{Digest, PinKind};
 /// The train stage's own version, added to the model implementation's.
 /// 1: the checkpoint holds the selected epoch's weights (`training.select`, default
 /// `best_val`) instead of the last epoch's, and the log records the selected epoch.
-const OWN_VERSION: u32 = 1;
+/// 2: the initial weights' validation loss is epoch 0 for `best_val` and early stopping: a
+/// run that never beats its initial weights keeps them.
+const OWN_VERSION: u32 = 2;
 
 /// The trained checkpoint and the training log.
 pub struct Train {
