@@ -151,6 +151,19 @@ pub(super) fn equity_curves(rows: &[PredictionRow], evaluation: &EvaluationConfi
         buy_and_hold: eval::equity(&hold_bars),
     }
 }
+/// The strategy's annualised return, `(1 + total)^(bars per year / bars) - 1`, from the
+/// backtest figures in `metrics`; `None` when one is missing or the strategy has no bars.
+pub(super) fn annualised_return(metrics: &BTreeMap<String, f64>) -> Option<f64> {
+    let total = *metrics.get("backtest.strategy.total_return")?;
+    let bars = *metrics.get("backtest.strategy.bars")?;
+    let per_year = *metrics.get("backtest.bars_per_year")?;
+    if bars <= 0.0 || total <= -1.0 {
+        return None;
+    }
+    let r = (1.0 + total).powf(per_year / bars) - 1.0;
+    r.is_finite().then_some(r)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,9 @@ struct Column {
     better: Better,
 }
 
+/// The strategy's annualised return, derived from the catalog's figures.
+const ANNUALISED_RETURN: &str = "backtest.strategy.annualised_return";
+
 const COLUMNS: &[Column] = &[
     Column {
         title: "val loss",
@@ -101,6 +104,20 @@ const COLUMNS: &[Column] = &[
         better: Better::Higher,
     },
     Column {
+        // Derived by the report (`data::annualised_return`) from the total return, the bars
+        // and the bars per year.
+        title: "annualised return",
+        keys: &[ANNUALISED_RETURN],
+        format: Format::SignedPercent,
+        better: Better::Higher,
+    },
+    Column {
+        title: "trades",
+        keys: &["backtest.strategy.trades"],
+        format: Format::Fixed(0),
+        better: Better::Neither,
+    },
+    Column {
         title: "Sharpe",
         keys: &["backtest.strategy.sharpe"],
         format: Format::Fixed(2),
@@ -137,7 +154,10 @@ impl Column {
     fn value(&self, e: &ReportExperiment) -> Option<f64> {
         self.keys
             .iter()
-            .find_map(|k| e.metrics.get(*k).copied())
+            .find_map(|k| match *k {
+                ANNUALISED_RETURN => super::data::annualised_return(&e.metrics),
+                key => e.metrics.get(key).copied(),
+            })
             .filter(|v| v.is_finite())
     }
 
@@ -390,6 +410,24 @@ mod tests {
         assert!(html.contains("<td class=\"num best\">2.50</td>"));
         assert!(html.contains("<td class=\"num best\">4.000e-4</td>"));
         assert!(html.contains("<td class=\"num\">1.25</td>"));
+    }
+
+    #[test]
+    fn trades_and_the_annualised_return_are_in_the_metrics_table() {
+        let mut a = experiment("a", "0.001");
+        for (k, v) in [
+            ("backtest.strategy.total_return", 0.21),
+            ("backtest.strategy.bars", 504.0),
+            ("backtest.bars_per_year", 252.0),
+            ("backtest.strategy.trades", 12.0),
+        ] {
+            a.metrics.insert(k.to_string(), v);
+        }
+        let html = render(&[a]).unwrap();
+        // Two years of bars at +21%: +10% a year.
+        assert!(html.contains("<td class=\"num\">+10.00%</td>"), "{html}");
+        assert!(html.contains("<td class=\"num\">12</td>"));
+        assert!(html.contains("<th>annualised return</th><th>trades</th>"));
     }
 
     #[test]
