@@ -1005,7 +1005,8 @@ fn accepted() -> Vec<Case> {
     use Kind::*;
     let build: &[&str] = &["build", "-j", "2"];
     vec![
-        case(CommandLine, "jobs_100000", &["build", "-q", "-j", "100000"]),
+        case(CommandLine, "jobs_100000", &["build", "-q", "-j", "100000"])
+            .expect(&["-j 100000: building at most 1 experiment(s) at a time"]),
         case(Data, "byte_order_mark", build).data(format!("\u{feff}{}", csv_bars(BARS, 3))),
         case(Data, "windows_line_endings", build).data(join(&bar_lines(), "\r\n")),
         case(Data, "bom_and_windows_line_endings", build)

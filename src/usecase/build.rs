@@ -376,12 +376,15 @@ fn jobs_width(asked: Option<usize>, cores: usize, experiments: usize, slurm: boo
     if !slurm {
         width = width.min(4 * cores.max(1));
     }
+    // Said when the cap is what limits it (not when there are just few experiments to
+    // build, which needs no warning).
     if let Some(asked) = asked
         && width < asked
-        && width < experiments
+        && (width < experiments || asked > 4 * cores.max(1))
     {
         crate::term::warn(&format!(
-            "-j {asked}: building {width} experiments at a time (four per core on {cores} cores)"
+            "-j {asked}: building at most {width} experiment(s) at a time ({experiments} to \
+             build, at most four per core on {cores} cores)"
         ));
     }
     width
