@@ -21,7 +21,7 @@ use super::forecasts::{Stored, short, shorts};
 use super::trained::{Trained, pick, resolve};
 use super::{Failure, Outcome, Selection, open_store};
 use crate::config::{Experiment, canonical_json};
-use crate::data::dataset::inference::{base_features, inference_windows, window_ends};
+use crate::data::dataset::inference::{base_features, inference_rows, window_ends};
 use crate::data::features::{Formula, feature};
 use crate::data::{self, Bars, Dataset, Split};
 use crate::graph::exec::{ExperimentJob, ExperimentReport, StageState};
@@ -308,7 +308,10 @@ fn score(
     let s = header.sequence_length;
     let needed = warm_up + s;
     let mut split = Split::default();
-    let mut inputs: Vec<f32> = Vec::new();
+    // Per source: its rows; per window: its source and last row.
+    let mut rows: Vec<(Vec<f64>, Vec<f64>)> = Vec::with_capacity(sources.len());
+    let mut tiled = Vec::new();
+    let (mut window_symbol, mut window_end) = (Vec::new(), Vec::new());
     let mut closes = Vec::new();
     let mut symbols = Vec::new();
     for (index, source) in sources.iter().enumerate() {
@@ -329,9 +332,18 @@ fn score(
             .into_iter()
             .filter(|&end| range.contains(table.timestamps[end]))
             .collect();
-        let x = inference_windows(&table, header, &ends)
-            .map_err(|err| Failure::bad_input(err.to_string()))?;
-        inputs.extend(x);
+        // The windows stay rows: a million windows would otherwise be their rows times the
+        // sequence length in memory (`data::Windows`).
+        let (values, constants) =
+            inference_rows(&table, header).map_err(|err| Failure::bad_input(err.to_string()))?;
+        tiled = constants;
+        for &end in &ends {
+            let end = u32::try_from(end)
+                .map_err(|_| Failure::bad_input(format!("{symbol}: over {} bars", u32::MAX)))?;
+            window_symbol.push(index as u32);
+            window_end.push(end);
+        }
+        rows.push((values, table.close.clone()));
         split
             .timestamp
             .extend(ends.iter().map(|&t| table.timestamps[t]));
@@ -339,7 +351,16 @@ fn score(
         symbols.extend(std::iter::repeat_n(index, ends.len()));
     }
     split.n = closes.len();
-    split.x = crate::data::Windows::Dense(inputs);
+    split.x = crate::data::Windows::Rows {
+        source: std::sync::Arc::new(crate::data::RowSource {
+            rows,
+            tiled,
+            sequence_length: s,
+            features: header.feature_names.len(),
+        }),
+        symbol: window_symbol,
+        end: window_end,
+    };
     if split.n == 0 {
         return Err(Failure::bad_input(format!(
             "no window of `{}` ends {}",

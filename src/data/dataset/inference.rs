@@ -57,17 +57,18 @@ pub fn window_ends(
         .collect()
 }
 
-/// The normalised windows `[ends.len(), S, k]` of `table` (the base features, in the
-/// header's order) ending at rows `ends`, with the symbol id columns of `header` appended
-/// for `table.symbol`.
+/// The rows windows of `table` are cut from for the model of `header`: each row's base
+/// features (in the header's order) with the symbol id columns of `header` appended for
+/// `table.symbol`, `[rows, k]` (their closes are the table's), and the normalisation
+/// constants of a window's `S * k` values. With them, [`crate::data::Windows::Rows`] cuts any window on
+/// demand: memory grows with the rows, not with the windows.
 ///
 /// Errors when the table's columns are not the model's, or the model has symbol ids and
 /// none for this symbol.
-pub fn inference_windows(
+pub fn inference_rows(
     table: &FeatureTable,
     header: &DatasetHeader,
-    ends: &[usize],
-) -> Result<Vec<f32>, DataError> {
+) -> Result<(Vec<f64>, Vec<(bool, f64, f64)>), DataError> {
     let fail = |m: String| DataError::Dataset(m);
     let base = base_features(header);
     if table.names != base {
@@ -104,23 +105,40 @@ pub fn inference_windows(
         )));
     }
     let tiled = tiled_constants(&header.relative, &header.norm_mean, &header.norm_std, s);
+    let mut rows = Vec::with_capacity(table.timestamps.len() * k);
+    for row in table.values.chunks_exact(k_base.max(1)) {
+        rows.extend_from_slice(row);
+        rows.extend_from_slice(&one_hot);
+    }
+    Ok((rows, tiled))
+}
+
+/// The normalised windows (`[ends.len(), S, k]`) of `table` ending at rows `ends`, cut from
+/// [`inference_rows`] with the dataset's own window function.
+pub fn inference_windows(
+    table: &FeatureTable,
+    header: &DatasetHeader,
+    ends: &[usize],
+) -> Result<Vec<f32>, DataError> {
+    let (rows, tiled) = inference_rows(table, header)?;
+    let s = header.sequence_length;
+    let k = header.feature_names.len();
     let width = s * k;
     let mut x = vec![0f32; ends.len() * width];
-    let mut rows = vec![0f64; width];
-    for (window, &end) in x.chunks_exact_mut(width).zip(ends) {
+    for (window, &end) in x.chunks_exact_mut(width.max(1)).zip(ends) {
         if end + 1 < s || end >= table.timestamps.len() {
-            return Err(fail(format!(
+            return Err(DataError::Dataset(format!(
                 "'{}': no window of {s} rows ends at row {end}",
                 table.symbol
             )));
         }
         let first = end + 1 - s;
-        for (r, row) in rows.chunks_exact_mut(k).enumerate() {
-            let at = (first + r) * k_base;
-            row[..k_base].copy_from_slice(&table.values[at..at + k_base]);
-            row[k_base..].copy_from_slice(&one_hot);
-        }
-        normalise_window(&rows, table.close[end], &tiled, window);
+        normalise_window(
+            &rows[first * k..(end + 1) * k],
+            table.close[end],
+            &tiled,
+            window,
+        );
     }
     Ok(x)
 }
