@@ -57,6 +57,9 @@ pub fn window_ends(
         .collect()
 }
 
+/// What [`inference_rows`] returns: the rows `[rows, k]` and the per-position constants.
+pub type InferenceRows = (Vec<f64>, Vec<(bool, f64, f64)>);
+
 /// The rows windows of `table` are cut from for the model of `header`: each row's base
 /// features (in the header's order) with the symbol id columns of `header` appended for
 /// `table.symbol`, `[rows, k]` (their closes are the table's), and the normalisation
@@ -68,7 +71,7 @@ pub fn window_ends(
 pub fn inference_rows(
     table: &FeatureTable,
     header: &DatasetHeader,
-) -> Result<(Vec<f64>, Vec<(bool, f64, f64)>), DataError> {
+) -> Result<InferenceRows, DataError> {
     let fail = |m: String| DataError::Dataset(m);
     let base = base_features(header);
     if table.names != base {
