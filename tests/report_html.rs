@@ -56,17 +56,17 @@ fn report_of_two_experiments_renders_in_a_headless_browser() {
     let path = p.path("report.html");
     let html = std::fs::read_to_string(&path).expect("report.html written");
 
-    // Both experiments, three plots each.
+    // Both experiments, four plots each.
     for name in ["slow", "fast"] {
         assert!(html.contains(&format!("<h2>{name}</h2>")), "{name} missing");
     }
-    for kind in ["loss", "equity", "scatter"] {
+    for kind in ["loss", "equity", "drawdown", "scatter"] {
         let n = html
             .matches(&format!("<figure class=\"plot {kind}\">"))
             .count();
         assert_eq!(n, 2, "{kind} plots");
     }
-    assert_eq!(html.matches("<svg ").count(), 6);
+    assert_eq!(html.matches("<svg ").count(), 8);
     assert!(!html.contains("not built"));
 
     // The config diff shows the one setting that differs, and not the shared ones.
@@ -162,13 +162,13 @@ fn browser_check(report: &Path) {
     // The DOM after parsing and layout: the plots are there as SVG elements with their
     // text (a report the browser failed to parse would lose them).
     let dom = run_browser(&chromium, scratch.path(), "dom", &["--dump-dom", &url]);
-    for kind in ["loss", "equity", "scatter"] {
+    for kind in ["loss", "equity", "drawdown", "scatter"] {
         let n = dom
             .matches(&format!("<figure class=\"plot {kind}\">"))
             .count();
         assert_eq!(n, 2, "{kind} plots in the rendered DOM");
     }
-    assert_eq!(dom.matches("<svg ").count(), 6, "svg elements in the DOM");
+    assert_eq!(dom.matches("<svg ").count(), 8, "svg elements in the DOM");
     assert!(
         dom.contains("<polyline") || dom.contains("<path"),
         "no lines drawn"

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::data::{LossCurves, equity_curves, evaluation_config, parse_predictions};
-use super::plots::{Plot, equity_plot, fold_plot, loss_plot, scatter_plot};
+use super::plots::{Plot, drawdown_plot, equity_plot, fold_plot, loss_plot, scatter_plot};
 use super::tables::{config_diff_section, display_value, fold_table, metrics_section};
 use crate::eval::overfitting::{parse_fold_returns, sweep_pbo};
 
@@ -194,6 +194,16 @@ fn experiment_section(html: &mut String, index: usize, e: &ReportExperiment) {
         "Equity on the test split: strategy against buy-and-hold",
         equity,
     );
+    let drawdown = predictions.as_ref().map(|rows| {
+        let rows = rows.as_ref().map_err(Clone::clone)?;
+        drawdown_plot(&equity_curves(rows, &evaluation))
+    });
+    figure(
+        html,
+        "drawdown",
+        "Drawdown on the test split: how far each equity curve is below its peak",
+        drawdown,
+    );
     let scatter = predictions.as_ref().map(|rows| {
         let rows = rows.as_ref().map_err(Clone::clone)?;
         scatter_plot(rows)
@@ -341,18 +351,18 @@ AAA,300,0.02,0.0,0.01,0.0,2,0,0,buy,buy
     }
 
     #[test]
-    fn a_report_is_self_contained_with_three_plots_per_experiment() {
+    fn a_report_is_self_contained_with_four_plots_per_experiment() {
         let html = render(&[experiment("a", "0.001"), experiment("b", "0.01")]).unwrap();
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert_eq!(external_references(&html), Vec::<&str>::new());
-        for kind in ["loss", "equity", "scatter"] {
+        for kind in ["loss", "equity", "drawdown", "scatter"] {
             let figures = html
                 .matches(&format!("<figure class=\"plot {kind}\">"))
                 .count();
             assert_eq!(figures, 2, "{kind}");
         }
-        assert_eq!(html.matches("<svg ").count(), 6);
-        assert_eq!(html.matches("</svg>").count(), 6);
+        assert_eq!(html.matches("<svg ").count(), 8);
+        assert_eq!(html.matches("</svg>").count(), 8);
         // The plots carry their text as SVG text (no font files needed).
         assert!(html.contains(">\nepoch\n</text>"), "axis label missing");
         assert!(html.contains("validation"));
@@ -418,7 +428,7 @@ AAA,300,0.02,0.0,0.01,0.0,2,0,0,buy,buy
         assert_eq!(
             html.matches("<div class=\"not-built\">not built</div>")
                 .count(),
-            3
+            4
         );
         assert!(html.contains("no `pred_r1` column"));
         assert!(html.contains("no epochs logged"));

@@ -187,6 +187,72 @@ pub(super) fn loss_plot(curves: &LossCurves) -> Result<Plot, String> {
     Ok(Plot { svg, note })
 }
 
+/// How far each equity curve is below its running peak (0 at a new high), in percent: the
+/// strategy's and buy-and-hold's drawdown over the test split.
+pub(super) fn drawdown_plot(curves: &EquityCurves) -> Result<Plot, String> {
+    let times = &curves.timestamps;
+    let drawdown = |equity: &[f64]| -> Vec<(f64, f64)> {
+        let mut peak = 1.0f64;
+        times
+            .iter()
+            .zip(equity)
+            .map(|(&t, &e)| {
+                peak = peak.max(e);
+                (t as f64, 100.0 * (e / peak - 1.0))
+            })
+            .collect()
+    };
+    let (strategy, hold) = (drawdown(&curves.strategy), drawdown(&curves.buy_and_hold));
+    let Some((x0, x1)) = padded(times.iter().map(|&t| t as f64)) else {
+        return Err("no test windows".to_string());
+    };
+    let Some((y0, y1)) = padded(strategy.iter().chain(&hold).map(|p| p.1).chain([0.0])) else {
+        return Err("no finite equity values".to_string());
+    };
+    let intraday = times.windows(2).any(|w| (w[1] - w[0]) < 86_400);
+    let y_decimals = decimals(y1 - y0);
+    let svg = svg(|root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .margin_right(44)
+            .x_label_area_size(46)
+            .y_label_area_size(66)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(draw_err)?;
+        draw_mesh(
+            chart
+                .configure_mesh()
+                .x_desc("test split")
+                .y_desc("drawdown %")
+                .x_labels(3)
+                .x_label_formatter(&|x| time_label(*x, intraday))
+                .y_label_formatter(&|y| format!("{y:.y_decimals$}")),
+        )?;
+        chart
+            .draw_series(LineSeries::new(hold, GREY.stroke_width(2)))
+            .map_err(draw_err)?
+            .label("buy & hold")
+            .legend(line_key(GREY.stroke_width(2)));
+        chart
+            .draw_series(LineSeries::new(
+                strategy.iter().copied(),
+                BLUE_.stroke_width(2),
+            ))
+            .map_err(draw_err)?
+            .label("strategy")
+            .legend(line_key(BLUE_.stroke_width(2)));
+        // Drawdowns go down from 0: the legend sits at the bottom, clear of the zero line.
+        draw_legend(&mut chart, SeriesLabelPosition::LowerLeft)
+    })?;
+    let worst = |line: &[(f64, f64)]| line.iter().map(|p| p.1).fold(0.0, f64::min);
+    let note = format!(
+        "deepest drawdown: strategy {:.1}%, buy and hold {:.1}%",
+        worst(&strategy),
+        worst(&drawdown(&curves.buy_and_hold))
+    );
+    Ok(Plot { svg, note })
+}
+
 /// Skill against persistence per walk-forward fold (`(fold, model skill, ridge skill)`),
 /// with the zero line persistence scores.
 pub(super) fn fold_plot(folds: &[(f64, Option<f64>, Option<f64>)]) -> Result<Plot, String> {
@@ -410,7 +476,22 @@ fn correlation(points: &[(f64, f64)]) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::decimals;
+    use super::{EquityCurves, decimals, drawdown_plot};
+
+    #[test]
+    fn drawdown_is_measured_from_the_running_peak() {
+        let curves = EquityCurves {
+            timestamps: vec![86_400, 2 * 86_400, 3 * 86_400],
+            strategy: vec![1.1, 0.99, 1.2],
+            buy_and_hold: vec![0.95, 1.0, 1.05],
+        };
+        let plot = drawdown_plot(&curves).unwrap();
+        assert_eq!(
+            plot.note,
+            "deepest drawdown: strategy -10.0%, buy and hold -5.0%"
+        );
+        assert!(plot.svg.contains("drawdown %"));
+    }
 
     #[test]
     fn tick_labels_have_the_decimals_their_steps_need() {
