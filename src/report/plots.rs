@@ -187,6 +187,41 @@ pub(super) fn loss_plot(curves: &LossCurves) -> Result<Plot, String> {
     Ok(Plot { svg, note })
 }
 
+/// A chart over the test split's bar times (Unix seconds): three date labels, none so near
+/// the right edge that the frame would cut it off.
+fn time_chart<'a, 'b>(
+    root: &'a Area<'b>,
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+    y_desc: &str,
+    intraday: bool,
+) -> Result<ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>, String> {
+    let y_decimals = decimals(y1 - y0);
+    let mut chart = ChartBuilder::on(root)
+        .margin(12)
+        .margin_right(44)
+        .x_label_area_size(46)
+        .y_label_area_size(66)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(draw_err)?;
+    draw_mesh(
+        chart
+            .configure_mesh()
+            .x_desc("test split")
+            .y_desc(y_desc)
+            .x_labels(3)
+            .x_label_formatter(&|x| {
+                if *x > x1 - 0.12 * (x1 - x0) {
+                    String::new()
+                } else {
+                    time_label(*x, intraday)
+                }
+            })
+            .y_label_formatter(&|y| format!("{y:.y_decimals$}")),
+    )?;
+    Ok(chart)
+}
+
 /// How far each equity curve is below its running peak (0 at a new high), in percent: the
 /// strategy's and buy-and-hold's drawdown over the test split.
 pub(super) fn drawdown_plot(curves: &EquityCurves) -> Result<Plot, String> {
@@ -210,24 +245,8 @@ pub(super) fn drawdown_plot(curves: &EquityCurves) -> Result<Plot, String> {
         return Err("no finite equity values".to_string());
     };
     let intraday = times.windows(2).any(|w| (w[1] - w[0]) < 86_400);
-    let y_decimals = decimals(y1 - y0);
     let svg = svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(12)
-            .margin_right(44)
-            .x_label_area_size(46)
-            .y_label_area_size(66)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(draw_err)?;
-        draw_mesh(
-            chart
-                .configure_mesh()
-                .x_desc("test split")
-                .y_desc("drawdown %")
-                .x_labels(3)
-                .x_label_formatter(&|x| time_label(*x, intraday))
-                .y_label_formatter(&|y| format!("{y:.y_decimals$}")),
-        )?;
+        let mut chart = time_chart(root, (x0, x1), (y0, y1), "drawdown %", intraday)?;
         chart
             .draw_series(LineSeries::new(hold, GREY.stroke_width(2)))
             .map_err(draw_err)?
@@ -339,7 +358,6 @@ pub(super) fn equity_plot(
         return Err("no finite equity values".to_string());
     };
     let intraday = times.windows(2).any(|w| (w[1] - w[0]) < 86_400);
-    let y_decimals = decimals(y1 - y0);
     let signal = match evaluation.signal {
         Signal::Action => "action",
         Signal::Price => "price",
@@ -354,29 +372,7 @@ pub(super) fn equity_plot(
         SeriesLabelPosition::LowerLeft
     };
     let svg = svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(12)
-            .margin_right(44)
-            .x_label_area_size(46)
-            .y_label_area_size(66)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(draw_err)?;
-        draw_mesh(
-            chart
-                .configure_mesh()
-                .x_desc("test split")
-                .y_desc("equity")
-                .x_labels(3)
-                .x_label_formatter(&|x| {
-                    // A label centred near the right edge would be cut off by the frame.
-                    if *x > x1 - 0.12 * (x1 - x0) {
-                        String::new()
-                    } else {
-                        time_label(*x, intraday)
-                    }
-                })
-                .y_label_formatter(&|y| format!("{y:.y_decimals$}")),
-        )?;
+        let mut chart = time_chart(root, (x0, x1), (y0, y1), "equity", intraday)?;
         chart
             .draw_series(LineSeries::new([(x0, 1.0), (x1, 1.0)], GREY.mix(0.4)))
             .map_err(draw_err)?;

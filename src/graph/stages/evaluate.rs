@@ -34,6 +34,21 @@ fn model_version(model_type: &str) -> u32 {
     OWN_VERSION + crate::model::implementation_version(model_type).unwrap_or(0)
 }
 
+/// What scoring a checkpoint reads (this stage's and `walk_forward`'s): the model, to
+/// rebuild the architecture, and the backtest settings.
+pub(super) fn scoring_config(e: &Experiment) -> serde_json::Value {
+    json!({
+        "model": e.model.key_value(),
+        "evaluation": e.evaluation.key_value(),
+    })
+}
+
+/// The key inputs of a scoring stage: every output of its inputs but training logs, which
+/// are for people.
+pub(super) fn scoring_inputs(deps: &[&ActionRecord]) -> Vec<(String, String)> {
+    output_digests(deps, |name| name != "log")
+}
+
 impl Stage for Evaluate {
     fn name(&self) -> &'static str {
         "evaluate"
@@ -44,15 +59,11 @@ impl Stage for Evaluate {
     }
 
     fn config(&self, e: &Experiment) -> serde_json::Value {
-        json!({
-            "model": e.model.key_value(),
-            "evaluation": e.evaluation.key_value(),
-        })
+        scoring_config(e)
     }
 
-    /// The training log is for people; evaluation needs only the checkpoint.
     fn key_inputs(&self, deps: &[&ActionRecord]) -> Vec<(String, String)> {
-        output_digests(deps, |name| name != "log")
+        scoring_inputs(deps)
     }
 
     fn execute(&self, inputs: &StageInputs) -> Result<StageOutput, StageError> {

@@ -202,15 +202,12 @@ impl Stage for WalkForward<'_> {
     }
 
     fn config(&self, e: &Experiment) -> serde_json::Value {
-        json!({
-            "model": e.model.key_value(),
-            "evaluation": e.evaluation.key_value(),
-        })
+        super::evaluate::scoring_config(e)
     }
 
-    /// Every fold's checkpoint and dataset (training logs are for people).
+    /// Every fold's checkpoint and dataset.
     fn key_inputs(&self, deps: &[&ActionRecord]) -> Vec<(String, String)> {
-        super::output_digests(deps, |name| name != "log")
+        super::evaluate::scoring_inputs(deps)
     }
 
     fn execute(&self, inputs: &StageInputs) -> Result<StageOutput, StageError> {
