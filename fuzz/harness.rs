@@ -57,6 +57,7 @@ pub fn config(data: &[u8]) {
         &experiment,
         "fuzz",
         &overrides,
+        None,
         &mut read_template,
         &hft::model::REGISTRIES,
     );

@@ -274,6 +274,17 @@ impl Catalog {
     }
 }
 
+/// The metric a column name stands for: `skill` is the pooled skill against persistence,
+/// `deflated_sharpe` the deflated Sharpe ratio over the catalog's trials (`dsr`; the
+/// one-trial figure of `metrics.json` is `deflated_sharpe.value`).
+pub fn metric_key(key: &str) -> &str {
+    match key {
+        "skill" => "skill.pooled",
+        "deflated_sharpe" => crate::eval::deflated::DSR_METRIC,
+        other => other,
+    }
+}
+
 /// Rows and build entries made up for tests (here, in gc and in the cache commands).
 #[cfg(test)]
 impl CatalogRow {

@@ -19,6 +19,7 @@ pub mod lock;
 pub mod model;
 pub mod optim;
 pub mod report;
+pub mod search;
 pub mod sources;
 pub mod store;
 pub mod term;

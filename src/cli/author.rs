@@ -55,7 +55,7 @@ pub fn new_experiment(name: &str, template: &str, dir: &Path) -> Outcome {
     );
     // The new file must resolve: a broken template is reported now, not at the next build.
     let db = Database::default();
-    let source = ExperimentSource::new(&db, file.clone(), text.clone(), Vec::new());
+    let source = ExperimentSource::new(&db, file.clone(), text.clone(), Vec::new(), None);
     if let Err(e) = graph::parse_experiments(&db, source) {
         eprintln!("error: {e}");
         return Outcome::BadInput;

@@ -137,6 +137,8 @@ fn print_built(b: &Built, json: bool) -> Outcome {
         term::print_block(&[String::new()]);
         term::print_block(&results_table(&b.reports, &experiments));
     }
+    let searches: Vec<String> = b.searches.iter().map(super::search::summary_line).collect();
+    term::print_block(&searches);
     term::print_block(&[summary]);
     if let Some(((pulled, pulled_bytes), (pushed, pushed_bytes))) = b.transferred
         && !b.dry_run

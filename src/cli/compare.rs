@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::inspect::number;
 use super::{Outcome, fail};
+use crate::catalog::metric_key;
 use crate::catalog::{Catalog, CatalogRow, Trials};
 use crate::eval::deflated::{DSR_METRIC, DSR_TRIALS_METRIC, deflate, insert_deflated};
 use crate::eval::overfitting::{
@@ -33,17 +34,6 @@ pub const HEADLINE_METRICS: [&str; 8] = [
     "backtest.strategy.total_return",
     "backtest.buy_and_hold.sharpe",
 ];
-
-/// The metric a column name stands for: `skill` is the pooled skill against persistence,
-/// `deflated_sharpe` the deflated Sharpe ratio over the catalog's trials (`dsr`; the
-/// one-trial figure of `metrics.json` is `deflated_sharpe.value`).
-pub fn metric_key(key: &str) -> &str {
-    match key {
-        "skill" => "skill.pooled",
-        "deflated_sharpe" => DSR_METRIC,
-        other => other,
-    }
-}
 
 /// A metric's cell: [`shown`], and the trial count after a deflated Sharpe ratio.
 fn metric_text(row: &CatalogRow, key: &str) -> Option<String> {

@@ -131,9 +131,14 @@ pub fn run(args: &ExecStageArgs) -> Outcome {
         overrides: args.overrides.clone(),
         filters: vec![],
     };
-    let mut loaded = match super::load_experiments(&db, &select) {
+    let loaded = match super::load_experiments(&db, &select) {
         Ok(l) => l,
         Err(outcome) => return outcome,
+    };
+    // A search's trial is found by walking the search's built rounds.
+    let mut loaded = match crate::usecase::search::replay(&db, &store, loaded) {
+        Ok((l, _)) => l,
+        Err(failure) => return super::report_failure(failure),
     };
     loaded.retain(|l| l.plan.name == args.experiment);
     if loaded.is_empty() {

@@ -23,6 +23,7 @@ mod exec_stage;
 mod housekeeping;
 pub mod inspect;
 mod predict;
+mod search;
 
 pub use crate::usecase::select::find_experiments;
 pub use crate::usecase::{Loaded, Outcome};
@@ -248,6 +249,11 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Hyperparameter searches (`search:` in an experiment file).
+    Search {
+        #[command(subcommand)]
+        command: SearchCommand,
+    },
     /// Print a shell completion script: `hft completions bash > /etc/bash_completion.d/hft`.
     Completions { shell: clap_complete::Shell },
     /// Write man pages (hft.1 and one per subcommand) into a folder.
@@ -273,6 +279,19 @@ pub enum CacheCommand {
         /// The store (default `$HFT_CACHE_DIR`, else `cache/`).
         #[arg(long)]
         cache_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SearchCommand {
+    /// Each search's trials so far: objective, budget, promoted or pruned, the best, and
+    /// what the next build would run.
+    Status {
+        #[command(flatten)]
+        common: Common,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -401,6 +420,9 @@ pub fn main() -> ExitCode {
             command: ConfigCommand::Show { experiment, select },
         } => author::config_show(&experiment, &select).into(),
         Command::Ls { common, json } => inspect::ls(&common, json).into(),
+        Command::Search {
+            command: SearchCommand::Status { common, json },
+        } => search::status(&common, json).into(),
         Command::Fetch { common } => build::fetch(&common).into(),
         Command::Show {
             experiment,

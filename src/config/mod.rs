@@ -19,6 +19,7 @@ pub mod optimizer;
 pub mod options;
 pub mod resolve;
 pub mod resources;
+pub mod search;
 pub mod sections;
 pub mod training;
 
@@ -36,6 +37,7 @@ pub use located::{LocationMap, Origin, Pos};
 pub use model::ModelConfig;
 pub use optimizer::OptimizerConfig;
 pub use options::{Invalid, Options, Registries};
+pub use search::SearchConfig;
 pub use training::TrainingConfig;
 
 /// Largest experiment file we read: configs are hand-written, anything bigger is a mistake.
@@ -101,6 +103,10 @@ pub struct Experiment {
     pub optimizer: OptimizerConfig,
     pub training: TrainingConfig,
     pub evaluation: EvaluationConfig,
+    /// Hyperparameter search: the file defines the trials it proposes instead of one
+    /// experiment. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchConfig>,
 }
 
 impl Default for Experiment {
@@ -114,6 +120,7 @@ impl Default for Experiment {
             optimizer: OptimizerConfig::default(),
             training: TrainingConfig::default(),
             evaluation: EvaluationConfig::default(),
+            search: None,
         }
     }
 }
@@ -171,7 +178,15 @@ pub fn parse_str(
     registries: &Registries,
 ) -> Result<Experiment, ConfigError> {
     let mut no_templates = |p: &Path| Err(format!("{} is not available here", p.display()));
-    let mut all = resolve_file(file, text, default_name, &[], &mut no_templates, registries)?;
+    let mut all = resolve_file(
+        file,
+        text,
+        default_name,
+        &[],
+        None,
+        &mut no_templates,
+        registries,
+    )?;
     match all.len() {
         1 => Ok(all.remove(0).experiment),
         n => Err(ConfigError::at(
@@ -187,6 +202,8 @@ pub fn parse_str(
 pub struct Resolved {
     pub experiment: Experiment,
     pub locations: LocationMap,
+    /// A file's `search:` experiment itself, which is never built: its trials are.
+    pub search_base: bool,
 }
 
 /// Every experiment an experiment file defines (one, or one per matrix point), with its
@@ -199,6 +216,7 @@ pub fn resolve_file(
     text: &str,
     default_name: &str,
     overrides: &[String],
+    trial: Option<&resolve::Trial>,
     read_template: &mut resolve::TemplateReader,
     registries: &Registries,
 ) -> Result<Vec<Resolved>, ConfigError> {
@@ -216,7 +234,7 @@ pub fn resolve_file(
              (templates/base.yaml lists every key with its default)",
         ));
     }
-    let points = resolve::resolve(file, text, overrides, read_template)
+    let points = resolve::resolve(file, text, overrides, trial, read_template)
         .map_err(|e| ConfigError::at(&e.origin, &e.key, e.message))?;
     points
         .into_iter()
@@ -248,6 +266,7 @@ pub fn resolve_file(
             }
             check_data_path(&experiment, &locations)?;
             Ok(Resolved {
+                search_base: experiment.search.is_some() && trial.is_none(),
                 experiment,
                 locations,
             })
@@ -358,6 +377,9 @@ pub fn validate(e: &mut Experiment, registries: &Registries) -> Result<(), (Stri
     e.evaluation.validate()?;
     if let Some(w) = &e.evaluation.walk_forward {
         w.validate(e.data.sequence_length + e.data.prediction_horizon)?;
+    }
+    if let Some(s) = &e.search {
+        s.validate()?;
     }
     Ok(())
 }
@@ -556,6 +578,7 @@ mod tests {
             text,
             "exp",
             &overrides,
+            None,
             &mut none,
             &Registries::UNCHECKED,
         )

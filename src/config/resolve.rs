@@ -48,12 +48,22 @@ pub struct Point {
     pub suffix: String,
 }
 
+/// One trial of a `search:`: the values it sets (key path, value as JSON text) and the name
+/// suffix they give it (`[model.hidden_size=64,optimizer.lr=0.0031]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Trial {
+    pub suffix: String,
+    pub values: Vec<(String, String)>,
+}
+
 /// Parses `text` (the experiment file `file`), applies its templates, expands its matrix and
-/// applies `overrides` (`path=value`) to every point.
+/// applies `overrides` (`path=value`) to every point. With `trial`, the file's one point
+/// gets the trial's values after the overrides (a search decides the keys it searches).
 pub fn resolve(
     file: &Path,
     text: &str,
     overrides: &[String],
+    trial: Option<&Trial>,
     read_template: &mut TemplateReader,
 ) -> Result<Vec<Point>, ResolveError> {
     let source = file.display().to_string();
@@ -62,6 +72,14 @@ pub fn resolve(
     let mut applied = 0;
     let mut tree = apply_extends(root, &mut chain, &mut applied, read_template)?;
     let matrix = take_key(&mut tree, "matrix");
+    if let (Some(_), Some(search)) = (&matrix, child(&tree, "search")) {
+        return Err(error(
+            &search.origin,
+            "search",
+            "a file has either a `matrix:` or a `search:`, not both: search the matrix's keys \
+             with `choice` instead",
+        ));
+    }
     let points = match matrix {
         Some(m) => expand_matrix(&m)?,
         None => vec![(String::new(), Vec::new())],
@@ -70,15 +88,36 @@ pub fn resolve(
         .iter()
         .map(|o| parse_override(o))
         .collect::<Result<Vec<_>, _>>()?;
+    let trial_values = match trial {
+        Some(t) => t
+            .values
+            .iter()
+            .map(|(path, value)| trial_value(path, value))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
     let mut out = Vec::with_capacity(points.len());
     for (suffix, values) in points {
         let mut t = tree.clone();
-        for (path, value) in values.iter().chain(overrides.iter()) {
+        for (path, value) in values.iter().chain(&overrides).chain(&trial_values) {
             set_path(&mut t, path, value.clone())?;
         }
+        let suffix = match trial {
+            Some(trial) => trial.suffix.clone(),
+            None => suffix,
+        };
         out.push(Point { tree: t, suffix });
     }
     Ok(out)
+}
+
+/// A trial's value as a located node whose origin names the search.
+fn trial_value(path: &str, value: &str) -> Result<(String, Node), ResolveError> {
+    let origin = Origin::new(&format!("search trial {path}={value}"), Pos::default());
+    let mut node = located::parse(value, &origin.source)
+        .map_err(|(_, m)| error(&origin, &format!("search.space.{path}"), m))?;
+    node.set_origin(&origin);
+    Ok((path.to_string(), node))
 }
 
 fn parse_document(text: &str, source: &str) -> Result<Node, ResolveError> {
@@ -103,6 +142,14 @@ fn parse_document(text: &str, source: &str) -> Result<Node, ResolveError> {
             "",
             "an experiment file must be a mapping of keys (name, data, model, ...)",
         )),
+    }
+}
+
+/// The value of `key` in a mapping node.
+fn child<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
+    match &node.value {
+        NodeValue::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+        _ => None,
     }
 }
 
@@ -515,7 +562,7 @@ mod tests {
             .collect();
         let mut reader = |p: &Path| map.get(p).cloned().ok_or_else(|| "not found".to_string());
         let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-        let points = resolve(Path::new("exp.yaml"), text, &overrides, &mut reader)?;
+        let points = resolve(Path::new("exp.yaml"), text, &overrides, None, &mut reader)?;
         Ok(points
             .into_iter()
             .map(|p| (p.suffix, json(&p.tree)))

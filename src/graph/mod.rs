@@ -37,6 +37,9 @@ pub struct ExperimentSource {
     pub text: String,
     #[returns(ref)]
     pub overrides: Vec<String>,
+    /// One trial of the file's `search:` (`None`: the file's own experiments).
+    #[returns(ref)]
+    pub trial: Option<config::resolve::Trial>,
 }
 
 /// A template file, read on first use (its text, or why it could not be read).
@@ -172,6 +175,7 @@ pub fn parse_experiments(
         source.text(db),
         &stem,
         source.overrides(db),
+        source.trial(db).as_ref(),
         &mut read_template,
         &crate::model::REGISTRIES,
     )

@@ -60,6 +60,7 @@ pub fn audit(req: &AuditRequest) -> Result<Vec<StageAudit>, Failure> {
     let store = open_store(&req.cache_dir)?;
     let db = Database::default();
     let planned = load_experiments(&db, &req.select)?;
+    let (planned, _) = super::search::replay(&db, &store, planned)?;
     let jobs_list = make_jobs(&db, &store, &planned, &mut Vec::new(), false)?;
     let lock = if req.locked {
         match Lockfile::load(&req.lock_file) {

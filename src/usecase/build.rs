@@ -1,11 +1,12 @@
 //! The build use case: `hft build` (run stale stages, reuse cached ones, record the lock,
 //! the catalog and the no-op memo) and `hft status` (its dry run: what would run and why).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use super::inputs::make_jobs;
-use super::select::{load_experiments, watch_selection};
+use super::select::{Loaded, load_experiments, watch_selection};
 use super::{Failure, Message, Outcome, Selection, noop, open_store};
 use crate::graph::exec::{self, ExperimentReport, StageState};
 use crate::graph::executor::{Executor, LocalExecutor};
@@ -90,6 +91,8 @@ pub struct Built {
     pub messages: Vec<Message>,
     /// With a remote cache: ((objects, bytes) pulled, (objects, bytes) pushed).
     pub transferred: Option<((u64, u64), (u64, u64))>,
+    /// The searches among the experiments, with their trials.
+    pub searches: Vec<super::search::SearchProgress>,
 }
 
 /// A no-op build answered from the memo: the text the build it replays printed.
@@ -190,43 +193,89 @@ pub fn build(
             l.plan = l.plan.until(until);
         }
     }
-    let jobs_list = make_jobs(&db, &store, &planned, &mut watched, !dry_run)?;
-    watched.extend(db.templates_read());
-    watched.extend(db.data_folders_read());
-
     let lock = Lockfile::load(lock_path).map_err(Failure::bad_input)?;
-    if req.locked {
-        let Some(existing) = &lock else {
-            return Err(Failure::bad_input(format!(
-                "--locked: there is no {LOCK_FILE}; run `hft build` first"
-            )));
-        };
-        let problems = crate::lock::check_keys(existing, &jobs_list);
-        if !problems.is_empty() {
-            return Err(Failure {
-                outcome: Outcome::BadInput,
-                errors: problems.iter().map(|p| format!("--locked: {p}")).collect(),
-            });
-        }
+    if req.locked && lock.is_none() {
+        return Err(Failure::bad_input(format!(
+            "--locked: there is no {LOCK_FILE}; run `hft build` first"
+        )));
     }
-
+    let locked_problems = |jobs: &[exec::ExperimentJob]| -> Result<(), Failure> {
+        let (Some(existing), true) = (&lock, req.locked) else {
+            return Ok(());
+        };
+        let problems = crate::lock::check_keys(existing, jobs);
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(Failure {
+            outcome: Outcome::BadInput,
+            errors: problems.iter().map(|p| format!("--locked: {p}")).collect(),
+        })
+    };
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let threads = jobs_width(req.jobs, cores, jobs_list.len(), req.executor.is_some());
     let executor: &dyn Executor = match &req.executor {
         Some(slurm) => slurm,
         None => &LocalExecutor,
     };
-    let reports = exec::run_all_on(
+
+    // Searches first, round by round: each round's trials are built (and printed) as they
+    // finish; a dry run, or a build cut short by `--until`, only walks the rounds built.
+    let mut round_reports: BTreeMap<String, ExperimentReport> = BTreeMap::new();
+    let (planned, searches) = if dry_run || req.until.is_some() {
+        super::search::replay(&db, &store, planned)?
+    } else {
+        super::search::expand(&db, planned, &mut |round: &[Loaded]| {
+            let jobs = make_jobs(&db, &store, round, &mut watched, true)?;
+            locked_problems(&jobs)?;
+            let width = req.jobs.unwrap_or(cores).clamp(1, jobs.len().max(1));
+            let width = match req.executor {
+                Some(_) => width,
+                None => width.min(4 * cores.max(1)),
+            };
+            let reports = exec::run_all_on(
+                executor,
+                &store,
+                remote.as_ref(),
+                &jobs,
+                width,
+                false,
+                on_done,
+            );
+            for r in &reports {
+                round_reports.insert(r.name.clone(), r.clone());
+            }
+            Ok(reports)
+        })?
+    };
+    let jobs_list = make_jobs(&db, &store, &planned, &mut watched, !dry_run)?;
+    watched.extend(db.templates_read());
+    watched.extend(db.data_folders_read());
+    locked_problems(&jobs_list)?;
+
+    let threads = jobs_width(req.jobs, cores, jobs_list.len(), req.executor.is_some());
+    // The searches' trials were printed as their rounds finished.
+    let print_new = |r: &ExperimentReport| {
+        if !round_reports.contains_key(&r.name) {
+            on_done(r)
+        }
+    };
+    let mut reports = exec::run_all_on(
         executor,
         &store,
         remote.as_ref(),
         &jobs_list,
         threads,
         dry_run,
-        on_done,
+        &print_new,
     );
+    // A trial's report is its round's, which executed it (this pass found it cached).
+    for r in &mut reports {
+        if let Some(ran) = round_reports.remove(&r.name) {
+            *r = ran;
+        }
+    }
     let mut messages = Vec::new();
     if !dry_run {
         match (&lock, req.locked) {
@@ -328,6 +377,7 @@ pub fn build(
     Ok(BuildResult::Built(Built {
         dry_run,
         outcome,
+        searches,
         experiments: jobs_list.iter().map(|j| j.experiment.clone()).collect(),
         reports,
         counts,

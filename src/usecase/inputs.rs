@@ -26,7 +26,10 @@ pub fn make_jobs<'a>(
     // Data files: digests from the stat cache, fed to salsa as inputs.
     let mut stat_cache = StatCache::load(store);
     let mut jobs_list = Vec::new();
-    for Loaded { file, parsed, plan } in planned {
+    for Loaded {
+        file, parsed, plan, ..
+    } in planned
+    {
         let mut data_digests = BTreeMap::new();
         let e = &parsed.experiment;
         errors.extend(plan.data_errors.iter().cloned());

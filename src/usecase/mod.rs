@@ -17,6 +17,7 @@ pub mod forecasts;
 pub mod inputs;
 mod noop;
 pub mod predict;
+pub mod search;
 pub mod select;
 pub mod survey;
 pub mod text;

@@ -23,6 +23,8 @@ pub struct Selection {
 /// One selected experiment: its file, resolved config and stages.
 pub struct Loaded {
     pub file: PathBuf,
+    /// The file as read (its text and overrides), from which a search's trials resolve.
+    pub source: ExperimentSource,
     pub parsed: Parsed,
     pub plan: Plan,
 }
@@ -138,7 +140,7 @@ pub fn load_experiments(db: &Database, select: &Selection) -> Result<Vec<Loaded>
                 continue;
             }
         };
-        let source = ExperimentSource::new(db, file.clone(), text, select.overrides.clone());
+        let source = ExperimentSource::new(db, file.clone(), text, select.overrides.clone(), None);
         match (
             graph::parse_experiments(db, source),
             graph::plan_experiments(db, source),
@@ -147,6 +149,7 @@ pub fn load_experiments(db: &Database, select: &Selection) -> Result<Vec<Loaded>
                 for (parsed, plan) in parsed.iter().zip(plans) {
                     loaded.push(Loaded {
                         file: file.clone(),
+                        source,
                         parsed: parsed.clone(),
                         plan: plan.clone(),
                     });

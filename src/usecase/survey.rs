@@ -18,6 +18,7 @@ pub fn survey<R>(
 ) -> Result<R, Failure> {
     let db = Database::default();
     let planned = load_experiments(&db, select)?;
+    let (planned, _) = super::search::replay(&db, store, planned)?;
     let jobs = make_jobs(&db, store, &planned, &mut Vec::new(), false)?;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
