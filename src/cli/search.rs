@@ -140,25 +140,6 @@ pub fn status_lines(s: &SearchProgress) -> Vec<String> {
     lines
 }
 
-/// One line per search for a build's summary.
-pub fn summary_line(s: &SearchProgress) -> String {
-    let built = s.trials.iter().filter(|t| t.objective.is_some()).count();
-    let best = match s.best() {
-        Some(b) => format!("; best {} {}: {}", s.objective, objective_text(b), b.name),
-        None => String::new(),
-    };
-    let state = if s.complete {
-        "complete"
-    } else {
-        "not complete"
-    };
-    format!(
-        "search {}: {built} trial(s) built, {state}{best} (hft search status {})",
-        s.name,
-        s.file.display()
-    )
-}
-
 fn search_json(s: &SearchProgress) -> serde_json::Value {
     let trials: Vec<serde_json::Value> = s
         .trials

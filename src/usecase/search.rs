@@ -65,6 +65,32 @@ impl SearchProgress {
     }
 }
 
+impl SearchProgress {
+    /// The search's line in a build's summary.
+    pub fn summary_line(&self) -> String {
+        let built = self.trials.iter().filter(|t| t.objective.is_some()).count();
+        let best = match self.best().and_then(|b| Some((b, b.objective.flatten()?))) {
+            Some((b, x)) => format!(
+                "; best {} {}: {}",
+                self.objective,
+                search::space::round_significant(x),
+                b.name
+            ),
+            None => String::new(),
+        };
+        let state = if self.complete {
+            "complete"
+        } else {
+            "not complete"
+        };
+        format!(
+            "search {}: {built} trial(s) built, {state}{best} (hft search status {})",
+            self.name,
+            self.file.display()
+        )
+    }
+}
+
 /// Builds (or classifies) one round of trials, returning a report per trial in order.
 pub type RoundBuilder<'r> = dyn FnMut(&[Loaded]) -> Result<Vec<ExperimentReport>, Failure> + 'r;
 
