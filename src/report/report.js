@@ -24,7 +24,7 @@
     if (!(span > 0)) return [lo];
     const raw = span / n;
     const mag = Math.pow(10, Math.floor(Math.log10(raw)));
-    const step = [1, 2, 5, 10].map((k) => k * mag).find((s) => s >= raw);
+    const step = [1, 2, 2.5, 5, 10].map((k) => k * mag).find((s) => s >= raw);
     const out = [];
     for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) {
       out.push(Math.abs(v) < step * 1e-9 ? 0 : Number(v.toPrecision(12)));
@@ -68,7 +68,7 @@
       for (let e = Math.ceil(lo); e <= Math.floor(hi); e++) ticks.push([at(10 ** e), fmt(10 ** e)]);
       if (ticks.length < 2) ticks = [...new Set(nums)].map((v) => [at(v), fmt(v)]);
     } else {
-      ticks = niceTicks(lo, hi, 5).map((v) => [at(v), fmt(v)]);
+      ticks = niceTicks(lo, hi, 6).map((v) => [at(v), fmt(v)]);
     }
     return { at, ticks };
   }
