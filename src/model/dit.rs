@@ -325,7 +325,7 @@ impl Forecaster for Dit {
         let ab = alpha_bar_tensor(t.clone(), total);
         let noise: Tensor<2> =
             Tensor::random([batch, horizon], Distribution::Normal(0.0, 1.0), &device);
-        let point_error = (heads.price - y.clone()).square().mean();
+        let point_error = (to_f32(heads.price) - y.clone()).square().mean();
         let noisy = y * ab.clone().sqrt() + noise.clone() * ab.neg().add_scalar(1.0).sqrt();
         let dtype = context.dtype();
         let eps = self.denoiser.forward(
@@ -334,7 +334,7 @@ impl Forecaster for Dit {
             context,
         );
         // The denoiser's noise-prediction error and the point forecast's squared error.
-        let loss = (to_f32(eps) - noise).square().mean() + to_f32(point_error);
+        let loss = (to_f32(eps) - noise).square().mean() + point_error;
         TrainForecast {
             action: heads.action,
             price: PriceTerm::Loss(loss),
