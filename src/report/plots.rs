@@ -97,7 +97,7 @@ fn decimals(span: f64) -> usize {
     if !(span.is_finite() && span > 0.0) {
         return 2;
     }
-    (-(span / 20.0).log10()).ceil().clamp(0.0, 8.0) as usize
+    (-libm::log10(span / 20.0)).ceil().clamp(0.0, 8.0) as usize
 }
 
 /// A chart whose x values are whole numbers (epochs, folds): only those are labelled.

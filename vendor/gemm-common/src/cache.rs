@@ -497,16 +497,6 @@ impl HasAmx {
 pub static CACHE_INFO: CacheInfoDeref = CacheInfoDeref;
 
 #[inline]
-fn gcd(mut a: usize, mut b: usize) -> usize {
-    while b != 0 {
-        let rem = a % b;
-        a = b;
-        b = rem;
-    }
-    a
-}
-
-#[inline]
 fn round_down(a: usize, b: usize) -> usize {
     a / b * b
 }
@@ -529,41 +519,18 @@ pub fn kernel_params(
 
     let info = *CACHE_INFO;
 
-    let l1_cache_bytes = info[0].cache_bytes.max(32 * 1024);
     let l2_cache_bytes = info[1].cache_bytes;
     let l3_cache_bytes = info[2].cache_bytes;
 
-    let l1_line_bytes = info[0].cache_line_bytes.max(64);
-
-    let l1_assoc = info[0].associativity.max(2);
     let l2_assoc = info[1].associativity.max(2);
     let l3_assoc = info[2].associativity.max(2);
 
-    let l1_n_sets = l1_cache_bytes / (l1_line_bytes * l1_assoc);
-
-    // requires
-    // A micropanels must occupy different cache sets
-    // so that loading a micropanel evicts the previous one
-    // => byte stride must be multiple of n_sets×line_bytes
-    //
-    // => mr×kc×scalar_bytes == C_A × l1_line_bytes × l1_n_sets
-    //
-    // l1 must be able to hold A micropanel, B micropanel
-    //
-    // => C_A + C_B <= l1_assoc
-
-    // a×n = b×m
-    // find lcm of a, b
-    // n = lcm / a = b/gcd(a,b)
-    // m = lcm / b = a/gcd(a,b)
-
-    let gcd = gcd(mr * sizeof, l1_line_bytes * l1_n_sets);
-    let kc_0 = (l1_line_bytes * l1_n_sets) / gcd;
-    let c_lhs = (mr * sizeof) / gcd;
-    let c_rhs = (nr * kc_0 * sizeof) / (l1_line_bytes * l1_n_sets);
-    let kc_multiplier = l1_assoc / (c_lhs + c_rhs);
-    // let auto_kc = kc_0 * kc_multiplier;
-    let auto_kc = (kc_0 * kc_multiplier.next_power_of_two()).max(512).min(k);
+    // hft patch: kc is 512 (or k, split evenly), whatever the caches and the microkernel. The
+    // product is accumulated along k one block of kc at a time, so upstream's kc, derived
+    // from the L1 cache's size and ways and the microkernel's mr, gave other bits on another
+    // CPU. For the AVX2 and AVX-512 microkernels on L1 caches of 32 KiB/8 ways and
+    // 48 KiB/12 ways the formula gave 512, its floor, anyway; the scalar one got up to 2048.
+    let auto_kc = 512.min(k);
     let k_iter = k.msrv_div_ceil(auto_kc);
     let auto_kc = k.msrv_div_ceil(k_iter);
 

@@ -326,22 +326,11 @@ pub unsafe fn gemm_basic_generic<
             );
             return;
         }
-        if n <= 1 && lhs_cs == 1 && rhs_rs == 1 {
-            gemv::mixed_gemv_rowmajor(
-                simd, m, n, k, dst, dst_cs, dst_rs, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs,
-                alpha, beta,
-            );
-            return;
-        }
+        // hft patch: no row-major gemv. It sums each dot product in SIMD_WIDTH * 8 partial
+        // sums, so its bits depended on the vector width (AVX2 against AVX-512 against none);
+        // such products take the microkernel path below, which sums along k in order.
         if m <= 1 && rhs_cs == 1 && dst_cs == 1 {
             gemv::mixed_gemv_colmajor(
-                simd, n, m, k, dst, dst_rs, dst_cs, rhs, rhs_rs, rhs_cs, lhs, lhs_rs, lhs_cs,
-                alpha, beta,
-            );
-            return;
-        }
-        if m <= 1 && rhs_rs == 1 && lhs_cs == 1 {
-            gemv::mixed_gemv_rowmajor(
                 simd, n, m, k, dst, dst_rs, dst_cs, rhs, rhs_rs, rhs_cs, lhs, lhs_rs, lhs_cs,
                 alpha, beta,
             );

@@ -120,6 +120,20 @@ unsafe impl MixedSimd<f16, f16, f16, f32> for Scalar {
     }
 }
 
+/// hft patch: the multiply-add of the scalar path (CPUs without FMA) fused, as the FMA paths
+/// are, so that every x86-64 CPU computes the same bits (libm's correctly rounded `fmaf`: one
+/// rounding, exactly what `vfmadd` gives).
+#[inline(always)]
+pub fn scalar_fmaf(a: f32, b: f32, c: f32) -> f32 {
+    libm::fmaf(a, b, c)
+}
+
+/// hft patch: [`scalar_fmaf`] for f64.
+#[inline(always)]
+pub fn scalar_fma(a: f64, b: f64, c: f64) -> f64 {
+    libm::fma(a, b, c)
+}
+
 unsafe impl MixedSimd<f32, f32, f32, f32> for Scalar {
     const SIMD_WIDTH: usize = 1;
 
@@ -140,7 +154,7 @@ unsafe impl MixedSimd<f32, f32, f32, f32> for Scalar {
 
     #[inline(always)]
     fn mult_add(self, lhs: f32, rhs: f32, acc: f32) -> f32 {
-        lhs * rhs + acc
+        scalar_fmaf(lhs, rhs, acc)
     }
 
     #[inline(always)]
@@ -165,7 +179,7 @@ unsafe impl MixedSimd<f32, f32, f32, f32> for Scalar {
 
     #[inline(always)]
     fn simd_mult_add(self, lhs: Self::AccN, rhs: Self::AccN, acc: Self::AccN) -> Self::AccN {
-        lhs * rhs + acc
+        scalar_fmaf(lhs, rhs, acc)
     }
 
     #[inline(always)]
@@ -234,7 +248,7 @@ unsafe impl MixedSimd<f64, f64, f64, f64> for Scalar {
 
     #[inline(always)]
     fn mult_add(self, lhs: f64, rhs: f64, acc: f64) -> f64 {
-        lhs * rhs + acc
+        scalar_fma(lhs, rhs, acc)
     }
 
     #[inline(always)]
@@ -259,7 +273,7 @@ unsafe impl MixedSimd<f64, f64, f64, f64> for Scalar {
 
     #[inline(always)]
     fn simd_mult_add(self, lhs: Self::AccN, rhs: Self::AccN, acc: Self::AccN) -> Self::AccN {
-        lhs * rhs + acc
+        scalar_fma(lhs, rhs, acc)
     }
 
     #[inline(always)]

@@ -19,9 +19,11 @@ pub mod scalar {
             [lhs[0] + rhs[0]]
         }
 
+        // hft patch: fused, as the FMA microkernels' are (`vfmadd`), so that a CPU without FMA
+        // computes the same bits; correctly rounded in software (slow, but only there).
         #[inline(always)]
         unsafe fn mul_add(a: Pack, b: Pack, c: Pack) -> Pack {
-            add(mul(a, b), c)
+            [gemm_common::simd::scalar_fmaf(a[0], b[0], c[0])]
         }
 
         #[inline(always)]
@@ -34,9 +36,10 @@ pub mod scalar {
             lhs + rhs
         }
 
+        // hft patch: fused, as `mul_add`.
         #[inline(always)]
         pub unsafe fn scalar_mul_add(a: T, b: T, c: T) -> T {
-            a * b + c
+            gemm_common::simd::scalar_fmaf(a, b, c)
         }
 
         microkernel!(, 2, x1x1, 1, 1);
