@@ -20,8 +20,11 @@ impl Stage for Init {
     }
 
     /// 2: the heads' output layers start at zero (an untrained model forecasts persistence).
+    /// 3: normal initial values (transformer's learned positions, dit's path embedding) by
+    /// `model::normal` (Box-Muller on libm), not rand_distr's ziggurat on the platform's libm;
+    /// the other models' initial weights did not move.
     fn version(&self, _: &Experiment) -> u32 {
-        2
+        3
     }
 
     fn config(&self, e: &Experiment) -> serde_json::Value {
