@@ -257,58 +257,12 @@ pub unsafe fn gemm_basic_generic<
         return;
     }
 
-    if (H_M > 0 && H_N > 0) && (!conj_dst && lhs_cs == 1 && rhs_rs == 1 && (m * n) <= 16 * 16) {
-        let kc = 1024;
-        let mut depth = 0;
-        let mut conj_dst = conj_dst;
-        while depth < k {
-            let kb = Ord::min(kc, k - depth);
-            let alpha_status = if alpha.is_zero() {
-                0
-            } else if alpha.is_one() {
-                1
-            } else {
-                2
-            };
+    // hft patch: no horizontal microkernels (small products whose lhs rows and rhs columns are
+    // contiguous): they sum each dot product across the vector lanes and then across them, so
+    // the bits followed the vector width (8 lanes with FMA, 16 with AVX-512, none without:
+    // the scalar module has none). Such products take the microkernel path below.
+    let _ = horizontal_dispatcher;
 
-            let mut col = 0;
-            while col < n {
-                let nb = Ord::min(H_N, n - col);
-
-                let mut row = 0;
-                while row < m {
-                    let mb = Ord::min(H_M, m - row);
-
-                    horizontal_dispatcher[mb - 1][nb - 1](
-                        kb,
-                        dst.wrapping_offset(dst_rs * row as isize + dst_cs * col as isize),
-                        lhs.wrapping_offset(lhs_rs * row as isize + depth as isize),
-                        rhs.wrapping_offset(rhs_cs * col as isize + depth as isize),
-                        dst_cs,
-                        dst_rs,
-                        lhs_rs,
-                        rhs_cs,
-                        alpha,
-                        beta,
-                        alpha_status,
-                        conj_dst,
-                        conj_lhs,
-                        conj_rhs,
-                    );
-
-                    row += mb;
-                }
-
-                col += nb;
-            }
-
-            alpha = T::one();
-            conj_dst = false;
-            depth += kb;
-        }
-
-        return;
-    }
 
     if !conj_dst && !conj_lhs && !conj_rhs {
         if k <= 2 {
