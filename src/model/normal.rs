@@ -60,7 +60,7 @@ mod tests {
         let n = 200_000;
         let z: Vec<f32> = standard_normal([n], &device)
             .into_data()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .unwrap();
         let mean = z.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
         let var = z
@@ -81,7 +81,7 @@ mod tests {
         let _rng = crate::model::rng_lock();
         device.seed(3);
         let p = normal_param([64, 32], 0.02, &device);
-        let values: Vec<f32> = p.val().into_data().to_vec::<f32>().unwrap();
+        let values: Vec<f32> = p.val().into_data().try_to_vec::<f32>().unwrap();
         let rms = (values.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / values.len() as f64)
             .sqrt();
         assert!((rms - 0.02).abs() < 0.002, "rms {rms}");
