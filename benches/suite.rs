@@ -843,7 +843,7 @@ impl Rng {
     /// Standard normal (Box-Muller).
     fn normal(&mut self) -> f64 {
         let (u, v) = (self.unit(), self.unit());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+        (-2.0 * libm::log(u)).sqrt() * libm::cos(std::f64::consts::TAU * v)
     }
 }
 
@@ -859,11 +859,11 @@ fn write_ohlcv_csv(path: &Path, rows: usize) -> Result<()> {
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .ok_or("bad start date")?;
     writeln!(w, "date,open,high,low,close,volume").map_err(io_err)?;
-    let mut log_close = 100f64.ln();
+    let mut log_close = libm::log(100f64);
     let mut prev_close = 100f64;
     for i in 0..rows {
         log_close += 0.001 * rng.normal();
-        let close = log_close.exp();
+        let close = libm::exp(log_close);
         let open = prev_close;
         let high = open.max(close) * (1.0 + (0.0005 * rng.normal()).abs());
         let low = open.min(close) * (1.0 - (0.0005 * rng.normal()).abs());

@@ -27,7 +27,7 @@ pub(super) fn number(x: f64) -> String {
         return "0".to_string();
     }
     if (1e-3..1e5).contains(&x.abs()) {
-        let digits = (3 - x.abs().log10().floor() as i32).clamp(0, 6) as usize;
+        let digits = (3 - libm::log10(x.abs()).floor() as i32).clamp(0, 6) as usize;
         format!("{x:.digits$}")
     } else {
         format!("{x:.3e}")

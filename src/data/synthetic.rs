@@ -124,7 +124,7 @@ pub fn generate(seed: u64, bars: usize, start_price: f64, bar_seconds: i64) -> B
     let mut rng = Source::new(seed);
     let mut out = empty_bars(bars);
     let mut h = sigma * sigma; // conditional variance
-    let mut log_price = start_price.ln();
+    let mut log_price = libm::log(start_price);
     let mut prev_close = start_price;
     let mut prev_return = 0.0;
     let mut trending = true;
@@ -161,17 +161,17 @@ pub fn generate(seed: u64, bars: usize, start_price: f64, bar_seconds: i64) -> B
         h = omega + GARCH_ALPHA * shock * shock + GARCH_BETA * h;
 
         let gap = 0.2 * vol * rng.normal();
-        let open = prev_close * gap.exp();
+        let open = prev_close * libm::exp(gap);
         log_price += r;
-        let close = log_price.exp();
-        let wick_up = (0.5 * vol * rng.normal().abs()).exp();
-        let wick_down = (-0.5 * vol * rng.normal().abs()).exp();
+        let close = libm::exp(log_price);
+        let wick_up = libm::exp(0.5 * vol * rng.normal().abs());
+        let wick_down = libm::exp(-0.5 * vol * rng.normal().abs());
         // Multiplying by a factor >= 1 (<= 1) never rounds below (above) the input.
         let high = open.max(close) * wick_up;
         let low = open.min(close) * wick_down;
 
-        let activity = (vol / sigma).powf(0.8) * (1.0 + 2.0 * r.abs() / sigma);
-        let noise = (0.25 * rng.normal()).exp();
+        let activity = libm::pow(vol / sigma, 0.8) * (1.0 + 2.0 * r.abs() / sigma);
+        let noise = libm::exp(0.25 * rng.normal());
         let volume = (base_volume * activity * noise).round();
 
         out.timestamps.push(timestamp);
@@ -205,7 +205,7 @@ impl Signal {
     pub fn seasonal_at(&self, i: usize) -> f64 {
         match self.seasonal {
             Some((period, amplitude)) => {
-                amplitude * (2.0 * std::f64::consts::PI * i as f64 / period).sin()
+                amplitude * libm::sin(2.0 * std::f64::consts::PI * i as f64 / period)
             }
             None => 0.0,
         }
@@ -280,7 +280,7 @@ pub fn generate_planted(
 
     let mut rng = Source::new(seed);
     let mut out = empty_bars(bars);
-    let mut log_price = start_price.ln();
+    let mut log_price = libm::log(start_price);
     let mut prev_close = start_price;
     // The AR state, most recent first.
     let mut x_past: Vec<f64> = vec![0.0; signal.ar.len()];
@@ -296,16 +296,16 @@ pub fn generate_planted(
         let r = signal.seasonal_at(i) + x;
 
         let gap = 0.2 * vol * rng.normal();
-        let open = prev_close * gap.exp();
+        let open = prev_close * libm::exp(gap);
         log_price += r;
-        let close = log_price.exp();
-        let wick_up = (0.5 * vol * rng.normal().abs()).exp();
-        let wick_down = (-0.5 * vol * rng.normal().abs()).exp();
+        let close = libm::exp(log_price);
+        let wick_up = libm::exp(0.5 * vol * rng.normal().abs());
+        let wick_down = libm::exp(-0.5 * vol * rng.normal().abs());
         let high = open.max(close) * wick_up;
         let low = open.min(close) * wick_down;
 
         let activity = 1.0 + 2.0 * r.abs() / vol;
-        let noise = (0.25 * rng.normal()).exp();
+        let noise = libm::exp(0.25 * rng.normal());
         let volume = (base_volume * activity * noise).round();
 
         out.timestamps.push(timestamp);
@@ -344,7 +344,7 @@ impl Source {
             let v = 2.0 * self.uniform() - 1.0;
             let s = u * u + v * v;
             if s > 0.0 && s < 1.0 {
-                return u * (-2.0 * s.ln() / s).sqrt();
+                return u * (-2.0 * libm::log(s) / s).sqrt();
             }
         }
     }
@@ -403,7 +403,7 @@ mod tests {
     #[test]
     fn stylised_facts() {
         let b = generate(11, 6000, 100.0, 86_400);
-        let r: Vec<f64> = b.close.windows(2).map(|w| (w[1] / w[0]).ln()).collect();
+        let r: Vec<f64> = b.close.windows(2).map(|w| libm::log(w[1] / w[0])).collect();
         let n = r.len() as f64;
         let mean = r.iter().sum::<f64>() / n;
         let sd = (r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
@@ -423,7 +423,7 @@ mod tests {
         b.close
             .iter()
             .map(|&c| {
-                let r = (c / prev).ln();
+                let r = libm::log(c / prev);
                 prev = c;
                 r
             })

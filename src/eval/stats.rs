@@ -55,7 +55,7 @@ pub fn moments(x: &[f64]) -> Option<Moments> {
         return None;
     }
     Some(Moments {
-        skewness: central(3) / m2.powf(1.5),
+        skewness: central(3) / libm::pow(m2, 1.5),
         kurtosis: central(4) / (m2 * m2),
     })
 }

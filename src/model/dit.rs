@@ -227,11 +227,7 @@ pub fn build(cfg: &ModelConfig, dims: Dims, device: &Device) -> Result<Box<dyn N
     let half = (d / 2).max(1);
     let denoiser = Denoiser {
         path_in: LinearConfig::new(1, d).init(device),
-        path_embedding: Initializer::Normal {
-            mean: 0.0,
-            std: 0.02,
-        }
-        .init([dims.horizon, d], device),
+        path_embedding: super::normal::normal_param([dims.horizon, d], 0.02, device),
         time_in: LinearConfig::new(2 * half, d).init(device),
         time_out: LinearConfig::new(d, d).init(device),
         blocks,
@@ -323,8 +319,7 @@ impl Forecaster for Dit {
             .add_scalar(1.0)
             .clamp(1.0, total);
         let ab = alpha_bar_tensor(t.clone(), total);
-        let noise: Tensor<2> =
-            Tensor::random([batch, horizon], Distribution::Normal(0.0, 1.0), &device);
+        let noise = super::normal::standard_normal([batch, horizon], &device);
         let point_error = (to_f32(heads.price) - y.clone()).square().mean();
         let noisy = y * ab.clone().sqrt() + noise.clone() * ab.neg().add_scalar(1.0).sqrt();
         let dtype = context.dtype();
@@ -413,7 +408,7 @@ fn timestep_embedding(t: Tensor<1>, half: usize) -> Tensor<2> {
     let [rows] = t.dims();
     let half = half.max(1);
     let freqs: Vec<f32> = (0..half)
-        .map(|k| (-(10_000f64.ln()) * k as f64 / half as f64).exp() as f32)
+        .map(|k| libm::exp(-(libm::log(10_000f64)) * k as f64 / half as f64) as f32)
         .collect();
     let freqs = in_dtype(
         Tensor::<2>::from_data(TensorData::new(freqs, [1, half]), &t.device()),
@@ -429,18 +424,14 @@ pub fn alpha_bar(t: usize, total: usize) -> f64 {
         return 1.0;
     }
     let f = |t: f64| {
-        ((t / total as f64 + COSINE_OFFSET) / (1.0 + COSINE_OFFSET) * PI / 2.0)
-            .cos()
-            .powi(2)
+        libm::cos((t / total as f64 + COSINE_OFFSET) / (1.0 + COSINE_OFFSET) * PI / 2.0).powi(2)
     };
     (f(t as f64) / f(0.0)).clamp(MIN_ALPHA_BAR, 1.0)
 }
 
 /// [`alpha_bar`] of a tensor of (float) timesteps.
 fn alpha_bar_tensor(t: Tensor<2>, total: f64) -> Tensor<2> {
-    let f0 = (COSINE_OFFSET / (1.0 + COSINE_OFFSET) * PI / 2.0)
-        .cos()
-        .powi(2);
+    let f0 = libm::cos(COSINE_OFFSET / (1.0 + COSINE_OFFSET) * PI / 2.0).powi(2);
     t.div_scalar(total)
         .add_scalar(COSINE_OFFSET)
         .mul_scalar(PI / 2.0 / (1.0 + COSINE_OFFSET))
@@ -497,9 +488,9 @@ fn host_normals(seed: u64, count: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(count + 1);
     while out.len() < count {
         let (u, v) = (next(), next());
-        let r = (-2.0 * u.ln()).sqrt();
-        out.push((r * (2.0 * PI * v).cos()) as f32);
-        out.push((r * (2.0 * PI * v).sin()) as f32);
+        let r = (-2.0 * libm::log(u)).sqrt();
+        out.push((r * libm::cos(2.0 * PI * v)) as f32);
+        out.push((r * libm::sin(2.0 * PI * v)) as f32);
     }
     out.truncate(count);
     out

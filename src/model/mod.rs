@@ -18,6 +18,7 @@ mod heads;
 pub mod lstm;
 mod lstm_fused;
 pub mod mlp;
+mod normal;
 pub mod registry;
 pub mod transformer;
 mod visitors;

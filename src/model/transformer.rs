@@ -184,13 +184,8 @@ impl EncoderParts {
             .with_norm_first(true)
             .init(device);
         // Small random positions (GPT-2's 0.02), drawn lazily like every other parameter.
-        let pos_embedding = (o.positions == Positions::Learned).then(|| {
-            Initializer::Normal {
-                mean: 0.0,
-                std: 0.02,
-            }
-            .init([dims.sequence_length, d], device)
-        });
+        let pos_embedding = (o.positions == Positions::Learned)
+            .then(|| super::normal::normal_param([dims.sequence_length, d], 0.02, device));
         // A zero query starts as mean pooling; its gradient is not zero (it is the
         // score-weighted spread of the steps), so it learns which steps to read.
         let pool_query =
@@ -248,11 +243,11 @@ fn sinusoids(len: usize, d: usize) -> Vec<f32> {
     for pos in 0..len {
         for col in 0..d {
             let even = (col - col % 2) as f64;
-            let angle = pos as f64 / 10_000f64.powf(even / d as f64);
+            let angle = pos as f64 / libm::pow(10_000f64, even / d as f64);
             let v = if col % 2 == 0 {
-                angle.sin()
+                libm::sin(angle)
             } else {
-                angle.cos()
+                libm::cos(angle)
             };
             table.push(v as f32);
         }
@@ -268,8 +263,8 @@ mod tests {
     fn sinusoid_table_matches_the_formula() {
         let t = sinusoids(3, 4);
         assert_eq!(&t[..4], &[0.0, 1.0, 0.0, 1.0]);
-        assert!((t[4] - 1f32.sin()).abs() < 1e-7);
-        assert!((t[7] - (1.0f64 / 100.0).cos() as f32).abs() < 1e-7);
+        assert!((t[4] - libm::sinf(1f32)).abs() < 1e-7);
+        assert!((t[7] - libm::cos(1.0f64 / 100.0) as f32).abs() < 1e-7);
     }
 
     /// flex's GELU, its gradient and exp are the vectorised ones of `vendor/burn-flex`
@@ -297,7 +292,7 @@ mod tests {
             let x64 = x as f64;
             let want = x64 * phi(x64);
             let want_grad =
-                phi(x64) + x64 * (-0.5 * x64 * x64).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                phi(x64) + x64 * libm::exp(-0.5 * x64 * x64) / (2.0 * std::f64::consts::PI).sqrt();
             assert!(
                 (y[i] as f64 - want).abs() <= 1e-6 * want.abs() + 1e-7,
                 "gelu({x}) = {}, not {want}",
@@ -317,7 +312,7 @@ mod tests {
         let in_place = t.exp().into_data().try_to_vec::<f32>().unwrap();
         drop(kept);
         for (i, &x) in e.iter().enumerate() {
-            let want = (x as f64).exp();
+            let want = libm::exp(x as f64);
             let got = in_place[i] as f64;
             if x > 88.722_84 {
                 assert_eq!(got, f64::INFINITY, "exp({x})");

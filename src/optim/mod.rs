@@ -237,7 +237,7 @@ pub(crate) mod tests {
         let mut optim = build(&cfg, &params).unwrap();
 
         let theta: f64 = 0.6;
-        let (c, s) = (theta.cos(), theta.sin());
+        let (c, s) = (libm::cos(theta), libm::sin(theta));
         // R(θ) diag(3, 1): columns scaled.
         let g = [3.0 * c, -s, 3.0 * s, c];
         let bias_grad = [0.3, -0.2];

@@ -305,7 +305,7 @@ pub fn inverse_fourth_root_host(a: &[f64], n: usize, epsilon: f64) -> Option<Vec
     let scales: Vec<f64> = eig
         .eigenvalues
         .iter()
-        .map(|&l| (l.max(0.0) + damping).powf(-0.25))
+        .map(|&l| libm::pow(l.max(0.0) + damping, -0.25))
         .collect();
     let q = &eig.eigenvectors;
     let mut out = vec![0.0; n * n];
@@ -369,7 +369,7 @@ mod tests {
 
     /// `Q diag(λ) Qᵀ` for a 2-D rotation `Q` by `theta`.
     fn rotated(theta: f64, l: [f64; 2]) -> Vec<f64> {
-        let (c, s) = (theta.cos(), theta.sin());
+        let (c, s) = (libm::cos(theta), libm::sin(theta));
         let q = [[c, -s], [s, c]];
         let mut out = vec![0.0; 4];
         for i in 0..2 {
@@ -442,7 +442,7 @@ mod tests {
             // Projector onto l1's eigenvector: (M - l2 I) / (l1 - l2).
             let p1 = (m - DMatrix::identity(2, 2) * l2) / (l1 - l2);
             let p2 = DMatrix::identity(2, 2) - &p1;
-            p1 * l1.powf(-0.25) + p2 * l2.powf(-0.25)
+            p1 * libm::pow(l1, -0.25) + p2 * libm::pow(l2, -0.25)
         };
         let p = root(&l) * &gm * root(&r);
         let adam_norm = g
@@ -540,11 +540,11 @@ mod tests {
                 ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
             };
             let (u, v) = (next().max(1e-12), next());
-            (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+            (-2.0 * libm::log(u)).sqrt() * libm::cos(2.0 * std::f64::consts::PI * v)
         };
         // X = Z diag(scales) Q with Q a fixed dense orthogonal matrix (Householder).
         let scales: Vec<f64> = (0..d)
-            .map(|i| 10f64.powf(-3.0 * i as f64 / (d - 1) as f64))
+            .map(|i| libm::pow(10f64, -3.0 * i as f64 / (d - 1) as f64))
             .collect();
         let h: Vec<f64> = (0..d).map(|i| 1.0 + i as f64).collect();
         let hh: f64 = h.iter().map(|v| v * v).sum();

@@ -152,7 +152,7 @@ pub(super) fn decimals(span: f64) -> usize {
     if !(span.is_finite() && span > 0.0) {
         return 2;
     }
-    (-(span / 20.0).log10()).ceil().clamp(0.0, 8.0) as usize
+    (-libm::log10(span / 20.0)).ceil().clamp(0.0, 8.0) as usize
 }
 
 /// A chart of the report over axes `X` and `Y`.

@@ -296,7 +296,7 @@ pub(super) fn annualised_return(metrics: &BTreeMap<String, f64>) -> Option<f64> 
     if bars <= 0.0 || total <= -1.0 {
         return None;
     }
-    let r = (1.0 + total).powf(per_year / bars) - 1.0;
+    let r = libm::pow(1.0 + total, per_year / bars) - 1.0;
     r.is_finite().then_some(r)
 }
 

@@ -35,7 +35,7 @@ fn objective(c: &Candidate) -> f64 {
         value("model.hidden_size", 32.0),
     );
     let budget = c.budget.unwrap_or(1) as f64;
-    (lr.log10() + 2.0).powi(2) + if h == 32.0 { 0.0 } else { 0.3 } + 1.0 / budget
+    (libm::log10(lr) + 2.0).powi(2) + if h == 32.0 { 0.0 } else { 0.3 } + 1.0 / budget
 }
 
 /// Runs a search to the end, rounds as a build would, returning every round.

@@ -36,7 +36,7 @@ impl Forecast {
     pub fn probabilities(&self) -> [f32; 3] {
         let l = self.logits.map(f64::from);
         let top = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let e = l.map(|v| (v - top).exp());
+        let e = l.map(|v| libm::exp(v - top));
         let sum: f64 = e.iter().sum();
         e.map(|v| (v / sum) as f32)
     }

@@ -24,7 +24,7 @@ pub(super) fn log_returns(c: &[f64], from: usize) -> Vec<f64> {
         pairs
             .iter()
             .zip(pairs.iter().skip(1))
-            .map(|(a, b)| (b / a).ln()),
+            .map(|(a, b)| libm::log(b / a)),
     );
     out
 }

@@ -451,10 +451,10 @@ pub(super) const SPLIT_JUMP: f64 = 3.0;
 
 /// The warning for unadjusted splits: the first jump (file and line) and how many there are.
 fn split_note(label: &str, rows: &[Row]) -> Option<String> {
-    let limit = SPLIT_JUMP.ln();
+    let limit = libm::log(SPLIT_JUMP);
     let mut jumps = rows
         .windows(2)
-        .filter(|w| (w[1].close / w[0].close).ln().abs() > limit);
+        .filter(|w| libm::log(w[1].close / w[0].close).abs() > limit);
     let first = jumps.next()?;
     let more = jumps.count();
     let (a, b) = (first[0], first[1]);

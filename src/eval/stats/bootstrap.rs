@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 /// and White, 2004, give the optimal length as a constant times n^(1/3)); the constant is
 /// left at 1 so the rule is simple and seed-free.
 pub fn default_mean_block(n: usize) -> f64 {
-    (n as f64).cbrt().max(1.0)
+    libm::cbrt(n as f64).max(1.0)
 }
 
 /// Percentile interval at `level` (e.g. 0.9) of `statistic` over `resamples` stationary
@@ -115,7 +115,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut u = move || ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
         (0..n)
-            .map(|_| (-2.0 * u().ln()).sqrt() * (2.0 * std::f64::consts::PI * u()).cos())
+            .map(|_| (-2.0 * libm::log(u())).sqrt() * libm::cos(2.0 * std::f64::consts::PI * u()))
             .collect()
     }
 

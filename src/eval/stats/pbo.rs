@@ -161,7 +161,7 @@ pub fn pbo_cscv(returns: &[Vec<Vec<f64>>]) -> Option<Pbo> {
         let tied = oos.iter().filter(|&&v| v == oos[best]).count() as f64 - 1.0;
         let rank = 1.0 + below + tied / 2.0;
         let w = rank / (trials as f64 + 1.0);
-        logits.push((w / (1.0 - w)).ln());
+        logits.push(libm::log(w / (1.0 - w)));
         selected_is.push(is[best]);
         selected_oos.push(oos[best]);
         if !next_combination(&mut combination, blocks) {

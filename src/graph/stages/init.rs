@@ -20,11 +20,13 @@ impl Stage for Init {
     }
 
     /// 2: the heads' output layers start at zero (an untrained model forecasts persistence).
+    /// 3: normal initial values (transformer's learned positions, dit's path embedding) by
+    /// `model::normal` (Box-Muller on libm), not rand_distr's ziggurat on the platform's libm.
     /// Plus how far the model's implementation version has moved past 4 (where every model
     /// started): a model whose parameters change re-initialises; the others keep their keys.
     fn version(&self, e: &Experiment) -> u32 {
         let model = crate::model::implementation_version(&e.model.kind).unwrap_or(4);
-        2 + model.saturating_sub(4)
+        3 + model.saturating_sub(4)
     }
 
     fn config(&self, e: &Experiment) -> serde_json::Value {

@@ -209,7 +209,7 @@ pub fn cosine(step: usize, steps: usize, lr: f64, min_ratio: f64) -> f64 {
     } else {
         (step as f64 / last as f64).min(1.0)
     };
-    lr * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + (PI * progress).cos()))
+    lr * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + libm::cos(PI * progress)))
 }
 
 /// PyTorch's `OneCycleLR` with cosine annealing and two phases: from `lr / div` up to `lr`
@@ -227,7 +227,8 @@ pub fn one_cycle(
     let peak_at = (pct_start * total as f64 - 1.0).max(0.0);
     let end = (total as f64 - 1.0).max(peak_at);
     let s = step as f64;
-    let anneal = |from: f64, to: f64, pct: f64| to + (from - to) / 2.0 * (1.0 + (PI * pct).cos());
+    let anneal =
+        |from: f64, to: f64, pct: f64| to + (from - to) / 2.0 * (1.0 + libm::cos(PI * pct));
     if s <= peak_at {
         let pct = if peak_at == 0.0 { 1.0 } else { s / peak_at };
         anneal(initial, lr, pct)

@@ -90,7 +90,7 @@ impl ActivationOps<Flex> for Flex {
             },
             move |x: f64, g| {
                 let cdf = 0.5 * (1.0 + crate::ops::unary::erf_f64(x / core::f64::consts::SQRT_2));
-                let pdf = inv_sqrt_2pi_f64 * (-0.5 * x * x).exp();
+                let pdf = inv_sqrt_2pi_f64 * libm::exp(-0.5 * x * x);
                 g * (cdf + x * pdf)
             },
         )
@@ -132,16 +132,16 @@ impl ActivationOps<Flex> for Flex {
             tensor,
             |x: f32| {
                 if x >= 0.0 {
-                    -((-x).exp().ln_1p())
+                    -libm::log1pf(libm::expf(-x))
                 } else {
-                    x - x.exp().ln_1p()
+                    x - libm::log1pf(libm::expf(x))
                 }
             },
             |x: f64| {
                 if x >= 0.0 {
-                    -((-x).exp().ln_1p())
+                    -libm::log1p(libm::exp(-x))
                 } else {
-                    x - x.exp().ln_1p()
+                    x - libm::log1p(libm::exp(x))
                 }
             },
         )
@@ -250,9 +250,9 @@ pub fn exp_f32_ieee(x: f32) -> f32 {
 #[inline]
 fn sigmoid_f64(x: f64) -> f64 {
     if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
+        1.0 / (1.0 + libm::exp(-x))
     } else {
-        let e = x.exp();
+        let e = libm::exp(x);
         e / (1.0 + e)
     }
 }
@@ -399,9 +399,10 @@ fn softmax_row_f32_scalar(input: &[f32], output: &mut [f32]) {
             max_val = x;
         }
     }
+    // hft patch: the SIMD path's exp (see there).
     let mut sum = 0.0f32;
     for (i, &x) in input.iter().enumerate() {
-        let e = (x - max_val).exp();
+        let e = exp_f32_ieee(x - max_val);
         output[i] = e;
         sum += e;
     }
@@ -442,16 +443,14 @@ fn softmax_row_f32_simd<S: macerator::Simd>(input: &[f32], output: &mut [f32]) {
         }
     }
 
-    // Pass 2: compute exp(x - max), store in output, accumulate sum.
-    // Scalar exp (no SIMD exp in macerator). This pass is the one that
-    // actually does memory reads + writes on the whole row, so scalar
-    // here still lands us at memory bandwidth.
-    let mut sum = 0.0f32;
-    for idx in 0..len {
-        let e = (input[idx] - max_val).exp();
-        output[idx] = e;
-        sum += e;
+    // Pass 2: compute exp(x - max), store in output, then sum.
+    // hft patch: the vectorised `exp_f32_ieee` (upstream called the platform's scalar `expf`,
+    // whose bits differ between glibc's FMA and non-FMA code and between libms), and the sum
+    // in the fixed order of `fixed_order_sum_f32`.
+    for (o, &x) in output.iter_mut().zip(input) {
+        *o = exp_f32_ieee(x - max_val);
     }
+    let sum = crate::simd::kernels::fixed_order_sum_f32(output);
 
     // Pass 3: normalize.
     // SIMD splat + multiply, scalar tail.
@@ -533,7 +532,7 @@ macro_rules! softmax_row_half {
             }
             let mut sum = 0.0f32;
             for (i, &x) in input.iter().enumerate() {
-                let e = (x.to_f32() - max_val).exp();
+                let e = libm::expf(x.to_f32() - max_val);
                 output[i] = <$T>::from_f32(e);
                 sum += e;
             }
@@ -555,7 +554,7 @@ fn softmax_row_f64(input: &[f64], output: &mut [f64]) {
     }
     let mut sum = 0.0f64;
     for (i, &x) in input.iter().enumerate() {
-        let e = (x - max_val).exp();
+        let e = libm::exp(x - max_val);
         output[i] = e;
         sum += e;
     }
@@ -1023,6 +1022,12 @@ fn layer_norm_rows_f32_no_beta_simd<S: macerator::Simd>(
 
 /// Single-row layer_norm kernel. Three vectorized passes: mean, centered
 /// variance, normalize+affine. The row stays cache-hot across all three.
+///
+/// hft patch: the two sums in the fixed order of `fixed_order_sum_f32`, the squares without
+/// FMA, and one formula per element for the vector body and the tail alike. Upstream summed
+/// in one vector of partial sums (so its bits followed the vector width), contracted the
+/// squares into FMAs where the CPU had them, and scaled the tail as (x - mean) * inv_std * g
+/// but the body as (x - mean) * (inv_std * g), so where the tail began mattered too.
 #[cfg(feature = "simd")]
 #[inline(always)]
 fn layer_norm_row_f32_simd<S: macerator::Simd>(
@@ -1032,84 +1037,34 @@ fn layer_norm_row_f32_simd<S: macerator::Simd>(
     beta: Option<&[f32]>,
     epsilon: f32,
 ) {
-    use macerator::{Scalar, vload_unaligned, vstore_unaligned};
-    let lanes = <f32 as Scalar>::lanes::<S>();
-    let len = input.len();
-    let simd_len = len / lanes * lanes;
-    let n = len as f32;
+    use crate::simd::kernels::fixed_order_sum_map_f32;
+    let n = input.len() as f32;
 
     // Pass 1: mean.
-    let mut acc = 0.0f32.splat::<S>();
-    let mut i = 0;
-    while i < simd_len {
-        unsafe {
-            acc += vload_unaligned::<S, _>(input.as_ptr().add(i));
-        }
-        i += lanes;
-    }
-    let mut sum = acc.reduce_add();
-    for &x in &input[simd_len..] {
-        sum += x;
-    }
-    let mean = sum / n;
-    let mean_vec = mean.splat::<S>();
+    let mean = fixed_order_sum_map_f32(input, |x| x) / n;
 
     // Pass 2: biased variance, centered to avoid the E[x^2] - E[x]^2
     // cancellation (#5607). Matches burn::nn::LayerNorm (var_mean_bias).
-    let mut acc = 0.0f32.splat::<S>();
-    let mut i = 0;
-    while i < simd_len {
-        unsafe {
-            let d = vload_unaligned::<S, _>(input.as_ptr().add(i)) - mean_vec;
-            // Vector::mul_add(self, a, b) = self*a + b, so d*d + acc.
-            acc = d.mul_add(d, acc);
-        }
-        i += lanes;
-    }
-    let mut sumsq = acc.reduce_add();
-    for &x in &input[simd_len..] {
+    let sumsq = fixed_order_sum_map_f32(input, |x| {
         let d = x - mean;
-        sumsq += d * d;
-    }
+        d * d
+    });
     let var = sumsq / n;
     let inv_std = 1.0f32 / (var + epsilon).sqrt();
 
     // Pass 3: normalize and affine transform.
-    //   out[i] = (x[i] - mean) * inv_std * gamma[i] + beta[i]
-    // mean_vec and inv_std_vec are splatted once per row. gamma and beta
-    // are read once per element; both fit in L1 and are shared across all
-    // rows within a rayon chunk.
-    let inv_std_vec = inv_std.splat::<S>();
-    let mut i = 0;
-    while i < simd_len {
-        unsafe {
-            let x = vload_unaligned::<S, _>(input.as_ptr().add(i));
-            let g = vload_unaligned::<S, _>(gamma.as_ptr().add(i));
-            // scale = inv_std * g
-            let scale = inv_std_vec * g;
-            // centered = x - mean
-            let centered = x - mean_vec;
-            // out = centered * scale  (+ beta if present)
-            let normed = centered * scale;
-            let out = if let Some(b) = beta {
-                let b_vec = vload_unaligned::<S, _>(b.as_ptr().add(i));
-                normed + b_vec
-            } else {
-                normed
-            };
-            vstore_unaligned::<S, _>(output.as_mut_ptr().add(i), out);
+    //   out[i] = (x[i] - mean) * (inv_std * gamma[i]) + beta[i]
+    match beta {
+        Some(b) => {
+            for (((o, &x), &g), &b) in output.iter_mut().zip(input).zip(gamma).zip(b) {
+                *o = (x - mean) * (inv_std * g) + b;
+            }
         }
-        i += lanes;
-    }
-    // Scalar tail
-    while i < len {
-        let centered = input[i] - mean;
-        let normed = centered * inv_std * gamma[i];
-        output[i] = match beta {
-            Some(b) => normed + b[i],
-            None => normed,
-        };
-        i += 1;
+        None => {
+            for ((o, &x), &g) in output.iter_mut().zip(input).zip(gamma) {
+                *o = (x - mean) * (inv_std * g);
+            }
+        }
     }
 }
 

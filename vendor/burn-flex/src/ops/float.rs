@@ -992,12 +992,12 @@ impl FloatTensorOps<Flex> for Flex {
     }
 
     fn float_powf(lhs: FloatTensor<Flex>, rhs: FloatTensor<Flex>) -> FloatTensor<Flex> {
-        binary_op(lhs, rhs, |a: f32, b| a.powf(b), |a: f64, b| a.powf(b), None)
+        binary_op(lhs, rhs, libm::powf, libm::pow, None)
     }
 
     fn float_powf_scalar_impl(tensor: FloatTensor<Flex>, value: Scalar) -> FloatTensor<Flex> {
         let exp = value.to_f64().unwrap();
-        scalar_op(tensor, exp, |a: f32, b| a.powf(b), |a: f64, b| a.powf(b))
+        scalar_op(tensor, exp, libm::powf, libm::pow)
     }
 
     fn float_sqrt(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
@@ -1060,8 +1060,8 @@ impl FloatTensorOps<Flex> for Flex {
         binary_op(
             lhs,
             rhs,
-            |a: f32, b| a.atan2(b),
-            |a: f64, b| a.atan2(b),
+            libm::atan2f,
+            libm::atan2,
             None,
         )
     }
@@ -1265,8 +1265,8 @@ impl FloatTensorOps<Flex> for Flex {
         binary_op(
             lhs,
             rhs,
-            |a: f32, b| a.hypot(b),
-            |a: f64, b| a.hypot(b),
+            libm::hypotf,
+            libm::hypot,
             None,
         )
     }

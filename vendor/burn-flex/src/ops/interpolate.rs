@@ -653,7 +653,7 @@ fn lanczos3_weight(x: f64) -> f64 {
     let pi = core::f64::consts::PI;
     let pi_x = pi * x;
     let pi_x_over_3 = pi_x / 3.0;
-    (pi_x.sin() * pi_x_over_3.sin()) / (pi_x * pi_x_over_3)
+    (libm::sin(pi_x) * libm::sin(pi_x_over_3)) / (pi_x * pi_x_over_3)
 }
 
 /// Precompute Lanczos3 source indices and weights for one output axis.

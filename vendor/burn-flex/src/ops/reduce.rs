@@ -129,7 +129,10 @@ fn sum_f32_contiguous(data: &[f32]) -> f32 {
 fn sum_f32_parallel(data: &[f32]) -> f32 {
     const CHUNK_SIZE: usize = 64 * 1024; // 64K elements per chunk
 
-    data.par_chunks(CHUNK_SIZE)
+    // hft patch: the chunks' sums are collected in order and added in order. rayon's `sum`
+    // adds them in the tree its work splitting made, which followed the thread count.
+    let partials: Vec<f32> = data
+        .par_chunks(CHUNK_SIZE)
         .map(|chunk| {
             #[cfg(feature = "simd")]
             {
@@ -140,7 +143,8 @@ fn sum_f32_parallel(data: &[f32]) -> f32 {
                 chunk.iter().copied().sum::<f32>()
             }
         })
-        .sum()
+        .collect();
+    partials.iter().fold(0.0, |sum, &p| sum + p)
 }
 
 fn sum_impl<E: Element + bytemuck::Pod + Default + core::iter::Sum>(

@@ -219,21 +219,25 @@ where
 // ============================================================================
 // Specific unary operations
 // ============================================================================
+//
+// hft patch: every transcendental function from the `libm` crate (pure Rust, compiled in),
+// never the platform's libm: glibc picks FMA or non-FMA code at run time, and other libms
+// (musl, macOS) round differently, so `x.ln()` had other bits on another machine.
 
 /// Exponential: e^x
 pub fn exp(tensor: FlexTensor) -> FlexTensor {
     // hft patch: vectorised (softmax's exp was libm's scalar `expf`).
-    unary_op_dispatched(tensor, crate::ops::activation::exp_f32_ieee, |x| x.exp())
+    unary_op_dispatched(tensor, crate::ops::activation::exp_f32_ieee, libm::exp)
 }
 
 /// Natural logarithm: ln(x)
 pub fn log(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.ln(), |x| x.ln())
+    unary_op(tensor, libm::logf, libm::log)
 }
 
 /// Natural logarithm of (1 + x): ln(1 + x)
 pub fn log1p(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.ln_1p(), |x| x.ln_1p())
+    unary_op(tensor, libm::log1pf, libm::log1p)
 }
 
 /// Square root
@@ -291,62 +295,62 @@ pub fn recip(tensor: FlexTensor) -> FlexTensor {
 
 /// Cosine
 pub fn cos(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.cos(), |x| x.cos())
+    unary_op(tensor, libm::cosf, libm::cos)
 }
 
 /// Sine
 pub fn sin(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.sin(), |x| x.sin())
+    unary_op(tensor, libm::sinf, libm::sin)
 }
 
 /// Tangent
 pub fn tan(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.tan(), |x| x.tan())
+    unary_op(tensor, libm::tanf, libm::tan)
 }
 
 /// Hyperbolic cosine
 pub fn cosh(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.cosh(), |x| x.cosh())
+    unary_op(tensor, libm::coshf, libm::cosh)
 }
 
 /// Hyperbolic sine
 pub fn sinh(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.sinh(), |x| x.sinh())
+    unary_op(tensor, libm::sinhf, libm::sinh)
 }
 
 /// Hyperbolic tangent
 pub fn tanh(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.tanh(), |x| x.tanh())
+    unary_op(tensor, libm::tanhf, libm::tanh)
 }
 
 /// Inverse cosine (arccos)
 pub fn acos(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.acos(), |x| x.acos())
+    unary_op(tensor, libm::acosf, libm::acos)
 }
 
 /// Inverse hyperbolic cosine
 pub fn acosh(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.acosh(), |x| x.acosh())
+    unary_op(tensor, libm::acoshf, libm::acosh)
 }
 
 /// Inverse sine (arcsin)
 pub fn asin(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.asin(), |x| x.asin())
+    unary_op(tensor, libm::asinf, libm::asin)
 }
 
 /// Inverse hyperbolic sine
 pub fn asinh(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.asinh(), |x| x.asinh())
+    unary_op(tensor, libm::asinhf, libm::asinh)
 }
 
 /// Inverse tangent (arctan)
 pub fn atan(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.atan(), |x| x.atan())
+    unary_op(tensor, libm::atanf, libm::atan)
 }
 
 /// Inverse hyperbolic tangent
 pub fn atanh(tensor: FlexTensor) -> FlexTensor {
-    unary_op(tensor, |x| x.atanh(), |x| x.atanh())
+    unary_op(tensor, libm::atanhf, libm::atanh)
 }
 
 /// Round to nearest integer (ties to even / banker's rounding)

@@ -6,11 +6,10 @@
 //! - wasm32 (SIMD128)
 //! - Scalar fallback for embedded/other platforms
 
-use core::iter::Sum;
 use core::ops::AddAssign;
 
 use macerator::{
-    ReduceAdd, ReduceMax, ReduceMin, Simd, VAdd, VOrd, vload_unaligned, vstore_unaligned,
+    ReduceMax, ReduceMin, Simd, VAdd, VOrd, vload_unaligned, vstore_unaligned,
 };
 use num_traits::Float;
 
@@ -24,46 +23,50 @@ pub fn sum_f32(data: &[f32]) -> f32 {
     macerator_sum(data)
 }
 
+// hft patch: compiled for each vector width (macerator's dispatch), summed in one order.
 #[macerator::with_simd]
-fn macerator_sum<S: Simd, F: VAdd + Sum + ReduceAdd>(xs: &[F]) -> F {
-    sum_body::<S, F>(xs)
+fn macerator_sum<S: Simd>(xs: &[f32]) -> f32 {
+    fixed_order_sum_f32(xs)
 }
 
-/// 8-accumulator SIMD sum. Independent accumulator chains let the CPU
-/// pipeline floating-point adds and hide L2 cache latency.
-///
-/// Not dispatched itself so it inlines into the loop of a dispatched caller.
+/// hft patch: the number of partial sums of [`fixed_order_sum_f32`]. Upstream kept 8 vectors of
+/// partial sums, 8 x the vector width, so a sum had other bits on AVX2, AVX-512 and SSE;
+/// 64 fixed partials fill 4 AVX-512, 8 AVX2 or 16 SSE registers, the same sums on each.
+pub const SUM_PARTIALS: usize = 64;
+
+/// hft patch: a sum whose order of additions is fixed by the length alone: element `i` goes
+/// to partial sum `i % 64` (for the first `len / 64 * 64` elements), the partials are added
+/// pairwise (`p[i] += p[i + w]` for w = 32, 16, ..., 1), then the rest in order. Plain IEEE
+/// additions in a loop the compiler vectorises on any width without reordering them: the
+/// same bits on every x86-64 CPU, and in any build.
 #[inline(always)]
-fn sum_body<S: Simd, F: VAdd + Sum + ReduceAdd>(mut xs: &[F]) -> F {
-    let lanes = F::lanes::<S>();
-    let stride = lanes * 8;
-    let zero = F::default().splat::<S>();
-    let (mut s0, mut s1, mut s2, mut s3) = (zero, zero, zero, zero);
-    let (mut s4, mut s5, mut s6, mut s7) = (zero, zero, zero, zero);
+pub fn fixed_order_sum_f32(xs: &[f32]) -> f32 {
+    fixed_order_sum_map_f32(xs, |x| x)
+}
 
-    while xs.len() >= stride {
-        unsafe {
-            let p = xs.as_ptr();
-            s0 += vload_unaligned(p);
-            s1 += vload_unaligned(p.add(lanes));
-            s2 += vload_unaligned(p.add(lanes * 2));
-            s3 += vload_unaligned(p.add(lanes * 3));
-            s4 += vload_unaligned(p.add(lanes * 4));
-            s5 += vload_unaligned(p.add(lanes * 5));
-            s6 += vload_unaligned(p.add(lanes * 6));
-            s7 += vload_unaligned(p.add(lanes * 7));
+/// hft patch: [`fixed_order_sum_f32`] of `f(x)` for each element, `f` applied on the fly.
+#[inline(always)]
+pub fn fixed_order_sum_map_f32(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut chunks = xs.chunks_exact(SUM_PARTIALS);
+    let mut acc = [0.0f32; SUM_PARTIALS];
+    for chunk in &mut chunks {
+        for (a, x) in acc.iter_mut().zip(chunk) {
+            *a += f(*x);
         }
-        xs = &xs[stride..];
     }
-
-    // Combine 8 accumulators into one, then drain remaining full vectors
-    let mut sum = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
-    while xs.len() >= lanes {
-        sum += unsafe { vload_unaligned(xs.as_ptr()) };
-        xs = &xs[lanes..];
+    let mut width = SUM_PARTIALS / 2;
+    while width > 0 {
+        let (low, high) = acc.split_at_mut(width);
+        for (a, b) in low.iter_mut().zip(high.iter()) {
+            *a += *b;
+        }
+        width /= 2;
     }
-
-    sum.reduce_add() + xs.iter().copied().sum()
+    let mut sum = acc[0];
+    for &x in chunks.remainder() {
+        sum += f(x);
+    }
+    sum
 }
 
 // ============================================================================
@@ -184,7 +187,7 @@ pub fn sum_rows_at_f32<S: Simd, I: Iterator<Item = usize>>(
     dst: &mut [f32],
 ) {
     for (start, dst_val) in starts.zip(dst.iter_mut()) {
-        *dst_val = sum_body::<S, f32>(&src[start..start + row_len]);
+        *dst_val = fixed_order_sum_f32(&src[start..start + row_len]);
     }
 }
 
