@@ -29,9 +29,12 @@ if ! command -v qemu-x86_64 >/dev/null; then
 fi
 
 cargo build --locked --quiet || exit 1
-hft="$PWD/$target/debug/hft"
+case $target in
+    /*) hft="$target/debug/hft" ;;
+    *) hft="$PWD/$target/debug/hft" ;;
+esac
 same_bits=$(cargo test --locked --test same_bits --no-run --message-format=json 2>/dev/null |
-    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+    grep '"name":"same_bits"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
 [ -x "$hft" ] && [ -x "$same_bits" ] || { echo "no hft or same_bits binary" >&2; exit 1; }
 
 scratch=$(mktemp -d)
