@@ -45,6 +45,7 @@ pub fn build(common: &Common, args: &BuildArgs) -> Outcome {
         executor: args.executor.clone(),
         memo: std::env::var_os(memo::DISABLE_ENV).is_none(),
         answer_from_memo: !args.json,
+        index: std::env::var_os(crate::graph::index::DISABLE_ENV).is_none(),
     };
     let (dry_run, json) = (args.dry_run, args.json);
     let quiet = common.quiet || json;
