@@ -73,6 +73,8 @@ pub struct FileIndex {
     file: File,
     /// `file.sources` by text, so adding an origin is not a scan of every source.
     source_ids: std::collections::HashMap<String, usize>,
+    /// `file.sources` as origins hold them, made once (not once per lookup).
+    shared: Vec<std::sync::Arc<str>>,
     changed: bool,
 }
 
@@ -110,10 +112,12 @@ impl FileIndex {
             .enumerate()
             .map(|(i, s)| (s.clone(), i))
             .collect();
+        let shared = file.sources.iter().map(|s| s.as_str().into()).collect();
         FileIndex {
             path,
             file,
             source_ids,
+            shared,
             changed: false,
         }
     }
@@ -130,12 +134,6 @@ impl FileIndex {
                 return None;
             }
         }
-        let sources: Vec<std::sync::Arc<str>> = self
-            .file
-            .sources
-            .iter()
-            .map(|s| s.as_str().into())
-            .collect();
         entry
             .experiments
             .iter()
@@ -145,7 +143,7 @@ impl FileIndex {
                     .iter()
                     .map(|(key, source, line, column)| {
                         let origin = Origin {
-                            source: sources.get(*source)?.clone(),
+                            source: self.shared.get(*source)?.clone(),
                             pos: Pos {
                                 line: *line,
                                 column: *column,
