@@ -167,7 +167,7 @@ pub fn build(
     let dry_run = req.dry_run;
     let started = Instant::now();
     let started_ns = memo::now_ns();
-    let store = open_store(&req.cache_dir)?;
+    let store = open_store(&req.cache_dir)?.remembering_hits();
     // Checked before the no-op fast path, so that a malformed URL is always an error.
     let remote = match req.remote.as_deref() {
         Some(url) => Some(
