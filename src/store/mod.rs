@@ -423,13 +423,14 @@ fn create_layout(root: &Path) -> io::Result<()> {
 /// An empty folder (placeholders for git aside), or a store written before the marker existed (its `objects` and
 /// `actions` folders, and nothing a store does not hold).
 fn is_empty_or_legacy_store(root: &Path) -> io::Result<bool> {
-    const STORE_ENTRIES: [&str; 11] = [
+    const STORE_ENTRIES: [&str; 12] = [
         "objects",
         "actions",
         "builds",
         "locks",
         "tmp",
         "memo",
+        "index",
         "builds.jsonl",
         "catalog.jsonl",
         "statcache.json",
