@@ -286,3 +286,35 @@ fn round_trips(e: &Experiment) -> bool {
         back == *e && serde_json::to_string(&back).is_ok_and(|again| again == json)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_configs_that_come_back_from_json_unchanged_are_kept() {
+        let mut e = Experiment::default();
+        assert!(round_trips(&e));
+        e.optimizer.lr = 0.1 + 0.2;
+        assert!(round_trips(&e), "a float serde_json reads back exactly");
+        e.optimizer.lr = f64::NAN;
+        assert!(!round_trips(&e), "NaN is written as null");
+    }
+
+    #[test]
+    fn an_unreadable_index_is_an_empty_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("cache")).unwrap();
+        let index = FileIndex::load(&store, &[]);
+        std::fs::create_dir_all(index.path.parent().unwrap()).unwrap();
+        std::fs::write(&index.path, b"{\"version\": 1, \"entries\": [").unwrap();
+        let again = FileIndex::load(&store, &[]);
+        assert!(again.file.entries.is_empty());
+        let db = Database::default();
+        assert!(
+            again
+                .lookup(&db, Path::new("a.yaml"), "name: a\n")
+                .is_none()
+        );
+    }
+}
