@@ -33,7 +33,7 @@ pub use crate::usecase::{Loaded, Outcome};
 /// Printed at the end of `hft --help`.
 const EXIT_CODES: &str = "Exit codes:\n  0    success\n  1    a stage failed while executing (I/O, a diverged training), an audit \
 did not reproduce, or `cache verify` found a problem\n  2    bad input: usage, config or data errors (each message names file, line and key)\n  130  interrupted (Ctrl-C); a checkpointing training resumes at the next build\n\n\
-Environment:\n  HFT_CACHE_DIR  the store (default `cache/`)\n  HFT_NO_MEMO    always plan no-op builds in full (for benchmarks and debugging)\n  HFT_EXECUTOR   where `hft build` executes stages: local (default) or slurm\n  NO_COLOR       no colours in output";
+Environment:\n  HFT_CACHE_DIR  the store (default `cache/`)\n  HFT_NO_MEMO    always plan no-op builds in full (for benchmarks and debugging)\n  HFT_NO_INDEX   parse and plan every experiment file, without the per-file index\n  HFT_EXECUTOR   where `hft build` executes stages: local (default) or slurm\n  NO_COLOR       no colours in output";
 
 #[derive(Parser, Debug)]
 #[command(

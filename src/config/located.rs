@@ -95,6 +95,16 @@ impl LocationMap {
     pub fn get(&self, path: &str) -> Option<&Origin> {
         self.0.get(path)
     }
+    /// Every key path with where it was set, in key order.
+    pub fn entries(&self) -> impl Iterator<Item = (&String, &Origin)> {
+        self.0.iter()
+    }
+}
+
+impl FromIterator<(String, Origin)> for LocationMap {
+    fn from_iter<I: IntoIterator<Item = (String, Origin)>>(iter: I) -> LocationMap {
+        LocationMap(iter.into_iter().collect())
+    }
 }
 
 /// Deepest nesting of mappings and sequences accepted in a config (and of a `--set` or

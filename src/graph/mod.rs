@@ -14,6 +14,7 @@
 pub mod exec;
 pub mod executor;
 pub mod explain;
+pub mod index;
 pub mod key;
 pub mod memo;
 pub mod slurm;
@@ -89,6 +90,9 @@ pub struct Database {
     /// Each data folder listed, with the fingerprints of it and its split folders taken
     /// before the listing (a new file changes a folder's mtime), for the no-op memo.
     data_folders: Arc<Mutex<FolderTable>>,
+    /// Every template and data folder asked for since the last [`Database::take_reads`], so
+    /// the per-file index knows what one file's parse and plan read.
+    reads: Arc<Mutex<Vec<index::Read>>>,
 }
 
 type TemplateTable = BTreeMap<PathBuf, (TemplateFile, Option<Fingerprint>)>;
@@ -102,6 +106,17 @@ impl Database {
             .iter()
             .map(|(path, (_, fp))| (path.clone(), fp.clone()))
             .collect()
+    }
+
+    /// The templates and data folders asked for since the last call, in order.
+    pub fn take_reads(&self) -> Vec<index::Read> {
+        let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *reads)
+    }
+
+    fn note_read(&self, read: index::Read) {
+        let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
+        reads.push(read);
     }
 
     /// The data folders listed so far, with their fingerprints from before the listing.
@@ -120,6 +135,7 @@ impl salsa::Database for Database {}
 #[salsa::db]
 impl Db for Database {
     fn template(&self, path: &Path) -> TemplateFile {
+        self.note_read(index::Read::Template(path.to_path_buf()));
         let mut templates = self.templates.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((t, _)) = templates.get(path) {
             return *t;
@@ -132,6 +148,7 @@ impl Db for Database {
     }
 
     fn data_folder(&self, path: &Path) -> DataFolder {
+        self.note_read(index::Read::Folder(path.to_path_buf()));
         let mut folders = self.data_folders.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((f, _)) = folders.get(path) {
             return *f;
@@ -182,7 +199,7 @@ pub fn parse_experiments(
 }
 
 /// One stage of one experiment, before its key is known.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StageSpec {
     /// Unique within the experiment: `ingest:AAPL`, `features`, ...
     pub id: String,

@@ -17,6 +17,9 @@ impl Store {
     /// The action record for `key`, if present, parseable, unedited and all its blobs
     /// present.
     pub fn get_action(&self, key: &StageKey) -> Option<ActionRecord> {
+        if let Some(record) = self.remembered(key) {
+            return Some(record);
+        }
         let bytes = fs::read(self.action_path(key)).ok()?;
         if seal_intact(&bytes) == Some(false) {
             crate::term::warn(&format!(
@@ -57,7 +60,24 @@ impl Store {
             }
         }
         self.touch_action(key);
+        self.remember(key, Some(&record));
         Some(record)
+    }
+
+    fn remembered(&self, key: &StageKey) -> Option<ActionRecord> {
+        let hits = self.hits.as_ref()?;
+        let hits = hits.lock().unwrap_or_else(|p| p.into_inner());
+        hits.get(key).cloned()
+    }
+
+    /// Keeps (or, with `None`, drops) the remembered record of `key`.
+    fn remember(&self, key: &StageKey, record: Option<&ActionRecord>) {
+        let Some(hits) = &self.hits else { return };
+        let mut hits = hits.lock().unwrap_or_else(|p| p.into_inner());
+        match record {
+            Some(r) => hits.insert(key.clone(), r.clone()),
+            None => hits.remove(key),
+        };
     }
 
     /// Marks an action record as just used: its mtime is what `gc --max-size` evicts by.
@@ -72,12 +92,14 @@ impl Store {
 
     /// Writes `record`, sealed with the digest of its bytes (see [`seal_intact`]).
     pub fn put_action(&self, record: &ActionRecord) -> io::Result<()> {
+        self.remember(&record.key, None);
         let bytes = sealed_bytes(record)?;
         self.write_atomic(&self.action_path(&record.key), &bytes, false)
     }
 
     /// Removes an action record (used when one of its blobs turned out to be corrupt).
     pub fn forget_action(&self, key: &StageKey) {
+        self.remember(key, None);
         let _ = fs::remove_file(self.action_path(key));
     }
 }

@@ -199,6 +199,9 @@ pub struct Store {
     /// Action records found damaged (a missing or truncated blob, an edited record) through
     /// this handle: read-only commands report them instead of printing stale results.
     damaged: Arc<std::sync::atomic::AtomicUsize>,
+    /// Action records already found intact through this handle (see
+    /// [`Store::remembering_hits`]); `None`: every look-up reads the record.
+    hits: Option<Arc<Mutex<std::collections::HashMap<StageKey, ActionRecord>>>>,
 }
 
 impl Store {
@@ -224,6 +227,7 @@ impl Store {
             exclusive: false,
             recent: Arc::default(),
             damaged: Arc::default(),
+            hits: None,
         };
         store.clean_stale_tmp();
         Ok(store)
@@ -272,9 +276,20 @@ impl Store {
             exclusive: true,
             recent: Arc::default(),
             damaged: Arc::default(),
+            hits: None,
         };
         store.clean_stale_tmp();
         Ok(store)
+    }
+
+    /// This handle, answering a second look-up of an action record it found intact from
+    /// memory: 10,000 experiments sharing their data stages look each shared record up
+    /// 10,000 times. Records it writes or forgets are dropped from memory. For one build or
+    /// status, which sees the store as it was (another process only adds records; gc waits
+    /// for it to finish).
+    pub fn remembering_hits(mut self) -> Store {
+        self.hits = Some(Arc::default());
+        self
     }
 
     /// Whether this handle was opened by [`Store::open_exclusive`].
@@ -408,13 +423,14 @@ fn create_layout(root: &Path) -> io::Result<()> {
 /// An empty folder (placeholders for git aside), or a store written before the marker existed (its `objects` and
 /// `actions` folders, and nothing a store does not hold).
 fn is_empty_or_legacy_store(root: &Path) -> io::Result<bool> {
-    const STORE_ENTRIES: [&str; 11] = [
+    const STORE_ENTRIES: [&str; 12] = [
         "objects",
         "actions",
         "builds",
         "locks",
         "tmp",
         "memo",
+        "index",
         "builds.jsonl",
         "catalog.jsonl",
         "statcache.json",

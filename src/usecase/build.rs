@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::inputs::make_jobs;
-use super::select::{Loaded, load_experiments, watch_selection};
+use super::select::{Loaded, load_experiments_indexed, watch_selection};
 use super::{Failure, Message, Outcome, Selection, noop, open_store};
 use crate::graph::exec::{self, ExperimentReport, StageState};
 use crate::graph::executor::{Executor, LocalExecutor};
+use crate::graph::index::FileIndex;
 use crate::graph::slurm::SlurmExecutor;
 use crate::graph::stages::StageError;
 use crate::graph::{self, Database, memo};
@@ -43,6 +44,8 @@ pub struct BuildRequest {
     /// Let the memo answer a build where nothing changed (off for `--json`, whose document
     /// the memo does not hold).
     pub answer_from_memo: bool,
+    /// Take unchanged experiment files from the per-file index (off with `HFT_NO_INDEX`).
+    pub index: bool,
 }
 
 impl BuildRequest {
@@ -61,6 +64,7 @@ impl BuildRequest {
             executor: None,
             memo: true,
             answer_from_memo: true,
+            index: std::env::var_os(graph::index::DISABLE_ENV).is_none(),
         }
     }
 }
@@ -163,7 +167,7 @@ pub fn build(
     let dry_run = req.dry_run;
     let started = Instant::now();
     let started_ns = memo::now_ns();
-    let store = open_store(&req.cache_dir)?;
+    let store = open_store(&req.cache_dir)?.remembering_hits();
     // Checked before the no-op fast path, so that a malformed URL is always an error.
     let remote = match req.remote.as_deref() {
         Some(url) => Some(
@@ -189,13 +193,27 @@ pub fn build(
         None => Vec::new(),
     };
     let db = Database::default();
-    let mut planned = load_experiments(&db, &req.select)?;
+    let mut index = req
+        .index
+        .then(|| FileIndex::load(&store, &req.select.overrides));
+    let mut planned = load_experiments_indexed(&db, &req.select, index.as_mut())?;
+    if let Some(index) = index {
+        index.save(&store);
+    }
     if let Some(until) = &req.until {
         for l in &mut planned {
             l.plan = l.plan.until(until);
         }
     }
-    let lock = Lockfile::load(lock_path).map_err(Failure::bad_input)?;
+    // A dry run reads the lock only to check keys against it (`--locked`); a build reads it
+    // before executing (a malformed lock is an error then, not after training) and hands it
+    // to `lock::update` with the fingerprint it had, so it is not parsed twice.
+    let lock_fingerprint = memo::fingerprint(lock_path);
+    let lock = if dry_run && !req.locked {
+        None
+    } else {
+        Lockfile::load(lock_path).map_err(Failure::bad_input)?
+    };
     if req.locked && lock.is_none() {
         return Err(Failure::bad_input(format!(
             "--locked: there is no {LOCK_FILE}; run `hft build` first"
@@ -280,9 +298,9 @@ pub fn build(
     }
     let mut messages = Vec::new();
     if !dry_run {
-        match (&lock, req.locked) {
+        match (lock, req.locked) {
             (Some(existing), true) => {
-                let problems = crate::lock::check_outputs(existing, &reports);
+                let problems = crate::lock::check_outputs(&existing, &reports);
                 if !problems.is_empty() {
                     return Err(Failure {
                         outcome: Outcome::StageFailed,
@@ -290,8 +308,9 @@ pub fn build(
                     });
                 }
             }
-            _ => {
-                if let Err(e) = crate::lock::update(lock_path, &jobs_list, &reports) {
+            (existing, _) => {
+                let known = existing.zip(lock_fingerprint);
+                if let Err(e) = crate::lock::update(lock_path, &jobs_list, &reports, known) {
                     messages.push(Message::Warning(format!("cannot write {LOCK_FILE}: {e}")));
                 }
             }

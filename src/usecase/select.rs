@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::Failure;
 use super::filter::Condition;
 use crate::config::ConfigError;
+use crate::graph::index::FileIndex;
 use crate::graph::{self, Database, ExperimentSource, Parsed, Plan, memo};
 
 /// Which experiments, and the overrides applied to them.
@@ -123,6 +124,16 @@ pub fn watch_selection(paths: &[PathBuf]) -> memo::Watched {
 /// experiment under the selected paths. Every config error is returned, so a typo in the
 /// tenth file surfaces before the first nine train.
 pub fn load_experiments(db: &Database, select: &Selection) -> Result<Vec<Loaded>, Failure> {
+    load_experiments_indexed(db, select, None)
+}
+
+/// [`load_experiments`], taking each file whose text and reads are unchanged from `index`
+/// and adding the files it parsed to it.
+pub fn load_experiments_indexed(
+    db: &Database,
+    select: &Selection,
+    mut index: Option<&mut FileIndex>,
+) -> Result<Vec<Loaded>, Failure> {
     let files = find_experiments(&select.paths).map_err(Failure::bad_input)?;
     let filters = select
         .filters
@@ -140,7 +151,29 @@ pub fn load_experiments(db: &Database, select: &Selection) -> Result<Vec<Loaded>
                 continue;
             }
         };
+        if let Some(hit) = index.as_deref().and_then(|ix| ix.lookup(db, file, &text)) {
+            let source =
+                ExperimentSource::new(db, file.clone(), text, select.overrides.clone(), None);
+            loaded.extend(hit.into_iter().map(|(parsed, plan)| Loaded {
+                file: file.clone(),
+                source,
+                parsed,
+                plan,
+            }));
+            continue;
+        }
+        // What this file's parse reads, from here on.
+        db.take_reads();
         let source = ExperimentSource::new(db, file.clone(), text, select.overrides.clone(), None);
+        if let (Some(ix), Ok(parsed), Ok(plans)) = (
+            index.as_deref_mut(),
+            graph::parse_experiments(db, source),
+            graph::plan_experiments(db, source),
+        ) {
+            let reads = db.take_reads();
+            let pairs: Vec<_> = parsed.iter().zip(plans).collect();
+            ix.insert(db, file, source.text(db), &reads, &pairs);
+        }
         match (
             graph::parse_experiments(db, source),
             graph::plan_experiments(db, source),

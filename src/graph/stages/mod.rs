@@ -61,7 +61,7 @@ fn output_digests(deps: &[&ActionRecord], reads: fn(&str) -> bool) -> Vec<(Strin
         .collect()
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum StageKind {
     /// One symbol's bars from its source.
     Ingest { symbol: String },

@@ -1,0 +1,320 @@
+//! The per-file index: an experiment file whose text, templates and data folder listings are
+//! what they were is not parsed, resolved or planned again.
+//!
+//! `index/<id>.json` in the store maps each experiment file (its path as selected) to the
+//! blake3 of its text, the digest of every template and data folder listing its parse and
+//! plan read (`Read`), and its experiments as parsed (config, where each value was set) and
+//! planned (stages, their versions and canonical configs). `<id>` digests everything else
+//! those depend on: the index version, the hft binary (its version and stat fingerprint),
+//! the working directory and the `--set` overrides. Entries are keyed on contents, not
+//! stat fingerprints, so a file edited within one timestamp tick is still seen.
+//!
+//! Only what parses and plans cleanly is kept: a file with a config error, a symbol without
+//! data files, or a `search:` is parsed every time, and an experiment whose config does not
+//! come back from JSON as the same value (a float that does not round-trip) is not stored.
+//! An index that cannot be read or parsed is an empty one; writes are atomic.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Database, Db, Parsed, Plan, StageSpec};
+use crate::config::{Experiment, LocationMap, Origin, Pos};
+use crate::store::{Digest, Fingerprint, Store};
+
+/// Set (to anything) to parse and plan every file, without the index.
+pub const DISABLE_ENV: &str = "HFT_NO_INDEX";
+const INDEX_VERSION: u32 = 1;
+
+/// What a parse or plan read besides the experiment file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Read {
+    Template(PathBuf),
+    Folder(PathBuf),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Dep {
+    /// `true`: a data folder; `false`: a template.
+    folder: bool,
+    path: PathBuf,
+    digest: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    text: String,
+    deps: Vec<Dep>,
+    experiments: Vec<Stored>,
+}
+
+/// One experiment of a file: `Parsed` and `Plan` in a form serde writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stored {
+    experiment: Experiment,
+    /// Key path, source (an index into `File::sources`), line, column.
+    locations: Vec<(String, usize, u64, u64)>,
+    name: String,
+    stages: Vec<StageSpec>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct File {
+    version: u32,
+    /// The origins' sources (file paths, `--set` texts), each once.
+    sources: Vec<String>,
+    entries: BTreeMap<PathBuf, Entry>,
+}
+
+/// The index of one invocation context, loaded once and saved if anything changed.
+pub struct FileIndex {
+    path: PathBuf,
+    file: File,
+    /// `file.sources` by text, so adding an origin is not a scan of every source.
+    source_ids: std::collections::HashMap<String, usize>,
+    /// `file.sources` as origins hold them, made once (not once per lookup).
+    shared: Vec<std::sync::Arc<str>>,
+    changed: bool,
+}
+
+impl FileIndex {
+    /// The index for these overrides in this store (empty when absent or unreadable).
+    pub fn load(store: &Store, overrides: &[String]) -> FileIndex {
+        let exe = std::env::current_exe()
+            .ok()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map(|m| format!("{:?}", Fingerprint::of(&m)))
+            .unwrap_or_default();
+        let cwd = std::env::current_dir()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let mut id = format!(
+            "{INDEX_VERSION}\0{}\0{exe}\0{cwd}",
+            env!("CARGO_PKG_VERSION")
+        );
+        for o in overrides {
+            id.push('\0');
+            id.push_str(o);
+        }
+        let path = store
+            .root()
+            .join("index")
+            .join(format!("{}.json", Digest::of(id.as_bytes()).short()));
+        let file = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<File>(&bytes).ok())
+            .filter(|f| f.version == INDEX_VERSION)
+            .unwrap_or_default();
+        let source_ids = file
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i))
+            .collect();
+        let shared = file.sources.iter().map(|s| s.as_str().into()).collect();
+        FileIndex {
+            path,
+            file,
+            source_ids,
+            shared,
+            changed: false,
+        }
+    }
+
+    /// The experiments of `path` if its text and everything its parse read are unchanged.
+    /// Reading the templates and folders through `db` also lets the no-op memo watch them.
+    pub fn lookup(&self, db: &Database, path: &Path, text: &str) -> Option<Vec<(Parsed, Plan)>> {
+        let entry = self.file.entries.get(path)?;
+        if entry.text != Digest::of(text.as_bytes()).to_hex() {
+            return None;
+        }
+        for dep in &entry.deps {
+            if dep_digest(db, dep.folder, &dep.path) != dep.digest {
+                return None;
+            }
+        }
+        entry
+            .experiments
+            .iter()
+            .map(|s| {
+                let locations = s
+                    .locations
+                    .iter()
+                    .map(|(key, source, line, column)| {
+                        let origin = Origin {
+                            source: self.shared.get(*source)?.clone(),
+                            pos: Pos {
+                                line: *line,
+                                column: *column,
+                            },
+                        };
+                        Some((key.clone(), origin))
+                    })
+                    .collect::<Option<LocationMap>>()?;
+                let parsed = Parsed {
+                    experiment: s.experiment.clone(),
+                    locations,
+                    search_base: false,
+                };
+                let plan = Plan {
+                    name: s.name.clone(),
+                    stages: s.stages.clone(),
+                    truncated: false,
+                    data_errors: vec![],
+                };
+                Some((parsed, plan))
+            })
+            .collect()
+    }
+
+    /// Keeps what `path` parsed and planned to, given what the parse read (`reads`, from
+    /// [`Database::take_reads`]). Files the index does not keep (see the module docs) are
+    /// skipped.
+    pub fn insert(
+        &mut self,
+        db: &Database,
+        path: &Path,
+        text: &str,
+        reads: &[Read],
+        experiments: &[(&Parsed, &Plan)],
+    ) {
+        let mut stored = Vec::with_capacity(experiments.len());
+        for (parsed, plan) in experiments {
+            let keepable = !parsed.search_base
+                && parsed.experiment.search.is_none()
+                && plan.data_errors.is_empty()
+                && !plan.truncated
+                && round_trips(&parsed.experiment);
+            if !keepable {
+                return;
+            }
+            let locations = parsed
+                .locations
+                .entries()
+                .map(|(key, origin)| {
+                    let source = self.source_index(&origin.source);
+                    (key.clone(), source, origin.pos.line, origin.pos.column)
+                })
+                .collect();
+            stored.push(Stored {
+                experiment: parsed.experiment.clone(),
+                locations,
+                name: plan.name.clone(),
+                stages: plan.stages.clone(),
+            });
+        }
+        let mut reads = reads.to_vec();
+        reads.sort();
+        reads.dedup();
+        let deps = reads
+            .into_iter()
+            .map(|r| {
+                let (folder, path) = match r {
+                    Read::Template(p) => (false, p),
+                    Read::Folder(p) => (true, p),
+                };
+                let digest = dep_digest(db, folder, &path);
+                Dep {
+                    folder,
+                    path,
+                    digest,
+                }
+            })
+            .collect();
+        let entry = Entry {
+            text: Digest::of(text.as_bytes()).to_hex(),
+            deps,
+            experiments: stored,
+        };
+        self.file.entries.insert(path.to_path_buf(), entry);
+        self.changed = true;
+    }
+
+    fn source_index(&mut self, source: &str) -> usize {
+        if let Some(&i) = self.source_ids.get(source) {
+            return i;
+        }
+        self.file.sources.push(source.to_string());
+        self.source_ids
+            .insert(source.to_string(), self.file.sources.len() - 1);
+        self.file.sources.len() - 1
+    }
+
+    /// Writes the index if an entry was added, leaving out files that no longer exist
+    /// (errors only cost the next build its speed).
+    pub fn save(mut self, store: &Store) {
+        if !self.changed {
+            return;
+        }
+        self.file.version = INDEX_VERSION;
+        self.file.entries.retain(|path, _| path.exists());
+        let written = std::fs::create_dir_all(store.root().join("index")).and_then(|_| {
+            let bytes = serde_json::to_vec(&self.file).map_err(std::io::Error::other)?;
+            store.write_atomic(&self.path, &bytes, false)
+        });
+        if let Err(e) = written
+            && e.kind() != std::io::ErrorKind::ReadOnlyFilesystem
+        {
+            crate::term::warn(&format!("cannot write the experiment index: {e}"));
+        }
+    }
+}
+
+/// The digest of what a template (its text, or why it could not be read) or a data folder
+/// (whether it exists, and its listing) gives a parse now.
+fn dep_digest(db: &Database, folder: bool, path: &Path) -> String {
+    let text = if folder {
+        let f = db.data_folder(path);
+        format!("{}\0{}", f.exists(db), f.listing(db).join("\0"))
+    } else {
+        match db.template(path).text(db) {
+            Ok(text) => format!("ok\0{text}"),
+            Err(message) => format!("err\0{message}"),
+        }
+    };
+    Digest::of(text.as_bytes()).to_hex()
+}
+
+/// Whether the config comes back from JSON as an equal value that is written the same way
+/// (a float serde_json would not read back exactly is not trusted to the index).
+fn round_trips(e: &Experiment) -> bool {
+    let Ok(json) = serde_json::to_string(e) else {
+        return false;
+    };
+    serde_json::from_str::<Experiment>(&json).is_ok_and(|back| {
+        back == *e && serde_json::to_string(&back).is_ok_and(|again| again == json)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_configs_that_come_back_from_json_unchanged_are_kept() {
+        let mut e = Experiment::default();
+        assert!(round_trips(&e));
+        e.optimizer.lr = 0.1 + 0.2;
+        assert!(round_trips(&e), "a float serde_json reads back exactly");
+        e.optimizer.lr = f64::NAN;
+        assert!(!round_trips(&e), "NaN is written as null");
+    }
+
+    #[test]
+    fn an_unreadable_index_is_an_empty_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("cache")).unwrap();
+        let index = FileIndex::load(&store, &[]);
+        std::fs::create_dir_all(index.path.parent().unwrap()).unwrap();
+        std::fs::write(&index.path, b"{\"version\": 1, \"entries\": [").unwrap();
+        let again = FileIndex::load(&store, &[]);
+        assert!(again.file.entries.is_empty());
+        let db = Database::default();
+        assert!(
+            again
+                .lookup(&db, Path::new("a.yaml"), "name: a\n")
+                .is_none()
+        );
+    }
+}
