@@ -24,8 +24,8 @@
 # profile through LLVM_PROFILE_FILE, which the spawned `hft` binaries inherit.
 #
 # Tests that need outside services skip themselves here: the browser check of
-# tests/report_html.rs (HFT_SKIP_BROWSER=1 unless chromium is installed), tests/slurm.rs
-# (no `sinfo`), the S3 test of tests/remote_cache.rs (no s3s-fs).
+# tests/report_html.rs (HFT_SKIP_BROWSER=1 unless chromium and chromedriver are installed),
+# tests/slurm.rs (no `sinfo`), the S3 test of tests/remote_cache.rs (no s3s-fs).
 set -euo pipefail
 
 # --- As the rustc wrapper: instrument this package's crates only. ---------------------------
@@ -103,7 +103,7 @@ if [ "$run" = 1 ]; then
     cargo test --locked --no-run
     touch "$target/.hft-instrumented"
     built=$(date +%s)
-    command -v chromium >/dev/null || export HFT_SKIP_BROWSER=1
+    { command -v chromium && command -v chromedriver; } >/dev/null || export HFT_SKIP_BROWSER=1
     # %8m: each instrumented binary merges its counters online into a pool of 8 files.
     LLVM_PROFILE_FILE="$profiles/hft-%8m.profraw" cargo test --locked --no-fail-fast "$@" ||
         echo "coverage: some tests failed (their coverage is counted all the same)" >&2

@@ -134,6 +134,17 @@ pub(crate) struct Cursor {
     pub(crate) stopping: (Option<u64>, usize),
     pub(crate) plateau: (u64, Option<u64>, usize),
     pub(crate) loss_scale: (u64, usize),
+    /// The optimizer steps the run that wrote it planned (absent in cursors written before
+    /// it was recorded, which only ever resume their own run). A run of another length
+    /// continues from it only where the schedule's rates of the steps done do not depend
+    /// on the length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) total_steps: Option<usize>,
+    /// Early stopping asked to stop after the last finished epoch. Set only in the final
+    /// state of a finished run: a longer run continuing from it stops there too, as it
+    /// would have had it run from the start.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) stop: bool,
 }
 
 const RESUME_MAGIC: &[u8; 8] = b"HFT-RSUM";
@@ -263,6 +274,8 @@ mod tests {
             stopping: (None, 0),
             plateau: (1.0f64.to_bits(), None, 0),
             loss_scale: (1.0f64.to_bits(), 0),
+            total_steps: Some(12),
+            stop: true,
         };
         let resumable = Resumable {
             checkpoint: checkpoint(Some(b"average".to_vec())),

@@ -2,8 +2,9 @@
 //!
 //! gc keeps what is reachable from its roots (the current experiments' keys and hft.lock's)
 //! and from the last `keep_last` catalog rows of every experiment: their action records,
-//! the blobs those name, and the audit records of their keys. Blobs of resumable training
-//! checkpoints and API snapshots are kept while their record exists. Then, above
+//! the blobs those name, and the audit and continuation records of their keys (with the
+//! blobs those name). Blobs of resumable training checkpoints and API snapshots are kept
+//! while their record exists. Then, above
 //! `max_size`, it evicts the least recently used entries that are not roots (an action
 //! record's mtime is touched on every cache hit).
 //!
@@ -63,12 +64,13 @@ pub struct GcReport {
     pub removed: Vec<GcEntry>,
 }
 
-/// One stage key whose action record (and audit record, if any) gc removes.
+/// One stage key whose action record (and audit and continuation records, if any) gc
+/// removes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GcEntry {
     pub key: String,
     /// The stage that produced it; `None` when the record is unreadable or absent (an
-    /// audit record alone).
+    /// audit or continuation record alone).
     pub stage: Option<String>,
     pub reason: GcReason,
     /// Seconds since the Unix epoch of its last cache hit (or its creation).
@@ -111,22 +113,26 @@ pub fn gc(store: &Store, catalog: &Catalog, options: &GcOptions) -> io::Result<G
     let bytes_before = store.total_bytes();
 
     // What pins what: checkpoints and API snapshots keep their blobs while their record
-    // exists; an audit record keeps the divergent outputs of its key while the key lives.
+    // exists; an audit record keeps the divergent outputs of its key while the key lives,
+    // and a continuation the final state of the training that wrote it, as that training's
+    // checkpoint is kept. A continuation that names no training is an entry of its own,
+    // which no root reaches.
     let mut pinned: BTreeSet<Digest> = BTreeSet::new();
-    let mut audits: BTreeMap<&str, &PinFile> = BTreeMap::new();
+    let mut owned: Vec<(&str, &PinFile)> = Vec::new();
     for file in &pins {
         match file.pin.kind {
             PinKind::Checkpoint | PinKind::Snapshot => {
                 pinned.extend(file.pin.digests.iter().copied())
             }
-            PinKind::Audit => {
-                audits.insert(file.pin.id.as_str(), file);
-            }
+            PinKind::Audit | PinKind::Continuation => owned.push((
+                file.pin.owner.as_deref().unwrap_or(file.pin.id.as_str()),
+                file,
+            )),
         }
     }
 
-    // Every stage key with something in the store: an action record, an audit record, or
-    // both. An audit record lives and dies with its key.
+    // Every stage key with something in the store: an action record, audit or
+    // continuation records, or both. Those records live and die with their key.
     let mut entries: BTreeMap<&str, Entry> = BTreeMap::new();
     for (key, action) in &actions.files {
         let entry = entries.entry(key.as_str()).or_default();
@@ -137,12 +143,12 @@ pub fn gc(store: &Store, catalog: &Catalog, options: &GcOptions) -> io::Result<G
             entry.refs.extend(record.outputs.values().map(|o| o.digest));
         }
     }
-    for (key, audit) in audits {
+    for (key, file) in owned {
         let entry = entries.entry(key).or_default();
-        entry.audit = Some(audit);
-        entry.bytes += audit.size;
-        entry.last_used = entry.last_used.max(audit.mtime);
-        entry.refs.extend(audit.pin.digests.iter().copied());
+        entry.records.push(file);
+        entry.bytes += file.size;
+        entry.last_used = entry.last_used.max(file.mtime);
+        entry.refs.extend(file.pin.digests.iter().copied());
     }
 
     let mut reachable: BTreeSet<&str> = options.roots.iter().map(String::as_str).collect();
@@ -218,12 +224,11 @@ pub fn gc(store: &Store, catalog: &Catalog, options: &GcOptions) -> io::Result<G
             .iter()
             .flat_map(|(key, _)| {
                 let entry = &entries[key];
-                [
-                    entry.action.map(|a| a.path.as_path()),
-                    entry.audit.map(|a| a.path.as_path()),
-                ]
+                let action = entry.action.map(|a| a.path.as_path());
+                action
+                    .into_iter()
+                    .chain(entry.records.iter().map(|r| r.path.as_path()))
             })
-            .flatten()
             .collect();
         let blob_files: Vec<&Path> = removed_blobs
             .iter()
@@ -281,10 +286,12 @@ pub fn gc(store: &Store, catalog: &Catalog, options: &GcOptions) -> io::Result<G
 /// One stage key's files in the store.
 struct Entry<'a> {
     action: Option<&'a ActionFile>,
-    audit: Option<&'a PinFile>,
+    /// Its audit and continuation records.
+    records: Vec<&'a PinFile>,
     bytes: u64,
     last_used: SystemTime,
-    /// Blobs it keeps alive: its outputs and the divergent outputs of its audits.
+    /// Blobs it keeps alive: its outputs, the divergent outputs of its audits, its
+    /// continuation.
     refs: BTreeSet<Digest>,
 }
 
@@ -292,7 +299,7 @@ impl Default for Entry<'_> {
     fn default() -> Self {
         Entry {
             action: None,
-            audit: None,
+            records: Vec::new(),
             bytes: 0,
             last_used: UNIX_EPOCH,
             refs: BTreeSet::new(),
@@ -535,6 +542,50 @@ mod tests {
         store.remove_build_record(&partial);
         gc(&store, &Catalog::default(), &GcOptions::default()).unwrap();
         assert!(!has(&store, b"HFT-RSUM checkpoint"));
+    }
+
+    /// A continuation lives and dies with the training that wrote it: kept (with its blob)
+    /// while that key is reached, removed with it, least recently used included; one that
+    /// names no training is reached by nothing.
+    #[test]
+    fn continuations_are_kept_and_collected_with_their_training() {
+        let (_dir, store) = store();
+        let short = action(&store, "train", &[b"3-epoch checkpoint"]);
+        let long = action(&store, "train", &[b"9-epoch checkpoint"]);
+        let prefix = StageKey::compute(&[b"the training but its epochs"]);
+        let record = |epochs: usize, key: &str, state: &[u8]| {
+            let blob = store.put_blob(state).unwrap();
+            let id = format!("{prefix}-{epochs}");
+            let body = serde_json::json!({"key": key, "digest": blob.digest.to_hex()});
+            store
+                .put_pin_record(PinKind::Continuation, &id, &body)
+                .unwrap();
+            store.root().join(format!("builds/continuation-{id}.json"))
+        };
+        let short_path = record(3, &short.0, b"3-epoch state");
+        let long_path = record(9, &long.0, b"9-epoch state");
+        let stray_path = record(5, "not a key", b"stray state");
+        let options = GcOptions {
+            roots: roots(&[&short, &long]),
+            ..GcOptions::default()
+        };
+        let report = gc(&store, &Catalog::default(), &options).unwrap();
+        assert_eq!((report.actions_removed, report.blobs_removed), (0, 1));
+        assert!(has(&store, b"3-epoch state") && has(&store, b"9-epoch state"));
+        assert!(short_path.exists() && long_path.exists());
+        assert!(!stray_path.exists() && !has(&store, b"stray state"));
+
+        // The 9-epoch training alone is a root: the 3-epoch one goes with its state.
+        let options = GcOptions {
+            roots: roots(&[&long]),
+            ..GcOptions::default()
+        };
+        let report = gc(&store, &Catalog::default(), &options).unwrap();
+        assert_eq!(report.removed.len(), 1);
+        assert_eq!(report.removed[0].key, short.0);
+        assert!(!short_path.exists() && !has(&store, b"3-epoch state"));
+        assert!(long_path.exists() && has(&store, b"9-epoch state"));
+        assert!(crate::store::verify::verify(&store).unwrap().is_clean());
     }
 
     #[test]

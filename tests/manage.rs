@@ -268,8 +268,37 @@ fn completions_and_man_pages_come_from_the_cli_definition() {
     for shell in ["bash", "zsh", "fish"] {
         let run = p.hft(&["completions", shell]);
         assert_eq!(run.code, 0, "{shell}: {}", run.stderr);
-        assert!(run.stdout.contains("compare"), "{shell}");
+        assert!(
+            run.stdout.contains("COMPLETE=") || run.stdout.contains("COMPLETE\""),
+            "{shell}: {}",
+            run.stdout
+        );
     }
+    // What the registered script asks: subcommands, experiment names, config keys and
+    // (once something is built) metric names.
+    let complete = |words: &[&str]| -> Vec<String> {
+        let mut args = vec!["--", "hft"];
+        args.extend_from_slice(words);
+        let run = p.hft_env(&args, &[("COMPLETE", "fish")]);
+        assert_eq!(run.code, 0, "{words:?}: {}", run.stderr);
+        run.stdout
+            .lines()
+            .map(|l| l.split('\t').next().unwrap().to_string())
+            .collect()
+    };
+    assert!(complete(&["comp"]).contains(&"compare".to_string()));
+    let names = complete(&["show", ""]);
+    assert!(
+        names.iter().any(|n| n == "fast") && names.iter().any(|n| n == "slow"),
+        "{names:?}"
+    );
+    assert_eq!(
+        complete(&["build", "--set", "optimizer.l"]),
+        vec!["optimizer.lr="]
+    );
+    p.build();
+    let metrics = complete(&["compare", "--metric", "price.dir"]);
+    assert_eq!(metrics, vec!["price.directional_accuracy"]);
     let run = p.hft(&["man", "man"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let page = std::fs::read_to_string(p.path("man/hft.1")).unwrap();

@@ -60,7 +60,7 @@ fn a_random_search_builds_its_trials_once_and_more_trials_build_only_the_new() {
     assert!(
         first
             .stdout
-            .contains("search s: 3 trial(s) built, complete; best"),
+            .contains("search s: 3 trial(s) built, 6 epochs trained, complete; best"),
         "{}",
         first.stdout
     );
@@ -182,9 +182,22 @@ fn asha_promotes_the_best_configurations_to_larger_budgets() {
             .count()
     };
     assert_eq!((at(1), at(2), at(4)), (4, 2, 1), "{names:?}");
+    // A promoted trial continues from its shorter training (constant schedule): epochs
+    // trained 4 x 1 + 2 x (2 - 1) + (4 - 2) = 8, against 4 + 4 + 4 = 12 retrained.
+    assert!(
+        run.stdout.contains("(continued from epoch"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("8 epochs trained (12 without reuse)"),
+        "{}",
+        run.stdout
+    );
     let status = p.hft(&["search", "status", "--json"]);
     assert_eq!(status.code, 0, "{}", status.stderr);
     let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(doc[0]["epochs_trained"], 8);
     let states: Vec<&str> = doc[0]["trials"]
         .as_array()
         .unwrap()

@@ -180,6 +180,78 @@ fn a_sweep_trains_as_slurm_jobs_with_the_results_of_a_local_build() {
 }
 
 #[test]
+fn a_search_runs_its_trials_as_slurm_jobs_and_proposes_what_a_local_build_does() {
+    if !slurm_ready() {
+        return;
+    }
+    let p = Project::new("slurm-search");
+    let search = SWEEP.replace(
+        "matrix:\n  optimizer.lr: [0.001, 0.002]\n",
+        "search:\n  method: tpe\n  trials: 4\n  batch: 2\n  startup: 2\n  seed: 1\n  \
+         space:\n    optimizer.lr: {log_uniform: [1.0e-4, 1.0e-2]}\n",
+    );
+    p.write("experiments/search.yaml", &search);
+    let slurm = p.hft(&[
+        "build",
+        "--executor",
+        "slurm",
+        "-j",
+        "2",
+        "--json",
+        "--cache-dir",
+        "shared-cache",
+    ]);
+    assert_eq!(slurm.code, 0, "{}\n{}", slurm.stdout, slurm.stderr);
+    let local = p.hft(&["build", "--json", "--cache-dir", "local-cache"]);
+    assert_eq!(local.code, 0, "{}\n{}", local.stdout, local.stderr);
+    let (on_slurm, here) = (stages(&json(&slurm.stdout)), stages(&json(&local.stdout)));
+    let trainings: Vec<&(String, String)> = on_slurm
+        .keys()
+        .filter(|(_, stage)| stage == "train")
+        .collect();
+    assert_eq!(trainings.len(), 4, "{}", slurm.stdout);
+    for (id, stage) in &on_slurm {
+        let twin = &here[id];
+        assert_eq!(stage["outputs"], twin["outputs"], "{id:?}: outputs differ");
+        if id.1 == "train" {
+            assert!(stage["slurm_job"].as_u64().is_some(), "{stage}");
+        }
+    }
+}
+
+#[test]
+fn two_one_cpu_trainings_run_as_jobs_at_the_same_time() {
+    if !slurm_ready() {
+        return;
+    }
+    // Long enough (a few seconds each) for `squeue` to see both running.
+    let p = Project::new("slurm-overlap");
+    p.write(
+        "experiments/sweep.yaml",
+        &SWEEP.replace("max_steps: 6", "max_steps: 400"),
+    );
+    let mut build = p.spawn_quiet(&["build", "--executor", "slurm", "-j", "2"]);
+    let mut most_running = 0;
+    let started = std::time::Instant::now();
+    while build.try_wait().unwrap().is_none() {
+        let out = Command::new("squeue")
+            .args(["-h", "-t", "RUNNING", "-o", "%i"])
+            .output()
+            .unwrap();
+        let running = String::from_utf8_lossy(&out.stdout).lines().count();
+        most_running = most_running.max(running);
+        assert!(started.elapsed().as_secs() < 600, "the build did not end");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(build.wait().unwrap().success());
+    assert!(
+        most_running >= 2,
+        "two 1-CPU jobs never ran together (at most {most_running}): does the node give each \
+         job the whole node's memory? (DefMemPerCPU in scripts/ci/slurm.sh)"
+    );
+}
+
+#[test]
 fn a_failed_job_is_reported_with_its_id_and_log_and_caches_nothing() {
     if !slurm_ready() {
         return;

@@ -137,7 +137,7 @@ fn print_built(b: &Built, json: bool) -> Outcome {
         term::print_block(&[String::new()]);
         term::print_block(&results_table(&b.reports, &experiments));
     }
-    let searches: Vec<String> = b.searches.iter().map(super::search::summary_line).collect();
+    let searches: Vec<String> = b.searches.iter().map(|s| s.summary_line()).collect();
     term::print_block(&searches);
     term::print_block(&[summary]);
     if let Some(((pulled, pulled_bytes), (pushed, pushed_bytes))) = b.transferred
@@ -161,6 +161,7 @@ fn print_unchanged(u: &Unchanged, quiet: bool) -> Outcome {
         term::print_block(&[String::new()]);
         term::print_block(&term::table(&u.results));
     }
+    term::print_block(&u.notes);
     for w in &u.warnings {
         term::warn(w);
     }

@@ -222,10 +222,22 @@ pub fn compare_rows(
     } else if !metrics.is_empty() {
         metrics.to_vec()
     } else {
-        HEADLINE_METRICS
+        // A search's own objective leads, when it is not a headline metric already.
+        let objectives: BTreeSet<String> = rows
             .iter()
-            .filter(|m| all_metrics.contains(*m))
-            .map(|m| m.to_string())
+            .filter_map(|r| r.config.get("search.objective"))
+            .filter_map(|v| serde_json::from_str::<String>(v).ok())
+            .map(|m| metric_key(&m).to_string())
+            .filter(|m| all_metrics.contains(m.as_str()) && !HEADLINE_METRICS.contains(&m.as_str()))
+            .collect();
+        objectives
+            .into_iter()
+            .chain(
+                HEADLINE_METRICS
+                    .iter()
+                    .filter(|m| all_metrics.contains(*m))
+                    .map(|m| m.to_string()),
+            )
             .collect()
     };
     Comparison {
@@ -707,6 +719,21 @@ mod tests {
         );
         let names: Vec<&str> = cmp.rows.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, vec!["b", "a", "c"]);
+    }
+
+    #[test]
+    fn a_search_objective_leads_the_metric_columns() {
+        let (mut c, files) = catalog();
+        for r in &mut c.rows {
+            r.config
+                .insert("search.objective".to_string(), "\"price.mae\"".to_string());
+            r.metrics.insert("price.mae".to_string(), 0.01);
+        }
+        let cmp = compare_rows(c, &files, &[], None, false, &[]);
+        assert_eq!(
+            cmp.metric_columns,
+            vec!["price.mae", "skill.pooled", "backtest.strategy.sharpe"]
+        );
     }
 
     #[test]

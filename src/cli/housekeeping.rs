@@ -275,8 +275,8 @@ fn stats_lines(s: &CacheStats) -> Vec<String> {
             human_bytes(s.store.action_bytes)
         ),
         format!(
-            "  build records    {:>8}  ({} resumable checkpoints)",
-            s.store.build_records, s.store.checkpoints
+            "  build records    {:>8}  ({} resumable checkpoints, {} continuations)",
+            s.store.build_records, s.store.checkpoints, s.store.continuations
         ),
         format!(
             "  catalog rows     {:>8}  ({})",

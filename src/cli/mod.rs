@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::engine::ArgValueCompleter;
 
 use crate::graph::exec::{ExperimentJob, ExperimentReport};
 use crate::graph::{self, Database, memo};
@@ -19,6 +20,7 @@ mod audit;
 mod author;
 mod build;
 pub mod compare;
+pub(crate) mod complete;
 mod exec_stage;
 mod housekeeping;
 pub mod inspect;
@@ -147,6 +149,7 @@ pub enum Command {
     /// training log, metrics.
     Show {
         /// Experiment name, or an experiment file.
+        #[arg(add = ArgValueCompleter::new(complete::experiment_names))]
         experiment: String,
         #[command(flatten)]
         common: Common,
@@ -167,19 +170,19 @@ pub enum Command {
         /// Experiment files or folders (default `experiments/`).
         paths: Vec<PathBuf>,
         /// Sort by a metric or config value (`backtest.strategy.sharpe`, `optimizer.lr`).
-        #[arg(long, value_name = "KEY")]
+        #[arg(long, value_name = "KEY", add = ArgValueCompleter::new(complete::metric_names))]
         sort: Option<String>,
         /// Sort descending (with --sort) or reverse the name order.
         #[arg(long, short = 'r')]
         reverse: bool,
         /// Keep experiments matching KEY OP VALUE, OP one of = != > >= < <= ~ (contains):
         /// `--filter 'backtest.strategy.sharpe>1' --filter model.type=lstm` (all must match).
-        #[arg(long = "filter", value_name = "EXPR")]
+        #[arg(long = "filter", value_name = "EXPR", add = ArgValueCompleter::new(complete::metric_names))]
         filters: Vec<String>,
         /// Metric columns (repeatable; `all` for every metric). Default: headline metrics.
         /// `dsr` (alias `deflated_sharpe`) is the Sharpe ratio deflated by the trials the
         /// catalog has seen on the same dataset, `dsr.trials` their count.
-        #[arg(long = "metric", value_name = "KEY")]
+        #[arg(long = "metric", value_name = "KEY", add = ArgValueCompleter::new(complete::metric_names))]
         metrics: Vec<String>,
         /// Print the probability of backtest overfitting (CSCV) of the compared experiments
         /// as a sweep, from their walk-forward folds, instead of the table.
@@ -204,6 +207,7 @@ pub enum Command {
     /// versions that changed since its last build.
     Explain {
         /// Experiment name, or an experiment file.
+        #[arg(add = ArgValueCompleter::new(complete::experiment_names))]
         experiment: String,
         #[command(flatten)]
         common: Common,
@@ -254,7 +258,8 @@ pub enum Command {
         #[command(subcommand)]
         command: SearchCommand,
     },
-    /// Print a shell completion script: `hft completions bash > /etc/bash_completion.d/hft`.
+    /// Print the script that registers shell completion (of commands, options, experiment
+    /// names, config keys and metrics): `source <(hft completions bash)` in ~/.bashrc.
     Completions { shell: clap_complete::Shell },
     /// Write man pages (hft.1 and one per subcommand) into a folder.
     Man {
@@ -302,6 +307,7 @@ pub enum ConfigCommand {
     /// Print an experiment's fully resolved config and where every value came from.
     Show {
         /// Experiment name, or an experiment file.
+        #[arg(add = ArgValueCompleter::new(complete::experiment_names))]
         experiment: String,
         #[command(flatten)]
         select: Select,
@@ -315,11 +321,11 @@ pub struct Select {
     pub paths: Vec<PathBuf>,
     /// Override a value in every selected experiment: `--set optimizer.lr=1e-3` (typed as
     /// YAML would type it; repeatable; wins over files and templates).
-    #[arg(long = "set", value_name = "PATH=VALUE")]
+    #[arg(long = "set", value_name = "PATH=VALUE", add = ArgValueCompleter::new(complete::config_keys))]
     pub overrides: Vec<String>,
     /// Keep only experiments whose resolved value matches: `--filter optimizer.type=muon`
     /// (repeatable; all must match).
-    #[arg(long = "filter", value_name = "PATH=VALUE")]
+    #[arg(long = "filter", value_name = "PATH=VALUE", add = ArgValueCompleter::new(complete::config_keys))]
     pub filters: Vec<String>,
 }
 
@@ -346,6 +352,8 @@ fn parse_jobs(text: &str) -> Result<usize, String> {
 
 /// Entry point used by `main`.
 pub fn main() -> ExitCode {
+    // `COMPLETE=bash hft ...` (the registered completion script) answers and exits here.
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).complete();
     let cli = Cli::parse();
     // Ctrl-C lets a checkpointing training save and stop (exit 130, resumed by the next
     // build); anything else, or a second Ctrl-C, exits at once.
@@ -479,11 +487,10 @@ pub fn main() -> ExitCode {
         Command::Cache {
             command: CacheCommand::Stats { cache_dir, json },
         } => housekeeping::stats(cache_dir.as_deref(), json).into(),
-        Command::Completions { shell } => {
-            use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "hft", &mut std::io::stdout());
-            Outcome::Ok.into()
-        }
+        Command::Completions { shell } => match complete::registration(shell) {
+            Ok(()) => Outcome::Ok.into(),
+            Err(e) => fail(&format!("cannot write the completion script: {e}")).into(),
+        },
         Command::Man { dir } => author::man_pages(&dir).into(),
     };
     if crate::train::INTERRUPTED.load(Ordering::SeqCst) {

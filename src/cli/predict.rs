@@ -17,6 +17,7 @@ use crate::usecase::predict::{
 #[derive(Args, Debug)]
 pub struct PredictArgs {
     /// Experiment name, or an experiment file.
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(super::complete::experiment_names))]
     pub experiment: String,
     /// Score this data file or folder instead of the experiment's own source (a file's
     /// name is its symbol: `AAPL.csv`).
@@ -44,6 +45,7 @@ pub struct PredictArgs {
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     /// Experiment name, or an experiment file.
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(super::complete::experiment_names))]
     pub experiment: String,
     /// The folder to write (created if missing).
     #[arg(short, long, value_name = "DIR")]

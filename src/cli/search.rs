@@ -104,7 +104,14 @@ pub fn status_lines(s: &SearchProgress) -> Vec<String> {
         s.spec.trials,
         s.spec.seed
     )];
-    lines.push(format!("objective: {} ({direction})", s.objective));
+    let epochs = match s.epochs_spent() {
+        (0, _) => String::new(),
+        (spent, fresh) if spent < fresh => {
+            format!("; {spent} epochs trained, {fresh} without continuing shorter trainings")
+        }
+        (spent, _) => format!("; {spent} epochs trained"),
+    };
+    lines.push(format!("objective: {} ({direction}){epochs}", s.objective));
     let asha = s.spec.asha.as_ref();
     let mut header = vec!["#".to_string(), "trial".to_string()];
     if let Some(a) = asha {
@@ -140,25 +147,6 @@ pub fn status_lines(s: &SearchProgress) -> Vec<String> {
     lines
 }
 
-/// One line per search for a build's summary.
-pub fn summary_line(s: &SearchProgress) -> String {
-    let built = s.trials.iter().filter(|t| t.objective.is_some()).count();
-    let best = match s.best() {
-        Some(b) => format!("; best {} {}: {}", s.objective, objective_text(b), b.name),
-        None => String::new(),
-    };
-    let state = if s.complete {
-        "complete"
-    } else {
-        "not complete"
-    };
-    format!(
-        "search {}: {built} trial(s) built, {state}{best} (hft search status {})",
-        s.name,
-        s.file.display()
-    )
-}
-
 fn search_json(s: &SearchProgress) -> serde_json::Value {
     let trials: Vec<serde_json::Value> = s
         .trials
@@ -171,6 +159,7 @@ fn search_json(s: &SearchProgress) -> serde_json::Value {
                 "rung": t.candidate.rung,
                 "built": t.objective.is_some(),
                 "objective": t.objective.flatten(),
+                "epochs_trained": t.epochs_trained,
                 "state": fate(s, t),
             })
         })
@@ -183,6 +172,8 @@ fn search_json(s: &SearchProgress) -> serde_json::Value {
         "direction": s.direction,
         "complete": s.complete,
         "best": s.best().map(|b| b.name.clone()),
+        "epochs_trained": s.epochs_spent().0,
+        "epochs_without_reuse": s.epochs_spent().1,
         "trials": trials,
     })
 }

@@ -467,7 +467,8 @@ mod tests {
         let other =
             crate::model::tests::with_options(&model_cfg, serde_json::json!({"dit": {"seed": 1}}));
         let c = predict(&data, &other, &out.checkpoint, &data.test).unwrap();
-        assert_ne!(c.price, preds.price);
+        assert_ne!(c.band.as_ref().unwrap().lower, edges.lower);
+        assert_eq!(c.price, preds.price, "the price head does not sample");
         assert_eq!(c.logits, preds.logits, "the action head does not sample");
     }
 }

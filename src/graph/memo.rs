@@ -49,6 +49,9 @@ pub struct Memo {
     /// The results table's cells (header first); empty when no experiment evaluates.
     pub results: Vec<Vec<String>>,
     pub stages: usize,
+    /// Lines printed after the results table (each search's line).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// The memo's file name for one invocation: a digest of everything besides files that
@@ -182,6 +185,7 @@ mod tests {
             entries: vec![(rel, 6)],
             experiments: vec![],
             results: vec![],
+            notes: vec![],
             stages: 1,
         };
         save(&store, "x", &memo);

@@ -42,14 +42,37 @@ impl LossCurves {
 pub(super) struct PredictionRow {
     pub(super) symbol: String,
     pub(super) timestamp: i64,
-    pub(super) pred_r1: f32,
-    pub(super) actual_r1: f32,
+    /// Predicted and actual returns r1..rP.
+    pub(super) pred: Vec<f32>,
+    pub(super) actual: Vec<f32>,
+    /// The band's lower and upper edges r1..rP (`dit`), empty without a band.
+    pub(super) lower: Vec<f32>,
+    pub(super) upper: Vec<f32>,
     /// 0 buy, 1 hold, 2 sell (the argmax of the action head).
     pub(super) action: u8,
 }
 
-/// Parses `eval::predictions_csv` output (only the columns the plots use).
-pub(super) fn parse_predictions(bytes: &[u8]) -> Result<Vec<PredictionRow>, String> {
+impl PredictionRow {
+    pub(super) fn pred_r1(&self) -> f32 {
+        self.pred[0]
+    }
+    pub(super) fn actual_r1(&self) -> f32 {
+        self.actual[0]
+    }
+}
+
+/// The test split's predictions: every row, the horizon and the band's quantile levels.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Predictions {
+    pub(super) rows: Vec<PredictionRow>,
+    pub(super) horizon: usize,
+    /// The band's quantile levels (`[0.1, 0.9]` from columns `q10_r*`, `q90_r*`).
+    pub(super) band_levels: Option<[f64; 2]>,
+}
+
+/// Parses `eval::predictions_csv` output: the columns `pred_r1..`, `actual_r1..` and, for a
+/// band, `qLO_r1..` and `qHI_r1..`, with the symbol, timestamp and action.
+pub(super) fn parse_predictions(bytes: &[u8]) -> Result<Predictions, String> {
     let mut reader = csv::ReaderBuilder::new().from_reader(bytes);
     let headers = reader
         .headers()
@@ -61,13 +84,38 @@ pub(super) fn parse_predictions(bytes: &[u8]) -> Result<Vec<PredictionRow>, Stri
             .position(|h| h == name)
             .ok_or_else(|| format!("unreadable predictions: no `{name}` column"))
     };
-    let (symbol, timestamp, pred, actual, action) = (
-        column("symbol")?,
-        column("timestamp")?,
-        column("pred_r1")?,
-        column("actual_r1")?,
-        column("action")?,
-    );
+    let (symbol, timestamp) = (column("symbol")?, column("timestamp")?);
+    column("pred_r1")?;
+    let action = column("action")?;
+    let steps = |prefix: &str| -> Vec<usize> {
+        (1..)
+            .map_while(|h| headers.iter().position(|c| c == format!("{prefix}_r{h}")))
+            .collect()
+    };
+    let pred = steps("pred");
+    let horizon = pred.len();
+    let actual = steps("actual");
+    if actual.len() != horizon {
+        return Err(format!(
+            "unreadable predictions: {horizon} `pred_r*` columns but {} `actual_r*`",
+            actual.len()
+        ));
+    }
+    // The band's columns are named by their quantile in percent (`q10_r1`, `q90_r1`).
+    let quantiles: Vec<u32> = headers
+        .iter()
+        .filter_map(|c| c.strip_prefix('q')?.strip_suffix("_r1")?.parse().ok())
+        .collect();
+    let (band_levels, lower, upper) = match quantiles[..] {
+        [lo, hi] if lo < hi => {
+            let (l, u) = (steps(&format!("q{lo}")), steps(&format!("q{hi}")));
+            if l.len() != horizon || u.len() != horizon {
+                return Err("unreadable predictions: band columns do not cover every step".into());
+            }
+            (Some([f64::from(lo) / 100.0, f64::from(hi) / 100.0]), l, u)
+        }
+        _ => (None, Vec::new(), Vec::new()),
+    };
     let mut rows = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let line = i + 2;
@@ -80,11 +128,19 @@ pub(super) fn parse_predictions(bytes: &[u8]) -> Result<Vec<PredictionRow>, Stri
                 field(c)
             )
         };
+        let floats = |columns: &[usize]| -> Result<Vec<f32>, String> {
+            columns
+                .iter()
+                .map(|&c| field(c).parse().map_err(|_| bad(c)))
+                .collect()
+        };
         rows.push(PredictionRow {
             symbol: field(symbol).to_string(),
             timestamp: field(timestamp).parse().map_err(|_| bad(timestamp))?,
-            pred_r1: field(pred).parse().map_err(|_| bad(pred))?,
-            actual_r1: field(actual).parse().map_err(|_| bad(actual))?,
+            pred: floats(&pred)?,
+            actual: floats(&actual)?,
+            lower: floats(&lower)?,
+            upper: floats(&upper)?,
             action: match field(action) {
                 "buy" => 0,
                 "hold" => 1,
@@ -93,7 +149,11 @@ pub(super) fn parse_predictions(bytes: &[u8]) -> Result<Vec<PredictionRow>, Stri
             },
         });
     }
-    Ok(rows)
+    Ok(Predictions {
+        rows,
+        horizon,
+        band_levels,
+    })
 }
 
 /// The evaluation settings from the resolved config leaves (`evaluation.*`), defaults for
@@ -135,10 +195,10 @@ pub(super) fn equity_curves(rows: &[PredictionRow], evaluation: &EvaluationConfi
         })
         .collect();
     let timestamps: Vec<i64> = rows.iter().map(|r| r.timestamp).collect();
-    let returns: Vec<f64> = rows.iter().map(|r| f64::from(r.actual_r1)).collect();
+    let returns: Vec<f64> = rows.iter().map(|r| f64::from(r.actual_r1())).collect();
     let strategy: Vec<f64> = rows
         .iter()
-        .map(|r| eval::position(evaluation.signal, r.action, r.pred_r1))
+        .map(|r| eval::position(evaluation.signal, r.action, r.pred_r1()))
         .collect();
     let hold = vec![1.0; rows.len()];
     let cost = evaluation.cost_bps;
@@ -151,6 +211,82 @@ pub(super) fn equity_curves(rows: &[PredictionRow], evaluation: &EvaluationConfi
         buy_and_hold: eval::equity(&hold_bars),
     }
 }
+/// The forecast's figures at each horizon step r1..rP.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct HorizonStats {
+    /// `1 - MSE / persistence MSE` per step; `None` where every actual return is 0.
+    pub(super) skill: Vec<Option<f64>>,
+    /// Share of windows whose predicted and actual returns have the same sign, among those
+    /// whose actual return is not 0.
+    pub(super) directional_accuracy: Vec<Option<f64>>,
+    /// Share of actual returns inside the band per step (empty without a band).
+    pub(super) coverage: Vec<f64>,
+}
+
+pub(super) fn horizon_stats(predictions: &Predictions) -> HorizonStats {
+    let mut stats = HorizonStats::default();
+    let rows = &predictions.rows;
+    for h in 0..predictions.horizon {
+        let (mut se, mut persistence, mut right, mut moved) = (0.0, 0.0, 0usize, 0usize);
+        for r in rows {
+            let (p, a) = (f64::from(r.pred[h]), f64::from(r.actual[h]));
+            se += (p - a).powi(2);
+            persistence += a * a;
+            if a != 0.0 {
+                moved += 1;
+                right += usize::from(p.signum() == a.signum() && p != 0.0);
+            }
+        }
+        stats
+            .skill
+            .push((persistence > 0.0).then(|| 1.0 - se / persistence));
+        stats
+            .directional_accuracy
+            .push((moved > 0).then(|| right as f64 / moved as f64));
+        if predictions.band_levels.is_some() && !rows.is_empty() {
+            let inside = rows
+                .iter()
+                .filter(|r| r.lower[h] <= r.actual[h] && r.actual[h] <= r.upper[h])
+                .count();
+            stats.coverage.push(inside as f64 / rows.len() as f64);
+        }
+    }
+    stats
+}
+
+/// Mean absolute change of position per bar (one-way turnover): each symbol's positions in
+/// time order, starting flat as the backtest does, over every symbol's bars. 1 is a full
+/// unit traded every bar; a flip from long to short is 2.
+pub(super) fn turnover(rows: &[PredictionRow], evaluation: &EvaluationConfig) -> Option<f64> {
+    if rows.is_empty() {
+        return None;
+    }
+    let mut order: Vec<&PredictionRow> = rows.iter().collect();
+    order.sort_by(|a, b| (&a.symbol, a.timestamp).cmp(&(&b.symbol, b.timestamp)));
+    let mut total = 0.0;
+    for group in order.chunk_by(|a, b| a.symbol == b.symbol) {
+        let mut previous = 0.0;
+        for r in group {
+            let position = eval::position(evaluation.signal, r.action, r.pred_r1());
+            total += (position - previous).abs();
+            previous = position;
+        }
+    }
+    Some(total / rows.len() as f64)
+}
+
+/// The rows of each symbol, symbols in order of first appearance.
+pub(super) fn by_symbol(rows: &[PredictionRow]) -> Vec<(&str, Vec<PredictionRow>)> {
+    let mut out: Vec<(&str, Vec<PredictionRow>)> = Vec::new();
+    for r in rows {
+        match out.iter_mut().find(|(s, _)| *s == r.symbol) {
+            Some((_, list)) => list.push(r.clone()),
+            None => out.push((&r.symbol, vec![r.clone()])),
+        }
+    }
+    out
+}
+
 /// The strategy's annualised return, `(1 + total)^(bars per year / bars) - 1`, from the
 /// backtest figures in `metrics`; `None` when one is missing or the strategy has no bars.
 pub(super) fn annualised_return(metrics: &BTreeMap<String, f64>) -> Option<f64> {
@@ -172,7 +308,7 @@ mod tests {
 
     #[test]
     fn equity_curve_ends_at_the_backtest_total_return() {
-        let rows = parse_predictions(CSV.as_bytes()).unwrap();
+        let rows = parse_predictions(CSV.as_bytes()).unwrap().rows;
         assert_eq!(rows.len(), 5);
         assert_eq!(rows[1].action, 2);
         let evaluation = evaluation_config(&experiment("a", "0.001").config);
@@ -193,7 +329,7 @@ mod tests {
         // And exactly what the evaluate stage reports (same f32 inputs, same operations).
         let symbols = [0, 1, 0, 1, 0];
         let timestamps: Vec<i64> = rows.iter().map(|r| r.timestamp).collect();
-        let returns: Vec<f64> = rows.iter().map(|r| f64::from(r.actual_r1)).collect();
+        let returns: Vec<f64> = rows.iter().map(|r| f64::from(r.actual_r1())).collect();
         let positions = [1.0, -1.0, -1.0, 0.0, 1.0];
         let stats =
             crate::eval::portfolio(&symbols, &timestamps, &positions, &returns, 10.0, 252.0);
@@ -221,6 +357,31 @@ mod tests {
         );
         let end = *by_price.strategy.last().unwrap();
         assert!((end - (1.0 + stats.total_return)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn every_horizon_step_and_the_band_are_read_and_scored() {
+        let p = parse_predictions(CSV.as_bytes()).unwrap();
+        assert_eq!((p.horizon, p.band_levels), (2, None));
+        assert_eq!(p.rows[0].pred, [0.01, 0.0]);
+        let stats = horizon_stats(&p);
+        // r2: every prediction 0 (persistence), actual 0.01 once: skill 0; no direction
+        // right among the one move.
+        assert_eq!(stats.skill[1], Some(0.0));
+        assert_eq!(stats.directional_accuracy[1], Some(0.0));
+        assert!(stats.coverage.is_empty());
+
+        let band = "symbol,timestamp,pred_r1,q10_r1,q90_r1,actual_r1,action\n\
+                    A,1,0,-0.01,0.01,0.005,buy\nA,2,0,-0.01,0.01,0.02,buy\n";
+        let p = parse_predictions(band.as_bytes()).unwrap();
+        assert_eq!(p.band_levels, Some([0.1, 0.9]));
+        assert_eq!(horizon_stats(&p).coverage, [0.5]);
+        let short = "symbol,timestamp,pred_r1,pred_r2,actual_r1,action\nA,1,0,0,0,buy\n";
+        assert!(
+            parse_predictions(short.as_bytes())
+                .unwrap_err()
+                .contains("2 `pred_r*` columns but 1 `actual_r*`")
+        );
     }
 
     #[test]

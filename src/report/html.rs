@@ -1,21 +1,30 @@
 //! `hft report`: one self-contained HTML file with inline SVG plots.
 //!
-//! The document loads nothing: CSS is inline, there are no scripts, and the plots are SVG
-//! drawn by plotters (its SVG backend writes `<text>` elements, so no font files are needed:
-//! the browser draws the labels). Every piece of user text (experiment names, file paths,
-//! config values) is escaped. The output depends only on the input, so a report of the same
-//! builds is the same file.
+//! The document loads nothing: CSS and JavaScript are inline, and the plots are SVG drawn
+//! by plotters (its SVG backend writes `<text>` elements, so no font files are needed: the
+//! browser draws the labels) or, for the interactive views, by the page's script from JSON
+//! embedded in the page. Every piece of user text (experiment names, file paths, config
+//! values) is escaped. The output depends only on the input, so a report of the same builds
+//! is the same file.
 //!
-//! This file assembles the page; [`tables`](super::tables) writes the metrics and config
-//! tables, [`data`](super::data) reads the stored results and [`plots`](super::plots)
-//! draws them.
+//! This file assembles the page; [`runs`](super::runs) gathers each experiment's figures,
+//! [`tables`](super::tables) writes the runs and config tables, [`data`](super::data) reads
+//! the stored results, [`plots`](super::plots), [`time_plots`](super::time_plots) and
+//! [`symbols`](super::symbols) draw them, [`interactive`](super::interactive) writes the
+//! views the script draws.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::data::{LossCurves, equity_curves, evaluation_config, parse_predictions};
-use super::plots::{Plot, drawdown_plot, equity_plot, fold_plot, loss_plot, scatter_plot};
+use super::chart::Plot;
+use super::data::{LossCurves, equity_curves, horizon_stats};
+use super::interactive;
+use super::plots::{calibration_plot, fold_plot, horizon_plot, loss_plot, scatter_plot};
+use super::runs::{Run, runs};
+use super::sweep::sweeps;
+use super::symbols::symbols_section;
 use super::tables::{config_diff_section, display_value, fold_table, metrics_section};
+use super::time_plots::{drawdown_plot, equity_plot};
 use crate::eval::overfitting::{parse_fold_returns, sweep_pbo};
 
 /// What the report shows of one experiment, gathered by the CLI from the store.
@@ -54,12 +63,17 @@ pub fn render(experiments: &[ReportExperiment]) -> Result<String, String> {
         n => format!("{n} experiments"),
     };
     let _ = writeln!(html, "<h1>hft report</h1>\n<p class=\"sub\">{count}</p>");
-    metrics_section(&mut html, experiments);
+    let (runs, groups) = runs(experiments);
+    let sweeps = sweeps(&runs);
+    metrics_section(&mut html, &runs, &groups);
+    interactive::loss_section(&mut html, &runs);
+    interactive::sweep_sections(&mut html, &runs, &sweeps);
     pbo_section(&mut html, experiments);
     config_diff_section(&mut html, experiments);
-    for (i, e) in experiments.iter().enumerate() {
-        experiment_section(&mut html, i, e);
+    for run in &runs {
+        experiment_section(&mut html, run);
     }
+    interactive::data_and_script(&mut html, &runs, &sweeps);
     html.push_str("</body>\n</html>\n");
     Ok(html)
 }
@@ -90,6 +104,18 @@ figure svg { width: 100%; height: auto; display: block; }
 figcaption { font-size: 0.85rem; color: #444; margin-top: 0.3rem; }
 .not-built { color: #999; font-style: italic; padding: 3rem 0; text-align: center; }
 details { margin-top: 0.8rem; }
+table.runs th[data-type] { cursor: pointer; user-select: none; }
+table.runs th[aria-sort="ascending"]::after { content: " \25B2"; }
+table.runs th[aria-sort="descending"]::after { content: " \25BC"; }
+table.runs tr.group th { text-align: left; background: #e9eef6; font-weight: normal; }
+.swatch { display: inline-block; width: 0.7rem; height: 0.7rem; border-radius: 2px; margin-right: 0.35rem; vertical-align: baseline; }
+.controls { margin: 0.4rem 0; }
+.controls label { margin-right: 0.8rem; white-space: nowrap; }
+.toggles { display: flex; flex-wrap: wrap; gap: 0.2rem 0.9rem; font-size: 0.9rem; margin: 0.4rem 0; }
+.js-plot svg { width: 100%; height: auto; display: block; }
+.sweep-grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 1rem; }
+.js-plot text { font-family: system-ui, sans-serif; font-size: 12px; fill: #333; }
+.symbols table { margin-bottom: 0.8rem; }
 </style>
 </head>
 <body>
@@ -166,7 +192,8 @@ fn pbo_section(html: &mut String, experiments: &[ReportExperiment]) {
 // ---------------------------------------------------------------------------------------
 // per experiment
 
-fn experiment_section(html: &mut String, index: usize, e: &ReportExperiment) {
+fn experiment_section(html: &mut String, run: &Run) {
+    let (index, e) = (run.index, run.e);
     let _ = writeln!(
         html,
         "<section class=\"experiment\" id=\"exp-{index}\">\n<h2>{}</h2>\n\
@@ -182,38 +209,54 @@ fn experiment_section(html: &mut String, index: usize, e: &ReportExperiment) {
         .map(|log| loss_plot(&LossCurves::from_log(log)));
     figure(html, "loss", "Training and validation loss per epoch", loss);
 
-    let predictions = e.predictions.as_deref().map(parse_predictions);
-    let evaluation = evaluation_config(&e.config);
-    let equity = predictions.as_ref().map(|rows| {
-        let rows = rows.as_ref().map_err(Clone::clone)?;
-        equity_plot(&equity_curves(rows, &evaluation), &evaluation)
-    });
+    let predictions = run
+        .predictions
+        .as_ref()
+        .map(|p| p.as_ref().map_err(Clone::clone));
+    let evaluation = &run.evaluation;
+    let equity = predictions
+        .clone()
+        .map(|p| equity_plot(&equity_curves(&p?.rows, evaluation), evaluation));
     figure(
         html,
         "equity",
         "Equity on the test split: strategy against buy-and-hold",
         equity,
     );
-    let drawdown = predictions.as_ref().map(|rows| {
-        let rows = rows.as_ref().map_err(Clone::clone)?;
-        drawdown_plot(&equity_curves(rows, &evaluation))
-    });
+    let drawdown = predictions
+        .clone()
+        .map(|p| drawdown_plot(&equity_curves(&p?.rows, evaluation)));
     figure(
         html,
         "drawdown",
         "Drawdown on the test split: how far each equity curve is below its peak",
         drawdown,
     );
-    let scatter = predictions.as_ref().map(|rows| {
-        let rows = rows.as_ref().map_err(Clone::clone)?;
-        scatter_plot(rows)
-    });
+    let scatter = predictions.clone().map(|p| scatter_plot(&p?.rows));
     figure(
         html,
         "scatter",
         "Predicted against actual next-bar return (r1) per test window",
         scatter,
     );
+    let stats = predictions.clone().map(|p| p.map(horizon_stats));
+    figure(
+        html,
+        "horizon",
+        "Skill against persistence at every horizon step (r1 the next bar)",
+        stats.as_ref().map(|s| horizon_plot(s.as_ref()?)),
+    );
+    // A probabilistic model's band: observed coverage against the nominal.
+    if let (Some(Ok(p)), Some(Ok(s))) = (&predictions, &stats)
+        && let Some(levels) = p.band_levels
+    {
+        figure(
+            html,
+            "calibration",
+            "Calibration of the forecast band: observed against nominal coverage per step",
+            Some(calibration_plot(&s.coverage, levels)),
+        );
+    }
     if let Some(folds) = &e.folds {
         let points: Vec<(f64, Option<f64>, Option<f64>)> = folds
             .iter()
@@ -232,6 +275,9 @@ fn experiment_section(html: &mut String, index: usize, e: &ReportExperiment) {
     html.push_str("</div>\n");
     if let Some(folds) = &e.folds {
         fold_table(html, folds);
+    }
+    if let Some(Ok(p)) = &predictions {
+        symbols_section(html, run, p);
     }
 
     let _ = write!(
@@ -253,7 +299,12 @@ fn experiment_section(html: &mut String, index: usize, e: &ReportExperiment) {
 
 /// One plot's figure: `None` when the stage it needs is not built, `Err` when its input
 /// could not be read or drawn (shown instead of the plot).
-fn figure(html: &mut String, kind: &str, caption: &str, plot: Option<Result<Plot, String>>) {
+pub(super) fn figure(
+    html: &mut String,
+    kind: &str,
+    caption: &str,
+    plot: Option<Result<Plot, String>>,
+) {
     match plot {
         Some(Ok(plot)) => {
             let svg = plot
@@ -292,6 +343,7 @@ fn figure(html: &mut String, kind: &str, caption: &str, plot: Option<Result<Plot
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::report::data::parse_predictions;
 
     pub(in crate::report) const CSV: &str = "\
 symbol,timestamp,pred_r1,pred_r2,actual_r1,actual_r2,logit_buy,logit_hold,logit_sell,action,label
@@ -339,30 +391,51 @@ AAA,300,0.02,0.0,0.01,0.0,2,0,0,buy,buy
     }
 
     /// Whatever could make a browser fetch something: URLs (also scheme-relative ones),
-    /// `src` attributes, scripts, stylesheet links, CSS `url()` and `@import`.
+    /// `src` attributes, a script that is not inline, stylesheet links, CSS `url()` and
+    /// `@import`.
     pub(in crate::report) fn external_references(html: &str) -> Vec<&str> {
         let lower = html.to_ascii_lowercase();
-        [
-            "http://", "https://", "//", "src=", "<script", "<link", "url(", "@import",
+        let mut found: Vec<&str> = [
+            "http://", "https://", "//", "src=", "<link", "url(", "@import",
         ]
         .into_iter()
         .filter(|needle| lower.contains(needle))
-        .collect()
+        .collect();
+        let script_tags = lower.match_indices("<script").map(|(i, _)| &lower[i..]);
+        if script_tags
+            .map(|tag| tag.split('>').next().unwrap_or(tag))
+            .any(|tag| tag.contains("src") || tag.contains("import"))
+        {
+            found.push("<script src");
+        }
+        found
+    }
+
+    /// The plots drawn by plotters (the script's own SVG is not counted).
+    pub(in crate::report) fn plotter_svgs(html: &str) -> usize {
+        html.matches("<svg role=\"img\"").count()
     }
 
     #[test]
-    fn a_report_is_self_contained_with_four_plots_per_experiment() {
+    fn a_report_is_self_contained_with_its_plots_per_experiment() {
         let html = render(&[experiment("a", "0.001"), experiment("b", "0.01")]).unwrap();
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert_eq!(external_references(&html), Vec::<&str>::new());
-        for kind in ["loss", "equity", "drawdown", "scatter"] {
+        for kind in ["loss", "equity", "drawdown", "scatter", "horizon"] {
             let figures = html
                 .matches(&format!("<figure class=\"plot {kind}\">"))
                 .count();
             assert_eq!(figures, 2, "{kind}");
         }
-        assert_eq!(html.matches("<svg ").count(), 8);
-        assert_eq!(html.matches("</svg>").count(), 8);
+        // Two symbols each: a panel per symbol, and no band (no calibration plot).
+        assert_eq!(
+            html.matches("<figure class=\"plot symbol-equity\">")
+                .count(),
+            4
+        );
+        assert!(html.contains("<summary>Per symbol (2 symbols)</summary>"));
+        assert!(!html.contains("plot calibration"));
+        assert_eq!(plotter_svgs(&html), 14);
         // The plots carry their text as SVG text (no font files needed).
         assert!(html.contains(">\nepoch\n</text>"), "axis label missing");
         assert!(html.contains("validation"));
@@ -428,11 +501,11 @@ AAA,300,0.02,0.0,0.01,0.0,2,0,0,buy,buy
         assert_eq!(
             html.matches("<div class=\"not-built\">not built</div>")
                 .count(),
-            4
+            5
         );
         assert!(html.contains("no `pred_r1` column"));
         assert!(html.contains("no epochs logged"));
-        assert!(!html.contains("<svg"));
+        assert_eq!(plotter_svgs(&html), 0);
         assert_eq!(external_references(&html), Vec::<&str>::new());
 
         let rows = parse_predictions(b"symbol,timestamp,pred_r1,actual_r1,action\nA,x,0,0,buy\n");

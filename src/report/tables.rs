@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::html::{ReportExperiment, escape};
+use super::runs::{ANNUALISED_RETURN, Groups, Run, TURNOVER};
 use crate::eval::deflated::{DSR_METRIC, DSR_TRIALS_METRIC};
 
 #[derive(Clone, Copy)]
@@ -23,18 +24,15 @@ enum Better {
     Neither,
 }
 
-struct Column {
-    title: &'static str,
+pub(super) struct Column {
+    pub(super) title: &'static str,
     /// The first key an experiment has is shown.
-    keys: &'static [&'static str],
+    pub(super) keys: &'static [&'static str],
     format: Format,
     better: Better,
 }
 
-/// The strategy's annualised return, derived from the catalog's figures.
-const ANNUALISED_RETURN: &str = "backtest.strategy.annualised_return";
-
-const COLUMNS: &[Column] = &[
+pub(super) const COLUMNS: &[Column] = &[
     Column {
         title: "val loss",
         // The selected epoch's loss (the weights evaluated); older records kept the last
@@ -118,6 +116,13 @@ const COLUMNS: &[Column] = &[
         better: Better::Neither,
     },
     Column {
+        // Derived by the report (`data::turnover`) from the predictions.
+        title: "turnover",
+        keys: &[TURNOVER],
+        format: Format::Fixed(3),
+        better: Better::Neither,
+    },
+    Column {
         title: "Sharpe",
         keys: &["backtest.strategy.sharpe"],
         format: Format::Fixed(2),
@@ -137,6 +142,13 @@ const COLUMNS: &[Column] = &[
         better: Better::Lower,
     },
     Column {
+        // `dit`'s 10%-90% band (eval::BAND_LEVELS): calibrated at 80%.
+        title: "band coverage (nominal 80%)",
+        keys: &["price.band.coverage"],
+        format: Format::Percent,
+        better: Better::Neither,
+    },
+    Column {
         title: "buy&amp;hold return",
         keys: &["backtest.buy_and_hold.total_return"],
         format: Format::SignedPercent,
@@ -151,14 +163,20 @@ const COLUMNS: &[Column] = &[
 ];
 
 impl Column {
-    fn value(&self, e: &ReportExperiment) -> Option<f64> {
+    pub(super) fn value(&self, run: &Run) -> Option<f64> {
         self.keys
             .iter()
-            .find_map(|k| match *k {
-                ANNUALISED_RETURN => super::data::annualised_return(&e.metrics),
-                key => e.metrics.get(key).copied(),
-            })
+            .find_map(|k| run.metrics.get(*k).copied())
             .filter(|v| v.is_finite())
+    }
+
+    /// Whether a higher value is better (`Some(true)`), a lower one, or neither.
+    pub(super) fn higher_is_better(&self) -> Option<bool> {
+        match self.better {
+            Better::Higher => Some(true),
+            Better::Lower => Some(false),
+            Better::Neither => None,
+        }
     }
 
     fn format(&self, v: f64) -> String {
@@ -170,17 +188,17 @@ impl Column {
         }
     }
 
-    /// The best value among `experiments` (one dataset's), when there are at least two to
+    /// The best value among `runs` (one dataset's), when there are at least two to
     /// compare. A strategy that never traded has no drawdown to be best at.
-    fn best(&self, experiments: &[&ReportExperiment]) -> Option<f64> {
-        let traded = |e: &&&ReportExperiment| {
+    fn best(&self, runs: &[&Run]) -> Option<f64> {
+        let traded = |r: &&&Run| {
             !self.keys.contains(&"backtest.strategy.max_drawdown")
-                || e.metrics.get("backtest.strategy.trades") != Some(&0.0)
+                || r.metrics.get("backtest.strategy.trades") != Some(&0.0)
         };
-        let values: Vec<f64> = experiments
+        let values: Vec<f64> = runs
             .iter()
             .filter(traded)
-            .filter_map(|e| self.value(e))
+            .filter_map(|r| self.value(r))
             .collect();
         if values.len() < 2 {
             return None;
@@ -193,72 +211,115 @@ impl Column {
     }
 }
 
-pub(super) fn metrics_section(html: &mut String, experiments: &[ReportExperiment]) {
-    html.push_str("<section id=\"metrics\">\n<h2>Metrics</h2>\n");
-    if experiments.is_empty() {
+/// The runs table: one row per run, grouped by dataset ("best" in bold within a group),
+/// sortable by a click on a header and filtered by the text box (`report.js`). Each cell
+/// keeps its exact value in `data-v` for sorting; `data-search` holds what the filter
+/// matches besides the row's text (file, the config values that differ between runs).
+pub(super) fn metrics_section(html: &mut String, runs: &[Run], groups: &Groups) {
+    html.push_str("<section id=\"metrics\">\n<h2>Runs</h2>\n");
+    if runs.is_empty() {
         html.push_str("<p>No experiments.</p>\n</section>\n");
         return;
     }
     html.push_str(
         "<p class=\"meta\">Test split; returns and Sharpe from the backtest, best of each \
-         column in bold among the experiments on the same data. Skill is 1 - MSE / persistence MSE (persistence predicts no move); \
+         column in bold among the runs on the same data. Skill is 1 - MSE / persistence MSE (persistence predicts no move); \
          a negative skill is marked (no skill). Ridge: a linear baseline on the flattened \
-         window, fit on train, its strength chosen on val. Deflated Sharpe: the probability \
+         window, fit on train, its strength chosen on val. Turnover: the mean absolute change \
+         of position per bar (a flip from long to short is 2). Band coverage: the share of \
+         actual returns inside a probabilistic model's 10%-90% band. Deflated Sharpe: the probability \
          that the strategy's true Sharpe ratio beats the best of N trials' by luck, N the \
-         evaluations the catalog has seen on the same dataset.</p>\n<div class=\"scroll\"><table class=\"metrics\">\n<tr>\
-         <th>experiment</th><th>model</th><th>optimizer</th>",
+         evaluations the catalog has seen on the same dataset. Click a column's header to \
+         sort by it (again to reverse).</p>\n\
+         <p class=\"controls\"><label>Filter <input id=\"run-filter\" type=\"search\" \
+         placeholder=\"name, model, key=value\" autocomplete=\"off\"></label> \
+         <span id=\"run-count\"></span></p>\n\
+         <div class=\"scroll\"><table class=\"metrics runs\">\n<thead><tr>\
+         <th data-type=\"text\">experiment</th><th data-type=\"text\">model</th>\
+         <th data-type=\"text\">optimizer</th>",
     );
     for c in COLUMNS {
-        let _ = write!(html, "<th>{}</th>", c.title);
+        let _ = write!(html, "<th data-type=\"num\">{}</th>", c.title);
     }
-    html.push_str("</tr>\n");
-    // "Best" only means something among experiments on the same data.
-    let dataset = |e: &ReportExperiment| -> Vec<(String, String)> {
-        e.config
-            .iter()
-            .filter(|(k, _)| k.starts_with("data."))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    };
-    let best_in_group = |e: &ReportExperiment| -> Vec<Option<f64>> {
-        let key = dataset(e);
-        let group: Vec<&ReportExperiment> =
-            experiments.iter().filter(|o| dataset(o) == key).collect();
-        COLUMNS.iter().map(|c| c.best(&group)).collect()
-    };
-    for (i, e) in experiments.iter().enumerate() {
-        let best = best_in_group(e);
-        let _ = write!(
-            html,
-            "<tr><td><a href=\"#exp-{i}\" title=\"{}\">{}</a></td><td>{}</td><td>{}</td>",
-            escape(&e.file),
-            escape(&e.name),
-            escape(&e.model),
-            escape(&e.optimizer)
-        );
-        for (c, best) in COLUMNS.iter().zip(&best) {
-            match c.value(e) {
-                Some(v) => {
-                    let mut class = if Some(v) == *best { "num best" } else { "num" }.to_string();
-                    let mut text = c.format(v);
-                    // A negative skill: worse than predicting no move.
-                    if c.title.ends_with("skill") && v < 0.0 {
-                        class.push_str(" no-skill");
-                        text.push_str(" (no skill)");
-                    }
-                    if c.keys == [DSR_METRIC]
-                        && let Some(n) = e.metrics.get(DSR_TRIALS_METRIC)
-                    {
-                        let _ = write!(text, " (N={n})");
-                    }
-                    let _ = write!(html, "<td class=\"{class}\">{text}</td>");
-                }
-                None => html.push_str("<td class=\"num\">-</td>"),
-            }
+    html.push_str("</tr></thead>\n");
+    let differing = differing_config(runs);
+    for (g, label) in groups.labels.iter().enumerate() {
+        let members: Vec<&Run> = runs.iter().filter(|r| r.group == g).collect();
+        let best: Vec<Option<f64>> = COLUMNS.iter().map(|c| c.best(&members)).collect();
+        let _ = writeln!(html, "<tbody data-group=\"{g}\">");
+        if !label.is_empty() {
+            let _ = writeln!(
+                html,
+                "<tr class=\"group\"><th colspan=\"{}\">data: {}</th></tr>",
+                COLUMNS.len() + 3,
+                escape(label)
+            );
         }
-        html.push_str("</tr>\n");
+        for run in members {
+            run_row(html, run, &best, &differing);
+        }
+        html.push_str("</tbody>\n");
     }
     html.push_str("</table></div>\n</section>\n");
+}
+
+/// The config keys whose values differ between runs (what a `key=value` filter matches).
+fn differing_config(runs: &[Run]) -> Vec<String> {
+    let keys: BTreeSet<&String> = runs.iter().flat_map(|r| r.e.config.keys()).collect();
+    keys.into_iter()
+        .filter(|k| !NOT_CONFIG.contains(&k.as_str()))
+        .filter(|k| {
+            runs.windows(2)
+                .any(|w| w[0].e.config.get(*k) != w[1].e.config.get(*k))
+        })
+        .cloned()
+        .collect()
+}
+
+fn run_row(html: &mut String, run: &Run, best: &[Option<f64>], differing: &[String]) {
+    let e = run.e;
+    let mut search = e.file.clone();
+    for k in differing {
+        if let Some(v) = e.config.get(k) {
+            let _ = write!(search, " {k}={}", display_value(v));
+        }
+    }
+    let _ = write!(
+        html,
+        "<tr class=\"run\" data-run=\"{}\" data-search=\"{}\"><td data-v=\"{}\">\
+         <span class=\"swatch\" style=\"background:{}\"></span><a href=\"#exp-{}\" title=\"{}\">{}</a></td>\
+         <td>{}</td><td>{}</td>",
+        run.index,
+        escape(&search),
+        escape(&e.name),
+        super::interactive::color(run.index),
+        run.index,
+        escape(&e.file),
+        escape(&e.name),
+        escape(&e.model),
+        escape(&e.optimizer)
+    );
+    for (c, best) in COLUMNS.iter().zip(best) {
+        match c.value(run) {
+            Some(v) => {
+                let mut class = if Some(v) == *best { "num best" } else { "num" }.to_string();
+                let mut text = c.format(v);
+                // A negative skill: worse than predicting no move.
+                if c.title.ends_with("skill") && v < 0.0 {
+                    class.push_str(" no-skill");
+                    text.push_str(" (no skill)");
+                }
+                if c.keys == [DSR_METRIC]
+                    && let Some(n) = run.metrics.get(DSR_TRIALS_METRIC)
+                {
+                    let _ = write!(text, " (N={n})");
+                }
+                let _ = write!(html, "<td class=\"{class}\" data-v=\"{v:e}\">{text}</td>");
+            }
+            None => html.push_str("<td class=\"num\">-</td>"),
+        }
+    }
+    html.push_str("</tr>\n");
 }
 
 /// Keys that name or describe an experiment rather than configure it.
@@ -364,8 +425,26 @@ pub(super) fn fold_table(html: &mut String, folds: &[serde_json::Value]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::html::render;
     use crate::report::html::tests::experiment;
+
+    /// The page without the attributes the script reads (`data-v`, `data-type`), so the
+    /// assertions read as the table looks.
+    fn render(experiments: &[ReportExperiment]) -> Result<String, String> {
+        let html = crate::report::html::render(experiments)?;
+        let mut out = String::with_capacity(html.len());
+        let mut rest = html.as_str();
+        while let Some(at) = [" data-v=\"", " data-type=\""]
+            .iter()
+            .filter_map(|a| rest.find(a).map(|i| (i, a.len())))
+            .min()
+        {
+            out.push_str(&rest[..at.0]);
+            let after = &rest[at.0 + at.1..];
+            rest = after.split_once('"').map_or("", |(_, tail)| tail);
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
 
     #[test]
     fn config_diff_lists_only_differing_keys() {

@@ -1,6 +1,6 @@
 //! Build records under `builds/`: small JSON documents kept by name beside the store proper
-//! (what an experiment's last build saw, a resumable checkpoint, an API snapshot, an
-//! audit's divergent outputs, a features memo).
+//! (what an experiment's last build saw, a resumable checkpoint, a finished training's
+//! continuation, an API snapshot, an audit's divergent outputs, a features memo).
 //!
 //! Most records are opaque to the store, stored and read by the name their writer gives
 //! them. The kinds that keep blobs alive are typed here ([`PinKind`]): the store knows
@@ -66,6 +66,20 @@ impl Store {
         self.remove_build_record(&kind.record_id(id))
     }
 
+    /// The ids of the `kind` records whose id starts with `prefix`, sorted.
+    pub fn pin_record_ids(&self, kind: PinKind, prefix: &str) -> io::Result<Vec<String>> {
+        let names = kind.record_id(prefix);
+        Ok(self
+            .build_record_ids()?
+            .into_iter()
+            .filter(|name| name.starts_with(&names))
+            .filter_map(|name| {
+                let (k, id) = PinKind::of_record(&name)?;
+                (k == kind && kind.accepts(id)).then(|| id.to_string())
+            })
+            .collect())
+    }
+
     /// The names of every build record (`builds/<id>.json` -> `<id>`), sorted.
     pub fn build_record_ids(&self) -> io::Result<Vec<String>> {
         Ok(read_dir(&self.root.join("builds"))?
@@ -101,6 +115,7 @@ impl Store {
                     kind,
                     id: id.to_string(),
                     digests: kind.pinned_digests(&bytes),
+                    owner: kind.owner(id, &bytes),
                 },
                 path,
                 size: meta.as_ref().map(|m| m.len()).unwrap_or(0),
@@ -122,10 +137,19 @@ pub enum PinKind {
     /// `audit-<stage key>`: the differing outputs re-executions of a key produced,
     /// `{<output>: [<hex>, ..]}`.
     Audit,
+    /// `continuation-<prefix key>-<epochs>`: the final resumable state of a finished
+    /// training, found by the key of everything it read but its epochs, from which the same
+    /// training with more epochs continues; `{"key": <its stage key>, "digest": <hex>, ..}`.
+    Continuation,
 }
 
 impl PinKind {
-    pub const ALL: [PinKind; 3] = [PinKind::Checkpoint, PinKind::Snapshot, PinKind::Audit];
+    pub const ALL: [PinKind; 4] = [
+        PinKind::Checkpoint,
+        PinKind::Snapshot,
+        PinKind::Audit,
+        PinKind::Continuation,
+    ];
 
     /// The name prefix of its records (before the `-`).
     pub fn prefix(self) -> &'static str {
@@ -133,6 +157,7 @@ impl PinKind {
             PinKind::Checkpoint => "partial",
             PinKind::Snapshot => "snapshot",
             PinKind::Audit => "audit",
+            PinKind::Continuation => "continuation",
         }
     }
 
@@ -152,11 +177,35 @@ impl PinKind {
     }
 
     /// Whether `id` is a name this kind's writers give: checkpoints and audits belong to
-    /// a well-formed stage key; snapshots are named by their request.
+    /// a well-formed stage key, continuations to a prefix key (of the same form) and a
+    /// number of epochs; snapshots are named by their request.
     pub fn accepts(self, id: &str) -> bool {
         match self {
             PinKind::Checkpoint | PinKind::Audit => is_stage_key(id),
+            PinKind::Continuation => id.rsplit_once('-').is_some_and(|(prefix, epochs)| {
+                is_stage_key(prefix)
+                    && !epochs.is_empty()
+                    && epochs.bytes().all(|b| b.is_ascii_digit())
+            }),
             PinKind::Snapshot => true,
+        }
+    }
+
+    /// The stage key whose cache entry a record belongs to, if any: an audit's is its id,
+    /// a continuation's the training that wrote it (its body's `key`; none when the body
+    /// does not say). Checkpoints and snapshots live by their record alone.
+    pub fn owner(self, id: &str, body: &[u8]) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Owned {
+            key: String,
+        }
+        match self {
+            PinKind::Audit => Some(id.to_string()),
+            PinKind::Continuation => serde_json::from_slice::<Owned>(body)
+                .ok()
+                .map(|o| o.key)
+                .filter(|k| is_stage_key(k)),
+            PinKind::Checkpoint | PinKind::Snapshot => None,
         }
     }
 
@@ -169,11 +218,13 @@ impl PinKind {
             digest: String,
         }
         match self {
-            PinKind::Checkpoint | PinKind::Snapshot => serde_json::from_slice::<OneBlob>(body)
-                .ok()
-                .and_then(|r| Digest::from_hex(&r.digest))
-                .into_iter()
-                .collect(),
+            PinKind::Checkpoint | PinKind::Snapshot | PinKind::Continuation => {
+                serde_json::from_slice::<OneBlob>(body)
+                    .ok()
+                    .and_then(|r| Digest::from_hex(&r.digest))
+                    .into_iter()
+                    .collect()
+            }
             PinKind::Audit => serde_json::from_slice::<BTreeMap<String, Vec<String>>>(body)
                 .map(|seen| {
                     seen.values()
@@ -193,6 +244,8 @@ pub struct Pin {
     /// The record's name without its kind's prefix (a stage key, a request id).
     pub id: String,
     pub digests: Vec<Digest>,
+    /// The stage key whose cache entry it belongs to ([`PinKind::owner`]).
+    pub owner: Option<String>,
 }
 
 /// A [`Pin`] as found on disk.
@@ -238,17 +291,20 @@ mod tests {
                 Pin {
                     kind: PinKind::Audit,
                     id: key.0.clone(),
-                    digests: vec![blob.digest]
+                    digests: vec![blob.digest],
+                    owner: Some(key.0.clone()),
                 },
                 Pin {
                     kind: PinKind::Checkpoint,
                     id: key.0.clone(),
-                    digests: vec![blob.digest]
+                    digests: vec![blob.digest],
+                    owner: None,
                 },
                 Pin {
                     kind: PinKind::Snapshot,
                     id: "abc".to_string(),
-                    digests: vec![]
+                    digests: vec![],
+                    owner: None,
                 },
             ]
         );
@@ -260,6 +316,45 @@ mod tests {
             Some((PinKind::Checkpoint, "x"))
         );
         assert_eq!(PinKind::of_record("partialx"), None);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn continuations_are_found_by_prefix_and_belong_to_the_training_that_wrote_them() {
+        let (dir, store) = temp_store();
+        let prefix = StageKey::compute(&[b"everything but the epochs"]);
+        let other = StageKey::compute(&[b"another training"]);
+        let trained = StageKey::compute(&[b"the 3-epoch training"]);
+        let blob = store.put_blob(b"final state").unwrap();
+        let body = serde_json::json!({"key": trained.0, "digest": blob.digest.to_hex()});
+        for id in [
+            format!("{prefix}-3"),
+            format!("{prefix}-12"),
+            format!("{other}-3"),
+        ] {
+            store
+                .put_pin_record(PinKind::Continuation, &id, &body)
+                .unwrap();
+        }
+        // Not a name its writers give: neither found nor pinning.
+        store
+            .put_build_record(&format!("continuation-{prefix}-x"), &body)
+            .unwrap();
+        assert_eq!(
+            store
+                .pin_record_ids(PinKind::Continuation, &format!("{prefix}-"))
+                .unwrap(),
+            vec![format!("{prefix}-12"), format!("{prefix}-3")]
+        );
+        let pins: Vec<Pin> = store.pins().unwrap().into_iter().map(|p| p.pin).collect();
+        assert_eq!(pins.len(), 3);
+        assert!(pins.iter().all(|p| p.kind == PinKind::Continuation
+            && p.digests == [blob.digest]
+            && p.owner.as_deref() == Some(trained.0.as_str())));
+        assert_eq!(
+            PinKind::Continuation.owner("x", b"{\"key\": \"k1-no\"}"),
+            None
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 }

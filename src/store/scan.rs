@@ -61,6 +61,8 @@ pub struct StoreStats {
     pub build_records: usize,
     /// Resumable training checkpoints (`builds/partial-<key>.json`).
     pub checkpoints: usize,
+    /// Finished trainings' final states (`builds/continuation-<prefix>-<epochs>.json`).
+    pub continuations: usize,
 }
 
 impl Store {
@@ -157,10 +159,12 @@ impl Store {
         let blobs = self.scan_blobs()?;
         let actions = self.scan_actions()?;
         let records = self.build_record_ids()?;
-        let checkpoints = records
-            .iter()
-            .filter(|id| PinKind::of_record(id).is_some_and(|(k, _)| k == PinKind::Checkpoint))
-            .count();
+        let count = |kind: PinKind| {
+            records
+                .iter()
+                .filter(|id| PinKind::of_record(id).is_some_and(|(k, _)| k == kind))
+                .count()
+        };
         Ok(StoreStats {
             root: self.root.clone(),
             bytes: self.total_bytes(),
@@ -169,7 +173,8 @@ impl Store {
             actions: actions.files.len(),
             action_bytes: actions.files.values().map(|a| a.size).sum(),
             build_records: records.len(),
-            checkpoints,
+            checkpoints: count(PinKind::Checkpoint),
+            continuations: count(PinKind::Continuation),
         })
     }
 

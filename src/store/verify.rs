@@ -123,6 +123,15 @@ pub fn verify(store: &Store) -> io::Result<VerifyReport> {
         }
     }
 
+    // Blobs kept by build records (resumable checkpoints, continuations, snapshots, audits).
+    for file in store.pins()? {
+        for digest in &file.pin.digests {
+            users.entry(*digest).or_insert_with(|| {
+                format!("the blob of {}-{}", file.pin.kind.prefix(), file.pin.id)
+            });
+        }
+    }
+
     let corrupt: Vec<(&Digest, &BlobFile, String)> = blobs
         .files
         .par_iter()

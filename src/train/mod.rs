@@ -39,6 +39,8 @@ use crate::model::{self, Dims, ModelError, Net};
 use crate::optim::{self, OptimError};
 
 mod batches;
+#[cfg(test)]
+mod continue_tests;
 mod devices;
 mod parallel;
 mod precision;
@@ -136,6 +138,10 @@ pub struct TrainOutput {
     /// [`Checkpoint::encode`] bytes of the final state.
     pub checkpoint: Vec<u8>,
     pub log: TrainLog,
+    /// With [`Resume::keep_final`]: the `HFT-RSUM` bytes of the finished run's final state
+    /// (weights, optimizer state, best epoch, early stopping, the cursor after the last
+    /// epoch), from which the same training with more epochs continues ([`may_continue`]).
+    pub continuation: Option<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +165,29 @@ pub enum TrainError {
         step: usize,
         what: String,
     },
+}
+
+/// Optimizer steps per epoch and planned in all for `n` train windows.
+fn plan_steps(n: usize, tcfg: &TrainingConfig) -> (usize, usize) {
+    let steps_per_epoch = n.div_ceil(tcfg.batch_size).div_ceil(tcfg.grad_accum_steps);
+    let total_steps = tcfg
+        .max_steps
+        .unwrap_or(tcfg.epochs.saturating_mul(steps_per_epoch));
+    (steps_per_epoch, total_steps)
+}
+
+/// Whether a training of `tcfg` on `dataset` at peak rate `lr` may continue from the final
+/// state of the same training with fewer epochs that took `steps` optimizer steps: every
+/// one of those steps has the rate it has in this run (the schedule's fixed steps, see
+/// [`optim::schedule::Curve::fixed_steps`]). Everything else the loop does in an epoch is a
+/// function of (seed, epoch, step) and of the state the continuation carries, so the
+/// continued run ends bit-identical to this run from the start. Not with `max_steps`,
+/// which makes the length independent of `epochs`.
+pub fn may_continue(dataset: &Dataset, lr: f64, tcfg: &TrainingConfig, steps: usize) -> bool {
+    let (_, total_steps) = plan_steps(dataset.train.n, tcfg);
+    tcfg.max_steps.is_none()
+        && steps <= total_steps
+        && optim::Scheduler::new(lr, tcfg, total_steps).fixed_steps() >= steps
 }
 
 /// Trains from `init_weights` (an [`model::init_weights`] blob) and returns the checkpoint
@@ -216,10 +245,7 @@ pub fn train_resumable(
     init_meta.expect(&model_cfg.kind, dims)?;
 
     let accum = tcfg.grad_accum_steps;
-    let steps_per_epoch = n.div_ceil(tcfg.batch_size).div_ceil(accum);
-    let total_steps = tcfg
-        .max_steps
-        .unwrap_or(tcfg.epochs.saturating_mul(steps_per_epoch));
+    let (steps_per_epoch, total_steps) = plan_steps(n, tcfg);
     if total_steps == 0 {
         return Err(TrainError::Config(
             "nothing to train: set epochs or max_steps".into(),
@@ -295,6 +321,9 @@ pub fn train_resumable(
     let mut step = 0;
     let mut epochs_done = 0;
     let mut cursor = None;
+    // Early stopping asked to stop after the last finished epoch (it ends the run unless
+    // that was the last epoch; a longer run continuing from this one stops there).
+    let mut stop = false;
     // The state at the end of the best epoch so far (with `keep_best`).
     let mut best: Option<Checkpoint> = None;
     // The checkpoint's META but for the step and epoch counts, which change as it runs.
@@ -327,6 +356,18 @@ pub fn train_resumable(
         {
             return Err(bad("it belongs to another run".into()));
         }
+        // A run of another length: its steps must have had the rates they have here.
+        if c.total_steps.is_some_and(|t| t != total_steps)
+            && (m.step > total_steps || schedule.fixed_steps() < m.step)
+        {
+            return Err(bad(format!(
+                "it comes from a run of {} steps, and the rates of its {} steps under \
+                 training.schedule `{}` depend on the run's length ({total_steps} steps here)",
+                c.total_steps.unwrap_or_default(),
+                m.step,
+                tcfg.schedule
+            )));
+        }
         net = model::load(model_cfg, dims, &ckpt.weights, &device)?;
         optim = optim
             .from_bytes(Bytes::from_bytes_vec(ckpt.optimizer))
@@ -340,6 +381,7 @@ pub fn train_resumable(
         step = m.step;
         epochs_done = m.epochs;
         resume::restore(&c, &mut log, &mut stopping, &mut schedule, &mut loss_scale);
+        stop = c.stop;
         cursor = Some(c);
     }
     if cursor.is_none() {
@@ -366,7 +408,13 @@ pub fn train_resumable(
     }
     let every = tcfg.checkpoint_every.filter(|&k| k > 0);
     let _running = resume.is_some().then(resume::RunningGuard::new);
-    for epoch in cursor.as_ref().map_or(1, |c| c.epoch)..=epochs {
+    // A shorter run that early stopping asked to stop: this run stops where it did.
+    let last_epoch = log.epochs.last().map_or(0, |l| l.epoch);
+    if stop && last_epoch < epochs {
+        log.stopped_early = Some(last_epoch);
+    }
+    let first_epoch = cursor.as_ref().map_or(1, |c| c.epoch);
+    for epoch in first_epoch..=if stop { 0 } else { epochs } {
         let diverged = |what: String, step: usize| TrainError::Diverged { epoch, step, what };
         let order = permutation(n, stream(seed, SHUFFLE_STREAM, epoch as u64));
         let micro_batches: Vec<&[usize]> = order.chunks(tcfg.batch_size).collect();
@@ -467,6 +515,7 @@ pub fn train_resumable(
                         &stopping,
                         &schedule,
                         &loss_scale,
+                        false,
                     ),
                     best: best.clone(),
                 };
@@ -521,10 +570,9 @@ pub fn train_resumable(
             finished_epoch: Some(entry.clone()),
         });
         log.epochs.push(entry);
-        if let (Some(patience), Some(v)) = (tcfg.patience, val_loss)
-            && stopping.should_stop(v, patience, tcfg.min_delta())
-            && epoch < epochs
-        {
+        stop = matches!((tcfg.patience, val_loss),
+            (Some(patience), Some(v)) if stopping.should_stop(v, patience, tcfg.min_delta()));
+        if stop && epoch < epochs {
             log.stopped_early = Some(epoch);
             break;
         }
@@ -537,8 +585,29 @@ pub fn train_resumable(
             what: format!("parameter `{path}` is not finite"),
         });
     }
-    let checkpoint = match best {
-        Some(best) if keep_best => best,
+    // The state after the last epoch, with the cursor at the start of the next.
+    let mut last = None;
+    let mut continuation = None;
+    if resume.as_ref().is_some_and(|r| r.keep_final) {
+        let state = Resumable {
+            checkpoint: snapshot(&meta, step, epochs_done, net.as_ref(), &optim, &ema)?,
+            cursor: resume::cursor(
+                (epochs_done + 1, 0),
+                (0.0, 0, 0.0),
+                &log,
+                &stopping,
+                &schedule,
+                &loss_scale,
+                stop,
+            ),
+            best: best.take(),
+        };
+        continuation = Some(state.encode());
+        (last, best) = (Some(state.checkpoint), state.best);
+    }
+    let checkpoint = match (best, last) {
+        (Some(best), _) if keep_best => best,
+        (_, Some(last)) => last,
         _ => snapshot(&meta, step, epochs_done, net.as_ref(), &optim, &ema)?,
     };
     (log.selected_epoch, log.selected_val_loss) = if keep_best {
@@ -549,6 +618,7 @@ pub fn train_resumable(
     Ok(TrainOutput {
         checkpoint: checkpoint.encode(),
         log,
+        continuation,
     })
 }
 

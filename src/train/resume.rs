@@ -21,6 +21,10 @@ pub struct Resume<'a> {
     /// Receives `(step, bytes)` every `training.checkpoint_every` optimizer steps and when
     /// interrupted.
     pub save: &'a mut dyn FnMut(usize, Vec<u8>) -> Result<(), String>,
+    /// Return the finished run's final resumable state too
+    /// ([`TrainOutput::continuation`](super::TrainOutput::continuation)), from which a
+    /// longer run of the same training continues.
+    pub keep_final: bool,
 }
 
 impl From<ResumableError> for TrainError {
@@ -41,7 +45,8 @@ fn unbits(v: Option<u64>) -> Option<f64> {
 }
 
 /// The cursor of a run at `(epoch, group)` (the next optimizer-step group of the epoch)
-/// with the epoch's `(loss_sum, seen, lr)` so far.
+/// with the epoch's `(loss_sum, seen, lr)` so far; `stop` when early stopping asked to stop
+/// after the last finished epoch.
 pub(super) fn cursor(
     (epoch, group): (usize, usize),
     (loss_sum, seen, lr): (f64, usize, f64),
@@ -49,6 +54,7 @@ pub(super) fn cursor(
     stopping: &EarlyStopping,
     schedule: &Scheduler,
     loss_scale: &LossScale,
+    stop: bool,
 ) -> Cursor {
     Cursor {
         epoch,
@@ -83,11 +89,13 @@ pub(super) fn cursor(
             (scale.to_bits(), bits(best), bad)
         },
         loss_scale: (loss_scale.scale.to_bits(), loss_scale.clean_steps),
+        total_steps: Some(log.total_steps),
+        stop,
     }
 }
 
 /// Puts back what [`cursor`] recorded of the log, early stopping, the plateau schedule and
-/// the loss scale (the loop reads the epoch's position from the cursor itself).
+/// the loss scale (the loop reads the epoch's position and `stop` from the cursor itself).
 pub(super) fn restore(
     c: &Cursor,
     log: &mut TrainLog,
@@ -173,6 +181,7 @@ mod tests {
             let resume = Resume {
                 from,
                 save: &mut save,
+                keep_final: false,
             };
             let out = train_resumable(
                 &data,
@@ -231,6 +240,7 @@ mod tests {
             let resume = Resume {
                 from,
                 save: &mut save,
+                keep_final: false,
             };
             let mut out = train_resumable(
                 &data,

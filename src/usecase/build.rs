@@ -104,6 +104,8 @@ pub struct Unchanged {
     pub results: Vec<Vec<String>>,
     /// Stages, all cached.
     pub stages: usize,
+    /// Lines after the results table (each search's line).
+    pub notes: Vec<String>,
     pub secs: f64,
     pub warnings: Vec<String>,
 }
@@ -368,7 +370,13 @@ pub fn build(
             memo::save(
                 &store,
                 id,
-                &noop::noop_memo(&store, &jobs_list, &reports, watched),
+                &noop::noop_memo(
+                    &store,
+                    &jobs_list,
+                    &reports,
+                    watched,
+                    searches.iter().map(|s| s.summary_line()).collect(),
+                ),
             );
         } else {
             memo::forget(&store, id);

@@ -358,8 +358,9 @@ fn architecture(
     };
     if cfg.kind == "dit" {
         v["note"] = json!(
-            "dit forecasts by seeded DDIM sampling (src/model/dit.rs); the transformer text \
-             describes its context encoder only"
+            "dit's point forecast and actions are the price and action heads on the context \
+             (the transformer text describes its encoder); its band comes from seeded DDIM \
+             sampling of the denoiser (src/model/dit.rs)"
         );
     }
     v["forward"] = forward;

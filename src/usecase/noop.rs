@@ -30,6 +30,7 @@ pub fn noop_memo(
     jobs: &[ExperimentJob],
     reports: &[ExperimentReport],
     watched: memo::Watched,
+    notes: Vec<String>,
 ) -> memo::Memo {
     let mut entries = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
@@ -89,6 +90,7 @@ pub fn noop_memo(
         entries,
         experiments,
         results,
+        notes,
         stages: reports.iter().map(|r| r.stages.len()).sum(),
     }
 }
@@ -121,6 +123,7 @@ pub fn replay(store: &Store, m: memo::Memo, started: Instant) -> Unchanged {
     Unchanged {
         experiments: m.experiments,
         results: m.results,
+        notes: m.notes,
         stages: m.stages,
         secs: started.elapsed().as_secs_f64(),
         warnings,

@@ -30,6 +30,11 @@ pub struct TrialProgress {
     pub objective: Option<Option<f64>>,
     /// A stage of it failed in this build.
     pub failed: bool,
+    /// Epochs its training ran when it was built: its `training.epochs`, less those of the
+    /// shorter training it continued from (`None`: not built, or walk-forward).
+    pub epochs_trained: Option<u64>,
+    /// Its `training.epochs`.
+    pub epochs: u64,
 }
 
 /// What became of one search.
@@ -62,6 +67,48 @@ impl SearchProgress {
             .filter_map(|(i, t)| Some((score(t)?, std::cmp::Reverse(t.candidate.budget), i, t)))
             .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)))
             .map(|(_, _, _, t)| t)
+    }
+}
+
+impl SearchProgress {
+    /// Epochs the built trials trained, and what they would have without continuing from
+    /// shorter trainings (`(0, 0)` for walk-forward searches, whose folds train instead).
+    pub fn epochs_spent(&self) -> (u64, u64) {
+        self.trials
+            .iter()
+            .filter_map(|t| Some((t.epochs_trained?, t.epochs)))
+            .fold((0, 0), |(a, b), (x, y)| (a + x, b + y))
+    }
+
+    /// The search's line in a build's summary.
+    pub fn summary_line(&self) -> String {
+        let built = self.trials.iter().filter(|t| t.objective.is_some()).count();
+        let best = match self.best().and_then(|b| Some((b, b.objective.flatten()?))) {
+            Some((b, x)) => format!(
+                "; best {} {}: {}",
+                self.objective,
+                search::space::round_significant(x),
+                b.name
+            ),
+            None => String::new(),
+        };
+        let state = if self.complete {
+            "complete"
+        } else {
+            "not complete"
+        };
+        let epochs = match self.epochs_spent() {
+            (0, _) => String::new(),
+            (spent, fresh) if spent < fresh => {
+                format!(", {spent} epochs trained ({fresh} without reuse)")
+            }
+            (spent, _) => format!(", {spent} epochs trained"),
+        };
+        format!(
+            "search {}: {built} trial(s) built{epochs}, {state}{best} (hft search status {})",
+            self.name,
+            self.file.display()
+        )
     }
 }
 
@@ -168,11 +215,20 @@ pub fn expand(
                 stopped[i] = true;
                 None
             };
+            let epochs = l.parsed.experiment.training.epochs as u64;
+            let epochs_trained = report
+                .stages
+                .iter()
+                .find(|s| s.id == "train")
+                .and_then(|s| s.record.as_ref())
+                .map(|r| epochs - r.summary["continued_from_epoch"].as_u64().unwrap_or(0));
             a.progress.trials.push(TrialProgress {
                 name: l.plan.name.clone(),
                 candidate: candidate.clone(),
                 objective,
                 failed,
+                epochs_trained,
+                epochs,
             });
             if let Some(objective) = objective {
                 a.observations.push(Observation {

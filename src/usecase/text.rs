@@ -55,7 +55,17 @@ pub fn experiment_lines(r: &ExperimentReport, dry_run: bool, quiet: bool) -> Vec
                 } else {
                     String::new()
                 };
-                format!("ran      {key}  {}{waited}{job}", term::duration(*secs))
+                // A training that continued from a shorter one ran only the epochs after it.
+                let continued = s
+                    .record
+                    .as_ref()
+                    .and_then(|r| r.summary["continued_from_epoch"].as_u64())
+                    .map(|epoch| format!(" (continued from epoch {epoch})"))
+                    .unwrap_or_default();
+                format!(
+                    "ran      {key}  {}{continued}{waited}{job}",
+                    term::duration(*secs)
+                )
             }
             StageState::Stale { reason } => format!("stale    {reason}"),
             StageState::Skipped => "skipped  (an earlier stage failed)".to_string(),

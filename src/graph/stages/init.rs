@@ -20,8 +20,11 @@ impl Stage for Init {
     }
 
     /// 2: the heads' output layers start at zero (an untrained model forecasts persistence).
-    fn version(&self, _: &Experiment) -> u32 {
-        2
+    /// Plus how far the model's implementation version has moved past 4 (where every model
+    /// started): a model whose parameters change re-initialises; the others keep their keys.
+    fn version(&self, e: &Experiment) -> u32 {
+        let model = crate::model::implementation_version(&e.model.kind).unwrap_or(4);
+        2 + model.saturating_sub(4)
     }
 
     fn config(&self, e: &Experiment) -> serde_json::Value {

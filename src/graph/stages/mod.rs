@@ -7,6 +7,7 @@
 //! stage is one variant, one file, and one arm there. What the key is made of:
 //! `graph::key`.
 
+mod continuation;
 pub mod dataset;
 pub mod evaluate;
 pub mod features;

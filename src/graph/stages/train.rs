@@ -1,12 +1,13 @@
 //! The `train` stage: the trained checkpoint and the training log, with the partial
-//! checkpoints an interrupted training resumes from. Its version is the model
-//! implementation's plus the stage's own, so a kernel change to one model re-runs that
-//! model's trainings only.
+//! checkpoints an interrupted training resumes from and the final state a longer training
+//! continues from (`continuation`). Its version is the model implementation's plus the
+//! stage's own, so a kernel change to one model re-runs that model's trainings only.
 
 use std::collections::BTreeMap;
 
 use serde_json::json;
 
+use super::continuation::{self, Found};
 use super::{Stage, StageError, StageInputs, StageOutput, load_dataset};
 use crate::config::Experiment;
 use crate::store::{Digest, PinKind};
@@ -105,6 +106,20 @@ impl Stage for Train {
                 p.step
             ));
         }
+        // Without one, the final state of this training with fewer epochs, if it may.
+        let prefix = (inputs.key.is_some() && continuation::applies(e))
+            .then(|| continuation::prefix_key(self, e, &inputs.deps));
+        let mut continued = match (&from, &prefix) {
+            (None, Some(prefix)) => continuation::find(store, prefix, e, &dataset),
+            _ => None,
+        };
+        if let Some(c) = &continued {
+            progress.epoch(&format!(
+                "continued from the {}-epoch training (epochs {} -> {})",
+                c.epochs, c.last_epoch, e.training.epochs
+            ));
+        }
+        let from = from.or_else(|| continued.as_mut().map(|c| std::mem::take(&mut c.bytes)));
         // The pinned resumable checkpoint: each new one supersedes it, and the finished
         // training supersedes the last.
         let mut pinned: Option<Digest> = partial
@@ -145,10 +160,34 @@ impl Stage for Train {
             Some(crate::train::Resume {
                 from,
                 save: &mut save,
+                keep_final: prefix.is_some(),
             }),
         );
         progress.finish();
         let output = output.map_err(|err| StageError::Failed(err.to_string()))?;
+        if let (Some(Found { last_epoch, .. }), Some(stopped)) =
+            (&continued, output.log.stopped_early)
+            && stopped <= *last_epoch
+        {
+            progress.epoch(&format!(
+                "early stopping ended it after epoch {stopped}, and so ends this training"
+            ));
+        }
+        if let (Some(prefix), Some(key), Some(state)) = (&prefix, inputs.key, &output.continuation)
+        {
+            let ran = output
+                .log
+                .epochs
+                .last()
+                .map_or((0, 0), |l| (l.epoch, l.step));
+            let kept =
+                continuation::keep(store, prefix, key, (e.training.epochs, ran.0, ran.1), state);
+            if let Err(err) = kept {
+                crate::term::warn(&format!(
+                    "{label}: cannot keep the final state for a longer training: {err}"
+                ));
+            }
+        }
         if let Some(id) = &partial {
             store.remove_pin_record(PinKind::Checkpoint, id);
             // The final checkpoint is an output of its own: the resumable one is dead weight
@@ -190,6 +229,9 @@ impl Stage for Train {
                 "selected_epoch": output.log.selected_epoch,
                 "selected_val_loss": output.log.selected_val_loss,
                 "samples_per_sec": speeds,
+                // The epoch a shorter training had reached when this one continued from
+                // it: epochs after it are all this execution trained.
+                "continued_from_epoch": continued.as_ref().map(|c| c.last_epoch),
             }),
             blobs: BTreeMap::from([
                 ("checkpoint".to_string(), output.checkpoint),

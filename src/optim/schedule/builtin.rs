@@ -18,6 +18,10 @@ impl ScheduleOptions for ConstantSettings {
 }
 
 impl Curve for ConstantSettings {
+    fn fixed_steps(&self, _run: &Run) -> usize {
+        usize::MAX
+    }
+
     fn lr(&self, _step: usize, run: &Run) -> f64 {
         run.lr
     }
@@ -32,6 +36,11 @@ impl ScheduleOptions for CosineSettings {
 }
 
 impl Curve for CosineSettings {
+    /// The decay spans the run: only the warm-up (the scheduler's) is fixed.
+    fn fixed_steps(&self, _run: &Run) -> usize {
+        0
+    }
+
     fn lr(&self, step: usize, run: &Run) -> f64 {
         lr_at(step, run.total_steps, run.warmup, run.lr, run.min_ratio)
     }
@@ -126,6 +135,12 @@ impl ScheduleOptions for HoldSettings {
 }
 
 impl Curve for HoldSettings {
+    /// The warm-up and the hold; the decay after them spans the rest of the run.
+    fn fixed_steps(&self, run: &Run) -> usize {
+        run.warmup
+            .saturating_add(self.warmup_hold_cosine.hold_steps)
+    }
+
     fn lr(&self, step: usize, run: &Run) -> f64 {
         let decay_from = run
             .warmup
@@ -169,6 +184,11 @@ impl ScheduleOptions for OneCycleSettings {
 }
 
 impl Curve for OneCycleSettings {
+    /// The peak is at a share of the run: no step is fixed.
+    fn fixed_steps(&self, _run: &Run) -> usize {
+        0
+    }
+
     fn lr(&self, step: usize, run: &Run) -> f64 {
         let o = &self.one_cycle;
         one_cycle(
@@ -205,6 +225,11 @@ impl ScheduleOptions for StepSettings {
 }
 
 impl Curve for StepSettings {
+    /// Periods count from the warm-up, whatever the run's length.
+    fn fixed_steps(&self, _run: &Run) -> usize {
+        usize::MAX
+    }
+
     fn lr(&self, step: usize, run: &Run) -> f64 {
         let periods = (step - run.warmup) / self.step.step_size.max(1);
         run.lr * self.step.gamma.powi(periods.min(i32::MAX as usize) as i32)
@@ -231,6 +256,11 @@ impl ScheduleOptions for PlateauSettings {
 }
 
 impl Curve for PlateauSettings {
+    /// The multiplier follows the validation losses, never the run's length.
+    fn fixed_steps(&self, _run: &Run) -> usize {
+        usize::MAX
+    }
+
     fn lr(&self, _step: usize, run: &Run) -> f64 {
         run.lr * run.scale
     }

@@ -56,6 +56,15 @@ pub trait Curve: std::fmt::Debug + Send + Sync {
     /// The rate of optimizer step `step` (0-based, at or after `run.warmup`).
     fn lr(&self, step: usize, run: &Run) -> f64;
 
+    /// How many leading steps (from step 0, at or after `run.warmup`) have rates that do
+    /// not depend on `run.total_steps`: `usize::MAX` when no step's does (`constant`,
+    /// `step`, `plateau`), the warm-up and hold for `warmup_hold_cosine`, 0 for a curve
+    /// shaped by the run's length (`warmup_cosine` decays over it, `one_cycle` peaks at a
+    /// share of it). A training lengthened by more epochs continues from the shorter one's
+    /// final state only when every step that one ran is among them, so the continued run
+    /// is a fresh run bit for bit. Every schedule must say; none is assumed either way.
+    fn fixed_steps(&self, run: &Run) -> usize;
+
     /// The rule that lowers the rate when the validation loss stops improving, for a
     /// schedule that reads it after every epoch.
     fn plateau(&self) -> Option<PlateauRule> {
@@ -113,14 +122,24 @@ impl Scheduler {
         if step < warmup {
             return lr * (step + 1) as f64 / warmup as f64;
         }
-        let run = Run {
-            lr,
+        self.curve.lr(step, &self.run())
+    }
+
+    /// How many leading steps have rates that do not depend on the run's total steps: the
+    /// linear warm-up (the same whatever the total), or more when the curve says so
+    /// ([`Curve::fixed_steps`]).
+    pub fn fixed_steps(&self) -> usize {
+        self.warmup.max(self.curve.fixed_steps(&self.run()))
+    }
+
+    fn run(&self) -> Run {
+        Run {
+            lr: self.lr,
             total_steps: self.total_steps,
-            warmup,
+            warmup: self.warmup,
             min_ratio: self.min_ratio,
             scale: self.plateau.scale,
-        };
-        self.curve.lr(step, &run)
+        }
     }
 
     /// `plateau`'s accumulated state `(scale, best, bad_epochs)`, for resumable checkpoints.
@@ -365,5 +384,50 @@ mod tests {
         }
         // Improvements at 1.0, 0.9, 0.8; two bad epochs in a row (patience 1) halve the rate.
         assert_eq!(rates, [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.2]);
+    }
+
+    /// What each schedule declares of its fixed steps holds: those steps' rates are the
+    /// same bits whatever the run's length, and the length-shaped schedules do depend on it
+    /// soon after.
+    #[test]
+    fn fixed_steps_have_the_same_rates_at_every_length() {
+        for spec in SCHEDULES {
+            let mut t = TrainingConfig {
+                warmup_steps: (spec.warmup == Warmup::Linear).then_some(3),
+                ..training(spec.name)
+            };
+            if spec.name == "warmup_hold_cosine" {
+                t = with(t, json!({"warmup_hold_cosine": {"hold_steps": 4}}));
+            }
+            if spec.name == "step" {
+                t = with(t, json!({"step": {"step_size": 2}}));
+            }
+            let short = sched(t.clone(), 12);
+            let fixed = short.fixed_steps();
+            assert_eq!(fixed, sched(t.clone(), 40).fixed_steps(), "{}", spec.name);
+            let expected = match spec.name {
+                "constant" | "step" | "plateau" => usize::MAX,
+                "warmup_hold_cosine" => 7,
+                "warmup_cosine" => 3,
+                _ => 0,
+            };
+            assert_eq!(fixed, expected, "{}", spec.name);
+            for total in [13, 20, 40] {
+                let long = sched(t.clone(), total);
+                for step in 0..fixed.min(12) {
+                    assert_eq!(
+                        short.lr(step).to_bits(),
+                        long.lr(step).to_bits(),
+                        "{} step {step}",
+                        spec.name
+                    );
+                }
+                // The first step after them is still at zero progress into the decay;
+                // the one after moves with the length.
+                if fixed < 12 {
+                    assert_ne!(short.lr(fixed + 1), long.lr(fixed + 1), "{}", spec.name);
+                }
+            }
+        }
     }
 }
