@@ -131,8 +131,10 @@ pub(crate) fn seal_intact(bytes: &[u8]) -> Option<bool> {
     let text = std::str::from_utf8(bytes).ok()?;
     let at = text.rfind(SEAL_FIELD)?;
     let digest = text[at + SEAL_FIELD.len()..].strip_suffix("\"\n}")?;
-    let unsealed = format!("{}\n}}", &text[..at]);
-    Some(super::Digest::of(unsealed.as_bytes()).to_hex() == digest)
+    // The unsealed bytes are the text before the seal, then "\n}": hashed in place.
+    let mut unsealed = blake3::Hasher::new();
+    unsealed.update(&bytes[..at]).update(b"\n}");
+    Some(unsealed.finalize().to_hex().as_str() == digest)
 }
 
 #[cfg(test)]
