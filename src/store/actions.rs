@@ -174,7 +174,7 @@ mod tests {
             stage: "evaluate".into(),
             outputs: BTreeMap::new(),
             // A float whose parse may differ in its last bit: the seal is over bytes.
-            summary: serde_json::json!({"sharpe": 0.1 + 0.2, "n": 3}),
+            summary: serde_json::json!({"sharpe": 0.1 + 0.2, "n": 3}).into(),
             hft_version: "0".into(),
             wall_ms: 1,
             created: 0,
@@ -211,7 +211,7 @@ mod tests {
                 key: key.clone(),
                 stage: "features".to_string(),
                 outputs: BTreeMap::from([("bars".to_string(), out)]),
-                summary: serde_json::Value::Null,
+                summary: serde_json::Value::Null.into(),
                 hft_version: "test".to_string(),
                 wall_ms: 0,
                 created: 0,
