@@ -231,7 +231,7 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
                     "outputs": record.map(|rec| rec.outputs.iter().map(|(n, o)| (n.clone(), json!({"digest": o.digest.to_hex(), "bytes": o.size}))).collect::<BTreeMap<_, _>>()),
                     "wall_ms": record.map(|rec| rec.wall_ms),
                     "built_at": record.map(|rec| rec.created),
-                    "summary": record.map(|rec| rec.summary.clone()),
+                    "summary": record.map(|rec| rec.summary.as_ref().clone()),
                 })
             })
             .collect();
@@ -251,8 +251,8 @@ pub fn show(experiment: &str, common: &Common, json_out: bool) -> Outcome {
             Some(rec)
         };
         let train_record = record_of("train");
-        let metrics = record_of("evaluate").map(|rec| rec.summary);
-        let walk_forward = record_of("walk_forward").map(|rec| rec.summary);
+        let metrics = record_of("evaluate").map(|rec| rec.summary.as_ref().clone());
+        let walk_forward = record_of("walk_forward").map(|rec| rec.summary.as_ref().clone());
         let train_log = train_record
             .and_then(|rec| store.get_blob(&rec.outputs.get("log")?.digest))
             .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());

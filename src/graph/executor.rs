@@ -85,7 +85,7 @@ impl Executor for LocalExecutor {
             key: key.clone(),
             stage: spec.id.clone(),
             outputs,
-            summary,
+            summary: summary.into(),
             hft_version: env!("CARGO_PKG_VERSION").to_string(),
             wall_ms: (secs * 1000.0) as u64,
             created: now_unix(),

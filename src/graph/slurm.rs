@@ -538,7 +538,7 @@ pub fn execute_and_record(
         key: key.clone(),
         stage: spec.id.clone(),
         outputs,
-        summary: output.summary,
+        summary: output.summary.into(),
         hft_version: env!("CARGO_PKG_VERSION").to_string(),
         wall_ms: started.elapsed().as_millis() as u64,
         created: now_unix(),

@@ -1,10 +1,10 @@
 //! Action records under `actions/`: what executing one stage key produced. A record is
 //! only a hit while every blob it names is present; its mtime is its last use.
 
-use std::fs::{self, OpenOptions};
-use std::io;
-use std::path::PathBuf;
-use std::time::SystemTime;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use super::{ActionRecord, StageKey, Store};
 
@@ -20,7 +20,7 @@ impl Store {
         if let Some(record) = self.remembered(key) {
             return Some(record);
         }
-        let bytes = fs::read(self.action_path(key)).ok()?;
+        let (bytes, modified) = read_with_mtime(&self.action_path(key)).ok()?;
         if seal_intact(&bytes) == Some(false) {
             crate::term::warn(&format!(
                 "action record {} was changed after it was written (its digest does not \
@@ -59,7 +59,15 @@ impl Store {
                 return None;
             }
         }
-        self.touch_action(key);
+        // A record used within the last TOUCH_EVERY keeps its mtime: gc's order among
+        // those does not matter, and 10,000 experiments' status would pay an open and a
+        // utimes per record on every run.
+        let recent = modified
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .is_some_and(|age| age < TOUCH_EVERY);
+        if !recent {
+            self.touch_action(key);
+        }
         self.remember(key, Some(&record));
         Some(record)
     }
@@ -80,7 +88,8 @@ impl Store {
         };
     }
 
-    /// Marks an action record as just used: its mtime is what `gc --max-size` evicts by.
+    /// Marks an action record as just used: its mtime is what `gc --max-size` evicts by
+    /// (to within [`TOUCH_EVERY`] on a hit).
     /// One open and one utimes, no fsync; a failure (a read-only shared cache) only makes
     /// the entry look older.
     pub fn touch_action(&self, key: &StageKey) {
@@ -102,6 +111,19 @@ impl Store {
         self.remember(key, None);
         let _ = fs::remove_file(self.action_path(key));
     }
+}
+
+/// How stale a record's last-use time may get before a hit refreshes it.
+const TOUCH_EVERY: Duration = Duration::from_secs(3600);
+
+/// A file's bytes and mtime, from one open (the mtime from the same `statx` that sizes
+/// the read).
+fn read_with_mtime(path: &Path) -> io::Result<(Vec<u8>, Option<SystemTime>)> {
+    let mut file = File::open(path)?;
+    let meta = file.metadata()?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes)?;
+    Ok((bytes, meta.modified().ok()))
 }
 
 /// What precedes the seal in a record file: the last field of the pretty-printed object.
@@ -131,8 +153,10 @@ pub(crate) fn seal_intact(bytes: &[u8]) -> Option<bool> {
     let text = std::str::from_utf8(bytes).ok()?;
     let at = text.rfind(SEAL_FIELD)?;
     let digest = text[at + SEAL_FIELD.len()..].strip_suffix("\"\n}")?;
-    let unsealed = format!("{}\n}}", &text[..at]);
-    Some(super::Digest::of(unsealed.as_bytes()).to_hex() == digest)
+    // The unsealed bytes are the text before the seal, then "\n}": hashed in place.
+    let mut unsealed = blake3::Hasher::new();
+    unsealed.update(&bytes[..at]).update(b"\n}");
+    Some(unsealed.finalize().to_hex().as_str() == digest)
 }
 
 #[cfg(test)]
@@ -140,8 +164,6 @@ mod tests {
     use super::*;
     use crate::store::temp_store;
     use std::collections::BTreeMap;
-    use std::fs::File;
-    use std::time::Duration;
 
     #[test]
     fn a_record_is_sealed_and_an_edit_breaks_the_seal() {
@@ -152,7 +174,7 @@ mod tests {
             stage: "evaluate".into(),
             outputs: BTreeMap::new(),
             // A float whose parse may differ in its last bit: the seal is over bytes.
-            summary: serde_json::json!({"sharpe": 0.1 + 0.2, "n": 3}),
+            summary: serde_json::json!({"sharpe": 0.1 + 0.2, "n": 3}).into(),
             hft_version: "0".into(),
             wall_ms: 1,
             created: 0,
@@ -189,7 +211,7 @@ mod tests {
                 key: key.clone(),
                 stage: "features".to_string(),
                 outputs: BTreeMap::from([("bars".to_string(), out)]),
-                summary: serde_json::Value::Null,
+                summary: serde_json::Value::Null.into(),
                 hft_version: "test".to_string(),
                 wall_ms: 0,
                 created: 0,
@@ -207,6 +229,16 @@ mod tests {
         assert!(store.get_action(&key).is_some());
         let used = fs::metadata(&path).unwrap().modified().unwrap();
         assert!(used > old + Duration::from_secs(3600), "{used:?}");
+        // Used a minute ago: a hit leaves the mtime as it is (no write per status).
+        let recent = SystemTime::now() - Duration::from_secs(60);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(recent)
+            .unwrap();
+        assert!(store.get_action(&key).is_some());
+        assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), recent);
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -170,7 +170,9 @@ pub struct ActionRecord {
     pub stage: String,
     pub outputs: BTreeMap<String, OutputRef>,
     /// Small facts about the outputs that downstream keys or reports need (shapes, counts).
-    pub summary: serde_json::Value,
+    /// Shared: 10,000 experiments' reports hold copies of the same records.
+    #[serde(with = "shared_value")]
+    pub summary: Arc<serde_json::Value>,
     pub hft_version: String,
     pub wall_ms: u64,
     /// Seconds since the Unix epoch when the record was written.
@@ -458,6 +460,22 @@ pub fn now_unix() -> u64 {
 }
 
 /// A fresh store in a folder of its own, for the tests of the store's modules.
+/// Serde for an `Arc<Value>` field, without serde's `rc` feature.
+mod shared_value {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<S: Serializer>(v: &Arc<serde_json::Value>, s: S) -> Result<S::Ok, S::Error> {
+        v.as_ref().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<serde_json::Value>, D::Error> {
+        serde_json::Value::deserialize(d).map(Arc::new)
+    }
+}
+
 #[cfg(test)]
 pub(crate) fn temp_store() -> (PathBuf, Store) {
     let dir = std::env::temp_dir().join(format!(
@@ -488,7 +506,7 @@ pub(crate) fn test_action(store: &Store, stage: &str, outputs: &[&[u8]]) -> Stag
             key: key.clone(),
             stage: stage.to_string(),
             outputs,
-            summary: serde_json::Value::Null,
+            summary: serde_json::Value::Null.into(),
             hft_version: "test".to_string(),
             wall_ms: 1,
             created: 1,

@@ -447,7 +447,7 @@ mod tests {
             key: key.clone(),
             stage: "init".to_string(),
             outputs: std::collections::BTreeMap::from([("weights".to_string(), out.clone())]),
-            summary: serde_json::Value::Null,
+            summary: serde_json::Value::Null.into(),
             hft_version: "test".to_string(),
             wall_ms: 0,
             created: 0,

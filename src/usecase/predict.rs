@@ -275,7 +275,7 @@ fn remember(
         key: key.clone(),
         stage: "predict".to_string(),
         outputs: BTreeMap::from([(FORECASTS.to_string(), out)]),
-        summary: serde_json::json!({ "forecasts": forecasts.rows.len() }),
+        summary: serde_json::json!({ "forecasts": forecasts.rows.len() }).into(),
         hft_version: env!("CARGO_PKG_VERSION").to_string(),
         wall_ms: started.elapsed().as_millis() as u64,
         created: now_unix(),
