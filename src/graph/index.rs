@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Database, Db, Parsed, Plan, StageSpec};
 use crate::config::{Experiment, LocationMap, Origin, Pos};
-use crate::store::{Digest, Fingerprint, Store};
+use crate::store::{Digest, Store};
 
 /// Set (to anything) to parse and plan every file, without the index.
 pub const DISABLE_ENV: &str = "HFT_NO_INDEX";
@@ -81,26 +81,10 @@ pub struct FileIndex {
 impl FileIndex {
     /// The index for these overrides in this store (empty when absent or unreadable).
     pub fn load(store: &Store, overrides: &[String]) -> FileIndex {
-        let exe = std::env::current_exe()
-            .ok()
-            .and_then(|p| std::fs::metadata(p).ok())
-            .map(|m| format!("{:?}", Fingerprint::of(&m)))
-            .unwrap_or_default();
-        let cwd = std::env::current_dir()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        let mut id = format!(
-            "{INDEX_VERSION}\0{}\0{exe}\0{cwd}",
-            env!("CARGO_PKG_VERSION")
-        );
-        for o in overrides {
-            id.push('\0');
-            id.push_str(o);
-        }
-        let path = store
-            .root()
-            .join("index")
-            .join(format!("{}.json", Digest::of(id.as_bytes()).short()));
+        let path = store.root().join("index").join(format!(
+            "{}.json",
+            super::memo::context_digest(INDEX_VERSION, overrides)
+        ));
         let file = std::fs::read(&path)
             .ok()
             .and_then(|bytes| serde_json::from_slice::<File>(&bytes).ok())

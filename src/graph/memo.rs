@@ -57,6 +57,13 @@ pub struct Memo {
 /// The memo's file name for one invocation: a digest of everything besides files that
 /// decides what a build does.
 pub fn invocation_id(parts: &[String]) -> String {
+    context_digest(MEMO_VERSION, parts)
+}
+
+/// A short digest of the invocation's context: `version`, hft's version, the binary's stat
+/// fingerprint (a rebuilt hft is another context), the working directory and `parts`.
+/// Shared by the memo and the per-file index, which both key on it.
+pub fn context_digest(version: u32, parts: &[String]) -> String {
     let exe = std::env::current_exe()
         .ok()
         .and_then(|p| std::fs::metadata(p).ok())
@@ -65,10 +72,7 @@ pub fn invocation_id(parts: &[String]) -> String {
     let cwd = std::env::current_dir()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let mut text = format!(
-        "{MEMO_VERSION}\0{}\0{exe}\0{cwd}",
-        env!("CARGO_PKG_VERSION")
-    );
+    let mut text = format!("{version}\0{}\0{exe}\0{cwd}", env!("CARGO_PKG_VERSION"));
     for p in parts {
         text.push('\0');
         text.push_str(p);
