@@ -15,7 +15,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 
-use super::{Dims, Forecast, Forecaster, Heads, ModelError, Net};
+use super::{Dims, Forecast, Forecaster, Heads, ModelError, Net, fused, gru_fused};
 use crate::config::ModelConfig;
 
 /// One GRU layer; gates are ordered reset, update, candidate.
@@ -94,6 +94,22 @@ impl GruLayer {
         }
     }
 
+    /// Runs the layer over a `[batch, seq, d_input]` window by the fused operation (only where
+    /// [`fused::supports`] it). Returns every step's hidden state `[batch, seq, hidden]`.
+    fn forward_fused(&self, x: Tensor<3>) -> Tensor<3> {
+        let bias = |linear: &Linear| match &linear.bias {
+            Some(b) => b.val(),
+            None => Tensor::zeros([3 * self.d_hidden], &x.device()),
+        };
+        gru_fused::gru_sequence(
+            x.clone(),
+            self.input.weight.val(),
+            bias(&self.input),
+            self.hidden.weight.val(),
+            bias(&self.hidden),
+        )
+    }
+
     /// Runs the layer over `[batch, d_input]` steps; `ones` is `[batch, 1]` of ones. Returns
     /// the hidden state of each step.
     fn forward(&self, steps: Vec<Tensor<2>>, ones: &Tensor<2>) -> Vec<Tensor<2>> {
@@ -140,6 +156,20 @@ pub fn build(cfg: &ModelConfig, dims: Dims, device: &Device) -> Result<Box<dyn N
 impl Forecaster for Gru {
     fn forward(&self, x: Tensor<3>) -> Forecast {
         let [batch, seq, features] = x.dims();
+        if fused::supports(&x) && seq > 0 {
+            let mut sequence = x;
+            for (i, layer) in self.layers.iter().enumerate() {
+                if i > 0 {
+                    // Dropout between layers, as in PyTorch's `nn.GRU`.
+                    sequence = self.dropout.forward(sequence);
+                }
+                sequence = layer.forward_fused(sequence);
+            }
+            let last = sequence
+                .narrow(1, seq - 1, 1)
+                .reshape([batch, self.d_hidden]);
+            return self.heads.forward(self.dropout.forward(last));
+        }
         let ones = x
             .clone()
             .narrow(1, 0, 1)
@@ -225,10 +255,11 @@ mod tests {
             .fold(0.0, f32::max)
     }
 
-    /// The fused layer computes the plain GRU: outputs and every gradient agree to float
-    /// tolerance.
-    #[test]
-    fn fused_layer_matches_the_plain_cell_outputs_and_gradients() {
+    /// Checks `layer_under_test` (a window in, steps out) against the plain cell: outputs and
+    /// every gradient agree to float tolerance.
+    fn assert_matches_the_plain_cell(
+        layer_under_test: impl Fn(&GruLayer, &Tensor<3>) -> Vec<Tensor<2>>,
+    ) {
         let device = Device::flex().autodiff();
         let (batch, seq, d_in, d) = (5, 7, 3, 6);
         let _rng = super::super::rng_lock();
@@ -255,7 +286,7 @@ mod tests {
                 .reduce(|a, b| a + b)
                 .unwrap()
         };
-        let fused_out = layer.forward(steps(&x), &Tensor::ones([batch, 1], &device));
+        let fused_out = layer_under_test(&layer, &x);
         let mut h = None;
         let mut plain_out = Vec::new();
         for s in steps(&x) {
@@ -263,6 +294,7 @@ mod tests {
             plain_out.push(next.clone());
             h = Some(next);
         }
+        assert_eq!(fused_out.len(), plain_out.len());
         for (a, b) in fused_out.iter().zip(&plain_out) {
             let diff = max_abs_diff(a.clone().inner(), b.clone().inner());
             assert!(diff < 1e-5, "forward differs by {diff}");
@@ -301,5 +333,45 @@ mod tests {
                 "gradient of {name} differs by {diff} (scale {scale})"
             );
         }
+    }
+
+    /// The composed layer (stacked weights, tanh by sigmoid), which devices other than flex
+    /// run.
+    #[test]
+    fn composed_layer_matches_the_plain_cell_outputs_and_gradients() {
+        assert_matches_the_plain_cell(|layer, x| {
+            let [batch, seq, d_in] = x.dims();
+            let steps = (0..seq)
+                .map(|t| x.clone().narrow(1, t, 1).reshape([batch, d_in]))
+                .collect();
+            layer.forward(steps, &Tensor::ones([batch, 1], &x.device()))
+        });
+    }
+
+    /// The fused operation with its own backward pass (`gru_fused.rs`).
+    #[test]
+    fn fused_layer_matches_the_plain_cell_outputs_and_gradients() {
+        assert_matches_the_plain_cell(|layer, x| {
+            assert!(fused::supports(x));
+            let out = layer.forward_fused(x.clone());
+            let [batch, seq, d] = out.dims();
+            (0..seq)
+                .map(|t| out.clone().narrow(1, t, 1).reshape([batch, d]))
+                .collect()
+        });
+    }
+
+    /// Inference (no autodiff) gives the same bits as a training forward pass.
+    #[test]
+    fn fused_layer_without_autodiff_gives_the_same_outputs() {
+        let device = Device::flex().autodiff();
+        let _rng = super::super::rng_lock();
+        device.seed(5);
+        let layer = GruLayer::new(4, 8, &device);
+        let x: Tensor<3> = Tensor::random([3, 6, 4], Distribution::Normal(0.0, 1.0), &device);
+        let tracked = layer.forward_fused(x.clone().require_grad()).into_data();
+        let plain_x: Tensor<3> = Tensor::from_data(x.into_data(), &Device::flex());
+        let plain = layer.valid().forward_fused(plain_x).into_data();
+        assert_eq!(plain, tracked);
     }
 }

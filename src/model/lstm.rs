@@ -26,8 +26,8 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 
-use super::lstm_fused;
 use super::{Dims, Forecast, Forecaster, Heads, ModelError, Net};
+use super::{fused, lstm_fused};
 use crate::config::ModelConfig;
 
 /// One LSTM layer; gates are ordered input, forget, cell, output.
@@ -115,7 +115,7 @@ impl LstmLayer {
     }
 
     /// Runs the layer over a `[batch, seq, d_input]` window by the fused operation (only where
-    /// [`lstm_fused::supports`] it). Returns every step's hidden state `[batch, seq, hidden]`.
+    /// [`fused::supports`] it). Returns every step's hidden state `[batch, seq, hidden]`.
     fn forward_fused(&self, x: Tensor<3>) -> Tensor<3> {
         let zero_bias = || Tensor::zeros([4 * self.d_hidden], &x.device());
         let bias = self.input.bias.as_ref().map_or_else(zero_bias, |b| b.val());
@@ -169,7 +169,7 @@ impl Lstm {
     /// The top layer's last hidden state `[batch, hidden]`, before the final dropout.
     fn encode(&self, x: Tensor<3>) -> Tensor<2> {
         let [batch, seq, features] = x.dims();
-        if lstm_fused::supports(&x) && seq > 0 {
+        if fused::supports(&x) && seq > 0 {
             let mut sequence = x;
             for (i, layer) in self.layers.iter().enumerate() {
                 if i > 0 {
@@ -379,7 +379,7 @@ mod tests {
     #[test]
     fn fused_layer_matches_the_textbook_cell_outputs_and_gradients() {
         assert_matches_the_textbook_cell(|layer, x| {
-            assert!(lstm_fused::supports(x));
+            assert!(fused::supports(x));
             let out = layer.forward_fused(x.clone());
             let [batch, seq, d] = out.dims();
             (0..seq)

@@ -12,10 +12,8 @@
 //!   (`dgates_{t+1} · W_hᵀ`) for the recurrent part of `dh`; then the weight and input
 //!   gradients as three large GEMMs over all steps at once.
 //!
-//! Results do not depend on the thread count: the GEMMs split their output, never a sum, and
-//! every elementwise pass computes each element the same way on every SIMD width (plain IEEE
-//! operations, no FMA contraction). `tests` compare outputs and gradients with the textbook
-//! cell built from burn ops.
+//! Results do not depend on the thread count (see `fused.rs`). `lstm.rs`'s tests compare
+//! outputs and gradients with the textbook cell built from burn ops.
 
 use std::sync::Arc;
 
@@ -24,12 +22,16 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{DType, Tensor, TensorData};
-use burn_flex::ops::activation::{exp_f32, sigmoid_f32};
+use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::tensor::Tensor;
+use burn_flex::ops::activation::sigmoid_f32;
 use rayon::prelude::*;
+
+use super::fused::{
+    Mat, Out, add_assign, dense, elementwise_min_rows, f32s, from_f32s, matmul, tanh_f32,
+    widest_simd,
+};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait LstmOps: Backend {
@@ -45,13 +47,8 @@ pub trait LstmOps: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// Whether [`lstm_sequence`] runs `x` (f32 on flex, with or without autodiff).
-pub fn supports(x: &Tensor<3>) -> bool {
-    x.dtype() == DType::F32 && matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
-}
-
 /// The layer through the fused operation; see [`LstmOps::lstm_sequence`]. Call only where
-/// [`supports`] holds.
+/// [`super::fused::supports`] holds.
 pub fn lstm_sequence(x: Tensor<3>, w_in: Tensor<2>, bias: Tensor<1>, w_h: Tensor<2>) -> Tensor<3> {
     Tensor::from_dispatch(<Dispatch as LstmOps>::lstm_sequence(
         x.into_dispatch(),
@@ -177,22 +174,6 @@ impl Backward<Flex, 4> for LstmBackward {
             grads.register::<Flex>(node.id, from_f32s(g.w_h, [d.hidden, gates]));
         }
     }
-}
-
-fn dense(t: FloatTensor<Flex>) -> FloatTensor<Flex> {
-    assert_eq!(t.dtype(), DType::F32, "the fused LSTM computes in f32");
-    t.to_contiguous()
-}
-
-fn f32s(t: &FloatTensor<Flex>) -> &[f32] {
-    // Invariant: every tensor reaching here went through `dense` (contiguous f32).
-    #[allow(clippy::expect_used)]
-    t.as_slice::<f32>()
-        .expect("a contiguous f32 tensor (made so by `dense`)")
-}
-
-fn from_f32s<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FloatTensor<Flex> {
-    Flex::float_from_data(TensorData::new(values, shape), &Default::default())
 }
 
 /// The sizes of one layer.
@@ -412,173 +393,6 @@ pub(crate) fn backward(
     grads
 }
 
-/// Rows per parallel task in the elementwise passes: enough that a task outweighs rayon's
-/// cost of handing it out.
-fn elementwise_min_rows(gates: usize) -> usize {
-    (8192 / gates.max(1)).max(1)
-}
-
-/// A read-only `rows × cols` matrix in a slice: element (r, c) at `r * row_stride + c *
-/// col_stride`.
-#[derive(Clone, Copy)]
-struct Mat<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl<'a> Mat<'a> {
-    /// Row-major rows, `row_stride` apart.
-    fn rows(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
-        Mat::checked(data, rows, cols, row_stride, 1)
-    }
-
-    /// The transpose of the row-major `cols × rows` matrix whose rows are `stride` apart.
-    fn transposed(data: &'a [f32], rows: usize, cols: usize, stride: usize) -> Self {
-        Mat::checked(data, rows, cols, 1, stride)
-    }
-
-    fn checked(
-        data: &'a [f32],
-        rows: usize,
-        cols: usize,
-        row_stride: usize,
-        col_stride: usize,
-    ) -> Self {
-        assert!(rows > 0 && cols > 0, "empty matrix {rows} × {cols}");
-        let last = (rows - 1) * row_stride + (cols - 1) * col_stride;
-        assert!(
-            last < data.len(),
-            "matrix {rows} × {cols} outside its {} values",
-            data.len()
-        );
-        Mat {
-            data,
-            rows,
-            cols,
-            row_stride,
-            col_stride,
-        }
-    }
-}
-
-/// The destination of [`matmul`]: row-major rows `row_stride` apart, added to or overwritten.
-struct Out<'a> {
-    data: &'a mut [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    accumulate: bool,
-}
-
-impl<'a> Out<'a> {
-    fn new(
-        data: &'a mut [f32],
-        rows: usize,
-        cols: usize,
-        row_stride: usize,
-        accumulate: bool,
-    ) -> Self {
-        assert!(rows > 0 && cols > 0, "empty output {rows} × {cols}");
-        assert!(
-            (rows - 1) * row_stride + cols <= data.len(),
-            "output outside its slice"
-        );
-        Out {
-            data,
-            rows,
-            cols,
-            row_stride,
-            accumulate,
-        }
-    }
-}
-
-/// `out (+)= lhs · rhs` by the `gemm` crate (flex's own), on the current rayon pool when the
-/// product is large enough to share.
-fn matmul(out: Out<'_>, lhs: Mat<'_>, rhs: Mat<'_>) {
-    let (m, n, k) = (out.rows, out.cols, lhs.cols);
-    assert!(
-        lhs.rows == m && rhs.rows == k && rhs.cols == n,
-        "matmul shapes"
-    );
-    let parallelism = if m * n * k >= 64 * 64 * 64 && rayon::current_num_threads() > 1 {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: `Mat::checked` and `Out::new` proved every element the strides reach lies inside
-    // its slice; `out` is borrowed mutably, so it aliases neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.data.as_mut_ptr(),
-            1,
-            out.row_stride as isize,
-            out.accumulate,
-            lhs.data.as_ptr(),
-            lhs.col_stride as isize,
-            lhs.row_stride as isize,
-            rhs.data.as_ptr(),
-            rhs.col_stride as isize,
-            rhs.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-}
-
-/// tanh in f32 without branches or calls: Cephes' `tanhf` (an odd polynomial below 0.625,
-/// `1 - 2 / (e^{2|x|} + 1)` above), within 2 ulp-ish of libm.
-#[inline(always)]
-fn tanh_f32(x: f32) -> f32 {
-    let a = x.abs();
-    let z = x * x;
-    let small =
-        ((((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z
-            - 3.333_328e-1)
-            * z
-            * x
-            + x;
-    let large = 1.0 - 2.0 / (exp_f32(2.0 * a) + 1.0);
-    if a < 0.625 { small } else { large }.copysign(x)
-}
-
-/// Runs `$body` compiled for AVX-512 or AVX2 where the CPU has them (same bits: the body uses
-/// plain IEEE operations, which each width computes identically).
-macro_rules! widest_simd {
-    ($name:ident($($arg:ident: $ty:ty),*) $body:block) => {
-        fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            fn body($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                unsafe fn avx512($($arg: $ty),*) { body($($arg),*) }
-                #[target_feature(enable = "avx2")]
-                unsafe fn avx2($($arg: $ty),*) { body($($arg),*) }
-                if std::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F (checked just above).
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2 (checked just above).
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            body($($arg),*)
-        }
-    };
-}
-
 widest_simd!(cell_forward(
     gates: &mut [f32],
     previous_cell: Option<&[f32]>,
@@ -659,43 +473,10 @@ widest_simd!(cell_backward(
     }
 });
 
-widest_simd!(add_assign(sum: &mut [f32], row: &[f32]) {
-    for (s, r) in sum.iter_mut().zip(row) {
-        *s += r;
-    }
-});
-
 #[cfg(test)]
 mod tests {
+    use super::super::fused::tests::pseudo_random;
     use super::*;
-
-    fn pseudo_random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-            })
-            .collect()
-    }
-
-    #[test]
-    fn tanh_is_accurate_and_odd() {
-        for i in -4000..=4000 {
-            let x = i as f32 * 0.0025 * (1.0 + (i as f32).abs() * 0.01);
-            let got = tanh_f32(x) as f64;
-            let want = libm::tanh(x as f64);
-            assert!(
-                (got - want).abs() <= 3e-7 * want.abs() + 1e-38,
-                "tanh({x}) = {got}, not {want}"
-            );
-            assert_eq!(tanh_f32(-x).to_bits(), (-tanh_f32(x)).to_bits());
-        }
-        assert_eq!(tanh_f32(100.0), 1.0);
-        assert_eq!(tanh_f32(f32::MAX), 1.0);
-    }
 
     /// The kernels give the same bits on a pool of one, two and three threads, with sizes
     /// large enough that the GEMMs and the elementwise passes do split.

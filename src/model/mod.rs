@@ -13,7 +13,9 @@
 mod blob;
 pub mod dit;
 mod encoder;
+mod fused;
 pub mod gru;
+mod gru_fused;
 mod heads;
 pub mod lstm;
 mod lstm_fused;

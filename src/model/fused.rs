@@ -1,0 +1,246 @@
+//! Kernels shared by the fused recurrent layers (`lstm_fused.rs`, `gru_fused.rs`): flex
+//! tensors as f32 slices, a strided GEMM on flex's `gemm`, a branch-free tanh and the SIMD
+//! dispatch of elementwise passes.
+//!
+//! Results do not depend on the thread count: the GEMMs split their output, never a sum, and
+//! every elementwise pass computes each element the same way on every SIMD width (plain IEEE
+//! operations, no FMA contraction).
+
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{DispatchDevice, Flex};
+use burn::tensor::{DType, Tensor, TensorData};
+use burn_flex::ops::activation::exp_f32;
+
+/// Whether the fused layers run `x` (f32 on flex, with or without autodiff).
+pub fn supports(x: &Tensor<3>) -> bool {
+    x.dtype() == DType::F32 && matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
+}
+
+pub(super) fn dense(t: FloatTensor<Flex>) -> FloatTensor<Flex> {
+    assert_eq!(t.dtype(), DType::F32, "the fused layers compute in f32");
+    t.to_contiguous()
+}
+
+pub(super) fn f32s(t: &FloatTensor<Flex>) -> &[f32] {
+    // Invariant: every tensor reaching here went through `dense` (contiguous f32).
+    #[allow(clippy::expect_used)]
+    t.as_slice::<f32>()
+        .expect("a contiguous f32 tensor (made so by `dense`)")
+}
+
+pub(super) fn from_f32s<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FloatTensor<Flex> {
+    Flex::float_from_data(TensorData::new(values, shape), &Default::default())
+}
+
+/// Rows per parallel task in the elementwise passes: enough that a task outweighs rayon's
+/// cost of handing it out.
+pub(super) fn elementwise_min_rows(gates: usize) -> usize {
+    (8192 / gates.max(1)).max(1)
+}
+
+/// A read-only `rows × cols` matrix in a slice: element (r, c) at `r * row_stride + c *
+/// col_stride`.
+#[derive(Clone, Copy)]
+pub(super) struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// Row-major rows, `row_stride` apart.
+    pub(super) fn rows(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+        Mat::checked(data, rows, cols, row_stride, 1)
+    }
+
+    /// The transpose of the row-major `cols × rows` matrix whose rows are `stride` apart.
+    pub(super) fn transposed(data: &'a [f32], rows: usize, cols: usize, stride: usize) -> Self {
+        Mat::checked(data, rows, cols, 1, stride)
+    }
+
+    fn checked(
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Self {
+        assert!(rows > 0 && cols > 0, "empty matrix {rows} × {cols}");
+        let last = (rows - 1) * row_stride + (cols - 1) * col_stride;
+        assert!(
+            last < data.len(),
+            "matrix {rows} × {cols} outside its {} values",
+            data.len()
+        );
+        Mat {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
+}
+
+/// The destination of [`matmul`]: row-major rows `row_stride` apart, added to or overwritten.
+pub(super) struct Out<'a> {
+    data: &'a mut [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    accumulate: bool,
+}
+
+impl<'a> Out<'a> {
+    pub(super) fn new(
+        data: &'a mut [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        accumulate: bool,
+    ) -> Self {
+        assert!(rows > 0 && cols > 0, "empty output {rows} × {cols}");
+        assert!(
+            (rows - 1) * row_stride + cols <= data.len(),
+            "output outside its slice"
+        );
+        Out {
+            data,
+            rows,
+            cols,
+            row_stride,
+            accumulate,
+        }
+    }
+}
+
+/// `out (+)= lhs · rhs` by the `gemm` crate (flex's own), on the current rayon pool when the
+/// product is large enough to share.
+pub(super) fn matmul(out: Out<'_>, lhs: Mat<'_>, rhs: Mat<'_>) {
+    let (m, n, k) = (out.rows, out.cols, lhs.cols);
+    assert!(
+        lhs.rows == m && rhs.rows == k && rhs.cols == n,
+        "matmul shapes"
+    );
+    let parallelism = if m * n * k >= 64 * 64 * 64 && rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: `Mat::checked` and `Out::new` proved every element the strides reach lies inside
+    // its slice; `out` is borrowed mutably, so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.data.as_mut_ptr(),
+            1,
+            out.row_stride as isize,
+            out.accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// tanh in f32 without branches or calls: Cephes' `tanhf` (an odd polynomial below 0.625,
+/// `1 - 2 / (e^{2|x|} + 1)` above), within 2 ulp-ish of libm.
+#[inline(always)]
+pub(super) fn tanh_f32(x: f32) -> f32 {
+    let a = x.abs();
+    let z = x * x;
+    let small =
+        ((((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z
+            - 3.333_328e-1)
+            * z
+            * x
+            + x;
+    let large = 1.0 - 2.0 / (exp_f32(2.0 * a) + 1.0);
+    if a < 0.625 { small } else { large }.copysign(x)
+}
+
+/// Runs `$body` compiled for AVX-512 or AVX2 where the CPU has them (same bits: the body uses
+/// plain IEEE operations, which each width computes identically).
+macro_rules! widest_simd {
+    ($vis:vis $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+        // The passes take their slices one by one, however many: that is their signature.
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx512($($arg: $ty),*) { body($($arg),*) }
+                #[target_feature(enable = "avx2")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2($($arg: $ty),*) { body($($arg),*) }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F (checked just above).
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2 (checked just above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+pub(super) use widest_simd;
+
+widest_simd!(pub(super) add_assign(sum: &mut [f32], row: &[f32]) {
+    for (s, r) in sum.iter_mut().zip(row) {
+        *s += r;
+    }
+});
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn pseudo_random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tanh_is_accurate_and_odd() {
+        for i in -4000..=4000 {
+            let x = i as f32 * 0.0025 * (1.0 + (i as f32).abs() * 0.01);
+            let got = tanh_f32(x) as f64;
+            let want = libm::tanh(x as f64);
+            assert!(
+                (got - want).abs() <= 3e-7 * want.abs() + 1e-38,
+                "tanh({x}) = {got}, not {want}"
+            );
+            assert_eq!(tanh_f32(-x).to_bits(), (-tanh_f32(x)).to_bits());
+        }
+        assert_eq!(tanh_f32(100.0), 1.0);
+        assert_eq!(tanh_f32(f32::MAX), 1.0);
+    }
+}
