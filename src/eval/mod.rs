@@ -200,7 +200,7 @@ fn check_test(dataset: &Dataset, ecfg: &EvaluationConfig) -> Result<(), EvalErro
 /// The linear baseline: fit on the train split, strength chosen on val, scored on the test
 /// windows.
 fn fit_ridge(dataset: &Dataset, horizon: usize) -> Option<RidgeForecast> {
-    ridge::fit(&dataset.train, &dataset.val, horizon).map(|r| RidgeForecast {
+    ridge::fit_shared(&dataset.train, &dataset.val, horizon).map(|r| RidgeForecast {
         price: r.predict(&dataset.test),
         lambda: r.lambda,
     })
