@@ -241,9 +241,10 @@ pub(crate) fn forward(d: LayerDims, x: &[f32], w_in: &[f32], bias: &[f32], w_h: 
     assert_eq!((w_in.len(), bias.len(), w_h.len()), (d.input * g, g, h * g));
     // Pre-activations of every step: b + x_t · W_in, then + h_{t-1} · W_h step by step, then
     // replaced by the activations in place.
-    let mut gates = vec![0.0f32; rows * g];
-    for row in gates.chunks_exact_mut(g) {
-        row.copy_from_slice(bias);
+    // Filled row by row, not zeroed first (zeroing was a few percent of a small training).
+    let mut gates = Vec::with_capacity(rows * g);
+    for _ in 0..rows {
+        gates.extend_from_slice(bias);
     }
     let mut trace = Trace {
         gates: Vec::new(),
