@@ -117,6 +117,21 @@ impl<'a> Out<'a> {
     }
 }
 
+/// The `cols × rows` row-major transpose of the row-major `rows × cols` matrix `data`.
+///
+/// Why: gemm packs a right-hand side whose columns are strided one element at a time
+/// (scalar loads), and the backward passes multiply by `W_hᵀ` at every step; transposed once
+/// per call the packing reads rows. The product's bits do not change: the same values meet in
+/// the same order.
+pub(super) fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    assert_eq!(data.len(), rows * cols, "transpose: {rows} × {cols}");
+    let mut out = Vec::with_capacity(rows * cols);
+    for c in 0..cols {
+        out.extend((0..rows).map(|r| data[r * cols + c]));
+    }
+    out
+}
+
 /// `out (+)= lhs · rhs` by the `gemm` crate (flex's own), on the current rayon pool when the
 /// product is large enough to share.
 pub(super) fn matmul(out: Out<'_>, lhs: Mat<'_>, rhs: Mat<'_>) {
@@ -242,5 +257,12 @@ pub(crate) mod tests {
         }
         assert_eq!(tanh_f32(100.0), 1.0);
         assert_eq!(tanh_f32(f32::MAX), 1.0);
+    }
+
+    #[test]
+    fn transpose_swaps_rows_and_columns() {
+        let m = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        assert_eq!(transpose(&m, 2, 3), [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+        assert_eq!(transpose(&transpose(&m, 2, 3), 3, 2), m);
     }
 }

@@ -32,7 +32,7 @@ use rayon::prelude::*;
 
 use super::fused::{
     Mat, Out, add_assign, dense, elementwise_min_rows, f32s, from_f32s, matmul, tanh_f32,
-    widest_simd,
+    transpose, widest_simd,
 };
 
 #[backend_extension(Flex, Autodiff)]
@@ -363,12 +363,14 @@ pub(crate) fn backward(
     // dh_{t+1} · z_{t+1}, the part of dh_t through the update gate's blend.
     let mut d_h_carry = vec![0.0f32; d.batch * h];
     let zero_state = vec![0.0f32; h];
+    // W_hᵀ `[gates, hidden]`, for the recurrent part of dh at every step.
+    let w_h_t = transpose(w_h, h, g);
     for step in (0..d.seq).rev() {
         if step + 1 < d.seq && h > 0 {
             matmul(
                 Out::new(&mut d_h_recurrent, d.batch, h, h, false),
                 Mat::rows(&d_hidden_side[(step + 1) * g..], d.batch, g, block),
-                Mat::transposed(w_h, g, h, g),
+                Mat::rows(&w_h_t, g, h, h),
             );
         }
         d_input_side

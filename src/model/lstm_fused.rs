@@ -30,7 +30,7 @@ use rayon::prelude::*;
 
 use super::fused::{
     Mat, Out, add_assign, dense, elementwise_min_rows, f32s, from_f32s, matmul, tanh_f32,
-    widest_simd,
+    transpose, widest_simd,
 };
 
 #[backend_extension(Flex, Autodiff)]
@@ -321,12 +321,14 @@ pub(crate) fn backward(
     let mut d_h_recurrent = vec![0.0f32; d.batch * h];
     // dc_{t+1} · f_{t+1}, carried back a step.
     let mut d_c_carry = vec![0.0f32; d.batch * h];
+    // W_hᵀ `[gates, hidden]`, for the recurrent part of dh at every step.
+    let w_h_t = transpose(w_h, h, g);
     for step in (0..d.seq).rev() {
         if step + 1 < d.seq && h > 0 {
             matmul(
                 Out::new(&mut d_h_recurrent, d.batch, h, h, false),
                 Mat::rows(&d_gates[(step + 1) * g..], d.batch, g, block),
-                Mat::transposed(w_h, g, h, g),
+                Mat::rows(&w_h_t, g, h, h),
             );
         }
         d_gates
