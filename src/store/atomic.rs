@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,8 +23,8 @@ impl Store {
             let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
             let tmp = self.root.join("tmp").join(format!("{token}-{n}.tmp"));
             let written = (|| {
-                let mut f = File::create(&tmp)?;
-                f.write_all(bytes)?;
+                // Large files around the page cache (`store::direct`).
+                let f = super::direct::write_new_file(&tmp, bytes)?;
                 f.sync_all()?;
                 if read_only {
                     let mut perms = f.metadata()?.permissions();
