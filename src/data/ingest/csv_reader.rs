@@ -7,7 +7,7 @@ use std::path::Path;
 use super::DataError;
 use super::columns::{Layout, TimeSource};
 use super::dates::TimeFormat;
-use super::numbers::{NumberFormat, parse_number};
+use super::numbers::{NumberFormat, parse_number, short_decimal};
 use super::pipeline::{BadRows, IngestOptions, Problem, Source, Validated, validate_rows};
 use super::rows::{RawBar, Row, make_row};
 use super::sniff::{Plan, decode, plan};
@@ -380,7 +380,12 @@ fn csv_row(
         std::str::from_utf8(field(record, col))
             .map_err(|_| (col, "invalid UTF-8 in value".to_string()))
     };
+    let plain = *numbers == NumberFormat::PLAIN;
     let number = |col: usize| -> Result<f64, (usize, String)> {
+        // Most cells are short plain decimals, read straight from their bytes.
+        if plain && let Some(v) = short_decimal(field(record, col)) {
+            return Ok(v);
+        }
         parse_number(text(col)?, numbers).map_err(|m| (col, m))
     };
     let timestamp = match layout.time {
