@@ -214,6 +214,28 @@ mod tests {
     }
 
     #[test]
+    fn blobs_hashed_while_written_are_stored_once_under_their_digest() {
+        let (dir, store) = temp_store();
+        let big: Vec<u8> = (0..OVERLAP_MIN_BYTES + 4097)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let r = store.put_blob(&big).unwrap();
+        assert_eq!(r.digest, Digest::of(&big));
+        let path = store.blob_path(&r.digest);
+        assert!(fs::read(&path).unwrap() == big);
+        assert!(fs::metadata(&path).unwrap().permissions().readonly());
+        // Stored again: found present, and no temporary file is left behind.
+        assert_eq!(store.put_blob(&big).unwrap(), r);
+        let left: Vec<_> = fs::read_dir(store.root().join("tmp"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn large_blobs_stored_by_this_process_are_read_from_memory() {
         let (dir, store) = temp_store();
         let big = vec![7u8; RECENT_MIN_BYTES];

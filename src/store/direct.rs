@@ -125,7 +125,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("hft-direct-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         // Whole chunks, a partial chunk and a tail shorter than a block; and exact blocks.
-        for len in [DIRECT_MIN_BYTES + (8 << 20) + 3 * 4096 + 17, DIRECT_MIN_BYTES] {
+        for len in [
+            DIRECT_MIN_BYTES + (8 << 20) + 3 * 4096 + 17,
+            DIRECT_MIN_BYTES,
+        ] {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let path = dir.join(format!("{len}.bin"));
             let file = write_new_file(&path, &bytes).unwrap();
