@@ -10,6 +10,7 @@ use super::dates::TimeFormat;
 use super::numbers::{NumberFormat, parse_number, short_decimal};
 use super::pipeline::{BadRows, IngestOptions, Problem, Source, Validated, validate_rows};
 use super::rows::{RawBar, Row, make_row};
+use super::sink::{RowSink, Slots};
 use super::sniff::{Plan, decode, plan};
 
 /// The reader every CSV path uses: no header handling (ours), rows of any width (reported
@@ -155,51 +156,6 @@ enum RowsError {
     Csv(csv::Error),
     /// More rows than the slots a chunk was given ([`Slots`]).
     Full,
-}
-
-/// Where parsed rows go.
-trait RowSink {
-    /// Adds a row; `false` when there is no room for it.
-    fn push(&mut self, row: Row) -> bool;
-    fn len(&self) -> usize;
-    /// Room for `n` more rows, where that can be made.
-    fn reserve(&mut self, n: usize);
-}
-
-impl RowSink for Vec<Row> {
-    fn push(&mut self, row: Row) -> bool {
-        Vec::push(self, row);
-        true
-    }
-    fn len(&self) -> usize {
-        Vec::len(self)
-    }
-    fn reserve(&mut self, n: usize) {
-        Vec::reserve(self, n);
-    }
-}
-
-/// A fixed stretch of a vector's spare capacity, filled from its start.
-struct Slots<'a> {
-    slots: &'a mut [std::mem::MaybeUninit<Row>],
-    len: usize,
-}
-
-impl RowSink for Slots<'_> {
-    fn push(&mut self, row: Row) -> bool {
-        match self.slots.get_mut(self.len) {
-            Some(slot) => {
-                slot.write(row);
-                self.len += 1;
-                true
-            }
-            None => false,
-        }
-    }
-    fn len(&self) -> usize {
-        self.len
-    }
-    fn reserve(&mut self, _: usize) {}
 }
 
 /// What parsing a file's data rows needs.
