@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,34 +18,51 @@ pub(super) static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 impl Store {
     /// Writes `bytes` to `path` atomically: tmp file, fsync, rename, fsync the directory.
     pub fn write_atomic(&self, path: &Path, bytes: &[u8], read_only: bool) -> io::Result<()> {
-        let result = (|| {
-            let token = self.writer_token()?;
-            let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-            let tmp = self.root.join("tmp").join(format!("{token}-{n}.tmp"));
-            let written = (|| {
-                let mut f = File::create(&tmp)?;
-                f.write_all(bytes)?;
-                f.sync_all()?;
-                if read_only {
-                    let mut perms = f.metadata()?.permissions();
-                    perms.set_readonly(true);
-                    fs::set_permissions(&tmp, perms)?;
-                }
-                drop(f);
-                fs::rename(&tmp, path)?;
-                if let Some(dir) = path.parent() {
-                    File::open(dir)?.sync_all()?;
-                }
-                Ok(())
-            })();
-            if written.is_err() {
-                let _ = fs::remove_file(&tmp);
-            }
-            written
-        })();
+        let result = self
+            .write_tmp(bytes, read_only)
+            .and_then(|tmp| self.publish(&tmp, path));
         result.map_err(|e: io::Error| {
             io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
         })
+    }
+
+    /// The first half of [`Store::write_atomic`]: `bytes` in a new temporary file of this
+    /// writer, fsynced (and read-only if asked), ready for [`Store::publish`].
+    pub(super) fn write_tmp(&self, bytes: &[u8], read_only: bool) -> io::Result<PathBuf> {
+        let token = self.writer_token()?;
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.root.join("tmp").join(format!("{token}-{n}.tmp"));
+        let written = (|| {
+            // Large files around the page cache (`store::direct`).
+            let f = super::direct::write_new_file(&tmp, bytes)?;
+            f.sync_all()?;
+            if read_only {
+                let mut perms = f.metadata()?.permissions();
+                perms.set_readonly(true);
+                fs::set_permissions(&tmp, perms)?;
+            }
+            Ok(())
+        })();
+        match written {
+            Ok(()) => Ok(tmp),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// The second half of [`Store::write_atomic`]: the temporary file renamed to `path`,
+    /// and the directory fsynced.
+    pub(super) fn publish(&self, tmp: &Path, path: &Path) -> io::Result<()> {
+        let published = fs::rename(tmp, path).and_then(|()| match path.parent() {
+            Some(dir) => File::open(dir)?.sync_all(),
+            None => Ok(()),
+        });
+        if published.is_err() {
+            let _ = fs::remove_file(tmp);
+        }
+        published
     }
 
     /// This process's writer token. Temporary files are named after it, and

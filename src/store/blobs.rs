@@ -20,6 +20,8 @@ pub(super) struct RecentBlobs {
     bytes: usize,
 }
 
+/// Blobs from this size on are hashed while they are written ([`Store::put_large_blob`]).
+const OVERLAP_MIN_BYTES: usize = 8 << 20;
 /// Blobs smaller than this are cheap to read back and are not kept.
 const RECENT_MIN_BYTES: usize = 1 << 20;
 /// At most this many bytes of recent blobs are kept (the oldest go first).
@@ -77,6 +79,9 @@ impl Store {
 
     /// Writes `bytes` as a blob (no-op when already present and intact).
     pub fn put_blob(&self, bytes: &[u8]) -> io::Result<OutputRef> {
+        if bytes.len() >= OVERLAP_MIN_BYTES {
+            return self.put_large_blob(bytes);
+        }
         let digest = Digest::of(bytes);
         let path = self.blob_path(&digest);
         let present = fs::metadata(&path)
@@ -89,6 +94,47 @@ impl Store {
                 })?;
             }
             self.write_atomic(&path, bytes, true)?;
+        }
+        Ok(OutputRef {
+            digest,
+            size: bytes.len() as u64,
+        })
+    }
+
+    /// [`Store::put_blob`] of a large blob: the disk writes the temporary file while the
+    /// cores hash the bytes for its name, instead of one after the other. A blob found
+    /// already present then costs a write it did not need; that is rare (a stage re-run
+    /// that gives the same bytes) and the price of not waiting for the hash.
+    fn put_large_blob(&self, bytes: &[u8]) -> io::Result<OutputRef> {
+        let (digest, tmp) = std::thread::scope(|s| {
+            let writer = s.spawn(|| self.write_tmp(bytes, true));
+            let digest = Digest::of(bytes);
+            let tmp = writer
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the blob writer panicked")));
+            (digest, tmp)
+        });
+        let path = self.blob_path(&digest);
+        let cannot = |e: io::Error| {
+            io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
+        };
+        let tmp = tmp.map_err(cannot)?;
+        let present = fs::metadata(&path)
+            .map(|m| m.len() == bytes.len() as u64)
+            .unwrap_or(false);
+        if present && self.read_verified(&path, &digest).is_some() {
+            let _ = fs::remove_file(&tmp);
+        } else {
+            if let Some(dir) = path.parent()
+                && let Err(e) = fs::create_dir_all(dir)
+            {
+                let _ = fs::remove_file(&tmp);
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot create {}: {e}", dir.display()),
+                ));
+            }
+            self.publish(&tmp, &path).map_err(cannot)?;
         }
         Ok(OutputRef {
             digest,
@@ -164,6 +210,28 @@ mod tests {
         assert!(!path.exists(), "corrupt blob removed");
         store.put_blob(b"hello").unwrap();
         assert_eq!(store.get_blob(&r.digest).unwrap(), b"hello");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn blobs_hashed_while_written_are_stored_once_under_their_digest() {
+        let (dir, store) = temp_store();
+        let big: Vec<u8> = (0..OVERLAP_MIN_BYTES + 4097)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let r = store.put_blob(&big).unwrap();
+        assert_eq!(r.digest, Digest::of(&big));
+        let path = store.blob_path(&r.digest);
+        assert!(fs::read(&path).unwrap() == big);
+        assert!(fs::metadata(&path).unwrap().permissions().readonly());
+        // Stored again: found present, and no temporary file is left behind.
+        assert_eq!(store.put_blob(&big).unwrap(), r);
+        let left: Vec<_> = fs::read_dir(store.root().join("tmp"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -25,6 +25,7 @@
 mod actions;
 mod atomic;
 mod blobs;
+mod direct;
 mod locks;
 pub mod records;
 pub mod remote;

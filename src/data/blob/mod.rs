@@ -33,29 +33,33 @@
 //!
 //! ## Dataset (`dataset` output)
 //!
-//! metadata: `{"kind":"dataset","version":2,"symbols":[..],"feature_names":[..],
-//! "sequence_length":S,"prediction_horizon":P,"bar_seconds":B,"relative":[..]}`
+//! metadata: `{"kind":"dataset","version":3,"symbols":[..],"feature_names":[..],
+//! "sequence_length":S,"prediction_horizon":P,"bar_seconds":B,"relative":[..],
+//! "action_threshold":T}`
 //!
 //! The windows are not stored: consecutive windows share all but one row, so they are `S`
-//! times the size of the rows they are cut from. The blob holds those rows and where each
-//! window ends; [`Dataset::from_bytes`] rebuilds the windows on load.
+//! times the size of the rows they are cut from. Nor are the labels: they follow from the
+//! closes. The blob holds those rows and runs of consecutive window ends;
+//! [`Dataset::from_bytes`] rebuilds the windows and labels on load.
 //!
 //! | tensor | dtype | shape |
 //! | --- | --- | --- |
 //! | `norm_mean`, `norm_std` | F64 | `[k]` (train statistics) |
 //! | `rows/{i}/values` | F64 | `[r_i, k]` (raw feature rows of symbol `i` that windows read) |
-//! | `rows/{i}/close` | F64 | `[r_i]` (their raw closes) |
-//! | `{split}/end` | U32 | `[n]` (each window's last row, an index into `rows/{symbol}`) |
-//! | `{split}/y` | F32 | `[n, P]` (r[h] = C[t+h] / C[t] - 1) |
-//! | `{split}/action` | U8 | `[n]` (0 buy, 1 hold, 2 sell) |
-//! | `{split}/symbol` | U32 | `[n]` (index into `symbols`) |
-//! | `{split}/timestamp` | I64 | `[n]` (the window's last bar) |
+//! | `rows/{i}/close` | F64 | `[r_i + P]` (their raw closes and the `P` after them; `[0]` when `r_i = 0`) |
+//! | `rows/{i}/timestamp` | I64 | `[r_i]` |
+//! | `{split}/windows` | U32 | `[m, 3]` (per run: symbol index, first window's last row, count) |
 //!
-//! for `split` in `train`, `val`, `test`; `n` may be 0. Window `j` of a split, with
-//! `e = end[j]`, `V = rows/{symbol[j]}/values` and `C = rows/{symbol[j]}/close`, is the
-//! `[S, k]` array `x[s, c] = f32((v - norm_mean[c]) / norm_std[c])` where
-//! `v = V[e - S + 1 + s, c]`, divided by `C[e]` minus 1 if `relative[c]`, all in f64. In
-//! numpy: `w = V[e-S+1:e+1]; w = np.where(rel, w / C[e] - 1, w); ((w - m) / sd).astype("f4")`.
+//! for `split` in `train`, `val`, `test`; `m` may be 0. A run `(i, e0, n)` holds the windows
+//! of symbol `i` ending at rows `e0, e0 + 1, .., e0 + n - 1` of `rows/{i}`, in that order;
+//! the split's windows are its runs' in order. Window `j` ending at `e`, with
+//! `V = rows/{i}/values` and `C = rows/{i}/close`, is the `[S, k]` array
+//! `x[s, c] = f32((v - norm_mean[c]) / norm_std[c])` where `v = V[e - S + 1 + s, c]`, divided
+//! by `C[e]` minus 1 if `relative[c]`, all in f64. In numpy:
+//! `w = V[e-S+1:e+1]; w = np.where(rel, w / C[e] - 1, w); ((w - m) / sd).astype("f4")`.
+//! Its labels: `y[h-1] = f32(C[e+h] / C[e] - 1)` for `h = 1..=P` (in f64, then rounded); its
+//! action 0 (buy) if `C[e+1] / C[e] - 1 > T`, 2 (sell) if it is `< -T`, else 1 (hold); its
+//! timestamp `rows/{i}/timestamp[e]`.
 //!
 //! [safetensors]: https://github.com/huggingface/safetensors
 //!
@@ -63,10 +67,9 @@
 
 mod tensors;
 
-use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 
-use super::dataset::{WindowRows, tiled_constants};
+use super::dataset::{WindowRows, label, tiled_constants};
 use super::{Bars, Dataset, FeatureTable, RowSource, Split, Windows};
 use std::sync::Arc;
 
@@ -76,9 +79,9 @@ use tensors::{Reader, Writer};
 const META_KEY: &str = "hft";
 /// Layout version of the bars and features blobs.
 const VERSION: u32 = 1;
-/// Layout version of the dataset blob: 2 stores the rows windows are cut from, 1 stored the
-/// windows.
-const DATASET_VERSION: u32 = 2;
+/// Layout version of the dataset blob: 3 derives the labels from the closes and stores
+/// runs of window ends, 2 stored each window's end and labels, 1 stored the windows.
+const DATASET_VERSION: u32 = 3;
 const SPLITS: [&str; 3] = ["train", "val", "test"];
 
 /// Why bytes could not be read back as a stage output.
@@ -137,6 +140,8 @@ struct DatasetMeta {
     bar_seconds: i64,
     /// Per feature: divided by the window's last close, minus 1, before normalising.
     relative: Vec<bool>,
+    /// What the actions are derived with (`data.action_threshold`).
+    action_threshold: f64,
 }
 
 impl Bars {
@@ -282,22 +287,81 @@ impl Dataset {
             meta.prediction_horizon,
             meta.feature_names.len(),
         );
-        if s == 0 || meta.relative.len() != k {
+        if s == 0 || p == 0 || meta.relative.len() != k {
             return Err(BlobError::Metadata(format!(
-                "sequence_length {s} and {} relative flags for {k} features",
+                "sequence_length {s}, prediction_horizon {p} and {} relative flags for {k} \
+                 features",
                 meta.relative.len()
             )));
         }
         let norm_mean = r.f64("norm_mean", Some(&[k]))?.1;
         let norm_std = r.f64("norm_std", Some(&[k]))?.1;
+        let mut timestamps = Vec::with_capacity(meta.symbols.len());
         let rows = (0..meta.symbols.len())
             .map(|i| {
-                let (shape, close) = r.f64(&format!("rows/{i}/close"), None)?;
-                let values = r.f64(&format!("rows/{i}/values"), Some(&[shape[0], k]))?.1;
+                let stamps = r.i64(&format!("rows/{i}/timestamp"), None)?.1;
+                let stored = stamps.len();
+                let values = r.f64(&format!("rows/{i}/values"), Some(&[stored, k]))?.1;
+                let closes = if stored == 0 { 0 } else { stored + p };
+                let close = r.f64(&format!("rows/{i}/close"), Some(&[closes]))?.1;
+                timestamps.push(stamps);
                 Ok((values, close))
             })
             .collect::<Result<Vec<_>, BlobError>>()?;
         let tiled = tiled_constants(&meta.relative, &norm_mean, &norm_std, s);
+        let theta = meta.action_threshold;
+        /// A split's windows and labels, before the windows share the rows.
+        #[derive(Default)]
+        struct Labelled {
+            n: usize,
+            y: Vec<f32>,
+            action: Vec<u8>,
+            symbol: Vec<u32>,
+            end: Vec<u32>,
+            timestamp: Vec<i64>,
+        }
+        let mut splits = Vec::with_capacity(3);
+        for name in SPLITS {
+            let tensor = format!("{name}/windows");
+            // `[m, 3]`: the number of runs is whatever the shape says, the rest is checked.
+            let m =
+                r.st.tensor(&tensor)
+                    .map_err(|_| BlobError::Missing(tensor.clone()))?
+                    .shape()
+                    .first()
+                    .copied()
+                    .unwrap_or_default();
+            let runs = r.u32(&tensor, &[m, 3])?;
+            let mut split = Labelled::default();
+            for run in runs.chunks_exact(3) {
+                let (sym, first, count) = (run[0] as usize, run[1] as usize, run[2] as usize);
+                let Some(((_, close), stamps)) = rows.get(sym).zip(timestamps.get(sym)) else {
+                    return Err(r.bad(
+                        &tensor,
+                        format!("symbol index {sym} but only {} symbols", meta.symbols.len()),
+                    ));
+                };
+                let stored = stamps.len();
+                if first < s - 1 || first.saturating_add(count) > stored {
+                    return Err(r.bad(
+                        &tensor,
+                        format!(
+                            "{count} windows of {s} rows ending from row {first} of symbol \
+                             {sym}, which has {stored} stored rows"
+                        ),
+                    ));
+                }
+                split.n += count;
+                split.y.reserve(count * p);
+                for (e, &stamp) in stamps.iter().enumerate().skip(first).take(count) {
+                    split.action.push(label(close, e, p, theta, &mut split.y));
+                    split.symbol.push(sym as u32);
+                    split.end.push(e as u32);
+                    split.timestamp.push(stamp);
+                }
+            }
+            splits.push(split);
+        }
         // The windows stay rows: each is cut when a batch asks for it (`data::windows`).
         let source = Arc::new(RowSource {
             rows,
@@ -305,52 +369,19 @@ impl Dataset {
             sequence_length: s,
             features: k,
         });
-        let mut splits = Vec::with_capacity(3);
-        for name in SPLITS {
-            let tensor = |t: &str| format!("{name}/{t}");
-            let (shape, action) = r.raw(&tensor("action"), Dtype::U8, None)?;
-            let action = action.to_vec();
-            let n = shape.first().copied().unwrap_or_default();
-            if let Some(bad) = action.iter().find(|a| **a > 2) {
-                return Err(r.bad(
-                    &tensor("action"),
-                    format!("action code {bad} is not 0, 1 or 2"),
-                ));
-            }
-            let symbol = r.u32(&tensor("symbol"), &[n])?;
-            if let Some(bad) = symbol.iter().find(|v| **v as usize >= meta.symbols.len()) {
-                return Err(r.bad(
-                    &tensor("symbol"),
-                    format!("symbol index {bad} but only {} symbols", meta.symbols.len()),
-                ));
-            }
-            let end = r.u32(&tensor("end"), &[n])?;
-            for (&e, &sym) in end.iter().zip(&symbol) {
-                let stored = source.rows[sym as usize].1.len();
-                if (e as usize) < s - 1 || e as usize >= stored {
-                    return Err(r.bad(
-                        &tensor("end"),
-                        format!(
-                            "a window of {s} rows ending at row {e} of symbol {sym}, which                              has {stored} stored rows"
-                        ),
-                    ));
-                }
-            }
-            let x = Windows::Rows {
+        let splits = splits.into_iter().map(|d| Split {
+            n: d.n,
+            x: Windows::Rows {
                 source: Arc::clone(&source),
-                symbol: symbol.clone(),
-                end,
-            };
-            splits.push(Split {
-                n,
-                x,
-                y: r.f32(&tensor("y"), &[n, p])?,
-                action,
-                symbol,
-                timestamp: r.i64(&tensor("timestamp"), Some(&[n]))?.1,
-            });
-        }
-        let mut splits = splits.into_iter();
+                symbol: d.symbol.clone(),
+                end: d.end,
+            },
+            y: d.y,
+            action: d.action,
+            symbol: d.symbol,
+            timestamp: d.timestamp,
+        });
+        let mut splits = splits;
         let mut next = || splits.next().unwrap_or_default();
         let (train, val, test) = (next(), next(), next());
         Ok(Dataset {
@@ -380,26 +411,20 @@ pub(super) fn encode_dataset(d: &Dataset, rows: &WindowRows<'_>) -> Vec<u8> {
         prediction_horizon: d.prediction_horizon,
         bar_seconds: d.bar_seconds,
         relative: rows.relative.clone(),
+        action_threshold: rows.action_threshold,
     };
-    let (p, k) = (d.prediction_horizon, d.num_features());
+    let k = d.num_features();
     let mut w = Writer::new();
     w.f64("norm_mean", &d.norm_mean, &[k]);
     w.f64("norm_std", &d.norm_std, &[k]);
-    for (i, (values, close)) in rows.tables.iter().enumerate() {
-        w.f64(&format!("rows/{i}/values"), values, &[close.len(), k]);
+    for (i, (values, close, timestamps)) in rows.tables.iter().enumerate() {
+        let r = timestamps.len();
+        w.f64(&format!("rows/{i}/values"), values, &[r, k]);
         w.f64(&format!("rows/{i}/close"), close, &[close.len()]);
+        w.i64(&format!("rows/{i}/timestamp"), timestamps, &[r]);
     }
-    for ((name, split), end) in SPLITS
-        .iter()
-        .zip([&d.train, &d.val, &d.test])
-        .zip(&rows.ends)
-    {
-        let n = split.n;
-        w.u32(&format!("{name}/end"), end, &[n]);
-        w.f32(&format!("{name}/y"), &split.y, &[n, p]);
-        w.u8(&format!("{name}/action"), &split.action, &[n]);
-        w.u32(&format!("{name}/symbol"), &split.symbol, &[n]);
-        w.i64(&format!("{name}/timestamp"), &split.timestamp, &[n]);
+    for (name, runs) in SPLITS.iter().zip(&rows.runs) {
+        w.u32(&format!("{name}/windows"), runs, &[runs.len() / 3, 3]);
     }
     w.finish(&meta)
 }
@@ -407,6 +432,8 @@ pub(super) fn encode_dataset(d: &Dataset, rows: &WindowRows<'_>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    use safetensors::tensor::Dtype;
 
     use super::*;
     use crate::data::synthetic::generate;
@@ -662,35 +689,50 @@ mod tests {
         // A dataset blob of the layout that stored windows.
         let old = rewrite(
             &blob,
-            |m| m.replace(r#""version":2"#, r#""version":1"#),
+            |m| m.replace(r#""version":3"#, r#""version":2"#),
             |_, _| {},
         );
         let e = Dataset::from_bytes(&old).unwrap_err().to_string();
-        assert!(e.contains("version 1, expected 'dataset' version 2"), "{e}");
-        // A window that would read past its symbol's rows.
+        assert!(e.contains("version 2, expected 'dataset' version 3"), "{e}");
+        // A run of windows that would read past its symbol's rows.
         let past = rewrite(
             &blob,
             |m| m,
             |name, bytes| {
-                if name == "val/end" {
-                    bytes[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+                if name == "val/windows" {
+                    bytes[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
                 }
             },
         );
         let e = Dataset::from_bytes(&past).unwrap_err().to_string();
-        assert!(e.contains("val/end") && e.contains("stored rows"), "{e}");
+        assert!(
+            e.contains("val/windows") && e.contains("stored rows"),
+            "{e}"
+        );
         // One that would start before them.
         let before = rewrite(
             &blob,
             |m| m,
             |name, bytes| {
-                if name == "train/end" {
-                    bytes[..4].copy_from_slice(&3u32.to_le_bytes());
+                if name == "train/windows" {
+                    bytes[4..8].copy_from_slice(&3u32.to_le_bytes());
                 }
             },
         );
         let e = Dataset::from_bytes(&before).unwrap_err().to_string();
-        assert!(e.contains("train/end"), "{e}");
+        assert!(e.contains("train/windows"), "{e}");
+        // A symbol that is not there.
+        let nobody = rewrite(
+            &blob,
+            |m| m,
+            |name, bytes| {
+                if name == "train/windows" {
+                    bytes[..4].copy_from_slice(&9u32.to_le_bytes());
+                }
+            },
+        );
+        let e = Dataset::from_bytes(&nobody).unwrap_err().to_string();
+        assert!(e.contains("symbol index 9"), "{e}");
         let mut broken = bars.clone();
         broken.close.pop();
         assert!(Bars::from_bytes(&broken.to_bytes()).is_err());

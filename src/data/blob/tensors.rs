@@ -12,20 +12,16 @@ use super::{BlobError, Header, META_KEY};
 
 pub(super) enum Source<'a> {
     F64(&'a [f64]),
-    F32(&'a [f32]),
     I64(&'a [i64]),
     U32(&'a [u32]),
-    U8(&'a [u8]),
 }
 
 impl Source<'_> {
     pub(super) fn byte_len(&self) -> usize {
         match self {
             Source::F64(v) => v.len() * 8,
-            Source::F32(v) => v.len() * 4,
             Source::I64(v) => v.len() * 8,
             Source::U32(v) => v.len() * 4,
-            Source::U8(v) => v.len(),
         }
     }
 
@@ -33,10 +29,8 @@ impl Source<'_> {
     pub(super) fn write(&self, out: &mut [u8]) {
         match self {
             Source::F64(v) => write_le(v, out, |x| x.to_le_bytes()),
-            Source::F32(v) => write_le(v, out, |x| x.to_le_bytes()),
             Source::I64(v) => write_le(v, out, |x| x.to_le_bytes()),
             Source::U32(v) => write_le(v, out, |x| x.to_le_bytes()),
-            Source::U8(v) => out.copy_from_slice(v),
         }
     }
 }
@@ -97,20 +91,12 @@ impl<'a> Writer<'a> {
         self.tensor(name, Dtype::F64, Source::F64(v), shape);
     }
 
-    pub(super) fn f32(&mut self, name: &str, v: &'a [f32], shape: &[usize]) {
-        self.tensor(name, Dtype::F32, Source::F32(v), shape);
-    }
-
     pub(super) fn i64(&mut self, name: &str, v: &'a [i64], shape: &[usize]) {
         self.tensor(name, Dtype::I64, Source::I64(v), shape);
     }
 
     pub(super) fn u32(&mut self, name: &str, v: &'a [u32], shape: &[usize]) {
         self.tensor(name, Dtype::U32, Source::U32(v), shape);
-    }
-
-    pub(super) fn u8(&mut self, name: &str, v: &'a [u8], shape: &[usize]) {
-        self.tensor(name, Dtype::U8, Source::U8(v), shape);
     }
 
     /// The blob.
@@ -268,14 +254,6 @@ impl<'a> Reader<'a> {
         Ok(data
             .chunks_exact(4)
             .filter_map(|c| c.try_into().ok().map(u32::from_le_bytes))
-            .collect())
-    }
-
-    pub(super) fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, BlobError> {
-        let (_, data) = self.raw(name, Dtype::F32, Some(shape))?;
-        Ok(data
-            .chunks_exact(4)
-            .filter_map(|c| c.try_into().ok().map(f32::from_le_bytes))
             .collect())
     }
 }

@@ -181,7 +181,8 @@ pub fn build_fold_encoded(
             fold.index, fold.train.start, fold.val_start
         )
     })?;
-    let d = plan.labels();
+    // Labels are not stored: the decoder derives them from the closes (`blob`).
+    let d = plan.unlabelled();
     let rows = plan.window_rows()?;
     Ok(EncodedDataset {
         bytes: crate::data::blob::encode_dataset(&d, &rows),

@@ -62,7 +62,7 @@ use std::ops::Range;
 use super::ingest::DataError;
 use super::{Dataset, DatasetParams, FeatureTable};
 use windows::Plan;
-pub(super) use windows::{WindowRows, normalise_window, tiled_constants};
+pub(super) use windows::{WindowRows, label, normalise_window, tiled_constants};
 
 /// Absorbs float error in `n * share` before flooring.
 const SHARE_EPS: f64 = 1e-9;
@@ -229,7 +229,8 @@ pub fn build_encoded(
 ) -> Result<EncodedDataset, DataError> {
     let tables = with_ids_if_asked(tables, params);
     let plan = Plan::new(&tables, params)?;
-    let d = plan.labels();
+    // Labels are not stored: the decoder derives them from the closes (`blob`).
+    let d = plan.unlabelled();
     let rows = plan.window_rows()?;
     Ok(EncodedDataset {
         bytes: super::blob::encode_dataset(&d, &rows),

@@ -14,17 +14,44 @@ use crate::data::features::is_price_level;
 use crate::data::ingest::DataError;
 use crate::data::{Dataset, DatasetParams, FeatureTable, Split};
 
-/// What the dataset blob stores in place of its windows: per symbol, the rows any window
-/// reads; per split, each window's last row among them.
+/// What the dataset blob stores in place of its windows and labels: per symbol, the rows
+/// any window reads (and the closes its labels read); per split, its windows as runs of
+/// consecutive window ends.
 pub(in crate::data) struct WindowRows<'a> {
-    /// Per symbol: its rows' values `[r, k]` and closes `[r]` (a contiguous run of its
-    /// table's rows; empty when it has no window).
-    pub tables: Vec<(&'a [f64], &'a [f64])>,
-    /// Per split, per window (in storage order): the window's last row, counted from the
-    /// first stored row of its symbol.
-    pub ends: [Vec<u32>; 3],
+    /// Per symbol: its rows' values `[r, k]`, the closes of those rows and of the
+    /// `prediction_horizon` rows after them `[r + P]`, and the rows' timestamps `[r]` (a
+    /// contiguous run of its table's rows; all empty when it has no window).
+    pub tables: Vec<(&'a [f64], &'a [f64], &'a [i64])>,
+    /// Per split, per run of windows (in storage order), three numbers: the symbol, the
+    /// first window's last row (counted from the first stored row of its symbol), and how
+    /// many windows the run holds, each ending one row after the previous one.
+    pub runs: [Vec<u32>; 3],
     /// Per column: expressed relative to the window's last close.
     pub relative: Vec<bool>,
+    /// `data.action_threshold`, which the actions are derived with.
+    pub action_threshold: f64,
+}
+
+/// The labels of the window ending at row `end` of `close`: `r[h] = C[end+h] / C[end] - 1`
+/// for `h = 1..=p` appended to `y`, and the action of `r[1]` against `theta` (0 buy, 1 hold,
+/// 2 sell). The one definition the dataset stage and the blob's decoder both use.
+pub(in crate::data) fn label(
+    close: &[f64],
+    end: usize,
+    p: usize,
+    theta: f64,
+    y: &mut Vec<f32>,
+) -> u8 {
+    let c0 = close[end];
+    let r1 = close[end + 1] / c0 - 1.0;
+    y.extend((1..=p).map(|h| (close[end + h] / c0 - 1.0) as f32));
+    if r1 > theta {
+        0
+    } else if r1 < -theta {
+        2
+    } else {
+        1
+    }
 }
 
 /// `(relative, mean, std)` of column `i % k` at position `i` of a window's `S * k` values,
@@ -322,9 +349,9 @@ impl<'a> Plan<'a> {
         normalise_window(rows, t.close[end], &self.tiled, out);
     }
 
-    /// The rows the windows read and each window's end among them (for the blob).
+    /// The rows the windows read and the runs of window ends among them (for the blob).
     pub(super) fn window_rows(&self) -> Result<WindowRows<'a>, DataError> {
-        let (k, s) = (self.k, self.sequence_length);
+        let (k, s, p) = (self.k, self.sequence_length, self.horizon);
         // Per symbol, the span of rows read: from the first row of its earliest window to
         // the last row of its latest one.
         let mut span: Vec<Option<Range<usize>>> = vec![None; self.tables.len()];
@@ -338,37 +365,62 @@ impl<'a> Plan<'a> {
                 });
             }
         }
+        // A window's labels read up to P rows past its end, which is inside the table
+        // (`window_ends`).
         let tables = self
             .tables
             .iter()
             .zip(&span)
             .map(|(t, r)| match r {
-                Some(r) => (&t.values[r.start * k..r.end * k], &t.close[r.clone()]),
-                None => (&t.values[..0], &t.close[..0]),
+                Some(r) => (
+                    &t.values[r.start * k..r.end * k],
+                    &t.close[r.start..r.end + p],
+                    &t.timestamps[r.clone()],
+                ),
+                None => (&t.values[..0], &t.close[..0], &t.timestamps[..0]),
             })
             .collect();
-        let mut out: [Vec<u32>; 3] = Default::default();
+        let too_many = |sym: usize| {
+            DataError::Dataset(format!(
+                "symbol '{}' has over {} rows in its windows",
+                self.tables[sym].symbol,
+                u32::MAX
+            ))
+        };
+        let mut runs: [Vec<u32>; 3] = Default::default();
         for (which, ends) in self.ends.iter().enumerate() {
-            out[which].reserve(self.count(which));
-            for (sym, range) in ends {
+            for (sym, range) in ends.iter().filter(|(_, r)| !r.is_empty()) {
                 let first = span[*sym].as_ref().map_or(0, |r| r.start);
-                for end in range.clone() {
-                    let end = u32::try_from(end - first).map_err(|_| {
-                        DataError::Dataset(format!(
-                            "symbol '{}' has over {} rows in its windows",
-                            self.tables[*sym].symbol,
-                            u32::MAX
-                        ))
-                    })?;
-                    out[which].push(end);
+                let run = [*sym, range.start - first, range.len()]
+                    .map(|v| u32::try_from(v).map_err(|_| too_many(*sym)));
+                for v in run {
+                    runs[which].push(v?);
                 }
             }
         }
         Ok(WindowRows {
             tables,
-            ends: out,
+            runs,
             relative: self.relative.clone(),
+            action_threshold: self.params.action_threshold,
         })
+    }
+
+    /// The dataset's description without windows or labels: symbols, feature names,
+    /// shape, spacing and the normalisation (every split empty).
+    pub(super) fn unlabelled(&self) -> Dataset {
+        Dataset {
+            symbols: self.tables.iter().map(|t| t.symbol.clone()).collect(),
+            feature_names: self.tables[0].names.clone(),
+            sequence_length: self.sequence_length,
+            prediction_horizon: self.horizon,
+            bar_seconds: median_spacing(self.tables),
+            norm_mean: self.mean.clone(),
+            norm_std: self.std.clone(),
+            train: Split::default(),
+            val: Split::default(),
+            test: Split::default(),
+        }
     }
 
     /// The dataset without inputs: labels, symbols, timestamps, window counts and the
@@ -389,18 +441,9 @@ impl<'a> Plan<'a> {
             for (sym, range) in &self.ends[which] {
                 let t = &self.tables[*sym];
                 for end in range.clone() {
-                    let c0 = t.close[end];
-                    let r1 = t.close[end + 1] / c0 - 1.0;
                     split
-                        .y
-                        .extend((1..=p).map(|h| (t.close[end + h] / c0 - 1.0) as f32));
-                    split.action.push(if r1 > theta {
-                        0
-                    } else if r1 < -theta {
-                        2
-                    } else {
-                        1
-                    });
+                        .action
+                        .push(label(&t.close, end, p, theta, &mut split.y));
                     split.symbol.push(*sym as u32);
                     split.timestamp.push(t.timestamps[end]);
                 }
@@ -408,16 +451,10 @@ impl<'a> Plan<'a> {
             split
         });
         Dataset {
-            symbols: self.tables.iter().map(|t| t.symbol.clone()).collect(),
-            feature_names: self.tables[0].names.clone(),
-            sequence_length: self.sequence_length,
-            prediction_horizon: p,
-            bar_seconds: median_spacing(self.tables),
-            norm_mean: self.mean.clone(),
-            norm_std: self.std.clone(),
             train,
             val,
             test,
+            ..self.unlabelled()
         }
     }
 }

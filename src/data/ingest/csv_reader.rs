@@ -7,9 +7,10 @@ use std::path::Path;
 use super::DataError;
 use super::columns::{Layout, TimeSource};
 use super::dates::TimeFormat;
-use super::numbers::{NumberFormat, parse_number};
+use super::numbers::{NumberFormat, parse_number, short_decimal};
 use super::pipeline::{BadRows, IngestOptions, Problem, Source, Validated, validate_rows};
 use super::rows::{RawBar, Row, make_row};
+use super::sink::{RowSink, Slots};
 use super::sniff::{Plan, decode, plan};
 
 /// The reader every CSV path uses: no header handling (ours), rows of any width (reported
@@ -118,6 +119,10 @@ pub(super) fn validate_csv(
                 return Err(in_layout(rows.first_bad_row(&source, data_start, p)));
             }
             Err(RowsError::Csv(e)) => return Err(csv_error(&file, &e)),
+            // A vector always has room.
+            Err(RowsError::Full) => {
+                return Err(source.file_error(None, "ran out of row slots".to_string()));
+            }
         },
     };
     let time_column = names
@@ -149,6 +154,8 @@ enum RowsError {
     Row(Problem),
     /// The csv reader itself failed.
     Csv(csv::Error),
+    /// More rows than the slots a chunk was given ([`Slots`]).
+    Full,
 }
 
 /// What parsing a file's data rows needs.
@@ -233,11 +240,24 @@ impl CsvRows<'_> {
         &self,
         reader: &mut csv::Reader<R>,
         base: usize,
-        mut lines: LineCounter<'_>,
+        lines: LineCounter<'_>,
         limit: usize,
     ) -> Result<ParsedRows, RowsError> {
-        let name_of = |i: usize| self.names.get(i).map_or("?", String::as_str);
         let mut rows: Vec<Row> = Vec::new();
+        let problems = self.parse_into(reader, base, lines, limit, &mut rows)?;
+        Ok((rows, problems))
+    }
+
+    /// [`CsvRows::parse`] into `rows`, returning the problems.
+    fn parse_into<R: std::io::Read, S: RowSink>(
+        &self,
+        reader: &mut csv::Reader<R>,
+        base: usize,
+        mut lines: LineCounter<'_>,
+        limit: usize,
+        rows: &mut S,
+    ) -> Result<Vec<Problem>, RowsError> {
+        let name_of = |i: usize| self.names.get(i).map_or("?", String::as_str);
         let mut problems = Vec::new();
         let mut record = csv::ByteRecord::new();
         let mut first = true;
@@ -286,12 +306,16 @@ impl CsvRows<'_> {
                 })
             };
             match result {
-                Ok(row) => rows.push(row),
+                Ok(row) => {
+                    if !rows.push(row) {
+                        return Err(RowsError::Full);
+                    }
+                }
                 Err(p) if self.mode == BadRows::Error => return Err(RowsError::Row(p)),
                 Err(p) => problems.push(p),
             }
         }
-        Ok((rows, problems))
+        Ok(problems)
     }
 
     /// [`CsvRows::parse`] of the data rows from `data_start` on, in chunks of whole lines
@@ -331,10 +355,24 @@ impl CsvRows<'_> {
                 Some(this)
             })
             .collect();
-        let chunks: Vec<Result<ParsedRows, RowsError>> = bounds
+        // Every chunk parses into its own stretch of one vector, as many slots as it has
+        // lines (a row is a line; a file whose records end in a lone `\r` overflows them and
+        // is read in one pass), and the stretches are then closed up: no per-chunk vectors
+        // to allocate and concatenate.
+        let slots: Vec<usize> = newlines.iter().map(|&n| n as usize + 1).collect();
+        let mut rows: Vec<Row> = Vec::with_capacity(slots.iter().sum());
+        let mut stretches = Vec::with_capacity(slots.len());
+        let mut spare = &mut rows.spare_capacity_mut()[..];
+        for &n in &slots {
+            let (head, tail) = spare.split_at_mut(n);
+            stretches.push(head);
+            spare = tail;
+        }
+        let chunks: Vec<Result<(usize, Vec<Problem>), RowsError>> = bounds
             .par_windows(2)
             .zip(start_lines.par_iter())
-            .map(|(w, &line)| {
+            .zip(stretches.into_par_iter())
+            .map(|((w, &line), slots)| {
                 let chunk = self.bytes.get(w[0]..w[1]).unwrap_or_default();
                 let mut reader = csv_reader(chunk, self.plan.delimiter);
                 let lines = LineCounter {
@@ -342,27 +380,29 @@ impl CsvRows<'_> {
                     at: w[0],
                     line,
                 };
-                self.parse(&mut reader, w[0], lines, usize::MAX)
+                let mut sink = Slots { slots, len: 0 };
+                let problems = self.parse_into(&mut reader, w[0], lines, usize::MAX, &mut sink)?;
+                Ok((sink.len, problems))
             })
             .collect();
-        let mut rows = Vec::with_capacity(
-            chunks
-                .iter()
-                .map(|c| c.as_ref().map_or(0, |(r, _)| r.len()))
-                .sum(),
-        );
         let mut problems = Vec::new();
-        for chunk in chunks {
+        let (mut from, mut to) = (0usize, 0usize);
+        for (chunk, n) in chunks.into_iter().zip(&slots) {
             match chunk {
-                Ok((mut r, mut p)) => {
-                    rows.append(&mut r);
+                Ok((len, mut p)) => {
+                    rows.spare_capacity_mut().copy_within(from..from + len, to);
+                    to += len;
                     problems.append(&mut p);
                 }
-                // A bad row (under `BadRows::Error`) or a reader failure: the one-pass
-                // read finds and reports it exactly as for a small file.
-                Err(RowsError::Row(_)) | Err(RowsError::Csv(_)) => return None,
+                // A bad row (under `BadRows::Error`), a reader failure or too few slots:
+                // the one-pass read finds and reports it exactly as for a small file.
+                Err(_) => return None,
             }
+            from += n;
         }
+        // SAFETY: chunk i wrote its first `len_i` slots (`Slots::push`), and those were
+        // moved, in order, to the first `to` slots of the capacity.
+        unsafe { rows.set_len(to) };
         Some((rows, problems))
     }
 }
@@ -380,7 +420,12 @@ fn csv_row(
         std::str::from_utf8(field(record, col))
             .map_err(|_| (col, "invalid UTF-8 in value".to_string()))
     };
+    let plain = *numbers == NumberFormat::PLAIN;
     let number = |col: usize| -> Result<f64, (usize, String)> {
+        // Most cells are short plain decimals, read straight from their bytes.
+        if plain && let Some(v) = short_decimal(field(record, col)) {
+            return Ok(v);
+        }
         parse_number(text(col)?, numbers).map_err(|m| (col, m))
     };
     let timestamp = match layout.time {

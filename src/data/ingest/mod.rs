@@ -48,6 +48,7 @@ mod numbers;
 pub mod parquet;
 mod pipeline;
 mod rows;
+mod sink;
 mod sniff;
 #[cfg(test)]
 mod testutil;

@@ -144,8 +144,9 @@ impl Stage for FoldDataset {
         "fold_dataset"
     }
 
+    /// 2: the dataset blob's layout 3 (labels derived from the closes, see `data::blob`).
     fn version(&self, _: &Experiment) -> u32 {
-        1
+        2
     }
 
     fn config(&self, e: &Experiment) -> serde_json::Value {
