@@ -140,7 +140,7 @@ fn audit_reproduces_every_stage_and_writes_reports() {
     assert_eq!(results[0]["tolerance"], "bitwise");
 }
 
-/// Plants a one-ulp change in one float of the recorded dataset: the audit must name the
+/// Plants a one-ulp change in one float (f32 or f64) of the recorded dataset: the audit must name the
 /// dataset stage, the tensor and the size of the difference.
 #[test]
 fn audit_reports_a_planted_divergence_at_the_right_stage() {
@@ -170,7 +170,7 @@ fn audit_reports_a_planted_divergence_at_the_right_stage() {
         .iter()
         .find(|(n, v)| {
             *n != "__metadata__"
-                && v["dtype"] == "F32"
+                && (v["dtype"] == "F32" || v["dtype"] == "F64")
                 && v["data_offsets"][1].as_u64() > v["data_offsets"][0].as_u64()
         })
         .unwrap();
