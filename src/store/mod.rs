@@ -30,11 +30,13 @@ pub mod records;
 pub mod remote;
 pub mod scan;
 mod stat_cache;
+mod summary;
 pub mod verify;
 
 pub use locks::StageLock;
 pub use records::{Pin, PinFile, PinKind};
 pub use stat_cache::{Fingerprint, StatCache, hash_file};
+pub use summary::Summary;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -171,8 +173,7 @@ pub struct ActionRecord {
     pub outputs: BTreeMap<String, OutputRef>,
     /// Small facts about the outputs that downstream keys or reports need (shapes, counts).
     /// Shared: 10,000 experiments' reports hold copies of the same records.
-    #[serde(with = "shared_value")]
-    pub summary: Arc<serde_json::Value>,
+    pub summary: Summary,
     pub hft_version: String,
     pub wall_ms: u64,
     /// Seconds since the Unix epoch when the record was written.
@@ -460,22 +461,6 @@ pub fn now_unix() -> u64 {
 }
 
 /// A fresh store in a folder of its own, for the tests of the store's modules.
-/// Serde for an `Arc<Value>` field, without serde's `rc` feature.
-mod shared_value {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use std::sync::Arc;
-
-    pub fn serialize<S: Serializer>(v: &Arc<serde_json::Value>, s: S) -> Result<S::Ok, S::Error> {
-        v.as_ref().serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Arc<serde_json::Value>, D::Error> {
-        serde_json::Value::deserialize(d).map(Arc::new)
-    }
-}
-
 #[cfg(test)]
 pub(crate) fn temp_store() -> (PathBuf, Store) {
     let dir = std::env::temp_dir().join(format!(
