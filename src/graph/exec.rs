@@ -171,8 +171,7 @@ fn run_experiment(
     let mut ran_before: BTreeMap<StageKey, f64> = BTreeMap::new();
     let mut pulled_before: std::collections::BTreeSet<StageKey> = Default::default();
     loop {
-        let mut report =
-            run_experiment_once(executor, store, remote, job, dry_run, &previous);
+        let mut report = run_experiment_once(executor, store, remote, job, dry_run, &previous);
         for s in &mut report.stages {
             let Some(key) = &s.key else { continue };
             if s.pulled {

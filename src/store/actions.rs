@@ -219,7 +219,11 @@ mod tests {
         let lazy = store.get_action(&key).unwrap();
         assert_eq!(lazy, eager);
         assert_eq!(lazy.summary["n"], 3);
-        assert_eq!(sealed_bytes(&lazy).unwrap(), bytes, "written back byte for byte");
+        assert_eq!(
+            sealed_bytes(&lazy).unwrap(),
+            bytes,
+            "written back byte for byte"
+        );
         let edited = String::from_utf8(bytes.clone())
             .unwrap()
             .replace("\"n\": 3", "\"n\": 4");

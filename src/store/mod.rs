@@ -426,7 +426,7 @@ fn create_layout(root: &Path) -> io::Result<()> {
 /// An empty folder (placeholders for git aside), or a store written before the marker existed (its `objects` and
 /// `actions` folders, and nothing a store does not hold).
 fn is_empty_or_legacy_store(root: &Path) -> io::Result<bool> {
-    const STORE_ENTRIES: [&str; 12] = [
+    const STORE_ENTRIES: [&str; 13] = [
         "objects",
         "actions",
         "builds",
@@ -436,6 +436,7 @@ fn is_empty_or_legacy_store(root: &Path) -> io::Result<bool> {
         "index",
         "builds.jsonl",
         "catalog.jsonl",
+        "catalog.check.json",
         "statcache.json",
         ".gitignore",
         ".gitkeep",
