@@ -262,19 +262,27 @@ impl FileIndex {
     }
 
     /// Writes the shards an entry was added to, leaving out files that no longer exist
-    /// (errors only cost the next build its speed).
+    /// (errors only cost the next build its speed). The shards are written, and dropped,
+    /// in parallel: freeing 10,000 entries one by one was a tenth of a large status.
     pub fn save(self, store: &Store) {
-        let mut changed = self.shards.into_iter().filter(|s| s.changed).peekable();
-        if changed.peek().is_none() {
-            return;
-        }
-        let written = std::fs::create_dir_all(&self.dir).and_then(|_| {
-            changed.try_for_each(|mut shard| {
-                shard.file.version = INDEX_VERSION;
-                shard.file.entries.retain(|path, _| path.exists());
-                let bytes = serde_json::to_vec(&shard.file).map_err(std::io::Error::other)?;
-                store.write_atomic(&shard.path, &bytes, false)
-            })
+        use rayon::prelude::*;
+        let dir = self.dir;
+        let any = self.shards.iter().any(|s| s.changed);
+        let made = if any {
+            std::fs::create_dir_all(&dir)
+        } else {
+            Ok(())
+        };
+        let written = made.and_then(|_| {
+            self.shards
+                .into_par_iter()
+                .filter(|shard| shard.changed)
+                .try_for_each(|mut shard| {
+                    shard.file.version = INDEX_VERSION;
+                    shard.file.entries.retain(|path, _| path.exists());
+                    let bytes = serde_json::to_vec(&shard.file).map_err(std::io::Error::other)?;
+                    store.write_atomic(&shard.path, &bytes, false)
+                })
         });
         if let Err(e) = written
             && e.kind() != std::io::ErrorKind::ReadOnlyFilesystem

@@ -73,22 +73,34 @@ impl Store {
         if !recent {
             self.touch_action(key);
         }
-        self.remember(key, Some(&record));
+        self.remember(key, Some((&record, bytes.len() as u64)));
         Some(record)
     }
 
     fn remembered(&self, key: &StageKey) -> Option<ActionRecord> {
         let hits = self.hits.as_ref()?;
         let hits = hits.lock().unwrap_or_else(|p| p.into_inner());
-        hits.get(key).cloned()
+        hits.get(key).map(|(record, _)| record.clone())
+    }
+
+    /// The size of `key`'s record file as this handle read it on a hit (see
+    /// [`Store::remembering_hits`]), or as it is now.
+    pub fn action_size(&self, key: &StageKey) -> Option<u64> {
+        if let Some(hits) = &self.hits {
+            let hits = hits.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, size)) = hits.get(key) {
+                return Some(*size);
+            }
+        }
+        fs::metadata(self.action_path(key)).ok().map(|m| m.len())
     }
 
     /// Keeps (or, with `None`, drops) the remembered record of `key`.
-    fn remember(&self, key: &StageKey, record: Option<&ActionRecord>) {
+    fn remember(&self, key: &StageKey, record: Option<(&ActionRecord, u64)>) {
         let Some(hits) = &self.hits else { return };
         let mut hits = hits.lock().unwrap_or_else(|p| p.into_inner());
         match record {
-            Some(r) => hits.insert(key.clone(), r.clone()),
+            Some((r, size)) => hits.insert(key.clone(), (r.clone(), size)),
             None => hits.remove(key),
         };
     }

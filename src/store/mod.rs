@@ -204,7 +204,8 @@ pub struct Store {
     damaged: Arc<std::sync::atomic::AtomicUsize>,
     /// Action records already found intact through this handle (see
     /// [`Store::remembering_hits`]); `None`: every look-up reads the record.
-    hits: Option<Arc<Mutex<std::collections::HashMap<StageKey, ActionRecord>>>>,
+    /// Each with the size of its file as read (what the no-op memo records).
+    hits: Option<Arc<Mutex<std::collections::HashMap<StageKey, (ActionRecord, u64)>>>>,
 }
 
 impl Store {

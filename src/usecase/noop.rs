@@ -49,9 +49,9 @@ pub fn noop_memo(
             let Some(record) = &s.record else { continue };
             let action = format!("actions/{}.json", record.key.0);
             if seen.insert(action.clone())
-                && let Ok(m) = std::fs::metadata(store.root().join(&action))
+                && let Some(size) = store.action_size(&record.key)
             {
-                entries.push((action, m.len()));
+                entries.push((action, size));
             }
             for out in record.outputs.values() {
                 let path = store.blob_path(&out.digest);
