@@ -85,6 +85,12 @@ impl fmt::Debug for Summary {
     }
 }
 
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.value().fmt(f)
+    }
+}
+
 impl Serialize for Summary {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.value().serialize(s)
@@ -114,6 +120,7 @@ mod tests {
             serde_json::to_string(&lazy).unwrap(),
             serde_json::to_string(&value).unwrap()
         );
+        assert_eq!(lazy.to_string(), value.to_string());
         assert!(Summary::from_json_text("{not json").is_null());
         assert!(Summary::default().is_null());
     }
