@@ -186,6 +186,9 @@ pub struct ActionRecord {
     pub digest: Option<String>,
 }
 
+/// Remembered action records by key, with the size of each one's file as read.
+type Hits = std::collections::HashMap<StageKey, (ActionRecord, u64)>;
+
 /// A handle on one cache directory.
 ///
 /// Every handle holds `locks/store.lock` for its whole life: shared for builds and every
@@ -205,7 +208,7 @@ pub struct Store {
     /// Action records already found intact through this handle (see
     /// [`Store::remembering_hits`]); `None`: every look-up reads the record.
     /// Each with the size of its file as read (what the no-op memo records).
-    hits: Option<Arc<Mutex<std::collections::HashMap<StageKey, (ActionRecord, u64)>>>>,
+    hits: Option<Arc<Mutex<Hits>>>,
 }
 
 impl Store {
