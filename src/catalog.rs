@@ -23,8 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Experiment;
 use crate::graph::exec::{ExperimentReport, StageState};
-use crate::store::{Store, now_unix};
+use crate::store::{Fingerprint, Store, now_unix};
 
+mod compaction;
 mod trials;
 pub use trials::Trials;
 
@@ -333,63 +334,29 @@ impl BuildEntry {
 /// beyond [`HISTORY`] rows per experiment makes up more than half of it.
 pub fn append(store: &Store, rows: &[CatalogRow], build: &BuildEntry) -> io::Result<()> {
     let _lock = lock(store)?;
+    let rows_path = store.root().join(ROWS_FILE);
+    let mut before = None;
     if !rows.is_empty() {
         let mut text = String::new();
         for row in rows {
             text.push_str(&serde_json::to_string(row).map_err(io::Error::other)?);
             text.push('\n');
         }
-        append_text(&store.root().join(ROWS_FILE), &text)?;
+        before = Some(fs::metadata(&rows_path).ok().map(|m| Fingerprint::of(&m)));
+        append_text(&rows_path, &text)?;
     }
     let mut line = serde_json::to_string(build).map_err(io::Error::other)?;
     line.push('\n');
     append_text(&store.root().join(BUILDS_FILE), &line)?;
-    if !rows.is_empty() {
-        compact_if_needed(store)?;
-    }
-    Ok(())
-}
-
-/// Rewrites the catalog keeping the last [`HISTORY`] rows of each experiment, the newest row
-/// of every trial (a distinct evaluation on a dataset: the trial count of the deflated
-/// Sharpe ratio must not shrink), and the last 1000 build entries; only when that would at
-/// least halve it.
-fn compact_if_needed(store: &Store) -> io::Result<()> {
-    let rows: Vec<CatalogRow> = read_lines(&store.root().join(ROWS_FILE));
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut trials_seen = std::collections::HashSet::new();
-    let mut keep = vec![false; rows.len()];
-    for (i, r) in rows.iter().enumerate().rev() {
-        let n = seen.entry(r.id.as_str()).or_default();
-        *n += 1;
-        let newest_of_trial = trials::trial_id(r).is_some_and(|t| trials_seen.insert(t));
-        keep[i] = *n <= HISTORY || newest_of_trial;
-    }
-    let kept = keep.iter().filter(|k| **k).count();
-    if rows.len() < 2 * kept + 100 {
-        return Ok(());
-    }
-    let mut text = String::new();
-    for (r, _) in rows.iter().zip(&keep).filter(|(_, k)| **k) {
-        text.push_str(&serde_json::to_string(r).map_err(io::Error::other)?);
-        text.push('\n');
-    }
-    store.write_atomic(&store.root().join(ROWS_FILE), text.as_bytes(), false)?;
-    let builds: Vec<BuildEntry> = read_lines(&store.root().join(BUILDS_FILE));
-    if builds.len() > 2000 {
-        let mut text = String::new();
-        for b in &builds[builds.len() - 1000..] {
-            text.push_str(&serde_json::to_string(b).map_err(io::Error::other)?);
-            text.push('\n');
-        }
-        store.write_atomic(&store.root().join(BUILDS_FILE), text.as_bytes(), false)?;
+    if let Some(before) = before {
+        compaction::compact_if_needed(store, before, rows.len())?;
     }
     Ok(())
 }
 
 /// Readers skip lines that do not parse: a line cut short by a killed build, or one written
 /// by a newer hft.
-fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
+pub(crate) fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
     let Ok(text) = fs::read_to_string(path) else {
         return Vec::new();
     };

@@ -67,6 +67,7 @@ fn stages(json: &serde_json::Value) -> Vec<(String, Option<String>)> {
     out
 }
 
+/// Each context's index: a folder of shards.
 fn index_files(p: &Project) -> Vec<std::path::PathBuf> {
     match std::fs::read_dir(p.path("cache/index")) {
         Ok(dir) => dir.map(|e| e.unwrap().path()).collect(),
@@ -137,20 +138,30 @@ fn a_corrupt_or_foreign_index_is_ignored() {
     let first = status(&p, &[]);
     let files = index_files(&p);
     assert_eq!(files.len(), 1);
+    let shards: Vec<std::path::PathBuf> = std::fs::read_dir(&files[0])
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!shards.is_empty());
+    let write_all = |bytes: &[u8]| {
+        for shard in &shards {
+            std::fs::write(shard, bytes).unwrap();
+        }
+    };
     let corruptions: [&[u8]; 4] = [
         b"",
-        b"{\"version\": 1, \"sources\": [], \"entries\": {",
+        b"{\"version\": 2, \"sources\": [], \"entries\": {",
         &[0xff, 0xfe, 0x00, 0x42],
         // Well-formed, but for another text of the file.
-        br#"{"version": 1, "sources": ["x"], "entries": {"experiments/a.yaml":
+        br#"{"version": 2, "sources": ["x"], "entries": {"experiments/a.yaml":
             {"text": "00", "deps": [], "experiments": []}}}"#,
     ];
     for bytes in corruptions {
-        std::fs::write(&files[0], bytes).unwrap();
+        write_all(bytes);
         assert_eq!(status(&p, &[]), first);
     }
     // A build with a corrupt index builds what it would build without one.
-    std::fs::write(&files[0], b"not json").unwrap();
+    write_all(b"not json");
     let built = p.build();
     assert_eq!(built.with_state("ran").len(), 6, "{}", built.stdout);
     let after = status(&p, &[]);

@@ -163,8 +163,7 @@ fn run_experiment(
     job: &ExperimentJob,
     dry_run: bool,
 ) -> ExperimentReport {
-    let previous: Option<BuildRecord> =
-        store.get_build_record(&super::experiment_id(&job.file, &job.plan.name));
+    let previous = Previous::new(store, job);
     // A corrupt blob found while executing means its producer must run again; that can
     // cascade at most once per stage.
     let mut attempts = job.plan.stages.len() + 1;
@@ -172,8 +171,7 @@ fn run_experiment(
     let mut ran_before: BTreeMap<StageKey, f64> = BTreeMap::new();
     let mut pulled_before: std::collections::BTreeSet<StageKey> = Default::default();
     loop {
-        let mut report =
-            run_experiment_once(executor, store, remote, job, dry_run, previous.as_ref());
+        let mut report = run_experiment_once(executor, store, remote, job, dry_run, &previous);
         for s in &mut report.stages {
             let Some(key) = &s.key else { continue };
             if s.pulled {
@@ -195,7 +193,7 @@ fn run_experiment(
         attempts -= 1;
         if !corrupt || attempts == 0 {
             if !dry_run {
-                report.recorded = save_build_record(store, job, &report, previous.as_ref());
+                report.recorded = save_build_record(store, job, &report, previous.get());
             }
             return report;
         }
@@ -213,13 +211,40 @@ fn run_experiment(
     }
 }
 
+/// An experiment's last build record, read when first needed: a dry run needs it only to
+/// explain a stale stage, and 10,000 experiments' status would otherwise read 10,000.
+struct Previous<'a> {
+    store: &'a Store,
+    job: &'a ExperimentJob<'a>,
+    record: std::sync::OnceLock<Option<BuildRecord>>,
+}
+
+impl<'a> Previous<'a> {
+    fn new(store: &'a Store, job: &'a ExperimentJob<'a>) -> Previous<'a> {
+        Previous {
+            store,
+            job,
+            record: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> Option<&BuildRecord> {
+        self.record
+            .get_or_init(|| {
+                let id = super::experiment_id(&self.job.file, &self.job.plan.name);
+                self.store.get_build_record(&id)
+            })
+            .as_ref()
+    }
+}
+
 fn run_experiment_once(
     executor: &dyn Executor,
     store: &Store,
     remote: Option<&Remote>,
     job: &ExperimentJob,
     dry_run: bool,
-    previous: Option<&BuildRecord>,
+    previous: &Previous,
 ) -> ExperimentReport {
     let mut plan = job.plan.clone();
     let stages = &plan.stages;
@@ -306,7 +331,7 @@ fn run_stage(
     i: usize,
     deps: &[&StageReport],
     dry_run: bool,
-    previous: Option<&BuildRecord>,
+    previous: &Previous,
 ) -> StageReport {
     let mut report = StageReport {
         id: spec.id.clone(),
@@ -327,7 +352,7 @@ fn run_stage(
                 .filter(|d| d.record.is_none())
                 .map(|d| d.id.as_str())
                 .collect();
-            let mut reasons = explain_config(spec, job, previous);
+            let mut reasons = explain_config(spec, job, previous.get());
             reasons.push(format!(
                 "after {} re-run{}",
                 pending.join(", "),
@@ -350,7 +375,7 @@ fn run_stage(
     }
     if dry_run {
         report.state = StageState::Stale {
-            reason: explain(spec, &key, &inputs, job, previous),
+            reason: explain(spec, &key, &inputs, job, previous.get()),
         };
         return report;
     }

@@ -21,7 +21,8 @@ impl Store {
             return Some(record);
         }
         let (bytes, modified) = read_with_mtime(&self.action_path(key)).ok()?;
-        if seal_intact(&bytes) == Some(false) {
+        let sealed = seal_intact(&bytes);
+        if sealed == Some(false) {
             crate::term::warn(&format!(
                 "action record {} was changed after it was written (its digest does not \
                  match); treating it as a miss",
@@ -30,9 +31,13 @@ impl Store {
             self.note_damaged();
             return None;
         }
-        let record: ActionRecord = match serde_json::from_slice(&bytes) {
+        let parsed = match sealed {
+            Some(true) => parse_sealed(&bytes),
+            _ => serde_json::from_slice(&bytes).map_err(drop),
+        };
+        let record: ActionRecord = match parsed {
             Ok(r) => r,
-            Err(_) => {
+            Err(()) => {
                 crate::term::warn(&format!(
                     "action record {} is unreadable; treating as a miss",
                     key.short()
@@ -68,22 +73,34 @@ impl Store {
         if !recent {
             self.touch_action(key);
         }
-        self.remember(key, Some(&record));
+        self.remember(key, Some((&record, bytes.len() as u64)));
         Some(record)
     }
 
     fn remembered(&self, key: &StageKey) -> Option<ActionRecord> {
         let hits = self.hits.as_ref()?;
         let hits = hits.lock().unwrap_or_else(|p| p.into_inner());
-        hits.get(key).cloned()
+        hits.get(key).map(|(record, _)| record.clone())
+    }
+
+    /// The size of `key`'s record file as this handle read it on a hit (see
+    /// [`Store::remembering_hits`]), or as it is now.
+    pub fn action_size(&self, key: &StageKey) -> Option<u64> {
+        if let Some(hits) = &self.hits {
+            let hits = hits.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, size)) = hits.get(key) {
+                return Some(*size);
+            }
+        }
+        fs::metadata(self.action_path(key)).ok().map(|m| m.len())
     }
 
     /// Keeps (or, with `None`, drops) the remembered record of `key`.
-    fn remember(&self, key: &StageKey, record: Option<&ActionRecord>) {
+    fn remember(&self, key: &StageKey, record: Option<(&ActionRecord, u64)>) {
         let Some(hits) = &self.hits else { return };
         let mut hits = hits.lock().unwrap_or_else(|p| p.into_inner());
         match record {
-            Some(r) => hits.insert(key.clone(), r.clone()),
+            Some((r, size)) => hits.insert(key.clone(), (r.clone(), size)),
             None => hits.remove(key),
         };
     }
@@ -147,6 +164,32 @@ fn sealed_bytes(record: &ActionRecord) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Where a sealed record's `summary` starts and what follows it: [`sealed_bytes`] writes the
+/// fields in declaration order, pretty-printed, so these two lines (two spaces in, newlines
+/// never inside a JSON string) bound the summary's text and nothing else.
+const SUMMARY_FIELD: &str = "\n  \"summary\": ";
+const AFTER_SUMMARY: &str = ",\n  \"hft_version\": ";
+
+/// A sealed record with its summary left as text (parsed on first use, see
+/// [`super::Summary`]): the rest of the record parses with `null` in its place.
+fn parse_sealed(bytes: &[u8]) -> Result<ActionRecord, ()> {
+    let text = std::str::from_utf8(bytes).map_err(drop)?;
+    // `summary` follows the outputs; `hft_version` and three short fields end the record.
+    let bounds = text.find(SUMMARY_FIELD).and_then(|at| {
+        let start = at + SUMMARY_FIELD.len();
+        text.rfind(AFTER_SUMMARY)
+            .filter(|&end| end >= start)
+            .map(|end| (start, end))
+    });
+    let Some((start, end)) = bounds else {
+        return serde_json::from_slice(bytes).map_err(drop);
+    };
+    let rest = [&text[..start], "null", &text[end..]].concat();
+    let mut record: ActionRecord = serde_json::from_str(&rest).map_err(drop)?;
+    record.summary = super::Summary::from_json_text(&text[start..end]);
+    Ok(record)
+}
+
 /// Whether a record file is as [`sealed_bytes`] wrote it: `None` when it has no seal
 /// (written before records were sealed, or the seal itself was removed).
 pub(crate) fn seal_intact(bytes: &[u8]) -> Option<bool> {
@@ -183,7 +226,16 @@ mod tests {
         store.put_action(&record).unwrap();
         let bytes = fs::read(store.action_path(&key)).unwrap();
         assert_eq!(seal_intact(&bytes), Some(true));
-        assert!(store.get_action(&key).is_some());
+        // The summary is kept as text until asked for, and is then the value written.
+        let eager: ActionRecord = serde_json::from_slice(&bytes).unwrap();
+        let lazy = store.get_action(&key).unwrap();
+        assert_eq!(lazy, eager);
+        assert_eq!(lazy.summary["n"], 3);
+        assert_eq!(
+            sealed_bytes(&lazy).unwrap(),
+            bytes,
+            "written back byte for byte"
+        );
         let edited = String::from_utf8(bytes.clone())
             .unwrap()
             .replace("\"n\": 3", "\"n\": 4");

@@ -31,11 +31,13 @@ pub mod records;
 pub mod remote;
 pub mod scan;
 mod stat_cache;
+mod summary;
 pub mod verify;
 
 pub use locks::StageLock;
 pub use records::{Pin, PinFile, PinKind};
 pub use stat_cache::{Fingerprint, StatCache, hash_file};
+pub use summary::Summary;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -172,8 +174,7 @@ pub struct ActionRecord {
     pub outputs: BTreeMap<String, OutputRef>,
     /// Small facts about the outputs that downstream keys or reports need (shapes, counts).
     /// Shared: 10,000 experiments' reports hold copies of the same records.
-    #[serde(with = "shared_value")]
-    pub summary: Arc<serde_json::Value>,
+    pub summary: Summary,
     pub hft_version: String,
     pub wall_ms: u64,
     /// Seconds since the Unix epoch when the record was written.
@@ -185,6 +186,9 @@ pub struct ActionRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
 }
+
+/// Remembered action records by key, with the size of each one's file as read.
+type Hits = std::collections::HashMap<StageKey, (ActionRecord, u64)>;
 
 /// A handle on one cache directory.
 ///
@@ -204,7 +208,8 @@ pub struct Store {
     damaged: Arc<std::sync::atomic::AtomicUsize>,
     /// Action records already found intact through this handle (see
     /// [`Store::remembering_hits`]); `None`: every look-up reads the record.
-    hits: Option<Arc<Mutex<std::collections::HashMap<StageKey, ActionRecord>>>>,
+    /// Each with the size of its file as read (what the no-op memo records).
+    hits: Option<Arc<Mutex<Hits>>>,
 }
 
 impl Store {
@@ -293,6 +298,15 @@ impl Store {
     pub fn remembering_hits(mut self) -> Store {
         self.hits = Some(Arc::default());
         self
+    }
+
+    /// Forgets the remembered records, freeing them on every core (30,000 of them, one by
+    /// one, were a thirtieth of a large status).
+    pub fn forget_hits(&self) {
+        use rayon::prelude::*;
+        let Some(hits) = &self.hits else { return };
+        let hits = std::mem::take(&mut *hits.lock().unwrap_or_else(|p| p.into_inner()));
+        hits.into_par_iter().for_each(drop);
     }
 
     /// Whether this handle was opened by [`Store::open_exclusive`].
@@ -426,7 +440,7 @@ fn create_layout(root: &Path) -> io::Result<()> {
 /// An empty folder (placeholders for git aside), or a store written before the marker existed (its `objects` and
 /// `actions` folders, and nothing a store does not hold).
 fn is_empty_or_legacy_store(root: &Path) -> io::Result<bool> {
-    const STORE_ENTRIES: [&str; 12] = [
+    const STORE_ENTRIES: [&str; 13] = [
         "objects",
         "actions",
         "builds",
@@ -436,6 +450,7 @@ fn is_empty_or_legacy_store(root: &Path) -> io::Result<bool> {
         "index",
         "builds.jsonl",
         "catalog.jsonl",
+        "catalog.check.json",
         "statcache.json",
         ".gitignore",
         ".gitkeep",
@@ -461,22 +476,6 @@ pub fn now_unix() -> u64 {
 }
 
 /// A fresh store in a folder of its own, for the tests of the store's modules.
-/// Serde for an `Arc<Value>` field, without serde's `rc` feature.
-mod shared_value {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use std::sync::Arc;
-
-    pub fn serialize<S: Serializer>(v: &Arc<serde_json::Value>, s: S) -> Result<S::Ok, S::Error> {
-        v.as_ref().serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Arc<serde_json::Value>, D::Error> {
-        serde_json::Value::deserialize(d).map(Arc::new)
-    }
-}
-
 #[cfg(test)]
 pub(crate) fn temp_store() -> (PathBuf, Store) {
     let dir = std::env::temp_dir().join(format!(

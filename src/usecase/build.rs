@@ -401,6 +401,7 @@ pub fn build(
             memo::forget(&store, id);
         }
     }
+    store.forget_hits();
     Ok(BuildResult::Built(Built {
         dry_run,
         outcome,
