@@ -19,6 +19,8 @@ use burn::nn::transformer::{PositionWiseFeedForward, TransformerEncoder, Transfo
 use burn::tensor::Tensor;
 use burn::tensor::activation::{quiet_softmax, softmax};
 
+use super::attention_fused;
+
 /// `linear.forward(x)` as one `[batch * seq, d_in] x [d_in, d_out]` matmul.
 pub(super) fn linear_rows(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
     let [batch, seq, d_in] = x.dims();
@@ -48,7 +50,23 @@ fn encoder_layer(x: Tensor<3>, layer: &TransformerEncoderLayer) -> Tensor<3> {
 }
 
 /// `MultiHeadAttention::forward(MhaInput::self_attn(x)).context`.
+/// In f32 on flex, without attention dropout, the core runs as one fused operation
+/// (`attention_fused.rs`); elsewhere it is composed of burn ops.
 pub(super) fn self_attention(mha: &MultiHeadAttention, x: Tensor<3>) -> Tensor<3> {
+    if attention_fused::supports(&x) && mha.dropout.prob == 0.0 && !mha.quiet_softmax {
+        let (q, k, v) = (
+            linear_rows(&mha.query, x.clone()),
+            linear_rows(&mha.key, x.clone()),
+            linear_rows(&mha.value, x),
+        );
+        let context = attention_fused::multi_head_attention(q, k, v, mha.n_heads);
+        return linear_rows(&mha.output, context);
+    }
+    composed_attention(mha, x)
+}
+
+/// [`self_attention`] composed of burn ops, as burn-nn computes it.
+pub(super) fn composed_attention(mha: &MultiHeadAttention, x: Tensor<3>) -> Tensor<3> {
     let [batch, seq, d_model] = x.dims();
     let heads = |linear: &Linear| {
         linear_rows(linear, x.clone())

@@ -179,19 +179,19 @@ impl Backward<Flex, 4> for LstmBackward {
     }
 }
 
-fn dense(t: FloatTensor<Flex>) -> FloatTensor<Flex> {
+pub(super) fn dense(t: FloatTensor<Flex>) -> FloatTensor<Flex> {
     assert_eq!(t.dtype(), DType::F32, "the fused LSTM computes in f32");
     t.to_contiguous()
 }
 
-fn f32s(t: &FloatTensor<Flex>) -> &[f32] {
+pub(super) fn f32s(t: &FloatTensor<Flex>) -> &[f32] {
     // Invariant: every tensor reaching here went through `dense` (contiguous f32).
     #[allow(clippy::expect_used)]
     t.as_slice::<f32>()
         .expect("a contiguous f32 tensor (made so by `dense`)")
 }
 
-fn from_f32s<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FloatTensor<Flex> {
+pub(super) fn from_f32s<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FloatTensor<Flex> {
     Flex::float_from_data(TensorData::new(values, shape), &Default::default())
 }
 
@@ -421,7 +421,7 @@ fn elementwise_min_rows(gates: usize) -> usize {
 /// A read-only `rows × cols` matrix in a slice: element (r, c) at `r * row_stride + c *
 /// col_stride`.
 #[derive(Clone, Copy)]
-struct Mat<'a> {
+pub(super) struct Mat<'a> {
     data: &'a [f32],
     rows: usize,
     cols: usize,
@@ -431,12 +431,12 @@ struct Mat<'a> {
 
 impl<'a> Mat<'a> {
     /// Row-major rows, `row_stride` apart.
-    fn rows(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+    pub(super) fn rows(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
         Mat::checked(data, rows, cols, row_stride, 1)
     }
 
     /// The transpose of the row-major `cols × rows` matrix whose rows are `stride` apart.
-    fn transposed(data: &'a [f32], rows: usize, cols: usize, stride: usize) -> Self {
+    pub(super) fn transposed(data: &'a [f32], rows: usize, cols: usize, stride: usize) -> Self {
         Mat::checked(data, rows, cols, 1, stride)
     }
 
@@ -465,7 +465,7 @@ impl<'a> Mat<'a> {
 }
 
 /// The destination of [`matmul`]: row-major rows `row_stride` apart, added to or overwritten.
-struct Out<'a> {
+pub(super) struct Out<'a> {
     data: &'a mut [f32],
     rows: usize,
     cols: usize,
@@ -474,7 +474,7 @@ struct Out<'a> {
 }
 
 impl<'a> Out<'a> {
-    fn new(
+    pub(super) fn new(
         data: &'a mut [f32],
         rows: usize,
         cols: usize,
@@ -498,7 +498,7 @@ impl<'a> Out<'a> {
 
 /// `out (+)= lhs · rhs` by the `gemm` crate (flex's own), on the current rayon pool when the
 /// product is large enough to share.
-fn matmul(out: Out<'_>, lhs: Mat<'_>, rhs: Mat<'_>) {
+pub(super) fn matmul(out: Out<'_>, lhs: Mat<'_>, rhs: Mat<'_>) {
     let (m, n, k) = (out.rows, out.cols, lhs.cols);
     assert!(
         lhs.rows == m && rhs.rows == k && rhs.cols == n,
@@ -578,6 +578,7 @@ macro_rules! widest_simd {
         }
     };
 }
+pub(super) use widest_simd;
 
 widest_simd!(cell_forward(
     gates: &mut [f32],

@@ -10,6 +10,7 @@
 //! Weights are burn "burnpack" module records. Parameter ids are derived from module paths
 //! (burn draws them from OS entropy), so the same weights always give the same bytes.
 
+mod attention_fused;
 mod blob;
 pub mod dit;
 mod encoder;
