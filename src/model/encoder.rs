@@ -20,6 +20,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::{quiet_softmax, softmax};
 
 use super::attention_fused;
+use super::norm_fused::layer_norm;
 
 /// `linear.forward(x)` as one `[batch * seq, d_in] x [d_in, d_out]` matmul.
 pub(super) fn linear_rows(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
@@ -41,11 +42,11 @@ fn encoder_layer(x: Tensor<3>, layer: &TransformerEncoderLayer) -> Tensor<3> {
     let attend = |h: Tensor<3>| layer.dropout.forward(self_attention(&layer.mha, h));
     let feed = |h: Tensor<3>| layer.dropout.forward(feed_forward(&layer.pwff, h));
     if layer.norm_first {
-        let x = x.clone() + attend(layer.norm_2.forward(x));
-        x.clone() + feed(layer.norm_1.forward(x))
+        let x = x.clone() + attend(layer_norm(&layer.norm_2, x));
+        x.clone() + feed(layer_norm(&layer.norm_1, x))
     } else {
-        let x = layer.norm_1.forward(x.clone() + attend(x));
-        layer.norm_2.forward(x.clone() + feed(x))
+        let x = layer_norm(&layer.norm_1, x.clone() + attend(x));
+        layer_norm(&layer.norm_2, x.clone() + feed(x))
     }
 }
 

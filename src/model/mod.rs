@@ -19,6 +19,7 @@ mod heads;
 pub mod lstm;
 mod lstm_fused;
 pub mod mlp;
+mod norm_fused;
 mod normal;
 pub mod registry;
 pub mod transformer;
