@@ -14,20 +14,19 @@
 //! only the linear layers computed through [`linear_rows`].
 
 use burn::nn::Linear;
+use burn::nn::activation::Activation;
 use burn::nn::attention::MultiHeadAttention;
 use burn::nn::transformer::{PositionWiseFeedForward, TransformerEncoder, TransformerEncoderLayer};
 use burn::tensor::Tensor;
 use burn::tensor::activation::{quiet_softmax, softmax};
 
-use super::attention_fused;
 use super::norm_fused::layer_norm;
+use super::{attention_fused, linear_fused};
 
-/// `linear.forward(x)` as one `[batch * seq, d_in] x [d_in, d_out]` matmul.
+/// `linear.forward(x)` as one `[batch * seq, d_in] x [d_in, d_out]` matmul (fused with its
+/// bias in f32 on flex, `linear_fused.rs`).
 pub(super) fn linear_rows(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
-    let [batch, seq, d_in] = x.dims();
-    let y = linear.forward(x.reshape([batch * seq, d_in]));
-    let [_, d_out] = y.dims();
-    y.reshape([batch, seq, d_out])
+    linear_fused::linear_rows(linear, x, false)
 }
 
 /// `encoder.forward(TransformerEncoderInput::new(x))`, linear layers as row matmuls.
@@ -94,8 +93,14 @@ pub(super) fn composed_attention(mha: &MultiHeadAttention, x: Tensor<3>) -> Tens
 
 /// `PositionWiseFeedForward::forward`.
 fn feed_forward(ff: &PositionWiseFeedForward, x: Tensor<3>) -> Tensor<3> {
-    let h = linear_rows(&ff.linear_inner, x);
-    let h = ff.dropout.forward(ff.activation.forward(h));
+    let h = match &ff.activation {
+        // GELU over the GEMM's output, in the same pass.
+        Activation::Gelu(gelu) if !gelu.approximate => {
+            linear_fused::linear_rows(&ff.linear_inner, x, true)
+        }
+        activation => activation.forward(linear_rows(&ff.linear_inner, x)),
+    };
+    let h = ff.dropout.forward(h);
     linear_rows(&ff.linear_outer, h)
 }
 

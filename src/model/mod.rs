@@ -16,6 +16,7 @@ pub mod dit;
 mod encoder;
 pub mod gru;
 mod heads;
+mod linear_fused;
 pub mod lstm;
 mod lstm_fused;
 pub mod mlp;
