@@ -78,13 +78,14 @@ impl ModelSpec {
 // versions became per implementation (2: lstm and gru gates as one GEMM per step; 3: the
 // fused lstm layer, vectorised GELU and exp; 4: transformer and dit row matmuls), so that no
 // cached key moved. dit 5: a price head on the context gives the point forecast (the samples
-// give the band), as the other models' heads do.
+// give the band), as the other models' heads do. transformer 5, dit 6: attention, layer
+// norms and the encoder's linear layers (GELU included) as fused operations on flex.
 pub const MODELS: &[ModelSpec] = &[
     ModelSpec::new::<NoOptions>("mlp", mlp::build, 4),
     ModelSpec::new::<NoOptions>("lstm", lstm::build, 4),
     ModelSpec::new::<NoOptions>("gru", gru::build, 4),
-    ModelSpec::new::<transformer::TransformerOptions>("transformer", transformer::build, 4),
-    ModelSpec::new::<dit::DitModelOptions>("dit", dit::build, 5),
+    ModelSpec::new::<transformer::TransformerOptions>("transformer", transformer::build, 5),
+    ModelSpec::new::<dit::DitModelOptions>("dit", dit::build, 6),
 ];
 
 /// Names accepted by `model.type`, in registry order.
@@ -204,11 +205,16 @@ mod tests {
     }
 
     /// Every entry started at the train/evaluate version the keys shared before, so no key
-    /// moved; since, only dit has moved (5: its price head).
+    /// moved; since, dit has moved (5: its price head; 6: fused encoder operations) and
+    /// transformer (5: fused encoder operations).
     #[test]
     fn every_implementation_starts_at_version_4() {
         for name in MODEL_NAMES {
-            let expected = if *name == "dit" { 5 } else { 4 };
+            let expected = match *name {
+                "dit" => 6,
+                "transformer" => 5,
+                _ => 4,
+            };
             assert_eq!(implementation_version(name), Some(expected), "{name}");
         }
         assert_eq!(implementation_version("nope"), None);
