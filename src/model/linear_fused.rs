@@ -189,13 +189,11 @@ pub(crate) fn forward(d: LinearDims, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32
         (x.len(), w.len(), b.len()),
         (d.rows * d.d_in, d.d_in * d.d_out, d.d_out)
     );
-    let mut y = vec![0.0f32; d.rows * d.d_out];
+    // Copies, not a zeroed buffer then written over: one pass less.
+    let mut y = b.repeat(d.rows);
     if y.is_empty() {
         return y;
     }
-    y.par_chunks_mut(d.d_out)
-        .with_min_len(min_len(d.d_out))
-        .for_each(|row| row.copy_from_slice(b));
     if d.d_in > 0 {
         matmul(
             Out::new(&mut y, d.rows, d.d_out, d.d_out, true),
@@ -247,10 +245,6 @@ pub(crate) fn backward(
 
 /// Elements per parallel task of the elementwise passes.
 const CHUNK: usize = 16 * 1024;
-
-fn min_len(cols: usize) -> usize {
-    (CHUNK / cols.max(1)).max(1)
-}
 
 /// Columns per parallel task of [`column_sums`].
 const COLUMN_BLOCK: usize = 32;
