@@ -144,7 +144,13 @@ mod tests {
                 theirs.clone().reshape([21, 16]),
                 "output",
             );
-            let (g_ours, g_theirs) = (ours.sum().backward(), theirs.sum().backward());
+            // A weighted sum: the plain sum of a post-norm output has a zero gradient up to
+            // rounding noise, which two formulations need not share.
+            let w: Tensor<3> = Tensor::random([3, 7, 16], Distribution::Normal(0.0, 1.0), &device);
+            let (g_ours, g_theirs) = (
+                (ours * w.clone()).sum().backward(),
+                (theirs * w).sum().backward(),
+            );
             let layer = &encoder.layers[0];
             let weights = [
                 ("query", &layer.mha.query.weight),
