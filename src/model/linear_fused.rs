@@ -143,11 +143,14 @@ impl Backward<Flex, 3> for LinearBackward {
         let dy = dense(grads.consume::<Flex>(&ops.node));
         let s = ops.state;
         let d = s.d;
-        let mut d_pre = f32s(&dy).to_vec();
-        if let Some(pre) = &s.pre {
+        // Through GELU's derivative on a copy; without GELU, `dy` as it is.
+        let through_gelu = s.pre.as_ref().map(|pre| {
+            let mut d_pre = f32s(&dy).to_vec();
             gelu_backward_in_place(&mut d_pre, f32s(pre));
-        }
-        let g = backward(d, f32s(&s.x), f32s(&s.w), &d_pre, node_x.is_some());
+            d_pre
+        });
+        let d_pre = through_gelu.as_deref().unwrap_or(f32s(&dy));
+        let g = backward(d, f32s(&s.x), f32s(&s.w), d_pre, node_x.is_some());
         if let (Some(node), Some(dx)) = (node_x, g.x) {
             grads.register::<Flex>(node.id, from_f32s(dx, [d.rows, d.d_in]));
         }
