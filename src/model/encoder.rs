@@ -14,17 +14,19 @@
 //! only the linear layers computed through [`linear_rows`].
 
 use burn::nn::Linear;
+use burn::nn::activation::Activation;
 use burn::nn::attention::MultiHeadAttention;
 use burn::nn::transformer::{PositionWiseFeedForward, TransformerEncoder, TransformerEncoderLayer};
 use burn::tensor::Tensor;
 use burn::tensor::activation::{quiet_softmax, softmax};
 
-/// `linear.forward(x)` as one `[batch * seq, d_in] x [d_in, d_out]` matmul.
+use super::norm_fused::layer_norm;
+use super::{attention_fused, linear_fused};
+
+/// `linear.forward(x)` as one `[batch * seq, d_in] x [d_in, d_out]` matmul (fused with its
+/// bias in f32 on flex, `linear_fused.rs`).
 pub(super) fn linear_rows(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
-    let [batch, seq, d_in] = x.dims();
-    let y = linear.forward(x.reshape([batch * seq, d_in]));
-    let [_, d_out] = y.dims();
-    y.reshape([batch, seq, d_out])
+    linear_fused::linear_rows(linear, x, false)
 }
 
 /// `encoder.forward(TransformerEncoderInput::new(x))`, linear layers as row matmuls.
@@ -39,16 +41,32 @@ fn encoder_layer(x: Tensor<3>, layer: &TransformerEncoderLayer) -> Tensor<3> {
     let attend = |h: Tensor<3>| layer.dropout.forward(self_attention(&layer.mha, h));
     let feed = |h: Tensor<3>| layer.dropout.forward(feed_forward(&layer.pwff, h));
     if layer.norm_first {
-        let x = x.clone() + attend(layer.norm_2.forward(x));
-        x.clone() + feed(layer.norm_1.forward(x))
+        let x = x.clone() + attend(layer_norm(&layer.norm_2, x));
+        x.clone() + feed(layer_norm(&layer.norm_1, x))
     } else {
-        let x = layer.norm_1.forward(x.clone() + attend(x));
-        layer.norm_2.forward(x.clone() + feed(x))
+        let x = layer_norm(&layer.norm_1, x.clone() + attend(x));
+        layer_norm(&layer.norm_2, x.clone() + feed(x))
     }
 }
 
 /// `MultiHeadAttention::forward(MhaInput::self_attn(x)).context`.
+/// In f32 on flex, without attention dropout, the core runs as one fused operation
+/// (`attention_fused.rs`); elsewhere it is composed of burn ops.
 pub(super) fn self_attention(mha: &MultiHeadAttention, x: Tensor<3>) -> Tensor<3> {
+    if attention_fused::supports(&x) && mha.dropout.prob == 0.0 && !mha.quiet_softmax {
+        let (q, k, v) = (
+            linear_rows(&mha.query, x.clone()),
+            linear_rows(&mha.key, x.clone()),
+            linear_rows(&mha.value, x),
+        );
+        let context = attention_fused::multi_head_attention(q, k, v, mha.n_heads);
+        return linear_rows(&mha.output, context);
+    }
+    composed_attention(mha, x)
+}
+
+/// [`self_attention`] composed of burn ops, as burn-nn computes it.
+pub(super) fn composed_attention(mha: &MultiHeadAttention, x: Tensor<3>) -> Tensor<3> {
     let [batch, seq, d_model] = x.dims();
     let heads = |linear: &Linear| {
         linear_rows(linear, x.clone())
@@ -75,8 +93,14 @@ pub(super) fn self_attention(mha: &MultiHeadAttention, x: Tensor<3>) -> Tensor<3
 
 /// `PositionWiseFeedForward::forward`.
 fn feed_forward(ff: &PositionWiseFeedForward, x: Tensor<3>) -> Tensor<3> {
-    let h = linear_rows(&ff.linear_inner, x);
-    let h = ff.dropout.forward(ff.activation.forward(h));
+    let h = match &ff.activation {
+        // GELU over the GEMM's output, in the same pass.
+        Activation::Gelu(gelu) if !gelu.approximate => {
+            linear_fused::linear_rows(&ff.linear_inner, x, true)
+        }
+        activation => activation.forward(linear_rows(&ff.linear_inner, x)),
+    };
+    let h = ff.dropout.forward(h);
     linear_rows(&ff.linear_outer, h)
 }
 
@@ -120,7 +144,13 @@ mod tests {
                 theirs.clone().reshape([21, 16]),
                 "output",
             );
-            let (g_ours, g_theirs) = (ours.sum().backward(), theirs.sum().backward());
+            // A weighted sum: the plain sum of a post-norm output has a zero gradient up to
+            // rounding noise, which two formulations need not share.
+            let w: Tensor<3> = Tensor::random([3, 7, 16], Distribution::Normal(0.0, 1.0), &device);
+            let (g_ours, g_theirs) = (
+                (ours * w.clone()).sum().backward(),
+                (theirs * w).sum().backward(),
+            );
             let layer = &encoder.layers[0];
             let weights = [
                 ("query", &layer.mha.query.weight),

@@ -10,6 +10,7 @@
 //! Weights are burn "burnpack" module records. Parameter ids are derived from module paths
 //! (burn draws them from OS entropy), so the same weights always give the same bytes.
 
+mod attention_fused;
 mod blob;
 pub mod dit;
 mod encoder;
@@ -17,9 +18,11 @@ mod fused;
 pub mod gru;
 mod gru_fused;
 mod heads;
+mod linear_fused;
 pub mod lstm;
 mod lstm_fused;
 pub mod mlp;
+mod norm_fused;
 mod normal;
 pub mod registry;
 pub mod transformer;

@@ -79,13 +79,15 @@ impl ModelSpec {
 // fused lstm layer, vectorised GELU and exp; 4: transformer and dit row matmuls), so that no
 // cached key moved. dit 5: a price head on the context gives the point forecast (the samples
 // give the band), as the other models' heads do. gru 5: the fused layer on flex
-// (`gru_fused.rs`: tanh by its own polynomial, not 2σ(2a) - 1).
+// (`gru_fused.rs`: tanh by its own polynomial, not 2σ(2a) - 1). transformer 5, dit 6:
+// attention, layer norms and the encoder's linear layers (GELU included) as fused
+// operations on flex.
 pub const MODELS: &[ModelSpec] = &[
     ModelSpec::new::<NoOptions>("mlp", mlp::build, 4),
     ModelSpec::new::<NoOptions>("lstm", lstm::build, 4),
     ModelSpec::new::<NoOptions>("gru", gru::build, 5),
-    ModelSpec::new::<transformer::TransformerOptions>("transformer", transformer::build, 4),
-    ModelSpec::new::<dit::DitModelOptions>("dit", dit::build, 5),
+    ModelSpec::new::<transformer::TransformerOptions>("transformer", transformer::build, 5),
+    ModelSpec::new::<dit::DitModelOptions>("dit", dit::build, 6),
 ];
 
 /// Names accepted by `model.type`, in registry order.
@@ -205,11 +207,16 @@ mod tests {
     }
 
     /// Every entry started at the train/evaluate version the keys shared before, so no key
-    /// moved; since, dit (5: its price head) and gru (5: the fused layer) have moved.
+    /// moved; since, dit (5: its price head; 6: fused encoder operations), transformer (5:
+    /// fused encoder operations) and gru (5: the fused layer) have moved.
     #[test]
     fn every_implementation_starts_at_version_4() {
         for name in MODEL_NAMES {
-            let expected = if matches!(*name, "dit" | "gru") { 5 } else { 4 };
+            let expected = match *name {
+                "dit" => 6,
+                "transformer" | "gru" => 5,
+                _ => 4,
+            };
             assert_eq!(implementation_version(name), Some(expected), "{name}");
         }
         assert_eq!(implementation_version("nope"), None);

@@ -147,7 +147,7 @@ impl Forecaster for Transformer {
         let positions = positions(self.pos_embedding.as_ref(), &x, d);
         let h = linear_rows(&self.input, x) + positions;
         let h = encode(&self.encoder, self.dropout.forward(h));
-        let h = self.norm.forward(h);
+        let h = super::norm_fused::layer_norm(&self.norm, h);
         let pooled = pool(h, self.pool_query.as_ref(), self.mean_pool);
         self.heads.forward(pooled.reshape([batch, d]))
     }

@@ -1,0 +1,431 @@
+//! Fused linear layer over rows, with an optional GELU: a burn backend extension
+//! (`LinearOps`) with its own backward pass, for f32 on flex. Other devices and dtypes take
+//! burn's `Linear::forward` (and `Gelu`).
+//!
+//! Why: composed, `x W + b` is a matmul, then a pass adding the bias (allocating the
+//! output again), and GELU a third pass; the backward pass adds GELU's derivative, a product
+//! with the incoming gradient and a reduction for the bias, each its own pass, on one thread.
+//! Here the bias is written into the output before the GEMM accumulates into it, GELU runs
+//! over the GEMM's output in place, split across threads, and the backward pass is one
+//! parallel pass for GELU's derivative, the three GEMMs and one column sum.
+//!
+//! Results do not depend on the thread count: the GEMMs split their output, never a sum; the
+//! elementwise passes compute each element alone; the bias gradient sums each column in row
+//! order, columns split across threads. GELU and its derivative are flex's (`x Φ(x)`, the
+//! same functions of `vendor/burn-flex`).
+
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension};
+use burn::nn::Linear;
+use burn::tensor::{DType, Tensor};
+use burn_flex::ops::activation::{exp_f32, normal_cdf_f32};
+use rayon::prelude::*;
+
+use super::fused::{Mat, Out, dense, f32s, from_f32s, matmul, widest_simd};
+
+#[backend_extension(Flex, Autodiff)]
+pub trait LinearOps: Backend {
+    /// `x W + b` for `x` `[rows, d_in]`, `w` `[d_in, d_out]`, `b` `[d_out]`; with `gelu`,
+    /// GELU (`x Φ(x)`) of it.
+    fn linear_rows_fused(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        gelu: bool,
+    ) -> FloatTensor<Self>;
+}
+
+/// `linear.forward(x)` (then GELU with `gelu`) for `x` `[batch, seq, d_in]`, as one row
+/// matmul: fused where `x` is f32 on flex and the layer has a bias, else burn's ops.
+pub fn linear_rows(linear: &Linear, x: Tensor<3>, gelu: bool) -> Tensor<3> {
+    let [batch, seq, d_in] = x.dims();
+    let rows = x.reshape([batch * seq, d_in]);
+    let fused = rows.dtype() == DType::F32
+        && matches!(rows.device().inner().as_dispatch(), DispatchDevice::Flex(_));
+    let y = match (&linear.bias, fused) {
+        (Some(bias), true) => Tensor::from_dispatch(<Dispatch as LinearOps>::linear_rows_fused(
+            rows.into_dispatch(),
+            linear.weight.val().into_dispatch(),
+            bias.val().into_dispatch(),
+            gelu,
+        )),
+        _ => {
+            let y = linear.forward(rows);
+            if gelu {
+                burn::tensor::activation::gelu(y)
+            } else {
+                y
+            }
+        }
+    };
+    let [_, d_out] = y.dims();
+    y.reshape([batch, seq, d_out])
+}
+
+impl LinearOps for Flex {
+    fn linear_rows_fused(
+        x: FloatTensor<Flex>,
+        w: FloatTensor<Flex>,
+        b: FloatTensor<Flex>,
+        gelu: bool,
+    ) -> FloatTensor<Flex> {
+        let (x, w, b) = (dense(x), dense(w), dense(b));
+        let d = LinearDims::of(&x, &w);
+        let mut y = forward(d, f32s(&x), f32s(&w), f32s(&b));
+        if gelu {
+            gelu_in_place(&mut y);
+        }
+        from_f32s(y, [d.rows, d.d_out])
+    }
+}
+
+impl<C: CheckpointStrategy> LinearOps for Autodiff<Flex, C> {
+    fn linear_rows_fused(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        gelu: bool,
+    ) -> FloatTensor<Self> {
+        let nodes = [x.node(), w.node(), b.node()];
+        let (x, w, b) = (
+            dense(x.into_primitive()),
+            dense(w.into_primitive()),
+            dense(b.into_primitive()),
+        );
+        let d = LinearDims::of(&x, &w);
+        let pre = forward(d, f32s(&x), f32s(&w), f32s(&b));
+        let (y, pre) = if gelu {
+            let mut y = pre.clone();
+            gelu_in_place(&mut y);
+            (y, Some(from_f32s(pre, [d.rows, d.d_out])))
+        } else {
+            (pre, None)
+        };
+        let y = from_f32s(y, [d.rows, d.d_out]);
+        match LinearBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(LinearState { d, x, w, pre }, y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LinearBackward;
+
+/// What the backward pass reads: the inputs and, with GELU, its input.
+#[derive(Clone, Debug)]
+struct LinearState {
+    d: LinearDims,
+    x: FloatTensor<Flex>,
+    w: FloatTensor<Flex>,
+    pre: Option<FloatTensor<Flex>>,
+}
+
+impl Backward<Flex, 3> for LinearBackward {
+    type State = LinearState;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let dy = dense(grads.consume::<Flex>(&ops.node));
+        let s = ops.state;
+        let d = s.d;
+        // Through GELU's derivative on a copy; without GELU, `dy` as it is.
+        let through_gelu = s.pre.as_ref().map(|pre| {
+            let mut d_pre = f32s(&dy).to_vec();
+            gelu_backward_in_place(&mut d_pre, f32s(pre));
+            d_pre
+        });
+        let d_pre = through_gelu.as_deref().unwrap_or(f32s(&dy));
+        let g = backward(d, f32s(&s.x), f32s(&s.w), d_pre, node_x.is_some());
+        if let (Some(node), Some(dx)) = (node_x, g.x) {
+            grads.register::<Flex>(node.id, from_f32s(dx, [d.rows, d.d_in]));
+        }
+        if let Some(node) = node_w {
+            grads.register::<Flex>(node.id, from_f32s(g.w, [d.d_in, d.d_out]));
+        }
+        if let Some(node) = node_b {
+            grads.register::<Flex>(node.id, from_f32s(g.b, [d.d_out]));
+        }
+    }
+}
+
+/// The sizes of one product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LinearDims {
+    pub rows: usize,
+    pub d_in: usize,
+    pub d_out: usize,
+}
+
+impl LinearDims {
+    fn of(x: &FloatTensor<Flex>, w: &FloatTensor<Flex>) -> Self {
+        let (xs, ws) = (x.shape(), w.shape());
+        assert!(
+            xs.len() == 2 && ws.len() == 2 && xs[1] == ws[0],
+            "linear_rows_fused: x {xs:?}, w {ws:?}"
+        );
+        LinearDims {
+            rows: xs[0],
+            d_in: xs[1],
+            d_out: ws[1],
+        }
+    }
+}
+
+/// `x W + b`: the bias in every row, then the product added by the GEMM.
+pub(crate) fn forward(d: LinearDims, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+    assert_eq!(
+        (x.len(), w.len(), b.len()),
+        (d.rows * d.d_in, d.d_in * d.d_out, d.d_out)
+    );
+    // Copies, not a zeroed buffer then written over: one pass less.
+    let mut y = b.repeat(d.rows);
+    if y.is_empty() {
+        return y;
+    }
+    if d.d_in > 0 {
+        matmul(
+            Out::new(&mut y, d.rows, d.d_out, d.d_out, true),
+            Mat::rows(x, d.rows, d.d_in, d.d_in),
+            Mat::rows(w, d.d_in, d.d_out, d.d_out),
+        );
+    }
+    y
+}
+
+/// Gradients of one product; `x` only when asked for.
+pub(crate) struct LinearGrads {
+    pub x: Option<Vec<f32>>,
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+}
+
+/// The gradients from `d_out`, the loss's gradient with respect to `x W + b`.
+pub(crate) fn backward(
+    d: LinearDims,
+    x: &[f32],
+    w: &[f32],
+    d_out: &[f32],
+    want_x: bool,
+) -> LinearGrads {
+    assert_eq!(d_out.len(), d.rows * d.d_out);
+    let mut g = LinearGrads {
+        x: want_x.then(|| vec![0.0f32; d.rows * d.d_in]),
+        w: vec![0.0f32; d.d_in * d.d_out],
+        b: column_sums(d_out, d.d_out),
+    };
+    if d.rows == 0 || d.d_in == 0 || d.d_out == 0 {
+        return g;
+    }
+    matmul(
+        Out::new(&mut g.w, d.d_in, d.d_out, d.d_out, false),
+        Mat::transposed(x, d.d_in, d.rows, d.d_in),
+        Mat::rows(d_out, d.rows, d.d_out, d.d_out),
+    );
+    if let Some(dx) = &mut g.x {
+        matmul(
+            Out::new(dx, d.rows, d.d_in, d.d_in, false),
+            Mat::rows(d_out, d.rows, d.d_out, d.d_out),
+            Mat::transposed(w, d.d_out, d.d_in, d.d_out),
+        );
+    }
+    g
+}
+
+/// Elements per parallel task of the elementwise passes.
+const CHUNK: usize = 16 * 1024;
+
+/// Columns per parallel task of [`column_sums`].
+const COLUMN_BLOCK: usize = 32;
+
+/// The sum of each column of the row-major `values` (`cols` wide), in row order.
+fn column_sums(values: &[f32], cols: usize) -> Vec<f32> {
+    let mut sums = vec![0.0f32; cols];
+    if cols == 0 {
+        return sums;
+    }
+    sums.par_chunks_mut(COLUMN_BLOCK)
+        .enumerate()
+        .for_each(|(block, sums)| add_columns(sums, values, cols, block * COLUMN_BLOCK));
+    sums
+}
+
+widest_simd!(add_columns(sums: &mut [f32], values: &[f32], cols: usize, first: usize) {
+    let width = sums.len();
+    for row in values.chunks_exact(cols) {
+        for (s, v) in sums.iter_mut().zip(&row[first..first + width]) {
+            *s += v;
+        }
+    }
+});
+
+fn gelu_in_place(values: &mut [f32]) {
+    values.par_chunks_mut(CHUNK).for_each(gelu_chunk);
+}
+
+widest_simd!(gelu_chunk(values: &mut [f32]) {
+    // flex's `gelu`: x Φ(x).
+    for v in values.iter_mut() {
+        *v = *v * normal_cdf_f32(*v);
+    }
+});
+
+fn gelu_backward_in_place(grad: &mut [f32], pre: &[f32]) {
+    grad.par_chunks_mut(CHUNK)
+        .zip(pre.par_chunks(CHUNK))
+        .for_each(|(g, x)| gelu_backward_chunk(g, x));
+}
+
+widest_simd!(gelu_backward_chunk(grad: &mut [f32], pre: &[f32]) {
+    // flex's `gelu_backward`: g (Φ(x) + x φ(x)).
+    let inv_sqrt_2pi: f32 = 1.0 / (2.0 * core::f32::consts::PI).sqrt();
+    for (g, &x) in grad.iter_mut().zip(pre) {
+        let pdf = inv_sqrt_2pi * exp_f32(-0.5 * x * x);
+        *g *= normal_cdf_f32(x) + x * pdf;
+    }
+});
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::LinearConfig;
+    use burn::tensor::activation::gelu;
+    use burn::tensor::{Device, Distribution, TensorData};
+
+    use super::*;
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    fn assert_close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= 2e-5 * scale, "{what}[{i}]: {x} vs {y}");
+        }
+    }
+
+    /// Outputs and the gradients of the input, weight and bias match burn's `Linear` (then
+    /// `gelu`), with and without GELU.
+    #[test]
+    fn fused_linear_matches_burn_outputs_and_gradients() {
+        let device = Device::flex().autodiff();
+        for (batch, seq, d_in, d_out) in [(3, 7, 16, 24), (2, 5, 13, 3), (1, 1, 1, 1)] {
+            for with_gelu in [false, true] {
+                let linear = LinearConfig::new(d_in, d_out).init(&device);
+                let x: Tensor<3> =
+                    Tensor::random([batch, seq, d_in], Distribution::Normal(0.0, 2.0), &device)
+                        .require_grad();
+                let weights: Tensor<3> =
+                    Tensor::random([batch, seq, d_out], Distribution::Normal(0.0, 1.0), &device);
+                let fused = linear_rows(&linear, x.clone(), with_gelu);
+                let plain = linear.forward(x.clone());
+                let reference = if with_gelu { gelu(plain) } else { plain };
+                let what = format!("{batch}x{seq}x{d_in}->{d_out}, gelu {with_gelu}");
+                assert_close(
+                    &values(fused.clone()),
+                    &values(reference.clone()),
+                    &format!("{what}: output"),
+                );
+                let g_fused = (fused * weights.clone()).sum().backward();
+                let g_reference = (reference * weights).sum().backward();
+                assert_close(
+                    &values(x.grad(&g_fused).unwrap()),
+                    &values(x.grad(&g_reference).unwrap()),
+                    &format!("{what}: dx"),
+                );
+                assert_close(
+                    &values(linear.weight.grad(&g_fused).unwrap()),
+                    &values(linear.weight.grad(&g_reference).unwrap()),
+                    &format!("{what}: dw"),
+                );
+                let bias = linear.bias.as_ref().unwrap();
+                assert_close(
+                    &values(bias.grad(&g_fused).unwrap()),
+                    &values(bias.grad(&g_reference).unwrap()),
+                    &format!("{what}: db"),
+                );
+            }
+        }
+    }
+
+    /// Without autodiff the operation gives the same bits as with it.
+    #[test]
+    fn fused_linear_without_autodiff_gives_the_same_outputs() {
+        let data: Vec<f32> = (0..2 * 5 * 12)
+            .map(|i| ((i as f32) * 0.618).fract() * 4.0 - 2.0)
+            .collect();
+        // Same parameters on both devices: initialise once and copy the values.
+        let init = LinearConfig::new(12, 9).init(&Device::flex());
+        let (w, b) = (
+            values(init.weight.val()),
+            values(init.bias.as_ref().unwrap().val()),
+        );
+        let on = |device: &Device| {
+            let mut linear = LinearConfig::new(12, 9).init(device);
+            linear.weight = burn::module::Param::from_tensor(Tensor::from_data(
+                TensorData::new(w.clone(), [12, 9]),
+                device,
+            ));
+            linear.bias = Some(burn::module::Param::from_tensor(Tensor::from_data(
+                TensorData::new(b.clone(), [9]),
+                device,
+            )));
+            let x = Tensor::<3>::from_data(TensorData::new(data.clone(), [2, 5, 12]), device);
+            values(linear_rows(&linear, x, true))
+                .into_iter()
+                .map(f32::to_bits)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(on(&Device::flex()), on(&Device::flex().autodiff()));
+    }
+
+    /// The kernels give the same bits on a pool of one, two and three threads, with sizes
+    /// large enough that the GEMMs, the GELU passes and the column sums split.
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let d = LinearDims {
+            rows: 700,
+            d_in: 48,
+            d_out: 96,
+        };
+        let wave = |n: usize, k: f32| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i as f32) * k).fract() * 4.0 - 2.0)
+                .collect()
+        };
+        let x = wave(d.rows * d.d_in, 0.618_034);
+        let w = wave(d.d_in * d.d_out, 0.414_213);
+        let b = wave(d.d_out, 0.732_05);
+        let dy = wave(d.rows * d.d_out, 0.236_07);
+        let run = |threads: usize| {
+            crate::model::tests::on_threads(threads, || {
+                let pre = forward(d, &x, &w, &b);
+                let mut y = pre.clone();
+                gelu_in_place(&mut y);
+                let mut d_pre = dy.clone();
+                gelu_backward_in_place(&mut d_pre, &pre);
+                let g = backward(d, &x, &w, &d_pre, true);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                (bits(&y), bits(&g.x.unwrap()), bits(&g.w), bits(&g.b))
+            })
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(3));
+    }
+}

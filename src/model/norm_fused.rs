@@ -1,0 +1,377 @@
+//! Fused layer normalisation over the last dimension: a burn backend extension (`NormOps`)
+//! with its own backward pass, for f32 on flex. Other devices and dtypes take burn's
+//! `LayerNorm::forward`.
+//!
+//! Why: burn 0.22's autodiff composes `layer_norm` of nine tensor ops (two means, a
+//! subtraction, a square, a square root, a division, the affine map), each a pass over the
+//! activations that allocates its output, and about twice as many in the backward pass; a
+//! transformer normalises five times per step. Here the forward pass is one pass over each
+//! row, the backward pass one pass for the input's gradient and one for the parameters'.
+//!
+//! Results do not depend on the thread count: rows are split across threads, each writing
+//! only its own rows; the parameters' gradients are column sums taken row by row in order on
+//! one thread (vectorised across columns, which keeps each column's order).
+
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension};
+use burn::nn::LayerNorm;
+use burn::tensor::{DType, Tensor};
+use rayon::prelude::*;
+
+use super::fused::{dense, f32s, from_f32s, widest_simd};
+
+/// burn's `LayerNormConfig` default, which every layer norm of hft's models is built with
+/// (`LayerNorm` keeps its epsilon private).
+const EPSILON: f32 = 1e-5;
+
+#[backend_extension(Flex, Autodiff)]
+pub trait NormOps: Backend {
+    /// `(x - mean) / sqrt(var + 1e-5) * gamma + beta` over the last dimension of `x`
+    /// `[rows.., d]`; `gamma` and `beta` `[d]`.
+    fn layer_norm_rows(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+/// `norm.forward(x)`: fused where `x` is f32 on flex and the norm has a bias, else burn's.
+pub fn layer_norm(norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
+    let fused = x.dtype() == DType::F32
+        && matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_));
+    match (&norm.beta, fused) {
+        (Some(beta), true) => Tensor::from_dispatch(<Dispatch as NormOps>::layer_norm_rows(
+            x.into_dispatch(),
+            norm.gamma.val().into_dispatch(),
+            beta.val().into_dispatch(),
+        )),
+        _ => norm.forward(x),
+    }
+}
+
+impl NormOps for Flex {
+    fn layer_norm_rows(
+        x: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        beta: FloatTensor<Flex>,
+    ) -> FloatTensor<Flex> {
+        let (x, gamma, beta) = (dense(x), dense(gamma), dense(beta));
+        let shape = x.shape();
+        let d = width(&x, &gamma);
+        let (y, _, _) = forward(d, f32s(&x), f32s(&gamma), f32s(&beta));
+        from_f32s_shaped(y, shape)
+    }
+}
+
+impl<C: CheckpointStrategy> NormOps for Autodiff<Flex, C> {
+    fn layer_norm_rows(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let nodes = [x.node(), gamma.node(), beta.node()];
+        let (x, gamma, beta) = (
+            dense(x.into_primitive()),
+            dense(gamma.into_primitive()),
+            dense(beta.into_primitive()),
+        );
+        let shape = x.shape();
+        let d = width(&x, &gamma);
+        let (y, normalized, inv_std) = forward(d, f32s(&x), f32s(&gamma), f32s(&beta));
+        let y = from_f32s_shaped(y, shape.clone());
+        match NormBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let state = NormState {
+                    shape,
+                    d,
+                    gamma,
+                    normalized: from_f32s_shaped(normalized, x.shape()),
+                    inv_std: from_f32s(inv_std.clone(), [inv_std.len()]),
+                };
+                prep.finish(state, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct NormBackward;
+
+/// What the backward pass reads: the normalised rows and each row's 1 / std.
+#[derive(Clone, Debug)]
+struct NormState {
+    shape: burn::tensor::Shape,
+    d: usize,
+    gamma: FloatTensor<Flex>,
+    normalized: FloatTensor<Flex>,
+    inv_std: FloatTensor<Flex>,
+}
+
+impl Backward<Flex, 3> for NormBackward {
+    type State = NormState;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let dy = dense(grads.consume::<Flex>(&ops.node));
+        let s = ops.state;
+        let (normalized, inv_std) = (f32s(&s.normalized), f32s(&s.inv_std));
+        if let Some(node) = node_x {
+            let dx = backward_input(s.d, f32s(&s.gamma), normalized, inv_std, f32s(&dy));
+            grads.register::<Flex>(node.id, from_f32s_shaped(dx, s.shape.clone()));
+        }
+        if node_gamma.is_some() || node_beta.is_some() {
+            let (d_gamma, d_beta) = backward_params(s.d, normalized, f32s(&dy));
+            if let Some(node) = node_gamma {
+                grads.register::<Flex>(node.id, from_f32s(d_gamma, [s.d]));
+            }
+            if let Some(node) = node_beta {
+                grads.register::<Flex>(node.id, from_f32s(d_beta, [s.d]));
+            }
+        }
+    }
+}
+
+fn width(x: &FloatTensor<Flex>, gamma: &FloatTensor<Flex>) -> usize {
+    let (xs, gs) = (x.shape(), gamma.shape());
+    assert!(
+        !xs.is_empty() && gs.len() == 1 && xs[xs.len() - 1] == gs[0],
+        "layer_norm_rows: x {xs:?}, gamma {gs:?}"
+    );
+    gs[0]
+}
+
+fn from_f32s_shaped(values: Vec<f32>, shape: burn::tensor::Shape) -> FloatTensor<Flex> {
+    use burn::backend::ops::FloatTensorOps;
+    let n = values.len();
+    Flex::float_reshape(from_f32s(values, [n]), shape)
+}
+
+/// Rows per parallel task: enough that a task outweighs rayon's cost of handing it out.
+fn min_rows(d: usize) -> usize {
+    (16384 / d.max(1)).max(1)
+}
+
+/// The output, the normalised rows `(x - mean) / std` and each row's `1 / std`.
+pub(crate) fn forward(
+    d: usize,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let rows = x.len().checked_div(d).unwrap_or(0);
+    let mut y = vec![0.0f32; x.len()];
+    let mut normalized = vec![0.0f32; x.len()];
+    let mut inv_std = vec![0.0f32; rows];
+    if rows == 0 {
+        return (y, normalized, inv_std);
+    }
+    y.par_chunks_mut(d)
+        .zip(normalized.par_chunks_mut(d))
+        .zip(inv_std.par_iter_mut())
+        .zip(x.par_chunks(d))
+        .with_min_len(min_rows(d))
+        .for_each(|(((y, n), r), x)| *r = norm_row(x, gamma, beta, n, y));
+    (y, normalized, inv_std)
+}
+
+widest_simd!(norm_row_into(x: &[f32], gamma: &[f32], beta: &[f32], n: &mut [f32], y: &mut [f32], r: &mut f32) {
+    let d = x.len();
+    let mut sum = 0.0f32;
+    for v in x {
+        sum += v;
+    }
+    let mean = sum / d as f32;
+    let mut squares = 0.0f32;
+    for (n, v) in n.iter_mut().zip(x) {
+        *n = v - mean;
+        squares += *n * *n;
+    }
+    let inv = 1.0 / (squares / d as f32 + EPSILON).sqrt();
+    for (((y, n), g), b) in y.iter_mut().zip(n.iter_mut()).zip(gamma).zip(beta) {
+        *n *= inv;
+        *y = *n * g + b;
+    }
+    *r = inv;
+});
+
+fn norm_row(x: &[f32], gamma: &[f32], beta: &[f32], n: &mut [f32], y: &mut [f32]) -> f32 {
+    let mut r = 0.0;
+    norm_row_into(x, gamma, beta, n, y, &mut r);
+    r
+}
+
+/// `dx = inv_std · (g − mean(g) − n · mean(g · n))` with `g = dy · gamma`, row by row.
+pub(crate) fn backward_input(
+    d: usize,
+    gamma: &[f32],
+    normalized: &[f32],
+    inv_std: &[f32],
+    dy: &[f32],
+) -> Vec<f32> {
+    let mut dx = vec![0.0f32; dy.len()];
+    if dx.is_empty() {
+        return dx;
+    }
+    dx.par_chunks_mut(d)
+        .zip(normalized.par_chunks(d))
+        .zip(dy.par_chunks(d))
+        .zip(inv_std.par_iter())
+        .with_min_len(min_rows(d))
+        .for_each(|(((dx, n), dy), &r)| input_row(dx, n, dy, gamma, r));
+    dx
+}
+
+widest_simd!(input_row(dx: &mut [f32], n: &[f32], dy: &[f32], gamma: &[f32], r: f32) {
+    let d = dx.len();
+    let (mut sum_g, mut sum_gn) = (0.0f32, 0.0f32);
+    for (((g, dy), gamma), n) in dx.iter_mut().zip(dy).zip(gamma).zip(n) {
+        *g = dy * gamma;
+        sum_g += *g;
+        sum_gn += *g * n;
+    }
+    let (mean_g, mean_gn) = (sum_g / d as f32, sum_gn / d as f32);
+    for (g, n) in dx.iter_mut().zip(n) {
+        *g = r * (*g - mean_g - n * mean_gn);
+    }
+});
+
+/// `(Σ dy · n, Σ dy)` over the rows, in row order.
+pub(crate) fn backward_params(d: usize, normalized: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let (mut d_gamma, mut d_beta) = (vec![0.0f32; d], vec![0.0f32; d]);
+    if d > 0 {
+        column_sums(&mut d_gamma, &mut d_beta, normalized, dy);
+    }
+    (d_gamma, d_beta)
+}
+
+widest_simd!(column_sums(d_gamma: &mut [f32], d_beta: &mut [f32], normalized: &[f32], dy: &[f32]) {
+    let d = d_gamma.len();
+    for (n, dy) in normalized.chunks_exact(d).zip(dy.chunks_exact(d)) {
+        for (((dg, db), n), dy) in d_gamma.iter_mut().zip(d_beta.iter_mut()).zip(n).zip(dy) {
+            *dg += dy * n;
+            *db += dy;
+        }
+    }
+});
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Param;
+    use burn::nn::LayerNormConfig;
+    use burn::tensor::{Device, Distribution, TensorData};
+
+    use super::*;
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    fn assert_close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= 2e-5 * scale, "{what}[{i}]: {x} vs {y}");
+        }
+    }
+
+    /// Outputs and the gradients of the input, scale and shift match burn's composed
+    /// `LayerNorm::forward` (trained parameters, not the initial ones and zeros).
+    #[test]
+    fn fused_norm_matches_burn_outputs_and_gradients() {
+        let device = Device::flex().autodiff();
+        for (batch, seq, d) in [(3, 7, 16), (2, 5, 13), (1, 1, 1)] {
+            let mut norm = LayerNormConfig::new(d).init(&device);
+            norm.gamma =
+                Param::from_tensor(Tensor::random([d], Distribution::Normal(1.0, 0.5), &device));
+            norm.beta = Some(Param::from_tensor(Tensor::random(
+                [d],
+                Distribution::Normal(0.0, 0.5),
+                &device,
+            )));
+            let x: Tensor<3> =
+                Tensor::random([batch, seq, d], Distribution::Normal(0.5, 2.0), &device)
+                    .require_grad();
+            let weights: Tensor<3> =
+                Tensor::random([batch, seq, d], Distribution::Normal(0.0, 1.0), &device);
+            let fused = layer_norm(&norm, x.clone());
+            let reference = norm.forward(x.clone());
+            let what = format!("{batch}x{seq}x{d}");
+            assert_close(
+                &values(fused.clone()),
+                &values(reference.clone()),
+                &format!("{what}: output"),
+            );
+            let g_fused = (fused * weights.clone()).sum().backward();
+            let g_reference = (reference * weights).sum().backward();
+            assert_close(
+                &values(x.grad(&g_fused).unwrap()),
+                &values(x.grad(&g_reference).unwrap()),
+                &format!("{what}: dx"),
+            );
+            let beta = norm.beta.as_ref().unwrap();
+            for (name, p) in [("gamma", &norm.gamma), ("beta", beta)] {
+                assert_close(
+                    &values(p.grad(&g_fused).unwrap()),
+                    &values(p.grad(&g_reference).unwrap()),
+                    &format!("{what}: d{name}"),
+                );
+            }
+        }
+    }
+
+    /// Without autodiff the operation gives the same bits as with it.
+    #[test]
+    fn fused_norm_without_autodiff_gives_the_same_outputs() {
+        let data: Vec<f32> = (0..2 * 5 * 12)
+            .map(|i| ((i as f32) * 0.618).fract())
+            .collect();
+        let run = |device: &Device| {
+            let norm = LayerNormConfig::new(12).init(device);
+            let x = Tensor::<3>::from_data(TensorData::new(data.clone(), [2, 5, 12]), device);
+            values(layer_norm(&norm, x))
+                .into_iter()
+                .map(f32::to_bits)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(&Device::flex()), run(&Device::flex().autodiff()));
+    }
+
+    /// The kernels give the same bits on a pool of one, two and three threads, with enough
+    /// rows to split.
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let d = 64;
+        let rows = 2000;
+        let x: Vec<f32> = (0..rows * d)
+            .map(|i| ((i as f32) * 0.618_034).fract() * 4.0 - 1.0)
+            .collect();
+        let dy: Vec<f32> = (0..rows * d)
+            .map(|i| ((i as f32) * 0.414_213).fract() - 0.5)
+            .collect();
+        let gamma: Vec<f32> = (0..d).map(|i| 0.5 + i as f32 * 0.01).collect();
+        let beta: Vec<f32> = (0..d).map(|i| i as f32 * -0.02).collect();
+        let run = |threads: usize| {
+            crate::model::tests::on_threads(threads, || {
+                let (y, n, r) = forward(d, &x, &gamma, &beta);
+                let dx = backward_input(d, &gamma, &n, &r, &dy);
+                let (dg, db) = backward_params(d, &n, &dy);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                (bits(&y), bits(&dx), bits(&dg), bits(&db))
+            })
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(3));
+    }
+}
