@@ -819,13 +819,19 @@ fn concurrent_builds_all_land_in_the_lockfile() {
                 .args(["build", "-q", "-j", "2"])
                 .args(set.iter().map(|n| format!("experiments/{n}.yaml")))
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
     for c in children {
-        assert!(c.wait_with_output().unwrap().status.success());
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "a concurrent build failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let lock = fs::read_to_string(p.path("hft.lock")).unwrap();
     let missing: Vec<&str> = ["a", "b", "c", "d"]

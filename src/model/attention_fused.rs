@@ -353,19 +353,8 @@ mod tests {
     use burn::tensor::activation::softmax;
     use burn::tensor::{Device, TensorData};
 
+    use super::super::fused::tests::pseudo_random;
     use super::*;
-
-    fn pseudo_random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-            })
-            .collect()
-    }
 
     /// The attention core as `encoder::composed_attention` computes it from burn ops.
     fn composed(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize) -> Tensor<3> {

@@ -8,7 +8,7 @@
 
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{DispatchDevice, Flex};
+use burn::backend::{DispatchDevice, Flex, TensorMetadata};
 use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::ops::activation::exp_f32;
 
@@ -115,6 +115,53 @@ impl<'a> Out<'a> {
             accumulate,
         }
     }
+}
+
+/// The sizes of one recurrent layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LayerDims {
+    pub batch: usize,
+    pub seq: usize,
+    pub input: usize,
+    pub hidden: usize,
+}
+
+impl LayerDims {
+    /// From `x` `[batch, seq, input]` and `w_h` `[hidden, gates * hidden]`; `op` names the
+    /// operation in the panic a shape mismatch (a bug in the caller) gives.
+    pub(super) fn of(
+        x: &FloatTensor<Flex>,
+        w_h: &FloatTensor<Flex>,
+        gates: usize,
+        op: &str,
+    ) -> Self {
+        let (xs, ws) = (x.shape(), w_h.shape());
+        assert!(
+            xs.len() == 3 && ws.len() == 2 && ws[1] == gates * ws[0],
+            "{op}: x {xs:?}, w_h {ws:?}"
+        );
+        LayerDims {
+            batch: xs[0],
+            seq: xs[1],
+            input: xs[2],
+            hidden: ws[0],
+        }
+    }
+}
+
+/// `h_{t-1}` for every row `(batch, step)` of `hidden` `[batch, seq, h]` (zero at the first
+/// step), for the recurrent weight's gradient.
+pub(super) fn previous_hidden(d: LayerDims, hidden: &[f32]) -> Vec<f32> {
+    let h = d.hidden;
+    let mut previous = vec![0.0f32; d.batch * d.seq * h];
+    for b in 0..d.batch {
+        let span = b * d.seq * h..(b + 1) * d.seq * h;
+        let (dst, src) = (&mut previous[span.clone()], &hidden[span]);
+        if d.seq > 1 {
+            dst[h..].copy_from_slice(&src[..(d.seq - 1) * h]);
+        }
+    }
+    previous
 }
 
 /// The `cols × rows` row-major transpose of the row-major `rows × cols` matrix `data`.

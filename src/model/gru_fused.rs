@@ -25,14 +25,14 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::Tensor;
 use burn_flex::ops::activation::sigmoid_f32;
 use rayon::prelude::*;
 
 use super::fused::{
-    Mat, Out, add_assign, dense, elementwise_min_rows, f32s, from_f32s, matmul, tanh_f32,
-    transpose, widest_simd,
+    LayerDims, Mat, Out, add_assign, dense, elementwise_min_rows, f32s, from_f32s, matmul,
+    previous_hidden, tanh_f32, transpose, widest_simd,
 };
 
 #[backend_extension(Flex, Autodiff)]
@@ -77,7 +77,7 @@ impl GruOps for Flex {
     ) -> FloatTensor<Flex> {
         let (x, w_in, b_in, w_h, b_h) =
             (dense(x), dense(w_in), dense(b_in), dense(w_h), dense(b_h));
-        let dims = LayerDims::of(&x, &w_h);
+        let dims = LayerDims::of(&x, &w_h, 3, "gru_sequence");
         let trace = forward(
             dims,
             f32s(&x),
@@ -106,7 +106,7 @@ impl<C: CheckpointStrategy> GruOps for Autodiff<Flex, C> {
             dense(w_h.into_primitive()),
             dense(b_h.into_primitive()),
         );
-        let dims = LayerDims::of(&x, &w_h);
+        let dims = LayerDims::of(&x, &w_h, 3, "gru_sequence");
         let trace = forward(
             dims,
             f32s(&x),
@@ -199,31 +199,6 @@ impl Backward<Flex, 5> for GruBackward {
         }
         if let Some(node) = node_b_h {
             grads.register::<Flex>(node.id, from_f32s(g.b_h, [gates]));
-        }
-    }
-}
-
-/// The sizes of one layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct LayerDims {
-    pub batch: usize,
-    pub seq: usize,
-    pub input: usize,
-    pub hidden: usize,
-}
-
-impl LayerDims {
-    fn of(x: &FloatTensor<Flex>, w_h: &FloatTensor<Flex>) -> Self {
-        let (xs, ws) = (x.shape(), w_h.shape());
-        assert!(
-            xs.len() == 3 && ws.len() == 2 && ws[1] == 3 * ws[0],
-            "gru_sequence: x {xs:?}, w_h {ws:?}"
-        );
-        LayerDims {
-            batch: xs[0],
-            seq: xs[1],
-            input: xs[2],
-            hidden: ws[0],
         }
     }
 }
@@ -398,14 +373,7 @@ pub(crate) fn backward(
             });
     }
     // h_{t-1} for every row (zero at the first step), for dW_h.
-    let mut previous_hidden = vec![0.0f32; rows * h];
-    for b in 0..d.batch {
-        let span = b * d.seq * h..(b + 1) * d.seq * h;
-        let (dst, src) = (&mut previous_hidden[span.clone()], &trace.hidden[span]);
-        if d.seq > 1 {
-            dst[h..].copy_from_slice(&src[..(d.seq - 1) * h]);
-        }
-    }
+    let previous_hidden = previous_hidden(d, trace.hidden);
     let mut grads = LayerGrads {
         x: None,
         w_in: vec![0.0; d.input * g],
