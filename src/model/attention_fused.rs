@@ -353,7 +353,7 @@ mod tests {
     use burn::tensor::activation::softmax;
     use burn::tensor::{Device, TensorData};
 
-    use super::super::fused::tests::pseudo_random;
+    use super::super::fused::tests::{assert_close, pseudo_random, values};
     use super::*;
 
     /// The attention core as `encoder::composed_attention` computes it from burn ops.
@@ -368,18 +368,6 @@ mod tests {
             .matmul(split(v))
             .swap_dims(1, 2)
             .reshape([batch, seq, d])
-    }
-
-    fn values(t: Tensor<3>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
-    }
-
-    fn assert_close(a: &[f32], b: &[f32], what: &str) {
-        assert_eq!(a.len(), b.len(), "{what}");
-        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= 2e-5 * scale, "{what}[{i}]: {x} vs {y}");
-        }
     }
 
     /// Outputs and the gradients of the queries, keys and values match the composed

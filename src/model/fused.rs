@@ -278,6 +278,20 @@ widest_simd!(pub(super) add_assign(sum: &mut [f32], row: &[f32]) {
 pub(crate) mod tests {
     use super::*;
 
+    /// A tensor's values, for comparing them.
+    pub(crate) fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    /// `a` agrees with the reference `b` to float tolerance (relative to `b`'s largest value).
+    pub(crate) fn assert_close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= 2e-5 * scale, "{what}[{i}]: {x} vs {y}");
+        }
+    }
+
     pub(crate) fn pseudo_random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
         let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..n)

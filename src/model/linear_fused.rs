@@ -305,19 +305,8 @@ mod tests {
     use burn::tensor::activation::gelu;
     use burn::tensor::{Device, Distribution, TensorData};
 
+    use super::super::fused::tests::{assert_close, values};
     use super::*;
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
-    }
-
-    fn assert_close(a: &[f32], b: &[f32], what: &str) {
-        assert_eq!(a.len(), b.len(), "{what}");
-        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= 2e-5 * scale, "{what}[{i}]: {x} vs {y}");
-        }
-    }
 
     /// Outputs and the gradients of the input, weight and bias match burn's `Linear` (then
     /// `gelu`), with and without GELU.

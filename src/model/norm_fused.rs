@@ -271,19 +271,8 @@ mod tests {
     use burn::nn::LayerNormConfig;
     use burn::tensor::{Device, Distribution, TensorData};
 
+    use super::super::fused::tests::{assert_close, values};
     use super::*;
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
-    }
-
-    fn assert_close(a: &[f32], b: &[f32], what: &str) {
-        assert_eq!(a.len(), b.len(), "{what}");
-        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= 2e-5 * scale, "{what}[{i}]: {x} vs {y}");
-        }
-    }
 
     /// Outputs and the gradients of the input, scale and shift match burn's composed
     /// `LayerNorm::forward` (trained parameters, not the initial ones and zeros).
