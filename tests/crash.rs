@@ -799,10 +799,10 @@ fn four_concurrent_builds_run_each_stage_once_and_agree() {
     assert_eq!(n, all_keys.len(), "one action record per stage key");
 }
 
-/// Known bug (src/lock.rs, `hft build`): each build reads hft.lock when it starts and
-/// rewrites it when it ends, so of builds that overlap in time the last to finish drops
-/// what the others recorded (here typically two of the four experiments). Un-ignore once
-/// the lock is re-read and merged under an flock when it is saved.
+/// Builds that overlap in time each merge their experiments into hft.lock under an
+/// flock, so none drops what another recorded. They also start together on a new cache,
+/// so each sees the store the others are creating (that raced once, see
+/// `store::tests::concurrent_first_opens_of_a_new_store_all_succeed`).
 #[test]
 fn concurrent_builds_all_land_in_the_lockfile() {
     let p = Project::new("concurrent-lock");

@@ -390,37 +390,7 @@ fn create_layout(root: &Path) -> io::Result<()> {
             ));
         }
     }
-    let marker = root.join(STORE_MARKER);
-    let marked = match fs::read_to_string(&marker) {
-        Ok(text) if text == STORE_FORMAT => true,
-        Ok(text) => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "{} says `{}`, a store format this hft ({}) does not know: a newer hft \
-                     wrote it; use that version or another cache folder",
-                    marker.display(),
-                    text.trim(),
-                    env!("CARGO_PKG_VERSION")
-                ),
-            ));
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-        Err(e) => {
-            return Err(io::Error::new(
-                e.kind(),
-                format!("{}: {e}", marker.display()),
-            ));
-        }
-    };
-    if !marked && root.is_dir() && !is_empty_or_legacy_store(root)? {
-        return Err(invalid(format!(
-            "{} is not an hft cache (no {STORE_MARKER} file) and is not empty: hft writes \
-             into its cache folder and deletes stale temporary files there, so it will not \
-             use this one; point --cache-dir or HFT_CACHE_DIR at a new or empty folder",
-            root.display()
-        )));
-    }
+    claim_marker(root)?;
     for sub in STORE_FOLDERS {
         fs::create_dir_all(root.join(sub)).map_err(|e| {
             io::Error::new(
@@ -429,12 +399,96 @@ fn create_layout(root: &Path) -> io::Result<()> {
             )
         })?;
     }
-    if !marked {
-        fs::write(&marker, STORE_FORMAT).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot write {}: {e}", marker.display()))
-        })?;
-    }
     Ok(())
+}
+
+/// What the marker file says.
+enum Marker {
+    Absent,
+    Ours,
+    /// Empty or a prefix of [`STORE_FORMAT`]: another hft is writing it right now (or
+    /// was killed while writing those few bytes).
+    Partial,
+    Foreign(String),
+}
+
+fn read_marker(marker: &Path) -> io::Result<Marker> {
+    match fs::read_to_string(marker) {
+        Ok(text) if text == STORE_FORMAT => Ok(Marker::Ours),
+        Ok(text) if STORE_FORMAT.starts_with(&text) => Ok(Marker::Partial),
+        Ok(text) => Ok(Marker::Foreign(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Marker::Absent),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("{}: {e}", marker.display()),
+        )),
+    }
+}
+
+/// Makes sure `root` carries the store marker, writing it into an empty folder (or a
+/// store from before the marker). The marker is claimed with `create_new` before any
+/// folder is made, so builds that start together on a new cache agree: the one that
+/// creates it writes it, the others wait for its text; none of them mistakes the
+/// folders another is creating for someone else's files.
+fn claim_marker(root: &Path) -> io::Result<()> {
+    use std::io::Write as _;
+    let marker = root.join(STORE_MARKER);
+    let write_error =
+        |e: io::Error| io::Error::new(e.kind(), format!("cannot write {}: {e}", marker.display()));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match read_marker(&marker)? {
+            Marker::Ours => return Ok(()),
+            Marker::Foreign(text) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} says `{}`, a store format this hft ({}) does not know: a newer \
+                         hft wrote it; use that version or another cache folder",
+                        marker.display(),
+                        text.trim(),
+                        env!("CARGO_PKG_VERSION")
+                    ),
+                ));
+            }
+            Marker::Partial if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // Left half-written by a killed hft: the text is ours, so finish it.
+            Marker::Partial => return fs::write(&marker, STORE_FORMAT).map_err(write_error),
+            Marker::Absent => {
+                if root.is_dir() && !is_empty_or_legacy_store(root)? {
+                    if marker.exists() {
+                        continue; // another hft claimed it while we listed the folder
+                    }
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "{} is not an hft cache (no {STORE_MARKER} file) and is not \
+                             empty: hft writes into its cache folder and deletes stale \
+                             temporary files there, so it will not use this one; point \
+                             --cache-dir or HFT_CACHE_DIR at a new or empty folder",
+                            root.display()
+                        ),
+                    ));
+                }
+                fs::create_dir_all(root).map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot create {}: {e}", root.display()))
+                })?;
+                match fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&marker)
+                {
+                    Ok(mut file) => {
+                        return file.write_all(STORE_FORMAT.as_bytes()).map_err(write_error);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(write_error(e)),
+                }
+            }
+        }
+    }
 }
 
 /// An empty folder (placeholders for git aside), or a store written before the marker existed (its `objects` and
@@ -526,5 +580,48 @@ mod tests {
         let b = StageKey::compute(&[b"a", b"bc"]);
         assert_ne!(a, b);
         assert!(a.0.starts_with("k1-"));
+    }
+
+    /// Builds that start together on a new cache each see the folders the others are
+    /// creating; none may take them for a stranger's files (it failed CI once).
+    #[test]
+    fn concurrent_first_opens_of_a_new_store_all_succeed() {
+        for round in 0..20 {
+            let root =
+                std::env::temp_dir().join(format!("hft-store-race-{}-{round}", std::process::id()));
+            let _ = fs::remove_dir_all(&root);
+            let results: Vec<io::Result<Store>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..6).map(|_| scope.spawn(|| Store::open(&root))).collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("an open panicked"))
+                    .collect()
+            });
+            for result in results {
+                if let Err(e) = result {
+                    panic!("round {round}: {e}");
+                }
+            }
+            assert_eq!(
+                fs::read_to_string(root.join(STORE_MARKER)).ok().as_deref(),
+                Some(STORE_FORMAT)
+            );
+            let _ = fs::remove_dir_all(&root);
+        }
+    }
+
+    /// A marker left half-written by a killed hft is finished, not refused.
+    #[test]
+    fn a_half_written_marker_is_completed() {
+        let root = std::env::temp_dir().join(format!("hft-store-half-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).unwrap();
+        fs::write(root.join(STORE_MARKER), &STORE_FORMAT[..5]).unwrap();
+        Store::open(&root).unwrap();
+        assert_eq!(
+            fs::read_to_string(root.join(STORE_MARKER)).unwrap(),
+            STORE_FORMAT
+        );
+        let _ = fs::remove_dir_all(&root);
     }
 }
