@@ -12,6 +12,7 @@
 
 mod attention_fused;
 mod blob;
+pub mod cost;
 pub mod dit;
 mod encoder;
 mod fused;
