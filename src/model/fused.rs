@@ -357,6 +357,21 @@ widest_simd!(pub(super) add_assign(sum: &mut [f32], row: &[f32]) {
     }
 });
 
+widest_simd!(pub(super) add_column_sums(sum: &mut [f32], rows: &[f32], stride: usize) {
+    // `sum[j] += rows[r * stride + j]` for every row r in order: the same additions as
+    // `add_assign` row by row, in one call (a call per row and column block cost more than
+    // the additions).
+    let n = sum.len();
+    if n == 0 {
+        return;
+    }
+    for row in rows.chunks(stride) {
+        for (s, r) in sum.iter_mut().zip(&row[..n]) {
+            *s += r;
+        }
+    }
+});
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -29,8 +29,8 @@ use burn_flex::ops::activation::sigmoid_f32;
 use rayon::prelude::*;
 
 use super::fused::{
-    LayerDims, Mat, Out, Scratch, add_assign, dense, elementwise_min_rows, f32s, from_f32s, matmul,
-    previous_hidden_scratch, scratch, tanh_f32, transpose, widest_simd,
+    LayerDims, Mat, Out, Scratch, add_column_sums, dense, elementwise_min_rows, f32s, from_f32s,
+    matmul, previous_hidden_scratch, scratch, tanh_f32, transpose, widest_simd,
 };
 
 #[backend_extension(Flex, Autodiff)]
@@ -357,11 +357,7 @@ pub(crate) fn backward(
         .bias
         .par_chunks_mut(columns)
         .enumerate()
-        .for_each(|(c, bias)| {
-            for row in d_gates.chunks_exact(g) {
-                add_assign(bias, &row[c * columns..][..bias.len()]);
-            }
-        });
+        .for_each(|(c, bias)| add_column_sums(bias, &d_gates[c * columns..], g));
     if want_x {
         let mut dx = vec![0.0f32; x.len()];
         matmul(
