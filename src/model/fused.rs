@@ -164,6 +164,89 @@ pub(super) fn previous_hidden(d: LayerDims, hidden: &[f32]) -> Vec<f32> {
     previous
 }
 
+/// Buffers kept on the thread that dropped them, for [`scratch`]: at most this many.
+const SCRATCH_KEPT: usize = 8;
+
+thread_local! {
+    static SCRATCH_POOL: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `len` values left from an earlier use of the buffer (zeros when new): for buffers whose
+/// every element is written before it is read. Dropped, the buffer goes back to its thread's
+/// pool.
+///
+/// Why: the recurrent layers' traces and gradient buffers are tens of megabytes per call;
+/// zeroing fresh ones before overwriting them was about 5% of lstm-ref's training.
+pub(crate) struct Scratch {
+    buf: Vec<f32>,
+    len: usize,
+}
+
+pub(crate) fn scratch(len: usize) -> Scratch {
+    let reused = SCRATCH_POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        // The smallest buffer that fits, so that small requests leave large buffers alone.
+        let best = (0..pool.len())
+            .filter(|&i| pool[i].len() >= len)
+            .min_by_key(|&i| pool[i].len());
+        best.map(|i| pool.swap_remove(i))
+    });
+    Scratch {
+        buf: reused.unwrap_or_else(|| vec![0.0; len]),
+        len,
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::ops::DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.buf[..self.len]
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if buf.is_empty() {
+            return;
+        }
+        // `try_with`: a buffer dropped while its thread exits is simply freed.
+        let _ = SCRATCH_POOL.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < SCRATCH_KEPT {
+                pool.push(buf);
+            } else if let Some(smallest) = pool.iter_mut().min_by_key(|b| b.len()) {
+                // Keep the larger of the two.
+                if smallest.len() < buf.len() {
+                    *smallest = buf;
+                }
+            }
+        });
+    }
+}
+
+/// [`previous_hidden`] into a [`scratch`] buffer (same values).
+pub(super) fn previous_hidden_scratch(d: LayerDims, hidden: &[f32]) -> Scratch {
+    let h = d.hidden;
+    let mut previous = scratch(d.batch * d.seq * h);
+    for b in 0..d.batch {
+        let span = b * d.seq * h..(b + 1) * d.seq * h;
+        let (dst, src) = (&mut previous[span.clone()], &hidden[span]);
+        let first = h.min(dst.len());
+        dst[..first].fill(0.0);
+        if d.seq > 1 {
+            dst[h..].copy_from_slice(&src[..(d.seq - 1) * h]);
+        }
+    }
+    previous
+}
+
 /// The `cols × rows` row-major transpose of the row-major `rows × cols` matrix `data`.
 ///
 /// Why: gemm packs a right-hand side whose columns are strided one element at a time
@@ -271,6 +354,21 @@ pub(super) use widest_simd;
 widest_simd!(pub(super) add_assign(sum: &mut [f32], row: &[f32]) {
     for (s, r) in sum.iter_mut().zip(row) {
         *s += r;
+    }
+});
+
+widest_simd!(pub(super) add_column_sums(sum: &mut [f32], rows: &[f32], stride: usize) {
+    // `sum[j] += rows[r * stride + j]` for every row r in order: the same additions as
+    // `add_assign` row by row, in one call (a call per row and column block cost more than
+    // the additions).
+    let n = sum.len();
+    if n == 0 {
+        return;
+    }
+    for row in rows.chunks(stride) {
+        for (s, r) in sum.iter_mut().zip(&row[..n]) {
+            *s += r;
+        }
     }
 });
 

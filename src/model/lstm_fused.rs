@@ -29,8 +29,8 @@ use burn_flex::ops::activation::sigmoid_f32;
 use rayon::prelude::*;
 
 use super::fused::{
-    LayerDims, Mat, Out, add_assign, dense, elementwise_min_rows, f32s, from_f32s, matmul,
-    previous_hidden, tanh_f32, transpose, widest_simd,
+    LayerDims, Mat, Out, Scratch, add_column_sums, dense, elementwise_min_rows, f32s, from_f32s,
+    matmul, previous_hidden_scratch, scratch, tanh_f32, transpose, widest_simd,
 };
 
 #[backend_extension(Flex, Autodiff)]
@@ -119,9 +119,9 @@ struct LstmState {
     w_in: FloatTensor<Flex>,
     w_h: FloatTensor<Flex>,
     hidden: FloatTensor<Flex>,
-    gates: Arc<Vec<f32>>,
-    cells: Arc<Vec<f32>>,
-    tanh_cells: Arc<Vec<f32>>,
+    gates: Arc<Scratch>,
+    cells: Arc<Scratch>,
+    tanh_cells: Arc<Scratch>,
 }
 
 impl std::fmt::Debug for LstmState {
@@ -176,14 +176,15 @@ impl Backward<Flex, 4> for LstmBackward {
     }
 }
 
-/// The forward pass's activations, all row-major with rows `(batch, step)`.
+/// The forward pass's activations, all row-major with rows `(batch, step)`. The buffers the
+/// backward pass alone reads are [`scratch`] buffers, every element written (not zeroed first).
 pub(crate) struct Trace {
     /// `[batch, seq, 4 * hidden]`: σ(i), σ(f), tanh(g), σ(o).
-    pub gates: Vec<f32>,
+    pub gates: Scratch,
     /// `[batch, seq, hidden]`: the cell state c.
-    pub cells: Vec<f32>,
+    pub cells: Scratch,
     /// `[batch, seq, hidden]`: tanh(c).
-    pub tanh_cells: Vec<f32>,
+    pub tanh_cells: Scratch,
     /// `[batch, seq, hidden]`: the hidden state h = σ(o) tanh(c).
     pub hidden: Vec<f32>,
 }
@@ -215,16 +216,16 @@ pub(crate) fn forward(d: LayerDims, x: &[f32], w_in: &[f32], bias: &[f32], w_h: 
     assert_eq!(x.len(), rows * d.input);
     assert_eq!((w_in.len(), bias.len(), w_h.len()), (d.input * g, g, h * g));
     // Pre-activations of every step: b + x_t · W_in, then + h_{t-1} · W_h step by step, then
-    // replaced by the activations in place.
-    // Filled row by row, not zeroed first (zeroing was a few percent of a small training).
-    let mut gates = Vec::with_capacity(rows * g);
-    for _ in 0..rows {
-        gates.extend_from_slice(bias);
-    }
+    // replaced by the activations in place. The bias is copied into every row, on the pool.
+    let mut gates = scratch(rows * g);
+    gates
+        .par_chunks_mut(g.max(1))
+        .with_min_len(elementwise_min_rows(g))
+        .for_each(|row| row.copy_from_slice(bias));
     let mut trace = Trace {
-        gates: Vec::new(),
-        cells: vec![0.0; rows * h],
-        tanh_cells: vec![0.0; rows * h],
+        gates: scratch(0),
+        cells: scratch(rows * h),
+        tanh_cells: scratch(rows * h),
         hidden: vec![0.0; rows * h],
     };
     if rows == 0 || h == 0 {
@@ -290,8 +291,9 @@ pub(crate) fn backward(
     let rows = d.batch * d.seq;
     assert_eq!(d_hidden.len(), rows * h);
     let block = d.seq * g;
-    // Gradients of the pre-activations, rows (batch, step).
-    let mut d_gates = vec![0.0f32; rows * g];
+    // Gradients of the pre-activations, rows (batch, step); every element written by the
+    // gate passes.
+    let mut d_gates = scratch(rows * g);
     // The recurrent part of dh_t: dgates_{t+1} · W_hᵀ.
     let mut d_h_recurrent = vec![0.0f32; d.batch * h];
     // dc_{t+1} · f_{t+1}, carried back a step.
@@ -328,7 +330,7 @@ pub(crate) fn backward(
             });
     }
     // h_{t-1} for every row (zero at the first step), for dW_h.
-    let previous_hidden = previous_hidden(d, trace.hidden);
+    let previous_hidden = previous_hidden_scratch(d, trace.hidden);
     let mut grads = LayerGrads {
         x: None,
         w_in: vec![0.0; d.input * g],
@@ -349,9 +351,13 @@ pub(crate) fn backward(
         Mat::transposed(&previous_hidden, h, rows, h),
         Mat::rows(&d_gates, rows, g, g),
     );
-    for row in d_gates.chunks_exact(g) {
-        add_assign(&mut grads.bias, row);
-    }
+    // Each bias gradient sums its column over the rows in order; columns split over the pool.
+    let columns = 64;
+    grads
+        .bias
+        .par_chunks_mut(columns)
+        .enumerate()
+        .for_each(|(c, bias)| add_column_sums(bias, &d_gates[c * columns..], g));
     if want_x {
         let mut dx = vec![0.0f32; x.len()];
         matmul(
