@@ -14,7 +14,7 @@ use crate::graph::index::FileIndex;
 use crate::graph::slurm::SlurmExecutor;
 use crate::graph::stages::StageError;
 use crate::graph::{self, Database, memo};
-use crate::lock::{LOCK_FILE, Lockfile};
+use crate::lock::{Known, LOCK_FILE, Lockfile};
 
 /// How a build was asked to run.
 #[derive(Debug, Clone)]
@@ -208,11 +208,18 @@ pub fn build(
     // A dry run reads the lock only to check keys against it (`--locked`); a build reads it
     // before executing (a malformed lock is an error then, not after training) and hands it
     // to `lock::update` with the fingerprint it had, so it is not parsed twice.
+    // A build without `--locked` trusts the text this hft last wrote without parsing it
+    // (`lock::Known`): it only splices the built experiments into it.
     let lock_fingerprint = memo::fingerprint(lock_path);
-    let lock = if dry_run && !req.locked {
-        None
+    let (lock, known) = if dry_run && !req.locked {
+        (None, None)
+    } else if req.locked {
+        (Lockfile::load(lock_path).map_err(Failure::bad_input)?, None)
     } else {
-        Lockfile::load(lock_path).map_err(Failure::bad_input)?
+        (
+            None,
+            Known::read(lock_path, &store).map_err(Failure::bad_input)?,
+        )
     };
     if req.locked && lock.is_none() {
         return Err(Failure::bad_input(format!(
@@ -308,9 +315,10 @@ pub fn build(
                     });
                 }
             }
-            (existing, _) => {
-                let known = existing.zip(lock_fingerprint);
-                if let Err(e) = crate::lock::update(lock_path, &jobs_list, &reports, known) {
+            _ => {
+                let known = known.zip(lock_fingerprint);
+                if let Err(e) = crate::lock::update(lock_path, &store, &jobs_list, &reports, known)
+                {
                     messages.push(Message::Warning(format!("cannot write {LOCK_FILE}: {e}")));
                 }
             }
