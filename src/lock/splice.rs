@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::{Environment, LOCK_VERSION, LockedExperiment, Lockfile, Recording};
 use crate::store::{Digest, Store};
 
-const MAP_VERSION: u32 = 1;
+const MAP_VERSION: u32 = 2;
 
 /// This hft: its version and its binary's fingerprint (a rebuilt hft parses in full once).
 fn context() -> String {
@@ -47,8 +47,9 @@ pub struct LockMap {
     digest: String,
     /// The head's length: the chunks follow, each after a blank line.
     head_end: usize,
-    /// Per experiment in name order: (name, file, start, end) of its chunk.
-    experiments: Vec<(String, String, usize, usize)>,
+    /// Per experiment in name order: (name, file, start, end) of its chunk, and the
+    /// [`entry_digest`] of what the chunk holds.
+    experiments: Vec<(String, String, usize, usize, String)>,
 }
 
 /// A lock's text with its map.
@@ -56,6 +57,35 @@ pub struct LockMap {
 pub struct Written {
     pub text: String,
     pub map: LockMap,
+}
+
+/// A digest of everything an experiment's chunk writes (its file and each stage's fields):
+/// equal digests, equal chunks, so a build copies the old chunk of an entry it recorded
+/// unchanged instead of serialising it again.
+fn entry_digest(experiment: &LockedExperiment) -> String {
+    let mut h = blake3::Hasher::new();
+    let mut field = |bytes: &[u8]| {
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(experiment.file.as_bytes());
+    for (id, stage) in &experiment.stages {
+        field(id.as_bytes());
+        field(stage.key.as_bytes());
+        field(&stage.version.to_le_bytes());
+        field(stage.config.as_bytes());
+        field(&(stage.inputs.len() as u64).to_le_bytes());
+        for (name, value) in &stage.inputs {
+            field(name.as_bytes());
+            field(value.as_bytes());
+        }
+        field(&(stage.outputs.len() as u64).to_le_bytes());
+        for (name, digest) in &stage.outputs {
+            field(name.as_bytes());
+            field(digest.as_bytes());
+        }
+    }
+    h.finalize().to_hex()[..32].to_string()
 }
 
 /// One experiment's tables as the whole lock writes them.
@@ -79,19 +109,26 @@ fn head(version: u32, environment: &Environment, data: &BTreeMap<String, String>
     format!("{PREAMBLE}{}", toml::to_string(&head).unwrap_or_default())
 }
 
-/// Assembles a text from its head and its chunks (name, file, text) in name order.
+/// Assembles a text from its head and its chunks (name, file, text, entry digest) in name
+/// order.
 fn assemble<'a>(
     head: String,
-    chunks: impl Iterator<Item = (&'a str, &'a str, &'a str)>,
+    chunks: impl Iterator<Item = (&'a str, &'a str, &'a str, &'a str)>,
 ) -> Written {
     let mut text = head;
     let head_end = text.len();
     let mut experiments = Vec::new();
-    for (name, file, chunk) in chunks {
+    for (name, file, chunk, digest) in chunks {
         text.push('\n');
         let start = text.len();
         text.push_str(chunk);
-        experiments.push((name.to_string(), file.to_string(), start, text.len()));
+        experiments.push((
+            name.to_string(),
+            file.to_string(),
+            start,
+            text.len(),
+            digest.to_string(),
+        ));
     }
     let digest = Digest::of(text.as_bytes()).to_hex();
     Written {
@@ -125,14 +162,23 @@ pub fn render(lock: &Lockfile) -> Written {
             },
         };
     }
-    let chunks: Vec<(&str, &str, String)> = lock
+    let chunks: Vec<(&str, &str, String, String)> = lock
         .experiments
         .iter()
-        .map(|(name, e)| (name.as_str(), e.file.as_str(), chunk(name, e)))
+        .map(|(name, e)| {
+            (
+                name.as_str(),
+                e.file.as_str(),
+                chunk(name, e),
+                entry_digest(e),
+            )
+        })
         .collect();
     assemble(
         head(lock.version, &lock.environment, &lock.data),
-        chunks.iter().map(|(n, f, c)| (*n, *f, c.as_str())),
+        chunks
+            .iter()
+            .map(|(n, f, c, d)| (*n, *f, c.as_str(), d.as_str())),
     )
 }
 
@@ -149,23 +195,39 @@ pub fn splice(old: &Written, recording: &Recording) -> Option<Written> {
     for (path, digest) in &recording.data {
         parsed.data.insert(path.clone(), digest.clone());
     }
-    // Name -> (file, chunk text), old and new, in name order.
-    let mut merged: BTreeMap<&str, (&str, std::borrow::Cow<'_, str>)> = BTreeMap::new();
-    for (name, file, start, end) in &map.experiments {
+    // Name -> (file, chunk text, entry digest), old and new, in name order.
+    type Entry<'t> = (
+        &'t str,
+        std::borrow::Cow<'t, str>,
+        std::borrow::Cow<'t, str>,
+    );
+    let mut merged: BTreeMap<&str, Entry<'_>> = BTreeMap::new();
+    for (name, file, start, end, digest) in &map.experiments {
         if recording.keeps(name, file) {
             let text = old.text.get(*start..*end)?;
-            merged.insert(name, (file, text.into()));
+            merged.insert(name, (file, text.into(), digest.as_str().into()));
         }
     }
     for (name, experiment) in &recording.experiments {
-        merged.insert(name, (&experiment.file, chunk(name, experiment).into()));
+        let digest = entry_digest(experiment);
+        // Recorded as it was: the old chunk is its text.
+        if merged
+            .get(name.as_str())
+            .is_some_and(|(_, _, old)| *old == digest)
+        {
+            continue;
+        }
+        let text = chunk(name, experiment);
+        merged.insert(name, (&experiment.file, text.into(), digest.into()));
     }
     if merged.is_empty() {
         return None;
     }
     Some(assemble(
         head(LOCK_VERSION, &Environment::current(), &parsed.data),
-        merged.iter().map(|(n, (f, c))| (*n, *f, c.as_ref())),
+        merged
+            .iter()
+            .map(|(n, (f, c, d))| (*n, *f, c.as_ref(), d.as_ref())),
     ))
 }
 
@@ -291,7 +353,7 @@ mod tests {
             let written = render(&lock);
             assert_eq!(written.text, whole(&lock), "round {round}");
             assert_eq!(toml::from_str::<Lockfile>(&written.text).unwrap(), lock);
-            for (name, _, start, end) in &written.map.experiments {
+            for (name, _, start, end, _) in &written.map.experiments {
                 let chunk = &written.text[*start..*end];
                 assert_eq!(chunk, super::chunk(name, &lock.experiments[name]));
             }
@@ -329,6 +391,18 @@ mod tests {
                     if rng.below(3) > 0 {
                         recording.experiments.insert(name, e);
                     }
+                }
+                // Entries recorded again as they were: their old chunks are copied.
+                let kept: Vec<(String, LockedExperiment)> = lock
+                    .experiments
+                    .iter()
+                    .filter(|_| rng.below(2) == 0)
+                    .map(|(n, e)| (n.clone(), e.clone()))
+                    .collect();
+                for (name, e) in kept {
+                    recording.files.insert(e.file.clone());
+                    recording.names.insert(name.clone());
+                    recording.experiments.entry(name).or_insert(e);
                 }
                 if rng.below(2) == 0 {
                     let file = dir.path().join(rng.pick(&["a.yaml", "b.yaml"]));
