@@ -14,7 +14,9 @@ use crate::config::located::line_column;
 use crate::graph::exec::{
     ExperimentJob, ExperimentReport, StageSnapshot, explain_config_change, key_from_inputs,
 };
-use crate::store::StageKey;
+use crate::store::{Fingerprint, StageKey, Store};
+
+mod splice;
 
 /// Bumped when the lock layout changes.
 pub const LOCK_VERSION: u32 = 1;
@@ -93,26 +95,25 @@ impl Lockfile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
-        let located = |line: usize, column: usize, message: &str| {
-            format!(
-                "{}:{line}:{column}: {message}; {LOCK_FILE} is written by `hft build`: restore \
-                 it from version control, or delete it and run `hft build` (without --locked) \
-                 to write it again",
-                path.display()
-            )
-        };
-        let text = String::from_utf8(bytes).map_err(|e| {
+        let text = Self::text_of(path, bytes)?;
+        Self::parse_file(path, &text).map(Some)
+    }
+
+    /// The lock file's bytes as text, or an error that says where they are not UTF-8.
+    fn text_of(path: &Path, bytes: Vec<u8>) -> Result<String, String> {
+        String::from_utf8(bytes).map_err(|e| {
             let valid = e.utf8_error().valid_up_to();
             let (line, column) = line_column(e.as_bytes(), valid);
-            located(line, column, "not UTF-8 text")
-        })?;
-        match Self::parse_located(&text) {
-            Ok(lock) => Ok(Some(lock)),
-            Err((offset, message)) => {
-                let (line, column) = line_column(text.as_bytes(), offset);
-                Err(located(line, column, &message))
-            }
-        }
+            located(path, line, column, "not UTF-8 text")
+        })
+    }
+
+    /// Parses the text of the lock file at `path`; errors name the file, line and column.
+    fn parse_file(path: &Path, text: &str) -> Result<Lockfile, String> {
+        Self::parse_located(text).map_err(|(offset, message)| {
+            let (line, column) = line_column(text.as_bytes(), offset);
+            located(path, line, column, &message)
+        })
     }
 
     /// Parses lockfile text; errors say where (line and column) and what is wrong.
@@ -242,25 +243,66 @@ impl Lockfile {
         Ok(())
     }
 
+    /// The lock's text: the same bytes as `toml::to_string` of the whole lock after the
+    /// comment, written one experiment at a time (see [`splice`]).
     pub fn to_text(&self) -> String {
-        let body = toml::to_string(self).unwrap_or_default();
-        format!(
-            "# hft.lock: written by `hft build`, checked by `hft build --locked` and\n\
-             # `hft audit --locked`. Do not edit by hand.\n{body}"
-        )
+        splice::render(self).text
     }
 
     /// Writes the lock atomically (temporary file + rename), only when its text changed.
     pub fn save(&self, path: &Path) -> std::io::Result<bool> {
         let text = self.to_text();
-        if std::fs::read_to_string(path).ok().as_deref() == Some(text.as_str()) {
-            return Ok(false);
+        let old = std::fs::read_to_string(path).ok();
+        write_if_changed(path, &text, old.as_deref())
+    }
+}
+
+/// Writes `text` to `path` atomically unless `old` (the file's text) is the same.
+fn write_if_changed(path: &Path, text: &str, old: Option<&str>) -> std::io::Result<bool> {
+    if old == Some(text) {
+        return Ok(false);
+    }
+    // One temporary name per process: concurrent builds must not share it.
+    let tmp = path.with_extension(format!("lock.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(true)
+}
+
+/// An error in the lock file at `path`, with what to do about it.
+fn located(path: &Path, line: usize, column: usize, message: &str) -> String {
+    format!(
+        "{}:{line}:{column}: {message}; {LOCK_FILE} is written by `hft build`: restore it from \
+         version control, or delete it and run `hft build` (without --locked) to write it again",
+        path.display()
+    )
+}
+
+/// The lock a build read before executing, for [`update`] to record the build in.
+#[derive(Debug)]
+pub enum Known {
+    /// Parsed in full.
+    Parsed(Lockfile),
+    /// The text as this hft wrote it (its digest is its map's), not parsed: [`update`]
+    /// splices the built experiments into it.
+    Trusted(splice::Written),
+}
+
+impl Known {
+    /// Reads the lock at `path` for a build: trusted without parsing while it is the text
+    /// this hft last wrote there (the map in `store` says), else parsed in full (errors as
+    /// [`Lockfile::load`]'s). `Ok(None)` when there is none.
+    pub fn read(path: &Path, store: &Store) -> Result<Option<Known>, String> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let text = Lockfile::text_of(path, bytes)?;
+        match splice::trusted(store, path, text) {
+            Ok(written) => Ok(Some(Known::Trusted(written))),
+            Err(text) => Lockfile::parse_file(path, &text).map(|l| Some(Known::Parsed(l))),
         }
-        // One temporary name per process: concurrent builds must not share it.
-        let tmp = path.with_extension(format!("lock.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, &text)?;
-        std::fs::rename(&tmp, path)?;
-        Ok(true)
     }
 }
 
@@ -282,12 +324,14 @@ fn toml_key(key: &str) -> String {
 /// experiments instead of the last writer dropping the others'. `known` is the lock this
 /// build read earlier with the file's fingerprint from before that read: while the file
 /// still has that fingerprint it is what re-reading would give (a 60,000-stage lock takes
-/// half a second to parse), and every write replaces the file (a new inode).
+/// half a second to parse), and every write replaces the file (a new inode). A trusted
+/// text has the build spliced into it; the bytes are those of the full path.
 pub fn update(
     path: &Path,
+    store: &Store,
     jobs: &[ExperimentJob],
     reports: &[ExperimentReport],
-    known: Option<(Lockfile, crate::store::Fingerprint)>,
+    known: Option<(Known, Fingerprint)>,
 ) -> Result<bool, String> {
     let folder = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -296,75 +340,132 @@ pub fn update(
     let guard = std::fs::File::open(folder)
         .and_then(|f| f.lock().map(|_| f))
         .map_err(|e| format!("cannot lock {}: {e}", folder.display()))?;
-    let now = std::fs::metadata(path)
-        .ok()
-        .map(|m| crate::store::Fingerprint::of(&m));
-    let mut lock = match known {
-        Some((lock, fingerprint)) if now.as_ref() == Some(&fingerprint) => lock,
-        _ => Lockfile::load(path)?.unwrap_or_else(Lockfile::new),
+    let now = std::fs::metadata(path).ok().map(|m| Fingerprint::of(&m));
+    let current = match known {
+        Some((known, fingerprint)) if now.as_ref() == Some(&fingerprint) => Some(known),
+        _ => Known::read(path, store)?,
     };
-    record(&mut lock, jobs, reports);
-    let saved = lock
-        .save(path)
+    let recording = Recording::of(jobs, reports);
+    let mapped = matches!(current, Some(Known::Trusted(_)));
+    let (old, written) = match current {
+        Some(Known::Trusted(old)) => match splice::splice(&old, &recording) {
+            Some(written) => (Some(old.text), written),
+            None => {
+                let mut lock = Lockfile::parse_file(path, &old.text)?;
+                recording.apply(&mut lock);
+                (Some(old.text), splice::render(&lock))
+            }
+        },
+        Some(Known::Parsed(mut lock)) => {
+            recording.apply(&mut lock);
+            let old = std::fs::read_to_string(path).ok();
+            (old, splice::render(&lock))
+        }
+        None => {
+            let mut lock = Lockfile::new();
+            recording.apply(&mut lock);
+            (None, splice::render(&lock))
+        }
+    };
+    let saved = write_if_changed(path, &written.text, old.as_deref())
         .map_err(|e| format!("cannot write {}: {e}", path.display()));
+    if saved.as_ref().is_ok_and(|&changed| changed || !mapped) {
+        splice::save_map(store, path, &written.map);
+    }
     drop(guard);
     saved
 }
 
-/// Records the stages of fully built experiments; other entries are kept as they were.
-pub fn record(lock: &mut Lockfile, jobs: &[ExperimentJob], reports: &[ExperimentReport]) {
-    lock.version = LOCK_VERSION;
-    lock.environment = Environment::current();
-    // Entries whose file is gone, or whose file this build read and no longer defines
-    // (a removed matrix point), are dropped; other files' entries are kept as they were.
-    // Sets, not lists: 10,000 experiments against 10,000 entries is 10^8 comparisons.
-    let built_files: std::collections::BTreeSet<String> =
-        jobs.iter().map(|j| j.file.display().to_string()).collect();
-    let built_names: std::collections::BTreeSet<&str> =
-        jobs.iter().map(|j| j.plan.name.as_str()).collect();
-    lock.experiments.retain(|name, e| {
-        Path::new(&e.file).exists()
-            && (!built_files.contains(&e.file) || built_names.contains(&name.as_str()))
-    });
-    for (job, report) in jobs.iter().zip(reports) {
-        if job.plan.truncated || report.stages.iter().any(|s| s.record.is_none()) {
-            continue;
-        }
-        let mut stages = BTreeMap::new();
-        for (s, spec) in report.stages.iter().zip(&report.plan.stages) {
-            let (Some(key), Some(record)) = (&s.key, &s.record) else {
+/// What a build records in the lock: the experiments it built, the data digests they read,
+/// and which entries it drops.
+pub struct Recording {
+    /// Files this build read, and the experiments it found in them.
+    files: std::collections::BTreeSet<String>,
+    names: std::collections::BTreeSet<String>,
+    /// Data file path -> digest, in the order recorded.
+    data: Vec<(String, String)>,
+    /// Fully built experiments, by name (a later one replaces an earlier).
+    experiments: BTreeMap<String, LockedExperiment>,
+}
+
+impl Recording {
+    /// The stages of fully built experiments.
+    pub fn of(jobs: &[ExperimentJob], reports: &[ExperimentReport]) -> Recording {
+        // Sets, not lists: 10,000 experiments against 10,000 entries is 10^8 comparisons.
+        let mut recording = Recording {
+            files: jobs.iter().map(|j| j.file.display().to_string()).collect(),
+            names: jobs.iter().map(|j| j.plan.name.clone()).collect(),
+            data: Vec::new(),
+            experiments: BTreeMap::new(),
+        };
+        for (job, report) in jobs.iter().zip(reports) {
+            if job.plan.truncated || report.stages.iter().any(|s| s.record.is_none()) {
                 continue;
-            };
-            stages.insert(
-                s.id.clone(),
-                LockedStage {
-                    key: key.0.clone(),
-                    version: spec.version,
-                    config: spec.config.clone(),
-                    inputs: s.inputs.clone(),
-                    outputs: record
-                        .outputs
-                        .iter()
-                        .map(|(n, o)| (n.clone(), o.digest.to_hex()))
-                        .collect(),
+            }
+            let mut stages = BTreeMap::new();
+            for (s, spec) in report.stages.iter().zip(&report.plan.stages) {
+                let (Some(key), Some(record)) = (&s.key, &s.record) else {
+                    continue;
+                };
+                stages.insert(
+                    s.id.clone(),
+                    LockedStage {
+                        key: key.0.clone(),
+                        version: spec.version,
+                        config: spec.config.clone(),
+                        inputs: s.inputs.clone(),
+                        outputs: record
+                            .outputs
+                            .iter()
+                            .map(|(n, o)| (n.clone(), o.digest.to_hex()))
+                            .collect(),
+                    },
+                );
+            }
+            for (i, spec) in job.plan.stages.iter().enumerate() {
+                if let Some(digests) = job.data_digests.get(&i) {
+                    for (path, d) in spec.data_files.iter().zip(digests) {
+                        recording
+                            .data
+                            .push((path.display().to_string(), d.to_hex()));
+                    }
+                }
+            }
+            recording.experiments.insert(
+                report.name.clone(),
+                LockedExperiment {
+                    file: job.file.display().to_string(),
+                    stages,
                 },
             );
         }
-        for (i, spec) in job.plan.stages.iter().enumerate() {
-            if let Some(digests) = job.data_digests.get(&i) {
-                for (path, d) in spec.data_files.iter().zip(digests) {
-                    lock.data.insert(path.display().to_string(), d.to_hex());
-                }
-            }
-        }
-        lock.experiments.insert(
-            report.name.clone(),
-            LockedExperiment {
-                file: job.file.display().to_string(),
-                stages,
-            },
-        );
+        recording
     }
+
+    /// Whether an entry of the lock stays: entries whose file is gone, or whose file this
+    /// build read and no longer defines (a removed matrix point), are dropped; other files'
+    /// entries are kept as they were.
+    fn keeps(&self, name: &str, file: &str) -> bool {
+        Path::new(file).exists() && (!self.files.contains(file) || self.names.contains(name))
+    }
+
+    /// Records it in `lock`.
+    fn apply(&self, lock: &mut Lockfile) {
+        lock.version = LOCK_VERSION;
+        lock.environment = Environment::current();
+        lock.experiments.retain(|name, e| self.keeps(name, &e.file));
+        for (path, digest) in &self.data {
+            lock.data.insert(path.clone(), digest.clone());
+        }
+        for (name, experiment) in &self.experiments {
+            lock.experiments.insert(name.clone(), experiment.clone());
+        }
+    }
+}
+
+/// Records the stages of fully built experiments; other entries are kept as they were.
+pub fn record(lock: &mut Lockfile, jobs: &[ExperimentJob], reports: &[ExperimentReport]) {
+    Recording::of(jobs, reports).apply(lock);
 }
 
 /// `--locked`, before anything executes: every stage key, recomputed from the current

@@ -10,8 +10,18 @@ use std::sync::Mutex;
 
 static OUTPUT: Mutex<()> = Mutex::new(());
 
+/// Warnings printed by this process (a status that warned is not memoised: its replay
+/// would not warn).
+static WARNED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many warnings this process has printed.
+pub fn warnings() -> usize {
+    WARNED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A warning on stderr (corrupt blob, unreadable record, ...): the build continues.
 pub fn warn(message: &str) {
+    WARNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let _guard = OUTPUT.lock();
     let _ = writeln!(std::io::stderr(), "warning: {message}");
 }

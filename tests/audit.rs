@@ -212,3 +212,54 @@ fn audit_reports_a_planted_divergence_at_the_right_stage() {
     ]);
     assert_eq!(loose.code, 0, "{}\n{}", loose.stdout, loose.stderr);
 }
+
+/// A build that changed one experiment splices it into the lock this hft last wrote; the
+/// text is what writing the whole lock gives. A lock edited outside hft (its digest is not
+/// the one hft kept) is parsed in full again: a malformed one is still an error before
+/// anything executes, a valid one is rewritten as the full path writes it.
+#[test]
+fn a_spliced_lock_is_the_lock_written_whole() {
+    let mlp = |name: &str, seed: u32| {
+        format!(
+            "name: {name}\nseed: {seed}\n{}model: {{type: mlp, hidden_size: 4, num_layers: 1}}\n\
+             training: {{max_steps: 1, batch_size: 8}}\n",
+            common::synthetic_data!()
+        )
+    };
+    let p = Project::new("audit-splice");
+    for (name, seed) in [("a", 1), ("b", 2), ("c.d", 3)] {
+        p.write(&format!("experiments/{name}.yaml"), &mlp(name, seed));
+    }
+    p.build();
+    let lock = || std::fs::read_to_string(p.path("hft.lock")).unwrap();
+    // The lock written whole from what the cache holds (every stage cached).
+    let whole = || {
+        let spliced = lock();
+        std::fs::remove_file(p.path("hft.lock")).unwrap();
+        p.build();
+        assert_eq!(lock(), spliced, "spliced and whole locks differ");
+    };
+    p.write("experiments/b.yaml", &mlp("b", 9));
+    assert_eq!(p.build().ran().len(), 3, "init, train and evaluate of b");
+    assert!(lock().contains("\"seed\":9"));
+    whole();
+    std::fs::remove_file(p.path("experiments/c.d.yaml")).unwrap();
+    p.write("experiments/a.yaml", &mlp("a", 5));
+    p.build();
+    assert!(!lock().contains("experiments.\"c.d\""), "{}", lock());
+    whole();
+
+    // Edited outside hft: a comment is dropped by the next build, which parses it in full.
+    let written = lock();
+    p.write("hft.lock", &format!("{written}# a note\n"));
+    p.write("experiments/a.yaml", &mlp("a", 6));
+    p.build();
+    assert!(!lock().contains("# a note") && lock().contains("\"seed\":6"));
+    whole();
+    let broken = lock().replacen("version = 1", "version = [", 1);
+    p.write("hft.lock", &broken);
+    p.write("experiments/a.yaml", &mlp("a", 7));
+    let run = p.hft(&["build"]);
+    run.assert_user_error(&["hft.lock:6:1: missing comma"]);
+    assert!(run.ran().is_empty(), "nothing executed: {}", run.stdout);
+}

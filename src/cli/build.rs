@@ -11,7 +11,7 @@ use crate::graph::slurm::SlurmExecutor;
 use crate::graph::{self, memo};
 use crate::lock::LOCK_FILE;
 use crate::term;
-use crate::usecase::build::{BuildRequest, BuildResult, Built, StatusRequest, Unchanged};
+use crate::usecase::build::{BuildRequest, BuildResult, Built, StatusRequest, Surveyed, Unchanged};
 use crate::usecase::fetch::FetchRequest;
 use crate::usecase::text::{experiment_lines, results_table};
 
@@ -80,9 +80,33 @@ pub fn status(common: &Common, json: bool, verbose: bool) -> Outcome {
             term::print_block(&crate::usecase::text::status_lines(r, verbose))
         }
     };
-    match crate::usecase::build::status(&req, &print) {
+    if json {
+        return match crate::usecase::build::status(&req, &print) {
+            Err(failure) => report_failure(failure),
+            Ok(built) => print_and_exit(built, json),
+        };
+    }
+    match crate::usecase::build::status_memoized(&req, &print) {
         Err(failure) => report_failure(failure),
-        Ok(built) => print_and_exit(built, json),
+        Ok(Surveyed::Built(built)) => print_and_exit(built, json),
+        Ok(Surveyed::Unchanged(u)) => {
+            let m = &u.memo;
+            for (lines, verbose_lines, quiet_lines) in &m.experiments {
+                term::print_block(match (quiet, verbose) {
+                    (true, _) => quiet_lines,
+                    (false, true) => verbose_lines,
+                    (false, false) => lines,
+                });
+            }
+            term::print_block(&m.notes);
+            term::print_block(&[format!(
+                "{} experiments: 0 stages would run, {} up to date ({})",
+                m.experiments.len(),
+                m.stages,
+                term::duration(u.secs)
+            )]);
+            Outcome::Ok
+        }
     }
 }
 

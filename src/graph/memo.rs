@@ -93,21 +93,26 @@ pub fn fingerprint(path: &Path) -> Option<Fingerprint> {
 pub fn check(store: &Store, id: &str) -> Option<Memo> {
     let bytes = std::fs::read(memo_path(store, id)).ok()?;
     let memo: Memo = serde_json::from_slice(&bytes).ok()?;
-    if memo.version != MEMO_VERSION {
+    if memo.version != MEMO_VERSION || !unchanged(store, &memo.watched, &memo.entries) {
         return None;
     }
-    for (path, fp) in &memo.watched {
-        if fingerprint(path) != *fp {
-            return None;
-        }
-    }
-    for (rel, size) in &memo.entries {
-        match std::fs::metadata(store.root().join(rel)) {
-            Ok(m) if m.len() == *size => {}
-            _ => return None,
-        }
-    }
     Some(memo)
+}
+
+/// Whether every watched path has its fingerprint and every store entry (relative to the
+/// store root) its size.
+pub fn unchanged(
+    store: &Store,
+    watched: &[(PathBuf, Option<Fingerprint>)],
+    entries: &[(String, u64)],
+) -> bool {
+    use rayon::prelude::*;
+    watched
+        .par_iter()
+        .all(|(path, fp)| fingerprint(path) == *fp)
+        && entries.par_iter().all(|(rel, size)| {
+            std::fs::metadata(store.root().join(rel)).is_ok_and(|m| m.len() == *size)
+        })
 }
 
 /// Whether any fingerprint is too recent to be trusted (see the module docs).

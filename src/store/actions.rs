@@ -131,7 +131,7 @@ impl Store {
 }
 
 /// How stale a record's last-use time may get before a hit refreshes it.
-const TOUCH_EVERY: Duration = Duration::from_secs(3600);
+pub const TOUCH_EVERY: Duration = Duration::from_secs(3600);
 
 /// A file's bytes and mtime, from one open (the mtime from the same `statx` that sizes
 /// the read).

@@ -23,6 +23,7 @@
 //! gc keeps is decided above it, by the gc module.
 
 mod actions;
+pub use actions::TOUCH_EVERY;
 mod atomic;
 mod blobs;
 mod direct;

@@ -14,7 +14,7 @@ use crate::graph::index::FileIndex;
 use crate::graph::slurm::SlurmExecutor;
 use crate::graph::stages::StageError;
 use crate::graph::{self, Database, memo};
-use crate::lock::{LOCK_FILE, Lockfile};
+use crate::lock::{Known, LOCK_FILE, Lockfile};
 
 /// How a build was asked to run.
 #[derive(Debug, Clone)]
@@ -158,6 +158,45 @@ pub fn status(
     }
 }
 
+/// A status as the command line asks it (not `--json`, whose document the memo does not
+/// hold).
+#[derive(Debug)]
+pub enum Surveyed {
+    Built(Built),
+    /// Nothing changed since a status that found every stage up to date.
+    Unchanged(super::status_memo::StatusUnchanged),
+}
+
+/// [`status`], answered from the status memo when nothing it depends on changed (off with
+/// `HFT_NO_MEMO`), and writing that memo when every stage is up to date.
+pub fn status_memoized(
+    req: &StatusRequest,
+    on_done: &(dyn Fn(&ExperimentReport) + Sync),
+) -> Result<Surveyed, Failure> {
+    let started = Instant::now();
+    let build_req = BuildRequest {
+        dry_run: true,
+        memo: std::env::var_os(memo::DISABLE_ENV).is_none(),
+        ..BuildRequest::new(req.select.clone(), req.cache_dir.clone())
+    };
+    if build_req.memo {
+        let store = open_store(&req.cache_dir)?;
+        let id = super::status_memo::id(&noop::invocation_parts(&build_req));
+        if let Some(m) = super::status_memo::check(&store, &id) {
+            return Ok(Surveyed::Unchanged(
+                super::status_memo::StatusUnchanged::new(m, started),
+            ));
+        }
+    }
+    match build(&build_req, on_done)? {
+        BuildResult::Built(b) => Ok(Surveyed::Built(b)),
+        BuildResult::Unchanged(_) => Err(Failure {
+            outcome: Outcome::StageFailed,
+            errors: vec!["a dry run was answered from the no-op memo".to_string()],
+        }),
+    }
+}
+
 /// `hft build` (and, with `dry_run`, `hft status` / `hft build --dry-run`). `on_done` sees
 /// each experiment's report as soon as it is done (the command line prints it then).
 pub fn build(
@@ -187,10 +226,18 @@ pub fn build(
     {
         return Ok(BuildResult::Unchanged(noop::replay(&store, m, started)));
     }
+    // A status (a dry run with every option at its default) writes the status memo.
+    let status_id = (dry_run
+        && req.memo
+        && req.until.is_none()
+        && !req.locked
+        && req.remote.is_none()
+        && req.executor.is_none())
+    .then(|| super::status_memo::id(&noop::invocation_parts(req)));
     // Fingerprints of the selection before anything is read, for the memo.
-    let mut watched = match memo_id {
-        Some(_) => watch_selection(&req.select.paths),
-        None => Vec::new(),
+    let mut watched = match (&memo_id, &status_id) {
+        (None, None) => Vec::new(),
+        _ => watch_selection(&req.select.paths),
     };
     let db = Database::default();
     let mut index = req
@@ -208,11 +255,18 @@ pub fn build(
     // A dry run reads the lock only to check keys against it (`--locked`); a build reads it
     // before executing (a malformed lock is an error then, not after training) and hands it
     // to `lock::update` with the fingerprint it had, so it is not parsed twice.
+    // A build without `--locked` trusts the text this hft last wrote without parsing it
+    // (`lock::Known`): it only splices the built experiments into it.
     let lock_fingerprint = memo::fingerprint(lock_path);
-    let lock = if dry_run && !req.locked {
-        None
+    let (lock, known) = if dry_run && !req.locked {
+        (None, None)
+    } else if req.locked {
+        (Lockfile::load(lock_path).map_err(Failure::bad_input)?, None)
     } else {
-        Lockfile::load(lock_path).map_err(Failure::bad_input)?
+        (
+            None,
+            Known::read(lock_path, &store).map_err(Failure::bad_input)?,
+        )
     };
     if req.locked && lock.is_none() {
         return Err(Failure::bad_input(format!(
@@ -308,9 +362,10 @@ pub fn build(
                     });
                 }
             }
-            (existing, _) => {
-                let known = existing.zip(lock_fingerprint);
-                if let Err(e) = crate::lock::update(lock_path, &jobs_list, &reports, known) {
+            _ => {
+                let known = known.zip(lock_fingerprint);
+                if let Err(e) = crate::lock::update(lock_path, &store, &jobs_list, &reports, known)
+                {
                     messages.push(Message::Warning(format!("cannot write {LOCK_FILE}: {e}")));
                 }
             }
@@ -393,10 +448,22 @@ pub fn build(
                     &store,
                     &jobs_list,
                     &reports,
-                    watched,
+                    std::mem::take(&mut watched),
                     searches.iter().map(|s| s.summary_line()).collect(),
                 ),
             );
+        } else {
+            memo::forget(&store, id);
+        }
+    }
+    if let Some(id) = &status_id {
+        if outcome == Outcome::Ok
+            && messages.is_empty()
+            && store.damaged_records() == 0
+            && crate::term::warnings() == 0
+        {
+            let notes = searches.iter().map(|s| s.summary_line()).collect();
+            super::status_memo::save(&store, id, &reports, watched, notes, started_ns);
         } else {
             memo::forget(&store, id);
         }

@@ -19,6 +19,7 @@ mod noop;
 pub mod predict;
 pub mod search;
 pub mod select;
+pub mod status_memo;
 pub mod survey;
 pub mod text;
 pub mod trained;
