@@ -47,9 +47,7 @@ pub(super) fn write_le<T: Copy + Sync, const N: usize>(
 ) {
     let copy = |v: &[T], out: &mut [MaybeUninit<u8>]| {
         for (dst, &x) in out.chunks_exact_mut(N).zip(v) {
-            for (d, b) in dst.iter_mut().zip(f(x)) {
-                d.write(b);
-            }
+            dst.write_copy_of_slice(&f(x));
         }
     };
     if out.len() >= PARALLEL_COPY_BYTES {
