@@ -3,6 +3,7 @@
 //! shape before decoding it.
 
 use std::collections::HashMap;
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 use safetensors::tensor::{Dtype, Metadata, SafeTensors, TensorInfo};
@@ -25,8 +26,8 @@ impl Source<'_> {
         }
     }
 
-    /// Writes the little-endian bytes into `out` (exactly `byte_len` long).
-    pub(super) fn write(&self, out: &mut [u8]) {
+    /// Writes the little-endian bytes into `out` (exactly `byte_len` long): every byte.
+    pub(super) fn write(&self, out: &mut [MaybeUninit<u8>]) {
         match self {
             Source::F64(v) => write_le(v, out, |x| x.to_le_bytes()),
             Source::I64(v) => write_le(v, out, |x| x.to_le_bytes()),
@@ -38,15 +39,15 @@ impl Source<'_> {
 /// Tensors above this many bytes are copied by several threads.
 pub(super) const PARALLEL_COPY_BYTES: usize = 8 << 20;
 
-/// `v` as little-endian bytes into `out` (`out.len() == v.len() * N`).
+/// `v` as little-endian bytes into `out` (`out.len() == v.len() * N`): every byte of it.
 pub(super) fn write_le<T: Copy + Sync, const N: usize>(
     v: &[T],
-    out: &mut [u8],
+    out: &mut [MaybeUninit<u8>],
     f: fn(T) -> [u8; N],
 ) {
-    let copy = |v: &[T], out: &mut [u8]| {
+    let copy = |v: &[T], out: &mut [MaybeUninit<u8>]| {
         for (dst, &x) in out.chunks_exact_mut(N).zip(v) {
-            dst.copy_from_slice(&f(x));
+            dst.write_copy_of_slice(&f(x));
         }
     };
     if out.len() >= PARALLEL_COPY_BYTES {
@@ -56,6 +57,24 @@ pub(super) fn write_le<T: Copy + Sync, const N: usize>(
             .for_each(|(o, v)| copy(v, o));
     } else {
         copy(v, out);
+    }
+}
+
+/// The little-endian values of `data` (a trailing partial value is ignored); large tensors
+/// are decoded by several threads, each into its stretch of the one vector.
+pub(super) fn read_le<T: Send, const N: usize>(data: &[u8], f: fn([u8; N]) -> T) -> Vec<T> {
+    let one = |c: &[u8]| {
+        let mut b = [0u8; N];
+        b.copy_from_slice(c);
+        f(b)
+    };
+    if data.len() >= PARALLEL_COPY_BYTES {
+        data.par_chunks_exact(N)
+            .with_min_len(1 << 16)
+            .map(one)
+            .collect()
+    } else {
+        data.chunks_exact(N).map(one).collect()
     }
 }
 
@@ -134,16 +153,25 @@ impl<'a> Writer<'a> {
             .into_bytes();
         header.resize(header.len().next_multiple_of(8), b' ');
         let start = 8 + header.len();
-        let mut buffer = vec![0u8; start + offset];
-        buffer[..8].copy_from_slice(&(header.len() as u64).to_le_bytes());
-        buffer[8..start].copy_from_slice(&header);
-        let mut rest = &mut buffer[start..];
+        let total = start + offset;
+        // Written once, without zeroing first: the allocator hands back reused memory,
+        // which a zeroed vector would clear on one core.
+        let mut buffer: Vec<u8> = Vec::with_capacity(total);
+        let (head, mut rest) = buffer.spare_capacity_mut()[..total].split_at_mut(start);
+        let prefix = (header.len() as u64).to_le_bytes();
+        for (d, &b) in head.iter_mut().zip(prefix.iter().chain(&header)) {
+            d.write(b);
+        }
         for (_, _, _, data) in &tensors {
             let n = data.byte_len();
             let (here, tail) = rest.split_at_mut(n);
             data.write(here);
             rest = tail;
         }
+        // SAFETY: the first `total` bytes of the capacity are written: `start` by the
+        // prefix and header (8 + header.len() bytes), then each tensor's `byte_len` bytes,
+        // whose sum is `offset` (`Source::write` writes every byte of its stretch).
+        unsafe { buffer.set_len(total) };
         buffer
     }
 }
@@ -229,11 +257,7 @@ impl<'a> Reader<'a> {
         shape: Option<&[usize]>,
     ) -> Result<(Vec<usize>, Vec<f64>), BlobError> {
         let (shape, data) = self.raw(name, Dtype::F64, shape)?;
-        let v = data
-            .chunks_exact(8)
-            .filter_map(|c| c.try_into().ok().map(f64::from_le_bytes))
-            .collect();
-        Ok((shape, v))
+        Ok((shape, read_le(data, f64::from_le_bytes)))
     }
 
     pub(super) fn i64(
@@ -242,18 +266,11 @@ impl<'a> Reader<'a> {
         shape: Option<&[usize]>,
     ) -> Result<(Vec<usize>, Vec<i64>), BlobError> {
         let (shape, data) = self.raw(name, Dtype::I64, shape)?;
-        let v = data
-            .chunks_exact(8)
-            .filter_map(|c| c.try_into().ok().map(i64::from_le_bytes))
-            .collect();
-        Ok((shape, v))
+        Ok((shape, read_le(data, i64::from_le_bytes)))
     }
 
     pub(super) fn u32(&self, name: &str, shape: &[usize]) -> Result<Vec<u32>, BlobError> {
         let (_, data) = self.raw(name, Dtype::U32, Some(shape))?;
-        Ok(data
-            .chunks_exact(4)
-            .filter_map(|c| c.try_into().ok().map(u32::from_le_bytes))
-            .collect())
+        Ok(read_le(data, u32::from_le_bytes))
     }
 }

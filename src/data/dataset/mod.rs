@@ -287,13 +287,29 @@ fn check_table(t: &FeatureTable, names: &[String]) -> Result<(), DataError> {
             names.len()
         ));
     }
-    if t.timestamps.windows(2).any(|w| w[1] <= w[0]) {
+    // Whole-table scans on every core (the first bad close is the one named, as in one pass).
+    use rayon::prelude::*;
+    const PER_TASK: usize = 1 << 15;
+    if t.timestamps
+        .par_windows(2)
+        .with_min_len(PER_TASK)
+        .any(|w| w[1] <= w[0])
+    {
         return fail("timestamps are not strictly increasing".into());
     }
-    if let Some(c) = t.close.iter().find(|c| !c.is_finite() || **c <= 0.0) {
+    if let Some(c) = t
+        .close
+        .par_iter()
+        .with_min_len(PER_TASK)
+        .find_first(|c| !c.is_finite() || **c <= 0.0)
+    {
         return fail(format!("close {c:?} is not a finite positive price"));
     }
-    if t.values.iter().any(|v| !v.is_finite()) {
+    if t.values
+        .par_iter()
+        .with_min_len(PER_TASK)
+        .any(|v| !v.is_finite())
+    {
         return fail("a feature value is not finite".into());
     }
     Ok(())

@@ -234,20 +234,29 @@ impl<'a> Plan<'a> {
 
     /// Mean and population standard deviation of every column over every row of every train
     /// window, after the relative transform (a row counts once per window it lies in), in
-    /// f64. Columns are independent and fitted in parallel; each column's sums run in a fixed
-    /// order, so the result does not depend on the thread count.
+    /// f64. The plain columns are fitted together in one scan of the rows while the
+    /// price-level ones are fitted in parallel; each column's sums run in a fixed order, so
+    /// the result does not depend on the thread count.
     fn fit_normalisation(&mut self) {
         let total = (self.count(0) * self.sequence_length) as f64;
-        let moments: Vec<(f64, f64)> = (0..self.k)
-            .into_par_iter()
-            .map(|c| {
-                if self.relative[c] {
-                    self.relative_moments(c, total)
-                } else {
-                    self.weighted_moments(c, total)
-                }
-            })
-            .collect();
+        let (plain, relative): (Vec<usize>, Vec<usize>) =
+            (0..self.k).partition(|&c| !self.relative[c]);
+        let (plain_moments, relative_moments) = rayon::join(
+            || self.weighted_moments(&plain, total),
+            || {
+                relative
+                    .par_iter()
+                    .map(|&c| self.relative_moments(c, total))
+                    .collect::<Vec<_>>()
+            },
+        );
+        let mut moments = vec![(0.0, 0.0); self.k];
+        for (c, m) in plain.iter().zip(plain_moments) {
+            moments[*c] = m;
+        }
+        for (c, m) in relative.iter().zip(relative_moments) {
+            moments[*c] = m;
+        }
         for (mean, variance) in moments {
             self.mean.push(mean);
             let sd = variance.sqrt();
@@ -259,12 +268,14 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// Mean and population variance of plain column `c`: a row's value is the same in every
-    /// window, so each row is visited once with its multiplicity (the number of train
-    /// windows it lies in) instead of once per window; two passes.
-    fn weighted_moments(&self, c: usize, total: f64) -> (f64, f64) {
+    /// Mean and population variance of each plain column of `cols`: a row's value is the
+    /// same in every window, so each row is visited once with its multiplicity (the number
+    /// of train windows it lies in) instead of once per window; two passes over the rows,
+    /// every column of `cols` in each (one stream through memory; each column's sum is the
+    /// same sequence of additions as on its own).
+    fn weighted_moments(&self, cols: &[usize], total: f64) -> Vec<(f64, f64)> {
         let (k, s) = (self.k, self.sequence_length);
-        let visit = |f: &mut dyn FnMut(f64, f64)| {
+        let visit = |f: &mut dyn FnMut(f64, &[f64])| {
             for (sym, ends) in self.ends[0].iter().filter(|(_, e)| !e.is_empty()) {
                 let values = &self.tables[*sym].values;
                 let (a, last) = (ends.start, ends.end - 1);
@@ -272,16 +283,29 @@ impl<'a> Plan<'a> {
                 // ending at max(a, r)..=min(last, r+s-1).
                 for r in a + 1 - s..=last {
                     let m = (last.min(r + s - 1) + 1 - a.max(r)) as f64;
-                    f(m, values[r * k + c]);
+                    f(m, &values[r * k..(r + 1) * k]);
                 }
             }
         };
-        let mut sum = 0.0;
-        visit(&mut |m, v| sum += m * v);
-        let mean = sum / total;
-        let mut squares = 0.0;
-        visit(&mut |m, v| squares += m * (v - mean) * (v - mean));
-        (mean, squares / total)
+        let mut sums = vec![0.0; cols.len()];
+        visit(&mut |m, row| {
+            for (sum, &c) in sums.iter_mut().zip(cols) {
+                *sum += m * row[c];
+            }
+        });
+        let means: Vec<f64> = sums.iter().map(|sum| sum / total).collect();
+        let mut squares = vec![0.0; cols.len()];
+        visit(&mut |m, row| {
+            for ((squares, &c), &mean) in squares.iter_mut().zip(cols).zip(&means) {
+                let v = row[c];
+                *squares += m * (v - mean) * (v - mean);
+            }
+        });
+        means
+            .into_iter()
+            .zip(squares)
+            .map(|(mean, squares)| (mean, squares / total))
+            .collect()
     }
 
     /// Mean and population variance of price-level column `c` relative to each window's

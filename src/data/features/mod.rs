@@ -176,22 +176,27 @@ fn compute_rows(
     };
     // Row-major interleave, blocks of rows in parallel.
     const BLOCK_ROWS: usize = 4096;
-    let mut values = vec![0.0; rows * k];
-    let finite = values
-        .par_chunks_mut(BLOCK_ROWS * k)
+    // Written once, without zeroing first (reused memory would be cleared on one core).
+    let mut values: Vec<f64> = Vec::with_capacity(rows * k);
+    let finite = values.spare_capacity_mut()[..rows * k]
+        .par_chunks_mut((BLOCK_ROWS * k).max(1))
         .enumerate()
         .map(|(b, block)| {
             let mut finite = true;
             for (i, row) in block.chunks_exact_mut(k).enumerate() {
                 let t = first + b * BLOCK_ROWS + i;
                 for (j, out) in row.iter_mut().enumerate() {
-                    *out = value(t, j);
-                    finite &= out.is_finite();
+                    let v = value(t, j);
+                    out.write(v);
+                    finite &= v.is_finite();
                 }
             }
             finite
         })
         .reduce(|| true, |a, b| a && b);
+    // SAFETY: the blocks cover the first `rows * k` slots, a whole number of rows of `k`
+    // each (`k` divides the block length and the total), and every slot of a row is written.
+    unsafe { values.set_len(rows * k) };
     if !finite {
         // Name the first offender in row-major order.
         for t in first..n {

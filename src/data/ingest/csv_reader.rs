@@ -12,23 +12,7 @@ use super::pipeline::{BadRows, IngestOptions, Problem, Source, Validated, valida
 use super::rows::{RawBar, Row, make_row};
 use super::sink::{RowSink, Slots};
 use super::sniff::{Plan, decode, plan};
-
-/// The reader every CSV path uses: no header handling (ours), rows of any width (reported
-/// by us with their line). Fields are trimmed where they are read ([`field`]): the csv
-/// crate's own trimming builds a new record, two allocations per row.
-fn csv_reader(bytes: &[u8], delimiter: u8) -> csv::Reader<&[u8]> {
-    csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(delimiter)
-        .from_reader(bytes)
-}
-
-/// Field `col` of `record` without surrounding ASCII whitespace (what `csv::Trim::All`
-/// removes); empty when the record is shorter.
-fn field(record: &csv::ByteRecord, col: usize) -> &[u8] {
-    record.get(col).unwrap_or_default().trim_ascii()
-}
+use super::split::{Fields, LineCounter, csv_reader, for_each_record, splittable};
 
 /// Data rows looked at to tell a problem of every row (the file's layout) from a problem
 /// of some rows.
@@ -87,8 +71,9 @@ pub(super) fn validate_csv(
         plan: &plan,
     };
     // Large files are parsed in chunks of whole lines in parallel. A quote could hide a
-    // line break inside a field, so a file with any quote is read in one pass.
-    let parsed = if data.len() >= 2 * PARALLEL_CSV_CHUNK && memchr::memchr(b'"', data).is_none() {
+    // line break inside a field, so a file with any quote is read in one pass (each chunk
+    // looks for one).
+    let parsed = if data.len() >= 2 * PARALLEL_CSV_CHUNK {
         rows.parallel(data_start)
     } else {
         None
@@ -119,8 +104,8 @@ pub(super) fn validate_csv(
                 return Err(in_layout(rows.first_bad_row(&source, data_start, p)));
             }
             Err(RowsError::Csv(e)) => return Err(csv_error(&file, &e)),
-            // A vector always has room.
-            Err(RowsError::Full) => {
+            // A vector always has room, and the one-pass reader handles quotes.
+            Err(RowsError::Full | RowsError::Quoted) => {
                 return Err(source.file_error(None, "ran out of row slots".to_string()));
             }
         },
@@ -156,6 +141,8 @@ enum RowsError {
     Csv(csv::Error),
     /// More rows than the slots a chunk was given ([`Slots`]).
     Full,
+    /// A quote in a chunk: its line breaks may be inside fields.
+    Quoted,
 }
 
 /// What parsing a file's data rows needs.
@@ -257,7 +244,6 @@ impl CsvRows<'_> {
         limit: usize,
         rows: &mut S,
     ) -> Result<Vec<Problem>, RowsError> {
-        let name_of = |i: usize| self.names.get(i).map_or("?", String::as_str);
         let mut problems = Vec::new();
         let mut record = csv::ByteRecord::new();
         let mut first = true;
@@ -278,44 +264,87 @@ impl CsvRows<'_> {
             let line = record
                 .position()
                 .map_or(0, |p| lines.line_at(base + p.byte() as usize));
-            let result = if record.len() == self.width {
-                csv_row(
-                    &record,
-                    line,
-                    self.layout,
-                    &self.plan.numbers,
-                    &self.plan.time,
-                )
-                .map_err(|(col, message)| Problem {
-                    at: line,
-                    column: Some(name_of(col).to_string()),
-                    message,
-                })
-            } else if record.len() == 1 && field(&record, 0).is_empty() {
-                // A line of blanks (the reader already skips empty ones).
-                continue;
-            } else {
-                Err(Problem {
-                    at: line,
-                    column: None,
-                    message: format!(
-                        "row has {} fields but the header has {}",
-                        record.len(),
-                        self.width
-                    ),
-                })
-            };
-            match result {
-                Ok(row) => {
-                    if !rows.push(row) {
-                        return Err(RowsError::Full);
-                    }
-                }
-                Err(p) if self.mode == BadRows::Error => return Err(RowsError::Row(p)),
-                Err(p) => problems.push(p),
-            }
+            self.take(&record, line, rows, &mut problems)?;
         }
         Ok(problems)
+    }
+
+    /// One record read at `line`: its row into `rows`, or its problem into `problems`
+    /// (under [`BadRows::Drop`]; the error under [`BadRows::Error`]).
+    fn take<F: Fields, S: RowSink>(
+        &self,
+        record: &F,
+        line: u64,
+        rows: &mut S,
+        problems: &mut Vec<Problem>,
+    ) -> Result<(), RowsError> {
+        let result = if record.len() == self.width {
+            csv_row(
+                record,
+                line,
+                self.layout,
+                &self.plan.numbers,
+                &self.plan.time,
+            )
+            .map_err(|(col, message)| Problem {
+                at: line,
+                column: Some(self.names.get(col).map_or("?", String::as_str).to_string()),
+                message,
+            })
+        } else if record.len() == 1 && record.field(0).is_empty() {
+            // A line of blanks (the reader already skips empty ones).
+            return Ok(());
+        } else {
+            Err(Problem {
+                at: line,
+                column: None,
+                message: format!(
+                    "row has {} fields but the header has {}",
+                    record.len(),
+                    self.width
+                ),
+            })
+        };
+        match result {
+            Ok(row) => {
+                if !rows.push(row) {
+                    return Err(RowsError::Full);
+                }
+            }
+            Err(p) if self.mode == BadRows::Error => return Err(RowsError::Row(p)),
+            Err(p) => problems.push(p),
+        }
+        Ok(())
+    }
+
+    /// One chunk of whole lines starting at byte `at`, line `line` of the file, into
+    /// `sink`: split directly where it has no quote and no lone `\r`, else by the reader.
+    /// A quote anywhere is [`RowsError::Quoted`] (the file is read in one pass).
+    fn chunk<S: RowSink>(
+        &self,
+        at: usize,
+        len: usize,
+        line: u64,
+        sink: &mut S,
+    ) -> Result<Vec<Problem>, RowsError> {
+        let chunk = self.bytes.get(at..at + len).unwrap_or_default();
+        if splittable(chunk, self.plan.delimiter) {
+            let mut problems = Vec::new();
+            for_each_record(chunk, self.plan.delimiter, |record, i| {
+                self.take(record, line + i, sink, &mut problems)
+            })?;
+            return Ok(problems);
+        }
+        if memchr::memchr(b'"', chunk).is_some() {
+            return Err(RowsError::Quoted);
+        }
+        let mut reader = csv_reader(chunk, self.plan.delimiter);
+        let lines = LineCounter {
+            bytes: self.bytes,
+            at,
+            line,
+        };
+        self.parse_into(&mut reader, at, lines, usize::MAX, sink)
     }
 
     /// [`CsvRows::parse`] of the data rows from `data_start` on, in chunks of whole lines
@@ -358,8 +387,14 @@ impl CsvRows<'_> {
         // Every chunk parses into its own stretch of one vector, as many slots as it has
         // lines (a row is a line; a file whose records end in a lone `\r` overflows them and
         // is read in one pass), and the stretches are then closed up: no per-chunk vectors
-        // to allocate and concatenate.
-        let slots: Vec<usize> = newlines.iter().map(|&n| n as usize + 1).collect();
+        // to allocate and concatenate. Every chunk but the last ends with its `\n`, so it
+        // has exactly one line per `\n`: full chunks leave no gaps and nothing moves.
+        let last = newlines.len().saturating_sub(1);
+        let slots: Vec<usize> = newlines
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| n as usize + usize::from(i == last))
+            .collect();
         let mut rows: Vec<Row> = Vec::with_capacity(slots.iter().sum());
         let mut stretches = Vec::with_capacity(slots.len());
         let mut spare = &mut rows.spare_capacity_mut()[..];
@@ -373,15 +408,8 @@ impl CsvRows<'_> {
             .zip(start_lines.par_iter())
             .zip(stretches.into_par_iter())
             .map(|((w, &line), slots)| {
-                let chunk = self.bytes.get(w[0]..w[1]).unwrap_or_default();
-                let mut reader = csv_reader(chunk, self.plan.delimiter);
-                let lines = LineCounter {
-                    bytes: self.bytes,
-                    at: w[0],
-                    line,
-                };
                 let mut sink = Slots { slots, len: 0 };
-                let problems = self.parse_into(&mut reader, w[0], lines, usize::MAX, &mut sink)?;
+                let problems = self.chunk(w[0], w[1] - w[0], line, &mut sink)?;
                 Ok((sink.len, problems))
             })
             .collect();
@@ -390,7 +418,9 @@ impl CsvRows<'_> {
         for (chunk, n) in chunks.into_iter().zip(&slots) {
             match chunk {
                 Ok((len, mut p)) => {
-                    rows.spare_capacity_mut().copy_within(from..from + len, to);
+                    if from != to {
+                        rows.spare_capacity_mut().copy_within(from..from + len, to);
+                    }
                     to += len;
                     problems.append(&mut p);
                 }
@@ -410,20 +440,20 @@ impl CsvRows<'_> {
 /// One CSV record (of the header's width) as a checked row; the error names the column
 /// index to blame.
 fn csv_row(
-    record: &csv::ByteRecord,
+    record: &impl Fields,
     line: u64,
     layout: &Layout,
     numbers: &NumberFormat,
     time: &TimeFormat,
 ) -> Result<Row, (usize, String)> {
     let text = |col: usize| -> Result<&str, (usize, String)> {
-        std::str::from_utf8(field(record, col))
+        std::str::from_utf8(record.field(col))
             .map_err(|_| (col, "invalid UTF-8 in value".to_string()))
     };
     let plain = *numbers == NumberFormat::PLAIN;
     let number = |col: usize| -> Result<f64, (usize, String)> {
         // Most cells are short plain decimals, read straight from their bytes.
-        if plain && let Some(v) = short_decimal(field(record, col)) {
+        if plain && let Some(v) = short_decimal(record.field(col)) {
             return Ok(v);
         }
         parse_number(text(col)?, numbers).map_err(|m| (col, m))
@@ -471,46 +501,6 @@ fn same_kind(a: &str, b: &str) -> bool {
         out
     }
     shape(a) == shape(b)
-}
-
-/// Physical line numbers from byte offsets. The csv crate's own line count is one short on
-/// every row of a file with CRLF line endings; counting `\n` bytes gives what an editor
-/// shows.
-/// Rows arrive in file order, so counting on from the previous row keeps it one pass.
-struct LineCounter<'a> {
-    bytes: &'a [u8],
-    at: usize,
-    line: u64,
-}
-
-impl<'a> LineCounter<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        LineCounter {
-            bytes,
-            at: 0,
-            line: 1,
-        }
-    }
-
-    /// The 1-based line of the record starting at byte offset `byte`. After a CRLF the
-    /// reader reports the record as starting at the `\n`; a record never starts with a line
-    /// break, so those are skipped first.
-    fn line_at(&mut self, mut byte: usize) -> u64 {
-        while matches!(self.bytes.get(byte), Some(b'\r' | b'\n')) {
-            byte += 1;
-        }
-        if byte < self.at {
-            (self.at, self.line) = (0, 1);
-        }
-        let end = byte.min(self.bytes.len());
-        let newlines = self
-            .bytes
-            .get(self.at..end)
-            .map_or(0, |s| s.iter().filter(|&&b| b == b'\n').count());
-        self.line += newlines as u64;
-        self.at = end;
-        self.line
-    }
 }
 
 fn csv_error(file: &str, e: &csv::Error) -> DataError {

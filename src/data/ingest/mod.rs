@@ -37,7 +37,8 @@
 //!
 //! One file per concept: `error` (the error type), `columns` (column roles), `rows` (the
 //! per-row rules), `dates` (timestamps), `pipeline` (order, bad rows, date window), and the
-//! two readers, `csv_reader` and [`parquet`], which share all of them and not each other.
+//! two readers, `csv_reader` (with `split`, CSV bytes to records) and [`parquet`], which
+//! share all of them and not each other.
 
 mod columns;
 mod csv_reader;
@@ -50,6 +51,7 @@ mod pipeline;
 mod rows;
 mod sink;
 mod sniff;
+mod split;
 #[cfg(test)]
 mod testutil;
 

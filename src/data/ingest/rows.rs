@@ -131,34 +131,47 @@ pub fn validate(bars: &Bars) -> Result<(), DataError> {
             message: "no bars".to_string(),
         });
     }
-    let rows = bars
-        .open
-        .iter()
-        .zip(&bars.high)
-        .zip(&bars.low)
-        .zip(&bars.close)
-        .zip(&bars.volume);
-    for (index, ((((&o, &h), &l), &c), &v)) in rows.enumerate() {
-        check_row(o, h, l, c, v).map_err(|(field, message)| DataError::Bars {
+    // Both scans on every core; the first failing row is the one reported, as in one pass.
+    use rayon::prelude::*;
+    const PER_TASK: usize = 1 << 15;
+    let row = |i: usize| {
+        check_row(
+            bars.open[i],
+            bars.high[i],
+            bars.low[i],
+            bars.close[i],
+            bars.volume[i],
+        )
+    };
+    let bad = (0..n)
+        .into_par_iter()
+        .with_min_len(PER_TASK)
+        .find_first(|&i| row(i).is_err());
+    if let Some(index) = bad
+        && let Err((field, message)) = row(index)
+    {
+        return Err(DataError::Bars {
             index,
             column: Some(field.name().to_string()),
             message,
-        })?;
+        });
     }
-    for (index, pair) in bars.timestamps.windows(2).enumerate() {
-        if let [a, b] = pair
-            && b <= a
-        {
-            return Err(DataError::Bars {
-                index: index + 1,
-                column: Some("timestamp".to_string()),
-                message: format!(
-                    "timestamp {} is not after the previous one ({})",
-                    fmt_ts(*b),
-                    fmt_ts(*a)
-                ),
-            });
-        }
+    let back = bars
+        .timestamps
+        .par_windows(2)
+        .with_min_len(PER_TASK)
+        .position_first(|w| w[1] <= w[0]);
+    if let Some(index) = back {
+        let (a, b) = (bars.timestamps[index], bars.timestamps[index + 1]);
+        return Err(DataError::Bars {
+            index: index + 1,
+            column: Some("timestamp".to_string()),
+            message: format!(
+                "timestamp {} is not after the previous one ({})",
+                fmt_ts(b),
+                fmt_ts(a)
+            ),
+        });
     }
     Ok(())
 }
