@@ -25,8 +25,11 @@ use burn::nn::Linear;
 use burn::tensor::{DType, Tensor};
 use burn_flex::ops::activation::{exp_f32, normal_cdf_f32};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
-use super::fused::{Mat, Out, dense, f32s, from_f32s, matmul, widest_simd};
+use super::fused::{
+    Mat, Out, dense, f32s, from_f32s, into_f32s, matmul, matmul_uninit, widest_simd,
+};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait LinearOps: Backend {
@@ -100,8 +103,7 @@ impl<C: CheckpointStrategy> LinearOps for Autodiff<Flex, C> {
         let d = LinearDims::of(&x, &w);
         let pre = forward(d, f32s(&x), f32s(&w), f32s(&b));
         let (y, pre) = if gelu {
-            let mut y = pre.clone();
-            gelu_in_place(&mut y);
+            let y = gelu_of(&pre);
             (y, Some(from_f32s(pre, [d.rows, d.d_out])))
         } else {
             (pre, None)
@@ -143,14 +145,16 @@ impl Backward<Flex, 3> for LinearBackward {
         let dy = dense(grads.consume::<Flex>(&ops.node));
         let s = ops.state;
         let d = s.d;
-        // Through GELU's derivative on a copy; without GELU, `dy` as it is.
-        let through_gelu = s.pre.as_ref().map(|pre| {
-            let mut d_pre = f32s(&dy).to_vec();
-            gelu_backward_in_place(&mut d_pre, f32s(pre));
-            d_pre
-        });
-        let d_pre = through_gelu.as_deref().unwrap_or(f32s(&dy));
-        let g = backward(d, f32s(&s.x), f32s(&s.w), d_pre, node_x.is_some());
+        let g = match &s.pre {
+            // Through GELU's derivative in `dy`'s own buffer (a copy only when it is shared),
+            // the bias gradient summed in the same pass.
+            Some(pre) => {
+                let mut d_pre = into_f32s(dy);
+                let b = gelu_backward_and_column_sums(&mut d_pre, f32s(pre), d.d_out);
+                backward_with_bias(d, f32s(&s.x), f32s(&s.w), &d_pre, b, node_x.is_some())
+            }
+            None => backward(d, f32s(&s.x), f32s(&s.w), f32s(&dy), node_x.is_some()),
+        };
         if let (Some(node), Some(dx)) = (node_x, g.x) {
             grads.register::<Flex>(node.id, from_f32s(dx, [d.rows, d.d_in]));
         }
@@ -223,27 +227,54 @@ pub(crate) fn backward(
     want_x: bool,
 ) -> LinearGrads {
     assert_eq!(d_out.len(), d.rows * d.d_out);
-    let mut g = LinearGrads {
-        x: want_x.then(|| vec![0.0f32; d.rows * d.d_in]),
-        w: vec![0.0f32; d.d_in * d.d_out],
-        b: column_sums(d_out, d.d_out),
-    };
+    let b = column_sums(d_out, d.d_out);
+    backward_with_bias(d, x, w, d_out, b, want_x)
+}
+
+/// [`backward`] with the bias gradient `b` (the column sums of `d_out`) already taken.
+fn backward_with_bias(
+    d: LinearDims,
+    x: &[f32],
+    w: &[f32],
+    d_out: &[f32],
+    b: Vec<f32>,
+    want_x: bool,
+) -> LinearGrads {
+    assert_eq!((d_out.len(), b.len()), (d.rows * d.d_out, d.d_out));
     if d.rows == 0 || d.d_in == 0 || d.d_out == 0 {
-        return g;
+        return LinearGrads {
+            x: want_x.then(|| vec![0.0f32; d.rows * d.d_in]),
+            w: vec![0.0f32; d.d_in * d.d_out],
+            b,
+        };
     }
-    matmul(
-        Out::new(&mut g.w, d.d_in, d.d_out, d.d_out, false),
+    // Unzeroed: each product writes all of its output.
+    let mut w_grad = Vec::with_capacity(d.d_in * d.d_out);
+    matmul_uninit(
+        w_grad.spare_capacity_mut(),
+        d.d_out,
         Mat::transposed(x, d.d_in, d.rows, d.d_in),
         Mat::rows(d_out, d.rows, d.d_out, d.d_out),
     );
-    if let Some(dx) = &mut g.x {
-        matmul(
-            Out::new(dx, d.rows, d.d_in, d.d_in, false),
+    // SAFETY: the product wrote all `d_in × d_out` elements.
+    unsafe { w_grad.set_len(d.d_in * d.d_out) };
+    let x_grad = want_x.then(|| {
+        let mut dx = Vec::with_capacity(d.rows * d.d_in);
+        matmul_uninit(
+            dx.spare_capacity_mut(),
+            d.d_in,
             Mat::rows(d_out, d.rows, d.d_out, d.d_out),
             Mat::transposed(w, d.d_out, d.d_in, d.d_out),
         );
+        // SAFETY: the product wrote all `rows × d_in` elements.
+        unsafe { dx.set_len(d.rows * d.d_in) };
+        dx
+    });
+    LinearGrads {
+        x: x_grad,
+        w: w_grad,
+        b,
     }
-    g
 }
 
 /// Elements per parallel task of the elementwise passes.
@@ -277,6 +308,26 @@ fn gelu_in_place(values: &mut [f32]) {
     values.par_chunks_mut(CHUNK).for_each(gelu_chunk);
 }
 
+/// GELU of every element of `pre`, into a new buffer (not a copy then a pass over it).
+fn gelu_of(pre: &[f32]) -> Vec<f32> {
+    let n = pre.len();
+    let mut y = Vec::with_capacity(n);
+    y.spare_capacity_mut()[..n]
+        .par_chunks_mut(CHUNK)
+        .zip(pre.par_chunks(CHUNK))
+        .for_each(|(y, x)| gelu_chunk_into(y, x));
+    // SAFETY: the chunks above wrote every one of the `n` elements.
+    unsafe { y.set_len(n) };
+    y
+}
+
+widest_simd!(gelu_chunk_into(y: &mut [MaybeUninit<f32>], pre: &[f32]) {
+    // `gelu_chunk`'s arithmetic.
+    for (y, &x) in y.iter_mut().zip(pre) {
+        y.write(x * normal_cdf_f32(x));
+    }
+});
+
 widest_simd!(gelu_chunk(values: &mut [f32]) {
     // flex's `gelu`: x Φ(x).
     for v in values.iter_mut() {
@@ -284,18 +335,55 @@ widest_simd!(gelu_chunk(values: &mut [f32]) {
     }
 });
 
-fn gelu_backward_in_place(grad: &mut [f32], pre: &[f32]) {
-    grad.par_chunks_mut(CHUNK)
-        .zip(pre.par_chunks(CHUNK))
-        .for_each(|(g, x)| gelu_backward_chunk(g, x));
+/// GELU's derivative applied to the row-major `grad` (`cols` wide) in place, `pre` GELU's
+/// input (flex's `gelu_backward`: `g (Φ(x) + x φ(x))`), returning the sum of each column of
+/// the result in row order: one pass where the derivative and the bias gradient took two.
+/// Column blocks are split across threads (each element is computed alone, each column
+/// summed by one task), so the bits do not depend on the thread count.
+fn gelu_backward_and_column_sums(grad: &mut [f32], pre: &[f32], cols: usize) -> Vec<f32> {
+    assert_eq!(grad.len(), pre.len());
+    let mut sums = vec![0.0f32; cols];
+    if cols == 0 || grad.is_empty() {
+        return sums;
+    }
+    assert_eq!(grad.len() % cols, 0);
+    let rows = grad.len() / cols;
+    let grad = SharedRows(grad.as_mut_ptr());
+    sums.par_chunks_mut(COLUMN_BLOCK)
+        .enumerate()
+        .for_each(|(block, sums)| {
+            let first = block * COLUMN_BLOCK;
+            for r in 0..rows {
+                let at = r * cols + first;
+                // SAFETY: `at..at + sums.len()` lies inside row `r` of `grad` (`first +
+                // sums.len() <= cols`), and each task writes only its own columns.
+                let g = unsafe { std::slice::from_raw_parts_mut(grad.at(at), sums.len()) };
+                gelu_backward_row_sums(g, &pre[at..at + sums.len()], sums);
+            }
+        });
+    sums
 }
 
-widest_simd!(gelu_backward_chunk(grad: &mut [f32], pre: &[f32]) {
-    // flex's `gelu_backward`: g (Φ(x) + x φ(x)).
+/// A row-major buffer whose disjoint column blocks parallel tasks write.
+#[derive(Clone, Copy)]
+struct SharedRows(*mut f32);
+
+// SAFETY: the tasks sharing it write disjoint elements (`gelu_backward_and_column_sums`).
+unsafe impl Send for SharedRows {}
+unsafe impl Sync for SharedRows {}
+
+impl SharedRows {
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+widest_simd!(gelu_backward_row_sums(grad: &mut [f32], pre: &[f32], sums: &mut [f32]) {
     let inv_sqrt_2pi: f32 = 1.0 / (2.0 * core::f32::consts::PI).sqrt();
-    for (g, &x) in grad.iter_mut().zip(pre) {
+    for ((g, &x), s) in grad.iter_mut().zip(pre).zip(sums.iter_mut()) {
         let pdf = inv_sqrt_2pi * exp_f32(-0.5 * x * x);
         *g *= normal_cdf_f32(x) + x * pdf;
+        *s += *g;
     }
 });
 
@@ -383,6 +471,34 @@ mod tests {
         assert_eq!(on(&Device::flex()), on(&Device::flex().autodiff()));
     }
 
+    /// The fused GELU backward pass gives the bits of the derivative computed element by
+    /// element (flex's `gelu_backward`) and of the plain column sums, on odd widths too.
+    #[test]
+    fn gelu_backward_and_column_sums_match_the_separate_passes() {
+        use super::super::fused::tests::pseudo_random;
+        for (rows, cols) in [(5, 3), (40, 97), (3, 200)] {
+            let pre = pseudo_random(rows * cols, 7, 3.0);
+            let dy = pseudo_random(rows * cols, 8, 1.0);
+            let inv_sqrt_2pi: f32 = 1.0 / (2.0 * core::f32::consts::PI).sqrt();
+            let want: Vec<f32> = dy
+                .iter()
+                .zip(&pre)
+                .map(|(&g, &x)| {
+                    g * (normal_cdf_f32(x) + x * (inv_sqrt_2pi * exp_f32(-0.5 * x * x)))
+                })
+                .collect();
+            let mut got = dy.clone();
+            let sums = gelu_backward_and_column_sums(&mut got, &pre, cols);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{rows}x{cols}: derivative");
+            assert_eq!(
+                bits(&sums),
+                bits(&column_sums(&want, cols)),
+                "{rows}x{cols}: sums"
+            );
+        }
+    }
+
     /// The kernels give the same bits on a pool of one, two and three threads, with sizes
     /// large enough that the GEMMs, the GELU passes and the column sums split.
     #[test]
@@ -406,11 +522,26 @@ mod tests {
                 let pre = forward(d, &x, &w, &b);
                 let mut y = pre.clone();
                 gelu_in_place(&mut y);
+                assert_eq!(
+                    y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    gelu_of(&pre)
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect::<Vec<_>>(),
+                    "GELU into a new buffer"
+                );
                 let mut d_pre = dy.clone();
-                gelu_backward_in_place(&mut d_pre, &pre);
+                let sums = gelu_backward_and_column_sums(&mut d_pre, &pre, d.d_out);
                 let g = backward(d, &x, &w, &d_pre, true);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                (bits(&y), bits(&g.x.unwrap()), bits(&g.w), bits(&g.b))
+                assert_eq!(bits(&sums), bits(&g.b), "fused column sums");
+                (
+                    bits(&y),
+                    bits(&g.x.unwrap()),
+                    bits(&g.w),
+                    bits(&g.b),
+                    bits(&d_pre),
+                )
             })
         };
         let one = run(1);
