@@ -14,11 +14,11 @@
 //! order, columns split across threads. GELU and its derivative are flex's (`x Φ(x)`, the
 //! same functions of `vendor/burn-flex`).
 
-use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension};
 use burn::nn::Linear;
@@ -41,6 +41,40 @@ pub trait LinearOps: Backend {
         b: FloatTensor<Self>,
         gelu: bool,
     ) -> FloatTensor<Self>;
+
+    /// `residual + (x W + b)`, `residual` `[rows, d_out]`: a layer's output added to the
+    /// residual stream in a parallel pass over it, not in a pass of its own.
+    fn linear_rows_residual_fused(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+/// `residual + linear.forward(x)` for `x` `[batch, seq, d_in]` and `residual` `[batch, seq,
+/// d_out]`: fused where `x` is f32 on flex and the layer has a bias, else [`linear_rows`]
+/// then an addition. The same bits either way (`b + xW` computed as in [`linear_rows`], then
+/// added to the residual).
+pub fn linear_rows_residual(linear: &Linear, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+    let [batch, seq, d_in] = x.dims();
+    let fused = x.dtype() == DType::F32
+        && residual.dtype() == DType::F32
+        && matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_));
+    match (&linear.bias, fused) {
+        (Some(bias), true) => {
+            let d_out = residual.dims()[2];
+            let y =
+                Tensor::<2>::from_dispatch(<Dispatch as LinearOps>::linear_rows_residual_fused(
+                    x.reshape([batch * seq, d_in]).into_dispatch(),
+                    linear.weight.val().into_dispatch(),
+                    bias.val().into_dispatch(),
+                    residual.reshape([batch * seq, d_out]).into_dispatch(),
+                ));
+            y.reshape([batch, seq, d_out])
+        }
+        _ => residual + linear_rows(linear, x, false),
+    }
 }
 
 /// `linear.forward(x)` (then GELU with `gelu`) for `x` `[batch, seq, d_in]`, as one row
@@ -85,6 +119,19 @@ impl LinearOps for Flex {
         }
         from_f32s(y, [d.rows, d.d_out])
     }
+
+    fn linear_rows_residual_fused(
+        x: FloatTensor<Flex>,
+        w: FloatTensor<Flex>,
+        b: FloatTensor<Flex>,
+        residual: FloatTensor<Flex>,
+    ) -> FloatTensor<Flex> {
+        let (x, w, b, residual) = (dense(x), dense(w), dense(b), dense(residual));
+        let d = LinearDims::of(&x, &w);
+        let mut y = forward(d, f32s(&x), f32s(&w), f32s(&b));
+        add_in_place(&mut y, f32s(&residual));
+        from_f32s(y, [d.rows, d.d_out])
+    }
 }
 
 impl<C: CheckpointStrategy> LinearOps for Autodiff<Flex, C> {
@@ -118,10 +165,85 @@ impl<C: CheckpointStrategy> LinearOps for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }
+
+    fn linear_rows_residual_fused(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let nodes = [x.node(), w.node(), b.node(), residual.node()];
+        let (x, w, b, residual) = (
+            dense(x.into_primitive()),
+            dense(w.into_primitive()),
+            dense(b.into_primitive()),
+            dense(residual.into_primitive()),
+        );
+        let d = LinearDims::of(&x, &w);
+        let mut y = forward(d, f32s(&x), f32s(&w), f32s(&b));
+        add_in_place(&mut y, f32s(&residual));
+        let y = from_f32s(y, [d.rows, d.d_out]);
+        match ResidualBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(LinearState { d, x, w, pre: None }, y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
 }
 
 #[derive(Debug)]
 struct LinearBackward;
+
+#[derive(Debug)]
+struct ResidualBackward;
+
+impl Backward<Flex, 4> for ResidualBackward {
+    type State = LinearState;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 4>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_w, node_b, node_residual] = ops.parents;
+        let dy = dense(grads.consume::<Flex>(&ops.node));
+        let s = ops.state;
+        let d = s.d;
+        let g = backward(d, f32s(&s.x), f32s(&s.w), f32s(&dy), node_x.is_some());
+        register_linear_grads(
+            grads,
+            d,
+            [node_x, node_w, node_b].map(|n| n.map(|n| n.id)),
+            g,
+        );
+        // The residual stream's gradient is the output's, shared (not copied).
+        if let Some(node) = node_residual {
+            grads.register::<Flex>(node.id, dy);
+        }
+    }
+}
+
+/// Registers the gradients of a product's input, weight and bias with their nodes.
+fn register_linear_grads(
+    grads: &mut Gradients,
+    d: LinearDims,
+    [node_x, node_w, node_b]: [Option<NodeId>; 3],
+    g: LinearGrads,
+) {
+    if let (Some(node), Some(dx)) = (node_x, g.x) {
+        grads.register::<Flex>(node, from_f32s(dx, [d.rows, d.d_in]));
+    }
+    if let Some(node) = node_w {
+        grads.register::<Flex>(node, from_f32s(g.w, [d.d_in, d.d_out]));
+    }
+    if let Some(node) = node_b {
+        grads.register::<Flex>(node, from_f32s(g.b, [d.d_out]));
+    }
+}
 
 /// What the backward pass reads: the inputs and, with GELU, its input.
 #[derive(Clone, Debug)]
@@ -155,15 +277,12 @@ impl Backward<Flex, 3> for LinearBackward {
             }
             None => backward(d, f32s(&s.x), f32s(&s.w), f32s(&dy), node_x.is_some()),
         };
-        if let (Some(node), Some(dx)) = (node_x, g.x) {
-            grads.register::<Flex>(node.id, from_f32s(dx, [d.rows, d.d_in]));
-        }
-        if let Some(node) = node_w {
-            grads.register::<Flex>(node.id, from_f32s(g.w, [d.d_in, d.d_out]));
-        }
-        if let Some(node) = node_b {
-            grads.register::<Flex>(node.id, from_f32s(g.b, [d.d_out]));
-        }
+        register_linear_grads(
+            grads,
+            d,
+            [node_x, node_w, node_b].map(|n| n.map(|n| n.id)),
+            g,
+        );
     }
 }
 
@@ -304,6 +423,21 @@ widest_simd!(add_columns(sums: &mut [f32], values: &[f32], cols: usize, first: u
     }
 });
 
+/// `y += residual`, in parallel chunks (each element alone).
+fn add_in_place(y: &mut [f32], residual: &[f32]) {
+    assert_eq!(y.len(), residual.len(), "residual shape");
+    y.par_chunks_mut(CHUNK)
+        .zip(residual.par_chunks(CHUNK))
+        .for_each(|(y, r)| add_chunk(y, r));
+}
+
+widest_simd!(add_chunk(y: &mut [f32], residual: &[f32]) {
+    // As flex's `residual + y` (addition commutes bit for bit).
+    for (y, r) in y.iter_mut().zip(residual) {
+        *y = r + *y;
+    }
+});
+
 fn gelu_in_place(values: &mut [f32]) {
     values.par_chunks_mut(CHUNK).for_each(gelu_chunk);
 }
@@ -438,6 +572,59 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The residual form gives the bits of the layer then an addition, outputs and the
+    /// gradients of the input, weight, bias and residual stream, with and without autodiff.
+    #[test]
+    fn residual_form_gives_the_bits_of_the_layer_then_an_addition() {
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        let plain = Device::flex();
+        let device = plain.clone().autodiff();
+        let linear = LinearConfig::new(12, 20).init(&device);
+        let x: Tensor<3> =
+            Tensor::random([3, 7, 12], Distribution::Normal(0.0, 2.0), &device).require_grad();
+        let r: Tensor<3> =
+            Tensor::random([3, 7, 20], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let weights: Tensor<3> =
+            Tensor::random([3, 7, 20], Distribution::Normal(0.0, 1.0), &device);
+        let fused = linear_rows_residual(&linear, x.clone(), r.clone());
+        let reference = r.clone() + linear_rows(&linear, x.clone(), false);
+        assert_eq!(bits(values(fused.clone())), bits(values(reference.clone())));
+        let mut on_plain = LinearConfig::new(12, 20).init(&plain);
+        on_plain.weight = burn::module::Param::from_tensor(Tensor::from_data(
+            linear.weight.val().to_data(),
+            &plain,
+        ));
+        on_plain.bias = Some(burn::module::Param::from_tensor(Tensor::from_data(
+            linear.bias.as_ref().unwrap().val().to_data(),
+            &plain,
+        )));
+        let without = linear_rows_residual(
+            &on_plain,
+            Tensor::from_data(x.to_data(), &plain),
+            Tensor::from_data(r.to_data(), &plain),
+        );
+        assert_eq!(bits(values(without)), bits(values(reference.clone())));
+        let g_fused = (fused * weights.clone()).sum().backward();
+        let g_reference = (reference * weights).sum().backward();
+        let bias = linear.bias.as_ref().unwrap();
+        assert_eq!(
+            bits(values(x.grad(&g_fused).unwrap())),
+            bits(values(x.grad(&g_reference).unwrap()))
+        );
+        assert_eq!(
+            bits(values(r.grad(&g_fused).unwrap())),
+            bits(values(r.grad(&g_reference).unwrap()))
+        );
+        assert_eq!(
+            bits(values(linear.weight.grad(&g_fused).unwrap())),
+            bits(values(linear.weight.grad(&g_reference).unwrap()))
+        );
+        assert_eq!(
+            bits(values(bias.grad(&g_fused).unwrap())),
+            bits(values(bias.grad(&g_reference).unwrap()))
+        );
     }
 
     /// Without autodiff the operation gives the same bits as with it.
