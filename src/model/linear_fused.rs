@@ -315,11 +315,25 @@ pub(crate) fn forward(d: LinearDims, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32
         (x.len(), w.len(), b.len()),
         (d.rows * d.d_in, d.d_in * d.d_out, d.d_out)
     );
-    // Copies, not a zeroed buffer then written over: one pass less.
-    let mut y = b.repeat(d.rows);
-    if y.is_empty() {
-        return y;
+    // The bias copied into every row (not a zeroed buffer then written over), rows split
+    // across threads.
+    let n = d.rows * d.d_out;
+    if n == 0 {
+        return Vec::new();
     }
+    let mut y = Vec::with_capacity(n);
+    let rows_per_task = (CHUNK / d.d_out).max(1);
+    y.spare_capacity_mut()[..n]
+        .par_chunks_mut(rows_per_task * d.d_out)
+        .for_each(|rows| {
+            for row in rows.chunks_exact_mut(d.d_out) {
+                for (y, &b) in row.iter_mut().zip(b) {
+                    y.write(b);
+                }
+            }
+        });
+    // SAFETY: every row was written above.
+    unsafe { y.set_len(n) };
     if d.d_in > 0 {
         matmul(
             Out::new(&mut y, d.rows, d.d_out, d.d_out, true),
@@ -416,6 +430,20 @@ fn column_sums(values: &[f32], cols: usize) -> Vec<f32> {
 
 widest_simd!(add_columns(sums: &mut [f32], values: &[f32], cols: usize, first: usize) {
     let width = sums.len();
+    if width == COLUMN_BLOCK {
+        // A full block sums in registers (a local array of constant width), not in `sums`
+        // loaded and stored at every row: the same additions in the same order.
+        let mut acc = [0.0f32; COLUMN_BLOCK];
+        for row in values.chunks_exact(cols) {
+            for (a, v) in acc.iter_mut().zip(&row[first..first + COLUMN_BLOCK]) {
+                *a += v;
+            }
+        }
+        for (s, a) in sums.iter_mut().zip(acc) {
+            *s += a;
+        }
+        return;
+    }
     for row in values.chunks_exact(cols) {
         for (s, v) in sums.iter_mut().zip(&row[first..first + width]) {
             *s += v;
@@ -487,6 +515,10 @@ fn gelu_backward_and_column_sums(grad: &mut [f32], pre: &[f32], cols: usize) -> 
         .enumerate()
         .for_each(|(block, sums)| {
             let first = block * COLUMN_BLOCK;
+            if sums.len() == COLUMN_BLOCK {
+                gelu_backward_block(grad, pre, rows, cols, first, sums);
+                return;
+            }
             for r in 0..rows {
                 let at = r * cols + first;
                 // SAFETY: `at..at + sums.len()` lies inside row `r` of `grad` (`first +
@@ -497,6 +529,27 @@ fn gelu_backward_and_column_sums(grad: &mut [f32], pre: &[f32], cols: usize) -> 
         });
     sums
 }
+
+widest_simd!(gelu_backward_block(grad: SharedRows, pre: &[f32], rows: usize, cols: usize, first: usize, sums: &mut [f32]) {
+    // `gelu_backward_row_sums` over a full block of columns, the sums in registers.
+    let inv_sqrt_2pi: f32 = 1.0 / (2.0 * core::f32::consts::PI).sqrt();
+    let mut acc = [0.0f32; COLUMN_BLOCK];
+    for r in 0..rows {
+        let at = r * cols + first;
+        // SAFETY: as in `gelu_backward_and_column_sums`: the block lies inside row `r`, and
+        // only this task writes its columns.
+        let g = unsafe { std::slice::from_raw_parts_mut(grad.at(at), COLUMN_BLOCK) };
+        let x = &pre[at..at + COLUMN_BLOCK];
+        for ((g, &x), a) in g.iter_mut().zip(x).zip(acc.iter_mut()) {
+            let pdf = inv_sqrt_2pi * exp_f32(-0.5 * x * x);
+            *g *= normal_cdf_f32(x) + x * pdf;
+            *a += *g;
+        }
+    }
+    for (s, a) in sums.iter_mut().zip(acc) {
+        *s += a;
+    }
+});
 
 /// A row-major buffer whose disjoint column blocks parallel tasks write.
 #[derive(Clone, Copy)]
@@ -678,10 +731,14 @@ mod tests {
             let sums = gelu_backward_and_column_sums(&mut got, &pre, cols);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "{rows}x{cols}: derivative");
+            let in_order: Vec<f32> = (0..cols)
+                .map(|c| (0..rows).fold(0.0f32, |s, r| s + want[r * cols + c]))
+                .collect();
+            assert_eq!(bits(&sums), bits(&in_order), "{rows}x{cols}: sums");
             assert_eq!(
-                bits(&sums),
                 bits(&column_sums(&want, cols)),
-                "{rows}x{cols}: sums"
+                bits(&in_order),
+                "{rows}x{cols}: plain sums"
             );
         }
     }

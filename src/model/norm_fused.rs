@@ -269,6 +269,23 @@ const COLUMN_BLOCK: usize = 16;
 
 widest_simd!(column_sums(d_gamma: &mut [f32], d_beta: &mut [f32], normalized: &[f32], dy: &[f32], d: usize, first: usize) {
     let width = d_gamma.len();
+    if width == COLUMN_BLOCK {
+        // A full block sums in registers (local arrays of constant width), not in the
+        // outputs loaded and stored at every row: the same additions in the same order.
+        let (mut dg, mut db) = ([0.0f32; COLUMN_BLOCK], [0.0f32; COLUMN_BLOCK]);
+        for (n, dy) in normalized.chunks_exact(d).zip(dy.chunks_exact(d)) {
+            let (n, dy) = (&n[first..first + COLUMN_BLOCK], &dy[first..first + COLUMN_BLOCK]);
+            for (((dg, db), n), dy) in dg.iter_mut().zip(db.iter_mut()).zip(n).zip(dy) {
+                *dg += dy * n;
+                *db += dy;
+            }
+        }
+        for ((o, a), (p, b)) in d_gamma.iter_mut().zip(dg).zip(d_beta.iter_mut().zip(db)) {
+            *o += a;
+            *p += b;
+        }
+        return;
+    }
     for (n, dy) in normalized.chunks_exact(d).zip(dy.chunks_exact(d)) {
         let (n, dy) = (&n[first..first + width], &dy[first..first + width]);
         for (((dg, db), n), dy) in d_gamma.iter_mut().zip(d_beta.iter_mut()).zip(n).zip(dy) {
