@@ -462,7 +462,7 @@ fn add_in_place(y: &mut [f32], residual: &[f32]) {
 widest_simd!(add_chunk(y: &mut [f32], residual: &[f32]) {
     // As flex's `residual + y` (addition commutes bit for bit).
     for (y, r) in y.iter_mut().zip(residual) {
-        *y = r + *y;
+        *y += r;
     }
 });
 
