@@ -33,7 +33,9 @@ use burn::tensor::{DType, Tensor};
 use burn_flex::ops::activation::exp_f32;
 use rayon::prelude::*;
 
-use super::fused::{Mat, Out, dense, f32s, from_f32s, matmul, widest_simd};
+use super::fused::{
+    Mat, Out, assume_written, dense, f32s, from_f32s, matmul, matmul_uninit, widest_simd,
+};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait AttentionOps: Backend {
@@ -208,15 +210,17 @@ impl AttentionDims {
 pub(crate) fn forward(d: AttentionDims, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let (seq, dk, row) = (d.seq, d.d_k(), d.seq * d.d);
     assert!(q.len() == d.batch * row && k.len() == q.len() && v.len() == q.len());
-    let mut context = vec![0.0f32; d.batch * row];
-    let mut probs = vec![0.0f32; d.batch * d.heads * seq * seq];
-    if context.is_empty() || dk == 0 {
-        return (context, probs);
+    let (n_context, n_probs) = (d.batch * row, d.batch * d.heads * seq * seq);
+    if n_context == 0 || dk == 0 {
+        return (vec![0.0; n_context], vec![0.0; n_probs]);
     }
+    // Unzeroed: the GEMMs write every element (each head its columns of every step).
+    let mut context = Vec::with_capacity(n_context);
+    let mut probs = Vec::with_capacity(n_probs);
     let scale = d.scale();
-    context
+    context.spare_capacity_mut()[..n_context]
         .par_chunks_mut(row)
-        .zip(probs.par_chunks_mut(d.heads * seq * seq))
+        .zip(probs.spare_capacity_mut()[..n_probs].par_chunks_mut(d.heads * seq * seq))
         .enumerate()
         .for_each(|(b, (context, probs))| {
             let (q, k, v) = (
@@ -226,19 +230,28 @@ pub(crate) fn forward(d: AttentionDims, q: &[f32], k: &[f32], v: &[f32]) -> (Vec
             );
             for (h, p) in probs.chunks_exact_mut(seq * seq).enumerate() {
                 let c = h * dk;
-                matmul(
-                    Out::new(p, seq, seq, seq, false),
+                matmul_uninit(
+                    p,
+                    seq,
                     Mat::rows(&q[c..], seq, dk, d.d),
                     Mat::transposed(&k[c..], dk, seq, d.d),
                 );
+                // SAFETY: the product just wrote all of `p` (`seq × seq`, rows `seq` apart).
+                let p = unsafe { assume_written(p) };
                 softmax_rows(p, seq, scale);
-                matmul(
-                    Out::new(&mut context[c..], seq, dk, d.d, false),
+                matmul_uninit(
+                    &mut context[c..],
+                    d.d,
                     Mat::rows(p, seq, seq, seq),
                     Mat::rows(&v[c..], seq, dk, d.d),
                 );
             }
         });
+    // SAFETY: every batch row's heads wrote all of its context and weights above.
+    unsafe {
+        context.set_len(n_context);
+        probs.set_len(n_probs);
+    }
     (context, probs)
 }
 
@@ -262,18 +275,25 @@ pub(crate) fn backward(
     let square = seq * seq;
     assert_eq!(d_context.len(), d.batch * row);
     assert_eq!(probs.len(), d.batch * d.heads * square);
-    let mut g = AttentionGrads {
-        q: vec![0.0; d.batch * row],
-        k: vec![0.0; d.batch * row],
-        v: vec![0.0; d.batch * row],
-    };
-    if g.q.is_empty() || dk == 0 {
-        return g;
+    let n = d.batch * row;
+    if n == 0 || dk == 0 {
+        return AttentionGrads {
+            q: vec![0.0; n],
+            k: vec![0.0; n],
+            v: vec![0.0; n],
+        };
     }
+    // Unzeroed: the GEMMs write every element (each head its columns of every step).
+    let (mut gq, mut gk, mut gv) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     let scale = d.scale();
-    g.q.par_chunks_mut(row)
-        .zip(g.k.par_chunks_mut(row))
-        .zip(g.v.par_chunks_mut(row))
+    gq.spare_capacity_mut()[..n]
+        .par_chunks_mut(row)
+        .zip(gk.spare_capacity_mut()[..n].par_chunks_mut(row))
+        .zip(gv.spare_capacity_mut()[..n].par_chunks_mut(row))
         .enumerate()
         .for_each(|(b, ((dq, dkey), dv))| {
             let at = b * row;
@@ -293,25 +313,38 @@ pub(crate) fn backward(
                     Mat::rows(&dc[c..], seq, dk, d.d),
                     Mat::transposed(&v[c..], dk, seq, d.d),
                 );
-                matmul(
-                    Out::new(&mut dv[c..], seq, dk, d.d, false),
+                matmul_uninit(
+                    &mut dv[c..],
+                    d.d,
                     Mat::transposed(p, seq, seq, seq),
                     Mat::rows(&dc[c..], seq, dk, d.d),
                 );
                 softmax_backward_rows(&mut ds, p, seq, scale);
-                matmul(
-                    Out::new(&mut dq[c..], seq, dk, d.d, false),
+                matmul_uninit(
+                    &mut dq[c..],
+                    d.d,
                     Mat::rows(&ds, seq, seq, seq),
                     Mat::rows(&k[c..], seq, dk, d.d),
                 );
-                matmul(
-                    Out::new(&mut dkey[c..], seq, dk, d.d, false),
+                matmul_uninit(
+                    &mut dkey[c..],
+                    d.d,
                     Mat::transposed(&ds, seq, seq, seq),
                     Mat::rows(&q[c..], seq, dk, d.d),
                 );
             }
         });
-    g
+    // SAFETY: every batch row's heads wrote all of its three gradients above.
+    unsafe {
+        gq.set_len(n);
+        gk.set_len(n);
+        gv.set_len(n);
+    }
+    AttentionGrads {
+        q: gq,
+        k: gk,
+        v: gv,
+    }
 }
 
 widest_simd!(softmax_rows(scores: &mut [f32], seq: usize, scale: f32) {

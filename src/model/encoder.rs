@@ -38,6 +38,12 @@ pub(super) fn encode(encoder: &TransformerEncoder, x: Tensor<3>) -> Tensor<3> {
 /// attention and `norm_1` before the feed-forward when `norm_first`: kept as is, so the
 /// parameters mean what they mean there.
 fn encoder_layer(x: Tensor<3>, layer: &TransformerEncoderLayer) -> Tensor<3> {
+    if layer.norm_first && layer.dropout.prob == 0.0 {
+        // Without dropout on the branches, each residual addition is done by the branch's
+        // last linear layer (`linear_fused::linear_rows_residual`): the same bits.
+        let x = self_attention_residual(&layer.mha, layer_norm(&layer.norm_2, x.clone()), x);
+        return feed_forward_residual(&layer.pwff, layer_norm(&layer.norm_1, x.clone()), x);
+    }
     let attend = |h: Tensor<3>| layer.dropout.forward(self_attention(&layer.mha, h));
     let feed = |h: Tensor<3>| layer.dropout.forward(feed_forward(&layer.pwff, h));
     if layer.norm_first {
@@ -53,16 +59,36 @@ fn encoder_layer(x: Tensor<3>, layer: &TransformerEncoderLayer) -> Tensor<3> {
 /// In f32 on flex, without attention dropout, the core runs as one fused operation
 /// (`attention_fused.rs`); elsewhere it is composed of burn ops.
 pub(super) fn self_attention(mha: &MultiHeadAttention, x: Tensor<3>) -> Tensor<3> {
-    if attention_fused::supports(&x) && mha.dropout.prob == 0.0 && !mha.quiet_softmax {
-        let (q, k, v) = (
-            linear_rows(&mha.query, x.clone()),
-            linear_rows(&mha.key, x.clone()),
-            linear_rows(&mha.value, x),
-        );
-        let context = attention_fused::multi_head_attention(q, k, v, mha.n_heads);
-        return linear_rows(&mha.output, context);
+    match fused_context(mha, x.clone()) {
+        Some(context) => linear_rows(&mha.output, context),
+        None => composed_attention(mha, x),
     }
-    composed_attention(mha, x)
+}
+
+/// `residual + self_attention(mha, x)`.
+fn self_attention_residual(
+    mha: &MultiHeadAttention,
+    x: Tensor<3>,
+    residual: Tensor<3>,
+) -> Tensor<3> {
+    match fused_context(mha, x.clone()) {
+        Some(context) => linear_fused::linear_rows_residual(&mha.output, context, residual),
+        None => residual + composed_attention(mha, x),
+    }
+}
+
+/// The attention's context before its output projection, by the fused attention core where
+/// it runs (f32 on flex, no attention dropout, plain softmax).
+fn fused_context(mha: &MultiHeadAttention, x: Tensor<3>) -> Option<Tensor<3>> {
+    if !(attention_fused::supports(&x) && mha.dropout.prob == 0.0 && !mha.quiet_softmax) {
+        return None;
+    }
+    let (q, k, v) = (
+        linear_rows(&mha.query, x.clone()),
+        linear_rows(&mha.key, x.clone()),
+        linear_rows(&mha.value, x),
+    );
+    Some(attention_fused::multi_head_attention(q, k, v, mha.n_heads))
 }
 
 /// [`self_attention`] composed of burn ops, as burn-nn computes it.
@@ -93,6 +119,20 @@ pub(super) fn composed_attention(mha: &MultiHeadAttention, x: Tensor<3>) -> Tens
 
 /// `PositionWiseFeedForward::forward`.
 fn feed_forward(ff: &PositionWiseFeedForward, x: Tensor<3>) -> Tensor<3> {
+    linear_rows(&ff.linear_outer, inner_feed_forward(ff, x))
+}
+
+/// `residual + feed_forward(ff, x)`.
+fn feed_forward_residual(
+    ff: &PositionWiseFeedForward,
+    x: Tensor<3>,
+    residual: Tensor<3>,
+) -> Tensor<3> {
+    linear_fused::linear_rows_residual(&ff.linear_outer, inner_feed_forward(ff, x), residual)
+}
+
+/// The feed-forward's hidden activations, after its dropout.
+fn inner_feed_forward(ff: &PositionWiseFeedForward, x: Tensor<3>) -> Tensor<3> {
     let h = match &ff.activation {
         // GELU over the GEMM's output, in the same pass.
         Activation::Gelu(gelu) if !gelu.approximate => {
@@ -100,8 +140,7 @@ fn feed_forward(ff: &PositionWiseFeedForward, x: Tensor<3>) -> Tensor<3> {
         }
         activation => activation.forward(linear_rows(&ff.linear_inner, x)),
     };
-    let h = ff.dropout.forward(h);
-    linear_rows(&ff.linear_outer, h)
+    ff.dropout.forward(h)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{DispatchDevice, Flex, TensorMetadata};
 use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::ops::activation::exp_f32;
+use std::mem::MaybeUninit;
 
 /// Whether the fused layers run `x` (f32 on flex, with or without autodiff).
 pub fn supports(x: &Tensor<3>) -> bool {
@@ -27,6 +28,17 @@ pub(super) fn f32s(t: &FloatTensor<Flex>) -> &[f32] {
     #[allow(clippy::expect_used)]
     t.as_slice::<f32>()
         .expect("a contiguous f32 tensor (made so by `dense`)")
+}
+
+/// The values of a flex tensor as an owned vector: its own buffer when nothing else holds it,
+/// else a copy.
+pub(super) fn into_f32s(t: FloatTensor<Flex>) -> Vec<f32> {
+    assert_eq!(t.dtype(), DType::F32, "the fused layers compute in f32");
+    // Invariant: an f32 tensor's data converts to f32 values.
+    #[allow(clippy::expect_used)]
+    t.into_data()
+        .try_into_vec::<f32>()
+        .expect("an f32 tensor's values")
 }
 
 pub(super) fn from_f32s<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FloatTensor<Flex> {
@@ -300,6 +312,64 @@ pub(super) fn matmul(out: Out<'_>, lhs: Mat<'_>, rhs: Mat<'_>) {
             parallelism,
         );
     }
+}
+
+/// `lhs · rhs` written over `out`, an uninitialised `rows × cols` block whose rows are
+/// `row_stride` apart: [`matmul`] without accumulating, for outputs the product fills, so
+/// that no pass zeroes them first. The same bits as [`matmul`] into a zeroed buffer (gemm
+/// with `read_dst` false writes each element without reading it).
+pub(super) fn matmul_uninit(
+    out: &mut [MaybeUninit<f32>],
+    row_stride: usize,
+    lhs: Mat<'_>,
+    rhs: Mat<'_>,
+) {
+    let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
+    assert_eq!(rhs.rows, k, "matmul shapes");
+    assert!(
+        (m - 1) * row_stride + n <= out.len(),
+        "output outside its slice"
+    );
+    let parallelism = if m * n * k >= 64 * 64 * 64 && rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: as in `matmul`; and with `read_dst` false gemm only writes `out` (its
+    // destination scale is set to zero and never applied to a read value), so its
+    // uninitialised elements are never read.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr().cast::<f32>(),
+            1,
+            row_stride as isize,
+            false,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// The elements of `out` after a pass wrote every one of them.
+///
+/// # Safety
+/// Every element of `out` must have been written.
+pub(super) unsafe fn assume_written(out: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: the caller wrote every element; `MaybeUninit<f32>` has `f32`'s layout.
+    unsafe { &mut *(std::ptr::from_mut(out) as *mut [f32]) }
 }
 
 /// tanh in f32 without branches or calls: Cephes' `tanhf` (an odd polynomial below 0.625,

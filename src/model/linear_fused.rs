@@ -14,19 +14,22 @@
 //! order, columns split across threads. GELU and its derivative are flex's (`x Φ(x)`, the
 //! same functions of `vendor/burn-flex`).
 
-use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension};
 use burn::nn::Linear;
 use burn::tensor::{DType, Tensor};
 use burn_flex::ops::activation::{exp_f32, normal_cdf_f32};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
-use super::fused::{Mat, Out, dense, f32s, from_f32s, matmul, widest_simd};
+use super::fused::{
+    Mat, Out, dense, f32s, from_f32s, into_f32s, matmul, matmul_uninit, widest_simd,
+};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait LinearOps: Backend {
@@ -38,6 +41,40 @@ pub trait LinearOps: Backend {
         b: FloatTensor<Self>,
         gelu: bool,
     ) -> FloatTensor<Self>;
+
+    /// `residual + (x W + b)`, `residual` `[rows, d_out]`: a layer's output added to the
+    /// residual stream in a parallel pass over it, not in a pass of its own.
+    fn linear_rows_residual_fused(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+/// `residual + linear.forward(x)` for `x` `[batch, seq, d_in]` and `residual` `[batch, seq,
+/// d_out]`: fused where `x` is f32 on flex and the layer has a bias, else [`linear_rows`]
+/// then an addition. The same bits either way (`b + xW` computed as in [`linear_rows`], then
+/// added to the residual).
+pub fn linear_rows_residual(linear: &Linear, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+    let [batch, seq, d_in] = x.dims();
+    let fused = x.dtype() == DType::F32
+        && residual.dtype() == DType::F32
+        && matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_));
+    match (&linear.bias, fused) {
+        (Some(bias), true) => {
+            let d_out = residual.dims()[2];
+            let y =
+                Tensor::<2>::from_dispatch(<Dispatch as LinearOps>::linear_rows_residual_fused(
+                    x.reshape([batch * seq, d_in]).into_dispatch(),
+                    linear.weight.val().into_dispatch(),
+                    bias.val().into_dispatch(),
+                    residual.reshape([batch * seq, d_out]).into_dispatch(),
+                ));
+            y.reshape([batch, seq, d_out])
+        }
+        _ => residual + linear_rows(linear, x, false),
+    }
 }
 
 /// `linear.forward(x)` (then GELU with `gelu`) for `x` `[batch, seq, d_in]`, as one row
@@ -82,6 +119,19 @@ impl LinearOps for Flex {
         }
         from_f32s(y, [d.rows, d.d_out])
     }
+
+    fn linear_rows_residual_fused(
+        x: FloatTensor<Flex>,
+        w: FloatTensor<Flex>,
+        b: FloatTensor<Flex>,
+        residual: FloatTensor<Flex>,
+    ) -> FloatTensor<Flex> {
+        let (x, w, b, residual) = (dense(x), dense(w), dense(b), dense(residual));
+        let d = LinearDims::of(&x, &w);
+        let mut y = forward(d, f32s(&x), f32s(&w), f32s(&b));
+        add_in_place(&mut y, f32s(&residual));
+        from_f32s(y, [d.rows, d.d_out])
+    }
 }
 
 impl<C: CheckpointStrategy> LinearOps for Autodiff<Flex, C> {
@@ -100,8 +150,7 @@ impl<C: CheckpointStrategy> LinearOps for Autodiff<Flex, C> {
         let d = LinearDims::of(&x, &w);
         let pre = forward(d, f32s(&x), f32s(&w), f32s(&b));
         let (y, pre) = if gelu {
-            let mut y = pre.clone();
-            gelu_in_place(&mut y);
+            let y = gelu_of(&pre);
             (y, Some(from_f32s(pre, [d.rows, d.d_out])))
         } else {
             (pre, None)
@@ -116,10 +165,85 @@ impl<C: CheckpointStrategy> LinearOps for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }
+
+    fn linear_rows_residual_fused(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let nodes = [x.node(), w.node(), b.node(), residual.node()];
+        let (x, w, b, residual) = (
+            dense(x.into_primitive()),
+            dense(w.into_primitive()),
+            dense(b.into_primitive()),
+            dense(residual.into_primitive()),
+        );
+        let d = LinearDims::of(&x, &w);
+        let mut y = forward(d, f32s(&x), f32s(&w), f32s(&b));
+        add_in_place(&mut y, f32s(&residual));
+        let y = from_f32s(y, [d.rows, d.d_out]);
+        match ResidualBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(LinearState { d, x, w, pre: None }, y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
 }
 
 #[derive(Debug)]
 struct LinearBackward;
+
+#[derive(Debug)]
+struct ResidualBackward;
+
+impl Backward<Flex, 4> for ResidualBackward {
+    type State = LinearState;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 4>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_w, node_b, node_residual] = ops.parents;
+        let dy = dense(grads.consume::<Flex>(&ops.node));
+        let s = ops.state;
+        let d = s.d;
+        let g = backward(d, f32s(&s.x), f32s(&s.w), f32s(&dy), node_x.is_some());
+        register_linear_grads(
+            grads,
+            d,
+            [node_x, node_w, node_b].map(|n| n.map(|n| n.id)),
+            g,
+        );
+        // The residual stream's gradient is the output's, shared (not copied).
+        if let Some(node) = node_residual {
+            grads.register::<Flex>(node.id, dy);
+        }
+    }
+}
+
+/// Registers the gradients of a product's input, weight and bias with their nodes.
+fn register_linear_grads(
+    grads: &mut Gradients,
+    d: LinearDims,
+    [node_x, node_w, node_b]: [Option<NodeId>; 3],
+    g: LinearGrads,
+) {
+    if let (Some(node), Some(dx)) = (node_x, g.x) {
+        grads.register::<Flex>(node, from_f32s(dx, [d.rows, d.d_in]));
+    }
+    if let Some(node) = node_w {
+        grads.register::<Flex>(node, from_f32s(g.w, [d.d_in, d.d_out]));
+    }
+    if let Some(node) = node_b {
+        grads.register::<Flex>(node, from_f32s(g.b, [d.d_out]));
+    }
+}
 
 /// What the backward pass reads: the inputs and, with GELU, its input.
 #[derive(Clone, Debug)]
@@ -143,23 +267,22 @@ impl Backward<Flex, 3> for LinearBackward {
         let dy = dense(grads.consume::<Flex>(&ops.node));
         let s = ops.state;
         let d = s.d;
-        // Through GELU's derivative on a copy; without GELU, `dy` as it is.
-        let through_gelu = s.pre.as_ref().map(|pre| {
-            let mut d_pre = f32s(&dy).to_vec();
-            gelu_backward_in_place(&mut d_pre, f32s(pre));
-            d_pre
-        });
-        let d_pre = through_gelu.as_deref().unwrap_or(f32s(&dy));
-        let g = backward(d, f32s(&s.x), f32s(&s.w), d_pre, node_x.is_some());
-        if let (Some(node), Some(dx)) = (node_x, g.x) {
-            grads.register::<Flex>(node.id, from_f32s(dx, [d.rows, d.d_in]));
-        }
-        if let Some(node) = node_w {
-            grads.register::<Flex>(node.id, from_f32s(g.w, [d.d_in, d.d_out]));
-        }
-        if let Some(node) = node_b {
-            grads.register::<Flex>(node.id, from_f32s(g.b, [d.d_out]));
-        }
+        let g = match &s.pre {
+            // Through GELU's derivative in `dy`'s own buffer (a copy only when it is shared),
+            // the bias gradient summed in the same pass.
+            Some(pre) => {
+                let mut d_pre = into_f32s(dy);
+                let b = gelu_backward_and_column_sums(&mut d_pre, f32s(pre), d.d_out);
+                backward_with_bias(d, f32s(&s.x), f32s(&s.w), &d_pre, b, node_x.is_some())
+            }
+            None => backward(d, f32s(&s.x), f32s(&s.w), f32s(&dy), node_x.is_some()),
+        };
+        register_linear_grads(
+            grads,
+            d,
+            [node_x, node_w, node_b].map(|n| n.map(|n| n.id)),
+            g,
+        );
     }
 }
 
@@ -192,11 +315,25 @@ pub(crate) fn forward(d: LinearDims, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32
         (x.len(), w.len(), b.len()),
         (d.rows * d.d_in, d.d_in * d.d_out, d.d_out)
     );
-    // Copies, not a zeroed buffer then written over: one pass less.
-    let mut y = b.repeat(d.rows);
-    if y.is_empty() {
-        return y;
+    // The bias copied into every row (not a zeroed buffer then written over), rows split
+    // across threads.
+    let n = d.rows * d.d_out;
+    if n == 0 {
+        return Vec::new();
     }
+    let mut y = Vec::with_capacity(n);
+    let rows_per_task = (CHUNK / d.d_out).max(1);
+    y.spare_capacity_mut()[..n]
+        .par_chunks_mut(rows_per_task * d.d_out)
+        .for_each(|rows| {
+            for row in rows.chunks_exact_mut(d.d_out) {
+                for (y, &b) in row.iter_mut().zip(b) {
+                    y.write(b);
+                }
+            }
+        });
+    // SAFETY: every row was written above.
+    unsafe { y.set_len(n) };
     if d.d_in > 0 {
         matmul(
             Out::new(&mut y, d.rows, d.d_out, d.d_out, true),
@@ -223,27 +360,54 @@ pub(crate) fn backward(
     want_x: bool,
 ) -> LinearGrads {
     assert_eq!(d_out.len(), d.rows * d.d_out);
-    let mut g = LinearGrads {
-        x: want_x.then(|| vec![0.0f32; d.rows * d.d_in]),
-        w: vec![0.0f32; d.d_in * d.d_out],
-        b: column_sums(d_out, d.d_out),
-    };
+    let b = column_sums(d_out, d.d_out);
+    backward_with_bias(d, x, w, d_out, b, want_x)
+}
+
+/// [`backward`] with the bias gradient `b` (the column sums of `d_out`) already taken.
+fn backward_with_bias(
+    d: LinearDims,
+    x: &[f32],
+    w: &[f32],
+    d_out: &[f32],
+    b: Vec<f32>,
+    want_x: bool,
+) -> LinearGrads {
+    assert_eq!((d_out.len(), b.len()), (d.rows * d.d_out, d.d_out));
     if d.rows == 0 || d.d_in == 0 || d.d_out == 0 {
-        return g;
+        return LinearGrads {
+            x: want_x.then(|| vec![0.0f32; d.rows * d.d_in]),
+            w: vec![0.0f32; d.d_in * d.d_out],
+            b,
+        };
     }
-    matmul(
-        Out::new(&mut g.w, d.d_in, d.d_out, d.d_out, false),
+    // Unzeroed: each product writes all of its output.
+    let mut w_grad = Vec::with_capacity(d.d_in * d.d_out);
+    matmul_uninit(
+        w_grad.spare_capacity_mut(),
+        d.d_out,
         Mat::transposed(x, d.d_in, d.rows, d.d_in),
         Mat::rows(d_out, d.rows, d.d_out, d.d_out),
     );
-    if let Some(dx) = &mut g.x {
-        matmul(
-            Out::new(dx, d.rows, d.d_in, d.d_in, false),
+    // SAFETY: the product wrote all `d_in × d_out` elements.
+    unsafe { w_grad.set_len(d.d_in * d.d_out) };
+    let x_grad = want_x.then(|| {
+        let mut dx = Vec::with_capacity(d.rows * d.d_in);
+        matmul_uninit(
+            dx.spare_capacity_mut(),
+            d.d_in,
             Mat::rows(d_out, d.rows, d.d_out, d.d_out),
             Mat::transposed(w, d.d_out, d.d_in, d.d_out),
         );
+        // SAFETY: the product wrote all `rows × d_in` elements.
+        unsafe { dx.set_len(d.rows * d.d_in) };
+        dx
+    });
+    LinearGrads {
+        x: x_grad,
+        w: w_grad,
+        b,
     }
-    g
 }
 
 /// Elements per parallel task of the elementwise passes.
@@ -266,6 +430,20 @@ fn column_sums(values: &[f32], cols: usize) -> Vec<f32> {
 
 widest_simd!(add_columns(sums: &mut [f32], values: &[f32], cols: usize, first: usize) {
     let width = sums.len();
+    if width == COLUMN_BLOCK {
+        // A full block sums in registers (a local array of constant width), not in `sums`
+        // loaded and stored at every row: the same additions in the same order.
+        let mut acc = [0.0f32; COLUMN_BLOCK];
+        for row in values.chunks_exact(cols) {
+            for (a, v) in acc.iter_mut().zip(&row[first..first + COLUMN_BLOCK]) {
+                *a += v;
+            }
+        }
+        for (s, a) in sums.iter_mut().zip(acc) {
+            *s += a;
+        }
+        return;
+    }
     for row in values.chunks_exact(cols) {
         for (s, v) in sums.iter_mut().zip(&row[first..first + width]) {
             *s += v;
@@ -273,9 +451,44 @@ widest_simd!(add_columns(sums: &mut [f32], values: &[f32], cols: usize, first: u
     }
 });
 
+/// `y += residual`, in parallel chunks (each element alone).
+fn add_in_place(y: &mut [f32], residual: &[f32]) {
+    assert_eq!(y.len(), residual.len(), "residual shape");
+    y.par_chunks_mut(CHUNK)
+        .zip(residual.par_chunks(CHUNK))
+        .for_each(|(y, r)| add_chunk(y, r));
+}
+
+widest_simd!(add_chunk(y: &mut [f32], residual: &[f32]) {
+    // As flex's `residual + y` (addition commutes bit for bit).
+    for (y, r) in y.iter_mut().zip(residual) {
+        *y += r;
+    }
+});
+
 fn gelu_in_place(values: &mut [f32]) {
     values.par_chunks_mut(CHUNK).for_each(gelu_chunk);
 }
+
+/// GELU of every element of `pre`, into a new buffer (not a copy then a pass over it).
+fn gelu_of(pre: &[f32]) -> Vec<f32> {
+    let n = pre.len();
+    let mut y = Vec::with_capacity(n);
+    y.spare_capacity_mut()[..n]
+        .par_chunks_mut(CHUNK)
+        .zip(pre.par_chunks(CHUNK))
+        .for_each(|(y, x)| gelu_chunk_into(y, x));
+    // SAFETY: the chunks above wrote every one of the `n` elements.
+    unsafe { y.set_len(n) };
+    y
+}
+
+widest_simd!(gelu_chunk_into(y: &mut [MaybeUninit<f32>], pre: &[f32]) {
+    // `gelu_chunk`'s arithmetic.
+    for (y, &x) in y.iter_mut().zip(pre) {
+        y.write(x * normal_cdf_f32(x));
+    }
+});
 
 widest_simd!(gelu_chunk(values: &mut [f32]) {
     // flex's `gelu`: x Φ(x).
@@ -284,18 +497,80 @@ widest_simd!(gelu_chunk(values: &mut [f32]) {
     }
 });
 
-fn gelu_backward_in_place(grad: &mut [f32], pre: &[f32]) {
-    grad.par_chunks_mut(CHUNK)
-        .zip(pre.par_chunks(CHUNK))
-        .for_each(|(g, x)| gelu_backward_chunk(g, x));
+/// GELU's derivative applied to the row-major `grad` (`cols` wide) in place, `pre` GELU's
+/// input (flex's `gelu_backward`: `g (Φ(x) + x φ(x))`), returning the sum of each column of
+/// the result in row order: one pass where the derivative and the bias gradient took two.
+/// Column blocks are split across threads (each element is computed alone, each column
+/// summed by one task), so the bits do not depend on the thread count.
+fn gelu_backward_and_column_sums(grad: &mut [f32], pre: &[f32], cols: usize) -> Vec<f32> {
+    assert_eq!(grad.len(), pre.len());
+    let mut sums = vec![0.0f32; cols];
+    if cols == 0 || grad.is_empty() {
+        return sums;
+    }
+    assert_eq!(grad.len() % cols, 0);
+    let rows = grad.len() / cols;
+    let grad = SharedRows(grad.as_mut_ptr());
+    sums.par_chunks_mut(COLUMN_BLOCK)
+        .enumerate()
+        .for_each(|(block, sums)| {
+            let first = block * COLUMN_BLOCK;
+            if sums.len() == COLUMN_BLOCK {
+                gelu_backward_block(grad, pre, rows, cols, first, sums);
+                return;
+            }
+            for r in 0..rows {
+                let at = r * cols + first;
+                // SAFETY: `at..at + sums.len()` lies inside row `r` of `grad` (`first +
+                // sums.len() <= cols`), and each task writes only its own columns.
+                let g = unsafe { std::slice::from_raw_parts_mut(grad.at(at), sums.len()) };
+                gelu_backward_row_sums(g, &pre[at..at + sums.len()], sums);
+            }
+        });
+    sums
 }
 
-widest_simd!(gelu_backward_chunk(grad: &mut [f32], pre: &[f32]) {
-    // flex's `gelu_backward`: g (Φ(x) + x φ(x)).
+widest_simd!(gelu_backward_block(grad: SharedRows, pre: &[f32], rows: usize, cols: usize, first: usize, sums: &mut [f32]) {
+    // `gelu_backward_row_sums` over a full block of columns, the sums in registers.
     let inv_sqrt_2pi: f32 = 1.0 / (2.0 * core::f32::consts::PI).sqrt();
-    for (g, &x) in grad.iter_mut().zip(pre) {
+    let mut acc = [0.0f32; COLUMN_BLOCK];
+    for r in 0..rows {
+        let at = r * cols + first;
+        // SAFETY: as in `gelu_backward_and_column_sums`: the block lies inside row `r`, and
+        // only this task writes its columns.
+        let g = unsafe { std::slice::from_raw_parts_mut(grad.at(at), COLUMN_BLOCK) };
+        let x = &pre[at..at + COLUMN_BLOCK];
+        for ((g, &x), a) in g.iter_mut().zip(x).zip(acc.iter_mut()) {
+            let pdf = inv_sqrt_2pi * exp_f32(-0.5 * x * x);
+            *g *= normal_cdf_f32(x) + x * pdf;
+            *a += *g;
+        }
+    }
+    for (s, a) in sums.iter_mut().zip(acc) {
+        *s += a;
+    }
+});
+
+/// A row-major buffer whose disjoint column blocks parallel tasks write.
+#[derive(Clone, Copy)]
+struct SharedRows(*mut f32);
+
+// SAFETY: the tasks sharing it write disjoint elements (`gelu_backward_and_column_sums`).
+unsafe impl Send for SharedRows {}
+unsafe impl Sync for SharedRows {}
+
+impl SharedRows {
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+widest_simd!(gelu_backward_row_sums(grad: &mut [f32], pre: &[f32], sums: &mut [f32]) {
+    let inv_sqrt_2pi: f32 = 1.0 / (2.0 * core::f32::consts::PI).sqrt();
+    for ((g, &x), s) in grad.iter_mut().zip(pre).zip(sums.iter_mut()) {
         let pdf = inv_sqrt_2pi * exp_f32(-0.5 * x * x);
         *g *= normal_cdf_f32(x) + x * pdf;
+        *s += *g;
     }
 });
 
@@ -352,6 +627,59 @@ mod tests {
         }
     }
 
+    /// The residual form gives the bits of the layer then an addition, outputs and the
+    /// gradients of the input, weight, bias and residual stream, with and without autodiff.
+    #[test]
+    fn residual_form_gives_the_bits_of_the_layer_then_an_addition() {
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        let plain = Device::flex();
+        let device = plain.clone().autodiff();
+        let linear = LinearConfig::new(12, 20).init(&device);
+        let x: Tensor<3> =
+            Tensor::random([3, 7, 12], Distribution::Normal(0.0, 2.0), &device).require_grad();
+        let r: Tensor<3> =
+            Tensor::random([3, 7, 20], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let weights: Tensor<3> =
+            Tensor::random([3, 7, 20], Distribution::Normal(0.0, 1.0), &device);
+        let fused = linear_rows_residual(&linear, x.clone(), r.clone());
+        let reference = r.clone() + linear_rows(&linear, x.clone(), false);
+        assert_eq!(bits(values(fused.clone())), bits(values(reference.clone())));
+        let mut on_plain = LinearConfig::new(12, 20).init(&plain);
+        on_plain.weight = burn::module::Param::from_tensor(Tensor::from_data(
+            linear.weight.val().to_data(),
+            &plain,
+        ));
+        on_plain.bias = Some(burn::module::Param::from_tensor(Tensor::from_data(
+            linear.bias.as_ref().unwrap().val().to_data(),
+            &plain,
+        )));
+        let without = linear_rows_residual(
+            &on_plain,
+            Tensor::from_data(x.to_data(), &plain),
+            Tensor::from_data(r.to_data(), &plain),
+        );
+        assert_eq!(bits(values(without)), bits(values(reference.clone())));
+        let g_fused = (fused * weights.clone()).sum().backward();
+        let g_reference = (reference * weights).sum().backward();
+        let bias = linear.bias.as_ref().unwrap();
+        assert_eq!(
+            bits(values(x.grad(&g_fused).unwrap())),
+            bits(values(x.grad(&g_reference).unwrap()))
+        );
+        assert_eq!(
+            bits(values(r.grad(&g_fused).unwrap())),
+            bits(values(r.grad(&g_reference).unwrap()))
+        );
+        assert_eq!(
+            bits(values(linear.weight.grad(&g_fused).unwrap())),
+            bits(values(linear.weight.grad(&g_reference).unwrap()))
+        );
+        assert_eq!(
+            bits(values(bias.grad(&g_fused).unwrap())),
+            bits(values(bias.grad(&g_reference).unwrap()))
+        );
+    }
+
     /// Without autodiff the operation gives the same bits as with it.
     #[test]
     fn fused_linear_without_autodiff_gives_the_same_outputs() {
@@ -383,6 +711,38 @@ mod tests {
         assert_eq!(on(&Device::flex()), on(&Device::flex().autodiff()));
     }
 
+    /// The fused GELU backward pass gives the bits of the derivative computed element by
+    /// element (flex's `gelu_backward`) and of the plain column sums, on odd widths too.
+    #[test]
+    fn gelu_backward_and_column_sums_match_the_separate_passes() {
+        use super::super::fused::tests::pseudo_random;
+        for (rows, cols) in [(5, 3), (40, 97), (3, 200)] {
+            let pre = pseudo_random(rows * cols, 7, 3.0);
+            let dy = pseudo_random(rows * cols, 8, 1.0);
+            let inv_sqrt_2pi: f32 = 1.0 / (2.0 * core::f32::consts::PI).sqrt();
+            let want: Vec<f32> = dy
+                .iter()
+                .zip(&pre)
+                .map(|(&g, &x)| {
+                    g * (normal_cdf_f32(x) + x * (inv_sqrt_2pi * exp_f32(-0.5 * x * x)))
+                })
+                .collect();
+            let mut got = dy.clone();
+            let sums = gelu_backward_and_column_sums(&mut got, &pre, cols);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{rows}x{cols}: derivative");
+            let in_order: Vec<f32> = (0..cols)
+                .map(|c| (0..rows).fold(0.0f32, |s, r| s + want[r * cols + c]))
+                .collect();
+            assert_eq!(bits(&sums), bits(&in_order), "{rows}x{cols}: sums");
+            assert_eq!(
+                bits(&column_sums(&want, cols)),
+                bits(&in_order),
+                "{rows}x{cols}: plain sums"
+            );
+        }
+    }
+
     /// The kernels give the same bits on a pool of one, two and three threads, with sizes
     /// large enough that the GEMMs, the GELU passes and the column sums split.
     #[test]
@@ -406,11 +766,26 @@ mod tests {
                 let pre = forward(d, &x, &w, &b);
                 let mut y = pre.clone();
                 gelu_in_place(&mut y);
+                assert_eq!(
+                    y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    gelu_of(&pre)
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect::<Vec<_>>(),
+                    "GELU into a new buffer"
+                );
                 let mut d_pre = dy.clone();
-                gelu_backward_in_place(&mut d_pre, &pre);
+                let sums = gelu_backward_and_column_sums(&mut d_pre, &pre, d.d_out);
                 let g = backward(d, &x, &w, &d_pre, true);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                (bits(&y), bits(&g.x.unwrap()), bits(&g.w), bits(&g.b))
+                assert_eq!(bits(&sums), bits(&g.b), "fused column sums");
+                (
+                    bits(&y),
+                    bits(&g.x.unwrap()),
+                    bits(&g.w),
+                    bits(&g.b),
+                    bits(&d_pre),
+                )
             })
         };
         let one = run(1);

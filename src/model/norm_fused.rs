@@ -9,8 +9,9 @@
 //! row, the backward pass one pass for the input's gradient and one for the parameters'.
 //!
 //! Results do not depend on the thread count: rows are split across threads, each writing
-//! only its own rows; the parameters' gradients are column sums taken row by row in order on
-//! one thread (vectorised across columns, which keeps each column's order).
+//! only its own rows; the parameters' gradients are column sums taken row by row in order,
+//! column blocks split across threads (vectorised across columns, which keeps each column's
+//! order).
 
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -250,14 +251,43 @@ widest_simd!(input_row(dx: &mut [f32], n: &[f32], dy: &[f32], gamma: &[f32], r: 
 pub(crate) fn backward_params(d: usize, normalized: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let (mut d_gamma, mut d_beta) = (vec![0.0f32; d], vec![0.0f32; d]);
     if d > 0 {
-        column_sums(&mut d_gamma, &mut d_beta, normalized, dy);
+        // Column blocks across threads, each column still summed in row order by one task.
+        d_gamma
+            .par_chunks_mut(COLUMN_BLOCK)
+            .zip(d_beta.par_chunks_mut(COLUMN_BLOCK))
+            .enumerate()
+            .for_each(|(block, (dg, db))| {
+                column_sums(dg, db, normalized, dy, d, block * COLUMN_BLOCK)
+            });
     }
     (d_gamma, d_beta)
 }
 
-widest_simd!(column_sums(d_gamma: &mut [f32], d_beta: &mut [f32], normalized: &[f32], dy: &[f32]) {
-    let d = d_gamma.len();
+/// Columns per parallel task of the parameters' gradients: one AVX-512 vector, one cache
+/// line of each row.
+const COLUMN_BLOCK: usize = 16;
+
+widest_simd!(column_sums(d_gamma: &mut [f32], d_beta: &mut [f32], normalized: &[f32], dy: &[f32], d: usize, first: usize) {
+    let width = d_gamma.len();
+    if width == COLUMN_BLOCK {
+        // A full block sums in registers (local arrays of constant width), not in the
+        // outputs loaded and stored at every row: the same additions in the same order.
+        let (mut dg, mut db) = ([0.0f32; COLUMN_BLOCK], [0.0f32; COLUMN_BLOCK]);
+        for (n, dy) in normalized.chunks_exact(d).zip(dy.chunks_exact(d)) {
+            let (n, dy) = (&n[first..first + COLUMN_BLOCK], &dy[first..first + COLUMN_BLOCK]);
+            for (((dg, db), n), dy) in dg.iter_mut().zip(db.iter_mut()).zip(n).zip(dy) {
+                *dg += dy * n;
+                *db += dy;
+            }
+        }
+        for ((o, a), (p, b)) in d_gamma.iter_mut().zip(dg).zip(d_beta.iter_mut().zip(db)) {
+            *o += a;
+            *p += b;
+        }
+        return;
+    }
     for (n, dy) in normalized.chunks_exact(d).zip(dy.chunks_exact(d)) {
+        let (n, dy) = (&n[first..first + width], &dy[first..first + width]);
         for (((dg, db), n), dy) in d_gamma.iter_mut().zip(d_beta.iter_mut()).zip(n).zip(dy) {
             *dg += dy * n;
             *db += dy;
