@@ -59,6 +59,28 @@ pub struct Written {
     pub map: LockMap,
 }
 
+impl Written {
+    /// `text` with the map that trusts it: its digest, where its head ends and where each
+    /// experiment's chunk lies.
+    fn new(
+        text: String,
+        head_end: usize,
+        experiments: Vec<(String, String, usize, usize, String)>,
+    ) -> Written {
+        let digest = Digest::of(text.as_bytes()).to_hex();
+        Written {
+            text,
+            map: LockMap {
+                version: MAP_VERSION,
+                context: context(),
+                digest,
+                head_end,
+                experiments,
+            },
+        }
+    }
+}
+
 /// A digest of everything an experiment's chunk writes (its file and each stage's fields):
 /// equal digests, equal chunks, so a build copies the old chunk of an entry it recorded
 /// unchanged instead of serialising it again.
@@ -130,17 +152,7 @@ fn assemble<'a>(
             digest.to_string(),
         ));
     }
-    let digest = Digest::of(text.as_bytes()).to_hex();
-    Written {
-        text,
-        map: LockMap {
-            version: MAP_VERSION,
-            context: context(),
-            digest,
-            head_end,
-            experiments,
-        },
-    }
+    Written::new(text, head_end, experiments)
 }
 
 /// The whole lock's text, chunk by chunk. A lock without experiments is serialised whole
@@ -149,18 +161,8 @@ pub fn render(lock: &Lockfile) -> Written {
     if lock.experiments.is_empty() {
         let body = toml::to_string(lock).unwrap_or_default();
         let text = format!("{PREAMBLE}{body}");
-        let digest = Digest::of(text.as_bytes()).to_hex();
         let head_end = text.len();
-        return Written {
-            text,
-            map: LockMap {
-                version: MAP_VERSION,
-                context: context(),
-                digest,
-                head_end,
-                experiments: Vec::new(),
-            },
-        };
+        return Written::new(text, head_end, Vec::new());
     }
     let chunks: Vec<(&str, &str, String, String)> = lock
         .experiments

@@ -274,6 +274,15 @@ pub(super) fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
+/// Splits a product across the current rayon pool only when it is large enough to share.
+fn gemm_parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
+    if m * n * k >= 64 * 64 * 64 && rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    }
+}
+
 /// `out (+)= lhs · rhs` by the `gemm` crate (flex's own), on the current rayon pool when the
 /// product is large enough to share.
 pub(super) fn matmul(out: Out<'_>, lhs: Mat<'_>, rhs: Mat<'_>) {
@@ -282,11 +291,7 @@ pub(super) fn matmul(out: Out<'_>, lhs: Mat<'_>, rhs: Mat<'_>) {
         lhs.rows == m && rhs.rows == k && rhs.cols == n,
         "matmul shapes"
     );
-    let parallelism = if m * n * k >= 64 * 64 * 64 && rayon::current_num_threads() > 1 {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
+    let parallelism = gemm_parallelism(m, n, k);
     // SAFETY: `Mat::checked` and `Out::new` proved every element the strides reach lies inside
     // its slice; `out` is borrowed mutably, so it aliases neither input.
     unsafe {
@@ -330,11 +335,7 @@ pub(super) fn matmul_uninit(
         (m - 1) * row_stride + n <= out.len(),
         "output outside its slice"
     );
-    let parallelism = if m * n * k >= 64 * 64 * 64 && rayon::current_num_threads() > 1 {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
+    let parallelism = gemm_parallelism(m, n, k);
     // SAFETY: as in `matmul`; and with `read_dst` false gemm only writes `out` (its
     // destination scale is set to zero and never applied to a read value), so its
     // uninitialised elements are never read.

@@ -235,25 +235,16 @@ pub(super) fn validate_rows(
             layout: None,
         });
     }
-    let (mut ascending, mut descending, mut equal) = (0usize, 0usize, 0usize);
+    // Not strictly ascending: some pair is out of order or equal in time.
+    let (mut ascending, mut descending) = (0usize, 0usize);
     for pair in rows.windows(2) {
         if let [a, b] = pair {
             match b.timestamp.cmp(&a.timestamp) {
                 std::cmp::Ordering::Greater => ascending += 1,
                 std::cmp::Ordering::Less => descending += 1,
-                std::cmp::Ordering::Equal => equal += 1,
+                std::cmp::Ordering::Equal => {}
             }
         }
-    }
-    if descending == 0 && equal == 0 {
-        return Ok(Validated {
-            source,
-            rows,
-            problems,
-            notes,
-            time_column,
-            layout: None,
-        });
     }
     let reversed = descending > ascending;
     let mut rows = rows;
