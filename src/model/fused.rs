@@ -274,48 +274,23 @@ pub(super) fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-/// Splits a product across the current rayon pool only when it is large enough to share.
-fn gemm_parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
-    if m * n * k >= 64 * 64 * 64 && rayon::current_num_threads() > 1 {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    }
-}
-
 /// `out (+)= lhs · rhs` by the `gemm` crate (flex's own), on the current rayon pool when the
 /// product is large enough to share.
 pub(super) fn matmul(out: Out<'_>, lhs: Mat<'_>, rhs: Mat<'_>) {
-    let (m, n, k) = (out.rows, out.cols, lhs.cols);
     assert!(
-        lhs.rows == m && rhs.rows == k && rhs.cols == n,
+        lhs.rows == out.rows && rhs.rows == lhs.cols && rhs.cols == out.cols,
         "matmul shapes"
     );
-    let parallelism = gemm_parallelism(m, n, k);
     // SAFETY: `Mat::checked` and `Out::new` proved every element the strides reach lies inside
-    // its slice; `out` is borrowed mutably, so it aliases neither input.
+    // its slice, initialised; `out` is borrowed mutably, so it aliases neither input.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
+        gemm_into(
             out.data.as_mut_ptr(),
-            1,
-            out.row_stride as isize,
+            out.row_stride,
             out.accumulate,
-            lhs.data.as_ptr(),
-            lhs.col_stride as isize,
-            lhs.row_stride as isize,
-            rhs.data.as_ptr(),
-            rhs.col_stride as isize,
-            rhs.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
+            lhs,
+            rhs,
+        )
     }
 }
 
@@ -329,25 +304,41 @@ pub(super) fn matmul_uninit(
     lhs: Mat<'_>,
     rhs: Mat<'_>,
 ) {
-    let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
-    assert_eq!(rhs.rows, k, "matmul shapes");
+    let (m, n) = (lhs.rows, rhs.cols);
+    assert_eq!(rhs.rows, lhs.cols, "matmul shapes");
     assert!(
-        (m - 1) * row_stride + n <= out.len(),
+        m == 0 || (m - 1) * row_stride + n <= out.len(),
         "output outside its slice"
     );
-    let parallelism = gemm_parallelism(m, n, k);
-    // SAFETY: as in `matmul`; and with `read_dst` false gemm only writes `out` (its
-    // destination scale is set to zero and never applied to a read value), so its
-    // uninitialised elements are never read.
+    // SAFETY: the assertion keeps every output element inside `out`, borrowed mutably (so
+    // it aliases neither input); with `read_dst` false gemm only writes it (its destination
+    // scale is never applied to a read value), so its uninitialised elements are never read.
+    unsafe { gemm_into(out.as_mut_ptr().cast::<f32>(), row_stride, false, lhs, rhs) }
+}
+
+/// `dst (+)= lhs · rhs` by the `gemm` crate (flex's own), `dst`'s rows `row_stride` apart;
+/// split across the current rayon pool when the product is large enough to share.
+///
+/// SAFETY: `dst` must be valid for writes of `lhs.rows` rows of `rhs.cols` elements
+/// `row_stride` apart, alias neither input, and be initialised when `read_dst`.
+unsafe fn gemm_into(dst: *mut f32, row_stride: usize, read_dst: bool, lhs: Mat<'_>, rhs: Mat<'_>) {
+    let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
+    let parallelism = if m * n * k >= 64 * 64 * 64 && rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the caller's contract; `Mat::checked` proved the inputs' strides stay inside
+    // their slices.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out.as_mut_ptr().cast::<f32>(),
+            dst,
             1,
             row_stride as isize,
-            false,
+            read_dst,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,
             lhs.row_stride as isize,
