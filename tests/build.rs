@@ -202,6 +202,34 @@ fn equal_data_sections_build_the_dataset_once() {
     assert_eq!(cached.len(), 4, "{}", run.stdout);
 }
 
+/// Stage outputs of 8 MiB and more are written in the background while the next stage
+/// runs (`graph::exec::Background`): a second experiment needing the same keys waits for
+/// the writer's key lock and then finds the record, so each stage still runs once, and
+/// every blob a record names is on disk, intact, when the build ends.
+#[test]
+fn large_outputs_stored_in_the_background_are_built_once_and_complete() {
+    let p = Project::new("build-held");
+    let large = |name: &str, seed: u32| {
+        format!(
+            "name: {name}\nseed: {seed}\ndata:\n  source: synthetic\n  symbols: [S1]\n  \
+             synthetic: {{bars: 110000}}\n  features: [close, log_return, ma_50, ema_20, rsi_14, \
+             macd_signal, bb_position, volatility_ratio]\n  sequence_length: 16\n  \
+             prediction_horizon: 3\nmodel: {{type: mlp, hidden_size: 4, num_layers: 1, \
+             dropout: 0.0}}\n"
+        )
+    };
+    p.write("experiments/a.yaml", &large("a", 1));
+    p.write("experiments/b.yaml", &large("b", 2));
+    let run = p.hft(&["build", "-j", "2", "--until", "dataset"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.ran().len(), 3, "ingest, features, dataset once:\n{}", run.stdout);
+    assert_eq!(run.with_state("cached").len(), 3, "{}", run.stdout);
+    let verify = p.hft(&["cache", "verify"]);
+    assert_eq!(verify.code, 0, "{}\n{}", verify.stdout, verify.stderr);
+    let again = p.hft(&["build", "-j", "2", "--until", "dataset"]);
+    assert!(again.ran().is_empty(), "{}", again.stdout);
+}
+
 #[test]
 fn dry_run_executes_nothing_and_explains() {
     let p = project();

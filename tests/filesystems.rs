@@ -211,6 +211,71 @@ fn a_full_disk_fails_the_build_clearly_and_leaves_the_cache_consistent() {
     assert_verified(&p, &cache);
 }
 
+/// Stages whose outputs are large enough (8 MiB and more) to be stored in the background
+/// while the next stage runs: one symbol's features and dataset are about 8.8 MB each.
+fn large(name: &str) -> String {
+    format!(
+        "\
+name: {name}
+data:
+  source: synthetic
+  symbols: [S1]
+  synthetic: {{bars: 110000}}
+  features: [close, log_return, ma_50, ema_20, rsi_14, macd_signal, bb_position, volatility_ratio]
+  sequence_length: 16
+  prediction_horizon: 3
+model: {{type: mlp, hidden_size: 4, num_layers: 1, dropout: 0.0}}
+"
+    )
+}
+
+#[test]
+fn a_full_disk_under_a_background_write_fails_that_stage_and_keeps_the_cache_consistent() {
+    let p = Project::new("fs-full-held");
+    p.write("experiments/large.yaml", &large("large"));
+    let cache = p.path("full-held-cache");
+    // Room for the bars (5.3 MB), not for the features written behind the dataset stage.
+    let Some(mount) = Mount::tmpfs(&cache, "10M") else {
+        return;
+    };
+    let dir = cache.to_str().unwrap();
+    let until = ["build", "--until", "dataset", "--cache-dir", dir];
+
+    let run = hft(&p.dir, &until);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let error = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error:") && l.contains("No space left on device"))
+        .unwrap_or_else(|| panic!("no error names the full disk:\n{}", run.stderr));
+    assert!(
+        error.contains("features") && error.contains("cannot store outputs"),
+        "the stage whose outputs could not be written fails: {error}"
+    );
+    assert_verified(&p, &cache);
+    assert!(
+        names_in(&cache.join("tmp")).iter().all(|n| !n.ends_with(".tmp")),
+        "no partial blob is left after the next open"
+    );
+
+    // With room again: the bars stored before the disk filled are reused, the rest runs.
+    mount.remount("size=64M");
+    let mut json = until.to_vec();
+    json.push("--json");
+    let run = hft(&p.dir, &json);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let got = stages(&run);
+    let state = |id: &str| got[&format!("large/{id}")].0.clone();
+    assert_eq!(state("ingest:S1"), "cached", "{got:?}");
+    assert_eq!(state("features"), "ran", "{got:?}");
+    assert_eq!(state("dataset"), "ran", "{got:?}");
+    assert_verified(&p, &cache);
+    // And nothing is left to run.
+    let again = hft(&p.dir, &json);
+    assert_eq!(states(&again), BTreeSet::from(["cached".to_string()]));
+}
+
 #[test]
 fn a_read_only_cache_serves_hits_and_refuses_to_build_clearly() {
     let p = Project::new("fs-readonly");

@@ -17,13 +17,13 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::Plan;
-use super::executor::{Executed, Executor, LocalExecutor, StageJob};
+use super::executor::{Executed, Executor, LocalExecutor, StageJob, Unstored};
 use super::explain::{explain, explain_config};
 use super::key::stage_key;
 use super::stages::{CORRUPT_INPUT_MARK, StageError, StageKind};
 use crate::config::{Experiment, LocationMap};
 use crate::store::remote::Remote;
-use crate::store::{ActionRecord, Digest, StageKey, Store};
+use crate::store::{ActionRecord, Digest, StageKey, StageLock, Store};
 
 // Their old paths, kept for callers.
 pub use super::executor::{CoreBudget, CoreSlot, TRAINING_CORES, execute_isolated, training_width};
@@ -284,6 +284,62 @@ impl<'a> Previous<'a> {
     }
 }
 
+/// Stages' outputs being stored on threads of their own while later stages run
+/// ([`super::executor::Unstored`]), each with the index of its stage; joined before the
+/// experiment's report is final.
+struct Background<'scope, 'env> {
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    writes: Mutex<
+        Vec<(
+            usize,
+            std::thread::ScopedJoinHandle<'scope, std::io::Result<()>>,
+        )>,
+    >,
+}
+
+impl<'scope, 'env> Background<'scope, 'env> {
+    /// Stores `unstored` and then `record`, and only then releases the key's `lock`: another
+    /// build (or experiment) that needs the key waits for the lock and then finds the record.
+    fn store(
+        &self,
+        stage: usize,
+        store: &'env Store,
+        unstored: Unstored,
+        record: ActionRecord,
+        lock: StageLock,
+    ) {
+        let handle = self.scope.spawn(move || {
+            let stored = unstored.store(store, &record);
+            drop(lock);
+            stored
+        });
+        self.writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((stage, handle));
+    }
+
+    /// Waits for every write; a stage whose outputs could not be stored fails, without a
+    /// record. (Stages after it that ran are sound: their records name their own outputs.)
+    fn join(self, done: &mut [Option<StageReport>]) {
+        let writes = self.writes.into_inner().unwrap_or_else(|p| p.into_inner());
+        for (stage, handle) in writes {
+            let error = match handle.join() {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "the writer panicked".to_string(),
+            };
+            if let Some(report) = done.get_mut(stage).and_then(Option::as_mut) {
+                report.state = StageState::Failed(StageError::Failed(format!(
+                    "cannot store outputs: {e}",
+                    e = error
+                )));
+                report.record = None;
+            }
+        }
+    }
+}
+
 fn run_experiment_once(
     executor: &dyn Executor,
     store: &Store,
@@ -292,62 +348,72 @@ fn run_experiment_once(
     dry_run: bool,
     previous: &Previous,
 ) -> ExperimentReport {
-    let mut plan = job.plan.clone();
-    let stages = &plan.stages;
-    let slots: Vec<Mutex<Option<StageReport>>> = stages.iter().map(|_| Mutex::new(None)).collect();
-    // Ingest stages have no dependencies: run them side by side.
-    let roots: Vec<usize> = (0..stages.len())
-        .filter(|&i| stages[i].deps.is_empty())
-        .collect();
-    roots.par_iter().for_each(|&i| {
-        let r = run_stage(
-            executor,
-            store,
-            remote,
-            job,
-            &stages[i],
-            i,
-            &[],
-            dry_run,
-            previous,
-        );
-        if let Ok(mut slot) = slots[i].lock() {
-            *slot = Some(r);
-        }
-    });
-    let mut done: Vec<Option<StageReport>> = slots
-        .into_iter()
-        .map(|m| m.into_inner().unwrap_or(None))
-        .collect();
-    let mut i = 0;
-    while i < plan.stages.len() {
-        if done[i].is_none() {
-            let spec = &plan.stages[i];
-            let deps: Vec<&StageReport> =
-                spec.deps.iter().filter_map(|&d| done[d].as_ref()).collect();
+    std::thread::scope(|scope| {
+        let background = Background {
+            scope,
+            writes: Mutex::new(Vec::new()),
+        };
+        let bg = &background;
+        let mut plan = job.plan.clone();
+        let stages = &plan.stages;
+        let slots: Vec<Mutex<Option<StageReport>>> =
+            stages.iter().map(|_| Mutex::new(None)).collect();
+        // Ingest stages have no dependencies: run them side by side.
+        let roots: Vec<usize> = (0..stages.len())
+            .filter(|&i| stages[i].deps.is_empty())
+            .collect();
+        roots.par_iter().for_each(|&i| {
             let r = run_stage(
-                executor, store, remote, job, spec, i, &deps, dry_run, previous,
+                executor,
+                store,
+                remote,
+                job,
+                &stages[i],
+                i,
+                &[],
+                dry_run,
+                previous,
+                bg,
             );
-            done[i] = Some(r);
+            if let Ok(mut slot) = slots[i].lock() {
+                *slot = Some(r);
+            }
+        });
+        let mut done: Vec<Option<StageReport>> = slots
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or(None))
+            .collect();
+        let mut i = 0;
+        while i < plan.stages.len() {
+            if done[i].is_none() {
+                let spec = &plan.stages[i];
+                let deps: Vec<&StageReport> =
+                    spec.deps.iter().filter_map(|&d| done[d].as_ref()).collect();
+                let r = run_stage(
+                    executor, store, remote, job, spec, i, &deps, dry_run, previous, bg,
+                );
+                done[i] = Some(r);
+            }
+            // The fold stages exist once the folds are counted.
+            if plan.stages[i].kind == StageKind::FoldPlan
+                && let Some(record) = done[i].as_ref().and_then(|r| r.record.as_ref())
+            {
+                let more =
+                    super::stages::folds::expand(job.experiment, &plan.stages, i, &record.summary);
+                plan.stages.extend(more);
+                done.resize_with(plan.stages.len(), || None);
+            }
+            i += 1;
         }
-        // The fold stages exist once the folds are counted.
-        if plan.stages[i].kind == StageKind::FoldPlan
-            && let Some(record) = done[i].as_ref().and_then(|r| r.record.as_ref())
-        {
-            let more =
-                super::stages::folds::expand(job.experiment, &plan.stages, i, &record.summary);
-            plan.stages.extend(more);
-            done.resize_with(plan.stages.len(), || None);
+        background.join(&mut done);
+        ExperimentReport {
+            name: job.plan.name.clone(),
+            file: job.file.clone(),
+            plan,
+            stages: done.into_iter().flatten().collect(),
+            recorded: false,
         }
-        i += 1;
-    }
-    ExperimentReport {
-        name: job.plan.name.clone(),
-        file: job.file.clone(),
-        plan,
-        stages: done.into_iter().flatten().collect(),
-        recorded: false,
-    }
+    })
 }
 
 /// One stage: complete its key, then the store protocol. Every step is as it has always
@@ -362,15 +428,17 @@ fn run_experiment_once(
 /// 4. Remote cache: if someone else built it, its blobs are pulled and verified, then its
 ///    record stored; a poisoned entry fails the stage.
 /// 5. Execute on the executor, which stores every output blob and then the action record
-///    (a record never points at a missing blob), then push it to the remote cache.
+///    (a record never points at a missing blob), then push it to the remote cache. Large
+///    local outputs come back unstored ([`Unstored`]): without a remote they are stored in
+///    the `background`, which takes the key's lock with it, while the next stage runs.
 ///
 /// A stage that finds an input blob corrupt or missing fails with [`CORRUPT_INPUT_MARK`];
 /// `run_experiment` then forgets every record whose blobs do not verify and runs the
 /// experiment again, which rebuilds the producer.
 #[allow(clippy::too_many_arguments)]
-fn run_stage(
+fn run_stage<'env>(
     executor: &dyn Executor,
-    store: &Store,
+    store: &'env Store,
     remote: Option<&Remote>,
     job: &ExperimentJob,
     spec: &super::StageSpec,
@@ -378,6 +446,7 @@ fn run_stage(
     deps: &[&StageReport],
     dry_run: bool,
     previous: &Previous,
+    background: &Background<'_, 'env>,
 ) -> StageReport {
     let mut report = StageReport {
         id: spec.id.clone(),
@@ -425,7 +494,7 @@ fn run_stage(
         };
         return report;
     }
-    let _lock = match store.lock_stage(&key) {
+    let lock = match store.lock_stage(&key) {
         Ok(lock) => lock,
         Err(e) => {
             report.state =
@@ -468,7 +537,24 @@ fn run_stage(
             record,
             secs,
             waited,
+            unstored,
         }) => {
+            match unstored {
+                None => {}
+                // Stored while the next stage runs; the key stays locked until then.
+                Some(unstored) if remote.is_none() => {
+                    background.store(i, store, unstored, record.clone(), lock)
+                }
+                // The remote push reads the stored blobs: store them first.
+                Some(unstored) => {
+                    if let Err(e) = unstored.store(store, &record) {
+                        report.state = StageState::Failed(StageError::Failed(format!(
+                            "cannot store outputs: {e}"
+                        )));
+                        return report;
+                    }
+                }
+            }
             if let Some(remote) = remote {
                 remote.push_from_store(store, &record);
             }

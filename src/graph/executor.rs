@@ -13,7 +13,7 @@ use std::time::Instant;
 use super::StageSpec;
 use super::exec::ExperimentJob;
 use super::stages::{StageError, StageInputs, StageKind, StageOutput};
-use crate::store::{ActionRecord, Digest, StageKey, Store, now_unix};
+use crate::store::{ActionRecord, Digest, HeldBlob, StageKey, Store, now_unix};
 
 /// One stage to execute: its key is complete, locked by the caller, and in neither the
 /// local nor the remote cache.
@@ -29,12 +29,37 @@ pub struct StageJob<'a> {
 
 /// A stage executed and recorded.
 pub struct Executed {
-    /// The action record, already in the store (its blobs first).
+    /// The action record: in the store (its blobs first), or to be stored by `unstored`.
     pub record: ActionRecord,
     /// How long it took, as reported (`StageState::Ran`), waiting included.
     pub secs: f64,
     /// Of `secs`, the time it waited for cores or the RNG (`crate::waits`).
     pub waited: f64,
+    /// `Some`: neither the record nor its large blobs are in the store yet.
+    pub unstored: Option<Unstored>,
+}
+
+/// Outputs of this size and more in all are held in memory and stored later
+/// ([`Unstored`]): the disk's time for them is worth hiding; smaller ones are stored at once.
+const HOLD_MIN_BYTES: usize = 8 << 20;
+
+/// A local stage's large outputs, hashed and held in memory by the store (readable through
+/// it as if stored), and the blobs still to write before its record. The caller stores them
+/// ([`Unstored::store`]) while it holds the stage's key lock, in the background while the
+/// next stage runs: the feature pipeline's 300 MB of blobs reach the disk while the next
+/// stage computes, instead of before it starts (`graph::exec::run_stage`).
+pub struct Unstored {
+    blobs: Vec<HeldBlob>,
+}
+
+impl Unstored {
+    /// Writes the blobs, then `record` (a record never names a missing blob).
+    pub fn store(self, store: &Store, record: &ActionRecord) -> std::io::Result<()> {
+        for held in self.blobs {
+            store.write_held(held)?;
+        }
+        store.put_action(record)
+    }
 }
 
 /// Executes stages: stores a stage's output blobs, then its action record under its key.
@@ -67,7 +92,15 @@ impl Executor for LocalExecutor {
         let output = output?;
         let mut outputs = BTreeMap::new();
         let StageOutput { blobs, summary } = output;
+        let hold = blobs.values().map(Vec::len).sum::<usize>() >= HOLD_MIN_BYTES;
+        let mut held = Vec::new();
         for (name, bytes) in blobs {
+            if hold {
+                let blob = store.hold_blob(bytes);
+                outputs.insert(name, blob.output.clone());
+                held.push(blob);
+                continue;
+            }
             // Kept in memory for the stages after this one in the same build.
             match store.put_blob_owned(bytes) {
                 Ok(r) => {
@@ -91,6 +124,14 @@ impl Executor for LocalExecutor {
             created: now_unix(),
             digest: None,
         };
+        if hold {
+            return Ok(Executed {
+                record,
+                secs,
+                waited,
+                unstored: Some(Unstored { blobs: held }),
+            });
+        }
         store
             .put_action(&record)
             .map_err(|e| StageError::Failed(e.to_string()))?;
@@ -98,6 +139,7 @@ impl Executor for LocalExecutor {
             record,
             secs,
             waited,
+            unstored: None,
         })
     }
 }

@@ -110,6 +110,7 @@ impl Executor for SlurmExecutor {
             record,
             secs: started.elapsed().as_secs_f64(),
             waited: queued.as_secs_f64(),
+            unstored: None,
         })
     }
 }

@@ -1,6 +1,8 @@
 //! Blobs under `objects/`: written once under their digest, verified whenever read, and
-//! the large ones this process wrote lately kept in memory for the next stage. Separate
-//! from the action records that name them, which have their own life cycle.
+//! the large ones this process wrote lately kept in memory for the next stage. A stage's
+//! large outputs may also be held (hashed, not yet written: [`HeldBlob`]) while the next
+//! stage runs. Separate from the action records that name them, which have their own life
+//! cycle.
 
 use std::collections::VecDeque;
 use std::fs;
@@ -18,6 +20,29 @@ pub(super) struct RecentBlobs {
     /// Oldest first.
     entries: VecDeque<(Digest, Arc<Vec<u8>>)>,
     bytes: usize,
+    /// Blobs hashed but not yet written ([`Store::hold_blob`]): never evicted, since no
+    /// other copy of their bytes exists until [`Store::write_held`] has run.
+    held: Vec<(Digest, Arc<Vec<u8>>)>,
+}
+
+/// A stage output hashed and held in memory, not yet under `objects/`: through the handle
+/// that holds it (and its clones) it reads as stored ([`Store::get_blob`],
+/// [`Store::get_blob_shared`], [`Store::has_blob`]) until [`Store::write_held`] writes it.
+/// Dropped unwritten (a failed write, a panic), it is let go: only the action record that
+/// would name it makes a blob count, and that is written after it.
+#[derive(Debug)]
+pub struct HeldBlob {
+    pub output: OutputRef,
+    bytes: Arc<Vec<u8>>,
+    store: Store,
+}
+
+impl Drop for HeldBlob {
+    fn drop(&mut self) {
+        if let Ok(mut recent) = self.store.recent.lock() {
+            recent.release(&self.output.digest, &self.bytes);
+        }
+    }
 }
 
 /// Blobs from this size on are hashed while they are written ([`Store::put_large_blob`]).
@@ -29,16 +54,35 @@ const RECENT_MAX_BYTES: usize = 512 << 20;
 
 impl RecentBlobs {
     fn get(&self, d: &Digest) -> Option<Arc<Vec<u8>>> {
-        self.entries
+        self.held
             .iter()
-            .rev()
+            .chain(self.entries.iter().rev())
             .find(|(digest, _)| digest == d)
             .map(|(_, bytes)| bytes.clone())
     }
 
+    fn get_held(&self, d: &Digest) -> Option<Arc<Vec<u8>>> {
+        self.held
+            .iter()
+            .find(|(digest, _)| digest == d)
+            .map(|(_, bytes)| bytes.clone())
+    }
+
+    /// Drops one hold of `d` (two stages may hold the same bytes).
+    fn release(&mut self, d: &Digest, bytes: &Arc<Vec<u8>>) {
+        if let Some(i) = self
+            .held
+            .iter()
+            .position(|(digest, b)| digest == d && Arc::ptr_eq(b, bytes))
+        {
+            self.held.swap_remove(i);
+        }
+    }
+
     fn insert(&mut self, d: Digest, bytes: Arc<Vec<u8>>) {
         let len = bytes.len();
-        if !(RECENT_MIN_BYTES..=RECENT_MAX_BYTES).contains(&len) || self.get(&d).is_some() {
+        let kept = self.entries.iter().any(|(digest, _)| *digest == d);
+        if !(RECENT_MIN_BYTES..=RECENT_MAX_BYTES).contains(&len) || kept {
             return;
         }
         while self.bytes + len > RECENT_MAX_BYTES {
@@ -114,7 +158,21 @@ impl Store {
                 .unwrap_or_else(|_| Err(io::Error::other("the blob writer panicked")));
             (digest, tmp)
         });
-        let path = self.blob_path(&digest);
+        self.publish_blob(bytes, &digest, tmp, |path, d| {
+            self.read_verified(path, d).is_some()
+        })
+    }
+
+    /// Puts the written temporary file `tmp` of `bytes` under `digest` (or removes it when
+    /// the blob is already there, as `intact` judges).
+    fn publish_blob(
+        &self,
+        bytes: &[u8],
+        digest: &Digest,
+        tmp: io::Result<PathBuf>,
+        intact: impl Fn(&Path, &Digest) -> bool,
+    ) -> io::Result<OutputRef> {
+        let path = self.blob_path(digest);
         let cannot = |e: io::Error| {
             io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
         };
@@ -122,7 +180,7 @@ impl Store {
         let present = fs::metadata(&path)
             .map(|m| m.len() == bytes.len() as u64)
             .unwrap_or(false);
-        if present && self.read_verified(&path, &digest).is_some() {
+        if present && intact(&path, digest) {
             let _ = fs::remove_file(&tmp);
         } else {
             if let Some(dir) = path.parent()
@@ -137,9 +195,42 @@ impl Store {
             self.publish(&tmp, &path).map_err(cannot)?;
         }
         Ok(OutputRef {
-            digest,
+            digest: *digest,
             size: bytes.len() as u64,
         })
+    }
+
+    /// Hashes `bytes` and holds them in memory as a blob to be written later
+    /// ([`Store::write_held`]), readable through this handle meanwhile.
+    pub fn hold_blob(&self, bytes: Vec<u8>) -> HeldBlob {
+        let output = OutputRef {
+            digest: Digest::of(&bytes),
+            size: bytes.len() as u64,
+        };
+        let bytes = Arc::new(bytes);
+        if let Ok(mut recent) = self.recent.lock() {
+            recent.held.push((output.digest, bytes.clone()));
+        }
+        HeldBlob {
+            output,
+            bytes,
+            store: self.clone(),
+        }
+    }
+
+    /// Writes a held blob under its digest; from then on it is an ordinary recent blob.
+    /// Uses no thread pool (it runs beside stages that may be waiting for the caller's
+    /// key lock) and hashes nothing but an already present blob, serially.
+    pub fn write_held(&self, held: HeldBlob) -> io::Result<OutputRef> {
+        let bytes: &[u8] = &held.bytes;
+        let tmp = self.write_tmp(bytes, true);
+        let stored = self.publish_blob(bytes, &held.output.digest, tmp, |path, d| {
+            fs::read(path).is_ok_and(|b| blake3::hash(&b).as_bytes() == &d.0)
+        })?;
+        if let Ok(mut recent) = self.recent.lock() {
+            recent.insert(stored.digest, held.bytes.clone());
+        }
+        Ok(stored)
     }
 
     /// [`Store::put_blob`], keeping a large blob in memory for [`Store::get_blob_shared`]
@@ -164,6 +255,9 @@ impl Store {
     /// The blob's bytes, verified. A missing or corrupt blob is `None` (and a corrupt one is
     /// removed so that the next write replaces it).
     pub fn get_blob(&self, d: &Digest) -> Option<Vec<u8>> {
+        if let Some(held) = self.recent.lock().ok().and_then(|r| r.get_held(d)) {
+            return Some(held.as_ref().clone());
+        }
         let path = self.blob_path(d);
         let bytes = self.read_verified(&path, d);
         if bytes.is_none() && path.exists() {
@@ -184,6 +278,10 @@ impl Store {
     /// Cheap presence check used on cache hits: the blob exists with the recorded size.
     /// Content is verified when the bytes are read.
     pub fn has_blob(&self, r: &OutputRef) -> bool {
+        let held = self.recent.lock().ok().and_then(|h| h.get_held(&r.digest));
+        if let Some(bytes) = held {
+            return bytes.len() as u64 == r.size;
+        }
         fs::metadata(self.blob_path(&r.digest))
             .map(|m| m.len() == r.size)
             .unwrap_or(false)
@@ -268,6 +366,54 @@ mod tests {
         }
         assert!(recent.get(&a.0).is_none() && recent.get(&b.0).is_some());
         assert!(recent.get(&c.0).is_some() && recent.bytes <= RECENT_MAX_BYTES);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn held_blobs_read_as_stored_until_written_and_vanish_when_dropped_unwritten() {
+        let (dir, store) = temp_store();
+        let bytes = vec![3u8; 2 * RECENT_MIN_BYTES];
+        let held = store.hold_blob(bytes.clone());
+        let r = held.output.clone();
+        assert_eq!(r.digest, Digest::of(&bytes));
+        assert!(!store.blob_path(&r.digest).exists(), "not written yet");
+        // Readable through this handle and its clones as if it were stored.
+        let other = store.clone();
+        assert!(other.has_blob(&r));
+        assert!(!other.has_blob(&OutputRef {
+            size: 1,
+            ..r.clone()
+        }));
+        assert_eq!(other.get_blob(&r.digest).unwrap(), bytes);
+        assert_eq!(*other.get_blob_shared(&r.digest).unwrap(), bytes);
+
+        // Written: on disk, read-only, and still served from memory.
+        assert_eq!(store.write_held(held).unwrap(), r);
+        let path = store.blob_path(&r.digest);
+        assert_eq!(fs::read(&path).unwrap(), bytes);
+        assert!(fs::metadata(&path).unwrap().permissions().readonly());
+        assert!(store.recent.lock().unwrap().held.is_empty());
+        assert_eq!(*store.get_blob_shared(&r.digest).unwrap(), bytes);
+        // Held and written again (a stage re-run with the same bytes): found present.
+        assert_eq!(store.write_held(store.hold_blob(bytes.clone())).unwrap(), r);
+
+        // Dropped unwritten (a failed stage): gone from memory, never on disk.
+        let lost = vec![4u8; 16];
+        let held = store.hold_blob(lost.clone());
+        let d = held.output.digest;
+        drop(held);
+        assert!(store.get_blob(&d).is_none());
+        assert!(!store.has_blob(&OutputRef {
+            digest: d,
+            size: 16
+        }));
+        assert!(!store.blob_path(&d).exists());
+        let left: Vec<_> = fs::read_dir(store.root().join("tmp"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
         fs::remove_dir_all(dir).unwrap();
     }
 }

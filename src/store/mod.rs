@@ -26,6 +26,7 @@ mod actions;
 pub use actions::TOUCH_EVERY;
 mod atomic;
 mod blobs;
+pub use blobs::HeldBlob;
 mod direct;
 mod locks;
 pub mod records;
