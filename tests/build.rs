@@ -222,7 +222,12 @@ fn large_outputs_stored_in_the_background_are_built_once_and_complete() {
     p.write("experiments/b.yaml", &large("b", 2));
     let run = p.hft(&["build", "-j", "2", "--until", "dataset"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    assert_eq!(run.ran().len(), 3, "ingest, features, dataset once:\n{}", run.stdout);
+    assert_eq!(
+        run.ran().len(),
+        3,
+        "ingest, features, dataset once:\n{}",
+        run.stdout
+    );
     assert_eq!(run.with_state("cached").len(), 3, "{}", run.stdout);
     let verify = p.hft(&["cache", "verify"]);
     assert_eq!(verify.code, 0, "{}\n{}", verify.stdout, verify.stderr);

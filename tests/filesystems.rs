@@ -255,7 +255,9 @@ fn a_full_disk_under_a_background_write_fails_that_stage_and_keeps_the_cache_con
     );
     assert_verified(&p, &cache);
     assert!(
-        names_in(&cache.join("tmp")).iter().all(|n| !n.ends_with(".tmp")),
+        names_in(&cache.join("tmp"))
+            .iter()
+            .all(|n| !n.ends_with(".tmp")),
         "no partial blob is left after the next open"
     );
 

@@ -383,6 +383,15 @@ fn run_experiment_once(
             .into_iter()
             .map(|m| m.into_inner().unwrap_or(None))
             .collect();
+        // Data files read when planning (`StatCache::keeping_bytes`) and not taken by an
+        // ingest that ran (it was cached, or failed first) are not needed any more.
+        for digest in roots
+            .iter()
+            .filter_map(|i| job.data_digests.get(i))
+            .flatten()
+        {
+            store.take_data_bytes(digest);
+        }
         let mut i = 0;
         while i < plan.stages.len() {
             if done[i].is_none() {

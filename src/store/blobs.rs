@@ -52,6 +52,11 @@ const RECENT_MIN_BYTES: usize = 1 << 20;
 /// At most this many bytes of recent blobs are kept (the oldest go first).
 const RECENT_MAX_BYTES: usize = 512 << 20;
 
+/// Whether bytes of this size are kept as a recent blob ([`Store::keep_data_bytes`]).
+pub(super) fn worth_keeping(size: u64) -> bool {
+    (RECENT_MIN_BYTES as u64..=RECENT_MAX_BYTES as u64).contains(&size)
+}
+
 impl RecentBlobs {
     fn get(&self, d: &Digest) -> Option<Arc<Vec<u8>>> {
         self.held
@@ -241,6 +246,25 @@ impl Store {
             recent.insert(stored.digest, Arc::new(bytes));
         }
         Ok(stored)
+    }
+
+    /// Keeps a data file's bytes, just read and hashed to `digest` when planning, for the
+    /// ingest that parses them ([`Store::take_data_bytes`]). Among the recent blobs: bytes
+    /// are named by their digest whatever their origin, and the budget bounds them.
+    pub fn keep_data_bytes(&self, digest: Digest, bytes: Vec<u8>) {
+        if let Ok(mut recent) = self.recent.lock() {
+            recent.insert(digest, Arc::new(bytes));
+        }
+    }
+
+    /// Bytes with this digest kept in memory, taken out of it (the ingest holds them only
+    /// while it parses them); `None`: read the file.
+    pub fn take_data_bytes(&self, d: &Digest) -> Option<Arc<Vec<u8>>> {
+        let mut recent = self.recent.lock().ok()?;
+        let i = recent.entries.iter().position(|(digest, _)| digest == d)?;
+        let (_, bytes) = recent.entries.remove(i)?;
+        recent.bytes -= bytes.len();
+        Some(bytes)
     }
 
     /// The blob's bytes: from memory if this process stored it lately

@@ -38,7 +38,7 @@ pub mod verify;
 
 pub use locks::StageLock;
 pub use records::{Pin, PinFile, PinKind};
-pub use stat_cache::{Fingerprint, StatCache, hash_file};
+pub use stat_cache::{Fingerprint, StatCache, hash_file, read_file};
 pub use summary::Summary;
 
 use std::collections::BTreeMap;

@@ -46,6 +46,9 @@ pub struct StatCache {
     path: Option<PathBuf>,
     file: StatCacheFile,
     dirty: bool,
+    /// Large files hashed through this cache are read into memory and handed to this store
+    /// for the ingest ([`StatCache::keeping_bytes`]).
+    keep: Option<Store>,
 }
 
 impl StatCache {
@@ -59,7 +62,18 @@ impl StatCache {
             path: Some(path),
             file,
             dirty: false,
+            keep: None,
         }
+    }
+
+    /// From now on, a file this cache must hash (new, or changed since) is read into
+    /// memory, hashed, and its bytes left with `store` for this process's ingest
+    /// ([`Store::take_data_bytes`]): a build then reads each new data file once instead of
+    /// once to hash it and again to parse it. Files over the store's budget for recent
+    /// blobs are hashed in place as before.
+    pub fn keeping_bytes(mut self, store: &Store) -> StatCache {
+        self.keep = Some(store.clone());
+        self
     }
 
     /// The digest of the file at `path`, from the cache when its fingerprint is unchanged.
@@ -74,7 +88,15 @@ impl StatCache {
         {
             return Ok((*digest, fp));
         }
-        let digest = hash_file(&canonical)?;
+        let digest = match &self.keep {
+            Some(store) if super::blobs::worth_keeping(fp.size) => {
+                let bytes = read_file(&canonical)?;
+                let digest = Digest::of(&bytes);
+                store.keep_data_bytes(digest, bytes);
+                digest
+            }
+            _ => hash_file(&canonical)?,
+        };
         self.file.entries.insert(key, (fp.clone(), digest));
         self.dirty = true;
         Ok((digest, fp))
@@ -124,6 +146,40 @@ pub fn check_data_file(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
     Ok(())
 }
 
+/// A data file's bytes, as `std::fs::read` gives them. Large files are read in stretches
+/// by several threads (the copy out of the page cache is most of the cost); a file whose
+/// length changed under the read is read again the ordinary way (a digest of the bytes decides what
+/// they are).
+pub fn read_file(path: &Path) -> io::Result<Vec<u8>> {
+    use rayon::prelude::*;
+    use std::os::unix::fs::FileExt;
+    const STRETCH: usize = 8 << 20;
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len < 2 * STRETCH as u64 {
+        drop(file);
+        return std::fs::read(path);
+    }
+    let Ok(len) = usize::try_from(len) else {
+        return std::fs::read(path);
+    };
+    // Zeroed memory comes from the allocator untouched: each stretch's pages are first
+    // written by the thread that reads it.
+    let mut bytes = vec![0u8; len];
+    let read = bytes
+        .par_chunks_mut(STRETCH)
+        .enumerate()
+        .try_for_each(|(i, out)| file.read_exact_at(out, (i * STRETCH) as u64));
+    let mut past_end = [0u8; 1];
+    match (read, file.read_at(&mut past_end, len as u64)) {
+        (Ok(()), Ok(0)) => Ok(bytes),
+        _ => {
+            drop(bytes);
+            std::fs::read(path)
+        }
+    }
+}
+
 /// blake3 of a file, memory-mapped and multi-threaded for large files.
 ///
 /// The digest is the plain blake3 of the bytes whatever the strategy (blake3's tree makes a
@@ -142,4 +198,39 @@ pub fn hash_file(path: &Path) -> io::Result<Digest> {
         h.update_reader(file)?;
     }
     Ok(Digest(*h.finalize().as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::temp_store;
+
+    #[test]
+    fn a_build_reads_a_new_large_file_once_and_leaves_its_bytes_for_the_ingest() {
+        let (dir, store) = temp_store();
+        let large = dir.join("large.csv");
+        let bytes: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+        fs::write(&large, &bytes).unwrap();
+        let small = dir.join("small.csv");
+        fs::write(&small, b"date,close\n2024-01-02,1\n").unwrap();
+
+        // Status and other readers hash in place and keep nothing.
+        let (digest, _) = StatCache::load(&store).digest(&large).unwrap();
+        assert_eq!(digest, Digest::of(&bytes));
+        assert!(store.take_data_bytes(&digest).is_none());
+
+        // A build's stat cache keeps a file it had to hash, with the same digest.
+        let mut cache = StatCache::load(&store).keeping_bytes(&store);
+        assert_eq!(cache.digest(&large).unwrap().0, digest);
+        let kept = store.take_data_bytes(&digest).expect("kept for the ingest");
+        assert_eq!(*kept, bytes);
+        assert!(store.take_data_bytes(&digest).is_none(), "taken once");
+        // Small files are cheap to read again.
+        let (small_digest, _) = cache.digest(&small).unwrap();
+        assert!(store.take_data_bytes(&small_digest).is_none());
+        // Known to the cache (same fingerprint): not read at all.
+        assert_eq!(cache.digest(&large).unwrap().0, digest);
+        assert!(store.take_data_bytes(&digest).is_none());
+        fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -25,6 +25,10 @@ pub fn make_jobs<'a>(
 
     // Data files: digests from the stat cache, fed to salsa as inputs.
     let mut stat_cache = StatCache::load(store);
+    if allow_fetch {
+        // A build ingests what it hashes now: one read of each new file (`keeping_bytes`).
+        stat_cache = stat_cache.keeping_bytes(store);
+    }
     let mut jobs_list = Vec::new();
     for Loaded {
         file, parsed, plan, ..

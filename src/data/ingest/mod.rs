@@ -121,8 +121,8 @@ fn validate_file(path: &Path, bytes: &[u8], opts: &IngestOptions) -> Result<Vali
 /// Several files of one symbol (e.g. train/AAPL.csv then test/AAPL.csv): each parsed, then
 /// concatenated in time order; a timestamp present in two files is an error naming both files
 /// and lines (dropped, first file wins, under Drop). The date window applies to the whole.
-pub fn parse_files(
-    files: &[(PathBuf, Vec<u8>)],
+pub fn parse_files<B: AsRef<[u8]> + Sync>(
+    files: &[(PathBuf, B)],
     opts: &IngestOptions,
 ) -> Result<Ingested, DataError> {
     use rayon::prelude::*;
@@ -130,7 +130,7 @@ pub fn parse_files(
     // Every file in parallel; the first error in the given order is the one reported.
     let results: Vec<Result<Validated, DataError>> = files
         .par_iter()
-        .map(|(path, bytes)| validate_file(path, bytes, opts))
+        .map(|(path, bytes)| validate_file(path, bytes.as_ref(), opts))
         .collect();
     let mut validated = Vec::with_capacity(results.len());
     for r in results {
@@ -237,7 +237,7 @@ mod tests {
         }
         let one = parse_files(std::slice::from_ref(&train), &IngestOptions::default()).unwrap();
         assert_eq!(one.bars.volume, vec![1.0, 2.0]);
-        assert!(parse_files(&[], &IngestOptions::default()).is_err());
+        assert!(parse_files::<Vec<u8>>(&[], &IngestOptions::default()).is_err());
         let window = IngestOptions {
             start: Some(ts("2020-01-02 00:00:00")),
             end: Some(ts("2020-01-04 00:00:00")),

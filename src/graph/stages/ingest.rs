@@ -81,19 +81,30 @@ impl Stage for Ingest<'_> {
                 }
                 let mut files = Vec::with_capacity(inputs.data_files.len());
                 for (i, path) in inputs.data_files.iter().enumerate() {
-                    let bytes = read_file(path).map_err(|err| {
+                    let planned = inputs.data_digests.get(i);
+                    // Read and hashed when planning (a file new to the stat cache): the
+                    // very bytes the key names.
+                    if let Some(bytes) = planned.and_then(|d| inputs.store.take_data_bytes(d)) {
+                        files.push((path.clone(), bytes));
+                        continue;
+                    }
+                    let bytes = crate::store::read_file(path).map_err(|err| {
                         StageError::BadInput(format!("cannot read {}: {err}", path.display()))
                     })?;
                     // The key was computed from the digest seen when planning; if the file
                     // changed since, these bytes belong under another key.
-                    if inputs.data_digests.get(i) != Some(&Digest::of(&bytes)) {
+                    if planned != Some(&Digest::of(&bytes)) {
                         return Err(StageError::Failed(format!(
                             "{} changed during the build; run the build again",
                             path.display()
                         )));
                     }
-                    files.push((path.clone(), bytes));
+                    files.push((path.clone(), std::sync::Arc::new(bytes)));
                 }
+                let files: Vec<(std::path::PathBuf, &[u8])> = files
+                    .iter()
+                    .map(|(p, b)| (p.clone(), b.as_slice()))
+                    .collect();
                 data::ingest::parse_files(&files, &opts)
                     .map_err(|err| StageError::BadInput(err.to_string()))?
             }
@@ -178,40 +189,6 @@ impl Stage for Ingest<'_> {
             summary,
             blobs: BTreeMap::from([("bars".to_string(), ingested.bars.to_bytes())]),
         })
-    }
-}
-
-/// A data file's bytes, as `std::fs::read` gives them. Large files are read in stretches
-/// by several threads (the copy out of the page cache is most of the cost); a file whose
-/// length changed under the read is read again the ordinary way (the digest check that
-/// follows decides whether it is still the planned one).
-fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    use rayon::prelude::*;
-    use std::os::unix::fs::FileExt;
-    const STRETCH: usize = 8 << 20;
-    let file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    if len < 2 * STRETCH as u64 {
-        drop(file);
-        return std::fs::read(path);
-    }
-    let Ok(len) = usize::try_from(len) else {
-        return std::fs::read(path);
-    };
-    // Zeroed memory comes from the allocator untouched: each stretch's pages are first
-    // written by the thread that reads it.
-    let mut bytes = vec![0u8; len];
-    let read = bytes
-        .par_chunks_mut(STRETCH)
-        .enumerate()
-        .try_for_each(|(i, out)| file.read_exact_at(out, (i * STRETCH) as u64));
-    let mut past_end = [0u8; 1];
-    match (read, file.read_at(&mut past_end, len as u64)) {
-        (Ok(()), Ok(0)) => Ok(bytes),
-        _ => {
-            drop(bytes);
-            std::fs::read(path)
-        }
     }
 }
 
