@@ -130,6 +130,7 @@ impl Stage for FoldPlan {
         Ok(StageOutput {
             summary: json!({"bars": line.len(), "folds": indices}),
             blobs: BTreeMap::from([("fold_plan".to_string(), blob)]),
+            decoded: Vec::new(),
         })
     }
 }
@@ -268,6 +269,7 @@ impl Stage for WalkForward<'_> {
                 ("folds".to_string(), folds_bytes),
                 ("predictions".to_string(), out.predictions),
             ]),
+            decoded: Vec::new(),
         })
     }
 }
