@@ -414,13 +414,6 @@ fn run_experiment_once(
             }
             i += 1;
         }
-        // Decoded outputs no later stage took (`--until`, a consumer that was cached).
-        store.drop_decoded(
-            done.iter()
-                .flatten()
-                .filter_map(|r| r.record.as_ref())
-                .flat_map(|r| r.outputs.values().map(|o| &o.digest)),
-        );
         background.join(&mut done);
         ExperimentReport {
             name: job.plan.name.clone(),

@@ -91,11 +91,7 @@ impl Executor for LocalExecutor {
         let (output, waited) = execute_isolated_timed(&spec.kind, &stage_inputs);
         let output = output?;
         let mut outputs = BTreeMap::new();
-        let StageOutput {
-            blobs,
-            summary,
-            decoded,
-        } = output;
+        let StageOutput { blobs, summary } = output;
         let hold = blobs.values().map(Vec::len).sum::<usize>() >= HOLD_MIN_BYTES;
         let mut held = Vec::new();
         for (name, bytes) in blobs {
@@ -115,11 +111,6 @@ impl Executor for LocalExecutor {
                         "cannot store output `{name}`: {e}"
                     )));
                 }
-            }
-        }
-        for (name, value) in decoded {
-            if let Some(out) = outputs.get(&name) {
-                store.keep_decoded(out.digest, value.0);
             }
         }
         let secs = started.elapsed().as_secs_f64();

@@ -23,8 +23,6 @@ pub(super) struct RecentBlobs {
     /// Blobs hashed but not yet written ([`Store::hold_blob`]): never evicted, since no
     /// other copy of their bytes exists until [`Store::write_held`] has run.
     held: Vec<(Digest, Arc<Vec<u8>>)>,
-    /// Decoded values of blobs this process produced ([`Store::keep_decoded`]).
-    decoded: Vec<(Digest, Box<dyn std::any::Any + Send>)>,
 }
 
 /// A stage output hashed and held in memory, not yet under `objects/`: through the handle
@@ -250,41 +248,6 @@ impl Store {
         Ok(stored)
     }
 
-    /// Keeps `value`, what decoding blob `digest` gives, for one later stage of this build
-    /// to take instead of decoding the bytes ([`Store::take_decoded`]). Unused values are
-    /// dropped when the experiment that produced them is done ([`Store::drop_decoded`]).
-    pub fn keep_decoded(&self, digest: Digest, value: Box<dyn std::any::Any + Send>) {
-        if let Ok(mut recent) = self.recent.lock() {
-            recent.decoded.push((digest, value));
-        }
-    }
-
-    /// The decoded value of blob `d`, taken out of memory: `None` when there is none (or
-    /// of another type), and the caller decodes the bytes.
-    pub fn take_decoded<T: 'static>(&self, d: &Digest) -> Option<T> {
-        let mut recent = self.recent.lock().ok()?;
-        let i = recent.decoded.iter().position(|(digest, _)| digest == d)?;
-        let (_, value) = recent.decoded.swap_remove(i);
-        value.downcast::<T>().ok().map(|b| *b)
-    }
-
-    /// Drops the decoded values of these blobs that no stage took.
-    pub fn drop_decoded<'a>(&self, digests: impl IntoIterator<Item = &'a Digest>) {
-        let digests: Vec<&Digest> = digests.into_iter().collect();
-        let dropped: Vec<_> = match self.recent.lock() {
-            Ok(mut recent) => {
-                let (gone, kept) = std::mem::take(&mut recent.decoded)
-                    .into_iter()
-                    .partition(|(d, _)| digests.contains(&d));
-                recent.decoded = kept;
-                gone
-            }
-            Err(_) => return,
-        };
-        // Freed outside the lock.
-        drop(dropped);
-    }
-
     /// Keeps a data file's bytes, just read and hashed to `digest` when planning, for the
     /// ingest that parses them ([`Store::take_data_bytes`]). Among the recent blobs: bytes
     /// are named by their digest whatever their origin, and the budget bounds them.
@@ -475,23 +438,6 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(left.is_empty(), "{left:?}");
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn decoded_values_are_taken_once_by_type_and_dropped_when_unused() {
-        let (dir, store) = temp_store();
-        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
-        store.keep_decoded(a, Box::new(vec![1.5f64, 2.5]));
-        store.keep_decoded(b, Box::new(7u32));
-        // Another type is no value: the caller decodes the bytes.
-        assert_eq!(store.clone().take_decoded::<Vec<f64>>(&b), None);
-        assert_eq!(store.take_decoded::<Vec<f64>>(&a), Some(vec![1.5, 2.5]));
-        assert_eq!(store.take_decoded::<Vec<f64>>(&a), None, "taken once");
-        store.keep_decoded(b, Box::new(8u32));
-        store.drop_decoded([&b]);
-        assert_eq!(store.take_decoded::<u32>(&b), None);
-        assert!(store.recent.lock().unwrap().decoded.is_empty());
         fs::remove_dir_all(dir).unwrap();
     }
 }

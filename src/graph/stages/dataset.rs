@@ -53,9 +53,6 @@ pub(super) fn feature_tables(
     inputs: &StageInputs,
     i: usize,
 ) -> Result<Vec<data::FeatureTable>, StageError> {
-    if let Some(tables) = inputs.decoded(i, "features") {
-        return Ok(tables);
-    }
     data::blob::decode_feature_tables(&inputs.blob(i, "features")?)
         .map_err(|err| StageError::Failed(format!("features: {err}")))
 }
@@ -72,7 +69,6 @@ pub(super) fn dataset_output(encoded: EncodedDataset) -> StageOutput {
             "test": encoded.n[2],
         }),
         blobs: BTreeMap::from([("dataset".to_string(), encoded.bytes)]),
-        decoded: Vec::new(),
     }
 }
 

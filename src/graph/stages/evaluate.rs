@@ -84,7 +84,6 @@ impl Stage for Evaluate {
                 ("metrics".to_string(), bytes),
                 ("predictions".to_string(), out.predictions),
             ]),
-            decoded: Vec::new(),
         })
     }
 }

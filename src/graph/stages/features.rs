@@ -43,11 +43,8 @@ impl Stage for Features {
         let mut states = Vec::with_capacity(inputs.deps.len());
         let mut computed_rows = 0usize;
         for (i, record) in inputs.deps.iter().enumerate() {
-            let bars = match inputs.decoded::<Bars>(i, "bars") {
-                Some(bars) => bars,
-                None => Bars::from_bytes(&inputs.blob(i, "bars")?)
-                    .map_err(|err| StageError::Failed(format!("{}: {err}", record.stage)))?,
-            };
+            let bars = Bars::from_bytes(&inputs.blob(i, "bars")?)
+                .map_err(|err| StageError::Failed(format!("{}: {err}", record.stage)))?;
             let symbol = record
                 .stage
                 .strip_prefix("ingest:")
@@ -86,7 +83,6 @@ impl Stage for Features {
                 "computed_rows": computed_rows,
             }),
             blobs: BTreeMap::from([("features".to_string(), blob)]),
-            decoded: vec![("features".to_string(), super::Decoded::new(tables))],
         })
     }
 }

@@ -130,7 +130,6 @@ impl Stage for FoldPlan {
         Ok(StageOutput {
             summary: json!({"bars": line.len(), "folds": indices}),
             blobs: BTreeMap::from([("fold_plan".to_string(), blob)]),
-            decoded: Vec::new(),
         })
     }
 }
@@ -269,7 +268,6 @@ impl Stage for WalkForward<'_> {
                 ("folds".to_string(), folds_bytes),
                 ("predictions".to_string(), out.predictions),
             ]),
-            decoded: Vec::new(),
         })
     }
 }

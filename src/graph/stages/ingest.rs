@@ -188,7 +188,6 @@ impl Stage for Ingest<'_> {
         Ok(StageOutput {
             summary,
             blobs: BTreeMap::from([("bars".to_string(), ingested.bars.to_bytes())]),
-            decoded: vec![("bars".to_string(), super::Decoded::new(ingested.bars))],
         })
     }
 }

@@ -72,7 +72,6 @@ impl Stage for Init {
         Ok(StageOutput {
             summary: json!({"model": e.model.kind, "bytes": weights.len()}),
             blobs: BTreeMap::from([("weights".to_string(), weights)]),
-            decoded: Vec::new(),
         })
     }
 }

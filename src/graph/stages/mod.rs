@@ -135,25 +135,6 @@ impl StageKind {
 pub struct StageOutput {
     pub blobs: BTreeMap<String, Vec<u8>>,
     pub summary: serde_json::Value,
-    /// Some blobs' values as the stage had them before encoding, for a later stage of the
-    /// same build to take instead of decoding the bytes ([`StageInputs::decoded`]).
-    pub decoded: Vec<(String, Decoded)>,
-}
-
-/// A blob's value, decoded: what decoding its bytes gives (the bytes are its exact
-/// encoding). In memory only, taken at most once ([`Store::keep_decoded`]).
-pub struct Decoded(pub Box<dyn std::any::Any + Send>);
-
-impl Decoded {
-    pub fn new<T: Send + 'static>(value: T) -> Decoded {
-        Decoded(Box::new(value))
-    }
-}
-
-impl std::fmt::Debug for Decoded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Decoded(..)")
-    }
 }
 
 /// Why a stage could not produce its outputs.
@@ -190,13 +171,6 @@ pub struct StageInputs<'a> {
 }
 
 impl StageInputs<'_> {
-    /// Output `name` of dependency `i` as its producer had it before encoding, when it ran
-    /// earlier in this build and nothing has taken it yet; `None`: decode [`Self::blob`].
-    pub fn decoded<T: 'static>(&self, i: usize, name: &str) -> Option<T> {
-        let out = self.deps.get(i)?.outputs.get(name)?;
-        self.store.take_decoded(&out.digest)
-    }
-
     /// The verified bytes of output `name` of dependency `i`.
     pub fn blob(&self, i: usize, name: &str) -> Result<Arc<Vec<u8>>, StageError> {
         let record = self

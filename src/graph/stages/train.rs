@@ -240,7 +240,6 @@ impl Stage for Train {
                 ("checkpoint".to_string(), output.checkpoint),
                 ("log".to_string(), log),
             ]),
-            decoded: Vec::new(),
         })
     }
 }
