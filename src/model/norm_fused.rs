@@ -209,39 +209,19 @@ pub(crate) fn forward(
 }
 
 widest_simd!(norm_rows(x: &[f32], gamma: &[f32], beta: &[f32], n: &mut [MaybeUninit<f32>], y: &mut [MaybeUninit<f32>], r: &mut [f32]) {
+    // Per row: the sum in order, the mean, `n = x − mean` and the sum of its squares in
+    // order, then `1 / std` and the affine map; a full group sums its rows side by side.
     let d = gamma.len();
-    let mut sums = [0.0f32; ROWS_TOGETHER];
-    let mut squares = [0.0f32; ROWS_TOGETHER];
-    if r.len() == ROWS_TOGETHER {
-        // The same operations as the per-row loop below, the rows' sums interleaved.
-        for j in 0..d {
-            for (i, s) in sums.iter_mut().enumerate() {
-                *s += x[i * d + j];
-            }
-        }
-        let means = sums.map(|s| s / d as f32);
-        for j in 0..d {
-            for (i, (q, mean)) in squares.iter_mut().zip(means).enumerate() {
-                let v = x[i * d + j] - mean;
-                n[i * d + j].write(v);
-                *q += v * v;
-            }
-        }
-    } else {
-        for (((x, n), s), q) in x.chunks_exact(d).zip(n.chunks_exact_mut(d)).zip(&mut sums).zip(&mut squares) {
-            for v in x {
-                *s += v;
-            }
-            let mean = *s / d as f32;
-            for (n, v) in n.iter_mut().zip(x) {
-                let v = v - mean;
-                n.write(v);
-                *q += v * v;
-            }
+    let sums = in_order_sums(x, d, r.len(), |v| v);
+    for ((x, n), s) in x.chunks_exact(d).zip(n.chunks_exact_mut(d)).zip(sums) {
+        let mean = s / d as f32;
+        for (n, v) in n.iter_mut().zip(x) {
+            n.write(v - mean);
         }
     }
-    // SAFETY: both branches above wrote every element of `n` (`r.len()` whole rows).
+    // SAFETY: the loop above wrote every element of `n` (`r.len()` whole rows).
     let n = unsafe { assume_written(n) };
+    let squares = in_order_sums(n, d, r.len(), |v| v * v);
     for (((y, n), r), q) in y.chunks_exact_mut(d).zip(n.chunks_exact_mut(d)).zip(r.iter_mut()).zip(squares) {
         let inv = 1.0 / (q / d as f32 + EPSILON).sqrt();
         for (((y, n), g), b) in y.iter_mut().zip(n.iter_mut()).zip(gamma).zip(beta) {
@@ -251,6 +231,34 @@ widest_simd!(norm_rows(x: &[f32], gamma: &[f32], beta: &[f32], n: &mut [MaybeUni
         *r = inv;
     }
 });
+
+/// `Σ f(v)` over each of the first `rows` rows (`d` wide) of `values`, each in its row's
+/// order; a full group of [`ROWS_TOGETHER`] rows advances its sums side by side (the same
+/// additions, independent chains interleaved).
+#[inline(always)]
+fn in_order_sums(
+    values: &[f32],
+    d: usize,
+    rows: usize,
+    f: impl Fn(f32) -> f32,
+) -> [f32; ROWS_TOGETHER] {
+    let mut sums = [0.0f32; ROWS_TOGETHER];
+    if rows == ROWS_TOGETHER {
+        let row: [&[f32]; ROWS_TOGETHER] = std::array::from_fn(|i| &values[i * d..][..d]);
+        for j in 0..d {
+            for (s, row) in sums.iter_mut().zip(&row) {
+                *s += f(row[j]);
+            }
+        }
+    } else {
+        for (s, row) in sums.iter_mut().zip(values.chunks_exact(d).take(rows)) {
+            for &v in row {
+                *s += f(v);
+            }
+        }
+    }
+    sums
+}
 
 /// `dx = inv_std · (g − mean(g) − n · mean(g · n))` with `g = dy · gamma`, row by row.
 pub(crate) fn backward_input(
@@ -284,7 +292,6 @@ pub(crate) fn backward_input(
 
 widest_simd!(input_rows(dx: &mut [MaybeUninit<f32>], n: &[f32], dy: &[f32], gamma: &[f32], r: &[f32]) {
     let d = gamma.len();
-    let (mut sum_g, mut sum_gn) = ([0.0f32; ROWS_TOGETHER], [0.0f32; ROWS_TOGETHER]);
     for (dx, dy) in dx.chunks_exact_mut(d).zip(dy.chunks_exact(d)) {
         for ((g, dy), gamma) in dx.iter_mut().zip(dy).zip(gamma) {
             g.write(dy * gamma);
@@ -292,13 +299,15 @@ widest_simd!(input_rows(dx: &mut [MaybeUninit<f32>], n: &[f32], dy: &[f32], gamm
     }
     // SAFETY: the loop above wrote every element (`dx` is whole rows, as `dy`).
     let dx = unsafe { assume_written(dx) };
+    let (mut sum_g, mut sum_gn) = ([0.0f32; ROWS_TOGETHER], [0.0f32; ROWS_TOGETHER]);
     if r.len() == ROWS_TOGETHER {
         // The same sums as the per-row loop below, the rows' chains interleaved.
+        let g: [&[f32]; ROWS_TOGETHER] = std::array::from_fn(|i| &dx[i * d..][..d]);
+        let n: [&[f32]; ROWS_TOGETHER] = std::array::from_fn(|i| &n[i * d..][..d]);
         for j in 0..d {
-            for (i, (s, sn)) in sum_g.iter_mut().zip(sum_gn.iter_mut()).enumerate() {
-                let g = dx[i * d + j];
-                *s += g;
-                *sn += g * n[i * d + j];
+            for (((s, sn), g), n) in sum_g.iter_mut().zip(sum_gn.iter_mut()).zip(&g).zip(&n) {
+                *s += g[j];
+                *sn += g[j] * n[j];
             }
         }
     } else {
