@@ -347,23 +347,57 @@ pub(crate) fn backward(
     }
 }
 
+/// Rows of [`softmax_rows`] whose sums advance side by side.
+///
+/// Why: a row's sum in order is a chain of dependent additions (60 for seq 60, each waiting
+/// on the last); eight rows' chains interleaved keep the adder busy. Each row is still
+/// summed in its own order, so the bits do not change.
+const ROWS_TOGETHER: usize = 8;
+
+/// Lanes of the running maximum in [`softmax_rows`]: one AVX-512 vector.
+const MAX_LANES: usize = 16;
+
 widest_simd!(softmax_rows(scores: &mut [f32], seq: usize, scale: f32) {
-    // Each row: x / √d_k, minus its maximum, exp, over the sum (summed in order).
-    for row in scores.chunks_exact_mut(seq) {
-        let mut max = f32::NEG_INFINITY;
-        for x in row.iter_mut() {
-            *x /= scale;
-            max = max.max(*x);
+    // Each row: x / √d_k, minus its maximum, exp, over the sum (summed in order). The
+    // maximum is taken lane by lane then across the lanes: the same value in any order
+    // (`max` skips NaN; where ±0 tie, `x − max` differs only for x = −0, and exp(±0) = 1).
+    for group in scores.chunks_mut(ROWS_TOGETHER * seq) {
+        for row in group.chunks_exact_mut(seq) {
+            let mut lanes = [f32::NEG_INFINITY; MAX_LANES];
+            let mut chunks = row.chunks_exact_mut(MAX_LANES);
+            for chunk in &mut chunks {
+                for (m, x) in lanes.iter_mut().zip(chunk.iter_mut()) {
+                    *x /= scale;
+                    *m = m.max(*x);
+                }
+            }
+            for (m, x) in lanes.iter_mut().zip(chunks.into_remainder()) {
+                *x /= scale;
+                *m = m.max(*x);
+            }
+            let max = lanes.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            for x in row.iter_mut() {
+                *x = exp_f32(*x - max);
+            }
         }
-        for x in row.iter_mut() {
-            *x = exp_f32(*x - max);
+        let mut sums = [0.0f32; ROWS_TOGETHER];
+        if group.len() == ROWS_TOGETHER * seq {
+            for j in 0..seq {
+                for (r, s) in sums.iter_mut().enumerate() {
+                    *s += group[r * seq + j];
+                }
+            }
+        } else {
+            for (row, s) in group.chunks_exact(seq).zip(sums.iter_mut()) {
+                for x in row {
+                    *s += *x;
+                }
+            }
         }
-        let mut sum = 0.0f32;
-        for x in row.iter() {
-            sum += *x;
-        }
-        for x in row.iter_mut() {
-            *x /= sum;
+        for (row, sum) in group.chunks_exact_mut(seq).zip(sums) {
+            for x in row.iter_mut() {
+                *x /= sum;
+            }
         }
     }
 });

@@ -24,7 +24,8 @@ use burn::nn::LayerNorm;
 use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
-use super::fused::{dense, f32s, from_f32s, widest_simd};
+use super::fused::{assume_written, dense, f32s, from_f32s, widest_simd};
+use std::mem::MaybeUninit;
 
 /// burn's `LayerNormConfig` default, which every layer norm of hft's models is built with
 /// (`LayerNorm` keeps its epsilon private).
@@ -163,6 +164,18 @@ fn min_rows(d: usize) -> usize {
     (16384 / d.max(1)).max(1)
 }
 
+/// Rows whose in-order sums advance side by side.
+///
+/// Why: a row's sum in order is a chain of dependent additions (128 for d 128, each waiting
+/// on the last); eight rows' chains interleaved keep the adder busy. Each row is still summed
+/// in its own order, so the bits do not change.
+const ROWS_TOGETHER: usize = 8;
+
+/// Tasks of whole groups of [`ROWS_TOGETHER`] rows.
+fn min_groups(d: usize) -> usize {
+    min_rows(d).div_ceil(ROWS_TOGETHER)
+}
+
 /// The output, the normalised rows `(x - mean) / std` and each row's `1 / std`.
 pub(crate) fn forward(
     d: usize,
@@ -171,45 +184,80 @@ pub(crate) fn forward(
     beta: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let rows = x.len().checked_div(d).unwrap_or(0);
-    let mut y = vec![0.0f32; x.len()];
-    let mut normalized = vec![0.0f32; x.len()];
     let mut inv_std = vec![0.0f32; rows];
     if rows == 0 {
-        return (y, normalized, inv_std);
+        return (vec![0.0; x.len()], vec![0.0; x.len()], inv_std);
     }
-    y.par_chunks_mut(d)
-        .zip(normalized.par_chunks_mut(d))
-        .zip(inv_std.par_iter_mut())
-        .zip(x.par_chunks(d))
-        .with_min_len(min_rows(d))
-        .for_each(|(((y, n), r), x)| *r = norm_row(x, gamma, beta, n, y));
+    assert_eq!(x.len(), rows * d, "layer norm rows");
+    // Unzeroed: `norm_rows` writes every element of its rows (zeroing the two buffers first
+    // was most of the profile's memset).
+    let (mut y, mut normalized) = (Vec::with_capacity(x.len()), Vec::with_capacity(x.len()));
+    let group = ROWS_TOGETHER * d;
+    y.spare_capacity_mut()[..x.len()]
+        .par_chunks_mut(group)
+        .zip(normalized.spare_capacity_mut()[..x.len()].par_chunks_mut(group))
+        .zip(inv_std.par_chunks_mut(ROWS_TOGETHER))
+        .zip(x.par_chunks(group))
+        .with_min_len(min_groups(d))
+        .for_each(|(((y, n), r), x)| norm_rows(x, gamma, beta, n, y, r));
+    // SAFETY: every group of rows wrote all of its `y` and `normalized` elements above.
+    unsafe {
+        y.set_len(x.len());
+        normalized.set_len(x.len());
+    }
     (y, normalized, inv_std)
 }
 
-widest_simd!(norm_row_into(x: &[f32], gamma: &[f32], beta: &[f32], n: &mut [f32], y: &mut [f32], r: &mut f32) {
-    let d = x.len();
-    let mut sum = 0.0f32;
-    for v in x {
-        sum += v;
+widest_simd!(norm_rows(x: &[f32], gamma: &[f32], beta: &[f32], n: &mut [MaybeUninit<f32>], y: &mut [MaybeUninit<f32>], r: &mut [f32]) {
+    // Per row: the sum in order, the mean, `n = x − mean` and the sum of its squares in
+    // order, then `1 / std` and the affine map; a full group sums its rows side by side.
+    let d = gamma.len();
+    let sums = in_order_sums(x, d, r.len(), |v| v);
+    for ((x, n), s) in x.chunks_exact(d).zip(n.chunks_exact_mut(d)).zip(sums) {
+        let mean = s / d as f32;
+        for (n, v) in n.iter_mut().zip(x) {
+            n.write(v - mean);
+        }
     }
-    let mean = sum / d as f32;
-    let mut squares = 0.0f32;
-    for (n, v) in n.iter_mut().zip(x) {
-        *n = v - mean;
-        squares += *n * *n;
+    // SAFETY: the loop above wrote every element of `n` (`r.len()` whole rows).
+    let n = unsafe { assume_written(n) };
+    let squares = in_order_sums(n, d, r.len(), |v| v * v);
+    for (((y, n), r), q) in y.chunks_exact_mut(d).zip(n.chunks_exact_mut(d)).zip(r.iter_mut()).zip(squares) {
+        let inv = 1.0 / (q / d as f32 + EPSILON).sqrt();
+        for (((y, n), g), b) in y.iter_mut().zip(n.iter_mut()).zip(gamma).zip(beta) {
+            *n *= inv;
+            y.write(*n * g + b);
+        }
+        *r = inv;
     }
-    let inv = 1.0 / (squares / d as f32 + EPSILON).sqrt();
-    for (((y, n), g), b) in y.iter_mut().zip(n.iter_mut()).zip(gamma).zip(beta) {
-        *n *= inv;
-        *y = *n * g + b;
-    }
-    *r = inv;
 });
 
-fn norm_row(x: &[f32], gamma: &[f32], beta: &[f32], n: &mut [f32], y: &mut [f32]) -> f32 {
-    let mut r = 0.0;
-    norm_row_into(x, gamma, beta, n, y, &mut r);
-    r
+/// `Σ f(v)` over each of the first `rows` rows (`d` wide) of `values`, each in its row's
+/// order; a full group of [`ROWS_TOGETHER`] rows advances its sums side by side (the same
+/// additions, independent chains interleaved).
+#[inline(always)]
+fn in_order_sums(
+    values: &[f32],
+    d: usize,
+    rows: usize,
+    f: impl Fn(f32) -> f32,
+) -> [f32; ROWS_TOGETHER] {
+    let mut sums = [0.0f32; ROWS_TOGETHER];
+    if rows == ROWS_TOGETHER {
+        let row: [&[f32]; ROWS_TOGETHER] = std::array::from_fn(|i| &values[i * d..][..d]);
+        for j in 0..d {
+            for (s, row) in sums.iter_mut().zip(&row) {
+                *s += f(row[j]);
+            }
+        }
+    } else {
+        for (s, row) in sums.iter_mut().zip(values.chunks_exact(d).take(rows)) {
+            for &v in row {
+                *s += f(v);
+            }
+        }
+    }
+    sums
 }
 
 /// `dx = inv_std · (g − mean(g) − n · mean(g · n))` with `g = dy · gamma`, row by row.
@@ -220,30 +268,61 @@ pub(crate) fn backward_input(
     inv_std: &[f32],
     dy: &[f32],
 ) -> Vec<f32> {
-    let mut dx = vec![0.0f32; dy.len()];
-    if dx.is_empty() {
-        return dx;
+    if dy.is_empty() {
+        return Vec::new();
     }
-    dx.par_chunks_mut(d)
-        .zip(normalized.par_chunks(d))
-        .zip(dy.par_chunks(d))
-        .zip(inv_std.par_iter())
-        .with_min_len(min_rows(d))
-        .for_each(|(((dx, n), dy), &r)| input_row(dx, n, dy, gamma, r));
+    assert!(
+        normalized.len() == dy.len() && inv_std.len() * d == dy.len(),
+        "layer norm backward rows"
+    );
+    // Unzeroed: `input_rows` writes every element before reading it.
+    let mut dx = Vec::with_capacity(dy.len());
+    let group = ROWS_TOGETHER * d;
+    dx.spare_capacity_mut()[..dy.len()]
+        .par_chunks_mut(group)
+        .zip(normalized.par_chunks(group))
+        .zip(dy.par_chunks(group))
+        .zip(inv_std.par_chunks(ROWS_TOGETHER))
+        .with_min_len(min_groups(d))
+        .for_each(|(((dx, n), dy), r)| input_rows(dx, n, dy, gamma, r));
+    // SAFETY: every group of rows wrote all of its elements above.
+    unsafe { dx.set_len(dy.len()) };
     dx
 }
 
-widest_simd!(input_row(dx: &mut [f32], n: &[f32], dy: &[f32], gamma: &[f32], r: f32) {
-    let d = dx.len();
-    let (mut sum_g, mut sum_gn) = (0.0f32, 0.0f32);
-    for (((g, dy), gamma), n) in dx.iter_mut().zip(dy).zip(gamma).zip(n) {
-        *g = dy * gamma;
-        sum_g += *g;
-        sum_gn += *g * n;
+widest_simd!(input_rows(dx: &mut [MaybeUninit<f32>], n: &[f32], dy: &[f32], gamma: &[f32], r: &[f32]) {
+    let d = gamma.len();
+    for (dx, dy) in dx.chunks_exact_mut(d).zip(dy.chunks_exact(d)) {
+        for ((g, dy), gamma) in dx.iter_mut().zip(dy).zip(gamma) {
+            g.write(dy * gamma);
+        }
     }
-    let (mean_g, mean_gn) = (sum_g / d as f32, sum_gn / d as f32);
-    for (g, n) in dx.iter_mut().zip(n) {
-        *g = r * (*g - mean_g - n * mean_gn);
+    // SAFETY: the loop above wrote every element (`dx` is whole rows, as `dy`).
+    let dx = unsafe { assume_written(dx) };
+    let (mut sum_g, mut sum_gn) = ([0.0f32; ROWS_TOGETHER], [0.0f32; ROWS_TOGETHER]);
+    if r.len() == ROWS_TOGETHER {
+        // The same sums as the per-row loop below, the rows' chains interleaved.
+        let g: [&[f32]; ROWS_TOGETHER] = std::array::from_fn(|i| &dx[i * d..][..d]);
+        let n: [&[f32]; ROWS_TOGETHER] = std::array::from_fn(|i| &n[i * d..][..d]);
+        for j in 0..d {
+            for (((s, sn), g), n) in sum_g.iter_mut().zip(sum_gn.iter_mut()).zip(&g).zip(&n) {
+                *s += g[j];
+                *sn += g[j] * n[j];
+            }
+        }
+    } else {
+        for (((g, n), s), sn) in dx.chunks_exact(d).zip(n.chunks_exact(d)).zip(&mut sum_g).zip(&mut sum_gn) {
+            for (g, n) in g.iter().zip(n) {
+                *s += g;
+                *sn += g * n;
+            }
+        }
+    }
+    for ((((dx, n), &r), s), sn) in dx.chunks_exact_mut(d).zip(n.chunks_exact(d)).zip(r).zip(sum_g).zip(sum_gn) {
+        let (mean_g, mean_gn) = (s / d as f32, sn / d as f32);
+        for (g, n) in dx.iter_mut().zip(n) {
+            *g = r * (*g - mean_g - n * mean_gn);
+        }
     }
 });
 
@@ -263,9 +342,10 @@ pub(crate) fn backward_params(d: usize, normalized: &[f32], dy: &[f32]) -> (Vec<
     (d_gamma, d_beta)
 }
 
-/// Columns per parallel task of the parameters' gradients: one AVX-512 vector, one cache
-/// line of each row.
-const COLUMN_BLOCK: usize = 16;
+/// Columns per parallel task of the parameters' gradients: four AVX-512 vectors, 256
+/// contiguous bytes of each row (one cache line per row left the prefetcher behind). Any
+/// width gives the same bits: each column is summed in row order by one task.
+const COLUMN_BLOCK: usize = 64;
 
 widest_simd!(column_sums(d_gamma: &mut [f32], d_beta: &mut [f32], normalized: &[f32], dy: &[f32], d: usize, first: usize) {
     let width = d_gamma.len();
