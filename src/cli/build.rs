@@ -91,22 +91,49 @@ pub fn status(common: &Common, json: bool, verbose: bool) -> Outcome {
         Ok(Surveyed::Built(built)) => print_and_exit(built, json),
         Ok(Surveyed::Unchanged(u)) => {
             let m = &u.memo;
-            for (lines, verbose_lines, quiet_lines) in &m.experiments {
-                term::print_block(match (quiet, verbose) {
-                    (true, _) => quiet_lines,
-                    (false, true) => verbose_lines,
-                    (false, false) => lines,
-                });
+            for e in &m.experiments {
+                term::print_block(memo_lines(e, quiet, verbose));
             }
             term::print_block(&m.notes);
             term::print_block(&[format!(
                 "{} experiments: 0 stages would run, {} up to date ({})",
                 m.experiments.len(),
-                m.stages,
+                m.stages(),
                 term::duration(u.secs)
             )]);
             Outcome::Ok
         }
+        Ok(Surveyed::Partial(p)) => {
+            for e in &p.kept {
+                term::print_block(memo_lines(e, quiet, verbose));
+            }
+            for r in &p.built.reports {
+                print(r);
+            }
+            let b = &p.built;
+            print_messages(&b.messages);
+            let searches: Vec<String> = b.searches.iter().map(|s| s.summary_line()).collect();
+            term::print_block(&searches);
+            term::print_block(&[format!(
+                "{} experiments: {} stages would run, {} up to date ({})",
+                p.kept.len() + b.reports.len(),
+                b.counts.stale,
+                p.kept.iter().map(|e| e.stages).sum::<usize>() + b.counts.cached,
+                term::duration(p.secs)
+            )]);
+            let outcome = b.outcome;
+            std::mem::forget(p);
+            outcome
+        }
+    }
+}
+
+/// An experiment's lines from the status memo, as `-q` / `-v` ask.
+fn memo_lines(e: &crate::usecase::status_memo::Entry, quiet: bool, verbose: bool) -> &[String] {
+    match (quiet, verbose) {
+        (true, _) => &e.quiet,
+        (false, true) => &e.verbose,
+        (false, false) => &e.lines,
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::inputs::make_jobs;
-use super::select::{Loaded, load_experiments_indexed, watch_selection};
+use super::select::{Loaded, load_experiments_indexed, watch_selection_parts};
 use super::{Failure, Message, Outcome, Selection, noop, open_store};
 use crate::graph::exec::{self, ExperimentReport, StageState};
 use crate::graph::executor::{Executor, LocalExecutor};
@@ -165,6 +165,9 @@ pub enum Surveyed {
     Built(Built),
     /// Nothing changed since a status that found every stage up to date.
     Unchanged(super::status_memo::StatusUnchanged),
+    /// Only some experiments changed since: those were planned, the rest answered from the
+    /// memo.
+    Partial(super::status_memo::StatusPartial),
 }
 
 /// [`status`], answered from the status memo when nothing it depends on changed (off with
@@ -180,12 +183,34 @@ pub fn status_memoized(
         ..BuildRequest::new(req.select.clone(), req.cache_dir.clone())
     };
     if build_req.memo {
+        use super::status_memo::{Checked, StatusPartial, StatusUnchanged, check, id};
         let store = open_store(&req.cache_dir)?;
-        let id = super::status_memo::id(&noop::invocation_parts(&build_req));
-        if let Some(m) = super::status_memo::check(&store, &id) {
-            return Ok(Surveyed::Unchanged(
-                super::status_memo::StatusUnchanged::new(m, started),
-            ));
+        let id = id(&noop::invocation_parts(&build_req));
+        match check(&store, &id, &req.select.paths) {
+            Some(Checked::Unchanged(m)) => {
+                return Ok(Surveyed::Unchanged(StatusUnchanged::new(m, started)));
+            }
+            // The stale files planned on their own; anything unexpected (an error, a name
+            // that is now used twice) plans everything, which reports it as usual.
+            Some(Checked::Partial(p)) => {
+                let stale = BuildRequest {
+                    select: Selection {
+                        paths: p.stale.clone(),
+                        ..req.select.clone()
+                    },
+                    ..build_req.clone()
+                };
+                if let Ok(BuildResult::Built(built)) = run(&stale, &|_| {}, Some(&p))
+                    && p.fits(&built.reports)
+                {
+                    return Ok(Surveyed::Partial(StatusPartial {
+                        kept: p.kept().cloned().collect(),
+                        built,
+                        secs: started.elapsed().as_secs_f64(),
+                    }));
+                }
+            }
+            None => {}
         }
     }
     match build(&build_req, on_done)? {
@@ -203,6 +228,16 @@ pub fn build(
     req: &BuildRequest,
     on_done: &(dyn Fn(&ExperimentReport) + Sync),
 ) -> Result<BuildResult, Failure> {
+    run(req, on_done, None)
+}
+
+/// [`build`]; with `partial`, a status of the files a status memo no longer answers, which
+/// rewrites that memo from its kept answers and these.
+fn run(
+    req: &BuildRequest,
+    on_done: &(dyn Fn(&ExperimentReport) + Sync),
+    partial: Option<&super::status_memo::Partial>,
+) -> Result<BuildResult, Failure> {
     let dry_run = req.dry_run;
     let started = Instant::now();
     let started_ns = memo::now_ns();
@@ -216,6 +251,8 @@ pub fn build(
         None => None,
     };
     let lock_path = req.lock_file.as_path();
+    // Where the selection's folders and files end in `watched`.
+    let mut selection_split = (0, 0);
     // The no-op fast path: nothing this build depends on changed since the last one.
     let use_memo = !dry_run && req.memo;
     let memo_id = use_memo.then(|| memo::invocation_id(&noop::invocation_parts(req)));
@@ -227,17 +264,27 @@ pub fn build(
         return Ok(BuildResult::Unchanged(noop::replay(&store, m, started)));
     }
     // A status (a dry run with every option at its default) writes the status memo.
-    let status_id = (dry_run
-        && req.memo
-        && req.until.is_none()
-        && !req.locked
-        && req.remote.is_none()
-        && req.executor.is_none())
-    .then(|| super::status_memo::id(&noop::invocation_parts(req)));
-    // Fingerprints of the selection before anything is read, for the memo.
+    let status_id = match partial {
+        Some(p) => Some(p.id().to_string()),
+        None => (dry_run
+            && req.memo
+            && req.until.is_none()
+            && !req.locked
+            && req.remote.is_none()
+            && req.executor.is_none())
+        .then(|| super::status_memo::id(&noop::invocation_parts(req))),
+    };
+    // Fingerprints of the selection before anything is read, for the memos: the folders
+    // searched, then the files found (the status memo keeps the two apart).
     let mut watched = match (&memo_id, &status_id) {
         (None, None) => Vec::new(),
-        _ => watch_selection(&req.select.paths),
+        _ => {
+            let (mut dirs, files) = watch_selection_parts(&req.select.paths);
+            let split = (dirs.len(), dirs.len() + files.len());
+            dirs.extend(files);
+            selection_split = split;
+            dirs
+        }
     };
     let db = Database::default();
     let mut index = req
@@ -463,8 +510,18 @@ pub fn build(
             && crate::term::warnings() == 0
         {
             let notes = searches.iter().map(|s| s.summary_line()).collect();
-            super::status_memo::save(&store, id, &reports, watched, notes, started_ns);
-        } else {
+            let (dirs_end, files_end) = selection_split;
+            let rest = watched.split_off(files_end);
+            let files = watched.split_off(dirs_end);
+            let read = super::status_memo::Read {
+                dirs: watched,
+                files,
+                rest,
+            };
+            super::status_memo::save(&store, id, &reports, read, notes, started_ns, partial);
+        } else if partial.is_none() {
+            // A partial status leaves the memo it started from: it answers only what it
+            // answered, and the files that warned are planned (and warn) again.
             memo::forget(&store, id);
         }
     }
