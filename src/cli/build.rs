@@ -59,7 +59,40 @@ pub fn build(common: &Common, args: &BuildArgs) -> Outcome {
         Err(failure) => report_failure(failure),
         Ok(BuildResult::Unchanged(unchanged)) => print_unchanged(&unchanged, common.quiet),
         Ok(BuildResult::Built(built)) => print_and_exit(built, json),
+        Ok(BuildResult::Partial(p)) => print_partial(p, common.quiet),
     }
+}
+
+/// A build of the stale files (their lines printed as they finished), with every other
+/// experiment's lines and row from the memo: what building everything prints.
+fn print_partial(p: crate::usecase::memos::PartialBuilt, quiet: bool) -> Outcome {
+    for (verbose, quiet_lines) in &p.kept {
+        term::print_block(if quiet { quiet_lines } else { verbose });
+    }
+    let b = &p.built;
+    print_messages(&b.messages);
+    if !p.results.is_empty() {
+        term::print_block(&[String::new()]);
+        term::print_block(&term::table(&p.results));
+    }
+    let searches: Vec<String> = b.searches.iter().map(|s| s.summary_line()).collect();
+    term::print_block(&searches);
+    let c = &b.counts;
+    let pulled = match c.pulled {
+        0 => String::new(),
+        n => format!("{n} pulled, "),
+    };
+    term::print_block(&[format!(
+        "{} experiments: {} stages ran, {pulled}{} cached, {} failed ({})",
+        p.kept.len() + b.reports.len(),
+        c.ran,
+        c.cached + p.kept_stages,
+        c.failed,
+        term::duration(p.secs)
+    )]);
+    let outcome = b.outcome;
+    std::mem::forget(p);
+    outcome
 }
 
 /// `hft status`: the dry run of `hft build`.
@@ -130,11 +163,12 @@ pub fn status(common: &Common, json: bool, verbose: bool) -> Outcome {
 
 /// An experiment's lines from the status memo, as `-q` / `-v` ask.
 fn memo_lines(e: &crate::usecase::status_memo::Entry, quiet: bool, verbose: bool) -> &[String] {
-    match (quiet, verbose) {
-        (true, _) => &e.quiet,
-        (false, true) => &e.verbose,
-        (false, false) => &e.lines,
-    }
+    let i = match (quiet, verbose) {
+        (true, _) => 2,
+        (false, true) => 1,
+        (false, false) => 0,
+    };
+    e.lines.get(i).map_or(&[], Vec::as_slice)
 }
 
 /// [`print_built`], then leaves the reports to the process's exit: freeing 10,000

@@ -1,5 +1,7 @@
 //! The status memo: `hft status` answered without planning 10,000 experiments, reading
-//! 30,000 action records or checking their seals, when little or nothing changed.
+//! 30,000 action records or checking their seals, when little or nothing changed. A build
+//! keeps one too (its lines and results row per experiment): after an edit it builds only
+//! the stale files and answers every other experiment from it (`usecase/build.rs`).
 //!
 //! A status that found every stage cached (no warning, no damaged record) writes
 //! `memo/<invocation>.json` (the no-op memo's name with `status` added): the paths every
@@ -46,10 +48,22 @@ pub struct Entry {
     /// Indices into [`StatusMemo::records`].
     records: Vec<usize>,
     pub stages: usize,
-    /// Its lines: default, with -v, with -q.
-    pub lines: Vec<String>,
-    pub verbose: Vec<String>,
-    pub quiet: Vec<String>,
+    /// Its lines: status's default, with -v and with -q; a build's, and with -q.
+    pub lines: Vec<Vec<String>>,
+    /// A build's: its row of the results table, and whether it evaluates.
+    #[serde(default)]
+    pub row: Vec<String>,
+    #[serde(default)]
+    pub evaluates: bool,
+}
+
+/// An experiment's status lines (default, -v, -q).
+pub fn status_entry_lines(r: &ExperimentReport) -> Vec<Vec<String>> {
+    vec![
+        status_lines(r, false),
+        status_lines(r, true),
+        experiment_lines(r, true, true),
+    ]
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -98,6 +112,8 @@ pub struct Partial {
     files: Watched,
     /// The files to plan again, in selection order.
     pub stale: Vec<PathBuf>,
+    /// A build's no-op memo, written beside this one.
+    pub noop_id: Option<String>,
     /// When this status started (fingerprints taken since are racy).
     started_ns: i128,
 }
@@ -113,22 +129,51 @@ impl Partial {
             .map(|(e, _)| e)
     }
 
-    /// Whether `reports` (of the stale files) can stand beside the kept experiments: no
-    /// name is used twice (planning in full would reject that).
-    pub fn fits(&self, reports: &[ExperimentReport]) -> bool {
+    /// Whether experiments of these names (in the stale files) can stand beside the kept
+    /// ones: no name is used twice (planning in full would reject that).
+    pub fn fits<'a>(&self, mut names: impl Iterator<Item = &'a str>) -> bool {
         let kept: HashSet<&str> = self.kept().map(|e| e.name.as_str()).collect();
-        reports.iter().all(|r| !kept.contains(r.name.as_str()))
+        names.all(|n| !kept.contains(n))
     }
 
     pub fn id(&self) -> &str {
         &self.id
     }
+
+    /// The results table over every experiment, in selection order, given the stale files'
+    /// (file, row, evaluates); empty when none evaluates.
+    pub fn results(
+        &self,
+        header: Vec<String>,
+        planned: &[(PathBuf, Vec<String>, bool)],
+    ) -> Vec<Vec<String>> {
+        let mut by_file: HashMap<&Path, Vec<(&Vec<String>, bool)>> = HashMap::new();
+        for e in self.kept() {
+            by_file
+                .entry(&e.file)
+                .or_default()
+                .push((&e.row, e.evaluates));
+        }
+        for (file, row, evaluates) in planned {
+            by_file.entry(file).or_default().push((row, *evaluates));
+        }
+        let mut rows = vec![header];
+        let mut any = false;
+        for (file, _) in &self.files {
+            for (row, evaluates) in by_file.remove(file.as_path()).unwrap_or_default() {
+                any |= evaluates;
+                rows.push(row.clone());
+            }
+        }
+        if any { rows } else { Vec::new() }
+    }
 }
 
-/// The memo's id for a status of `parts` (the no-op memo's invocation parts).
-pub fn id(parts: &[String]) -> String {
+/// The memo's id for a status (`kind` "status") or a build ("build") of `parts` (the no-op
+/// memo's invocation parts).
+pub fn id(parts: &[String], kind: &str) -> String {
     let mut parts = parts.to_vec();
-    parts.push(format!("status-memo={VERSION}"));
+    parts.push(format!("{kind}-memo={VERSION}"));
     memo::invocation_id(&parts)
 }
 
@@ -235,38 +280,48 @@ pub fn check(store: &Store, id: &str, paths: &[PathBuf]) -> Option<Checked> {
         dirs,
         files,
         stale,
+        noop_id: None,
         started_ns,
     }))
 }
 
-/// What a status read besides the store, as [`save`] keeps it.
+/// What a status or build read besides the store, as [`save`] keeps it.
 pub struct Read {
     /// The folders searched and the experiment files found (`watch_selection_parts`).
     pub dirs: Watched,
     pub files: Watched,
-    /// Everything else: templates, data files and folders.
+    /// Everything else: templates, data files and folders, a build's lock.
     pub rest: Watched,
+    /// What this run wrote itself among `rest` (a build's lock): its fingerprint replaces
+    /// the base memo's instead of proving that it changed under the run.
+    pub wrote: Option<PathBuf>,
 }
+
+/// An experiment's entry as [`save`] writes it: (its lines, its results row, whether it
+/// evaluates), for report `i`.
+pub type Describe<'a> = &'a (dyn Fn(usize) -> (Vec<Vec<String>>, Vec<String>, bool) + Sync);
 
 /// Writes the memo of a status of `reports`, given what it read; with `base`, `reports` are
 /// the stale files' experiments and the kept ones come from `base`. Nothing when a search's
 /// line would have to be merged, a path changed while it was read, or a fingerprint is too
 /// recent to trust (see [`memo::is_racy`]): then the old memo is dropped, or with `base`
 /// kept (it still answers only what it answered).
+#[allow(clippy::too_many_arguments)]
 pub fn save(
     store: &Store,
     id: &str,
     reports: &[ExperimentReport],
+    describe: Describe,
     read: Read,
     notes: Vec<String>,
     started_ns: i128,
     base: Option<&Partial>,
-) {
-    let Some(m) = assemble(store, reports, read, notes, started_ns, base) else {
+) -> Option<StatusMemo> {
+    let Some(m) = assemble(store, reports, describe, read, notes, started_ns, base) else {
         if base.is_none() {
             memo::forget(store, id);
         }
-        return;
+        return None;
     };
     let written = std::fs::create_dir_all(store.root().join("memo")).and_then(|_| {
         let bytes = serde_json::to_vec(&m).map_err(std::io::Error::other)?;
@@ -274,18 +329,22 @@ pub fn save(
     });
     if written.is_err() {
         memo::forget(store, id);
+        return None;
     }
+    Some(m)
 }
 
 /// The memo [`save`] writes, or `None` when it must not be written.
 fn assemble(
     store: &Store,
     reports: &[ExperimentReport],
+    describe: Describe,
     read: Read,
     notes: Vec<String>,
     started_ns: i128,
     base: Option<&Partial>,
 ) -> Option<StatusMemo> {
+    let wrote = read.wrote;
     let (mut dirs, mut files, mut watched) = (read.dirs, read.files, read.rest);
     let mut racy_since = started_ns;
     if let Some(p) = base {
@@ -294,8 +353,13 @@ fn assemble(
         }
         // The kept answers stand on the base's paths: one that reads otherwise now
         // changed while this status ran.
-        let old: BTreeMap<&PathBuf, &Option<Fingerprint>> =
-            p.memo.watched.iter().map(|(p, fp)| (p, fp)).collect();
+        let old: BTreeMap<&PathBuf, &Option<Fingerprint>> = p
+            .memo
+            .watched
+            .iter()
+            .filter(|(path, _)| wrote.as_ref() != Some(path))
+            .map(|(p, fp)| (p, fp))
+            .collect();
         if watched
             .iter()
             .any(|(path, fp)| old.get(path).is_some_and(|o| *o != fp))
@@ -314,7 +378,13 @@ fn assemble(
         files = p.files.clone();
         racy_since = p.started_ns;
     }
-    if [&watched, &dirs, &files]
+    // What this run wrote itself is as fresh as it is: its fingerprint was taken after.
+    let read: Watched = watched
+        .iter()
+        .filter(|(p, _)| wrote.as_ref() != Some(p))
+        .cloned()
+        .collect();
+    if [&read, &dirs, &files]
         .iter()
         .any(|w| memo::is_racy(w, racy_since))
     {
@@ -340,18 +410,17 @@ fn assemble(
     let mut replan: Vec<PathBuf> = Vec::new();
     let mut replanned: HashSet<&Path> = HashSet::new();
     for r in reports {
-        let cached = r
-            .stages
-            .iter()
-            .all(|s| matches!(s.state, StageState::Cached) && s.record.is_some());
+        let cached = r.stages.iter().all(|s| {
+            s.record.is_some() && matches!(s.state, StageState::Cached | StageState::Ran { .. })
+        });
         if !cached && replanned.insert(&r.file) {
             replan.push(r.file.clone());
         }
     }
-    for r in reports
-        .iter()
-        .filter(|r| !replanned.contains(r.file.as_path()))
-    {
+    for (n, r) in reports.iter().enumerate() {
+        if replanned.contains(r.file.as_path()) {
+            continue;
+        }
         let mut ids = Vec::new();
         for s in &r.stages {
             let Some(record) = &s.record else { continue };
@@ -374,14 +443,15 @@ fn assemble(
             });
             ids.push(i);
         }
+        let (lines, row, evaluates) = describe(n);
         by_file.entry(r.file.clone()).or_default().push(Entry {
             file: r.file.clone(),
             name: r.name.clone(),
             records: ids,
             stages: r.stages.len(),
-            lines: status_lines(r, false),
-            verbose: status_lines(r, true),
-            quiet: experiment_lines(r, true, true),
+            lines,
+            row,
+            evaluates,
         });
     }
     // Selection order: each file's experiments in the order its plan gave them.
@@ -428,4 +498,46 @@ pub struct StatusPartial {
     pub kept: Vec<Entry>,
     pub built: super::build::Built,
     pub secs: f64,
+}
+
+impl StatusMemo {
+    /// The no-op memo of the build this memo describes (every experiment built), with the
+    /// results table's `header`; `None` when a file is planned every time.
+    pub fn to_noop(&self, header: Vec<String>) -> Option<memo::Memo> {
+        if !self.replan.is_empty() {
+            return None;
+        }
+        let mut watched = self.watched.clone();
+        watched.extend(self.dirs.iter().cloned());
+        watched.extend(self.files.iter().cloned());
+        let mut entries = Vec::new();
+        for r in &self.records {
+            entries.push((
+                format!("actions/{}.json", r.key),
+                r.fingerprint.as_ref()?.size,
+            ));
+            entries.extend(r.blobs.iter().cloned());
+        }
+        let mut results = vec![header];
+        results.extend(self.experiments.iter().map(|e| e.row.clone()));
+        if !self.experiments.iter().any(|e| e.evaluates) {
+            results.clear();
+        }
+        Some(memo::Memo {
+            version: memo::Memo::VERSION,
+            watched,
+            entries,
+            experiments: self
+                .experiments
+                .iter()
+                .map(|e| {
+                    let line = |i: usize| e.lines.get(i).cloned().unwrap_or_default();
+                    (line(0), line(1))
+                })
+                .collect(),
+            results,
+            stages: self.stages(),
+            notes: self.notes.clone(),
+        })
+    }
 }
