@@ -134,6 +134,7 @@ pub fn status(common: &Common, json: bool, verbose: bool) -> Outcome {
                 m.stages(),
                 term::duration(u.secs)
             )]);
+            std::mem::forget(u);
             Outcome::Ok
         }
         Ok(Surveyed::Partial(p)) => {

@@ -206,11 +206,13 @@ pub fn status_memoized(
                     ..build_req.clone()
                 };
                 if let Ok(BuildResult::Built(built)) = run(&stale, &|_| {}, Some(&p)) {
-                    return Ok(Surveyed::Partial(StatusPartial {
+                    let answer = StatusPartial {
                         kept: p.kept().cloned().collect(),
                         built,
                         secs: started.elapsed().as_secs_f64(),
-                    }));
+                    };
+                    super::memos::drop_aside(p);
+                    return Ok(Surveyed::Partial(answer));
                 }
             }
             None => {}
@@ -285,10 +287,17 @@ fn run(
         }),
     };
     // After an edit, only the stale files are built; the rest are answered from the memo.
-    if let (Some(id), Some(noop_id), None) = (&answers_id, &memo_id, partial)
-        && let Some(Checked::Partial(mut p)) = check(&store, id, &req.select.paths)
-    {
-        p.noop_id = Some(noop_id.clone());
+    let checked = match (&answers_id, &memo_id, partial) {
+        (Some(id), Some(_), None) => check(&store, id, &req.select.paths),
+        _ => None,
+    };
+    if let Some(Checked::Unchanged(m)) = checked {
+        return Ok(BuildResult::Unchanged(super::memos::replay(
+            &store, m, started,
+        )));
+    }
+    if let Some(Checked::Partial(mut p)) = checked {
+        p.noop_id = memo_id.clone();
         let stale = BuildRequest {
             select: Selection {
                 paths: p.stale.clone(),
@@ -299,7 +308,9 @@ fn run(
         // Anything unexpected (an error, a name now used twice) builds everything, which
         // reports it as usual.
         if let Ok(BuildResult::Built(built)) = run(&stale, on_done, Some(&p)) {
-            return Ok(BuildResult::Partial(PartialBuilt::new(&p, built, started)));
+            let answer = PartialBuilt::new(&p, built, started);
+            super::memos::drop_aside(p);
+            return Ok(BuildResult::Partial(answer));
         }
     }
     let status_id = answers_id.clone().filter(|_| dry_run);
@@ -527,7 +538,7 @@ fn run(
         if outcome == Outcome::Ok && all_built && !memo::is_racy(&watched, started_ns) {
             // Written after the lock: its fingerprint is the one the next build will see.
             watched.push((lock_path.to_path_buf(), memo::fingerprint(lock_path)));
-            let saved = super::memos::save_build(
+            super::memos::save_build(
                 &store,
                 (id, answers_id.as_deref()),
                 &jobs_list,
@@ -537,9 +548,6 @@ fn run(
                 started_ns,
                 partial,
             );
-            if !saved {
-                memo::forget(&store, id);
-            }
         } else {
             memo::forget(&store, id);
             if let Some(answers) = &answers_id {
@@ -558,9 +566,10 @@ fn run(
                 let lines = super::status_memo::status_entry_lines(&reports[i]);
                 (lines, Vec::new(), false)
             };
-            super::status_memo::save(
+            let saved = super::status_memo::save(
                 &store, id, &reports, &describe, read, notes, started_ns, partial,
             );
+            super::memos::drop_aside(saved);
         } else if partial.is_none() {
             // A partial status leaves the memo it started from: it answers only what it
             // answered, and the files that warned are planned (and warn) again.

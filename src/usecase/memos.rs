@@ -1,6 +1,8 @@
-//! A build's memos: its per-experiment answers (`status_memo`'s format, with each
-//! experiment's lines and results row as a no-op rerun prints them) and the no-op memo
-//! derived from them; and a build of the stale files as the command line prints it.
+//! A build's memo: its per-experiment answers (`status_memo`'s format, with each
+//! experiment's lines and results row as a no-op rerun prints them), which answer a no-op
+//! build whole and a build after an edit in part; and a build of the stale files as the
+//! command line prints it. Builds with `--locked`, `--until`, a remote or Slurm keep the
+//! plain no-op memo (`graph/memo.rs`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -55,10 +57,10 @@ fn describe(
     (lines, row, evaluates(r))
 }
 
-/// Writes the memos of a build that ended fully built: with `ids.1`, its per-experiment
-/// answers (merged with `partial`'s kept ones) and the no-op memo derived from them; else
-/// the no-op memo alone. `watched` is what it read (see [`split`]) and its lock. False when
-/// the no-op memo could not be derived (the caller drops it).
+/// Writes the memo of a build that ended fully built: with `ids.1`, its per-experiment
+/// answers (merged with `partial`'s kept ones), and the plain no-op memo `ids.0` is dropped
+/// (answering from it would cost a parse of it first); else the plain no-op memo.
+/// `watched` is what it read (see [`split`]) and its lock.
 #[allow(clippy::too_many_arguments)]
 pub fn save_build(
     store: &Store,
@@ -69,7 +71,7 @@ pub fn save_build(
     notes: Vec<String>,
     started_ns: i128,
     partial: Option<&Partial>,
-) -> bool {
+) {
     let (noop_id, answers_id) = ids;
     let (watched, selection, lock) = watched;
     let Some(answers_id) = answers_id else {
@@ -78,20 +80,43 @@ pub fn save_build(
             noop_id,
             &noop::noop_memo(store, jobs, reports, watched, notes),
         );
-        return true;
+        return;
     };
+    memo::forget(store, noop_id);
     let read = split(watched, selection, Some(lock.to_path_buf()));
     let describe = |i: usize| describe(&reports[i], jobs[i].experiment);
     let answers = status_memo::save(
         store, answers_id, reports, &describe, read, notes, started_ns, partial,
     );
-    match answers.and_then(|m| m.to_noop(header())) {
-        Some(noop) => {
-            memo::save(store, noop_id, &noop);
-            true
-        }
-        None => false,
+    drop_aside(answers);
+}
+
+/// A build where nothing changed, answered from its memo.
+pub fn replay(
+    store: &Store,
+    m: status_memo::StatusMemo,
+    started: Instant,
+) -> super::build::Unchanged {
+    let lines = |e: &status_memo::Entry| {
+        let line = |i: usize| e.lines.get(i).cloned().unwrap_or_default();
+        (line(0), line(1))
+    };
+    let experiments = m.experiments.iter().map(lines).collect();
+    let mut results = vec![header()];
+    results.extend(m.experiments.iter().map(|e| e.row.clone()));
+    if !m.experiments.iter().any(|e| e.evaluates) {
+        results.clear();
     }
+    let (notes, stages) = (m.notes.clone(), m.stages());
+    drop_aside(m);
+    noop::finish(store, (experiments, results, notes), stages, started)
+}
+
+/// Drops `value` on a thread of its own: freeing 10,000 experiments' answers one
+/// allocation at a time was a tenth of a build after an edit, and the process may well
+/// exit first.
+pub fn drop_aside<T: Send + 'static>(value: T) {
+    std::thread::spawn(move || drop(value));
 }
 
 /// A build of the stale files, with every other experiment answered from the memo.

@@ -147,12 +147,31 @@ pub fn replay(store: &Store, m: memo::Memo, started: Instant) -> Unchanged {
             }
         });
     }
+    finish(
+        store,
+        (m.experiments, m.results, m.notes),
+        m.stages,
+        started,
+    )
+}
+
+/// What a no-op build prints: each experiment's (verbose, quiet) lines, the results
+/// table, the notes.
+pub type ReplayText = (
+    Vec<(Vec<String>, Vec<String>)>,
+    Vec<Vec<String>>,
+    Vec<String>,
+);
+
+/// A no-op build's answer, logged in the catalog.
+pub fn finish(store: &Store, text: ReplayText, stages: usize, started: Instant) -> Unchanged {
+    let (experiments, results, notes) = text;
     let mut warnings = Vec::new();
     let entry = crate::catalog::BuildEntry {
         at: crate::store::now_unix(),
-        experiments: m.experiments.len(),
+        experiments: experiments.len(),
         ran: 0,
-        cached: m.stages,
+        cached: stages,
         failed: 0,
         secs: started.elapsed().as_secs_f64(),
     };
@@ -162,10 +181,10 @@ pub fn replay(store: &Store, m: memo::Memo, started: Instant) -> Unchanged {
         warnings.push(format!("cannot update the experiment catalog: {e}"));
     }
     Unchanged {
-        experiments: m.experiments,
-        results: m.results,
-        notes: m.notes,
-        stages: m.stages,
+        experiments,
+        results,
+        notes,
+        stages,
         secs: started.elapsed().as_secs_f64(),
         warnings,
     }
