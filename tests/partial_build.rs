@@ -180,3 +180,28 @@ fn a_name_now_used_twice_is_the_error_building_everything_gives() {
     assert!(run.stderr.contains("also used by"), "{}", run.stderr);
     assert!(run.ran().is_empty());
 }
+
+#[test]
+fn a_file_written_just_before_a_build_is_planned_again_then_trusted() {
+    let p = six_experiments("partial-racy");
+    build(&p, &[]);
+    let q = copy(&p, "partial-racy-full");
+    for x in [&p, &q] {
+        x.write("experiments/e1.yaml", &experiment(1, 80));
+    }
+    // No pause: e1's fingerprint may be too fresh to trust, so e1 is kept to be planned
+    // again rather than answered.
+    let first = p.hft(&["build", "-j", "2"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let planned = build(&q, &[("HFT_NO_MEMO", "1")]);
+    assert_eq!(answer(&first), answer(&planned));
+    assert!(build_both(&p, &q) <= 1);
+    let again = build(&p, &[]);
+    assert!(
+        again
+            .stdout
+            .contains("nothing changed since the last build"),
+        "{}",
+        again.stdout
+    );
+}

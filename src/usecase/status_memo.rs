@@ -384,12 +384,23 @@ fn assemble(
         .filter(|(p, _)| wrote.as_ref() != Some(p))
         .cloned()
         .collect();
-    if [&read, &dirs, &files]
-        .iter()
-        .any(|w| memo::is_racy(w, racy_since))
-    {
+    if memo::is_racy(&read, racy_since) {
         return None;
     }
+    // A file or folder changed within a timestamp tick of this run could change again
+    // unseen: such a file is planned again next time, and such a folder re-listed.
+    let racy =
+        |fp: &Option<Fingerprint>| memo::is_racy(&[(PathBuf::new(), fp.clone())], racy_since);
+    for (_, fp) in &mut dirs {
+        if racy(fp) {
+            *fp = None;
+        }
+    }
+    let racy_files: HashSet<PathBuf> = files
+        .iter()
+        .filter(|(_, fp)| racy(fp))
+        .map(|(p, _)| p.clone())
+        .collect();
     let mut records: Vec<Record> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut by_file: HashMap<PathBuf, Vec<Entry>> = HashMap::new();
@@ -409,6 +420,15 @@ fn assemble(
     // A file with a stage to run is planned again each time, all its experiments with it.
     let mut replan: Vec<PathBuf> = Vec::new();
     let mut replanned: HashSet<&Path> = HashSet::new();
+    for f in files
+        .iter()
+        .map(|(p, _)| p)
+        .filter(|p| racy_files.contains(*p))
+    {
+        if replanned.insert(f) {
+            replan.push(f.clone());
+        }
+    }
     for r in reports {
         let cached = r.stages.iter().all(|s| {
             s.record.is_some() && matches!(s.state, StageState::Cached | StageState::Ran { .. })
