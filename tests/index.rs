@@ -230,7 +230,12 @@ fn an_unchanged_file_is_a_hit_equal_to_its_parse() {
     index.save(&store);
 
     let db = Database::default();
-    let index = FileIndex::load(&store, &[]);
+    let mut index = FileIndex::load(&store, &[]);
+    assert!(
+        index.lookup(&db, &file, &text).is_none(),
+        "no shard is read before it is prefetched"
+    );
+    index.prefetch(std::slice::from_ref(&file));
     let hit = index.lookup(&db, &file, &text).expect("a hit");
     assert_eq!(hit.len(), 1);
     assert_eq!(hit[0].0.experiment, parsed[0].parsed.experiment);
@@ -242,11 +247,11 @@ fn an_unchanged_file_is_a_hit_equal_to_its_parse() {
             .is_none()
     );
     // Loading through the index gives what parsing gives.
-    let mut index = index;
     let again = load_experiments_indexed(&db, &select, Some(&mut index)).unwrap();
     assert_eq!(again[0].plan, parsed[0].plan);
     assert_eq!(again[0].parsed.experiment, parsed[0].parsed.experiment);
     // Another set of overrides has an index of its own.
-    let other = FileIndex::load(&store, &["seed=3".to_string()]);
+    let mut other = FileIndex::load(&store, &["seed=3".to_string()]);
+    other.prefetch(std::slice::from_ref(&file));
     assert!(other.lookup(&Database::default(), &file, &text).is_none());
 }

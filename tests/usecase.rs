@@ -49,6 +49,7 @@ fn built(result: BuildResult) -> Built {
     match result {
         BuildResult::Built(b) => b,
         BuildResult::Unchanged(u) => panic!("answered from the memo: {u:?}"),
+        BuildResult::Partial(p) => panic!("answered partly from the memo: {p:?}"),
     }
 }
 
@@ -96,6 +97,7 @@ fn builds_reuses_and_reruns_only_what_an_edit_reaches() {
     match build::build(&req, &|_| {}).unwrap() {
         BuildResult::Unchanged(u) => assert_eq!(u.stages, 6),
         BuildResult::Built(b) => assert!(stages(&b.reports, ran).is_empty()),
+        BuildResult::Partial(p) => assert!(stages(&p.built.reports, ran).is_empty()),
     }
     let planned = BuildRequest {
         memo: false,

@@ -46,6 +46,7 @@ fn built(req: &BuildRequest) -> Built {
     match build::build(req, &|_| {}).unwrap() {
         BuildResult::Built(b) => b,
         BuildResult::Unchanged(u) => panic!("answered from the memo: {u:?}"),
+        BuildResult::Partial(p) => panic!("answered partly from the memo: {p:?}"),
     }
 }
 

@@ -59,7 +59,40 @@ pub fn build(common: &Common, args: &BuildArgs) -> Outcome {
         Err(failure) => report_failure(failure),
         Ok(BuildResult::Unchanged(unchanged)) => print_unchanged(&unchanged, common.quiet),
         Ok(BuildResult::Built(built)) => print_and_exit(built, json),
+        Ok(BuildResult::Partial(p)) => print_partial(p, common.quiet),
     }
+}
+
+/// A build of the stale files (their lines printed as they finished), with every other
+/// experiment's lines and row from the memo: what building everything prints.
+fn print_partial(p: crate::usecase::memos::PartialBuilt, quiet: bool) -> Outcome {
+    for (verbose, quiet_lines) in &p.kept {
+        term::print_block(if quiet { quiet_lines } else { verbose });
+    }
+    let b = &p.built;
+    print_messages(&b.messages);
+    if !p.results.is_empty() {
+        term::print_block(&[String::new()]);
+        term::print_block(&term::table(&p.results));
+    }
+    let searches: Vec<String> = b.searches.iter().map(|s| s.summary_line()).collect();
+    term::print_block(&searches);
+    let c = &b.counts;
+    let pulled = match c.pulled {
+        0 => String::new(),
+        n => format!("{n} pulled, "),
+    };
+    term::print_block(&[format!(
+        "{} experiments: {} stages ran, {pulled}{} cached, {} failed ({})",
+        p.kept.len() + b.reports.len(),
+        c.ran,
+        c.cached + p.kept_stages,
+        c.failed,
+        term::duration(p.secs)
+    )]);
+    let outcome = b.outcome;
+    std::mem::forget(p);
+    outcome
 }
 
 /// `hft status`: the dry run of `hft build`.
@@ -91,23 +124,52 @@ pub fn status(common: &Common, json: bool, verbose: bool) -> Outcome {
         Ok(Surveyed::Built(built)) => print_and_exit(built, json),
         Ok(Surveyed::Unchanged(u)) => {
             let m = &u.memo;
-            for (lines, verbose_lines, quiet_lines) in &m.experiments {
-                term::print_block(match (quiet, verbose) {
-                    (true, _) => quiet_lines,
-                    (false, true) => verbose_lines,
-                    (false, false) => lines,
-                });
+            for e in &m.experiments {
+                term::print_block(memo_lines(e, quiet, verbose));
             }
             term::print_block(&m.notes);
             term::print_block(&[format!(
                 "{} experiments: 0 stages would run, {} up to date ({})",
                 m.experiments.len(),
-                m.stages,
+                m.stages(),
                 term::duration(u.secs)
             )]);
+            std::mem::forget(u);
             Outcome::Ok
         }
+        Ok(Surveyed::Partial(p)) => {
+            for e in &p.kept {
+                term::print_block(memo_lines(e, quiet, verbose));
+            }
+            for r in &p.built.reports {
+                print(r);
+            }
+            let b = &p.built;
+            print_messages(&b.messages);
+            let searches: Vec<String> = b.searches.iter().map(|s| s.summary_line()).collect();
+            term::print_block(&searches);
+            term::print_block(&[format!(
+                "{} experiments: {} stages would run, {} up to date ({})",
+                p.kept.len() + b.reports.len(),
+                b.counts.stale,
+                p.kept.iter().map(|e| e.stages).sum::<usize>() + b.counts.cached,
+                term::duration(p.secs)
+            )]);
+            let outcome = b.outcome;
+            std::mem::forget(p);
+            outcome
+        }
     }
+}
+
+/// An experiment's lines from the status memo, as `-q` / `-v` ask.
+fn memo_lines(e: &crate::usecase::status_memo::Entry, quiet: bool, verbose: bool) -> &[String] {
+    let i = match (quiet, verbose) {
+        (true, _) => 2,
+        (false, true) => 1,
+        (false, false) => 0,
+    };
+    e.lines.get(i).map_or(&[], Vec::as_slice)
 }
 
 /// [`print_built`], then leaves the reports to the process's exit: freeing 10,000

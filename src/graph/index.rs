@@ -88,9 +88,22 @@ struct Shard {
     /// `file.sources` as origins hold them, made once (not once per lookup).
     shared: Vec<std::sync::Arc<str>>,
     changed: bool,
+    /// Read from disk (a shard no selected file falls in is never read).
+    loaded: bool,
 }
 
 impl Shard {
+    fn unread(path: PathBuf) -> Shard {
+        Shard {
+            path,
+            file: File::default(),
+            source_ids: Default::default(),
+            shared: Vec::new(),
+            changed: false,
+            loaded: false,
+        }
+    }
+
     fn load(path: PathBuf) -> Shard {
         let file = std::fs::read(&path)
             .ok()
@@ -110,6 +123,7 @@ impl Shard {
             source_ids,
             shared,
             changed: false,
+            loaded: true,
         }
     }
 
@@ -131,18 +145,32 @@ fn shard_of(path: &Path) -> usize {
 }
 
 impl FileIndex {
-    /// The index for these overrides in this store (empty when absent or unreadable).
+    /// The index for these overrides in this store (empty when absent or unreadable). Its
+    /// shards are read by [`FileIndex::prefetch`], or when an entry is added to them.
     pub fn load(store: &Store, overrides: &[String]) -> FileIndex {
-        use rayon::prelude::*;
         let dir = store
             .root()
             .join("index")
             .join(super::memo::context_digest(INDEX_VERSION, overrides));
         let shards = (0..SHARDS)
-            .into_par_iter()
-            .map(|i| Shard::load(dir.join(format!("{i:02x}.json"))))
+            .map(|i| Shard::unread(dir.join(format!("{i:02x}.json"))))
             .collect();
         FileIndex { dir, shards }
+    }
+
+    /// Reads (in parallel) the shards that hold `files`' entries: a status that plans one
+    /// file again reads one shard (2.4 MB at 10,000 experiments), not 38 MB.
+    pub fn prefetch(&mut self, files: &[PathBuf]) {
+        use rayon::prelude::*;
+        let mut wanted = [false; SHARDS];
+        for f in files {
+            wanted[shard_of(f)] = true;
+        }
+        self.shards
+            .par_iter_mut()
+            .enumerate()
+            .filter(|(i, s)| wanted[*i] && !s.loaded)
+            .for_each(|(_, s)| *s = Shard::load(std::mem::take(&mut s.path)));
     }
 
     /// The folder of this context's shards.
@@ -209,6 +237,10 @@ impl FileIndex {
         experiments: &[(&Parsed, &Plan)],
     ) {
         let shard = &mut self.shards[shard_of(path)];
+        // Written back whole: the entries already there must be read first.
+        if !shard.loaded {
+            *shard = Shard::load(std::mem::take(&mut shard.path));
+        }
         let mut stored = Vec::with_capacity(experiments.len());
         for (parsed, plan) in experiments {
             let keepable = !parsed.search_base
@@ -341,7 +373,9 @@ mod tests {
         std::fs::create_dir_all(index.dir()).unwrap();
         let shard = &index.shards[shard_of(path)].path;
         std::fs::write(shard, b"{\"version\": 2, \"entries\": [").unwrap();
-        let again = FileIndex::load(&store, &[]);
+        let mut again = FileIndex::load(&store, &[]);
+        again.prefetch(&[path.to_path_buf()]);
+        assert!(again.shards[shard_of(path)].loaded);
         assert!(again.shards.iter().all(|s| s.file.entries.is_empty()));
         let db = Database::default();
         assert!(again.lookup(&db, path, "name: a\n").is_none());

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::inputs::make_jobs;
-use super::select::{Loaded, load_experiments_indexed, watch_selection};
+use super::memos::PartialBuilt;
+use super::select::{Loaded, load_experiments_indexed, watch_selection_parts};
+use super::status_memo::{Checked, check};
 use super::{Failure, Message, Outcome, Selection, noop, open_store};
 use crate::graph::exec::{self, ExperimentReport, StageState};
 use crate::graph::executor::{Executor, LocalExecutor};
@@ -118,6 +120,8 @@ pub struct Unchanged {
 pub enum BuildResult {
     Unchanged(Unchanged),
     Built(Built),
+    /// The stale files built, every other experiment answered from the memo.
+    Partial(PartialBuilt),
 }
 
 impl BuildResult {
@@ -125,6 +129,7 @@ impl BuildResult {
         match self {
             BuildResult::Unchanged(_) => Outcome::Ok,
             BuildResult::Built(b) => b.outcome,
+            BuildResult::Partial(p) => p.built.outcome,
         }
     }
 }
@@ -151,7 +156,7 @@ pub fn status(
     match build(&build_req, on_done)? {
         BuildResult::Built(b) => Ok(b),
         // A dry run never consults the memo.
-        BuildResult::Unchanged(_) => Err(Failure {
+        BuildResult::Unchanged(_) | BuildResult::Partial(_) => Err(Failure {
             outcome: Outcome::StageFailed,
             errors: vec!["a dry run was answered from the no-op memo".to_string()],
         }),
@@ -165,6 +170,9 @@ pub enum Surveyed {
     Built(Built),
     /// Nothing changed since a status that found every stage up to date.
     Unchanged(super::status_memo::StatusUnchanged),
+    /// Only some experiments changed since: those were planned, the rest answered from the
+    /// memo.
+    Partial(super::status_memo::StatusPartial),
 }
 
 /// [`status`], answered from the status memo when nothing it depends on changed (off with
@@ -180,17 +188,39 @@ pub fn status_memoized(
         ..BuildRequest::new(req.select.clone(), req.cache_dir.clone())
     };
     if build_req.memo {
+        use super::status_memo::{StatusPartial, StatusUnchanged, id};
         let store = open_store(&req.cache_dir)?;
-        let id = super::status_memo::id(&noop::invocation_parts(&build_req));
-        if let Some(m) = super::status_memo::check(&store, &id) {
-            return Ok(Surveyed::Unchanged(
-                super::status_memo::StatusUnchanged::new(m, started),
-            ));
+        let id = id(&noop::invocation_parts(&build_req), "status");
+        match check(&store, &id, &req.select.paths) {
+            Some(Checked::Unchanged(m)) => {
+                return Ok(Surveyed::Unchanged(StatusUnchanged::new(m, started)));
+            }
+            // The stale files planned on their own; anything unexpected (an error, a name
+            // that is now used twice) plans everything, which reports it as usual.
+            Some(Checked::Partial(p)) => {
+                let stale = BuildRequest {
+                    select: Selection {
+                        paths: p.stale.clone(),
+                        ..req.select.clone()
+                    },
+                    ..build_req.clone()
+                };
+                if let Ok(BuildResult::Built(built)) = run(&stale, &|_| {}, Some(&p)) {
+                    let answer = StatusPartial {
+                        kept: p.kept().cloned().collect(),
+                        built,
+                        secs: started.elapsed().as_secs_f64(),
+                    };
+                    super::memos::drop_aside(p);
+                    return Ok(Surveyed::Partial(answer));
+                }
+            }
+            None => {}
         }
     }
     match build(&build_req, on_done)? {
         BuildResult::Built(b) => Ok(Surveyed::Built(b)),
-        BuildResult::Unchanged(_) => Err(Failure {
+        BuildResult::Unchanged(_) | BuildResult::Partial(_) => Err(Failure {
             outcome: Outcome::StageFailed,
             errors: vec!["a dry run was answered from the no-op memo".to_string()],
         }),
@@ -202,6 +232,16 @@ pub fn status_memoized(
 pub fn build(
     req: &BuildRequest,
     on_done: &(dyn Fn(&ExperimentReport) + Sync),
+) -> Result<BuildResult, Failure> {
+    run(req, on_done, None)
+}
+
+/// [`build`]; with `partial`, a status of the files a status memo no longer answers, which
+/// rewrites that memo from its kept answers and these.
+fn run(
+    req: &BuildRequest,
+    on_done: &(dyn Fn(&ExperimentReport) + Sync),
+    partial: Option<&super::status_memo::Partial>,
 ) -> Result<BuildResult, Failure> {
     let dry_run = req.dry_run;
     let started = Instant::now();
@@ -216,28 +256,75 @@ pub fn build(
         None => None,
     };
     let lock_path = req.lock_file.as_path();
+    // Where the selection's folders and files end in `watched`.
+    let mut selection_split = (0, 0);
     // The no-op fast path: nothing this build depends on changed since the last one.
     let use_memo = !dry_run && req.memo;
-    let memo_id = use_memo.then(|| memo::invocation_id(&noop::invocation_parts(req)));
+    // A build of the stale files writes the memos of the build it stands for.
+    let memo_id = use_memo.then(|| match partial.and_then(|p| p.noop_id.clone()) {
+        Some(id) => id,
+        None => memo::invocation_id(&noop::invocation_parts(req)),
+    });
     if let Some(id) = &memo_id
+        && partial.is_none()
         && req.answer_from_memo
         && (!req.locked || lock_path.exists())
         && let Some(m) = memo::check(&store, id)
     {
         return Ok(BuildResult::Unchanged(noop::replay(&store, m, started)));
     }
-    // A status (a dry run with every option at its default) writes the status memo.
-    let status_id = (dry_run
-        && req.memo
+    // A status or build with every option at its default keeps per-experiment answers.
+    let plain = req.memo
         && req.until.is_none()
         && !req.locked
         && req.remote.is_none()
-        && req.executor.is_none())
-    .then(|| super::status_memo::id(&noop::invocation_parts(req)));
-    // Fingerprints of the selection before anything is read, for the memo.
+        && req.executor.is_none();
+    let answers_id = match partial {
+        Some(p) => Some(p.id().to_string()),
+        None => (plain && (dry_run || req.answer_from_memo)).then(|| {
+            let kind = if dry_run { "status" } else { "build" };
+            super::status_memo::id(&noop::invocation_parts(req), kind)
+        }),
+    };
+    // After an edit, only the stale files are built; the rest are answered from the memo.
+    let checked = match (&answers_id, &memo_id, partial) {
+        (Some(id), Some(_), None) => check(&store, id, &req.select.paths),
+        _ => None,
+    };
+    if let Some(Checked::Unchanged(m)) = checked {
+        return Ok(BuildResult::Unchanged(super::memos::replay(
+            &store, m, started,
+        )));
+    }
+    if let Some(Checked::Partial(mut p)) = checked {
+        p.noop_id = memo_id.clone();
+        let stale = BuildRequest {
+            select: Selection {
+                paths: p.stale.clone(),
+                ..req.select.clone()
+            },
+            ..req.clone()
+        };
+        // Anything unexpected (an error, a name now used twice) builds everything, which
+        // reports it as usual.
+        if let Ok(BuildResult::Built(built)) = run(&stale, on_done, Some(&p)) {
+            let answer = PartialBuilt::new(&p, built, started);
+            super::memos::drop_aside(p);
+            return Ok(BuildResult::Partial(answer));
+        }
+    }
+    let status_id = answers_id.clone().filter(|_| dry_run);
+    // Fingerprints of the selection before anything is read, for the memos: the folders
+    // searched, then the files found (the status memo keeps the two apart).
     let mut watched = match (&memo_id, &status_id) {
         (None, None) => Vec::new(),
-        _ => watch_selection(&req.select.paths),
+        _ => {
+            let (mut dirs, files) = watch_selection_parts(&req.select.paths);
+            let split = (dirs.len(), dirs.len() + files.len());
+            dirs.extend(files);
+            selection_split = split;
+            dirs
+        }
     };
     let db = Database::default();
     let mut index = req
@@ -246,6 +333,11 @@ pub fn build(
     let mut planned = load_experiments_indexed(&db, &req.select, index.as_mut())?;
     if let Some(index) = index {
         index.save(&store);
+    }
+    if let Some(p) = partial
+        && !p.fits(planned.iter().map(|l| l.plan.name.as_str()))
+    {
+        return Err(Failure::bad_input("an experiment name is used twice"));
     }
     if let Some(until) = &req.until {
         for l in &mut planned {
@@ -417,11 +509,15 @@ pub fn build(
                 crate::catalog::CatalogRow::from_report(&id, j.experiment, r)
             })
             .collect();
+        // A build of the stale files logs the build it stands for.
+        let (kept, kept_stages) = partial.map_or((0, 0), |p| {
+            (p.kept().count(), p.kept().map(|e| e.stages).sum::<usize>())
+        });
         let entry = crate::catalog::BuildEntry {
             at: crate::store::now_unix(),
-            experiments: reports.len(),
+            experiments: reports.len() + kept,
             ran: counts.ran,
-            cached: counts.cached + counts.pulled,
+            cached: counts.cached + counts.pulled + kept_stages,
             failed: counts.failed,
             secs,
         };
@@ -434,26 +530,31 @@ pub fn build(
             )));
         }
     }
+    let notes: Vec<String> = searches.iter().map(|s| s.summary_line()).collect();
     if let Some(id) = &memo_id {
         let all_built = reports
             .iter()
             .all(|r| r.stages.iter().all(|s| s.record.is_some()));
-        if outcome == Outcome::Ok && all_built && !memo::is_racy(&watched, started_ns) {
+        // The per-experiment answers weigh each racy fingerprint themselves.
+        let trusted = answers_id.is_some() || !memo::is_racy(&watched, started_ns);
+        if outcome == Outcome::Ok && all_built && trusted {
             // Written after the lock: its fingerprint is the one the next build will see.
             watched.push((lock_path.to_path_buf(), memo::fingerprint(lock_path)));
-            memo::save(
+            super::memos::save_build(
                 &store,
-                id,
-                &noop::noop_memo(
-                    &store,
-                    &jobs_list,
-                    &reports,
-                    std::mem::take(&mut watched),
-                    searches.iter().map(|s| s.summary_line()).collect(),
-                ),
+                (id, answers_id.as_deref()),
+                &jobs_list,
+                &reports,
+                (std::mem::take(&mut watched), selection_split, lock_path),
+                notes.clone(),
+                started_ns,
+                partial,
             );
         } else {
             memo::forget(&store, id);
+            if let Some(answers) = &answers_id {
+                memo::forget(&store, answers);
+            }
         }
     }
     if let Some(id) = &status_id {
@@ -462,9 +563,18 @@ pub fn build(
             && store.damaged_records() == 0
             && crate::term::warnings() == 0
         {
-            let notes = searches.iter().map(|s| s.summary_line()).collect();
-            super::status_memo::save(&store, id, &reports, watched, notes, started_ns);
-        } else {
+            let read = super::memos::split(std::mem::take(&mut watched), selection_split, None);
+            let describe = |i: usize| {
+                let lines = super::status_memo::status_entry_lines(&reports[i]);
+                (lines, Vec::new(), false)
+            };
+            let saved = super::status_memo::save(
+                &store, id, &reports, &describe, read, notes, started_ns, partial,
+            );
+            super::memos::drop_aside(saved);
+        } else if partial.is_none() {
+            // A partial status leaves the memo it started from: it answers only what it
+            // answered, and the files that warned are planned (and warn) again.
             memo::forget(&store, id);
         }
     }

@@ -15,6 +15,7 @@ pub mod fetch;
 pub mod filter;
 pub mod forecasts;
 pub mod inputs;
+pub mod memos;
 mod noop;
 pub mod predict;
 pub mod search;

@@ -37,34 +37,7 @@ pub fn noop_memo(
     // Each report as a no-op rerun will see it: every stage cached. The lines and the
     // results table read neither the plan nor the input facts, so those are not copied
     // (10,000 reports' worth was a twentieth of a build).
-    let cached: Vec<ExperimentReport> = reports
-        .iter()
-        .map(|r| ExperimentReport {
-            name: r.name.clone(),
-            file: r.file.clone(),
-            plan: crate::graph::Plan {
-                name: r.plan.name.clone(),
-                stages: Vec::new(),
-                truncated: r.plan.truncated,
-                data_errors: Vec::new(),
-            },
-            stages: r
-                .stages
-                .iter()
-                .map(|s| StageReport {
-                    id: s.id.clone(),
-                    kind: s.kind.clone(),
-                    key: s.key.clone(),
-                    inputs: Vec::new(),
-                    state: StageState::Cached,
-                    record: s.record.clone(),
-                    pulled: s.pulled,
-                    waited: s.waited,
-                })
-                .collect(),
-            recorded: r.recorded,
-        })
-        .collect();
+    let cached: Vec<ExperimentReport> = reports.iter().map(as_cached).collect();
     for r in reports {
         for s in &r.stages {
             let Some(record) = &s.record else { continue };
@@ -116,23 +89,89 @@ pub fn noop_memo(
     }
 }
 
+/// `r` as a no-op rerun will see it: every stage cached. The lines and the results table
+/// read neither the plan nor the input facts, so those are not copied (10,000 reports'
+/// worth was a twentieth of a build).
+pub fn as_cached(r: &ExperimentReport) -> ExperimentReport {
+    ExperimentReport {
+        name: r.name.clone(),
+        file: r.file.clone(),
+        plan: crate::graph::Plan {
+            name: r.plan.name.clone(),
+            stages: Vec::new(),
+            truncated: r.plan.truncated,
+            data_errors: Vec::new(),
+        },
+        stages: r
+            .stages
+            .iter()
+            .map(|s| StageReport {
+                id: s.id.clone(),
+                kind: s.kind.clone(),
+                key: s.key.clone(),
+                inputs: Vec::new(),
+                state: StageState::Cached,
+                record: s.record.clone(),
+                pulled: s.pulled,
+                waited: s.waited,
+            })
+            .collect(),
+        recorded: r.recorded,
+    }
+}
+
 /// A no-op build answered from its memo: its hits count as uses for gc's
 /// least-recently-used order, and the build is logged in the catalog.
 pub fn replay(store: &Store, m: memo::Memo, started: Instant) -> Unchanged {
-    for (rel, _) in &m.entries {
-        if let Some(key) = rel
-            .strip_prefix("actions/")
-            .and_then(|f| f.strip_suffix(".json"))
-        {
-            store.touch_action(&crate::store::StageKey(key.to_string()));
-        }
+    // As a hit does: only a record last used over TOUCH_EVERY ago is touched (touching
+    // all 30,000 of a large project was most of a no-op build, and left every
+    // per-experiment answer of the build memo stale).
+    {
+        use rayon::prelude::*;
+        let now = std::time::SystemTime::now();
+        m.entries.par_iter().for_each(|(rel, _)| {
+            let Some(key) = rel
+                .strip_prefix("actions/")
+                .and_then(|f| f.strip_suffix(".json"))
+            else {
+                return;
+            };
+            let key = crate::store::StageKey(key.to_string());
+            let due = std::fs::metadata(store.action_path(&key))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= crate::store::TOUCH_EVERY);
+            if due {
+                store.touch_action(&key);
+            }
+        });
     }
+    finish(
+        store,
+        (m.experiments, m.results, m.notes),
+        m.stages,
+        started,
+    )
+}
+
+/// What a no-op build prints: each experiment's (verbose, quiet) lines, the results
+/// table, the notes.
+pub type ReplayText = (
+    Vec<(Vec<String>, Vec<String>)>,
+    Vec<Vec<String>>,
+    Vec<String>,
+);
+
+/// A no-op build's answer, logged in the catalog.
+pub fn finish(store: &Store, text: ReplayText, stages: usize, started: Instant) -> Unchanged {
+    let (experiments, results, notes) = text;
     let mut warnings = Vec::new();
     let entry = crate::catalog::BuildEntry {
         at: crate::store::now_unix(),
-        experiments: m.experiments.len(),
+        experiments: experiments.len(),
         ran: 0,
-        cached: m.stages,
+        cached: stages,
         failed: 0,
         secs: started.elapsed().as_secs_f64(),
     };
@@ -142,10 +181,10 @@ pub fn replay(store: &Store, m: memo::Memo, started: Instant) -> Unchanged {
         warnings.push(format!("cannot update the experiment catalog: {e}"));
     }
     Unchanged {
-        experiments: m.experiments,
-        results: m.results,
-        notes: m.notes,
-        stages: m.stages,
+        experiments,
+        results,
+        notes,
+        stages,
         secs: started.elapsed().as_secs_f64(),
         warnings,
     }

@@ -107,17 +107,26 @@ pub fn find_experiments(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 /// memo: a new file in a folder changes the folder's mtime. Unreadable entries are skipped
 /// (the build that follows reports them).
 pub fn watch_selection(paths: &[PathBuf]) -> memo::Watched {
-    let mut watched = Vec::new();
+    let (mut dirs, files) = watch_selection_parts(paths);
+    dirs.extend(files);
+    dirs
+}
+
+/// [`watch_selection`] in two: the folders searched, and the experiment files found in them
+/// (in the order [`find_experiments`] finds them).
+pub fn watch_selection_parts(paths: &[PathBuf]) -> (memo::Watched, memo::Watched) {
+    let (mut dirs, mut files) = (Vec::new(), Vec::new());
     for p in searched(paths) {
         for entry in walk(&p).flatten() {
-            if entry.file_type().is_dir() || is_yaml(entry.path()) {
+            let dir = entry.file_type().is_dir();
+            if dir || is_yaml(entry.path()) {
                 let path = entry.into_path();
                 let fp = memo::fingerprint(&path);
-                watched.push((path, fp));
+                if dir { &mut dirs } else { &mut files }.push((path, fp));
             }
         }
     }
-    watched
+    (dirs, files)
 }
 
 /// Finds, resolves (templates, matrix, overrides), validates, filters and plans every
@@ -135,6 +144,9 @@ pub fn load_experiments_indexed(
     mut index: Option<&mut FileIndex>,
 ) -> Result<Vec<Loaded>, Failure> {
     let files = find_experiments(&select.paths).map_err(Failure::bad_input)?;
+    if let Some(ix) = index.as_deref_mut() {
+        ix.prefetch(&files);
+    }
     let filters = select
         .filters
         .iter()

@@ -1,47 +1,179 @@
-//! The status memo: `hft status` of a project where every stage is up to date, answered
-//! without planning, reading 30,000 action records or checking their seals.
+//! The status memo: `hft status` answered without planning 10,000 experiments, reading
+//! 30,000 action records or checking their seals, when little or nothing changed. A build
+//! keeps one too (its lines and results row per experiment): after an edit it builds only
+//! the stale files and answers every other experiment from it (`usecase/build.rs`).
 //!
 //! A status that found every stage cached (no warning, no damaged record) writes
-//! `memo/<invocation>.json` (the no-op memo's name with `status` added): every file and
-//! folder its answer depends on, as the no-op memo watches them, plus each action record
-//! it read with its full stat fingerprint (an edit that keeps the size changes its ctime),
-//! each blob's size, and the lines it printed. The next status stats those paths; if all
-//! are unchanged it prints the lines. Anything else takes the normal path.
+//! `memo/<invocation>.json` (the no-op memo's name with `status` added): the paths every
+//! answer depends on (templates, data files and folders: any change there plans in full),
+//! the folders searched and the experiment files found in them, each action record it read
+//! with its full stat fingerprint (an edit that keeps the size changes its ctime) and its
+//! blobs' sizes, and per experiment: its file, the records it hit and the lines it printed.
+//!
+//! The next status stats those. If all are unchanged it prints the lines. If only some
+//! experiments' files or records changed (an edited experiment, a build that ran one, a
+//! removed blob), only their files are planned again ([`Partial`]); every other experiment
+//! prints its memo lines, and the memo is rewritten from both. A record last used over an
+//! hour ago is planned again too (a status's read refreshes gc's order of use). Anything
+//! else (a template, a data file, an added or removed experiment file, a search) plans in
+//! full.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use super::text::{experiment_lines, status_lines};
 use crate::graph::exec::{ExperimentReport, StageState};
 use crate::graph::memo::{self, Watched};
-use crate::store::{StageKey, Store};
+use crate::store::{Fingerprint, StageKey, Store};
 
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+
+/// An action record an answer hit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    key: String,
+    fingerprint: Option<Fingerprint>,
+    /// Its outputs' blobs (relative to the store root) and their sizes.
+    blobs: Vec<(String, u64)>,
+}
+
+/// One experiment's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    file: PathBuf,
+    name: String,
+    /// Indices into [`StatusMemo::records`].
+    records: Vec<usize>,
+    pub stages: usize,
+    /// Its lines: status's default, with -v and with -q; a build's, and with -q.
+    pub lines: Vec<Vec<String>>,
+    /// A build's: its row of the results table, and whether it evaluates.
+    #[serde(default)]
+    pub row: Vec<String>,
+    #[serde(default)]
+    pub evaluates: bool,
+}
+
+/// An experiment's status lines (default, -v, -q).
+pub fn status_entry_lines(r: &ExperimentReport) -> Vec<Vec<String>> {
+    vec![
+        status_lines(r, false),
+        status_lines(r, true),
+        experiment_lines(r, true, true),
+    ]
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct StatusMemo {
     version: u32,
-    /// Watched paths (the selection, templates, data files and folders, action records)
-    /// with their fingerprints.
+    /// Paths every answer may depend on (templates, data files and folders).
     watched: Watched,
-    /// Blobs (relative to the store root) and their sizes.
-    blobs: Vec<(String, u64)>,
-    /// The action records among `watched` (their keys), to refresh gc's order of use.
-    records: Vec<String>,
-    /// Per experiment: (its lines, with -v, with -q).
-    pub experiments: Vec<(Vec<String>, Vec<String>, Vec<String>)>,
+    /// The folders searched for experiment files.
+    dirs: Watched,
+    /// The experiment files found, in order, fingerprinted before they were read.
+    files: Watched,
+    records: Vec<Record>,
+    /// The answers of every experiment whose stages were all up to date.
+    pub experiments: Vec<Entry>,
+    /// Files with an experiment that was not up to date: planned every time (to say why).
+    replan: Vec<PathBuf>,
     /// Lines after the experiments (each search's line).
     pub notes: Vec<String>,
-    /// Stages, all up to date.
-    pub stages: usize,
 }
 
-/// The memo's id for a status of `parts` (the no-op memo's invocation parts).
-pub fn id(parts: &[String]) -> String {
+impl StatusMemo {
+    /// Stages, all up to date.
+    pub fn stages(&self) -> usize {
+        self.experiments.iter().map(|e| e.stages).sum()
+    }
+}
+
+/// What the memo says about this status.
+#[derive(Debug)]
+pub enum Checked {
+    /// Nothing changed: the memo is the answer.
+    Unchanged(StatusMemo),
+    /// Some experiments changed: plan their files again.
+    Partial(Partial),
+}
+
+/// A memo some of whose experiments still hold.
+#[derive(Debug)]
+pub struct Partial {
+    id: String,
+    memo: StatusMemo,
+    /// Per memo experiment: whether its answer still holds.
+    kept: Vec<bool>,
+    /// The folders and experiment files as this status found them.
+    dirs: Watched,
+    files: Watched,
+    /// The files to plan again, in selection order.
+    pub stale: Vec<PathBuf>,
+    /// A build's no-op memo, written beside this one.
+    pub noop_id: Option<String>,
+    /// When this status started (fingerprints taken since are racy).
+    started_ns: i128,
+}
+
+impl Partial {
+    /// The experiments answered from the memo.
+    pub fn kept(&self) -> impl Iterator<Item = &Entry> {
+        self.memo
+            .experiments
+            .iter()
+            .zip(&self.kept)
+            .filter(|(_, k)| **k)
+            .map(|(e, _)| e)
+    }
+
+    /// Whether experiments of these names (in the stale files) can stand beside the kept
+    /// ones: no name is used twice (planning in full would reject that).
+    pub fn fits<'a>(&self, mut names: impl Iterator<Item = &'a str>) -> bool {
+        let kept: HashSet<&str> = self.kept().map(|e| e.name.as_str()).collect();
+        names.all(|n| !kept.contains(n))
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The results table over every experiment, in selection order, given the stale files'
+    /// (file, row, evaluates); empty when none evaluates.
+    pub fn results(
+        &self,
+        header: Vec<String>,
+        planned: &[(PathBuf, Vec<String>, bool)],
+    ) -> Vec<Vec<String>> {
+        let mut by_file: HashMap<&Path, Vec<(&Vec<String>, bool)>> = HashMap::new();
+        for e in self.kept() {
+            by_file
+                .entry(&e.file)
+                .or_default()
+                .push((&e.row, e.evaluates));
+        }
+        for (file, row, evaluates) in planned {
+            by_file.entry(file).or_default().push((row, *evaluates));
+        }
+        let mut rows = vec![header];
+        let mut any = false;
+        for (file, _) in &self.files {
+            for (row, evaluates) in by_file.remove(file.as_path()).unwrap_or_default() {
+                any |= evaluates;
+                rows.push(row.clone());
+            }
+        }
+        if any { rows } else { Vec::new() }
+    }
+}
+
+/// The memo's id for a status (`kind` "status") or a build ("build") of `parts` (the no-op
+/// memo's invocation parts).
+pub fn id(parts: &[String], kind: &str) -> String {
     let mut parts = parts.to_vec();
-    parts.push(format!("status-memo={VERSION}"));
+    parts.push(format!("{kind}-memo={VERSION}"));
     memo::invocation_id(&parts)
 }
 
@@ -49,96 +181,147 @@ fn path(store: &Store, id: &str) -> PathBuf {
     store.root().join("memo").join(format!("{id}.json"))
 }
 
-/// The memo, if every watched path and blob is as it was. A hit counts as a use of each
-/// record for gc (as a status's read does): a record last used over an hour ago is touched,
-/// which leaves this memo stale, so the next status plans in full and writes it again.
-pub fn check(store: &Store, id: &str) -> Option<StatusMemo> {
-    let bytes = std::fs::read(path(store, id)).ok()?;
-    let m: StatusMemo = serde_json::from_slice(&bytes).ok()?;
-    if m.version != VERSION {
-        return None;
-    }
-    if !memo::unchanged(store, &m.watched, &m.blobs) {
-        return None;
-    }
-    let now = SystemTime::now()
+fn now_ns() -> i128 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_nanos() as i128;
-    let every = crate::store::TOUCH_EVERY.as_nanos() as i128;
-    let records: std::collections::BTreeSet<PathBuf> = m
-        .records
-        .iter()
-        .map(|k| store.action_path(&StageKey(k.clone())))
-        .collect();
-    for (p, fp) in &m.watched {
-        if let Some(fp) = fp
-            && now - fp.mtime_ns >= every
-            && records.contains(p)
-            && let Some(key) = p.file_stem().and_then(|s| s.to_str())
-        {
-            store.touch_action(&StageKey(key.to_string()));
-        }
-    }
-    Some(m)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
 }
 
-/// Writes the memo of a status that found every stage of `reports` up to date; `watched`
-/// is what its answer read besides the store. Nothing when a stage is not cached or a
-/// fingerprint is too recent to trust (see [`memo::is_racy`]).
+/// What the memo of the status of `paths` still answers (see the module docs). A full hit
+/// counts as a use of each record for gc (as a status's read does): a record last used over
+/// an hour ago is touched, which leaves those experiments to be planned next time.
+pub fn check(store: &Store, id: &str, paths: &[PathBuf]) -> Option<Checked> {
+    use rayon::prelude::*;
+    let started_ns = memo::now_ns();
+    let bytes = std::fs::read(path(store, id)).ok()?;
+    let m: StatusMemo = serde_json::from_slice(&bytes).ok()?;
+    if m.version != VERSION || !memo::unchanged(store, &m.watched, &[]) {
+        return None;
+    }
+    // A folder that changed may hold other files; the same files is all that matters.
+    let dirs_same = m.dirs.par_iter().all(|(p, fp)| memo::fingerprint(p) == *fp);
+    let (dirs, files) = if dirs_same {
+        let files = m
+            .files
+            .par_iter()
+            .map(|(p, _)| (p.clone(), memo::fingerprint(p)))
+            .collect();
+        (m.dirs.clone(), files)
+    } else {
+        super::select::watch_selection_parts(paths)
+    };
+    if files.len() != m.files.len() || files.iter().zip(&m.files).any(|(a, b)| a.0 != b.0) {
+        return None;
+    }
+    let changed: HashSet<&Path> = files
+        .iter()
+        .zip(&m.files)
+        .filter(|(a, b)| a.1 != b.1)
+        .map(|(a, _)| a.0.as_path())
+        .collect();
+    let every = crate::store::TOUCH_EVERY.as_nanos() as i128;
+    let now = now_ns();
+    // Per record: (unchanged, due for gc's touch).
+    let state: Vec<(bool, bool)> = m
+        .records
+        .par_iter()
+        .map(|r| {
+            let fp = memo::fingerprint(&store.action_path(&StageKey(r.key.clone())));
+            let same = fp == r.fingerprint
+                && r.blobs.iter().all(|(rel, size)| {
+                    std::fs::metadata(store.root().join(rel)).is_ok_and(|m| m.len() == *size)
+                });
+            let due = fp.is_some_and(|fp| now - fp.mtime_ns >= every);
+            (same, due)
+        })
+        .collect();
+    let holds = |e: &Entry, due_ok: bool| {
+        !changed.contains(e.file.as_path())
+            && e.records.iter().all(|&i| {
+                state
+                    .get(i)
+                    .is_some_and(|&(same, due)| same && (due_ok || !due))
+            })
+    };
+    if changed.is_empty() && m.replan.is_empty() && m.experiments.iter().all(|e| holds(e, true)) {
+        for (r, (_, due)) in m.records.iter().zip(&state) {
+            if *due {
+                store.touch_action(&StageKey(r.key.clone()));
+            }
+        }
+        return Some(Checked::Unchanged(m));
+    }
+    if !m.notes.is_empty() {
+        return None;
+    }
+    let kept: Vec<bool> = m.experiments.iter().map(|e| holds(e, false)).collect();
+    let mut stale_files: HashSet<&Path> = changed;
+    stale_files.extend(m.replan.iter().map(PathBuf::as_path));
+    for (e, k) in m.experiments.iter().zip(&kept) {
+        if !k {
+            stale_files.insert(e.file.as_path());
+        }
+    }
+    // Planning most of the files again is no faster than planning all of them.
+    if stale_files.len() * 2 > files.len().max(1) {
+        return None;
+    }
+    let mut seen = HashSet::new();
+    let stale = files
+        .iter()
+        .filter(|(p, _)| stale_files.contains(p.as_path()) && seen.insert(p.clone()))
+        .map(|(p, _)| p.clone())
+        .collect();
+    Some(Checked::Partial(Partial {
+        id: id.to_string(),
+        memo: m,
+        kept,
+        dirs,
+        files,
+        stale,
+        noop_id: None,
+        started_ns,
+    }))
+}
+
+/// What a status or build read besides the store, as [`save`] keeps it.
+pub struct Read {
+    /// The folders searched and the experiment files found (`watch_selection_parts`).
+    pub dirs: Watched,
+    pub files: Watched,
+    /// Everything else: templates, data files and folders, a build's lock.
+    pub rest: Watched,
+    /// What this run wrote itself among `rest` (a build's lock): its fingerprint replaces
+    /// the base memo's instead of proving that it changed under the run.
+    pub wrote: Option<PathBuf>,
+}
+
+/// An experiment's entry as [`save`] writes it: (its lines, its results row, whether it
+/// evaluates), for report `i`.
+pub type Describe<'a> = &'a (dyn Fn(usize) -> (Vec<Vec<String>>, Vec<String>, bool) + Sync);
+
+/// Writes the memo of a status of `reports`, given what it read; with `base`, `reports` are
+/// the stale files' experiments and the kept ones come from `base`. Nothing when a search's
+/// line would have to be merged, a path changed while it was read, or a fingerprint is too
+/// recent to trust (see [`memo::is_racy`]): then the old memo is dropped, or with `base`
+/// kept (it still answers only what it answered).
+#[allow(clippy::too_many_arguments)]
 pub fn save(
     store: &Store,
     id: &str,
     reports: &[ExperimentReport],
-    mut watched: Watched,
+    describe: Describe,
+    read: Read,
     notes: Vec<String>,
     started_ns: i128,
-) {
-    let all_cached = reports.iter().all(|r| {
-        r.stages
-            .iter()
-            .all(|s| matches!(s.state, StageState::Cached) && s.record.is_some())
-    });
-    if !all_cached || memo::is_racy(&watched, started_ns) {
-        memo::forget(store, id);
-        return;
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    let mut blobs = Vec::new();
-    let mut records = Vec::new();
-    for s in reports.iter().flat_map(|r| &r.stages) {
-        let Some(record) = &s.record else { continue };
-        if !seen.insert(record.key.0.clone()) {
-            continue;
+    base: Option<&Partial>,
+) -> Option<StatusMemo> {
+    let Some(m) = assemble(store, reports, describe, read, notes, started_ns, base) else {
+        if base.is_none() {
+            memo::forget(store, id);
         }
-        let action = store.action_path(&record.key);
-        watched.push((action.clone(), memo::fingerprint(&action)));
-        records.push(record.key.0.clone());
-        for out in record.outputs.values() {
-            if let Ok(rel) = store.blob_path(&out.digest).strip_prefix(store.root()) {
-                blobs.push((rel.display().to_string(), out.size));
-            }
-        }
-    }
-    blobs.sort();
-    blobs.dedup();
-    let m = StatusMemo {
-        version: VERSION,
-        watched,
-        blobs,
-        records,
-        experiments: reports
-            .iter()
-            .map(|r| {
-                (
-                    status_lines(r, false),
-                    status_lines(r, true),
-                    experiment_lines(r, true, true),
-                )
-            })
-            .collect(),
-        notes,
-        stages: reports.iter().map(|r| r.stages.len()).sum(),
+        return None;
     };
     let written = std::fs::create_dir_all(store.root().join("memo")).and_then(|_| {
         let bytes = serde_json::to_vec(&m).map_err(std::io::Error::other)?;
@@ -146,7 +329,170 @@ pub fn save(
     });
     if written.is_err() {
         memo::forget(store, id);
+        return None;
     }
+    Some(m)
+}
+
+/// The memo [`save`] writes, or `None` when it must not be written.
+fn assemble(
+    store: &Store,
+    reports: &[ExperimentReport],
+    describe: Describe,
+    read: Read,
+    notes: Vec<String>,
+    started_ns: i128,
+    base: Option<&Partial>,
+) -> Option<StatusMemo> {
+    let wrote = read.wrote;
+    let (mut dirs, mut files, mut watched) = (read.dirs, read.files, read.rest);
+    let mut racy_since = started_ns;
+    if let Some(p) = base {
+        if !notes.is_empty() {
+            return None;
+        }
+        // The kept answers stand on the base's paths: one that reads otherwise now
+        // changed while this status ran.
+        let old: BTreeMap<&PathBuf, &Option<Fingerprint>> = p
+            .memo
+            .watched
+            .iter()
+            .filter(|(path, _)| wrote.as_ref() != Some(path))
+            .map(|(p, fp)| (p, fp))
+            .collect();
+        if watched
+            .iter()
+            .any(|(path, fp)| old.get(path).is_some_and(|o| *o != fp))
+        {
+            return None;
+        }
+        let new: HashSet<PathBuf> = watched.iter().map(|(p, _)| p.clone()).collect();
+        watched.extend(
+            p.memo
+                .watched
+                .iter()
+                .filter(|(path, _)| !new.contains(path))
+                .cloned(),
+        );
+        dirs = p.dirs.clone();
+        files = p.files.clone();
+        racy_since = p.started_ns;
+    }
+    // What this run wrote itself is as fresh as it is: its fingerprint was taken after.
+    let read: Watched = watched
+        .iter()
+        .filter(|(p, _)| wrote.as_ref() != Some(p))
+        .cloned()
+        .collect();
+    if memo::is_racy(&read, racy_since) {
+        return None;
+    }
+    // A file or folder changed within a timestamp tick of this run could change again
+    // unseen: such a file is planned again next time, and such a folder re-listed.
+    let racy =
+        |fp: &Option<Fingerprint>| memo::is_racy(&[(PathBuf::new(), fp.clone())], racy_since);
+    for (_, fp) in &mut dirs {
+        if racy(fp) {
+            *fp = None;
+        }
+    }
+    let racy_files: HashSet<PathBuf> = files
+        .iter()
+        .filter(|(_, fp)| racy(fp))
+        .map(|(p, _)| p.clone())
+        .collect();
+    let mut records: Vec<Record> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut by_file: HashMap<PathBuf, Vec<Entry>> = HashMap::new();
+    if let Some(p) = base {
+        for e in p.kept() {
+            let mut e = e.clone();
+            for i in &mut e.records {
+                let r = &p.memo.records[*i];
+                *i = *index.entry(r.key.clone()).or_insert_with(|| {
+                    records.push(r.clone());
+                    records.len() - 1
+                });
+            }
+            by_file.entry(e.file.clone()).or_default().push(e);
+        }
+    }
+    // A file with a stage to run is planned again each time, all its experiments with it.
+    let mut replan: Vec<PathBuf> = Vec::new();
+    let mut replanned: HashSet<&Path> = HashSet::new();
+    for f in files
+        .iter()
+        .map(|(p, _)| p)
+        .filter(|p| racy_files.contains(*p))
+    {
+        if replanned.insert(f) {
+            replan.push(f.clone());
+        }
+    }
+    for r in reports {
+        let cached = r.stages.iter().all(|s| {
+            s.record.is_some() && matches!(s.state, StageState::Cached | StageState::Ran { .. })
+        });
+        if !cached && replanned.insert(&r.file) {
+            replan.push(r.file.clone());
+        }
+    }
+    for (n, r) in reports.iter().enumerate() {
+        if replanned.contains(r.file.as_path()) {
+            continue;
+        }
+        let mut ids = Vec::new();
+        for s in &r.stages {
+            let Some(record) = &s.record else { continue };
+            let i = *index.entry(record.key.0.clone()).or_insert_with(|| {
+                let blobs = record
+                    .outputs
+                    .values()
+                    .filter_map(|out| {
+                        let path = store.blob_path(&out.digest);
+                        let rel = path.strip_prefix(store.root()).ok()?;
+                        Some((rel.display().to_string(), out.size))
+                    })
+                    .collect();
+                records.push(Record {
+                    key: record.key.0.clone(),
+                    fingerprint: memo::fingerprint(&store.action_path(&record.key)),
+                    blobs,
+                });
+                records.len() - 1
+            });
+            ids.push(i);
+        }
+        let (lines, row, evaluates) = describe(n);
+        by_file.entry(r.file.clone()).or_default().push(Entry {
+            file: r.file.clone(),
+            name: r.name.clone(),
+            records: ids,
+            stages: r.stages.len(),
+            lines,
+            row,
+            evaluates,
+        });
+    }
+    // Selection order: each file's experiments in the order its plan gave them.
+    let mut experiments = Vec::new();
+    for (path, _) in &files {
+        experiments.extend(by_file.remove(path).unwrap_or_default());
+    }
+    let listed: HashSet<&PathBuf> = files.iter().map(|(p, _)| p).collect();
+    if !by_file.is_empty() || replan.iter().any(|f| !listed.contains(f)) {
+        return None;
+    }
+    Some(StatusMemo {
+        version: VERSION,
+        watched,
+        dirs,
+        files,
+        records,
+        experiments,
+        replan,
+        notes,
+    })
 }
 
 /// A status answered from its memo.
@@ -163,4 +509,13 @@ impl StatusUnchanged {
             secs: started.elapsed().as_secs_f64(),
         }
     }
+}
+
+/// A status that planned the stale files again and took every other experiment's answer
+/// from the memo.
+#[derive(Debug)]
+pub struct StatusPartial {
+    pub kept: Vec<Entry>,
+    pub built: super::build::Built,
+    pub secs: f64,
 }
