@@ -97,12 +97,14 @@ impl<'a> Mat<'a> {
     }
 }
 
-/// The destination of [`matmul`]: row-major rows `row_stride` apart, added to or overwritten.
+/// The destination of [`matmul`]: element (r, c) at `r * row_stride + c * col_stride`, added
+/// to or overwritten.
 pub(super) struct Out<'a> {
     data: &'a mut [f32],
     rows: usize,
     cols: usize,
     row_stride: usize,
+    col_stride: usize,
     accumulate: bool,
 }
 
@@ -114,16 +116,53 @@ impl<'a> Out<'a> {
         row_stride: usize,
         accumulate: bool,
     ) -> Self {
+        Out::checked(data, rows, cols, row_stride, 1, accumulate)
+    }
+
+    /// The transpose of the row-major `cols × rows` block whose rows are `stride` apart.
+    ///
+    /// Why: the recurrent layers' per-step products are computed transposed (`Wᵀ · hᵀ`), so
+    /// that gemm reads the weight as a column-major left-hand side and the states unpacked as
+    /// its right-hand side: upstream's orientation packed both operands at every step, the
+    /// strided state rows on one thread. Each element is the same sum of the same products in
+    /// the same order (kc does not depend on the orientation), so the bits do not move.
+    pub(super) fn transposed(
+        data: &'a mut [f32],
+        rows: usize,
+        cols: usize,
+        stride: usize,
+        accumulate: bool,
+    ) -> Self {
+        Out::checked(data, rows, cols, 1, stride, accumulate)
+    }
+
+    fn checked(
+        data: &'a mut [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+        accumulate: bool,
+    ) -> Self {
         assert!(rows > 0 && cols > 0, "empty output {rows} × {cols}");
         assert!(
-            (rows - 1) * row_stride + cols <= data.len(),
+            (rows - 1) * row_stride + (cols - 1) * col_stride < data.len(),
             "output outside its slice"
+        );
+        // Distinct elements at distinct places: gemm's threads write them concurrently.
+        assert!(
+            rows == 1
+                || cols == 1
+                || row_stride >= cols * col_stride
+                || col_stride >= rows * row_stride,
+            "output elements overlap"
         );
         Out {
             data,
             rows,
             cols,
             row_stride,
+            col_stride,
             accumulate,
         }
     }
@@ -159,21 +198,6 @@ impl LayerDims {
             hidden: ws[0],
         }
     }
-}
-
-/// `h_{t-1}` for every row `(batch, step)` of `hidden` `[batch, seq, h]` (zero at the first
-/// step), for the recurrent weight's gradient.
-pub(super) fn previous_hidden(d: LayerDims, hidden: &[f32]) -> Vec<f32> {
-    let h = d.hidden;
-    let mut previous = vec![0.0f32; d.batch * d.seq * h];
-    for b in 0..d.batch {
-        let span = b * d.seq * h..(b + 1) * d.seq * h;
-        let (dst, src) = (&mut previous[span.clone()], &hidden[span]);
-        if d.seq > 1 {
-            dst[h..].copy_from_slice(&src[..(d.seq - 1) * h]);
-        }
-    }
-    previous
 }
 
 /// Buffers kept on the thread that dropped them, for [`scratch`]: at most this many.
@@ -243,7 +267,8 @@ impl Drop for Scratch {
     }
 }
 
-/// [`previous_hidden`] into a [`scratch`] buffer (same values).
+/// `h_{t-1}` for every row `(batch, step)` of `hidden` `[batch, seq, h]` (zero at the first
+/// step), for the recurrent weight's gradient, in a [`scratch`] buffer.
 pub(super) fn previous_hidden_scratch(d: LayerDims, hidden: &[f32]) -> Scratch {
     let h = d.hidden;
     let mut previous = scratch(d.batch * d.seq * h);
@@ -286,7 +311,7 @@ pub(super) fn matmul(out: Out<'_>, lhs: Mat<'_>, rhs: Mat<'_>) {
     unsafe {
         gemm_into(
             out.data.as_mut_ptr(),
-            out.row_stride,
+            [out.row_stride, out.col_stride],
             out.accumulate,
             lhs,
             rhs,
@@ -313,15 +338,30 @@ pub(super) fn matmul_uninit(
     // SAFETY: the assertion keeps every output element inside `out`, borrowed mutably (so
     // it aliases neither input); with `read_dst` false gemm only writes it (its destination
     // scale is never applied to a read value), so its uninitialised elements are never read.
-    unsafe { gemm_into(out.as_mut_ptr().cast::<f32>(), row_stride, false, lhs, rhs) }
+    unsafe {
+        gemm_into(
+            out.as_mut_ptr().cast::<f32>(),
+            [row_stride, 1],
+            false,
+            lhs,
+            rhs,
+        )
+    }
 }
 
-/// `dst (+)= lhs · rhs` by the `gemm` crate (flex's own), `dst`'s rows `row_stride` apart;
-/// split across the current rayon pool when the product is large enough to share.
+/// `dst (+)= lhs · rhs` by the `gemm` crate (flex's own), `dst`'s element (r, c) at `r *
+/// row_stride + c * col_stride`; split across the current rayon pool when the product is
+/// large enough to share.
 ///
-/// SAFETY: `dst` must be valid for writes of `lhs.rows` rows of `rhs.cols` elements
-/// `row_stride` apart, alias neither input, and be initialised when `read_dst`.
-unsafe fn gemm_into(dst: *mut f32, row_stride: usize, read_dst: bool, lhs: Mat<'_>, rhs: Mat<'_>) {
+/// SAFETY: `dst` must be valid for writes of those `lhs.rows × rhs.cols` elements, each at a
+/// distinct place, alias neither input, and be initialised when `read_dst`.
+unsafe fn gemm_into(
+    dst: *mut f32,
+    [row_stride, col_stride]: [usize; 2],
+    read_dst: bool,
+    lhs: Mat<'_>,
+    rhs: Mat<'_>,
+) {
     let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
     let parallelism = if m * n * k >= 64 * 64 * 64 && rayon::current_num_threads() > 1 {
         gemm::Parallelism::Rayon(0)
@@ -336,7 +376,7 @@ unsafe fn gemm_into(dst: *mut f32, row_stride: usize, read_dst: bool, lhs: Mat<'
             n,
             k,
             dst,
-            1,
+            col_stride as isize,
             row_stride as isize,
             read_dst,
             lhs.data.as_ptr(),
@@ -413,16 +453,9 @@ macro_rules! widest_simd {
 }
 pub(super) use widest_simd;
 
-widest_simd!(pub(super) add_assign(sum: &mut [f32], row: &[f32]) {
-    for (s, r) in sum.iter_mut().zip(row) {
-        *s += r;
-    }
-});
-
 widest_simd!(pub(super) add_column_sums(sum: &mut [f32], rows: &[f32], stride: usize) {
-    // `sum[j] += rows[r * stride + j]` for every row r in order: the same additions as
-    // `add_assign` row by row, in one call (a call per row and column block cost more than
-    // the additions).
+    // `sum[j] += rows[r * stride + j]` for every row r in order, in one call (a call per row
+    // and column block cost more than the additions).
     let n = sum.len();
     if n == 0 {
         return;

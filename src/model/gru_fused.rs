@@ -31,8 +31,8 @@ use burn_flex::ops::activation::sigmoid_f32;
 use rayon::prelude::*;
 
 use super::fused::{
-    LayerDims, Mat, Out, add_assign, dense, elementwise_min_rows, f32s, from_f32s, matmul,
-    previous_hidden, tanh_f32, transpose, widest_simd,
+    LayerDims, Mat, Out, Scratch, add_column_sums, dense, elementwise_min_rows, f32s, from_f32s,
+    matmul, previous_hidden_scratch, scratch, tanh_f32, transpose, widest_simd,
 };
 
 #[backend_extension(Flex, Autodiff)]
@@ -145,8 +145,8 @@ struct GruState {
     w_in: FloatTensor<Flex>,
     w_h: FloatTensor<Flex>,
     hidden: FloatTensor<Flex>,
-    gates: Arc<Vec<f32>>,
-    hh_n: Arc<Vec<f32>>,
+    gates: Arc<Scratch>,
+    hh_n: Arc<Scratch>,
 }
 
 impl std::fmt::Debug for GruState {
@@ -203,12 +203,13 @@ impl Backward<Flex, 5> for GruBackward {
     }
 }
 
-/// The forward pass's activations, all row-major with rows `(batch, step)`.
+/// The forward pass's activations, all row-major with rows `(batch, step)`. The buffers the
+/// backward pass alone reads are [`scratch`] buffers, every element written (not zeroed first).
 pub(crate) struct Trace {
     /// `[batch, seq, 3 * hidden]`: r, z and n.
-    pub gates: Vec<f32>,
+    pub gates: Scratch,
     /// `[batch, seq, hidden]`: `h_{t-1} · W_hn + b_hn`, which the reset gate scales.
-    pub hh_n: Vec<f32>,
+    pub hh_n: Scratch,
     /// `[batch, seq, hidden]`: the hidden state.
     pub hidden: Vec<f32>,
 }
@@ -248,14 +249,15 @@ pub(crate) fn forward(
         (d.input * g, g, h * g, g)
     );
     // Input projections of every step (`b_in + x_t · W_in`), replaced by the gates in place.
-    // Filled row by row, not zeroed first (zeroing was a few percent of a small training).
-    let mut gates = Vec::with_capacity(rows * g);
-    for _ in 0..rows {
-        gates.extend_from_slice(b_in);
-    }
+    // The bias is copied into every row, on the pool.
+    let mut gates = scratch(rows * g);
+    gates
+        .par_chunks_mut(g.max(1))
+        .with_min_len(elementwise_min_rows(g))
+        .for_each(|row| row.copy_from_slice(b_in));
     let mut trace = Trace {
-        gates: Vec::new(),
-        hh_n: vec![0.0; rows * h],
+        gates: scratch(0),
+        hh_n: scratch(rows * h),
         hidden: vec![0.0; rows * h],
     };
     if rows == 0 || h == 0 {
@@ -273,10 +275,11 @@ pub(crate) fn forward(
     let zero_state = vec![0.0f32; h];
     for step in 0..d.seq {
         if step > 0 {
+            // Transposed, projectedᵀ = W_hᵀ · h_{t-1}ᵀ: see `Out::transposed`.
             matmul(
-                Out::new(&mut projected, d.batch, g, g, false),
-                Mat::rows(&trace.hidden[(step - 1) * h..], d.batch, h, state_block),
-                Mat::rows(w_h, h, g, g),
+                Out::transposed(&mut projected, g, d.batch, g, false),
+                Mat::transposed(w_h, g, h, g),
+                Mat::transposed(&trace.hidden[(step - 1) * h..], h, d.batch, state_block),
             );
         }
         gates
@@ -331,8 +334,9 @@ pub(crate) fn backward(
     let block = d.seq * g;
     // Gradients of the input side's pre-activations and of `h_{t-1} · W_h + b_h`, rows
     // (batch, step); they differ only in the candidate's third (r scales the hidden side).
-    let mut d_input_side = vec![0.0f32; rows * g];
-    let mut d_hidden_side = vec![0.0f32; rows * g];
+    // Every element written by the gate passes.
+    let mut d_input_side = scratch(rows * g);
+    let mut d_hidden_side = scratch(rows * g);
     // The part of dh_t through W_h: dhh_{t+1} · W_hᵀ (zero at the last step).
     let mut d_h_recurrent = vec![0.0f32; d.batch * h];
     // dh_{t+1} · z_{t+1}, the part of dh_t through the update gate's blend.
@@ -342,10 +346,12 @@ pub(crate) fn backward(
     let w_h_t = transpose(w_h, h, g);
     for step in (0..d.seq).rev() {
         if step + 1 < d.seq && h > 0 {
+            // Transposed, dhᵀ = W_h · dhh_{t+1}ᵀ (W_h read column-major from its transpose):
+            // see `Out::transposed`.
             matmul(
-                Out::new(&mut d_h_recurrent, d.batch, h, h, false),
-                Mat::rows(&d_hidden_side[(step + 1) * g..], d.batch, g, block),
-                Mat::rows(&w_h_t, g, h, h),
+                Out::transposed(&mut d_h_recurrent, h, d.batch, h, false),
+                Mat::transposed(&w_h_t, h, g, h),
+                Mat::transposed(&d_hidden_side[(step + 1) * g..], g, d.batch, block),
             );
         }
         d_input_side
@@ -373,7 +379,7 @@ pub(crate) fn backward(
             });
     }
     // h_{t-1} for every row (zero at the first step), for dW_h.
-    let previous_hidden = previous_hidden(d, trace.hidden);
+    let previous_hidden = previous_hidden_scratch(d, trace.hidden);
     let mut grads = LayerGrads {
         x: None,
         w_in: vec![0.0; d.input * g],
@@ -395,11 +401,15 @@ pub(crate) fn backward(
         Mat::transposed(&previous_hidden, h, rows, h),
         Mat::rows(&d_hidden_side, rows, g, g),
     );
-    for row in d_input_side.chunks_exact(g) {
-        add_assign(&mut grads.b_in, row);
-    }
-    for row in d_hidden_side.chunks_exact(g) {
-        add_assign(&mut grads.b_h, row);
+    // Each bias gradient sums its column over the rows in order; columns split over the pool.
+    let columns = 64;
+    for (bias, sides) in [
+        (&mut grads.b_in, &d_input_side),
+        (&mut grads.b_h, &d_hidden_side),
+    ] {
+        bias.par_chunks_mut(columns)
+            .enumerate()
+            .for_each(|(c, bias)| add_column_sums(bias, &sides[c * columns..], g));
     }
     if want_x {
         let mut dx = vec![0.0f32; x.len()];

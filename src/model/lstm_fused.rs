@@ -240,10 +240,11 @@ pub(crate) fn forward(d: LayerDims, x: &[f32], w_in: &[f32], bias: &[f32], w_h: 
     let (block, state_block) = (d.seq * g, d.seq * h);
     for step in 0..d.seq {
         if step > 0 {
+            // Transposed, gatesᵀ += W_hᵀ · h_{t-1}ᵀ: see `Out::transposed`.
             matmul(
-                Out::new(&mut gates[step * g..], d.batch, g, block, true),
-                Mat::rows(&trace.hidden[(step - 1) * h..], d.batch, h, state_block),
-                Mat::rows(w_h, h, g, g),
+                Out::transposed(&mut gates[step * g..], g, d.batch, block, true),
+                Mat::transposed(w_h, g, h, g),
+                Mat::transposed(&trace.hidden[(step - 1) * h..], h, d.batch, state_block),
             );
         }
         gates
@@ -302,10 +303,12 @@ pub(crate) fn backward(
     let w_h_t = transpose(w_h, h, g);
     for step in (0..d.seq).rev() {
         if step + 1 < d.seq && h > 0 {
+            // Transposed, dhᵀ = W_h · dgates_{t+1}ᵀ (W_h read column-major from its
+            // transpose): see `Out::transposed`.
             matmul(
-                Out::new(&mut d_h_recurrent, d.batch, h, h, false),
-                Mat::rows(&d_gates[(step + 1) * g..], d.batch, g, block),
-                Mat::rows(&w_h_t, g, h, h),
+                Out::transposed(&mut d_h_recurrent, h, d.batch, h, false),
+                Mat::transposed(&w_h_t, h, g, h),
+                Mat::transposed(&d_gates[(step + 1) * g..], g, d.batch, block),
             );
         }
         d_gates
