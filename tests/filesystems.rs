@@ -138,6 +138,16 @@ fn states(run: &Run) -> BTreeSet<String> {
         .collect()
 }
 
+/// The `error:` line of a build that filled the disk.
+fn full_disk_error(run: &Run) -> String {
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    run.stderr
+        .lines()
+        .find(|l| l.starts_with("error:") && l.contains("No space left on device"))
+        .unwrap_or_else(|| panic!("no error names the full disk:\n{}", run.stderr))
+        .to_string()
+}
+
 fn names_in(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|entries| {
@@ -184,12 +194,7 @@ fn a_full_disk_fails_the_build_clearly_and_leaves_the_cache_consistent() {
         "a full disk fails the stage (exit 1):\n{}\n{}",
         run.stdout, run.stderr
     );
-    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
-    let error = run
-        .stderr
-        .lines()
-        .find(|l| l.starts_with("error:") && l.contains("No space left on device"))
-        .unwrap_or_else(|| panic!("no error names the full disk:\n{}", run.stderr));
+    let error = full_disk_error(&run);
     assert!(
         error.contains(&format!("{dir}/")),
         "the error names the file in the cache it was writing: {error}"
@@ -243,12 +248,7 @@ fn a_full_disk_under_a_background_write_fails_that_stage_and_keeps_the_cache_con
 
     let run = hft(&p.dir, &until);
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
-    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
-    let error = run
-        .stderr
-        .lines()
-        .find(|l| l.starts_with("error:") && l.contains("No space left on device"))
-        .unwrap_or_else(|| panic!("no error names the full disk:\n{}", run.stderr));
+    let error = full_disk_error(&run);
     assert!(
         error.contains("features") && error.contains("cannot store outputs"),
         "the stage whose outputs could not be written fails: {error}"

@@ -317,6 +317,16 @@ mod tests {
     use super::*;
     use crate::store::temp_store;
 
+    /// No temporary file of a blob write is left behind.
+    fn assert_no_tmp_files(store: &Store) {
+        let left: Vec<_> = fs::read_dir(store.root().join("tmp"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
     #[test]
     fn blobs_round_trip_and_corruption_is_a_miss() {
         let (dir, store) = temp_store();
@@ -348,12 +358,7 @@ mod tests {
         assert!(fs::metadata(&path).unwrap().permissions().readonly());
         // Stored again: found present, and no temporary file is left behind.
         assert_eq!(store.put_blob(&big).unwrap(), r);
-        let left: Vec<_> = fs::read_dir(store.root().join("tmp"))
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
-            .collect();
-        assert!(left.is_empty(), "{left:?}");
+        assert_no_tmp_files(&store);
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -432,12 +437,7 @@ mod tests {
             size: 16
         }));
         assert!(!store.blob_path(&d).exists());
-        let left: Vec<_> = fs::read_dir(store.root().join("tmp"))
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
-            .collect();
-        assert!(left.is_empty(), "{left:?}");
+        assert_no_tmp_files(&store);
         fs::remove_dir_all(dir).unwrap();
     }
 }
