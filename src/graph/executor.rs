@@ -35,7 +35,9 @@ pub struct Executed {
     pub secs: f64,
     /// Of `secs`, the time it waited for cores or the RNG (`crate::waits`).
     pub waited: f64,
-    /// `Some`: neither the record nor its large blobs are in the store yet.
+    /// `Some`: neither the record nor its large blobs are in the store yet; the caller stores
+    /// them ([`Unstored::store`]) before it releases the key's lock. Dropped unstored, the
+    /// stage is simply not cached (nothing half-written is left).
     pub unstored: Option<Unstored>,
 }
 
