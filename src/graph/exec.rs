@@ -330,14 +330,16 @@ impl<'scope, 'env> Background<'scope, 'env> {
                 Err(_) => "the writer panicked".to_string(),
             };
             if let Some(report) = done.get_mut(stage).and_then(Option::as_mut) {
-                report.state = StageState::Failed(StageError::Failed(format!(
-                    "cannot store outputs: {e}",
-                    e = error
-                )));
+                report.state = not_stored(error);
                 report.record = None;
             }
         }
     }
+}
+
+/// The state of a stage whose outputs could not be stored.
+fn not_stored(error: impl std::fmt::Display) -> StageState {
+    StageState::Failed(StageError::Failed(format!("cannot store outputs: {error}")))
 }
 
 fn run_experiment_once(
@@ -557,9 +559,7 @@ fn run_stage<'env>(
                 // The remote push reads the stored blobs: store them first.
                 Some(unstored) => {
                     if let Err(e) = unstored.store(store, &record) {
-                        report.state = StageState::Failed(StageError::Failed(format!(
-                            "cannot store outputs: {e}"
-                        )));
+                        report.state = not_stored(e);
                         return report;
                     }
                 }

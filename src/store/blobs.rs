@@ -87,7 +87,7 @@ impl RecentBlobs {
     fn insert(&mut self, d: Digest, bytes: Arc<Vec<u8>>) {
         let len = bytes.len();
         let kept = self.entries.iter().any(|(digest, _)| *digest == d);
-        if !(RECENT_MIN_BYTES..=RECENT_MAX_BYTES).contains(&len) || kept {
+        if !worth_keeping(len as u64) || kept {
             return;
         }
         while self.bytes + len > RECENT_MAX_BYTES {
@@ -100,12 +100,12 @@ impl RecentBlobs {
         self.entries.push_back((d, bytes));
     }
 
-    fn remove(&mut self, d: &Digest) {
-        if let Some(i) = self.entries.iter().position(|(digest, _)| digest == d)
-            && let Some((_, old)) = self.entries.remove(i)
-        {
-            self.bytes -= old.len();
-        }
+    /// Takes `d`'s bytes out of the recent blobs.
+    fn remove(&mut self, d: &Digest) -> Option<Arc<Vec<u8>>> {
+        let i = self.entries.iter().position(|(digest, _)| digest == d)?;
+        let (_, old) = self.entries.remove(i)?;
+        self.bytes -= old.len();
+        Some(old)
     }
 }
 
@@ -260,11 +260,7 @@ impl Store {
     /// Bytes with this digest kept in memory, taken out of it (the ingest holds them only
     /// while it parses them); `None`: read the file.
     pub fn take_data_bytes(&self, d: &Digest) -> Option<Arc<Vec<u8>>> {
-        let mut recent = self.recent.lock().ok()?;
-        let i = recent.entries.iter().position(|(digest, _)| digest == d)?;
-        let (_, bytes) = recent.entries.remove(i)?;
-        recent.bytes -= bytes.len();
-        Some(bytes)
+        self.recent.lock().ok()?.remove(d)
     }
 
     /// The blob's bytes: from memory if this process stored it lately
