@@ -91,17 +91,19 @@ pub fn save_build(
     drop_aside(answers);
 }
 
+/// A kept experiment's lines as a build prints them: (verbose, quiet).
+fn build_lines(e: &status_memo::Entry) -> (Vec<String>, Vec<String>) {
+    let line = |i: usize| e.lines.get(i).cloned().unwrap_or_default();
+    (line(0), line(1))
+}
+
 /// A build where nothing changed, answered from its memo.
 pub fn replay(
     store: &Store,
     m: status_memo::StatusMemo,
     started: Instant,
 ) -> super::build::Unchanged {
-    let lines = |e: &status_memo::Entry| {
-        let line = |i: usize| e.lines.get(i).cloned().unwrap_or_default();
-        (line(0), line(1))
-    };
-    let experiments = m.experiments.iter().map(lines).collect();
+    let experiments = m.experiments.iter().map(build_lines).collect();
     let mut results = vec![header()];
     results.extend(m.experiments.iter().map(|e| e.row.clone()));
     if !m.experiments.iter().any(|e| e.evaluates) {
@@ -141,9 +143,8 @@ impl PartialBuilt {
             .zip(rows.into_iter().skip(1))
             .map(|(r, row)| (r.file.clone(), row, evaluates(r)))
             .collect();
-        let line = |e: &status_memo::Entry, i: usize| e.lines.get(i).cloned().unwrap_or_default();
         PartialBuilt {
-            kept: p.kept().map(|e| (line(e, 0), line(e, 1))).collect(),
+            kept: p.kept().map(build_lines).collect(),
             kept_stages: p.kept().map(|e| e.stages).sum(),
             results: p.results(header(), &planned),
             built,
