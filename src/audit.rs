@@ -146,6 +146,16 @@ pub fn audit(
                 }
             };
             let mut differences = Vec::new();
+            for (name, r) in &output.passed {
+                let want = expected.get(name);
+                if want != Some(&r.digest.to_hex()) {
+                    differences.push(format!(
+                        "output `{name}`: passes on input blob {}, the record names {}",
+                        r.digest.to_hex(),
+                        want.map(String::as_str).unwrap_or("(none)")
+                    ));
+                }
+            }
             for (name, bytes) in &output.blobs {
                 let now = Digest::of(bytes);
                 let want = expected.get(name);

@@ -229,6 +229,20 @@ fn large_outputs_stored_in_the_background_are_built_once_and_complete() {
         run.stdout
     );
     assert_eq!(run.with_state("cached").len(), 3, "{}", run.stdout);
+    // The dataset's rows are the features blob itself, named by both records and stored
+    // once: bars, features, the features' state for extending them, and the dataset's own
+    // small blob.
+    let objects = walkdir::WalkDir::new(p.path("cache/objects"))
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().display().to_string())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        objects.len(),
+        4,
+        "bars, features (= the dataset's rows), state, dataset: {objects:?}"
+    );
     let verify = p.hft(&["cache", "verify"]);
     assert_eq!(verify.code, 0, "{}\n{}", verify.stdout, verify.stderr);
     let again = p.hft(&["build", "-j", "2", "--until", "dataset"]);

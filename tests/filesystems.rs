@@ -253,6 +253,16 @@ fn a_full_disk_under_a_background_write_fails_that_stage_and_keeps_the_cache_con
         error.contains("features") && error.contains("cannot store outputs"),
         "the stage whose outputs could not be written fails: {error}"
     );
+    // The dataset passes the features blob on as its rows: its record waits for that
+    // write (or finds it failed) and is not written either.
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with("error: large/dataset:") && l.contains("not")),
+        "the dataset, whose rows are that blob, fails too:\n{}\n{}",
+        run.stdout,
+        run.stderr
+    );
     assert_verified(&p, &cache);
     assert!(
         names_in(&cache.join("tmp"))

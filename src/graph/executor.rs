@@ -13,7 +13,7 @@ use std::time::Instant;
 use super::StageSpec;
 use super::exec::ExperimentJob;
 use super::stages::{StageError, StageInputs, StageKind, StageOutput};
-use crate::store::{ActionRecord, Digest, HeldBlob, StageKey, Store, now_unix};
+use crate::store::{ActionRecord, Digest, HeldBlob, OutputRef, StageKey, Store, now_unix};
 
 /// One stage to execute: its key is complete, locked by the caller, and in neither the
 /// local nor the remote cache.
@@ -52,13 +52,19 @@ const HOLD_MIN_BYTES: usize = 8 << 20;
 /// stage computes, instead of before it starts (`graph::exec::run_stage`).
 pub struct Unstored {
     blobs: Vec<HeldBlob>,
+    /// Outputs passed on from inputs that their own stage is still writing.
+    awaited: Vec<OutputRef>,
 }
 
 impl Unstored {
-    /// Writes the blobs, then `record` (a record never names a missing blob).
+    /// Writes the blobs and waits for the awaited ones, then writes `record` (a record never
+    /// names a missing blob).
     pub fn store(self, store: &Store, record: &ActionRecord) -> std::io::Result<()> {
         for held in self.blobs {
             store.write_held(held)?;
+        }
+        for r in &self.awaited {
+            store.wait_stored(r)?;
         }
         store.put_action(record)
     }
@@ -93,8 +99,27 @@ impl Executor for LocalExecutor {
         let (output, waited) = execute_isolated_timed(&spec.kind, &stage_inputs);
         let output = output?;
         let mut outputs = BTreeMap::new();
-        let StageOutput { blobs, summary } = output;
-        let hold = blobs.values().map(Vec::len).sum::<usize>() >= HOLD_MIN_BYTES;
+        let StageOutput {
+            blobs,
+            passed,
+            summary,
+        } = output;
+        // An input passed on is named by the record once it is stored: an input still being
+        // written in the background holds the record back too.
+        let mut awaited = Vec::new();
+        for (name, r) in passed {
+            if store.is_held(&r.digest) {
+                awaited.push(r.clone());
+            } else if !store.has_blob(&r) {
+                return Err(StageError::Failed(format!(
+                    "output `{name}` is input blob {}, which is not in the store",
+                    r.digest.short()
+                )));
+            }
+            outputs.insert(name, r);
+        }
+        let hold =
+            blobs.values().map(Vec::len).sum::<usize>() >= HOLD_MIN_BYTES || !awaited.is_empty();
         let mut held = Vec::new();
         for (name, bytes) in blobs {
             if hold {
@@ -131,7 +156,10 @@ impl Executor for LocalExecutor {
                 record,
                 secs,
                 waited,
-                unstored: Some(Unstored { blobs: held }),
+                unstored: Some(Unstored {
+                    blobs: held,
+                    awaited,
+                }),
             });
         }
         store

@@ -535,6 +535,16 @@ pub fn execute_and_record(
         })?;
         outputs.insert(name.clone(), stored);
     }
+    // Passed-on inputs were stored by their own stage's job, before this one started.
+    for (name, r) in &output.passed {
+        if !store.has_blob(r) {
+            return Err(StageError::Failed(format!(
+                "output `{name}` is input blob {}, which is not in the cache",
+                r.digest.short()
+            )));
+        }
+        outputs.insert(name.clone(), r.clone());
+    }
     let record = ActionRecord {
         key: key.clone(),
         stage: spec.id.clone(),

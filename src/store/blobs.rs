@@ -42,6 +42,7 @@ impl Drop for HeldBlob {
         if let Ok(mut recent) = self.store.recent.lock() {
             recent.release(&self.output.digest, &self.bytes);
         }
+        self.store.released.notify_all();
     }
 }
 
@@ -238,6 +239,41 @@ impl Store {
         Ok(stored)
     }
 
+    /// Waits until no stage of this process holds blob `r` unwritten ([`Store::hold_blob`]),
+    /// then checks that it is stored: a stage that passes an input on as its own output
+    /// ([`crate::graph::stages::StageOutput::passed`]) writes its record only then.
+    pub fn wait_stored(&self, r: &OutputRef) -> io::Result<()> {
+        let mut recent = self
+            .recent
+            .lock()
+            .map_err(|_| io::Error::other("the store's blob table is poisoned"))?;
+        while recent.get_held(&r.digest).is_some() {
+            recent = self
+                .released
+                .wait(recent)
+                .map_err(|_| io::Error::other("the store's blob table is poisoned"))?;
+        }
+        drop(recent);
+        if self.has_blob(r) {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "blob {} was not stored (the stage that produced it failed to write it)",
+                    r.digest.short()
+                ),
+            ))
+        }
+    }
+
+    /// Whether blob `d` is held unwritten ([`Store::hold_blob`]).
+    pub fn is_held(&self, d: &Digest) -> bool {
+        self.recent
+            .lock()
+            .is_ok_and(|recent| recent.get_held(d).is_some())
+    }
+
     /// [`Store::put_blob`], keeping a large blob in memory for [`Store::get_blob_shared`]
     /// in this process.
     pub fn put_blob_owned(&self, bytes: Vec<u8>) -> io::Result<OutputRef> {
@@ -392,6 +428,35 @@ mod tests {
         assert!(recent.get(&a.0).is_none() && recent.get(&b.0).is_some());
         assert!(recent.get(&c.0).is_some() && recent.bytes <= RECENT_MAX_BYTES);
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn waiting_for_a_held_blob_ends_when_it_is_written_or_let_go() {
+        let (_dir, store) = temp_store();
+        // Written while another thread waits: stored.
+        let held = store.hold_blob(vec![7u8; 4096]);
+        let r = held.output.clone();
+        assert!(store.is_held(&r.digest));
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| store.wait_stored(&r));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            store.write_held(held).unwrap();
+            waiter.join().unwrap().unwrap();
+        });
+        assert!(!store.is_held(&r.digest));
+        // Let go unwritten (a failed write): the waiter hears it was not stored.
+        let lost = store.hold_blob(vec![9u8; 4096]);
+        let l = lost.output.clone();
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| store.wait_stored(&l));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(lost);
+            let e = waiter.join().unwrap().unwrap_err();
+            assert!(e.to_string().contains("was not stored"), "{e}");
+        });
+        // Neither held nor stored: no wait, an error.
+        assert!(store.wait_stored(&l).is_err());
+        assert!(store.wait_stored(&r).is_ok());
     }
 
     #[test]

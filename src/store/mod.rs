@@ -205,6 +205,9 @@ pub struct Store {
     _lock: Arc<File>,
     exclusive: bool,
     recent: Arc<Mutex<RecentBlobs>>,
+    /// Signalled (with `recent` locked) whenever a held blob is let go, written or not
+    /// ([`Store::wait_stored`]).
+    released: Arc<std::sync::Condvar>,
     /// Action records found damaged (a missing or truncated blob, an edited record) through
     /// this handle: read-only commands report them instead of printing stale results.
     damaged: Arc<std::sync::atomic::AtomicUsize>,
@@ -236,6 +239,7 @@ impl Store {
             _lock: Arc::new(lock),
             exclusive: false,
             recent: Arc::default(),
+            released: Arc::default(),
             damaged: Arc::default(),
             hits: None,
         };
@@ -285,6 +289,7 @@ impl Store {
             _lock: Arc::new(lock),
             exclusive: true,
             recent: Arc::default(),
+            released: Arc::default(),
             damaged: Arc::default(),
             hits: None,
         };

@@ -31,35 +31,36 @@
 //! | `{i}/close` | F64 | `[rows]` (the raw, adjusted close labels come from) |
 //! | `{i}/values` | F64 | `[rows, k]` (row-major, columns in `names` order) |
 //!
-//! ## Dataset (`dataset` output)
+//! ## Dataset (`dataset` output: the blobs `dataset` and `rows`)
 //!
-//! metadata: `{"kind":"dataset","version":3,"symbols":[..],"feature_names":[..],
+//! metadata: `{"kind":"dataset","version":4,"symbols":[..],"feature_names":[..],
 //! "sequence_length":S,"prediction_horizon":P,"bar_seconds":B,"relative":[..],
 //! "action_threshold":T}`
 //!
 //! The windows are not stored: consecutive windows share all but one row, so they are `S`
 //! times the size of the rows they are cut from. Nor are the labels: they follow from the
-//! closes. The blob holds those rows and runs of consecutive window ends;
-//! [`Dataset::from_bytes`] rebuilds the windows and labels on load.
+//! closes. The rows are the `rows` blob, a feature tables blob (layout above) with one
+//! table per symbol of `symbols`, in that order, each with the columns `feature_names`.
+//! Without `symbol_id` (and outside walk-forward folds) it is the features stage's own blob,
+//! which the dataset stage's record names again rather than copying it. The `dataset` blob
+//! holds the normalisation and runs of consecutive window ends; [`Dataset::from_blobs`]
+//! rebuilds the windows and labels on load.
 //!
 //! | tensor | dtype | shape |
 //! | --- | --- | --- |
 //! | `norm_mean`, `norm_std` | F64 | `[k]` (train statistics) |
-//! | `rows/{i}/values` | F64 | `[r_i, k]` (raw feature rows of symbol `i` that windows read) |
-//! | `rows/{i}/close` | F64 | `[r_i + P]` (their raw closes and the `P` after them; `[0]` when `r_i = 0`) |
-//! | `rows/{i}/timestamp` | I64 | `[r_i]` |
 //! | `{split}/windows` | U32 | `[m, 3]` (per run: symbol index, first window's last row, count) |
 //!
 //! for `split` in `train`, `val`, `test`; `m` may be 0. A run `(i, e0, n)` holds the windows
-//! of symbol `i` ending at rows `e0, e0 + 1, .., e0 + n - 1` of `rows/{i}`, in that order;
-//! the split's windows are its runs' in order. Window `j` ending at `e`, with
-//! `V = rows/{i}/values` and `C = rows/{i}/close`, is the `[S, k]` array
+//! of symbol `i` ending at rows `e0, e0 + 1, .., e0 + n - 1` of the rows blob's table `i`, in
+//! that order; the split's windows are its runs' in order. Window `j` ending at `e`, with
+//! `V = {i}/values` and `C = {i}/close` of the rows blob, is the `[S, k]` array
 //! `x[s, c] = f32((v - norm_mean[c]) / norm_std[c])` where `v = V[e - S + 1 + s, c]`, divided
 //! by `C[e]` minus 1 if `relative[c]`, all in f64. In numpy:
 //! `w = V[e-S+1:e+1]; w = np.where(rel, w / C[e] - 1, w); ((w - m) / sd).astype("f4")`.
 //! Its labels: `y[h-1] = f32(C[e+h] / C[e] - 1)` for `h = 1..=P` (in f64, then rounded); its
 //! action 0 (buy) if `C[e+1] / C[e] - 1 > T`, 2 (sell) if it is `< -T`, else 1 (hold); its
-//! timestamp `rows/{i}/timestamp[e]`.
+//! timestamp `{i}/timestamp[e]`.
 //!
 //! [safetensors]: https://github.com/huggingface/safetensors
 //!
@@ -69,7 +70,7 @@ mod tensors;
 
 use serde::{Deserialize, Serialize};
 
-use super::dataset::{WindowRows, label, tiled_constants};
+use super::dataset::{WindowRuns, label, tiled_constants};
 use super::{Bars, Dataset, FeatureTable, RowSource, Split, Windows};
 use std::sync::Arc;
 
@@ -79,9 +80,10 @@ use tensors::{Reader, Writer};
 const META_KEY: &str = "hft";
 /// Layout version of the bars and features blobs.
 const VERSION: u32 = 1;
-/// Layout version of the dataset blob: 3 derives the labels from the closes and stores
+/// Layout version of the dataset blob: 4 keeps the rows in a features blob of their own
+/// (the features stage's, when unchanged), 3 derives the labels from the closes and stores
 /// runs of window ends, 2 stored each window's end and labels, 1 stored the windows.
-const DATASET_VERSION: u32 = 3;
+const DATASET_VERSION: u32 = 4;
 const SPLITS: [&str; 3] = ["train", "val", "test"];
 
 /// Why bytes could not be read back as a stage output.
@@ -277,10 +279,11 @@ impl DatasetHeader {
 }
 
 impl Dataset {
-    /// Decodes the dataset stage's blob ([`super::dataset::build_encoded`]), checking shapes,
-    /// action codes, symbol indices and window ends, and rebuilds the windows.
-    pub fn from_bytes(b: &[u8]) -> Result<Dataset, BlobError> {
-        let r = Reader::open(b)?;
+    /// Decodes the dataset stage's blobs ([`super::dataset::build_encoded`]): `dataset`
+    /// and the `rows` its windows are cut from (a features blob). Checks shapes, symbol
+    /// indices and window ends, and rebuilds the windows and labels.
+    pub fn from_blobs(dataset: &[u8], rows: &[u8]) -> Result<Dataset, BlobError> {
+        let r = Reader::open(dataset)?;
         let meta: DatasetMeta = r.meta("dataset", DATASET_VERSION)?;
         let (s, p, k) = (
             meta.sequence_length,
@@ -296,18 +299,31 @@ impl Dataset {
         }
         let norm_mean = r.f64("norm_mean", Some(&[k]))?.1;
         let norm_std = r.f64("norm_std", Some(&[k]))?.1;
-        let mut timestamps = Vec::with_capacity(meta.symbols.len());
-        let rows = (0..meta.symbols.len())
-            .map(|i| {
-                let stamps = r.i64(&format!("rows/{i}/timestamp"), None)?.1;
-                let stored = stamps.len();
-                let values = r.f64(&format!("rows/{i}/values"), Some(&[stored, k]))?.1;
-                let closes = if stored == 0 { 0 } else { stored + p };
-                let close = r.f64(&format!("rows/{i}/close"), Some(&[closes]))?.1;
-                timestamps.push(stamps);
-                Ok((values, close))
+        let tables = decode_feature_tables(rows)?;
+        let same_tables = tables.len() == meta.symbols.len()
+            && tables
+                .iter()
+                .zip(&meta.symbols)
+                .all(|(t, symbol)| t.symbol == *symbol && t.names == meta.feature_names);
+        if !same_tables {
+            return Err(BlobError::Metadata(format!(
+                "the rows blob holds tables {:?}, the dataset symbols {:?} with features {:?}",
+                tables
+                    .iter()
+                    .map(|t| (&t.symbol, &t.names))
+                    .collect::<Vec<_>>(),
+                meta.symbols,
+                meta.feature_names
+            )));
+        }
+        let mut timestamps = Vec::with_capacity(tables.len());
+        let rows: Vec<(Vec<f64>, Vec<f64>)> = tables
+            .into_iter()
+            .map(|t| {
+                timestamps.push(t.timestamps);
+                (t.values, t.close)
             })
-            .collect::<Result<Vec<_>, BlobError>>()?;
+            .collect();
         let tiled = tiled_constants(&meta.relative, &norm_mean, &norm_std, s);
         let theta = meta.action_threshold;
         /// A split's windows and labels, before the windows share the rows.
@@ -341,13 +357,14 @@ impl Dataset {
                         format!("symbol index {sym} but only {} symbols", meta.symbols.len()),
                     ));
                 };
+                // A window's labels read the `p` closes after its end.
                 let stored = stamps.len();
-                if first < s - 1 || first.saturating_add(count) > stored {
+                if first < s - 1 || first.saturating_add(count).saturating_add(p) > stored {
                     return Err(r.bad(
                         &tensor,
                         format!(
                             "{count} windows of {s} rows ending from row {first} of symbol \
-                             {sym}, which has {stored} stored rows"
+                             {sym}, labelled {p} rows ahead, but it has {stored} rows"
                         ),
                     ));
                 }
@@ -399,9 +416,9 @@ impl Dataset {
     }
 }
 
-/// The dataset blob of `d` (labels, symbols, timestamps, normalisation: its `x` is not
-/// read) and the rows its windows are cut from.
-pub(super) fn encode_dataset(d: &Dataset, rows: &WindowRows<'_>) -> Vec<u8> {
+/// The dataset blob of `d` (symbols, shape, normalisation: its splits are not read) and the
+/// runs of its windows; the rows they are cut from go in a blob of their own.
+pub(super) fn encode_dataset(d: &Dataset, windows: &WindowRuns) -> Vec<u8> {
     let meta = DatasetMeta {
         kind: "dataset".into(),
         version: DATASET_VERSION,
@@ -410,20 +427,14 @@ pub(super) fn encode_dataset(d: &Dataset, rows: &WindowRows<'_>) -> Vec<u8> {
         sequence_length: d.sequence_length,
         prediction_horizon: d.prediction_horizon,
         bar_seconds: d.bar_seconds,
-        relative: rows.relative.clone(),
-        action_threshold: rows.action_threshold,
+        relative: windows.relative.clone(),
+        action_threshold: windows.action_threshold,
     };
     let k = d.num_features();
     let mut w = Writer::new();
     w.f64("norm_mean", &d.norm_mean, &[k]);
     w.f64("norm_std", &d.norm_std, &[k]);
-    for (i, (values, close, timestamps)) in rows.tables.iter().enumerate() {
-        let r = timestamps.len();
-        w.f64(&format!("rows/{i}/values"), values, &[r, k]);
-        w.f64(&format!("rows/{i}/close"), close, &[close.len()]);
-        w.i64(&format!("rows/{i}/timestamp"), timestamps, &[r]);
-    }
-    for (name, runs) in SPLITS.iter().zip(&rows.runs) {
+    for (name, runs) in SPLITS.iter().zip(&windows.runs) {
         w.u32(&format!("{name}/windows"), runs, &[runs.len() / 3, 3]);
     }
     w.finish(&meta)
@@ -439,8 +450,8 @@ mod tests {
     use crate::data::synthetic::generate;
     use crate::data::{DatasetParams, dataset, features};
 
-    /// A two-symbol dataset and its blob.
-    fn sample_dataset(bars: usize) -> (Dataset, Vec<u8>) {
+    /// A two-symbol dataset, its blob and its rows blob (the feature tables' blob).
+    fn sample_dataset(bars: usize) -> (Dataset, Vec<u8>, Vec<u8>) {
         let names: Vec<String> = ["close", "rsi_14", "volume_ratio"]
             .iter()
             .map(|s| s.to_string())
@@ -460,9 +471,12 @@ mod tests {
             symbol_id: false,
             cross_sessions: true,
         };
+        let encoded = dataset::build_encoded(&tables, &params).unwrap();
+        assert_eq!(encoded.rows, dataset::DatasetRows::Input);
         (
             dataset::build(&tables, &params).unwrap(),
-            dataset::build_encoded(&tables, &params).unwrap().bytes,
+            encoded.bytes,
+            encode_feature_tables(&tables),
         )
     }
 
@@ -626,7 +640,7 @@ mod tests {
         assert_eq!(encode_feature_tables(&[]), legacy::features(&[]));
         // The dataset encoder against the crate's serialiser on the same tensors.
         for bars in [60, 300, 2000] {
-            let (_, blob) = sample_dataset(bars);
+            let (_, blob, _) = sample_dataset(bars);
             assert_eq!(rewrite(&blob, |m| m, |_, _| {}), blob, "{bars} bars");
         }
     }
@@ -670,30 +684,60 @@ mod tests {
 
     #[test]
     fn dataset_round_trip_with_empty_split() {
-        let (d, bytes) = sample_dataset(300);
+        let (d, bytes, rows) = sample_dataset(300);
         assert_eq!(d.test.n, 0);
         assert!(d.train.n > 0 && d.val.n > 0);
-        assert_eq!(Dataset::from_bytes(&bytes).unwrap(), d);
-        // Rows (f64) and labels, not the windows (8 rows of 3 f32 each).
-        let windows = 4 * 8 * 3 * (d.train.n + d.val.n);
-        assert!(bytes.len() < windows, "{} vs {windows}", bytes.len());
+        assert_eq!(Dataset::from_blobs(&bytes, &rows).unwrap(), d);
+        // The normalisation and runs of windows: no rows, no labels, no windows.
+        assert!(bytes.len() < 1024, "{}", bytes.len());
+    }
+
+    #[test]
+    fn a_rows_blob_of_other_tables_is_an_error() {
+        let (_, bytes, rows) = sample_dataset(300);
+        let tables = decode_feature_tables(&rows).unwrap();
+        let e = Dataset::from_blobs(&bytes, &encode_feature_tables(&tables[..1]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the rows blob holds tables"), "{e}");
+        let mut renamed = tables.clone();
+        renamed[1].symbol = "OTHER".into();
+        let e = Dataset::from_blobs(&bytes, &encode_feature_tables(&renamed))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("OTHER"), "{e}");
+        // Rows too short for the windows the runs name.
+        let mut short = tables;
+        for t in &mut short {
+            let n = t.timestamps.len() - 5;
+            let k = t.names.len();
+            t.timestamps.truncate(n);
+            t.close.truncate(n);
+            t.values.truncate(n * k);
+        }
+        let e = Dataset::from_blobs(&bytes, &encode_feature_tables(&short))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("windows") && e.contains("rows"), "{e}");
     }
 
     #[test]
     fn wrong_kind_and_inconsistent_structs_are_errors() {
         let bars = generate(5, 10, 20.0, 86_400);
-        let e = Dataset::from_bytes(&bars.to_bytes()).unwrap_err();
+        let (_, blob, rows) = sample_dataset(300);
+        let e = Dataset::from_blobs(&bars.to_bytes(), &rows).unwrap_err();
         assert!(matches!(e, BlobError::Kind { .. }), "{e}");
         assert!(decode_feature_tables(&bars.to_bytes()).is_err());
-        let (_, blob) = sample_dataset(300);
-        // A dataset blob of the layout that stored windows.
+        let e = Dataset::from_blobs(&blob, &bars.to_bytes()).unwrap_err();
+        assert!(matches!(e, BlobError::Kind { .. }), "{e}");
+        // A dataset blob of the layout that stored its rows.
         let old = rewrite(
             &blob,
-            |m| m.replace(r#""version":3"#, r#""version":2"#),
+            |m| m.replace(r#""version":4"#, r#""version":3"#),
             |_, _| {},
         );
-        let e = Dataset::from_bytes(&old).unwrap_err().to_string();
-        assert!(e.contains("version 2, expected 'dataset' version 3"), "{e}");
+        let e = Dataset::from_blobs(&old, &rows).unwrap_err().to_string();
+        assert!(e.contains("version 3, expected 'dataset' version 4"), "{e}");
         // A run of windows that would read past its symbol's rows.
         let past = rewrite(
             &blob,
@@ -704,11 +748,8 @@ mod tests {
                 }
             },
         );
-        let e = Dataset::from_bytes(&past).unwrap_err().to_string();
-        assert!(
-            e.contains("val/windows") && e.contains("stored rows"),
-            "{e}"
-        );
+        let e = Dataset::from_blobs(&past, &rows).unwrap_err().to_string();
+        assert!(e.contains("val/windows") && e.contains("rows"), "{e}");
         // One that would start before them.
         let before = rewrite(
             &blob,
@@ -719,7 +760,7 @@ mod tests {
                 }
             },
         );
-        let e = Dataset::from_bytes(&before).unwrap_err().to_string();
+        let e = Dataset::from_blobs(&before, &rows).unwrap_err().to_string();
         assert!(e.contains("train/windows"), "{e}");
         // A symbol that is not there.
         let nobody = rewrite(
@@ -731,7 +772,7 @@ mod tests {
                 }
             },
         );
-        let e = Dataset::from_bytes(&nobody).unwrap_err().to_string();
+        let e = Dataset::from_blobs(&nobody, &rows).unwrap_err().to_string();
         assert!(e.contains("symbol index 9"), "{e}");
         let mut broken = bars.clone();
         broken.close.pop();
@@ -740,9 +781,11 @@ mod tests {
 
     #[test]
     fn corrupt_bytes_never_panic() {
+        let (_, dataset, rows) = sample_dataset(60);
         let blobs = [
             generate(1, 20, 10.0, 86_400).to_bytes(),
-            sample_dataset(60).1,
+            dataset.clone(),
+            rows.clone(),
         ];
         let mut state = 0x2545_F491_4F6C_DD1D_u64;
         let mut next = move || {
@@ -772,10 +815,11 @@ mod tests {
                 }
                 let _ = Bars::from_bytes(&v);
                 let _ = decode_feature_tables(&v);
-                let _ = Dataset::from_bytes(&v);
+                let _ = Dataset::from_blobs(&v, &rows);
+                let _ = Dataset::from_blobs(&dataset, &v);
             }
         }
         assert!(Bars::from_bytes(&[]).is_err());
-        assert!(Dataset::from_bytes(&[0xff; 16]).is_err());
+        assert!(Dataset::from_blobs(&[0xff; 16], &rows).is_err());
     }
 }

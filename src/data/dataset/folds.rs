@@ -33,7 +33,7 @@ use std::ops::Range;
 
 use serde::Serialize;
 
-use super::{EncodedDataset, window_ends, windows::Plan, with_ids_if_asked};
+use super::{DatasetRows, EncodedDataset, window_ends, windows::Plan, with_ids_if_asked};
 use crate::data::ingest::DataError;
 use crate::data::{DatasetParams, FeatureTable};
 
@@ -183,9 +183,11 @@ pub fn build_fold_encoded(
     })?;
     // Labels are not stored: the decoder derives them from the closes (`blob`).
     let d = plan.unlabelled();
-    let rows = plan.window_rows()?;
+    let runs = plan.window_runs()?;
     Ok(EncodedDataset {
-        bytes: crate::data::blob::encode_dataset(&d, &rows),
+        bytes: crate::data::blob::encode_dataset(&d, &runs),
+        // Cut to the fold's rows: a fold's blobs change only when its own rows do.
+        rows: DatasetRows::Encoded(crate::data::blob::encode_feature_tables(&cut)),
         num_features: plan.k,
         sequence_length: plan.sequence_length,
         prediction_horizon: plan.horizon,
@@ -197,7 +199,6 @@ pub fn build_fold_encoded(
 mod tests {
     use super::super::tests::{params, table};
     use super::*;
-    use crate::data::Dataset;
 
     fn fold_params(window: FoldWindow) -> FoldParams {
         FoldParams {
@@ -295,7 +296,7 @@ mod tests {
         let mut tested = Vec::new();
         for f in &folds {
             let encoded = build_fold_encoded(&tables, &params(s, p), f, &line).unwrap();
-            let d = Dataset::from_bytes(&encoded.bytes).unwrap();
+            let d = encoded.decode(&tables).unwrap();
             let row = |ts: i64| t.timestamps.iter().position(|&x| x == ts).unwrap();
             let a_rows = |split: &crate::data::Split| -> Vec<usize> {
                 split

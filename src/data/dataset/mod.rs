@@ -62,7 +62,7 @@ use std::ops::Range;
 use super::ingest::DataError;
 use super::{Dataset, DatasetParams, FeatureTable};
 use windows::Plan;
-pub(super) use windows::{WindowRows, label, normalise_window, tiled_constants};
+pub(super) use windows::{WindowRuns, label, normalise_window, tiled_constants};
 
 /// Absorbs float error in `n * share` before flooring.
 const SHARE_EPS: f64 = 1e-9;
@@ -206,14 +206,16 @@ pub fn build(tables: &[FeatureTable], params: &DatasetParams) -> Result<Dataset,
     Ok(d)
 }
 
-/// The dataset stage's blob (see `blob` for its layout): labels, the normalisation and the
-/// rows the windows read, not the windows themselves. A window overlaps the next one in all
-/// but one row, so the windows are `sequence_length` times larger than the rows they are
-/// cut from (60x at the usual settings); [`Dataset::from_bytes`] rebuilds them on load,
-/// value for value what [`build`] computes.
+/// The dataset stage's blobs (see `blob` for their layout): the `dataset` blob (the
+/// normalisation and the windows as runs of window ends, not the windows themselves nor
+/// their labels) and the `rows` the windows are cut from, in the features layout. A window
+/// overlaps the next one in all but one row, so the windows are `sequence_length` times
+/// larger than the rows they are cut from (60x at the usual settings);
+/// [`Dataset::from_blobs`] rebuilds them on load, value for value what [`build`] computes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EncodedDataset {
     pub bytes: Vec<u8>,
+    pub rows: DatasetRows,
     pub num_features: usize,
     pub sequence_length: usize,
     pub prediction_horizon: usize,
@@ -221,8 +223,39 @@ pub struct EncodedDataset {
     pub n: [usize; 3],
 }
 
-/// The dataset blob of `tables`: `Dataset::from_bytes(&build_encoded(t, p)?.bytes)` equals
-/// `build(t, p)?`.
+/// The feature rows a dataset's windows are cut from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatasetRows {
+    /// The feature tables it was built from, unchanged: the features stage's own blob,
+    /// which the dataset stage names again instead of writing a copy.
+    Input,
+    /// Other tables (the symbol id columns appended, or a fold's rows), encoded.
+    Encoded(Vec<u8>),
+}
+
+impl DatasetRows {
+    /// The rows blob: these bytes, or `input` (the encoded tables the dataset was built
+    /// from) when they are the input's.
+    pub fn bytes<'a>(&'a self, input: &'a [u8]) -> &'a [u8] {
+        match self {
+            DatasetRows::Input => input,
+            DatasetRows::Encoded(bytes) => bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+impl EncodedDataset {
+    /// The dataset these blobs hold, built from `tables` (whose blob the rows may be).
+    pub fn decode(&self, tables: &[FeatureTable]) -> Result<Dataset, super::blob::BlobError> {
+        let input = super::blob::encode_feature_tables(tables);
+        Dataset::from_blobs(&self.bytes, self.rows.bytes(&input))
+    }
+}
+
+/// The dataset blobs of `tables`: `Dataset::from_blobs(&e.bytes, e.rows.bytes(input))`
+/// equals `build(t, p)?`, with `e = build_encoded(t, p)?` and `input` the features blob of
+/// `t`.
 pub fn build_encoded(
     tables: &[FeatureTable],
     params: &DatasetParams,
@@ -231,9 +264,14 @@ pub fn build_encoded(
     let plan = Plan::new(&tables, params)?;
     // Labels are not stored: the decoder derives them from the closes (`blob`).
     let d = plan.unlabelled();
-    let rows = plan.window_rows()?;
+    let runs = plan.window_runs()?;
+    let rows = match &tables {
+        Cow::Borrowed(_) => DatasetRows::Input,
+        Cow::Owned(with_ids) => DatasetRows::Encoded(super::blob::encode_feature_tables(with_ids)),
+    };
     Ok(EncodedDataset {
-        bytes: super::blob::encode_dataset(&d, &rows),
+        bytes: super::blob::encode_dataset(&d, &runs),
+        rows,
         num_features: plan.k,
         sequence_length: plan.sequence_length,
         prediction_horizon: plan.horizon,
@@ -440,7 +478,7 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(Dataset::from_bytes(&encoded.bytes).unwrap(), inside);
+        assert_eq!(encoded.decode(std::slice::from_ref(&t)).unwrap(), inside);
     }
 
     #[test]
@@ -470,7 +508,7 @@ mod tests {
         assert_eq!(plain.train.n, d.train.n);
         assert_eq!(plain.train.y, d.train.y);
         let encoded = build_encoded(&tables, &with).unwrap();
-        assert_eq!(Dataset::from_bytes(&encoded.bytes).unwrap(), d);
+        assert_eq!(encoded.decode(&tables).unwrap(), d);
         assert_eq!(encoded.num_features, 4);
     }
 

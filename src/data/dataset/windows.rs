@@ -1,6 +1,6 @@
 //! Writing the windows: the [`Plan`] of a build (each split's window ends, the
 //! normalisation fitted on the train windows), the inputs and labels it fills, and the
-//! rows the dataset blob stores in place of the windows ([`WindowRows`]).
+//! runs of window ends the dataset blob stores in place of the windows ([`WindowRuns`]).
 
 use std::ops::Range;
 
@@ -14,17 +14,13 @@ use crate::data::features::is_price_level;
 use crate::data::ingest::DataError;
 use crate::data::{Dataset, DatasetParams, FeatureTable, Split};
 
-/// What the dataset blob stores in place of its windows and labels: per symbol, the rows
-/// any window reads (and the closes its labels read); per split, its windows as runs of
-/// consecutive window ends.
-pub(in crate::data) struct WindowRows<'a> {
-    /// Per symbol: its rows' values `[r, k]`, the closes of those rows and of the
-    /// `prediction_horizon` rows after them `[r + P]`, and the rows' timestamps `[r]` (a
-    /// contiguous run of its table's rows; all empty when it has no window).
-    pub tables: Vec<(&'a [f64], &'a [f64], &'a [i64])>,
+/// What the dataset blob stores in place of its windows and labels: per split, its windows
+/// as runs of consecutive window ends in the rows of the tables (which the dataset's `rows`
+/// blob holds, in the features layout: `data::blob`).
+pub(in crate::data) struct WindowRuns {
     /// Per split, per run of windows (in storage order), three numbers: the symbol, the
-    /// first window's last row (counted from the first stored row of its symbol), and how
-    /// many windows the run holds, each ending one row after the previous one.
+    /// first window's last row (counted from its table's first row), and how many windows
+    /// the run holds, each ending one row after the previous one.
     pub runs: [Vec<u32>; 3],
     /// Per column: expressed relative to the window's last close.
     pub relative: Vec<bool>,
@@ -373,40 +369,11 @@ impl<'a> Plan<'a> {
         normalise_window(rows, t.close[end], &self.tiled, out);
     }
 
-    /// The rows the windows read and the runs of window ends among them (for the blob).
-    pub(super) fn window_rows(&self) -> Result<WindowRows<'a>, DataError> {
-        let (k, s, p) = (self.k, self.sequence_length, self.horizon);
-        // Per symbol, the span of rows read: from the first row of its earliest window to
-        // the last row of its latest one.
-        let mut span: Vec<Option<Range<usize>>> = vec![None; self.tables.len()];
-        for ends in &self.ends {
-            for (sym, range) in ends.iter().filter(|(_, r)| !r.is_empty()) {
-                let (lo, hi) = (range.start + 1 - s, range.end);
-                let slot = &mut span[*sym];
-                *slot = Some(match slot.take() {
-                    Some(r) => r.start.min(lo)..r.end.max(hi),
-                    None => lo..hi,
-                });
-            }
-        }
-        // A window's labels read up to P rows past its end, which is inside the table
-        // (`window_ends`).
-        let tables = self
-            .tables
-            .iter()
-            .zip(&span)
-            .map(|(t, r)| match r {
-                Some(r) => (
-                    &t.values[r.start * k..r.end * k],
-                    &t.close[r.start..r.end + p],
-                    &t.timestamps[r.clone()],
-                ),
-                None => (&t.values[..0], &t.close[..0], &t.timestamps[..0]),
-            })
-            .collect();
+    /// The runs of window ends (for the blob).
+    pub(super) fn window_runs(&self) -> Result<WindowRuns, DataError> {
         let too_many = |sym: usize| {
             DataError::Dataset(format!(
-                "symbol '{}' has over {} rows in its windows",
+                "symbol '{}' has over {} rows",
                 self.tables[sym].symbol,
                 u32::MAX
             ))
@@ -414,16 +381,14 @@ impl<'a> Plan<'a> {
         let mut runs: [Vec<u32>; 3] = Default::default();
         for (which, ends) in self.ends.iter().enumerate() {
             for (sym, range) in ends.iter().filter(|(_, r)| !r.is_empty()) {
-                let first = span[*sym].as_ref().map_or(0, |r| r.start);
-                let run = [*sym, range.start - first, range.len()]
+                let run = [*sym, range.start, range.len()]
                     .map(|v| u32::try_from(v).map_err(|_| too_many(*sym)));
                 for v in run {
                     runs[which].push(v?);
                 }
             }
         }
-        Ok(WindowRows {
-            tables,
+        Ok(WindowRuns {
             runs,
             relative: self.relative.clone(),
             action_threshold: self.params.action_threshold,
@@ -645,7 +610,7 @@ mod tests {
                     // The blob rebuilds the windows bit for bit, and does not depend on
                     // the thread count.
                     assert!(
-                        Dataset::from_bytes(&e.bytes).unwrap() == expected,
+                        e.decode(&tables).unwrap() == expected,
                         "{threads} threads: windows rebuilt from the blob differ"
                     );
                     let first = expected_bytes.get_or_insert_with(|| e.bytes.clone());

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{Stage, StageError, StageInputs, StageOutput};
 use crate::config::Experiment;
-use crate::data::dataset::EncodedDataset;
+use crate::data::dataset::{DatasetRows, EncodedDataset};
 use crate::data::{self, DatasetParams};
 
 /// Windowed, split, normalised dataset.
@@ -57,9 +57,13 @@ pub(super) fn feature_tables(
         .map_err(|err| StageError::Failed(format!("features: {err}")))
 }
 
-/// The stage output of a dataset blob: the blob and its shape.
-pub(super) fn dataset_output(encoded: EncodedDataset) -> StageOutput {
-    StageOutput {
+/// The stage output of a dataset's blobs and its shape: the `dataset` blob, and its `rows`,
+/// passed on from input `features` (dependency 0) when they are its tables unchanged.
+pub(super) fn dataset_output(
+    encoded: EncodedDataset,
+    inputs: &StageInputs,
+) -> Result<StageOutput, StageError> {
+    let mut output = StageOutput {
         summary: json!({
             "num_features": encoded.num_features,
             "sequence_length": encoded.sequence_length,
@@ -69,7 +73,18 @@ pub(super) fn dataset_output(encoded: EncodedDataset) -> StageOutput {
             "test": encoded.n[2],
         }),
         blobs: BTreeMap::from([("dataset".to_string(), encoded.bytes)]),
+        passed: BTreeMap::new(),
+    };
+    match encoded.rows {
+        DatasetRows::Input => {
+            let (_, features) = inputs.output(0, "features")?;
+            output.passed.insert("rows".to_string(), features.clone());
+        }
+        DatasetRows::Encoded(bytes) => {
+            output.blobs.insert("rows".to_string(), bytes);
+        }
     }
+    Ok(output)
 }
 
 impl Stage for Dataset {
@@ -81,8 +96,11 @@ impl Stage for Dataset {
     /// 3: nor the labels, actions, symbols and window ends: runs of window ends and the
     /// closes labels read, from which the decoder derives them (the same values); 58 MB
     /// less to hash and write at 2M rows (blob layout 3, see `data::blob`).
+    /// 4: the rows are an output of their own, the features blob itself unless symbol ids
+    /// are appended: the dataset no longer writes a second copy of the feature rows (128 MB
+    /// at 2M rows; blob layout 4). The same windows and labels.
     fn version(&self, _: &Experiment) -> u32 {
-        3
+        4
     }
 
     fn config(&self, e: &Experiment) -> serde_json::Value {
@@ -110,6 +128,6 @@ impl Stage for Dataset {
                 d.sequence_length + d.prediction_horizon
             )));
         }
-        Ok(dataset_output(encoded))
+        dataset_output(encoded, inputs)
     }
 }

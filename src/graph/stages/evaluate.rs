@@ -84,6 +84,7 @@ impl Stage for Evaluate {
                 ("metrics".to_string(), bytes),
                 ("predictions".to_string(), out.predictions),
             ]),
+            ..StageOutput::default()
         })
     }
 }

@@ -83,6 +83,7 @@ impl Stage for Features {
                 "computed_rows": computed_rows,
             }),
             blobs: BTreeMap::from([("features".to_string(), blob)]),
+            ..StageOutput::default()
         })
     }
 }

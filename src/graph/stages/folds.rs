@@ -130,6 +130,7 @@ impl Stage for FoldPlan {
         Ok(StageOutput {
             summary: json!({"bars": line.len(), "folds": indices}),
             blobs: BTreeMap::from([("fold_plan".to_string(), blob)]),
+            ..StageOutput::default()
         })
     }
 }
@@ -145,8 +146,9 @@ impl Stage for FoldDataset {
     }
 
     /// 2: the dataset blob's layout 3 (labels derived from the closes, see `data::blob`).
+    /// 3: layout 4 (the fold's rows a blob of their own, `rows`).
     fn version(&self, _: &Experiment) -> u32 {
-        2
+        3
     }
 
     fn config(&self, e: &Experiment) -> serde_json::Value {
@@ -172,7 +174,7 @@ impl Stage for FoldDataset {
         })?;
         let encoded = folds::build_fold_encoded(&tables, &dataset_params(e), &fold, &line)
             .map_err(|err| StageError::BadInput(err.to_string()))?;
-        Ok(dataset_output(encoded))
+        dataset_output(encoded, inputs)
     }
 }
 
@@ -268,6 +270,7 @@ impl Stage for WalkForward<'_> {
                 ("folds".to_string(), folds_bytes),
                 ("predictions".to_string(), out.predictions),
             ]),
+            ..StageOutput::default()
         })
     }
 }

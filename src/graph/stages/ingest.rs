@@ -188,6 +188,7 @@ impl Stage for Ingest<'_> {
         Ok(StageOutput {
             summary,
             blobs: BTreeMap::from([("bars".to_string(), ingested.bars.to_bytes())]),
+            ..StageOutput::default()
         })
     }
 }

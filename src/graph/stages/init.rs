@@ -72,6 +72,7 @@ impl Stage for Init {
         Ok(StageOutput {
             summary: json!({"model": e.model.kind, "bytes": weights.len()}),
             blobs: BTreeMap::from([("weights".to_string(), weights)]),
+            ..StageOutput::default()
         })
     }
 }

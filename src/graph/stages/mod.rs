@@ -23,7 +23,7 @@ use std::sync::Arc;
 pub use ingest::ingest_options;
 
 use crate::config::{Experiment, canonical_json};
-use crate::store::{ActionRecord, Digest, StageKey, Store};
+use crate::store::{ActionRecord, Digest, OutputRef, StageKey, Store};
 
 /// One kind of stage.
 pub trait Stage {
@@ -134,6 +134,9 @@ impl StageKind {
 #[derive(Debug, Default)]
 pub struct StageOutput {
     pub blobs: BTreeMap<String, Vec<u8>>,
+    /// Outputs that are input blobs passed on unchanged: already in the store (or being
+    /// written by the stage that produced them), so only named again by this stage's record.
+    pub passed: BTreeMap<String, OutputRef>,
     pub summary: serde_json::Value,
 }
 
@@ -173,6 +176,14 @@ pub struct StageInputs<'a> {
 impl StageInputs<'_> {
     /// The verified bytes of output `name` of dependency `i`.
     pub fn blob(&self, i: usize, name: &str) -> Result<Arc<Vec<u8>>, StageError> {
+        let (record, out) = self.output(i, name)?;
+        self.store
+            .get_blob_shared(&out.digest)
+            .ok_or_else(|| StageError::Failed(corrupt_input(record, name)))
+    }
+
+    /// Output `name` of dependency `i` (its record and the blob's reference).
+    pub fn output(&self, i: usize, name: &str) -> Result<(&ActionRecord, &OutputRef), StageError> {
         let record = self
             .deps
             .get(i)
@@ -180,9 +191,7 @@ impl StageInputs<'_> {
         let out = record.outputs.get(name).ok_or_else(|| {
             StageError::Failed(format!("input {} has no output `{name}`", record.stage))
         })?;
-        self.store
-            .get_blob_shared(&out.digest)
-            .ok_or_else(|| StageError::Failed(corrupt_input(record, name)))
+        Ok((record, out))
     }
 }
 
@@ -199,6 +208,6 @@ pub const CORRUPT_INPUT_MARK: &str = "corrupt or missing input blob:";
 
 /// The dataset of dependency `i`.
 fn load_dataset(inputs: &StageInputs, i: usize) -> Result<crate::data::Dataset, StageError> {
-    crate::data::Dataset::from_bytes(&inputs.blob(i, "dataset")?)
+    crate::data::Dataset::from_blobs(&inputs.blob(i, "dataset")?, &inputs.blob(i, "rows")?)
         .map_err(|err| StageError::Failed(format!("dataset: {err}")))
 }

@@ -240,6 +240,7 @@ impl Stage for Train {
                 ("checkpoint".to_string(), output.checkpoint),
                 ("log".to_string(), log),
             ]),
+            ..StageOutput::default()
         })
     }
 }
