@@ -312,23 +312,28 @@ impl<'a> Plan<'a> {
     fn relative_moments(&self, c: usize, total: f64) -> (f64, f64) {
         let (k, s) = (self.k, self.sequence_length);
         let mut per_window: Vec<(f64, f64)> = Vec::with_capacity(self.count(0));
-        for (sym, ends) in &self.ends[0] {
+        for (sym, ends) in self.ends[0].iter().filter(|(_, e)| !e.is_empty()) {
             let t = &self.tables[*sym];
-            let mut part = Vec::new();
-            ends.clone()
-                .into_par_iter()
-                .with_min_len(1024)
-                .map(|end| {
-                    let close = t.close[end];
-                    let (mut d1, mut d2) = (0.0, 0.0);
-                    for r in end + 1 - s..=end {
-                        let d = t.values[r * k + c] - close;
-                        d1 += d;
-                        d2 += d * d;
-                    }
-                    (d1 / close, d2 / (close * close))
-                })
-                .collect_into_vec(&mut part);
+            // Column `c` of the rows these windows read, contiguous: `LANES` consecutive
+            // windows then read `LANES` consecutive values per row.
+            let first = ends.start + 1 - s;
+            let column: Vec<f64> = t.values[first * k..ends.end * k]
+                .iter()
+                .skip(c)
+                .step_by(k)
+                .copied()
+                .collect();
+            let closes = &t.close[ends.clone()];
+            let mut part = vec![(0.0, 0.0); ends.len()];
+            part.par_chunks_mut(1024)
+                .zip(closes.par_chunks(1024))
+                .enumerate()
+                .for_each(|(block, (out, closes))| {
+                    // Window `i` of the block reads column[w..w + s], `w` its index among
+                    // all of them.
+                    let base = block * 1024;
+                    window_deviations(&column[base..], closes, s, out);
+                });
             per_window.extend(part);
         }
         let sum: f64 = per_window.iter().map(|(a, _)| a).sum();
@@ -448,11 +453,81 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// Windows summed side by side: independent sums, each in its own order.
+const LANES: usize = 8;
+
+/// For window `i` (reading `column[i..i + s]`, last close `closes[i]`), with `d = v - close`
+/// over its values: `(sum d / close, sum d^2 / close^2)`, each sum in row order. `LANES`
+/// windows are summed at once, one accumulator each, so the additions of one window are
+/// the same sequence as alone (the same bits) while the lanes fill the vector unit.
+fn window_deviations(column: &[f64], closes: &[f64], s: usize, out: &mut [(f64, f64)]) {
+    let one = |i: usize| {
+        let close = closes[i];
+        let (mut d1, mut d2) = (0.0, 0.0);
+        for &v in &column[i..i + s] {
+            let d = v - close;
+            d1 += d;
+            d2 += d * d;
+        }
+        (d1 / close, d2 / (close * close))
+    };
+    let lanes = out.len() / LANES * LANES;
+    for i in (0..lanes).step_by(LANES) {
+        let close: [f64; LANES] = std::array::from_fn(|l| closes[i + l]);
+        let (mut d1, mut d2) = ([0.0; LANES], [0.0; LANES]);
+        for j in 0..s {
+            let v = &column[i + j..i + j + LANES];
+            for l in 0..LANES {
+                let d = v[l] - close[l];
+                d1[l] += d;
+                d2[l] += d * d;
+            }
+        }
+        for l in 0..LANES {
+            out[i + l] = (d1[l] / close[l], d2[l] / (close[l] * close[l]));
+        }
+    }
+    for (i, slot) in out.iter_mut().enumerate().skip(lanes) {
+        *slot = one(i);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::data::dataset::tests::params;
     use crate::data::dataset::{build, build_encoded};
+
+    #[test]
+    fn windows_summed_side_by_side_give_each_window_its_own_bits() {
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            100.0 + (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for (windows, s) in [(1, 1), (7, 3), (8, 60), (37, 5), (1024, 60), (1030, 2)] {
+            let column: Vec<f64> = (0..windows + s - 1).map(|_| next()).collect();
+            let closes: Vec<f64> = (0..windows).map(|_| next()).collect();
+            let mut out = vec![(0.0, 0.0); windows];
+            window_deviations(&column, &closes, s, &mut out);
+            for (i, got) in out.iter().enumerate() {
+                let (mut d1, mut d2) = (0.0f64, 0.0f64);
+                for &v in &column[i..i + s] {
+                    let d = v - closes[i];
+                    d1 += d;
+                    d2 += d * d;
+                }
+                let want = (d1 / closes[i], d2 / (closes[i] * closes[i]));
+                assert_eq!(
+                    (got.0.to_bits(), got.1.to_bits()),
+                    (want.0.to_bits(), want.1.to_bits()),
+                    "window {i} of {windows}, s = {s}"
+                );
+            }
+        }
+    }
 
     /// The normalisation and inputs by the definition, sequentially: one pass over all
     /// columns of every row of every train window for the sums, one for the squares, one
