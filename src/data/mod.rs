@@ -16,7 +16,7 @@ pub mod windows;
 
 pub use blob::BlobError;
 pub use ingest::DataError;
-pub use windows::{RowSource, Windows};
+pub use windows::{F64s, RowSource, Windows};
 
 /// One symbol's bars, oldest first, timestamps unique.
 #[derive(Debug, Clone, PartialEq)]

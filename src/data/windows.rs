@@ -12,11 +12,79 @@ use std::sync::Arc;
 
 use super::dataset::normalise_window;
 
+/// f64 values: in memory of their own, or read in place in the blob that holds them (a
+/// little-endian, aligned tensor: training cuts its windows straight from the stored feature
+/// rows, with no second copy of them).
+#[derive(Clone)]
+pub enum F64s {
+    Owned(Vec<f64>),
+    /// `len` values from byte `start` of `blob`; made only by [`F64s::in_blob`], which
+    /// checks that they lie inside it, aligned for `f64`.
+    InBlob {
+        blob: Arc<Vec<u8>>,
+        start: usize,
+        len: usize,
+    },
+}
+
+impl F64s {
+    /// The little-endian f64s of `data`, a stretch of `blob`'s bytes: read in place where
+    /// this machine can (little-endian, `data` aligned for f64), else decoded by `decode`.
+    pub fn in_blob(blob: &Arc<Vec<u8>>, data: &[u8], decode: impl FnOnce() -> Vec<f64>) -> F64s {
+        let start = (data.as_ptr() as usize).wrapping_sub(blob.as_ptr() as usize);
+        let inside = start
+            .checked_add(data.len())
+            .is_some_and(|end| end <= blob.len());
+        let aligned = bytemuck::try_cast_slice::<u8, f64>(data).is_ok();
+        if cfg!(target_endian = "little") && inside && aligned {
+            F64s::InBlob {
+                blob: Arc::clone(blob),
+                start,
+                len: data.len() / 8,
+            }
+        } else {
+            F64s::Owned(decode())
+        }
+    }
+}
+
+impl std::ops::Deref for F64s {
+    type Target = [f64];
+
+    fn deref(&self) -> &[f64] {
+        match self {
+            F64s::Owned(v) => v,
+            // `in_blob` checked the range and its alignment; the blob's bytes never move.
+            F64s::InBlob { blob, start, len } => {
+                bytemuck::cast_slice(&blob[*start..*start + len * 8])
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for F64s {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for F64s {
+    fn eq(&self, other: &F64s) -> bool {
+        **self == **other
+    }
+}
+
+impl From<Vec<f64>> for F64s {
+    fn from(v: Vec<f64>) -> F64s {
+        F64s::Owned(v)
+    }
+}
+
 /// The rows a dataset's windows are cut from, shared by its splits.
 #[derive(Debug)]
 pub struct RowSource {
     /// Per symbol: its stored rows' values `[r, k]` and closes `[r]`.
-    pub rows: Vec<(Vec<f64>, Vec<f64>)>,
+    pub rows: Vec<(F64s, F64s)>,
     /// `(relative, mean, std)` of each position of a window's `S * k` values.
     pub tiled: Vec<(bool, f64, f64)>,
     pub sequence_length: usize,
@@ -152,6 +220,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn f64s_are_read_in_place_only_when_aligned_and_inside_their_blob() {
+        let values = [1.5f64, -2.25, 3.0, 1e300];
+        let mut bytes: Vec<u8> = vec![0; 8];
+        bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        bytes.push(0);
+        let blob = Arc::new(bytes);
+        let decode = |data: &[u8]| {
+            data.chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                .collect::<Vec<_>>()
+        };
+        // An aligned stretch: in place (little-endian hosts), the same values.
+        let aligned = &blob[8..40];
+        let read = F64s::in_blob(&blob, aligned, || decode(aligned));
+        assert_eq!(&*read, &values);
+        if cfg!(target_endian = "little") {
+            assert!(matches!(read, F64s::InBlob { .. }));
+        }
+        // Shifted by one byte: decoded.
+        let shifted = &blob[9..41];
+        let read = F64s::in_blob(&blob, shifted, || decode(shifted));
+        assert!(matches!(read, F64s::Owned(_)));
+        assert_eq!(&*read, &decode(shifted)[..]);
+        // Bytes of another buffer: decoded, never read through the wrong blob.
+        let other: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let read = F64s::in_blob(&blob, &other, || decode(&other));
+        assert!(matches!(read, F64s::Owned(_)));
+        assert_eq!(&*read, &values);
+    }
+
+    #[test]
     fn row_windows_are_the_dense_ones() {
         // One symbol, 6 rows of 2 plain features, windows of 3 rows.
         let values: Vec<f64> = (0..12).map(|v| v as f64).collect();
@@ -159,7 +258,7 @@ mod tests {
         let tiled =
             crate::data::dataset::tiled_constants(&[false, false], &[1.0, 2.0], &[2.0, 4.0], 3);
         let source = Arc::new(RowSource {
-            rows: vec![(values.clone(), close)],
+            rows: vec![(values.clone().into(), close.into())],
             tiled,
             sequence_length: 3,
             features: 2,

@@ -309,7 +309,7 @@ fn score(
     let needed = warm_up + s;
     let mut split = Split::default();
     // Per source: its rows; per window: its source and last row.
-    let mut rows: Vec<(Vec<f64>, Vec<f64>)> = Vec::with_capacity(sources.len());
+    let mut rows: Vec<(crate::data::F64s, crate::data::F64s)> = Vec::with_capacity(sources.len());
     let mut tiled = Vec::new();
     let (mut window_symbol, mut window_end) = (Vec::new(), Vec::new());
     let mut closes = Vec::new();
@@ -343,7 +343,7 @@ fn score(
             window_symbol.push(index as u32);
             window_end.push(end);
         }
-        rows.push((values, table.close.clone()));
+        rows.push((values.into(), table.close.clone().into()));
         split
             .timestamp
             .extend(ends.iter().map(|&t| table.timestamps[t]));

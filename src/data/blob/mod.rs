@@ -282,7 +282,7 @@ impl Dataset {
     /// Decodes the dataset stage's blobs ([`super::dataset::build_encoded`]): `dataset`
     /// and the `rows` its windows are cut from (a features blob). Checks shapes, symbol
     /// indices and window ends, and rebuilds the windows and labels.
-    pub fn from_blobs(dataset: &[u8], rows: &[u8]) -> Result<Dataset, BlobError> {
+    pub fn from_blobs(dataset: &[u8], rows: &Arc<Vec<u8>>) -> Result<Dataset, BlobError> {
         let r = Reader::open(dataset)?;
         let meta: DatasetMeta = r.meta("dataset", DATASET_VERSION)?;
         let (s, p, k) = (
@@ -299,9 +299,12 @@ impl Dataset {
         }
         let norm_mean = r.f64("norm_mean", Some(&[k]))?.1;
         let norm_std = r.f64("norm_std", Some(&[k]))?.1;
-        let tables = decode_feature_tables(rows)?;
-        let same_tables = tables.len() == meta.symbols.len()
+        // The rows: a feature tables blob, its values and closes read in place.
+        let rows_reader = Reader::open(rows)?;
+        let tables: FeaturesMeta = rows_reader.meta("features", VERSION)?;
+        let same_tables = tables.tables.len() == meta.symbols.len()
             && tables
+                .tables
                 .iter()
                 .zip(&meta.symbols)
                 .all(|(t, symbol)| t.symbol == *symbol && t.names == meta.feature_names);
@@ -309,6 +312,7 @@ impl Dataset {
             return Err(BlobError::Metadata(format!(
                 "the rows blob holds tables {:?}, the dataset symbols {:?} with features {:?}",
                 tables
+                    .tables
                     .iter()
                     .map(|t| (&t.symbol, &t.names))
                     .collect::<Vec<_>>(),
@@ -316,14 +320,17 @@ impl Dataset {
                 meta.feature_names
             )));
         }
-        let mut timestamps = Vec::with_capacity(tables.len());
-        let rows: Vec<(Vec<f64>, Vec<f64>)> = tables
-            .into_iter()
-            .map(|t| {
-                timestamps.push(t.timestamps);
-                (t.values, t.close)
+        let mut timestamps = Vec::with_capacity(meta.symbols.len());
+        let rows = (0..meta.symbols.len())
+            .map(|i| {
+                let stamps = rows_reader.i64(&format!("{i}/timestamp"), None)?.1;
+                let n = stamps.len();
+                let close = rows_reader.f64_in(rows, &format!("{i}/close"), &[n])?;
+                let values = rows_reader.f64_in(rows, &format!("{i}/values"), &[n, k])?;
+                timestamps.push(stamps);
+                Ok((values, close))
             })
-            .collect();
+            .collect::<Result<Vec<_>, BlobError>>()?;
         let tiled = tiled_constants(&meta.relative, &norm_mean, &norm_std, s);
         let theta = meta.action_threshold;
         /// A split's windows and labels, before the windows share the rows.
@@ -447,11 +454,12 @@ mod tests {
     use safetensors::tensor::Dtype;
 
     use super::*;
+    use crate::data::F64s;
     use crate::data::synthetic::generate;
     use crate::data::{DatasetParams, dataset, features};
 
     /// A two-symbol dataset, its blob and its rows blob (the feature tables' blob).
-    fn sample_dataset(bars: usize) -> (Dataset, Vec<u8>, Vec<u8>) {
+    fn sample_dataset(bars: usize) -> (Dataset, Vec<u8>, Arc<Vec<u8>>) {
         let names: Vec<String> = ["close", "rsi_14", "volume_ratio"]
             .iter()
             .map(|s| s.to_string())
@@ -476,7 +484,7 @@ mod tests {
         (
             dataset::build(&tables, &params).unwrap(),
             encoded.bytes,
-            encode_feature_tables(&tables),
+            Arc::new(encode_feature_tables(&tables)),
         )
     }
 
@@ -687,7 +695,18 @@ mod tests {
         let (d, bytes, rows) = sample_dataset(300);
         assert_eq!(d.test.n, 0);
         assert!(d.train.n > 0 && d.val.n > 0);
-        assert_eq!(Dataset::from_blobs(&bytes, &rows).unwrap(), d);
+        let decoded = Dataset::from_blobs(&bytes, &rows).unwrap();
+        assert_eq!(decoded, d);
+        // The windows are cut from the rows blob itself, not a copy of it.
+        let Windows::Rows { source, .. } = &decoded.train.x else {
+            panic!("a decoded dataset keeps its rows");
+        };
+        assert!(
+            source
+                .rows
+                .iter()
+                .all(|(v, c)| matches!(v, F64s::InBlob { .. }) && matches!(c, F64s::InBlob { .. }))
+        );
         // The normalisation and runs of windows: no rows, no labels, no windows.
         assert!(bytes.len() < 1024, "{}", bytes.len());
     }
@@ -696,13 +715,13 @@ mod tests {
     fn a_rows_blob_of_other_tables_is_an_error() {
         let (_, bytes, rows) = sample_dataset(300);
         let tables = decode_feature_tables(&rows).unwrap();
-        let e = Dataset::from_blobs(&bytes, &encode_feature_tables(&tables[..1]))
+        let e = Dataset::from_blobs(&bytes, &Arc::new(encode_feature_tables(&tables[..1])))
             .unwrap_err()
             .to_string();
         assert!(e.contains("the rows blob holds tables"), "{e}");
         let mut renamed = tables.clone();
         renamed[1].symbol = "OTHER".into();
-        let e = Dataset::from_blobs(&bytes, &encode_feature_tables(&renamed))
+        let e = Dataset::from_blobs(&bytes, &Arc::new(encode_feature_tables(&renamed)))
             .unwrap_err()
             .to_string();
         assert!(e.contains("OTHER"), "{e}");
@@ -715,7 +734,7 @@ mod tests {
             t.close.truncate(n);
             t.values.truncate(n * k);
         }
-        let e = Dataset::from_blobs(&bytes, &encode_feature_tables(&short))
+        let e = Dataset::from_blobs(&bytes, &Arc::new(encode_feature_tables(&short)))
             .unwrap_err()
             .to_string();
         assert!(e.contains("windows") && e.contains("rows"), "{e}");
@@ -728,7 +747,7 @@ mod tests {
         let e = Dataset::from_blobs(&bars.to_bytes(), &rows).unwrap_err();
         assert!(matches!(e, BlobError::Kind { .. }), "{e}");
         assert!(decode_feature_tables(&bars.to_bytes()).is_err());
-        let e = Dataset::from_blobs(&blob, &bars.to_bytes()).unwrap_err();
+        let e = Dataset::from_blobs(&blob, &Arc::new(bars.to_bytes())).unwrap_err();
         assert!(matches!(e, BlobError::Kind { .. }), "{e}");
         // A dataset blob of the layout that stored its rows.
         let old = rewrite(
@@ -785,7 +804,7 @@ mod tests {
         let blobs = [
             generate(1, 20, 10.0, 86_400).to_bytes(),
             dataset.clone(),
-            rows.clone(),
+            rows.to_vec(),
         ];
         let mut state = 0x2545_F491_4F6C_DD1D_u64;
         let mut next = move || {
@@ -816,7 +835,7 @@ mod tests {
                 let _ = Bars::from_bytes(&v);
                 let _ = decode_feature_tables(&v);
                 let _ = Dataset::from_blobs(&v, &rows);
-                let _ = Dataset::from_blobs(&dataset, &v);
+                let _ = Dataset::from_blobs(&dataset, &Arc::new(v));
             }
         }
         assert!(Bars::from_bytes(&[]).is_err());

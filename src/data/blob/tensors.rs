@@ -4,12 +4,14 @@
 
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use safetensors::tensor::{Dtype, Metadata, SafeTensors, TensorInfo};
 use serde::{Deserialize, Serialize};
 
 use super::{BlobError, Header, META_KEY};
+use crate::data::F64s;
 
 pub(super) enum Source<'a> {
     F64(&'a [f64]),
@@ -258,6 +260,19 @@ impl<'a> Reader<'a> {
     ) -> Result<(Vec<usize>, Vec<f64>), BlobError> {
         let (shape, data) = self.raw(name, Dtype::F64, shape)?;
         Ok((shape, read_le(data, f64::from_le_bytes)))
+    }
+
+    /// [`Reader::f64`], read in place in `blob` (the bytes this reader opened) where it can.
+    pub(super) fn f64_in(
+        &self,
+        blob: &Arc<Vec<u8>>,
+        name: &str,
+        shape: &[usize],
+    ) -> Result<F64s, BlobError> {
+        let (_, data) = self.raw(name, Dtype::F64, Some(shape))?;
+        Ok(F64s::in_blob(blob, data, || {
+            read_le(data, f64::from_le_bytes)
+        }))
     }
 
     pub(super) fn i64(

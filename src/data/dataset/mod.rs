@@ -249,7 +249,8 @@ impl EncodedDataset {
     /// The dataset these blobs hold, built from `tables` (whose blob the rows may be).
     pub fn decode(&self, tables: &[FeatureTable]) -> Result<Dataset, super::blob::BlobError> {
         let input = super::blob::encode_feature_tables(tables);
-        Dataset::from_blobs(&self.bytes, self.rows.bytes(&input))
+        let rows = std::sync::Arc::new(self.rows.bytes(&input).to_vec());
+        Dataset::from_blobs(&self.bytes, &rows)
     }
 }
 
