@@ -299,9 +299,31 @@ pub(super) fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
+/// Batch rows per lane group of a recurrence: the batch split evenly over the current pool's
+/// threads.
+///
+/// Why: the rows of a batch never meet in a recurrent layer's steps, so each group runs on one
+/// thread through every step, its per-step products on that thread ([`matmul_here`]): one
+/// hand-off per layer instead of two per step (a product shared by the pool, then the gate
+/// pass), and each group's states stay in its core's cache. Every element is computed by the
+/// same code in the same order whatever the grouping, so the bits do not depend on it.
+pub(super) fn lane_rows(batch: usize) -> usize {
+    batch.div_ceil(rayon::current_num_threads().max(1)).max(1)
+}
+
 /// `out (+)= lhs · rhs` by the `gemm` crate (flex's own), on the current rayon pool when the
 /// product is large enough to share.
 pub(super) fn matmul(out: Out<'_>, lhs: Mat<'_>, rhs: Mat<'_>) {
+    matmul_with(out, lhs, rhs, true);
+}
+
+/// [`matmul`] on the calling thread alone: for products inside a task of the pool (see
+/// [`lane_rows`]). The same bits: gemm's threads split the output, never a sum.
+pub(super) fn matmul_here(out: Out<'_>, lhs: Mat<'_>, rhs: Mat<'_>) {
+    matmul_with(out, lhs, rhs, false);
+}
+
+fn matmul_with(out: Out<'_>, lhs: Mat<'_>, rhs: Mat<'_>, share: bool) {
     assert!(
         lhs.rows == out.rows && rhs.rows == lhs.cols && rhs.cols == out.cols,
         "matmul shapes"
@@ -315,6 +337,7 @@ pub(super) fn matmul(out: Out<'_>, lhs: Mat<'_>, rhs: Mat<'_>) {
             out.accumulate,
             lhs,
             rhs,
+            share,
         )
     }
 }
@@ -345,13 +368,14 @@ pub(super) fn matmul_uninit(
             false,
             lhs,
             rhs,
+            true,
         )
     }
 }
 
 /// `dst (+)= lhs · rhs` by the `gemm` crate (flex's own), `dst`'s element (r, c) at `r *
-/// row_stride + c * col_stride`; split across the current rayon pool when the product is
-/// large enough to share.
+/// row_stride + c * col_stride`; split across the current rayon pool when `share` and the
+/// product is large enough to share.
 ///
 /// SAFETY: `dst` must be valid for writes of those `lhs.rows × rhs.cols` elements, each at a
 /// distinct place, alias neither input, and be initialised when `read_dst`.
@@ -361,9 +385,10 @@ unsafe fn gemm_into(
     read_dst: bool,
     lhs: Mat<'_>,
     rhs: Mat<'_>,
+    share: bool,
 ) {
     let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
-    let parallelism = if m * n * k >= 64 * 64 * 64 && rayon::current_num_threads() > 1 {
+    let parallelism = if share && m * n * k >= 64 * 64 * 64 && rayon::current_num_threads() > 1 {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None

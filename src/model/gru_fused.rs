@@ -13,6 +13,9 @@
 //!   (`dhh_{t+1} · W_hᵀ`) for the recurrent part of `dh`; then the weight and input gradients
 //!   as three large GEMMs over all steps at once.
 //!
+//! The steps run in lane groups of batch rows, each group through every step on one thread
+//! (`fused::lane_rows`).
+//!
 //! Equations as PyTorch's `nn.GRU` (`gru.rs`), gates ordered reset, update, candidate. Results
 //! do not depend on the thread count (see `fused.rs`). `gru.rs`'s tests compare outputs and
 //! gradients with the plain cell built from burn ops.
@@ -32,7 +35,8 @@ use rayon::prelude::*;
 
 use super::fused::{
     LayerDims, Mat, Out, Scratch, add_column_sums, dense, elementwise_min_rows, f32s, from_f32s,
-    matmul, previous_hidden_scratch, scratch, tanh_f32, transpose, widest_simd,
+    lane_rows, matmul, matmul_here, previous_hidden_scratch, scratch, tanh_f32, transpose,
+    widest_simd,
 };
 
 #[backend_extension(Flex, Autodiff)]
@@ -270,40 +274,44 @@ pub(crate) fn forward(
         Mat::rows(w_in, d.input, g, g),
     );
     let (block, state_block) = (d.seq * g, d.seq * h);
-    // `h_{t-1} · W_h` of the current step, zero at the first (a zero state).
-    let mut projected = vec![0.0f32; d.batch * g];
     let zero_state = vec![0.0f32; h];
-    for step in 0..d.seq {
-        if step > 0 {
-            // Transposed, projectedᵀ = W_hᵀ · h_{t-1}ᵀ: see `Out::transposed`.
-            matmul(
-                Out::transposed(&mut projected, g, d.batch, g, false),
-                Mat::transposed(w_h, g, h, g),
-                Mat::transposed(&trace.hidden[(step - 1) * h..], h, d.batch, state_block),
-            );
-        }
-        gates
-            .par_chunks_mut(block)
-            .zip(trace.hh_n.par_chunks_mut(state_block))
-            .zip(trace.hidden.par_chunks_mut(state_block))
-            .zip(projected.par_chunks(g))
-            .with_min_len(elementwise_min_rows(g))
-            .for_each(|(((gates, hh_n), hidden), projected)| {
-                let (done, now) = hidden.split_at_mut(step * h);
-                let previous = match step {
-                    0 => &zero_state[..],
-                    _ => &done[done.len() - h..],
-                };
-                cell_forward(
-                    &mut gates[step * g..][..g],
-                    projected,
-                    b_h,
-                    previous,
-                    &mut hh_n[step * h..][..h],
-                    &mut now[..h],
-                );
-            });
-    }
+    // Each lane group of batch rows through every step on one thread (see `lane_rows`).
+    let lanes = lane_rows(d.batch);
+    gates
+        .par_chunks_mut(lanes * block)
+        .zip(trace.hh_n.par_chunks_mut(lanes * state_block))
+        .zip(trace.hidden.par_chunks_mut(lanes * state_block))
+        .for_each(|((gates, hh_n), hidden)| {
+            let group = hh_n.len() / state_block;
+            // `h_{t-1} · W_h` of the current step, zero at the first (a zero state).
+            let mut projected = vec![0.0f32; group * g];
+            for step in 0..d.seq {
+                if step > 0 {
+                    // Transposed, projectedᵀ = W_hᵀ · h_{t-1}ᵀ: see `Out::transposed`.
+                    matmul_here(
+                        Out::transposed(&mut projected, g, group, g, false),
+                        Mat::transposed(w_h, g, h, g),
+                        Mat::transposed(&hidden[(step - 1) * h..], h, group, state_block),
+                    );
+                }
+                for b in 0..group {
+                    let (row, state) = (b * block + step * g, b * state_block + step * h);
+                    let (done, now) = hidden.split_at_mut(state);
+                    let previous = match step {
+                        0 => &zero_state[..],
+                        _ => &done[state - h..],
+                    };
+                    cell_forward(
+                        &mut gates[row..][..g],
+                        &projected[b * g..][..g],
+                        b_h,
+                        previous,
+                        &mut hh_n[state..][..h],
+                        &mut now[..h],
+                    );
+                }
+            }
+        });
     trace.gates = gates;
     trace
 }
@@ -337,45 +345,52 @@ pub(crate) fn backward(
     // Every element written by the gate passes.
     let mut d_input_side = scratch(rows * g);
     let mut d_hidden_side = scratch(rows * g);
-    // The part of dh_t through W_h: dhh_{t+1} · W_hᵀ (zero at the last step).
-    let mut d_h_recurrent = vec![0.0f32; d.batch * h];
-    // dh_{t+1} · z_{t+1}, the part of dh_t through the update gate's blend.
-    let mut d_h_carry = vec![0.0f32; d.batch * h];
-    let zero_state = vec![0.0f32; h];
-    // W_hᵀ `[gates, hidden]`, for the recurrent part of dh at every step.
-    let w_h_t = transpose(w_h, h, g);
-    for step in (0..d.seq).rev() {
-        if step + 1 < d.seq && h > 0 {
-            // Transposed, dhᵀ = W_h · dhh_{t+1}ᵀ (W_h read column-major from its transpose):
-            // see `Out::transposed`.
-            matmul(
-                Out::transposed(&mut d_h_recurrent, h, d.batch, h, false),
-                Mat::transposed(&w_h_t, h, g, h),
-                Mat::transposed(&d_hidden_side[(step + 1) * g..], g, d.batch, block),
-            );
-        }
+    if rows > 0 && h > 0 {
+        let zero_state = vec![0.0f32; h];
+        // W_hᵀ `[gates, hidden]`, for the recurrent part of dh at every step.
+        let w_h_t = transpose(w_h, h, g);
+        // Each lane group of batch rows back through every step on one thread (see
+        // `lane_rows`).
+        let lanes = lane_rows(d.batch);
         d_input_side
-            .par_chunks_mut(block.max(1))
-            .zip(d_hidden_side.par_chunks_mut(block.max(1)))
-            .zip(d_h_carry.par_chunks_mut(h.max(1)))
+            .par_chunks_mut(lanes * block)
+            .zip(d_hidden_side.par_chunks_mut(lanes * block))
             .enumerate()
-            .with_min_len(elementwise_min_rows(g))
-            .for_each(|(b, ((d_input_side, d_hidden_side), d_h_carry))| {
-                let row = b * d.seq + step;
-                let previous = match step {
-                    0 => &zero_state[..],
-                    _ => &trace.hidden[(row - 1) * h..][..h],
-                };
-                cell_backward(
-                    &mut d_input_side[step * g..][..g],
-                    &mut d_hidden_side[step * g..][..g],
-                    &trace.gates[row * g..][..g],
-                    &trace.hh_n[row * h..][..h],
-                    previous,
-                    &d_hidden[row * h..][..h],
-                    &d_h_recurrent[b * h..][..h],
-                    d_h_carry,
-                );
+            .for_each(|(chunk, (d_input_side, d_hidden_side))| {
+                let group = d_input_side.len() / block;
+                // The part of dh_t through W_h: dhh_{t+1} · W_hᵀ (zero at the last step).
+                let mut d_h_recurrent = vec![0.0f32; group * h];
+                // dh_{t+1} · z_{t+1}, the part of dh_t through the update gate's blend.
+                let mut d_h_carry = vec![0.0f32; group * h];
+                for step in (0..d.seq).rev() {
+                    if step + 1 < d.seq {
+                        // Transposed, dhᵀ = W_h · dhh_{t+1}ᵀ (W_h read column-major from its
+                        // transpose): see `Out::transposed`.
+                        matmul_here(
+                            Out::transposed(&mut d_h_recurrent, h, group, h, false),
+                            Mat::transposed(&w_h_t, h, g, h),
+                            Mat::transposed(&d_hidden_side[(step + 1) * g..], g, group, block),
+                        );
+                    }
+                    for b in 0..group {
+                        let row = (chunk * lanes + b) * d.seq + step;
+                        let previous = match step {
+                            0 => &zero_state[..],
+                            _ => &trace.hidden[(row - 1) * h..][..h],
+                        };
+                        let at = b * block + step * g;
+                        cell_backward(
+                            &mut d_input_side[at..][..g],
+                            &mut d_hidden_side[at..][..g],
+                            &trace.gates[row * g..][..g],
+                            &trace.hh_n[row * h..][..h],
+                            previous,
+                            &d_hidden[row * h..][..h],
+                            &d_h_recurrent[b * h..][..h],
+                            &mut d_h_carry[b * h..][..h],
+                        );
+                    }
+                }
             });
     }
     // h_{t-1} for every row (zero at the first step), for dW_h.
@@ -537,5 +552,7 @@ mod tests {
         let one = run(1);
         assert_eq!(one, run(2));
         assert_eq!(one, run(3));
+        // Uneven lane groups (see `fused::lane_rows`).
+        assert_eq!(one, run(7));
     }
 }

@@ -12,6 +12,9 @@
 //!   (`dgates_{t+1} · W_hᵀ`) for the recurrent part of `dh`; then the weight and input
 //!   gradients as three large GEMMs over all steps at once.
 //!
+//! The steps run in lane groups of batch rows, each group through every step on one thread
+//! (`fused::lane_rows`): one hand-off per layer instead of two per step.
+//!
 //! Results do not depend on the thread count (see `fused.rs`). `lstm.rs`'s tests compare
 //! outputs and gradients with the textbook cell built from burn ops.
 
@@ -30,7 +33,8 @@ use rayon::prelude::*;
 
 use super::fused::{
     LayerDims, Mat, Out, Scratch, add_column_sums, dense, elementwise_min_rows, f32s, from_f32s,
-    matmul, previous_hidden_scratch, scratch, tanh_f32, transpose, widest_simd,
+    lane_rows, matmul, matmul_here, previous_hidden_scratch, scratch, tanh_f32, transpose,
+    widest_simd,
 };
 
 #[backend_extension(Flex, Autodiff)]
@@ -238,33 +242,38 @@ pub(crate) fn forward(d: LayerDims, x: &[f32], w_in: &[f32], bias: &[f32], w_h: 
         Mat::rows(w_in, d.input, g, g),
     );
     let (block, state_block) = (d.seq * g, d.seq * h);
-    for step in 0..d.seq {
-        if step > 0 {
-            // Transposed, gatesᵀ += W_hᵀ · h_{t-1}ᵀ: see `Out::transposed`.
-            matmul(
-                Out::transposed(&mut gates[step * g..], g, d.batch, block, true),
-                Mat::transposed(w_h, g, h, g),
-                Mat::transposed(&trace.hidden[(step - 1) * h..], h, d.batch, state_block),
-            );
-        }
-        gates
-            .par_chunks_mut(block)
-            .zip(trace.cells.par_chunks_mut(state_block))
-            .zip(trace.tanh_cells.par_chunks_mut(state_block))
-            .zip(trace.hidden.par_chunks_mut(state_block))
-            .with_min_len(elementwise_min_rows(g))
-            .for_each(|(((gates, cells), tanh_cells), hidden)| {
-                let (done, now) = cells.split_at_mut(step * h);
-                let previous = step.checked_sub(1).map(|_| &done[done.len() - h..]);
-                cell_forward(
-                    &mut gates[step * g..][..g],
-                    previous,
-                    &mut now[..h],
-                    &mut tanh_cells[step * h..][..h],
-                    &mut hidden[step * h..][..h],
-                );
-            });
-    }
+    // Each lane group of batch rows through every step on one thread (see `lane_rows`).
+    let lanes = lane_rows(d.batch);
+    gates
+        .par_chunks_mut(lanes * block)
+        .zip(trace.cells.par_chunks_mut(lanes * state_block))
+        .zip(trace.tanh_cells.par_chunks_mut(lanes * state_block))
+        .zip(trace.hidden.par_chunks_mut(lanes * state_block))
+        .for_each(|(((gates, cells), tanh_cells), hidden)| {
+            let group = cells.len() / state_block;
+            for step in 0..d.seq {
+                if step > 0 {
+                    // Transposed, gatesᵀ += W_hᵀ · h_{t-1}ᵀ: see `Out::transposed`.
+                    matmul_here(
+                        Out::transposed(&mut gates[step * g..], g, group, block, true),
+                        Mat::transposed(w_h, g, h, g),
+                        Mat::transposed(&hidden[(step - 1) * h..], h, group, state_block),
+                    );
+                }
+                for b in 0..group {
+                    let (row, state) = (b * block + step * g, b * state_block + step * h);
+                    let (done, now) = cells.split_at_mut(state);
+                    let previous = step.checked_sub(1).map(|_| &done[state - h..]);
+                    cell_forward(
+                        &mut gates[row..][..g],
+                        previous,
+                        &mut now[..h],
+                        &mut tanh_cells[state..][..h],
+                        &mut hidden[state..][..h],
+                    );
+                }
+            }
+        });
     trace.gates = gates;
     trace
 }
@@ -295,41 +304,47 @@ pub(crate) fn backward(
     // Gradients of the pre-activations, rows (batch, step); every element written by the
     // gate passes.
     let mut d_gates = scratch(rows * g);
-    // The recurrent part of dh_t: dgates_{t+1} · W_hᵀ.
-    let mut d_h_recurrent = vec![0.0f32; d.batch * h];
-    // dc_{t+1} · f_{t+1}, carried back a step.
-    let mut d_c_carry = vec![0.0f32; d.batch * h];
-    // W_hᵀ `[gates, hidden]`, for the recurrent part of dh at every step.
-    let w_h_t = transpose(w_h, h, g);
-    for step in (0..d.seq).rev() {
-        if step + 1 < d.seq && h > 0 {
-            // Transposed, dhᵀ = W_h · dgates_{t+1}ᵀ (W_h read column-major from its
-            // transpose): see `Out::transposed`.
-            matmul(
-                Out::transposed(&mut d_h_recurrent, h, d.batch, h, false),
-                Mat::transposed(&w_h_t, h, g, h),
-                Mat::transposed(&d_gates[(step + 1) * g..], g, d.batch, block),
-            );
-        }
+    if rows > 0 && h > 0 {
+        // W_hᵀ `[gates, hidden]`, for the recurrent part of dh at every step.
+        let w_h_t = transpose(w_h, h, g);
+        // Each lane group of batch rows back through every step on one thread (see
+        // `lane_rows`).
+        let lanes = lane_rows(d.batch);
         d_gates
-            .par_chunks_mut(block.max(1))
-            .zip(d_c_carry.par_chunks_mut(h.max(1)))
+            .par_chunks_mut(lanes * block)
             .enumerate()
-            .with_min_len(elementwise_min_rows(g))
-            .for_each(|(b, (d_gates, d_c_carry))| {
-                let row = b * d.seq + step;
-                let previous = step
-                    .checked_sub(1)
-                    .map(|_| &trace.cells[(row - 1) * h..][..h]);
-                cell_backward(
-                    &mut d_gates[step * g..][..g],
-                    &trace.gates[row * g..][..g],
-                    previous,
-                    &trace.tanh_cells[row * h..][..h],
-                    &d_hidden[row * h..][..h],
-                    &d_h_recurrent[b * h..][..h],
-                    d_c_carry,
-                );
+            .for_each(|(chunk, d_gates)| {
+                let group = d_gates.len() / block;
+                // The recurrent part of dh_t: dgates_{t+1} · W_hᵀ (zero at the last step).
+                let mut d_h_recurrent = vec![0.0f32; group * h];
+                // dc_{t+1} · f_{t+1}, carried back a step.
+                let mut d_c_carry = vec![0.0f32; group * h];
+                for step in (0..d.seq).rev() {
+                    if step + 1 < d.seq {
+                        // Transposed, dhᵀ = W_h · dgates_{t+1}ᵀ (W_h read column-major from
+                        // its transpose): see `Out::transposed`.
+                        matmul_here(
+                            Out::transposed(&mut d_h_recurrent, h, group, h, false),
+                            Mat::transposed(&w_h_t, h, g, h),
+                            Mat::transposed(&d_gates[(step + 1) * g..], g, group, block),
+                        );
+                    }
+                    for b in 0..group {
+                        let row = (chunk * lanes + b) * d.seq + step;
+                        let previous = step
+                            .checked_sub(1)
+                            .map(|_| &trace.cells[(row - 1) * h..][..h]);
+                        cell_backward(
+                            &mut d_gates[b * block + step * g..][..g],
+                            &trace.gates[row * g..][..g],
+                            previous,
+                            &trace.tanh_cells[row * h..][..h],
+                            &d_hidden[row * h..][..h],
+                            &d_h_recurrent[b * h..][..h],
+                            &mut d_c_carry[b * h..][..h],
+                        );
+                    }
+                }
             });
     }
     // h_{t-1} for every row (zero at the first step), for dW_h.
@@ -491,5 +506,7 @@ mod tests {
         let one = run(1);
         assert_eq!(one, run(2));
         assert_eq!(one, run(3));
+        // Uneven lane groups (see `fused::lane_rows`).
+        assert_eq!(one, run(7));
     }
 }
