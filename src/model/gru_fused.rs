@@ -452,24 +452,20 @@ widest_simd!(cell_forward(
     let (n, hh_n, previous) = (&mut n[..h], &mut hh_n[..h], &previous[..h]);
     let (p_r, p_z, p_n) = (&projected[..h], &projected[h..2 * h], &projected[2 * h..3 * h]);
     let (b_r, b_z, b_n) = (&b_h[..h], &b_h[h..2 * h], &b_h[2 * h..3 * h]);
-    // One pass: every value is read and written once. (A plain function, not a closure:
-    // closures do not inherit the caller's target features and stay scalar.)
-    #[inline(always)]
-    fn unit(x: [f32; 3], p: [f32; 3], b: [f32; 3], previous: f32) -> [f32; 5] {
-        let r = sigmoid_f32(x[0] + (p[0] + b[0]));
-        let z = sigmoid_f32(x[1] + (p[1] + b[1]));
-        let hn = p[2] + b[2];
-        let n = tanh_f32(x[2] + r * hn);
-        // (1 - z) n + z h = n + z (h - n)
-        [r, z, n, hn, n + z * (previous - n)]
+    // The two gates in passes of their own, then the candidate and the blend: a row's values
+    // stay in L1 between passes, and each loop keeps its constants in registers. Each
+    // element gets the same operations as in one pass.
+    for j in 0..h {
+        r[j] = sigmoid_f32(r[j] + (p_r[j] + b_r[j]));
     }
     for j in 0..h {
-        [r[j], z[j], n[j], hh_n[j], hidden[j]] = unit(
-            [r[j], z[j], n[j]],
-            [p_r[j], p_z[j], p_n[j]],
-            [b_r[j], b_z[j], b_n[j]],
-            previous[j],
-        );
+        z[j] = sigmoid_f32(z[j] + (p_z[j] + b_z[j]));
+    }
+    for j in 0..h {
+        let hn = p_n[j] + b_n[j];
+        let candidate = tanh_f32(n[j] + r[j] * hn);
+        // (1 - z) n + z h = n + z (h - n)
+        (n[j], hh_n[j], hidden[j]) = (candidate, hn, candidate + z[j] * (previous[j] - candidate));
     }
 });
 

@@ -396,33 +396,42 @@ widest_simd!(cell_forward(
     hidden: &mut [f32]
 ) {
     let h = cell.len();
-    let (i, rest) = gates.split_at_mut(h);
-    let (f, rest) = rest.split_at_mut(h);
+    let (input_forget, rest) = gates.split_at_mut(2 * h);
     let (g, o) = rest.split_at_mut(h);
     let (o, tanh_cell, hidden) = (&mut o[..h], &mut tanh_cell[..h], &mut hidden[..h]);
-    // One pass: every value is read and written once. (A plain function, not a closure:
-    // closures do not inherit the caller's target features and stay scalar.)
-    #[inline(always)]
-    fn unit(i: f32, f: f32, g: f32, o: f32, previous: f32) -> [f32; 7] {
-        let (i, f, g, o) = (sigmoid_f32(i), sigmoid_f32(f), tanh_f32(g), sigmoid_f32(o));
-        let c = f * previous + i * g;
-        let tc = tanh_f32(c);
-        [i, f, g, o, c, tc, o * tc]
+    // The activations in passes of one function each, then the cell: a row's values stay in
+    // L1 between passes, and each loop keeps its constants in registers (one pass doing all
+    // five functions spilled them). Each element gets the same operations either way.
+    for x in input_forget.iter_mut() {
+        *x = sigmoid_f32(*x);
     }
+    for x in g.iter_mut() {
+        *x = tanh_f32(*x);
+    }
+    for x in o.iter_mut() {
+        *x = sigmoid_f32(*x);
+    }
+    let (i, f) = input_forget.split_at(h);
+    let (i, f, g) = (&i[..h], &f[..h], &g[..h]);
     let zeros = [0.0f32; 0];
     let previous = previous_cell.map_or(&zeros[..], |p| &p[..h]);
     if previous.is_empty() {
         // The first step starts from a zero cell.
         for j in 0..h {
-            [i[j], f[j], g[j], o[j], cell[j], tanh_cell[j], hidden[j]] =
-                unit(i[j], f[j], g[j], o[j], 0.0);
+            let c = f[j] * 0.0 + i[j] * g[j];
+            cell[j] = c;
+            tanh_cell[j] = tanh_f32(c);
         }
     } else {
         let previous = &previous[..h];
         for j in 0..h {
-            [i[j], f[j], g[j], o[j], cell[j], tanh_cell[j], hidden[j]] =
-                unit(i[j], f[j], g[j], o[j], previous[j]);
+            let c = f[j] * previous[j] + i[j] * g[j];
+            cell[j] = c;
+            tanh_cell[j] = tanh_f32(c);
         }
+    }
+    for j in 0..h {
+        hidden[j] = o[j] * tanh_cell[j];
     }
 });
 
