@@ -413,21 +413,22 @@ widest_simd!(cell_forward(
     }
     let (i, f) = input_forget.split_at(h);
     let (i, f, g) = (&i[..h], &f[..h], &g[..h]);
-    let zeros = [0.0f32; 0];
-    let previous = previous_cell.map_or(&zeros[..], |p| &p[..h]);
-    if previous.is_empty() {
-        // The first step starts from a zero cell.
-        for j in 0..h {
-            let c = f[j] * 0.0 + i[j] * g[j];
-            cell[j] = c;
-            tanh_cell[j] = tanh_f32(c);
+    match previous_cell {
+        // The first step starts from a zero cell (`f * 0.0` kept: it is what gave the bits).
+        None => {
+            for j in 0..h {
+                let c = f[j] * 0.0 + i[j] * g[j];
+                cell[j] = c;
+                tanh_cell[j] = tanh_f32(c);
+            }
         }
-    } else {
-        let previous = &previous[..h];
-        for j in 0..h {
-            let c = f[j] * previous[j] + i[j] * g[j];
-            cell[j] = c;
-            tanh_cell[j] = tanh_f32(c);
+        Some(previous) => {
+            let previous = &previous[..h];
+            for j in 0..h {
+                let c = f[j] * previous[j] + i[j] * g[j];
+                cell[j] = c;
+                tanh_cell[j] = tanh_f32(c);
+            }
         }
     }
     for j in 0..h {
