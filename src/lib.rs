@@ -15,6 +15,7 @@ pub mod data;
 pub mod eval;
 pub mod gc;
 pub mod graph;
+pub mod huge_pages;
 pub mod lock;
 pub mod model;
 pub mod optim;
