@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use super::definitions::{Formula, feature};
 use super::series::{
     ema, log_returns, price_change, replay_start, rolling_extreme, rolling_mean_std, rsi,
-    volatility,
+    volatility, volatility_returns_start, with_rolling_mean,
 };
 use super::{
     BB_WINDOW, FLAT_STD, MACD_FAST, MACD_SIGNAL, MACD_SLOW, RSI_PERIOD, VOL_RATIO_WINDOW, WINDOW,
@@ -35,6 +35,9 @@ pub(super) struct Cache<'a> {
     bollinger: OnceLock<(Vec<f64>, Vec<f64>)>,
     pub(super) macd: OnceLock<Macd>,
     volatility: OnceLock<Vec<f64>>,
+    /// The log returns of bars `returns_start()..n`: the `log_return` feature's and the
+    /// ones volatility reads, computed once.
+    returns: OnceLock<Vec<f64>>,
     /// RSI and its averages after the last bar (`None` before they exist).
     pub(super) rsi: OnceLock<(Vec<f64>, Option<WilderAverages>)>,
 }
@@ -48,6 +51,7 @@ impl<'a> Cache<'a> {
             bollinger: OnceLock::new(),
             macd: OnceLock::new(),
             volatility: OnceLock::new(),
+            returns: OnceLock::new(),
             rsi: OnceLock::new(),
         }
     }
@@ -101,14 +105,31 @@ impl<'a> Cache<'a> {
 
     /// Volatility over bars `volatility_start()..n`.
     fn volatility(&self) -> &Vec<f64> {
-        let close = &self.bars.close;
-        self.volatility
-            .get_or_init(|| volatility(close, self.volatility_start()))
+        self.volatility.get_or_init(|| {
+            volatility(
+                self.returns(),
+                self.returns_start(),
+                self.volatility_start(),
+            )
+        })
+    }
+
+    /// The first bar of the cached log returns: `from`, or earlier where volatility reads
+    /// earlier ones.
+    fn returns_start(&self) -> usize {
+        self.from
+            .min(volatility_returns_start(self.volatility_start()))
+    }
+
+    /// Log returns over bars `returns_start()..n` (NaN at bar 0).
+    fn returns(&self) -> &Vec<f64> {
+        self.returns
+            .get_or_init(|| log_returns(&self.bars.close, self.returns_start()))
     }
 
     /// The series of one feature over bars `from..n`; warm-up entries are NaN or not yet
     /// meaningful.
-    pub(super) fn series(&self, name: &str) -> Cow<'a, [f64]> {
+    pub(super) fn series(&self, name: &str) -> Cow<'_, [f64]> {
         let b = self.bars;
         let own = |column: &'a [f64]| Cow::Borrowed(column.get(self.from..).unwrap_or_default());
         let Some(def) = feature(name) else {
@@ -117,12 +138,43 @@ impl<'a> Cache<'a> {
         };
         match bar_column(b, def.formula) {
             Some(column) => own(column),
-            None => Cow::Owned(self.derived(def.name, def.formula)),
+            None => self.derived(def.name, def.formula),
         }
     }
 
-    /// A feature that is not a raw bar column, over bars `from..n`.
-    fn derived(&self, name: &str, formula: Formula) -> Vec<f64> {
+    /// A feature that is not a raw bar column, over bars `from..n`: a shared series is
+    /// borrowed from the cache, not copied.
+    fn derived(&self, name: &str, formula: Formula) -> Cow<'_, [f64]> {
+        fn shared(v: &[f64]) -> Cow<'_, [f64]> {
+            Cow::Borrowed(v)
+        }
+        Cow::Owned(match formula {
+            Formula::LogReturn => {
+                let returns = self.returns();
+                return shared(
+                    returns
+                        .get(self.from - self.returns_start()..)
+                        .unwrap_or_default(),
+                );
+            }
+            // ma_20 is the Bollinger mean, computed once for both.
+            Formula::Ma(BB_WINDOW) => return shared(&self.bollinger().0),
+            Formula::Rsi => return shared(&self.rsi().0),
+            Formula::Macd => return shared(&self.macd().macd),
+            Formula::MacdSignal => return shared(&self.macd().signal),
+            Formula::Volatility => {
+                let vol = self.volatility();
+                return shared(
+                    vol.get(self.from - self.volatility_start()..)
+                        .unwrap_or_default(),
+                );
+            }
+            _ => self.computed(name, formula),
+        })
+    }
+
+    /// A feature computed for itself alone, over bars `from..n`.
+    fn computed(&self, name: &str, formula: Formula) -> Vec<f64> {
         let b = self.bars;
         let from = self.from;
         let tail = |column: &'a [f64]| column.get(from..).unwrap_or_default();
@@ -131,16 +183,10 @@ impl<'a> Cache<'a> {
             x.iter().zip(y).map(|(&a, &b)| f(a, b)).collect()
         };
         match formula {
-            Formula::LogReturn => log_returns(c, from),
             Formula::PriceChange(k) => price_change(c, k, from),
-            // ma_20 is the Bollinger mean, computed once for both.
-            Formula::Ma(BB_WINDOW) => self.bollinger().0.clone(),
             Formula::Ma(w) => rolling_mean_std(c, 0, w, false, from).0,
             // An EMA's saved average is keyed by its name.
             Formula::Ema(w) => ema(c, w, from, self.resumed(name)),
-            Formula::Rsi => self.rsi().0.clone(),
-            Formula::Macd => self.macd().macd.clone(),
-            Formula::MacdSignal => self.macd().signal.clone(),
             Formula::MacdHistogram => {
                 let m = self.macd();
                 zip(&m.macd, &m.signal, |m, s| m - s)
@@ -176,18 +222,14 @@ impl<'a> Cache<'a> {
             Formula::HighLowRatio => zip(tail(&b.high), tail(&b.low), |h, l| h / l),
             Formula::CloseOpenRatio => zip(tail(c), tail(&b.open), |c, o| c / o),
             Formula::VolumeRatio => {
-                let mean = rolling_mean_std(&b.volume, 0, WINDOW, false, from).0;
-                zip(
-                    tail(&b.volume),
-                    &mean,
-                    |v, m| if m == 0.0 { 1.0 } else { v / m },
+                with_rolling_mean(
+                    &b.volume,
+                    WINDOW,
+                    from,
+                    |v, m| {
+                        if m == 0.0 { 1.0 } else { v / m }
+                    },
                 )
-            }
-            Formula::Volatility => {
-                let vol = self.volatility();
-                vol.get(from - self.volatility_start()..)
-                    .unwrap_or_default()
-                    .to_vec()
             }
             Formula::VolatilityRatio => {
                 // The 60-bar mean runs over volatilities from bar WINDOW on (index j = bar -
@@ -226,10 +268,15 @@ impl<'a> Cache<'a> {
                 let bottom = rolling_extreme(&b.low, WINDOW, |a, b| a <= b, from);
                 zip(&bottom, tail(c), |l, c| (c - l) / c)
             }
-            // The raw columns are borrowed by `series`.
+            // The raw columns are borrowed by `series`, the shared series by `derived`.
             Formula::Open | Formula::High | Formula::Low | Formula::Close | Formula::Volume => {
                 bar_column(b, formula).map_or_else(Vec::new, |x| tail(x).to_vec())
             }
+            Formula::LogReturn
+            | Formula::Rsi
+            | Formula::Macd
+            | Formula::MacdSignal
+            | Formula::Volatility => self.derived(name, formula).into_owned(),
         }
     }
 }

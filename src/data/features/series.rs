@@ -6,13 +6,6 @@ use std::collections::VecDeque;
 
 use super::{WINDOW, WilderAverages};
 
-/// `x` moved right by `by` places, NaN in front: for series computed on a defined suffix.
-pub(super) fn shifted(x: &[f64], by: usize) -> Vec<f64> {
-    let mut out = vec![f64::NAN; by];
-    out.extend_from_slice(x);
-    out
-}
-
 /// ln(C[t] / C[t-1]) for t in `from..n`; NaN at t = 0.
 pub(super) fn log_returns(c: &[f64], from: usize) -> Vec<f64> {
     let mut out = Vec::with_capacity(c.len().saturating_sub(from));
@@ -117,11 +110,8 @@ pub(super) fn replay_start(end: usize, w: usize) -> usize {
 
 /// Rolling mean and sample standard deviation (n - 1) over `w` values of a series whose
 /// element `base + i` is `x[i]`, for window ends `from..base + x.len()` (NaN before index
-/// `w - 1`). Slides mean and M2 with Welford's add/remove update and re-sums the window exactly
-/// (two passes) whenever the window starts at a multiple of `w`: so the values from `from` on
-/// depend only on elements from [`replay_start`]`(from, w)` on, where `x` must start at the
-/// latest, and a computation started there (with `base` > 0) replays the full one bit for bit.
-/// Without `with_std` the standard deviations are left NaN (the means are the same either way).
+/// `w - 1`); see [`rolling_scan`]. Without `with_std` only the means are computed and the
+/// second vector is empty.
 pub(super) fn rolling_mean_std(
     x: &[f64],
     base: usize,
@@ -129,12 +119,57 @@ pub(super) fn rolling_mean_std(
     with_std: bool,
     from: usize,
 ) -> (Vec<f64>, Vec<f64>) {
+    let len = (base + x.len()).saturating_sub(from);
+    let mut mean_out = vec![f64::NAN; len];
+    let mut std_out = if with_std {
+        vec![f64::NAN; len]
+    } else {
+        Vec::new()
+    };
+    rolling_scan(x, base, w, with_std, from, |j, mean, std| {
+        mean_out[j] = mean;
+        if with_std {
+            std_out[j] = std;
+        }
+    });
+    (mean_out, std_out)
+}
+
+/// `f(x[t], mean[t])` for `t` in `from..x.len()`, where `mean` is [`rolling_mean_std`]'s
+/// over `w` values, without a vector of the means. NaN where the mean is not defined: what
+/// `f` must give for a NaN mean, so that this is the zip of the two vectors.
+pub(super) fn with_rolling_mean(
+    x: &[f64],
+    w: usize,
+    from: usize,
+    f: impl Fn(f64, f64) -> f64,
+) -> Vec<f64> {
+    let mut out = vec![f64::NAN; x.len().saturating_sub(from)];
+    rolling_scan(x, 0, w, false, from, |j, mean, _| {
+        out[j] = f(x[from + j], mean)
+    });
+    out
+}
+
+/// Slides mean and M2 over `w` values of a series whose element `base + i` is `x[i]`, with
+/// Welford's add/remove update, and re-sums the window exactly (two passes) whenever the
+/// window starts at a multiple of `w`: so the values from `from` on depend only on elements
+/// from [`replay_start`]`(from, w)` on, where `x` must start at the latest, and a computation
+/// started there (with `base` > 0) replays the full one bit for bit. Calls `emit(j, mean,
+/// std)` for each window end `from + j` (ends before `w - 1` are not emitted); without
+/// `with_std` the standard deviation passed is NaN (the means are the same either way).
+pub(super) fn rolling_scan(
+    x: &[f64],
+    base: usize,
+    w: usize,
+    with_std: bool,
+    from: usize,
+    mut emit: impl FnMut(usize, f64, f64),
+) {
     let n = base + x.len();
     let len = n.saturating_sub(from);
-    let mut mean_out = vec![f64::NAN; len];
-    let mut std_out = vec![f64::NAN; len];
     if w == 0 || n < w {
-        return (mean_out, std_out);
+        return;
     }
     let wf = w as f64;
     let denom = if w > 1 { wf - 1.0 } else { 1.0 };
@@ -168,27 +203,40 @@ pub(super) fn rolling_mean_std(
                 m2 = m2.max(0.0);
             }
         }
-        if let Some(j) = end.checked_sub(from) {
-            if let Some(out) = mean_out.get_mut(j) {
-                *out = mean;
-            }
-            if with_std && let Some(out) = std_out.get_mut(j) {
-                *out = (m2 / denom).sqrt();
-            }
+        if let Some(j) = end.checked_sub(from)
+            && j < len
+        {
+            let std = if with_std {
+                (m2 / denom).sqrt()
+            } else {
+                f64::NAN
+            };
+            emit(j, mean, std);
         }
     }
-    (mean_out, std_out)
 }
 
-/// Sample standard deviation of the log returns over 20 bars, for bars `from..n`. The rolling
-/// window runs over log returns from bar 1 on (index i = bar - 1) and is replayed from its last
-/// re-summation before `from`.
-pub(super) fn volatility(c: &[f64], from: usize) -> Vec<f64> {
+/// The first bar of the log returns [`volatility`] reads for volatilities of bars `from..n`:
+/// its rolling window replays from its last re-summation before `from`.
+pub(super) fn volatility_returns_start(from: usize) -> usize {
+    replay_start(from.saturating_sub(1), WINDOW) + 1
+}
+
+/// Sample standard deviation of the log returns over 20 bars, for bars `from..n`, from
+/// `returns`, the log returns of bars `first..n` ([`log_returns`]`(c, first)`, `first` at
+/// most [`volatility_returns_start`]`(from)`). The rolling window runs over log returns from
+/// bar 1 on (index i = bar - 1) and is replayed from its last re-summation before `from`.
+pub(super) fn volatility(returns: &[f64], first: usize, from: usize) -> Vec<f64> {
     let from_index = from.saturating_sub(1);
     let start = replay_start(from_index, WINDOW);
-    let returns = log_returns(c, start + 1);
-    let std = rolling_mean_std(&returns, start, WINDOW, true, from_index).1;
-    if from == 0 { shifted(&std, 1) } else { std }
+    let read = returns.get(start + 1 - first..).unwrap_or_default();
+    // Bar 0 has no volatility: with `from` 0 the output starts with its NaN.
+    let shift = usize::from(from == 0);
+    let mut out = vec![f64::NAN; (start + read.len()).saturating_sub(from_index) + shift];
+    rolling_scan(read, start, WINDOW, true, from_index, |j, _, std| {
+        out[j + shift] = std
+    });
+    out
 }
 
 /// Rolling max (`keep(a, b) = a >= b`) or min (`a <= b`) over `w` values with a monotonic
