@@ -102,6 +102,7 @@ impl Executor for LocalExecutor {
         let StageOutput {
             blobs,
             passed,
+            mut digests,
             summary,
         } = output;
         // An input passed on is named by the record once it is stored: an input still being
@@ -123,7 +124,7 @@ impl Executor for LocalExecutor {
         let mut held = Vec::new();
         for (name, bytes) in blobs {
             if hold {
-                let blob = store.hold_blob(bytes);
+                let blob = store.hold_blob(bytes, digests.remove(&name));
                 outputs.insert(name, blob.output.clone());
                 held.push(blob);
                 continue;

@@ -206,11 +206,13 @@ impl Store {
         })
     }
 
-    /// Hashes `bytes` and holds them in memory as a blob to be written later
-    /// ([`Store::write_held`]), readable through this handle meanwhile.
-    pub fn hold_blob(&self, bytes: Vec<u8>) -> HeldBlob {
+    /// Hashes `bytes` (unless `digest` is theirs, taken by the caller) and holds them in
+    /// memory as a blob to be written later ([`Store::write_held`]), readable through this
+    /// handle meanwhile.
+    pub fn hold_blob(&self, bytes: Vec<u8>, digest: Option<Digest>) -> HeldBlob {
+        debug_assert!(digest.is_none_or(|d| d == Digest::of(&bytes)));
         let output = OutputRef {
-            digest: Digest::of(&bytes),
+            digest: digest.unwrap_or_else(|| Digest::of(&bytes)),
             size: bytes.len() as u64,
         };
         let bytes = Arc::new(bytes);
@@ -434,7 +436,7 @@ mod tests {
     fn waiting_for_a_held_blob_ends_when_it_is_written_or_let_go() {
         let (_dir, store) = temp_store();
         // Written while another thread waits: stored.
-        let held = store.hold_blob(vec![7u8; 4096]);
+        let held = store.hold_blob(vec![7u8; 4096], None);
         let r = held.output.clone();
         assert!(store.is_held(&r.digest));
         std::thread::scope(|scope| {
@@ -445,7 +447,7 @@ mod tests {
         });
         assert!(!store.is_held(&r.digest));
         // Let go unwritten (a failed write): the waiter hears it was not stored.
-        let lost = store.hold_blob(vec![9u8; 4096]);
+        let lost = store.hold_blob(vec![9u8; 4096], None);
         let l = lost.output.clone();
         std::thread::scope(|scope| {
             let waiter = scope.spawn(|| store.wait_stored(&l));
@@ -463,7 +465,7 @@ mod tests {
     fn held_blobs_read_as_stored_until_written_and_vanish_when_dropped_unwritten() {
         let (dir, store) = temp_store();
         let bytes = vec![3u8; 2 * RECENT_MIN_BYTES];
-        let held = store.hold_blob(bytes.clone());
+        let held = store.hold_blob(bytes.clone(), None);
         let r = held.output.clone();
         assert_eq!(r.digest, Digest::of(&bytes));
         assert!(!store.blob_path(&r.digest).exists(), "not written yet");
@@ -485,11 +487,16 @@ mod tests {
         assert!(store.recent.lock().unwrap().held.is_empty());
         assert_eq!(*store.get_blob_shared(&r.digest).unwrap(), bytes);
         // Held and written again (a stage re-run with the same bytes): found present.
-        assert_eq!(store.write_held(store.hold_blob(bytes.clone())).unwrap(), r);
+        assert_eq!(
+            store
+                .write_held(store.hold_blob(bytes.clone(), None))
+                .unwrap(),
+            r
+        );
 
         // Dropped unwritten (a failed stage): gone from memory, never on disk.
         let lost = vec![4u8; 16];
-        let held = store.hold_blob(lost.clone());
+        let held = store.hold_blob(lost.clone(), None);
         let d = held.output.digest;
         drop(held);
         assert!(store.get_blob(&d).is_none());

@@ -73,7 +73,7 @@ pub(super) fn dataset_output(
             "test": encoded.n[2],
         }),
         blobs: BTreeMap::from([("dataset".to_string(), encoded.bytes)]),
-        passed: BTreeMap::new(),
+        ..StageOutput::default()
     };
     match encoded.rows {
         DatasetRows::Input => {

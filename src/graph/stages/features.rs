@@ -72,8 +72,13 @@ impl Stage for Features {
         }
         let rows: usize = tables.iter().map(|t| t.timestamps.len()).sum();
         let blob = data::blob::encode_feature_tables(&tables);
+        let mut digests = BTreeMap::new();
         if incremental {
-            remember_features(inputs.store, names, &inputs.deps, &blob, &states);
+            // The memo names the blob by digest; the executor reuses it rather than hashing
+            // the blob again.
+            let digest = Digest::of(&blob);
+            remember_features(inputs.store, names, &inputs.deps, &digest, &states);
+            digests.insert("features".to_string(), digest);
         }
         Ok(StageOutput {
             summary: json!({
@@ -83,6 +88,7 @@ impl Stage for Features {
                 "computed_rows": computed_rows,
             }),
             blobs: BTreeMap::from([("features".to_string(), blob)]),
+            digests,
             ..StageOutput::default()
         })
     }
@@ -167,10 +173,10 @@ fn remember_features(
     store: &Store,
     names: &[String],
     deps: &[&ActionRecord],
-    features_blob: &[u8],
+    features_blob: &Digest,
     states: &[data::features::FeatureState],
 ) {
-    let features = Digest::of(features_blob).to_hex();
+    let features = features_blob.to_hex();
     for (index, (record, state)) in deps.iter().zip(states).enumerate() {
         let (Some(symbol), Some(bars)) = (
             record.stage.strip_prefix("ingest:"),

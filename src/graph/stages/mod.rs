@@ -137,6 +137,9 @@ pub struct StageOutput {
     /// Outputs that are input blobs passed on unchanged: already in the store (or being
     /// written by the stage that produced them), so only named again by this stage's record.
     pub passed: BTreeMap<String, OutputRef>,
+    /// Digests the stage already took of some of its `blobs` (for a record of its own), so
+    /// that the executor does not hash those bytes a second time.
+    pub digests: BTreeMap<String, Digest>,
     pub summary: serde_json::Value,
 }
 
