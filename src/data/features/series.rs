@@ -229,7 +229,11 @@ pub(super) fn volatility_returns_start(from: usize) -> usize {
 pub(super) fn volatility(returns: &[f64], first: usize, from: usize) -> Vec<f64> {
     let from_index = from.saturating_sub(1);
     let start = replay_start(from_index, WINDOW);
-    let read = returns.get(start + 1 - first..).unwrap_or_default();
+    // `returns` starting too late is a caller's bug, surfaced by the finiteness check.
+    let read = (start + 1)
+        .checked_sub(first)
+        .and_then(|skip| returns.get(skip..))
+        .unwrap_or_default();
     // Bar 0 has no volatility: with `from` 0 the output starts with its NaN.
     let shift = usize::from(from == 0);
     let mut out = vec![f64::NAN; (start + read.len()).saturating_sub(from_index) + shift];
