@@ -26,7 +26,9 @@ pub struct HugePageAlloc;
 
 /// The extent marked last: a block inside it is not marked again (the heap is reused and
 /// not trimmed, so most large blocks land in memory already marked). Updated without a
-/// lock; a race only costs a second `madvise` of the same extent.
+/// lock; a race only costs a second `madvise` of the same extent. A block mapped anew where
+/// a marked one was unmapped (blocks over glibc's mmap threshold) may go unmarked: that
+/// costs page faults, nothing else.
 static MARKED_START: AtomicUsize = AtomicUsize::new(0);
 static MARKED_END: AtomicUsize = AtomicUsize::new(0);
 
