@@ -136,40 +136,30 @@ impl<'a> Cache<'a> {
             // `compute` checks names against the table first.
             return Cow::Owned(vec![f64::NAN; b.close.len().saturating_sub(self.from)]);
         };
-        match bar_column(b, def.formula) {
-            Some(column) => own(column),
-            None => self.derived(def.name, def.formula),
+        if let Some(column) = bar_column(b, def.formula) {
+            return own(column);
+        }
+        match self.shared(def.formula) {
+            Some(series) => Cow::Borrowed(series),
+            None => Cow::Owned(self.computed(def.name, def.formula)),
         }
     }
 
-    /// A feature that is not a raw bar column, over bars `from..n`: a shared series is
-    /// borrowed from the cache, not copied.
-    fn derived(&self, name: &str, formula: Formula) -> Cow<'_, [f64]> {
-        fn shared(v: &[f64]) -> Cow<'_, [f64]> {
-            Cow::Borrowed(v)
+    /// The feature's series over bars `from..n` when it is one the cache holds for several
+    /// features (lent, not copied); `None` for the others.
+    fn shared(&self, formula: Formula) -> Option<&[f64]> {
+        fn skip(series: &[f64], n: usize) -> &[f64] {
+            series.get(n..).unwrap_or_default()
         }
-        Cow::Owned(match formula {
-            Formula::LogReturn => {
-                let returns = self.returns();
-                return shared(
-                    returns
-                        .get(self.from - self.returns_start()..)
-                        .unwrap_or_default(),
-                );
-            }
+        Some(match formula {
+            Formula::LogReturn => skip(self.returns(), self.from - self.returns_start()),
             // ma_20 is the Bollinger mean, computed once for both.
-            Formula::Ma(BB_WINDOW) => return shared(&self.bollinger().0),
-            Formula::Rsi => return shared(&self.rsi().0),
-            Formula::Macd => return shared(&self.macd().macd),
-            Formula::MacdSignal => return shared(&self.macd().signal),
-            Formula::Volatility => {
-                let vol = self.volatility();
-                return shared(
-                    vol.get(self.from - self.volatility_start()..)
-                        .unwrap_or_default(),
-                );
-            }
-            _ => self.computed(name, formula),
+            Formula::Ma(BB_WINDOW) => &self.bollinger().0,
+            Formula::Rsi => &self.rsi().0,
+            Formula::Macd => &self.macd().macd,
+            Formula::MacdSignal => &self.macd().signal,
+            Formula::Volatility => skip(self.volatility(), self.from - self.volatility_start()),
+            _ => return None,
         })
     }
 
@@ -268,7 +258,7 @@ impl<'a> Cache<'a> {
                 let bottom = rolling_extreme(&b.low, WINDOW, |a, b| a <= b, from);
                 zip(&bottom, tail(c), |l, c| (c - l) / c)
             }
-            // The raw columns are borrowed by `series`, the shared series by `derived`.
+            // The raw columns and the shared series are lent by `series`.
             Formula::Open | Formula::High | Formula::Low | Formula::Close | Formula::Volume => {
                 bar_column(b, formula).map_or_else(Vec::new, |x| tail(x).to_vec())
             }
@@ -276,7 +266,7 @@ impl<'a> Cache<'a> {
             | Formula::Rsi
             | Formula::Macd
             | Formula::MacdSignal
-            | Formula::Volatility => self.derived(name, formula).into_owned(),
+            | Formula::Volatility => self.shared(formula).map_or_else(Vec::new, <[f64]>::to_vec),
         }
     }
 }
