@@ -83,7 +83,7 @@ pub fn compact_if_needed(
 
 fn write_check(store: &Store, check: &Check) -> io::Result<()> {
     let bytes = serde_json::to_vec(check).map_err(io::Error::other)?;
-    store.write_atomic(&store.root().join(CHECK_FILE), &bytes, false)
+    store.write_disposable(&store.root().join(CHECK_FILE), &bytes)
 }
 
 /// Rewrites the catalog keeping the last [`HISTORY`] rows of each experiment, the newest row

@@ -66,14 +66,16 @@ pub fn build(common: &Common, args: &BuildArgs) -> Outcome {
 /// A build of the stale files (their lines printed as they finished), with every other
 /// experiment's lines and row from the memo: what building everything prints.
 fn print_partial(p: crate::usecase::memos::PartialBuilt, quiet: bool) -> Outcome {
-    for (verbose, quiet_lines) in &p.kept {
-        term::print_block(if quiet { quiet_lines } else { verbose });
-    }
+    term::print_blocks(
+        p.kept()
+            .map(|(verbose, quiet_lines)| if quiet { quiet_lines } else { verbose }),
+    );
     let b = &p.built;
     print_messages(&b.messages);
-    if !p.results.is_empty() {
+    let results = p.results();
+    if !results.is_empty() {
         term::print_block(&[String::new()]);
-        term::print_block(&term::table(&p.results));
+        term::print_block(&term::table(&results));
     }
     let searches: Vec<String> = b.searches.iter().map(|s| s.summary_line()).collect();
     term::print_block(&searches);
@@ -84,9 +86,9 @@ fn print_partial(p: crate::usecase::memos::PartialBuilt, quiet: bool) -> Outcome
     };
     term::print_block(&[format!(
         "{} experiments: {} stages ran, {pulled}{} cached, {} failed ({})",
-        p.kept.len() + b.reports.len(),
+        p.kept().count() + b.reports.len(),
         c.ran,
-        c.cached + p.kept_stages,
+        c.cached + p.kept_stages(),
         c.failed,
         term::duration(p.secs)
     )]);
@@ -124,9 +126,7 @@ pub fn status(common: &Common, json: bool, verbose: bool) -> Outcome {
         Ok(Surveyed::Built(built)) => print_and_exit(built, json),
         Ok(Surveyed::Unchanged(u)) => {
             let m = &u.memo;
-            for e in &m.experiments {
-                term::print_block(memo_lines(e, quiet, verbose));
-            }
+            term::print_blocks(m.experiments.iter().map(|e| memo_lines(e, quiet, verbose)));
             term::print_block(&m.notes);
             term::print_block(&[format!(
                 "{} experiments: 0 stages would run, {} up to date ({})",
@@ -138,9 +138,7 @@ pub fn status(common: &Common, json: bool, verbose: bool) -> Outcome {
             Outcome::Ok
         }
         Ok(Surveyed::Partial(p)) => {
-            for e in &p.kept {
-                term::print_block(memo_lines(e, quiet, verbose));
-            }
+            term::print_blocks(p.kept().map(|e| memo_lines(e, quiet, verbose)));
             for r in &p.built.reports {
                 print(r);
             }
@@ -150,9 +148,9 @@ pub fn status(common: &Common, json: bool, verbose: bool) -> Outcome {
             term::print_block(&searches);
             term::print_block(&[format!(
                 "{} experiments: {} stages would run, {} up to date ({})",
-                p.kept.len() + b.reports.len(),
+                p.kept().count() + b.reports.len(),
                 b.counts.stale,
-                p.kept.iter().map(|e| e.stages).sum::<usize>() + b.counts.cached,
+                p.kept().map(|e| e.stages).sum::<usize>() + b.counts.cached,
                 term::duration(p.secs)
             )]);
             let outcome = b.outcome;
@@ -249,9 +247,13 @@ fn print_built(b: &Built, json: bool) -> Outcome {
 
 /// The output of a no-op build, replayed from its memo.
 fn print_unchanged(u: &Unchanged, quiet: bool) -> Outcome {
-    for (verbose, quiet_lines) in &u.experiments {
-        term::print_block(if quiet { quiet_lines } else { verbose });
-    }
+    term::print_blocks(u.experiments.iter().map(|(verbose, quiet_lines)| {
+        if quiet {
+            quiet_lines.as_slice()
+        } else {
+            verbose.as_slice()
+        }
+    }));
     if !u.results.is_empty() {
         term::print_block(&[String::new()]);
         term::print_block(&term::table(&u.results));

@@ -313,7 +313,7 @@ impl FileIndex {
                     shard.file.version = INDEX_VERSION;
                     shard.file.entries.retain(|path, _| path.exists());
                     let bytes = serde_json::to_vec(&shard.file).map_err(std::io::Error::other)?;
-                    store.write_atomic(&shard.path, &bytes, false)
+                    store.write_disposable(&shard.path, &bytes)
                 })
         });
         if let Err(e) = written

@@ -129,7 +129,7 @@ pub fn save(store: &Store, id: &str, memo: &Memo) {
     let path = memo_path(store, id);
     let written = std::fs::create_dir_all(store.root().join("memo")).and_then(|_| {
         let bytes = serde_json::to_vec(memo).map_err(std::io::Error::other)?;
-        store.write_atomic(&path, &bytes, false)
+        store.write_disposable(&path, &bytes)
     });
     // A read-only (shared) cache serves hits without a memo.
     if let Err(e) = written

@@ -135,11 +135,14 @@ fn head(version: u32, environment: &Environment, data: &BTreeMap<String, String>
 /// order.
 fn assemble<'a>(
     head: String,
-    chunks: impl Iterator<Item = (&'a str, &'a str, &'a str, &'a str)>,
+    chunks: impl ExactSizeIterator<Item = (&'a str, &'a str, &'a str, &'a str)> + Clone,
 ) -> Written {
-    let mut text = head;
+    // Sized once: grown by doubling, a 36 MB lock was copied several times into fresh pages.
+    let body: usize = chunks.clone().map(|(_, _, chunk, _)| chunk.len() + 1).sum();
+    let mut text = String::with_capacity(head.len() + body);
+    text.push_str(&head);
     let head_end = text.len();
-    let mut experiments = Vec::new();
+    let mut experiments = Vec::with_capacity(chunks.len());
     for (name, file, chunk, digest) in chunks {
         text.push('\n');
         let start = text.len();
@@ -260,7 +263,7 @@ pub fn save_map(store: &Store, path: &Path, map: &LockMap) {
     let file = map_path(store, path);
     let _ = std::fs::create_dir_all(store.root().join("memo")).and_then(|_| {
         let bytes = serde_json::to_vec(map).map_err(std::io::Error::other)?;
-        store.write_atomic(&file, &bytes, false)
+        store.write_disposable(&file, &bytes)
     });
 }
 

@@ -207,11 +207,10 @@ pub fn status_memoized(
                 };
                 if let Ok(BuildResult::Built(built)) = run(&stale, &|_| {}, Some(&p)) {
                     let answer = StatusPartial {
-                        kept: p.kept().cloned().collect(),
+                        partial: p,
                         built,
                         secs: started.elapsed().as_secs_f64(),
                     };
-                    super::memos::drop_aside(p);
                     return Ok(Surveyed::Partial(answer));
                 }
             }
@@ -308,12 +307,17 @@ fn run(
         // Anything unexpected (an error, a name now used twice) builds everything, which
         // reports it as usual.
         if let Ok(BuildResult::Built(built)) = run(&stale, on_done, Some(&p)) {
-            let answer = PartialBuilt::new(&p, built, started);
-            super::memos::drop_aside(p);
+            let answer = PartialBuilt::new(p, built, started);
             return Ok(BuildResult::Partial(answer));
         }
     }
     let status_id = answers_id.clone().filter(|_| dry_run);
+    // The blob folders before any blob is checked, for the per-experiment answers (a build
+    // of the stale files keeps those its check took).
+    let mut blob_dirs = match (&answers_id, partial) {
+        (Some(_), None) => super::status_memo::blob_dirs(&store),
+        _ => Vec::new(),
+    };
     // Fingerprints of the selection before anything is read, for the memos: the folders
     // searched, then the files found (the status memo keeps the two apart).
     let mut watched = match (&memo_id, &status_id) {
@@ -545,7 +549,12 @@ fn run(
                 (id, answers_id.as_deref()),
                 &jobs_list,
                 &reports,
-                (std::mem::take(&mut watched), selection_split, lock_path),
+                (
+                    std::mem::take(&mut watched),
+                    selection_split,
+                    lock_path,
+                    std::mem::take(&mut blob_dirs),
+                ),
                 notes.clone(),
                 started_ns,
                 partial,
@@ -563,7 +572,12 @@ fn run(
             && store.damaged_records() == 0
             && crate::term::warnings() == 0
         {
-            let read = super::memos::split(std::mem::take(&mut watched), selection_split, None);
+            let read = super::memos::split(
+                std::mem::take(&mut watched),
+                selection_split,
+                None,
+                std::mem::take(&mut blob_dirs),
+            );
             let describe = |i: usize| {
                 let lines = super::status_memo::status_entry_lines(&reports[i]);
                 (lines, Vec::new(), false)
