@@ -59,7 +59,7 @@ pub fn build(common: &Common, args: &BuildArgs) -> Outcome {
         Err(failure) => report_failure(failure),
         Ok(BuildResult::Unchanged(unchanged)) => print_unchanged(&unchanged, common.quiet),
         Ok(BuildResult::Built(built)) => print_and_exit(built, json),
-        Ok(BuildResult::Partial(p)) => print_partial(p, common.quiet),
+        Ok(BuildResult::Partial(p)) => print_partial(*p, common.quiet),
     }
 }
 

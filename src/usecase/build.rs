@@ -121,7 +121,7 @@ pub enum BuildResult {
     Unchanged(Unchanged),
     Built(Built),
     /// The stale files built, every other experiment answered from the memo.
-    Partial(PartialBuilt),
+    Partial(Box<PartialBuilt>),
 }
 
 impl BuildResult {
@@ -172,7 +172,7 @@ pub enum Surveyed {
     Unchanged(super::status_memo::StatusUnchanged),
     /// Only some experiments changed since: those were planned, the rest answered from the
     /// memo.
-    Partial(super::status_memo::StatusPartial),
+    Partial(Box<super::status_memo::StatusPartial>),
 }
 
 /// [`status`], answered from the status memo when nothing it depends on changed (off with
@@ -211,7 +211,7 @@ pub fn status_memoized(
                         built,
                         secs: started.elapsed().as_secs_f64(),
                     };
-                    return Ok(Surveyed::Partial(answer));
+                    return Ok(Surveyed::Partial(Box::new(answer)));
                 }
             }
             None => {}
@@ -308,7 +308,7 @@ fn run(
         // reports it as usual.
         if let Ok(BuildResult::Built(built)) = run(&stale, on_done, Some(&p)) {
             let answer = PartialBuilt::new(p, built, started);
-            return Ok(BuildResult::Partial(answer));
+            return Ok(BuildResult::Partial(Box::new(answer)));
         }
     }
     let status_id = answers_id.clone().filter(|_| dry_run);

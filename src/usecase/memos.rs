@@ -117,7 +117,7 @@ pub fn replay(
 ) -> super::build::Unchanged {
     let experiments = m.experiments.iter().map(build_lines).collect();
     let mut results = vec![header()];
-    results.extend(m.experiments.iter().map(|e| e.row.clone()));
+    results.extend(m.experiments.iter().map(|e| e.row.to_vec()));
     if !m.experiments.iter().any(|e| e.evaluates) {
         results.clear();
     }
