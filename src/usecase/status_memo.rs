@@ -193,12 +193,11 @@ impl Partial {
         // file's kept experiments, then its planned ones). Keyed by the paths' bytes (all
         // from this memo's listing): hashing a `Path` walks its components, and a map of
         // one list per file was a third of this table's cost at 10,000 experiments.
-        let position: HashMap<&OsStr, usize> = self
-            .files
-            .iter()
-            .enumerate()
-            .map(|(i, (file, _))| (file.as_os_str(), i))
-            .collect();
+        let mut position: HashMap<&OsStr, usize> = HashMap::with_capacity(self.files.len());
+        for (i, (file, _)) in self.files.iter().enumerate() {
+            // A file listed twice keeps its first place, as the full table does.
+            position.entry(file.as_os_str()).or_insert(i);
+        }
         let kept = self
             .kept()
             .map(|e| (&e.file, e.row.as_slice(), e.evaluates));
