@@ -187,6 +187,14 @@ fn gc_lines(r: &GcReport) -> Vec<String> {
         plural(r.blobs_kept, "blob"),
         r.roots_present
     ));
+    if r.memos_removed > 0 {
+        lines.push(format!(
+            "{verb} {} no run wrote in {} days ({})",
+            plural(r.memos_removed, "memo"),
+            crate::gc::MEMO_MAX_AGE.as_secs() / 86_400,
+            human_bytes(r.memo_bytes_freed)
+        ));
+    }
     if r.checkpoint_blobs_kept > 0 {
         lines.push(format!(
             "kept {} of unfinished trainings (resumable checkpoints)",
