@@ -38,7 +38,7 @@ pub fn print_block(lines: &[String]) {
 /// build replays from its memo were 10,000 writes; they are now written a buffer at a time.
 pub fn print_blocks<'a>(blocks: impl IntoIterator<Item = &'a [String]>) {
     let _guard = OUTPUT.lock();
-    let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for line in blocks.into_iter().flatten() {
         let _ = writeln!(out, "{line}");
     }

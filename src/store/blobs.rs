@@ -127,6 +127,20 @@ impl Store {
         self.root.join("objects").join(&hex[..2]).join(&hex[2..])
     }
 
+    /// The folders the blobs are sharded into (each [`Store::blob_path`]'s parent), relative
+    /// to the store's root, sorted; none before the first blob.
+    pub fn blob_folders(&self) -> Vec<PathBuf> {
+        let Ok(listing) = std::fs::read_dir(self.root.join("objects")) else {
+            return Vec::new();
+        };
+        let mut folders: Vec<PathBuf> = listing
+            .flatten()
+            .map(|e| Path::new("objects").join(e.file_name()))
+            .collect();
+        folders.sort_unstable();
+        folders
+    }
+
     /// Writes `bytes` as a blob (no-op when already present and intact).
     pub fn put_blob(&self, bytes: &[u8]) -> io::Result<OutputRef> {
         if bytes.len() >= OVERLAP_MIN_BYTES {

@@ -48,21 +48,13 @@ pub type BlobDirs = Vec<(String, Option<Fingerprint>)>;
 pub fn blob_dirs(store: &Store) -> BlobDirs {
     use rayon::prelude::*;
     let now = now_ns();
-    let objects = store.root().join("objects");
-    let Ok(listing) = std::fs::read_dir(&objects) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = listing
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    names.sort_unstable();
-    names
+    store
+        .blob_folders()
         .into_par_iter()
-        .map(|name| {
-            let fp = memo::fingerprint(&objects.join(&name))
+        .map(|folder| {
+            let fp = memo::fingerprint(&store.root().join(&folder))
                 .filter(|fp| !memo::is_racy(&[(PathBuf::new(), Some(fp.clone()))], now));
-            (format!("objects/{name}"), fp)
+            (folder.display().to_string(), fp)
         })
         .collect()
 }
@@ -280,9 +272,12 @@ pub fn check(store: &Store, id: &str, paths: &[PathBuf]) -> Option<Checked> {
         .filter(|(dir, fp)| fp.is_some() && now_dirs.get(dir.as_str()).copied() == fp.as_ref())
         .map(|(dir, _)| dir.as_str())
         .collect();
+    // A blob's `rel` is its path relative to the root, as `blob_folders` lists its folder.
     let blob_holds = |rel: &str, size: u64| {
-        rel.rsplit_once('/')
-            .is_some_and(|(dir, _)| same_dirs.contains(dir))
+        Path::new(rel)
+            .parent()
+            .and_then(Path::to_str)
+            .is_some_and(|dir| same_dirs.contains(dir))
             || std::fs::metadata(store.root().join(rel)).is_ok_and(|m| m.len() == size)
     };
     // Per record: (unchanged, due for gc's touch).
