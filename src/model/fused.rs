@@ -11,6 +11,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{DispatchDevice, Flex, TensorMetadata};
 use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::ops::activation::exp_f32;
+use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 /// Whether the fused layers run `x` (f32 on flex, with or without autodiff).
@@ -270,18 +271,42 @@ impl Drop for Scratch {
 /// `h_{t-1}` for every row `(batch, step)` of `hidden` `[batch, seq, h]` (zero at the first
 /// step), for the recurrent weight's gradient, in a [`scratch`] buffer.
 pub(super) fn previous_hidden_scratch(d: LayerDims, hidden: &[f32]) -> Scratch {
-    let h = d.hidden;
-    let mut previous = scratch(d.batch * d.seq * h);
-    for b in 0..d.batch {
-        let span = b * d.seq * h..(b + 1) * d.seq * h;
-        let (dst, src) = (&mut previous[span.clone()], &hidden[span]);
-        let first = h.min(dst.len());
-        dst[..first].fill(0.0);
-        if d.seq > 1 {
-            dst[h..].copy_from_slice(&src[..(d.seq - 1) * h]);
-        }
+    beside_previous_hidden(d, None, hidden)
+}
+
+/// Each row `(batch, step)` of `x` `[batch, seq, input]` followed by `h_{t-1}` of that row
+/// (zero at the first step), in a [`scratch`] buffer `[batch, seq, input + h]`.
+///
+/// Why: the input and recurrent weights' gradients are both `rowsᵀ · dgates`; side by side
+/// they are one product, which packs `dgates` once instead of twice. Each gradient element
+/// is the same sum in the same order either way.
+pub(super) fn inputs_beside_previous_hidden(d: LayerDims, x: &[f32], hidden: &[f32]) -> Scratch {
+    beside_previous_hidden(d, Some(x), hidden)
+}
+
+fn beside_previous_hidden(d: LayerDims, x: Option<&[f32]>, hidden: &[f32]) -> Scratch {
+    let (h, input) = (d.hidden, x.map_or(0, |_| d.input));
+    let width = input + h;
+    let mut out = scratch(d.batch * d.seq * width);
+    if width == 0 {
+        return out;
     }
-    previous
+    // One batch row's steps per task, on the pool: a copy, so the bits cannot depend on it.
+    out.par_chunks_mut(d.seq * width)
+        .enumerate()
+        .for_each(|(b, rows)| {
+            for (step, row) in rows.chunks_exact_mut(width).enumerate() {
+                let at = b * d.seq + step;
+                if let Some(x) = x {
+                    row[..input].copy_from_slice(&x[at * input..][..input]);
+                }
+                match step {
+                    0 => row[input..].fill(0.0),
+                    _ => row[input..].copy_from_slice(&hidden[(at - 1) * h..][..h]),
+                }
+            }
+        });
+    out
 }
 
 /// The `cols × rows` row-major transpose of the row-major `rows × cols` matrix `data`.
@@ -309,6 +334,26 @@ pub(super) fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 /// same code in the same order whatever the grouping, so the bits do not depend on it.
 pub(super) fn lane_rows(batch: usize) -> usize {
     batch.div_ceil(rayon::current_num_threads().max(1)).max(1)
+}
+
+/// While it lives, this thread's per-step products ([`matmul_here`]) keep their packed
+/// left-hand side: a recurrence multiplies by the same weight at every step, and gemm packed
+/// all of it into its panel layout each time (6% of lstm-ref's training). The microkernels
+/// read the same values from the same layout either way, so the bits do not change.
+pub(super) struct RecurrentWeightKept {
+    _scope: gemm_common::gemm::KeptLhsScope,
+}
+
+impl RecurrentWeightKept {
+    /// # Safety
+    /// Every left-hand side this thread multiplies while the value lives (a lane group's
+    /// recurrent weight) must stay unchanged until it is dropped.
+    pub(super) unsafe fn new() -> Self {
+        // SAFETY: the caller's contract.
+        Self {
+            _scope: unsafe { gemm_common::gemm::keep_packed_lhs() },
+        }
+    }
 }
 
 /// `out (+)= lhs · rhs` by the `gemm` crate (flex's own), on the current rayon pool when the

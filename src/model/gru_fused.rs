@@ -34,9 +34,9 @@ use burn_flex::ops::activation::sigmoid_f32;
 use rayon::prelude::*;
 
 use super::fused::{
-    LayerDims, Mat, Out, Scratch, add_column_sums, dense, elementwise_min_rows, f32s, from_f32s,
-    lane_rows, matmul, matmul_here, previous_hidden_scratch, scratch, tanh_f32, transpose,
-    widest_simd,
+    LayerDims, Mat, Out, RecurrentWeightKept, Scratch, add_column_sums, dense,
+    elementwise_min_rows, f32s, from_f32s, lane_rows, matmul, matmul_here, previous_hidden_scratch,
+    scratch, tanh_f32, transpose, widest_simd,
 };
 
 #[backend_extension(Flex, Autodiff)]
@@ -268,10 +268,12 @@ pub(crate) fn forward(
         trace.gates = gates;
         return trace;
     }
+    // Transposed, gatesᵀ += W_inᵀ · xᵀ: gemm reads x's rows in place instead of packing
+    // all of them (the same products summed in the same order).
     matmul(
-        Out::new(&mut gates, rows, g, g, true),
-        Mat::rows(x, rows, d.input, d.input),
-        Mat::rows(w_in, d.input, g, g),
+        Out::transposed(&mut gates, g, rows, g, true),
+        Mat::transposed(w_in, g, d.input, g),
+        Mat::transposed(x, d.input, rows, d.input),
     );
     let (block, state_block) = (d.seq * g, d.seq * h);
     let zero_state = vec![0.0f32; h];
@@ -285,6 +287,9 @@ pub(crate) fn forward(
             let group = hh_n.len() / state_block;
             // `h_{t-1} · W_h` of the current step, zero at the first (a zero state).
             let mut projected = vec![0.0f32; group * g];
+            // SAFETY: this group's only products are the steps' by `w_h`, borrowed unchanged
+            // for the whole call.
+            let _kept = unsafe { RecurrentWeightKept::new() };
             for step in 0..d.seq {
                 if step > 0 {
                     // Transposed, projectedᵀ = W_hᵀ · h_{t-1}ᵀ: see `Out::transposed`.
@@ -362,6 +367,9 @@ pub(crate) fn backward(
                 let mut d_h_recurrent = vec![0.0f32; group * h];
                 // dh_{t+1} · z_{t+1}, the part of dh_t through the update gate's blend.
                 let mut d_h_carry = vec![0.0f32; group * h];
+                // SAFETY: this group's only products are the steps' by `w_h_t`, unchanged
+                // until it is dropped at the end of the call.
+                let _kept = unsafe { RecurrentWeightKept::new() };
                 for step in (0..d.seq).rev() {
                     if step + 1 < d.seq {
                         // Transposed, dhᵀ = W_h · dhh_{t+1}ᵀ (W_h read column-major from its
@@ -428,10 +436,12 @@ pub(crate) fn backward(
     }
     if want_x {
         let mut dx = vec![0.0f32; x.len()];
+        // Transposed, dxᵀ = W_in · dgatesᵀ: gemm reads the gradient's rows in place instead
+        // of packing all of them (the same products summed in the same order).
         matmul(
-            Out::new(&mut dx, rows, d.input, d.input, false),
-            Mat::rows(&d_input_side, rows, g, g),
-            Mat::transposed(w_in, g, d.input, g),
+            Out::transposed(&mut dx, d.input, rows, d.input, false),
+            Mat::rows(w_in, d.input, g, g),
+            Mat::transposed(&d_input_side, g, rows, g),
         );
         grads.x = Some(dx);
     }

@@ -32,9 +32,9 @@ use burn_flex::ops::activation::sigmoid_f32;
 use rayon::prelude::*;
 
 use super::fused::{
-    LayerDims, Mat, Out, Scratch, add_column_sums, dense, elementwise_min_rows, f32s, from_f32s,
-    lane_rows, matmul, matmul_here, previous_hidden_scratch, scratch, tanh_f32, transpose,
-    widest_simd,
+    LayerDims, Mat, Out, RecurrentWeightKept, Scratch, add_column_sums, dense,
+    elementwise_min_rows, f32s, from_f32s, inputs_beside_previous_hidden, lane_rows, matmul,
+    matmul_here, scratch, tanh_f32, transpose, widest_simd,
 };
 
 #[backend_extension(Flex, Autodiff)]
@@ -236,10 +236,12 @@ pub(crate) fn forward(d: LayerDims, x: &[f32], w_in: &[f32], bias: &[f32], w_h: 
         trace.gates = gates;
         return trace;
     }
+    // Transposed, gatesᵀ += W_inᵀ · xᵀ: gemm reads x's rows in place instead of packing
+    // all of them (the same products summed in the same order).
     matmul(
-        Out::new(&mut gates, rows, g, g, true),
-        Mat::rows(x, rows, d.input, d.input),
-        Mat::rows(w_in, d.input, g, g),
+        Out::transposed(&mut gates, g, rows, g, true),
+        Mat::transposed(w_in, g, d.input, g),
+        Mat::transposed(x, d.input, rows, d.input),
     );
     let (block, state_block) = (d.seq * g, d.seq * h);
     // Each lane group of batch rows through every step on one thread (see `lane_rows`).
@@ -251,6 +253,9 @@ pub(crate) fn forward(d: LayerDims, x: &[f32], w_in: &[f32], bias: &[f32], w_h: 
         .zip(trace.hidden.par_chunks_mut(lanes * state_block))
         .for_each(|(((gates, cells), tanh_cells), hidden)| {
             let group = cells.len() / state_block;
+            // SAFETY: this group's only products are the steps' by `w_h`, borrowed unchanged
+            // for the whole call.
+            let _kept = unsafe { RecurrentWeightKept::new() };
             for step in 0..d.seq {
                 if step > 0 {
                     // Transposed, gatesᵀ += W_hᵀ · h_{t-1}ᵀ: see `Out::transposed`.
@@ -319,6 +324,9 @@ pub(crate) fn backward(
                 let mut d_h_recurrent = vec![0.0f32; group * h];
                 // dc_{t+1} · f_{t+1}, carried back a step.
                 let mut d_c_carry = vec![0.0f32; group * h];
+                // SAFETY: this group's only products are the steps' by `w_h_t`, unchanged
+                // until it is dropped at the end of the call.
+                let _kept = unsafe { RecurrentWeightKept::new() };
                 for step in (0..d.seq).rev() {
                     if step + 1 < d.seq {
                         // Transposed, dhᵀ = W_h · dgates_{t+1}ᵀ (W_h read column-major from
@@ -347,28 +355,31 @@ pub(crate) fn backward(
                 }
             });
     }
-    // h_{t-1} for every row (zero at the first step), for dW_h.
-    let previous_hidden = previous_hidden_scratch(d, trace.hidden);
     let mut grads = LayerGrads {
         x: None,
-        w_in: vec![0.0; d.input * g],
+        w_in: Vec::new(),
         bias: vec![0.0; g],
-        w_h: vec![0.0; h * g],
+        w_h: Vec::new(),
     };
     if rows == 0 || h == 0 {
+        grads.w_in = vec![0.0; d.input * g];
+        grads.w_h = vec![0.0; h * g];
         grads.x = want_x.then(|| vec![0.0; x.len()]);
         return grads;
     }
+    // [dW_in; dW_h] = [x_t, h_{t-1}]ᵀ · dgates, one product (see
+    // `inputs_beside_previous_hidden`).
+    let width = d.input + h;
+    let beside = inputs_beside_previous_hidden(d, x, trace.hidden);
+    let mut w_both = vec![0.0; width * g];
     matmul(
-        Out::new(&mut grads.w_in, d.input, g, g, false),
-        Mat::transposed(x, d.input, rows, d.input),
+        Out::new(&mut w_both, width, g, g, false),
+        Mat::transposed(&beside, width, rows, width),
         Mat::rows(&d_gates, rows, g, g),
     );
-    matmul(
-        Out::new(&mut grads.w_h, h, g, g, false),
-        Mat::transposed(&previous_hidden, h, rows, h),
-        Mat::rows(&d_gates, rows, g, g),
-    );
+    drop(beside);
+    grads.w_h = w_both.split_off(d.input * g);
+    grads.w_in = w_both;
     // Each bias gradient sums its column over the rows in order; columns split over the pool.
     let columns = 64;
     grads
@@ -378,10 +389,12 @@ pub(crate) fn backward(
         .for_each(|(c, bias)| add_column_sums(bias, &d_gates[c * columns..], g));
     if want_x {
         let mut dx = vec![0.0f32; x.len()];
+        // Transposed, dxᵀ = W_in · dgatesᵀ: gemm reads dgates' rows in place instead of
+        // packing all of them (the same products summed in the same order).
         matmul(
-            Out::new(&mut dx, rows, d.input, d.input, false),
-            Mat::rows(&d_gates, rows, g, g),
-            Mat::transposed(w_in, g, d.input, g),
+            Out::transposed(&mut dx, d.input, rows, d.input, false),
+            Mat::rows(w_in, d.input, g, g),
+            Mat::transposed(&d_gates, g, rows, g),
         );
         grads.x = Some(dx);
     }

@@ -62,6 +62,60 @@ thread_local! {
     ));
 }
 
+// hft patch: a left-hand side packed once and kept for the calls of a `keep_packed_lhs` scope.
+// A recurrent layer multiplies by the same weight at every time step of a sequence; without
+// this, each step's product packed the whole weight again (6% of an LSTM's training). The
+// microkernels read the same values from the same packed layout either way, so the bits do
+// not change.
+#[cfg(feature = "std")]
+struct KeptLhs {
+    /// What was packed: type, address, then shape, strides and depth block.
+    key: (core::any::TypeId, usize, [usize; 6]),
+    buffer: dyn_stack::MemBuffer,
+    bytes: usize,
+}
+
+#[cfg(feature = "std")]
+thread_local! {
+    static KEEPING_LHS: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    static KEPT_LHS: core::cell::RefCell<Option<KeptLhs>> = const { core::cell::RefCell::new(None) };
+}
+
+/// hft patch: until the returned scope is dropped, single-threaded products on this thread
+/// keep their packed left-hand side, so that a later one with the same left-hand side
+/// (address, shape and strides) reuses it instead of packing it again.
+///
+/// # Safety
+/// The memory of every left-hand side multiplied on this thread must not change while the
+/// scope lives.
+#[cfg(feature = "std")]
+pub unsafe fn keep_packed_lhs() -> KeptLhsScope {
+    KeptLhsScope {
+        previous: KEEPING_LHS.with(|k| k.replace(true)),
+        _this_thread: core::marker::PhantomData,
+    }
+}
+
+/// hft patch: see [`keep_packed_lhs`]; dropping it forgets what was packed.
+#[cfg(feature = "std")]
+pub struct KeptLhsScope {
+    previous: bool,
+    _this_thread: core::marker::PhantomData<*const ()>,
+}
+
+#[cfg(feature = "std")]
+impl Drop for KeptLhsScope {
+    fn drop(&mut self) {
+        KEEPING_LHS.with(|k| k.set(self.previous));
+        // What was packed may change once the scope ends.
+        KEPT_LHS.with(|kept| {
+            if let Some(kept) = kept.borrow_mut().as_mut() {
+                kept.key.1 = 0;
+            }
+        });
+    }
+}
+
 pub trait Conj: Copy {
     fn conj(self) -> Self;
 }
@@ -360,7 +414,55 @@ pub unsafe fn gemm_basic_generic<
         || (rhs_rs.unsigned_abs() == 1 && m > get_rhs_packing_threshold() * MR);
     let do_prepack_lhs = m <= 2 * mc && ((m % N != 0) || lhs_rs != 1);
 
-    let mut mem = if do_pack_rhs || do_prepack_lhs {
+    // hft patch: inside `keep_packed_lhs`, a single-threaded product of one depth block packs
+    // its whole left-hand side into the thread's kept buffer, unless that holds it already.
+    #[cfg(feature = "std")]
+    let mut kept_lhs = if matches!(parallelism, Parallelism::None)
+        && k <= kc
+        && KEEPING_LHS.with(|keeping| keeping.get())
+    {
+        let key = (
+            core::any::TypeId::of::<T>(),
+            lhs.0 as usize,
+            [m, k, lhs_cs as usize, lhs_rs as usize, kc, MR],
+        );
+        let bytes = packed_lhs_stride
+            * (m.msrv_next_multiple_of(MR) / MR)
+            * core::mem::size_of::<T>();
+        let kept = KEPT_LHS.with(|kept| kept.borrow_mut().take());
+        Some(match kept {
+            Some(kept) if kept.key == key => (kept, false),
+            Some(mut kept) if kept.bytes >= bytes => {
+                kept.key = key;
+                (kept, true)
+            }
+            _ => (
+                KeptLhs {
+                    key,
+                    buffer: dyn_stack::MemBuffer::new(StackReq::new_aligned::<u8>(
+                        bytes,
+                        CACHELINE_ALIGN,
+                    )),
+                    bytes,
+                },
+                true,
+            ),
+        })
+    } else {
+        None
+    };
+    #[cfg(feature = "std")]
+    let (prepack_kept, pack_kept) = match &kept_lhs {
+        Some((_, fresh)) => (true, *fresh),
+        None => (false, false),
+    };
+    #[cfg(not(feature = "std"))]
+    let (prepack_kept, pack_kept) = (false, false);
+    // The kept buffer, when there is one, replaces the prepacked one allocated here.
+    let alloc_prepack_lhs = do_prepack_lhs && !prepack_kept;
+    let do_prepack_lhs = do_prepack_lhs || prepack_kept;
+
+    let mut mem = if do_pack_rhs || alloc_prepack_lhs {
         let rhs_req = StackReq::new_aligned::<T>(
             if do_pack_rhs {
                 packed_rhs_stride * (nc / NR)
@@ -370,7 +472,7 @@ pub unsafe fn gemm_basic_generic<
             simd_align,
         );
         let lhs_req = StackReq::new_aligned::<T>(
-            if do_prepack_lhs {
+            if alloc_prepack_lhs {
                 packed_lhs_stride * (m.msrv_next_multiple_of(MR) / MR)
             } else {
                 0
@@ -403,7 +505,7 @@ pub unsafe fn gemm_basic_generic<
             rhs,
             stack
                 .make_aligned_uninit::<T>(
-                    if do_prepack_lhs {
+                    if alloc_prepack_lhs {
                         packed_lhs_stride * (m.msrv_next_multiple_of(MR) / MR)
                     } else {
                         0
@@ -424,6 +526,11 @@ pub unsafe fn gemm_basic_generic<
         })
         .unwrap_or((core::ptr::null_mut(), core::ptr::null_mut()));
 
+    #[cfg(feature = "std")]
+    let prepacked_lhs = match kept_lhs.as_mut() {
+        Some((kept, _)) => kept.buffer.as_mut_ptr() as *mut T,
+        None => prepacked_lhs,
+    };
     let packed_rhs = Ptr(packed_rhs);
     let prepacked_lhs = Ptr(prepacked_lhs);
 
@@ -565,7 +672,7 @@ pub unsafe fn gemm_basic_generic<
                     }
                 }
             }
-            if do_prepack_lhs {
+            if do_prepack_lhs && (!prepack_kept || pack_kept) {
                 pack_lhs::<T, N, MR, _>(
                     simd,
                     m,
@@ -787,6 +894,10 @@ pub unsafe fn gemm_basic_generic<
             depth_outer += k_chunk;
         }
         col_outer += n_chunk;
+    }
+    #[cfg(feature = "std")]
+    if let Some((kept, _)) = kept_lhs {
+        KEPT_LHS.with(|slot| *slot.borrow_mut() = Some(kept));
     }
 }
 
