@@ -567,6 +567,53 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// `wᵀ · rhs` as a recurrent step computes it (the weight column-major, the states read
+    /// in place), on this thread.
+    fn step_product(w: &[f32], rhs: &[f32], (g, h, n): (usize, usize, usize)) -> Vec<f32> {
+        let mut out = vec![0.0; g * n];
+        matmul_here(
+            Out::transposed(&mut out, g, n, g, false),
+            Mat::transposed(w, g, h, g),
+            Mat::transposed(rhs, h, n, h),
+        );
+        out
+    }
+
+    /// A weight kept packed gives the bits of one packed at every product, and a kept one is
+    /// forgotten when its scope ends: the weight changed in place afterwards is packed anew.
+    #[test]
+    fn kept_recurrent_weight_same_bits_and_forgotten_after_its_scope() {
+        let dims = (512, 128, 100);
+        let (g, h, n) = dims;
+        let mut w = pseudo_random(h * g, 1, 0.1);
+        let states: Vec<Vec<f32>> = (0..3).map(|s| pseudo_random(n * h, 10 + s, 1.0)).collect();
+        let fresh: Vec<Vec<f32>> = states.iter().map(|x| step_product(&w, x, dims)).collect();
+        {
+            // SAFETY: `w` is not written while the scope lives.
+            let _kept = unsafe { RecurrentWeightKept::new() };
+            for (x, expected) in states.iter().zip(&fresh) {
+                let got = step_product(&w, x, dims);
+                assert!(
+                    got.iter()
+                        .zip(expected)
+                        .all(|(a, b)| a.to_bits() == b.to_bits())
+                );
+            }
+        }
+        // The same address, new values: an optimizer step between two sequences.
+        w.iter_mut().for_each(|v| *v *= -0.5);
+        let changed = step_product(&w, &states[0], dims);
+        // SAFETY: `w` is not written while the scope lives.
+        let _kept = unsafe { RecurrentWeightKept::new() };
+        let kept = step_product(&w, &states[0], dims);
+        assert_ne!(changed, fresh[0]);
+        assert!(
+            kept.iter()
+                .zip(&changed)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+    }
+
     #[test]
     fn tanh_is_accurate_and_odd() {
         for i in -4000..=4000 {
