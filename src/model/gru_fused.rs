@@ -35,8 +35,8 @@ use rayon::prelude::*;
 
 use super::fused::{
     LayerDims, Mat, Out, RecurrentWeightKept, Scratch, add_column_sums, dense,
-    elementwise_min_rows, f32s, from_f32s, lane_rows, matmul, matmul_here, previous_hidden_scratch,
-    scratch, tanh_f32, transpose, widest_simd,
+    elementwise_min_rows, f32s, from_f32s, lane_rows, matmul, matmul_here, prefetch,
+    previous_hidden_scratch, scratch, tanh_f32, transpose, widest_simd,
 };
 
 #[backend_extension(Flex, Autodiff)]
@@ -382,6 +382,14 @@ pub(crate) fn backward(
                     }
                     for b in 0..group {
                         let row = (chunk * lanes + b) * d.seq + step;
+                        if b + 1 < group {
+                            let next = row + d.seq;
+                            prefetch(&trace.gates[next * g..][..g]);
+                            prefetch(&trace.hh_n[next * h..][..h]);
+                            if step > 0 {
+                                prefetch(&trace.hidden[(next - 1) * h..][..h]);
+                            }
+                        }
                         let previous = match step {
                             0 => &zero_state[..],
                             _ => &trace.hidden[(row - 1) * h..][..h],

@@ -34,7 +34,7 @@ use rayon::prelude::*;
 use super::fused::{
     LayerDims, Mat, Out, RecurrentWeightKept, Scratch, add_column_sums, dense,
     elementwise_min_rows, f32s, from_f32s, inputs_beside_previous_hidden, lane_rows, matmul,
-    matmul_here, scratch, tanh_f32, transpose, widest_simd,
+    matmul_here, prefetch, scratch, tanh_f32, transpose, widest_simd,
 };
 
 #[backend_extension(Flex, Autodiff)]
@@ -339,6 +339,14 @@ pub(crate) fn backward(
                     }
                     for b in 0..group {
                         let row = (chunk * lanes + b) * d.seq + step;
+                        if b + 1 < group {
+                            let next = row + d.seq;
+                            prefetch(&trace.gates[next * g..][..g]);
+                            prefetch(&trace.tanh_cells[next * h..][..h]);
+                            if step > 0 {
+                                prefetch(&trace.cells[(next - 1) * h..][..h]);
+                            }
+                        }
                         let previous = step
                             .checked_sub(1)
                             .map(|_| &trace.cells[(row - 1) * h..][..h]);
