@@ -34,9 +34,9 @@ use burn_flex::ops::activation::sigmoid_f32;
 use rayon::prelude::*;
 
 use super::fused::{
-    LayerDims, Mat, Out, RecurrentWeightKept, Scratch, add_column_sums, dense,
-    elementwise_min_rows, f32s, from_f32s, lane_rows, matmul, matmul_here, prefetch,
-    previous_hidden_scratch, scratch, tanh_f32, transpose, widest_simd,
+    LayerDims, Mat, Out, RecurrentWeightKept, Scratch, column_sums, dense, elementwise_min_rows,
+    f32s, from_f32s, lane_rows, matmul, matmul_here, prefetch, previous_hidden_scratch, scratch,
+    tanh_f32, transpose, widest_simd,
 };
 
 #[backend_extension(Flex, Autodiff)]
@@ -432,16 +432,9 @@ pub(crate) fn backward(
         Mat::transposed(&previous_hidden, h, rows, h),
         Mat::rows(&d_hidden_side, rows, g, g),
     );
-    // Each bias gradient sums its column over the rows in order; columns split over the pool.
-    let columns = 64;
-    for (bias, sides) in [
-        (&mut grads.b_in, &d_input_side),
-        (&mut grads.b_h, &d_hidden_side),
-    ] {
-        bias.par_chunks_mut(columns)
-            .enumerate()
-            .for_each(|(c, bias)| add_column_sums(bias, &sides[c * columns..], g));
-    }
+    // Each bias gradient sums its column over the rows in order.
+    column_sums(&mut grads.b_in, &d_input_side, g);
+    column_sums(&mut grads.b_h, &d_hidden_side, g);
     if want_x {
         let mut dx = vec![0.0f32; x.len()];
         // Transposed, dxᵀ = W_in · dgatesᵀ: gemm reads the gradient's rows in place instead

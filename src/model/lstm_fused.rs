@@ -32,9 +32,9 @@ use burn_flex::ops::activation::sigmoid_f32;
 use rayon::prelude::*;
 
 use super::fused::{
-    LayerDims, Mat, Out, RecurrentWeightKept, Scratch, add_column_sums, dense,
-    elementwise_min_rows, f32s, from_f32s, inputs_beside_previous_hidden, lane_rows, matmul,
-    matmul_here, prefetch, scratch, tanh_f32, transpose, widest_simd,
+    LayerDims, Mat, Out, RecurrentWeightKept, Scratch, column_sums, dense, elementwise_min_rows,
+    f32s, from_f32s, inputs_beside_previous_hidden, lane_rows, matmul, matmul_here, prefetch,
+    scratch, tanh_f32, transpose, widest_simd,
 };
 
 #[backend_extension(Flex, Autodiff)]
@@ -388,13 +388,8 @@ pub(crate) fn backward(
     drop(beside);
     grads.w_h = w_both.split_off(d.input * g);
     grads.w_in = w_both;
-    // Each bias gradient sums its column over the rows in order; columns split over the pool.
-    let columns = 64;
-    grads
-        .bias
-        .par_chunks_mut(columns)
-        .enumerate()
-        .for_each(|(c, bias)| add_column_sums(bias, &d_gates[c * columns..], g));
+    // The bias gradient sums each column over the rows in order.
+    column_sums(&mut grads.bias, &d_gates, g);
     if want_x {
         let mut dx = vec![0.0f32; x.len()];
         // Transposed, dxᵀ = W_in · dgatesᵀ: gemm reads dgates' rows in place instead of
