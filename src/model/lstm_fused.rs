@@ -363,17 +363,13 @@ pub(crate) fn backward(
                 }
             });
     }
-    let mut grads = LayerGrads {
-        x: None,
-        w_in: Vec::new(),
-        bias: vec![0.0; g],
-        w_h: Vec::new(),
-    };
     if rows == 0 || h == 0 {
-        grads.w_in = vec![0.0; d.input * g];
-        grads.w_h = vec![0.0; h * g];
-        grads.x = want_x.then(|| vec![0.0; x.len()]);
-        return grads;
+        return LayerGrads {
+            x: want_x.then(|| vec![0.0; x.len()]),
+            w_in: vec![0.0; d.input * g],
+            bias: vec![0.0; g],
+            w_h: vec![0.0; h * g],
+        };
     }
     // [dW_in; dW_h] = [x_t, h_{t-1}]ᵀ · dgates, one product (see
     // `inputs_beside_previous_hidden`).
@@ -386,8 +382,13 @@ pub(crate) fn backward(
         Mat::rows(&d_gates, rows, g, g),
     );
     drop(beside);
-    grads.w_h = w_both.split_off(d.input * g);
-    grads.w_in = w_both;
+    let w_h = w_both.split_off(d.input * g);
+    let mut grads = LayerGrads {
+        x: None,
+        w_in: w_both,
+        bias: vec![0.0; g],
+        w_h,
+    };
     // The bias gradient sums each column over the rows in order.
     column_sums(&mut grads.bias, &d_gates, g);
     if want_x {
